@@ -1,0 +1,81 @@
+"""Shared fixtures: the CLI runner, the openssl oracle, generated keys and chains."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pki
+import pytest
+
+from tlsa_manager.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+LE_DATA = REPO / "tlsa_manager" / "data" / "letsencrypt"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run ``tlsa-manager ARGS`` in-process with a private state directory."""
+    monkeypatch.setenv("TLSA_MANAGER_STATE_DIR", str(tmp_path / "state"))
+
+    def run(*args: str) -> Result:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def openssl(*args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=True).stdout
+
+
+def openssl_tlsa_data(path: Path, selector: int, mtype: int, *, key: bool = False) -> str:
+    """The association data as the openssl CLI computes it (the independent oracle)."""
+    if key:
+        selected = openssl("pkey", "-in", str(path), "-pubout", "-outform", "DER")
+    elif selector == 0:
+        selected = openssl("x509", "-in", str(path), "-outform", "DER")
+    else:
+        pub = openssl("x509", "-in", str(path), "-noout", "-pubkey")
+        selected = openssl("pkey", "-pubin", "-outform", "DER", stdin=pub)
+    if mtype == 0:
+        return selected.hex()
+    algo = {1: "-sha256", 2: "-sha512"}[mtype]
+    out = openssl("dgst", algo, "-r", stdin=selected).decode()
+    return out.split()[0].lower()
+
+
+@pytest.fixture(scope="session")
+def key_chains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
+    """For each key kind: a leaf cert, its fullchain, its key, under a two-level CA."""
+    base = tmp_path_factory.mktemp("pki")
+    root = pki.make_ca("Test Root", pki.make_key("p384"))
+    inter = pki.make_ca("Test R1", pki.make_key("rsa2048"), issuer=root)
+    out: dict[str, dict[str, Path]] = {}
+    for kind in pki.KEY_KINDS:
+        leaf = pki.make_leaf([f"{kind}.example.test"], inter, key=pki.make_key(kind))
+        d = base / kind
+        out[kind] = {
+            "cert": pki.write(d / "cert.pem", leaf.pem),
+            "fullchain": pki.write(d / "fullchain.pem", leaf.pem, inter.pem),
+            "key": pki.write(d / "privkey.pem", leaf.key_pem),
+            "inter": pki.write(d / "inter.pem", inter.pem),
+        }
+    return out

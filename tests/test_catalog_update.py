@@ -1,0 +1,122 @@
+"""`catalog update` against a local copy of the certificates page: verify, store, fall back."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pki
+import pytest
+from conftest import LE_DATA
+
+PAGE = """<html><body>
+<h1>Root Certificates</h1>
+<ul><li>Active<ul>
+  <li>ISRG Root X1 <a href="/certs/isrg-root-x1.pem">pem</a></li>
+  <li>ISRG Root X2 <a href="/certs/isrg-root-x2.pem">pem</a>
+      <a href="/certs/isrg-root-x2-cross-x1.pem">pem</a></li>
+  <li>Fake Root <a href="/certs/fake-root.pem">pem</a></li>
+</ul></li></ul>
+<h1>Subordinate (Intermediate) CAs</h1>
+<ul>
+<li>Active<ul>
+  <li>YR1 <a href="/certs/gen-y/int-yr1.pem">pem</a></li>
+  <li>YR2 <a href="/certs/gen-y/int-yr2.pem">pem</a></li>
+  <li>YR3 <a href="/certs/gen-y/int-yr3.pem">pem</a></li>
+  <li>Evil <a href="/certs/gen-y/evil.pem">pem</a></li>
+</ul></li>
+<li>Backup<ul>
+  <li>YE3 <a href="/certs/gen-y/int-ye3.pem">pem</a></li>
+</ul></li>
+<li>Retired<ul>
+  <li>R10 <a href="/certs/2024/r10.pem">pem</a></li>
+  <li>Gone <a href="/certs/2024/missing.pem">pem</a></li>
+</ul></li>
+</ul></body></html>
+"""
+
+
+@pytest.fixture
+def le_site(tmp_path: Path) -> Iterator[str]:
+    site = tmp_path / "site"
+    (site / "certificates").mkdir(parents=True)
+    (site / "certificates" / "index.html").write_text(PAGE)
+    files = {
+        "certs/isrg-root-x1.pem": "isrg-root-x1.pem",
+        "certs/isrg-root-x2.pem": "isrg-root-x2.pem",
+        "certs/isrg-root-x2-cross-x1.pem": "isrg-root-x2-cross-x1.pem",
+        "certs/gen-y/int-yr1.pem": "yr1.pem",
+        "certs/gen-y/int-yr2.pem": "yr2.pem",
+        "certs/gen-y/int-yr3.pem": "yr3.pem",
+        "certs/gen-y/int-ye3.pem": "ye3.pem",
+        "certs/2024/r10.pem": "r10.pem",
+    }
+    for target, source in files.items():
+        pki.write(site / target, (LE_DATA / source).read_bytes())
+    # YR1's chain on this page also needs Root YR (cross-signed by X1) to reach X1.
+    pki.write(site / "certs" / "gen-y" / "root-yr.pem", (LE_DATA / "isrg-root-yr-cross-x1.pem").read_bytes())
+    page = (site / "certificates" / "index.html").read_text()
+    page = page.replace("</body>", '<a href="/certs/gen-y/root-yr.pem">Root YR</a></body>')
+    page = page.replace("<h1>Subordinate", '<ul><li>Active <a href="/certs/gen-y/root-ye.pem">x</a></li></ul><h1>Subordinate')
+    pki.write(site / "certs" / "gen-y" / "root-ye.pem", (LE_DATA / "isrg-root-ye-cross-x2.pem").read_bytes())
+    (site / "certificates" / "index.html").write_text(page)
+    fake_root = pki.make_ca("ISRG Root X1")  # same name as the real root, different key
+    evil = pki.make_ca("YR9", issuer=fake_root)
+    pki.write(site / "certs" / "fake-root.pem", fake_root.pem)
+    pki.write(site / "certs" / "gen-y" / "evil.pem", evil.pem)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/certificates/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_update_verifies_and_takes_statuses_from_the_page(cli, le_site: str) -> None:
+    result = cli("catalog", "update", "--url", le_site)
+    assert result.code == 0, result.err
+    assert "rejected" in result.out
+    assert "fake-root.pem: self-signed root" in result.err
+    assert "evil.pem: does not chain to a bundled ISRG root" in result.err
+    assert "missing.pem: download failed" in result.err
+    doc = cli("--json", "catalog", "list").json()
+    assert doc["origin"].startswith("refreshed")
+    status = {i["name"]: i["status"] for i in doc["issuers"]}
+    assert status["YR3"] == "active"  # the page moved it: data, not code
+    assert status["YE3"] == "backup"
+    assert status["R10"] == "retired"
+    assert "YR9" not in status
+    assert status["ISRG Root X1"] == "root"
+
+
+def test_offline_falls_back_to_bundled(cli) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = cli("catalog", "update", "--url", f"http://127.0.0.1:{port}/certificates/", "--timeout", "2")
+    assert result.code == 1
+    assert result.err.count("\n") == 1
+    assert "catalog update failed" in result.err and "still using the bundled catalog" in result.err
+    assert cli("--json", "catalog", "list").json()["origin"] == "bundled"
+
+
+def test_page_without_certificates_keeps_old_catalog(cli, tmp_path: Path) -> None:
+    site = tmp_path / "empty"
+    site.mkdir()
+    (site / "index.html").write_text("<html><h1>Maintenance</h1></html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = cli("catalog", "update", "--url", f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 1 and "lists no PEM certificates" in result.err

@@ -1,0 +1,253 @@
+"""The Let's Encrypt issuer catalog: which CA keys may sign the next certificate.
+
+A DANE-TA "2 1 1" RRset for a Let's Encrypt host must list every active and backup
+intermediate of the host's key type, because Let's Encrypt picks one at random and
+may switch to a backup without warning (dane-rules.md D5).  The catalog is data:
+PEM files plus a manifest with each certificate's status, bundled in the package
+and refreshable with ``tlsa-manager catalog update``.  No status lives in code.
+
+The unit that matters for "2 1 1" is the CA *key*: cross-signs and reissues of one
+key share one SPKI hash, so certificates are grouped by SPKI into :class:`Issuer`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from tlsa_manager.certs import Chain, describe_key, is_self_signed, issued_by, key_type
+from tlsa_manager.errors import InputError
+from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute, spki_sha256
+
+STATUSES = ("active", "backup", "retired", "root")
+_STATUS_RANK = {"active": 0, "backup": 1, "root": 2, "retired": 3}
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class CatalogCert:
+    """One certificate file of the catalog, with the facts from its manifest entry."""
+
+    name: str
+    ca: str
+    variant: str
+    status: str
+    status_detail: str
+    certificate: x509.Certificate
+    pem: bytes
+
+    @property
+    def not_before(self) -> datetime:
+        return self.certificate.not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        return self.certificate.not_valid_after_utc
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """One CA key with all its certificates (self-signed, cross-signed, reissued)."""
+
+    name: str
+    spki_sha256: str
+    status: str
+    is_root: bool
+    certs: tuple[CatalogCert, ...]
+
+    @property
+    def key_type(self) -> str:
+        return key_type(self.certs[0].certificate.public_key())
+
+    @property
+    def key_description(self) -> str:
+        return describe_key(self.certs[0].certificate.public_key())
+
+    @property
+    def not_before(self) -> datetime:
+        return min(c.not_before for c in self.certs)
+
+    @property
+    def not_after(self) -> datetime:
+        return max(c.not_after for c in self.certs)
+
+    @property
+    def record(self) -> Tlsa:
+        """The "2 1 1" record that pins this CA key."""
+        return compute(
+            Usage.DANE_TA,
+            Selector.SPKI,
+            MatchingType.SHA2_256,
+            cert=self.certs[0].certificate,
+        )
+
+    def label(self) -> str:
+        """``YR2, active``: how the CLI names an issuer."""
+        return f"{self.name}, {self.status}"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All issuers, plus where they were loaded from (bundled or refreshed)."""
+
+    issuers: tuple[Issuer, ...]
+    origin: str
+
+    def by_spki(self, spki_hex: str) -> Issuer | None:
+        return next((i for i in self.issuers if i.spki_sha256 == spki_hex.lower()), None)
+
+    def by_name(self, name: str) -> Issuer | None:
+        wanted = name.strip().lower()
+        return next((i for i in self.issuers if i.name.lower() == wanted), None)
+
+    def intermediates(
+        self, key_type_: str | None = None, statuses: Iterable[str] = ("active", "backup")
+    ) -> tuple[Issuer, ...]:
+        """Issuing CAs (never roots) of a key type whose status is one of ``statuses``."""
+        wanted = set(statuses)
+        return tuple(
+            i
+            for i in self.issuers
+            if not i.is_root
+            and i.status in wanted
+            and (key_type_ is None or i.key_type == key_type_)
+        )
+
+    def issuer_of(self, chain: Chain) -> Issuer | None:
+        """The catalog CA that signed the chain's leaf, or None if it is not one of ours.
+
+        The CA certificate the chain carries for the leaf's issuer name decides (that
+        is the certificate a DANE-TA record must match, RFC 7671 §5.2.2); for a bare
+        ``cert.pem`` every catalog certificate with that name is tried by signature.
+        """
+        leaf = chain.leaf
+        if leaf is None:
+            return None
+        for ca in chain.cas:
+            if ca.subject == leaf.issuer:
+                found = self.by_spki(spki_sha256(ca.public_key()))
+                if found is not None:
+                    return found
+        for issuer in self.issuers:
+            for cert in issuer.certs:
+                if cert.certificate.subject == leaf.issuer and issued_by(leaf, cert.certificate):
+                    return issuer
+        return None
+
+    def siblings(self, issuer: Issuer) -> tuple[Issuer, ...]:
+        """Other active/backup intermediates of the same key type: the next issuer may be any."""
+        return tuple(i for i in self.intermediates(issuer.key_type) if i is not issuer)
+
+    def roots(self) -> tuple[Issuer, ...]:
+        return tuple(i for i in self.issuers if i.is_root)
+
+
+def build_catalog(
+    entries: Sequence[Mapping[str, Any]], pems: Mapping[str, bytes], origin: str
+) -> Catalog:
+    """Group manifest entries by CA key and check each PEM against its manifest facts.
+
+    A manifest whose hash does not match its PEM is rejected: a catalog that
+    silently disagrees with itself would publish the wrong "2 1 1".
+    """
+    certs: list[CatalogCert] = []
+    for entry in entries:
+        file = str(entry["file"])
+        if file not in pems:
+            raise InputError(
+                f"catalog {origin}: {file} is listed but missing", "run 'catalog update'"
+            )
+        cert = x509.load_pem_x509_certificate(pems[file])
+        status = str(entry["status"])
+        if status not in STATUSES:
+            raise InputError(
+                f"catalog {origin}: {file} has unknown status {status!r}",
+                f"use one of {', '.join(STATUSES)}",
+            )
+        expected = entry.get("spki_sha256")
+        if expected and expected != spki_sha256(cert.public_key()):
+            raise InputError(
+                f"catalog {origin}: {file} does not match its manifest hash",
+                "reinstall the package or run 'catalog update'",
+            )
+        certs.append(
+            CatalogCert(
+                name=str(entry["name"]),
+                ca=str(entry["ca"]),
+                variant=str(entry.get("variant", "")),
+                status=status,
+                status_detail=str(entry.get("status_detail", "")),
+                certificate=cert,
+                pem=pems[file],
+            )
+        )
+    by_key: dict[str, list[CatalogCert]] = {}
+    for cert_entry in certs:
+        by_key.setdefault(spki_sha256(cert_entry.certificate.public_key()), []).append(cert_entry)
+    issuers = []
+    for spki, group in by_key.items():
+        status = min((c.status for c in group), key=_STATUS_RANK.__getitem__)
+        names = sorted({c.ca for c in group}, key=lambda n: (len(n), n))
+        issuers.append(
+            Issuer(
+                name=names[0],
+                spki_sha256=spki,
+                status=status,
+                is_root=any(is_self_signed(c.certificate) for c in group),
+                certs=tuple(group),
+            )
+        )
+    return Catalog(tuple(issuers), origin)
+
+
+def load_directory(directory: Path, origin: str | None = None) -> Catalog:
+    """Load a catalog written by ``catalog update`` (or any manifest + PEM folder)."""
+    try:
+        entries = json.loads((directory / MANIFEST).read_text())
+        pems = {e["file"]: (directory / e["file"]).read_bytes() for e in entries}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"catalog in {directory} is unreadable ({exc})",
+            "run 'tlsa-manager catalog update' again or delete that folder",
+        ) from None
+    return build_catalog(entries, pems, origin or str(directory))
+
+
+@functools.cache
+def load_bundled() -> Catalog:
+    """The catalog shipped inside the package."""
+    root = resources.files("tlsa_manager") / "data" / "letsencrypt"
+    entries = json.loads((root / MANIFEST).read_text())
+    pems = {e["file"]: (root / e["file"]).read_bytes() for e in entries}
+    return build_catalog(entries, pems, "bundled")
+
+
+def bundled_roots() -> tuple[x509.Certificate, ...]:
+    """The self-signed ISRG roots shipped in the package: the trust anchors of updates."""
+    return tuple(
+        c.certificate
+        for issuer in load_bundled().roots()
+        for c in issuer.certs
+        if is_self_signed(c.certificate) and "ISRG" in issuer.name
+    )
+
+
+def refreshed_dir(state_dir: Path) -> Path:
+    return state_dir / "catalog"
+
+
+def load(state_dir: Path | None) -> Catalog:
+    """The refreshed catalog from the state directory if there is one, else the bundled one."""
+    if state_dir is not None and (refreshed_dir(state_dir) / MANIFEST).is_file():
+        return load_directory(
+            refreshed_dir(state_dir), origin=f"refreshed ({refreshed_dir(state_dir)})"
+        )
+    return load_bundled()

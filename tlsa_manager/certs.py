@@ -1,0 +1,310 @@
+"""Load certificates, chains and keys from files, and tell what they are.
+
+Operators hand us what their ACME client wrote: ``fullchain.pem``, ``cert.pem``,
+``privkey.pem``, a Postfix key+chain file, a DER file, or a freshly generated next
+key with no certificate yet.  Every way such a file can be wrong becomes one
+:class:`~tlsa_manager.errors.InputError` line that names the file and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
+
+from tlsa_manager.errors import InputError
+from tlsa_manager.records import spki_der
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
+_PRIVATE_LABELS = {
+    b"PRIVATE KEY",
+    b"RSA PRIVATE KEY",
+    b"EC PRIVATE KEY",
+    b"ENCRYPTED PRIVATE KEY",
+}
+_PUBLIC_LABELS = {b"PUBLIC KEY", b"RSA PUBLIC KEY"}
+_IGNORED_LABELS = {b"EC PARAMETERS"}
+
+
+@dataclass(frozen=True)
+class Material:
+    """What one file holds: certificates in file order, and any keys."""
+
+    path: Path
+    certificates: tuple[x509.Certificate, ...] = ()
+    private_keys: tuple[PrivateKeyTypes, ...] = ()
+    public_keys: tuple[PublicKeyTypes, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A leaf (or a bare key) with the CA certificates that came with it."""
+
+    leaf: x509.Certificate | None
+    key: PublicKeyTypes | None
+    cas: tuple[x509.Certificate, ...] = field(default=())
+    source: Path | None = None
+
+    @property
+    def key_type(self) -> str:
+        return key_type(self.key) if self.key is not None else "none"
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a file, turning every OS failure into one clear line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file", "check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file", "name the file inside it") from None
+    except PermissionError:
+        raise InputError(
+            f"{path}: permission denied",
+            "run as a user that may read it (keys are often root-only)",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})", "check the file") from None
+    if not data.strip():
+        raise InputError(f"{path}: the file is empty", "point at the certificate or key file")
+    return data
+
+
+def load_material(path: Path, passphrase: bytes | None = None) -> Material:
+    """Parse every certificate and key in a PEM or DER file."""
+    data = read_bytes(path)
+    if b"-----BEGIN" in data:
+        return _load_pem(path, data, passphrase)
+    return _load_der(path, data, passphrase)
+
+
+def _load_pem(path: Path, data: bytes, passphrase: bytes | None) -> Material:
+    certs: list[x509.Certificate] = []
+    private: list[PrivateKeyTypes] = []
+    public: list[PublicKeyTypes] = []
+    complete = list(_PEM_BLOCK.finditer(data))
+    if len(complete) < len(_PEM_BEGIN.findall(data)):
+        raise InputError(
+            f"{path}: a PEM block has no matching END line (the file is truncated)",
+            "copy the file again whole",
+        )
+    for match in complete:
+        label, block = match.group(1), match.group(0)
+        if label in _CERT_LABELS:
+            try:
+                certs.append(x509.load_pem_x509_certificate(block))
+            except ValueError:
+                raise InputError(
+                    f"{path}: certificate number {len(certs) + 1} is damaged",
+                    "copy the file again whole",
+                ) from None
+        elif label in _PRIVATE_LABELS:
+            private.append(_private_key(path, block, passphrase, pem=True))
+        elif label in _PUBLIC_LABELS:
+            try:
+                public.append(serialization.load_pem_public_key(block))
+            except (ValueError, UnsupportedAlgorithm):
+                raise InputError(f"{path}: the public key is damaged", "copy it again") from None
+        elif label not in _IGNORED_LABELS:
+            raise InputError(
+                f"{path}: holds a {label.decode()!r} block, not a certificate or key",
+                "point at the certificate, chain or key file",
+            )
+    if not (certs or private or public):
+        raise InputError(
+            f"{path}: no certificate or key in this file",
+            "point at a PEM or DER certificate, chain or key",
+        )
+    return Material(path, tuple(certs), tuple(private), tuple(public))
+
+
+def _load_der(path: Path, data: bytes, passphrase: bytes | None) -> Material:
+    try:
+        return Material(path, certificates=(x509.load_der_x509_certificate(data),))
+    except ValueError:
+        pass
+    try:
+        return Material(path, public_keys=(serialization.load_der_public_key(data),))
+    except (ValueError, UnsupportedAlgorithm):
+        pass
+    try:
+        return Material(path, private_keys=(_private_key(path, data, passphrase, pem=False),))
+    except InputError as exc:
+        if "passphrase" in exc.message:
+            raise
+    raise InputError(
+        f"{path}: not a certificate or key (neither PEM nor DER)",
+        "point at the certificate, chain or key file",
+    )
+
+
+def _private_key(
+    path: Path, blob: bytes, passphrase: bytes | None, *, pem: bool
+) -> PrivateKeyTypes:
+    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    try:
+        return loader(blob, password=passphrase)
+    except TypeError as exc:
+        if passphrase is None:
+            raise InputError(
+                f"{path}: the private key is encrypted and no passphrase was given",
+                "pass --passphrase-file FILE or --passphrase-env VAR, "
+                "or give the certificate instead",
+            ) from None
+        raise InputError(
+            f"{path}: the private key is not encrypted but a passphrase was given ({exc})",
+            "drop the passphrase option",
+        ) from None
+    except ValueError:
+        if passphrase is not None:
+            raise InputError(
+                f"{path}: the passphrase does not decrypt the private key (or the key is damaged)",
+                "check the passphrase",
+            ) from None
+        raise InputError(f"{path}: the private key is damaged", "copy the key again") from None
+    except UnsupportedAlgorithm:
+        raise InputError(
+            f"{path}: the private key uses an algorithm this tool does not support",
+            "use RSA, ECDSA or Ed25519",
+        ) from None
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """True for a CA certificate (basicConstraints cA=TRUE)."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """True when the certificate is signed by its own key (a root, or a test cert)."""
+    if cert.issuer != cert.subject:
+        return False
+    return issued_by(cert, cert)
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when ``issuer``'s key made ``cert``'s signature and the names line up."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def key_type(key: PublicKeyTypes) -> str:
+    """``rsa``, ``ecdsa`` or ``ed25519``: the catalog's ``key_type`` vocabulary."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ecdsa"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "ed448"
+    return "other"
+
+
+def describe_key(key: PublicKeyTypes) -> str:
+    """``RSA 2048``, ``ECDSA P-256``, ``Ed25519``: for humans."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curves = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        return f"ECDSA {curves.get(key.curve.name, key.curve.name)}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return type(key).__name__
+
+
+def same_key(a: PublicKeyTypes, b: PublicKeyTypes) -> bool:
+    return spki_der(a) == spki_der(b)
+
+
+def subject_text(cert: x509.Certificate) -> str:
+    """The subject's CN if it has one, else the whole RFC 4514 string."""
+    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    if cns:
+        return str(cns[0].value)
+    return cert.subject.rfc4514_string() or "(empty subject)"
+
+
+def chain_from_material(material: Material, key_material: Material | None = None) -> Chain:
+    """Pick the leaf, its CA certificates and its key out of loaded files.
+
+    The leaf is the first certificate that is not a CA (a Postfix key+chain file or
+    ``fullchain.pem`` put it first); a file of CA certificates only (``r10.pem``) has
+    no leaf and no key, only CAs to pin with "2 1 1".  A key given
+    separately must belong to the leaf, or the error says so: publishing a record for
+    the wrong key is how mail gets deferred.
+    """
+    path = material.path
+    certs = list(material.certificates)
+    private = list(material.private_keys)
+    public = list(material.public_keys)
+    if key_material is not None:
+        private += key_material.private_keys
+        public += key_material.public_keys
+        if not (key_material.private_keys or key_material.public_keys):
+            raise InputError(
+                f"{key_material.path}: holds no key", "point --key at the private or public key"
+            )
+    keys: list[PublicKeyTypes] = [k.public_key() for k in private] + public
+    if certs:
+        leaf = next((c for c in certs if not is_ca(c)), None)
+        if leaf is None:
+            if keys:
+                raise InputError(
+                    f"{path}: holds a key but only CA certificates",
+                    "give the server's own certificate with its key",
+                )
+            return Chain(leaf=None, key=None, cas=tuple(certs), source=path)
+        cas = tuple(c for c in certs if c is not leaf)
+        for key in keys:
+            if not same_key(key, leaf.public_key()):
+                where = key_material.path if key_material is not None else path
+                raise InputError(
+                    f"{where}: the key does not match the certificate "
+                    f"{subject_text(leaf)!r} in {path}",
+                    "give the key that belongs to this certificate (or leave the key out)",
+                )
+        return Chain(leaf=leaf, key=leaf.public_key(), cas=cas, source=path)
+    if len({spki_der(k) for k in keys}) > 1:
+        raise InputError(f"{path}: holds more than one different key", "give one key per file")
+    return Chain(leaf=None, key=keys[0], cas=(), source=path)
+
+
+def load_chain(path: Path, key_path: Path | None = None, passphrase: bytes | None = None) -> Chain:
+    """Load a certificate/chain/key file (and optionally its separate key file)."""
+    material = load_material(path, passphrase)
+    key_material = load_material(key_path, passphrase) if key_path is not None else None
+    return chain_from_material(material, key_material)
+
+
+def read_passphrase(file: Path | None, env: str | None) -> bytes | None:
+    """A key passphrase from a file (first line) or an environment variable."""
+    if file is not None:
+        return read_bytes(file).splitlines()[0]
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise InputError(
+                f"environment variable {env} is not set", "export it or use --passphrase-file"
+            )
+        return value.encode()
+    return None

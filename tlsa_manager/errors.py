@@ -1,0 +1,84 @@
+"""One exception root for everything a user can cause, with exit codes and hints.
+
+Every error carries a one-line message that says what is wrong and what to do next;
+the CLI prints that line and exits with the error's code, and shows a traceback only
+under ``--debug``.  Provider errors subclass :class:`TlsaManagerError` too, so "any
+failure of ours" is one ``except``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes of the ``tlsa-manager`` command (docs/cli.md)."""
+
+    OK = 0
+    FAILURE = 1  # something outside us failed: DNS server, API, network, file system
+    USAGE = 2  # bad flags, bad configuration, bad input files
+    UNSAFE = 3  # refused because it would break DANE for a live server
+    HAZARD = 4  # `check` / `plan` found a hazard
+
+
+class TlsaManagerError(Exception):
+    """Root of every error tlsa-manager raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and the hint on one line, as the CLI prints it."""
+        if self.hint:
+            return f"{self.message}; {self.hint}"
+        return self.message
+
+
+class UsageError(TlsaManagerError):
+    """A flag, a value or a combination of them that cannot work."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputError(TlsaManagerError):
+    """A file the user named is missing, unreadable, or not what it should be."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(TlsaManagerError):
+    """The configuration file is wrong."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnsafeError(TlsaManagerError):
+    """An action was refused because it could make DANE senders defer mail."""
+
+    exit_code = ExitCode.UNSAFE
+
+
+class StateError(TlsaManagerError):
+    """The ledger (state directory) is corrupt, locked or of an unknown version."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class NetworkError(TlsaManagerError):
+    """A server or API could not be reached or answered with an error."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ProviderError(TlsaManagerError):
+    """Root of every error a DNS provider raises."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ProviderConflict(ProviderError):
+    """The published RRset changed between read and apply (compare-and-swap failed)."""

@@ -1,0 +1,259 @@
+"""The TLSA record value type and how its association data is computed.
+
+Presentation and wire format come from dnspython's TLSA rdata (never re-implemented
+here); this module adds the RFC 7218 names, the hashing of RFC 6698 §2.1 and the
+SMTP owner name of RFC 7672 §2.2.3.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from tlsa_manager.errors import UsageError
+
+
+class Usage(IntEnum):
+    """Certificate usage field (RFC 6698 §2.1.1, names from RFC 7218)."""
+
+    PKIX_TA = 0
+    PKIX_EE = 1
+    DANE_TA = 2
+    DANE_EE = 3
+
+
+class Selector(IntEnum):
+    """Which part of the certificate is matched (RFC 6698 §2.1.2)."""
+
+    CERT = 0
+    SPKI = 1
+
+
+class MatchingType(IntEnum):
+    """How the selected bytes are compared (RFC 6698 §2.1.3)."""
+
+    FULL = 0
+    SHA2_256 = 1
+    SHA2_512 = 2
+
+
+Params = tuple[Usage, Selector, MatchingType]
+"""A record kind such as (DANE_EE, SPKI, SHA2_256): "3 1 1"."""
+
+
+def params_text(params: Params) -> str:
+    """``(3, 1, 1)`` as the ``"3 1 1"`` users write in configs."""
+    return " ".join(str(int(p)) for p in params)
+
+
+def parse_params(text: str) -> Params:
+    """Parse a record kind such as ``"3 1 1"``; a clear error for anything else."""
+    parts = text.split()
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise UsageError(
+            f"record kind {text!r} is not 'USAGE SELECTOR MTYPE'",
+            'write it like "3 1 1" or "2 1 1"',
+        )
+    usage, selector, mtype = (int(p) for p in parts)
+    return (to_usage(usage), to_selector(selector), to_mtype(mtype))
+
+
+def to_usage(value: int) -> Usage:
+    try:
+        return Usage(value)
+    except ValueError:
+        raise UsageError(
+            f"TLSA usage {value} is not one of 0, 1, 2, 3", "use 3 (DANE-EE) or 2 (DANE-TA)"
+        ) from None
+
+
+def to_selector(value: int) -> Selector:
+    try:
+        return Selector(value)
+    except ValueError:
+        raise UsageError(
+            f"TLSA selector {value} is not 0 or 1", "use 1 (public key, SPKI)"
+        ) from None
+
+
+def to_mtype(value: int) -> MatchingType:
+    try:
+        return MatchingType(value)
+    except ValueError:
+        raise UsageError(
+            f"TLSA matching type {value} is not 0, 1 or 2", "use 1 (SHA2-256)"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Tlsa:
+    """One TLSA record's RDATA: usage, selector, matching type and association data.
+
+    Immutable and hashable, so sets of records compare the way RRsets do.  Ordering
+    is by (usage, selector, mtype, data), which gives stable, readable output.
+    """
+
+    usage: Usage
+    selector: Selector
+    mtype: MatchingType
+    data: bytes
+
+    def __post_init__(self) -> None:
+        # Normalise plain ints to the enums (and validate them) while staying frozen.
+        object.__setattr__(self, "usage", to_usage(int(self.usage)))
+        object.__setattr__(self, "selector", to_selector(int(self.selector)))
+        object.__setattr__(self, "mtype", to_mtype(int(self.mtype)))
+        expected = {MatchingType.SHA2_256: 32, MatchingType.SHA2_512: 64}.get(self.mtype)
+        if expected is not None and len(self.data) != expected:
+            raise UsageError(
+                f"TLSA matching type {int(self.mtype)} needs {expected} bytes of data, "
+                f"got {len(self.data)}",
+                "check that the hash was copied whole",
+            )
+        if not self.data:
+            raise UsageError("TLSA record has no association data", "give the hex digest")
+
+    @property
+    def params(self) -> Params:
+        return (self.usage, self.selector, self.mtype)
+
+    @property
+    def kind(self) -> str:
+        """The record kind as users write it: ``"3 1 1"``."""
+        return params_text(self.params)
+
+    def to_rdata(self) -> dns.rdata.Rdata:
+        """dnspython's TLSA rdata for this record (presentation and wire format)."""
+        return dns.rdata.from_wire(
+            dns.rdataclass.IN,
+            dns.rdatatype.TLSA,
+            bytes([self.usage, self.selector, self.mtype]) + self.data,
+            0,
+            3 + len(self.data),
+        )
+
+    def to_text(self) -> str:
+        """Presentation format, lower-case hex in one piece: ``3 1 1 ab12...``."""
+        return str(self.to_rdata().to_text(chunksize=0))
+
+    @classmethod
+    def from_rdata(cls, rdata: dns.rdata.Rdata) -> Tlsa:
+        return cls(
+            Usage(rdata.usage),  # type: ignore[attr-defined]
+            Selector(rdata.selector),  # type: ignore[attr-defined]
+            MatchingType(rdata.mtype),  # type: ignore[attr-defined]
+            bytes(rdata.cert),  # type: ignore[attr-defined]
+        )
+
+    @classmethod
+    def from_text(cls, text: str) -> Tlsa:
+        """Parse ``"3 1 1 <hex>"`` (any case, spaces in the hex allowed)."""
+        try:
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TLSA, text.strip())
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise UsageError(
+                f"not a TLSA record: {text.strip()!r} ({exc})",
+                "write it as 'USAGE SELECTOR MTYPE HEX', e.g. '3 1 1 0123ab...'",
+            ) from None
+        return cls.from_rdata(rdata)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def spki_der(public_key: PublicKeyTypes) -> bytes:
+    """DER SubjectPublicKeyInfo, algorithm identifier included (RFC 6698 §2.1.2)."""
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def digest(mtype: MatchingType, content: bytes) -> bytes:
+    """The association data for ``content`` under matching type ``mtype``."""
+    if mtype is MatchingType.SHA2_256:
+        return hashlib.sha256(content).digest()
+    if mtype is MatchingType.SHA2_512:
+        return hashlib.sha512(content).digest()
+    return content
+
+
+def selected_bytes(selector: Selector, cert: x509.Certificate | None, key: PublicKeyTypes) -> bytes:
+    """The bytes a selector picks: the whole DER certificate, or the DER SPKI."""
+    if selector is Selector.CERT:
+        if cert is None:
+            raise UsageError(
+                "selector 0 (whole certificate) needs a certificate, but only a key was given",
+                'use selector 1 (public key), which is what "3 1 1" pins',
+            )
+        return cert.public_bytes(serialization.Encoding.DER)
+    return spki_der(key)
+
+
+def compute(
+    usage: Usage,
+    selector: Selector,
+    mtype: MatchingType,
+    *,
+    cert: x509.Certificate | None = None,
+    key: PublicKeyTypes | None = None,
+) -> Tlsa:
+    """Compute a TLSA record for a certificate, or for a bare public key.
+
+    A bare key is what makes pre-publication possible: the "3 1 1" of a next key can
+    be in DNS long before any certificate for it exists.
+    """
+    if key is None:
+        if cert is None:
+            raise UsageError("nothing to compute a TLSA record from", "give a certificate or key")
+        key = cert.public_key()
+    return Tlsa(usage, selector, mtype, digest(mtype, selected_bytes(selector, cert, key)))
+
+
+def spki_sha256(key: PublicKeyTypes) -> str:
+    """Hex SHA-256 of the SPKI: the identity of a key across all its certificates."""
+    return hashlib.sha256(spki_der(key)).hexdigest()
+
+
+def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Name:
+    """``_25._tcp.<host>.``, the TLSA owner of RFC 7672 §2.2.3 (always absolute).
+
+    Raises a UsageError for anything that is not a valid DNS host name, so a typo
+    never reaches a zone.
+    """
+    if not 1 <= port <= 65535:
+        raise UsageError(f"port {port} is outside 1-65535", "SMTP servers use port 25")
+    return dns.name.from_text(f"_{port}._{protocol}", origin=None).concatenate(host_name(host))
+
+
+def host_name(host: str) -> dns.name.Name:
+    """Parse and check a host name: letters, digits, hyphens, dots; absolute result."""
+    text = host.strip()
+    if not text or text == ".":
+        raise UsageError("the host name is empty", "give the MX host name, e.g. mail.example.com")
+    labels = text.rstrip(".").split(".")
+    for label in labels:
+        if (
+            not label
+            or len(label) > 63
+            or label.startswith("-")
+            or label.endswith("-")
+            or not all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        ):
+            raise UsageError(
+                f"{host!r} is not a valid DNS host name",
+                "use letters, digits and hyphens between dots, e.g. mail.example.com",
+            )
+    try:
+        return dns.name.from_text(text.rstrip(".") + ".")
+    except dns.exception.DNSException as exc:
+        raise UsageError(f"{host!r} is not a valid DNS host name ({exc})", "shorten it") from None

@@ -1,0 +1,39 @@
+"""Find providers through the ``tlsa_manager.providers`` entry-point group.
+
+The built-in providers register in the same group a third-party package would use,
+so the core never imports the providers package by name (keyring's backends and
+certbot's plugins work the same way).  Loading is lazy: only the provider a host
+uses is imported, so the Cloudflare SDK is never loaded for a zone-file user.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+
+from tlsa_manager.errors import ConfigError
+from tlsa_manager.provider import Provider
+
+GROUP = "tlsa_manager.providers"
+
+
+def available() -> dict[str, EntryPoint]:
+    """Every registered provider name and its entry point, without importing any."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def provider_class(name: str) -> type[Provider]:
+    """Import and return the provider class registered as ``name``."""
+    found = available()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise ConfigError(f"unknown provider type {name!r}", f"use one of: {known}")
+    try:
+        cls = found[name].load()
+    except ImportError as exc:
+        raise ConfigError(
+            f"provider {name!r} cannot be loaded ({exc})",
+            f"install what it needs, e.g. pip install 'tlsa-manager[{name}]'",
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ConfigError(f"entry point {name!r} is not a tlsa-manager provider", "reinstall it")
+    return cls
