@@ -116,9 +116,7 @@ class Catalog:
         return tuple(
             i
             for i in self.issuers
-            if not i.is_root
-            and i.status in wanted
-            and (key_type_ is None or i.key_type == key_type_)
+            if not i.is_root and i.status in wanted and (key_type_ is None or i.key_type == key_type_)
         )
 
     def issuer_of(self, chain: Chain) -> Issuer | None:
@@ -150,9 +148,7 @@ class Catalog:
         return tuple(i for i in self.issuers if i.is_root)
 
 
-def build_catalog(
-    entries: Sequence[Mapping[str, Any]], pems: Mapping[str, bytes], origin: str
-) -> Catalog:
+def build_catalog(entries: Sequence[Mapping[str, Any]], pems: Mapping[str, bytes], origin: str) -> Catalog:
     """Group manifest entries by CA key and check each PEM against its manifest facts.
 
     A manifest whose hash does not match its PEM is rejected: a catalog that
@@ -162,9 +158,7 @@ def build_catalog(
     for entry in entries:
         file = str(entry["file"])
         if file not in pems:
-            raise InputError(
-                f"catalog {origin}: {file} is listed but missing", "run 'catalog update'"
-            )
+            raise InputError(f"catalog {origin}: {file} is listed but missing", "run 'catalog update'")
         cert = x509.load_pem_x509_certificate(pems[file])
         status = str(entry["status"])
         if status not in STATUSES:
@@ -247,7 +241,5 @@ def refreshed_dir(state_dir: Path) -> Path:
 def load(state_dir: Path | None) -> Catalog:
     """The refreshed catalog from the state directory if there is one, else the bundled one."""
     if state_dir is not None and (refreshed_dir(state_dir) / MANIFEST).is_file():
-        return load_directory(
-            refreshed_dir(state_dir), origin=f"refreshed ({refreshed_dir(state_dir)})"
-        )
+        return load_directory(refreshed_dir(state_dir), origin=f"refreshed ({refreshed_dir(state_dir)})")
     return load_bundled()

@@ -190,18 +190,14 @@ def update(
         )
         files[name] = pem
     if not entries:
-        raise NetworkError(
-            f"no certificate from {url} passed verification", "keep using the bundled catalog"
-        )
+        raise NetworkError(f"no certificate from {url} passed verification", "keep using the bundled catalog")
     target = refreshed_dir(state_dir)
     _write_directory(target, entries, files)
     catalog = load_directory(target, origin=f"refreshed ({target})")
     return UpdateResult(catalog, [str(e["name"]) for e in entries], rejected)
 
 
-def _write_directory(
-    target: Path, entries: list[dict[str, object]], files: dict[str, bytes]
-) -> None:
+def _write_directory(target: Path, entries: list[dict[str, object]], files: dict[str, bytes]) -> None:
     """Write a complete catalog folder next to the old one, then swap it in."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".catalog.", dir=target.parent))

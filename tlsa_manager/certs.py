@@ -150,9 +150,7 @@ def _load_der(path: Path, data: bytes, passphrase: bytes | None) -> Material:
     )
 
 
-def _private_key(
-    path: Path, blob: bytes, passphrase: bytes | None, *, pem: bool
-) -> PrivateKeyTypes:
+def _private_key(path: Path, blob: bytes, passphrase: bytes | None, *, pem: bool) -> PrivateKeyTypes:
     loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
     try:
         return loader(blob, password=passphrase)
@@ -160,8 +158,7 @@ def _private_key(
         if passphrase is None:
             raise InputError(
                 f"{path}: the private key is encrypted and no passphrase was given",
-                "pass --passphrase-file FILE or --passphrase-env VAR, "
-                "or give the certificate instead",
+                "pass --passphrase-file FILE or --passphrase-env VAR, or give the certificate instead",
             ) from None
         raise InputError(
             f"{path}: the private key is not encrypted but a passphrase was given ({exc})",
@@ -261,9 +258,7 @@ def chain_from_material(material: Material, key_material: Material | None = None
         private += key_material.private_keys
         public += key_material.public_keys
         if not (key_material.private_keys or key_material.public_keys):
-            raise InputError(
-                f"{key_material.path}: holds no key", "point --key at the private or public key"
-            )
+            raise InputError(f"{key_material.path}: holds no key", "point --key at the private or public key")
     keys: list[PublicKeyTypes] = [k.public_key() for k in private] + public
     if certs:
         leaf = next((c for c in certs if not is_ca(c)), None)
@@ -279,8 +274,7 @@ def chain_from_material(material: Material, key_material: Material | None = None
             if not same_key(key, leaf.public_key()):
                 where = key_material.path if key_material is not None else path
                 raise InputError(
-                    f"{where}: the key does not match the certificate "
-                    f"{subject_text(leaf)!r} in {path}",
+                    f"{where}: the key does not match the certificate {subject_text(leaf)!r} in {path}",
                     "give the key that belongs to this certificate (or leave the key out)",
                 )
         return Chain(leaf=leaf, key=leaf.public_key(), cas=cas, source=path)
@@ -303,8 +297,6 @@ def read_passphrase(file: Path | None, env: str | None) -> bytes | None:
     if env is not None:
         value = os.environ.get(env)
         if value is None:
-            raise InputError(
-                f"environment variable {env} is not set", "export it or use --passphrase-file"
-            )
+            raise InputError(f"environment variable {env} is not set", "export it or use --passphrase-file")
         return value.encode()
     return None

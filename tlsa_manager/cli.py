@@ -77,9 +77,7 @@ def cmd_records(args: argparse.Namespace) -> int:
     if explicit:
         selector = to_selector(args.selector) if args.selector is not None else Selector.SPKI
         mtype = to_mtype(args.mtype) if args.mtype is not None else MatchingType.SHA2_256
-        usages = (
-            [to_usage(args.usage)] if args.usage is not None else [Usage.DANE_EE, Usage.DANE_TA]
-        )
+        usages = [to_usage(args.usage)] if args.usage is not None else [Usage.DANE_EE, Usage.DANE_TA]
         kinds = tuple((u, selector, mtype) for u in usages)
     else:
         kinds = DEFAULT_KINDS
@@ -163,8 +161,7 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
     for i in issuers:
         valid = f"{i.not_before:%Y-%m-%d}..{i.not_after:%Y-%m-%d}"
         sys.stdout.write(
-            f"{i.name:<28} {i.key_description:<11} {i.status:<8} {valid:<23} "
-            f"{i.record.data.hex()}\n"
+            f"{i.name:<28} {i.key_description:<11} {i.status:<8} {valid:<23} {i.record.data.hex()}\n"
         )
     return ExitCode.OK
 
@@ -191,8 +188,7 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
                     "tlsa_2_1_1": issuer.record.to_text(),
                 },
                 "siblings": [
-                    {"name": s.name, "status": s.status, "tlsa_2_1_1": s.record.to_text()}
-                    for s in siblings
+                    {"name": s.name, "status": s.status, "tlsa_2_1_1": s.record.to_text()} for s in siblings
                 ],
             }
         )
@@ -245,9 +241,7 @@ def _add_records(sub: Any) -> None:
     p.add_argument("--selector", type=int, help="0 whole certificate, 1 public key (default 1)")
     p.add_argument("--mtype", type=int, help="0 full, 1 SHA2-256, 2 SHA2-512 (default 1)")
     p.add_argument("--host", help="print zone-file lines at _PORT._tcp.HOST.")
-    p.add_argument(
-        "--port", type=int, default=None, help="TCP port for the owner name (default 25)"
-    )
+    p.add_argument("--port", type=int, default=None, help="TCP port for the owner name (default 25)")
     p.add_argument("--ttl", type=int, help="TTL of the zone-file lines (default 3600)")
     p.add_argument("--passphrase-file", type=Path, help="file whose first line decrypts the key")
     p.add_argument("--passphrase-env", help="environment variable that holds the key passphrase")
@@ -256,16 +250,12 @@ def _add_records(sub: Any) -> None:
 
 def _add_catalog(sub: Any) -> None:
     p = sub.add_parser("catalog", help="the Let's Encrypt issuer catalog")
-    csub = p.add_subparsers(
-        dest="catalog_command", metavar="list|show|update", parser_class=_Parser
-    )
+    csub = p.add_subparsers(dest="catalog_command", metavar="list|show|update", parser_class=_Parser)
     csub.required = True
     lp = csub.add_parser("list", help="every CA key: name, key type, status, validity, 2 1 1")
     lp.add_argument("--status", help="only these statuses, e.g. active,backup")
     lp.set_defaults(func=cmd_catalog_list)
-    sp = csub.add_parser(
-        "show", help="name the issuer of a chain and the CAs that could issue next"
-    )
+    sp = csub.add_parser("show", help="name the issuer of a chain and the CAs that could issue next")
     sp.add_argument("file", help="certificate or chain file")
     sp.set_defaults(func=cmd_catalog_show)
     up = csub.add_parser("update", help="fetch and verify the current list from letsencrypt.org")

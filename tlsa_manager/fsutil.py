@@ -29,9 +29,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     except FileNotFoundError:
         raise InputError(f"{directory}: no such directory", "create it first") from None
     except PermissionError:
-        raise InputError(
-            f"{directory}: permission denied", "run as a user that may write it"
-        ) from None
+        raise InputError(f"{directory}: permission denied", "run as a user that may write it") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -45,14 +45,20 @@ class OwnerChange:
     add: frozenset[Tlsa] = frozenset()
     delete: frozenset[Tlsa] = frozenset()
     ttl: int = 3600
+    #: the RRset's TTL now; when it differs from ``ttl`` the change sets the new TTL
+    expected_ttl: int | None = None
 
     @property
     def result(self) -> frozenset[Tlsa]:
         return (self.expected - self.delete) | self.add
 
     @property
+    def ttl_change(self) -> bool:
+        return bool(self.expected) and self.expected_ttl is not None and self.expected_ttl != self.ttl
+
+    @property
     def is_noop(self) -> bool:
-        return not (self.add - self.expected) and not (self.delete & self.expected)
+        return not (self.add - self.expected) and not (self.delete & self.expected) and not self.ttl_change
 
 
 @dataclass(frozen=True)
@@ -134,9 +140,7 @@ class Provider(abc.ABC):
         return f"<{type(self).__name__} provider>"
 
 
-def conflict(
-    owner: dns.name.Name, expected: frozenset[Tlsa], found: frozenset[Tlsa]
-) -> ProviderConflict:
+def conflict(owner: dns.name.Name, expected: frozenset[Tlsa], found: frozenset[Tlsa]) -> ProviderConflict:
     """The error for a failed compare-and-swap, naming what differed."""
     missing = sorted(r.to_text() for r in expected - found)
     extra = sorted(r.to_text() for r in found - expected)

@@ -7,6 +7,7 @@ SMTP owner name of RFC 7672 §2.2.3.  Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
@@ -81,18 +82,14 @@ def to_selector(value: int) -> Selector:
     try:
         return Selector(value)
     except ValueError:
-        raise UsageError(
-            f"TLSA selector {value} is not 0 or 1", "use 1 (public key, SPKI)"
-        ) from None
+        raise UsageError(f"TLSA selector {value} is not 0 or 1", "use 1 (public key, SPKI)") from None
 
 
 def to_mtype(value: int) -> MatchingType:
     try:
         return MatchingType(value)
     except ValueError:
-        raise UsageError(
-            f"TLSA matching type {value} is not 0, 1 or 2", "use 1 (SHA2-256)"
-        ) from None
+        raise UsageError(f"TLSA matching type {value} is not 0, 1 or 2", "use 1 (SHA2-256)") from None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -116,8 +113,7 @@ class Tlsa:
         expected = {MatchingType.SHA2_256: 32, MatchingType.SHA2_512: 64}.get(self.mtype)
         if expected is not None and len(self.data) != expected:
             raise UsageError(
-                f"TLSA matching type {int(self.mtype)} needs {expected} bytes of data, "
-                f"got {len(self.data)}",
+                f"TLSA matching type {int(self.mtype)} needs {expected} bytes of data, got {len(self.data)}",
                 "check that the hash was copied whole",
             )
         if not self.data:
@@ -144,7 +140,7 @@ class Tlsa:
 
     def to_text(self) -> str:
         """Presentation format, lower-case hex in one piece: ``3 1 1 ab12...``."""
-        return str(self.to_rdata().to_text(chunksize=0))
+        return _presentation(self)
 
     @classmethod
     def from_rdata(cls, rdata: dns.rdata.Rdata) -> Tlsa:
@@ -169,6 +165,11 @@ class Tlsa:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+@functools.lru_cache(maxsize=65536)
+def _presentation(record: Tlsa) -> str:
+    return str(record.to_rdata().to_text(chunksize=0))
 
 
 def spki_der(public_key: PublicKeyTypes) -> bytes:

@@ -1,0 +1,228 @@
+"""The one place where read -> plan -> apply -> verify -> deploy -> clean up is wired.
+
+Every outside effect goes through :class:`HostPorts` (the provider, the DNS views,
+the deployer, the clock), so the same sequence runs against real BIND/Postfix in
+``sync`` and against the simulated world of ``simulate`` and the test harness.
+
+Crash safety comes from the order of the steps, not from luck:
+1. observe every authoritative server and record it in the ledger;
+2. write the records about to be added to the ledger as "managed" *before* applying
+   them (a crash then leaves, at worst, a ledger entry for a record that is not there);
+3. apply additions and safe removals in one compare-and-swap change per zone;
+4. wait for propagation, observe again, save;
+5. deploy a staged chain only if its gate has passed on the observations *and* every
+   RRset just written still covers it;
+6. re-plan with the new live set and remove what matches nothing any more.
+A kill between any two steps leaves DNS covering every chain that can be live, and
+the next run continues from what it observes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import dns.name
+
+from tlsa_manager.errors import ProviderConflict
+from tlsa_manager.facts import ChainFacts
+from tlsa_manager.ledger import LedgerData
+from tlsa_manager.observations import ServerView
+from tlsa_manager.planner import DEFAULT_SLACK, OwnerInput, Plan, PlanInput, plan
+from tlsa_manager.policy import HostPolicy, IssuerFacts, desired
+from tlsa_manager.provider import ChangeSet, RRset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostChains:
+    live: tuple[ChainFacts, ...]
+    staged: tuple[ChainFacts, ...] = ()
+    next_keys: tuple[ChainFacts, ...] = ()
+
+
+class HostPorts(Protocol):
+    """The outside world of one host, as the engine sees it."""
+
+    def chains(self) -> HostChains: ...
+
+    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]: ...
+
+    def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]: ...
+
+    def apply(self, changeset: ChangeSet) -> None: ...
+
+    def wait_for_propagation(self, changeset: ChangeSet) -> None: ...
+
+    def deploy(self, chain: ChainFacts) -> None: ...
+
+    def now(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """What the engine needs of a host's configuration."""
+
+    host: str
+    owners: tuple[dns.name.Name, ...]
+    policy: HostPolicy = field(default_factory=HostPolicy)
+    issuers: tuple[IssuerFacts, ...] = ()
+    roots: tuple[IssuerFacts, ...] = ()
+    negative_ttl: int = 0
+    default_ttl: int = 3600
+    slack: float = DEFAULT_SLACK
+
+
+@dataclass
+class SyncReport:
+    host: str
+    plans: list[Plan] = field(default_factory=list)
+    applied: list[ChangeSet] = field(default_factory=list)
+    deployed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def first_plan(self) -> Plan | None:
+        return self.plans[0] if self.plans else None
+
+    @property
+    def last_plan(self) -> Plan | None:
+        return self.plans[-1] if self.plans else None
+
+
+Checkpoint = Callable[[str], None]
+
+
+def _no_checkpoint(step: str) -> None:
+    return None
+
+
+def make_plan(settings: HostSettings, ports: HostPorts, ledger: LedgerData, *, record: bool) -> Plan:
+    """Read, observe and plan; with ``record`` the observation goes into the ledger."""
+    chains = ports.chains()
+    now = ports.now()
+    published = ports.read(settings.owners)
+    views = ports.observe(settings.owners)
+    host = ledger.host(settings.host)
+    owners = []
+    for owner in settings.owners:
+        rec = host.owner(owner.to_text())
+        history = rec.history.observe(now, views.get(owner, ()), settings.slack)
+        if record:
+            rec.history = history
+        rrset = published.get(owner, RRset(owner))
+        owners.append(OwnerInput(owner, rrset, views.get(owner, ()), history, rec.managed))
+    want = desired(
+        chains.live,
+        chains.staged,
+        chains.next_keys,
+        settings.issuers,
+        settings.policy,
+        owner=settings.host,
+    )
+    return plan(
+        PlanInput(
+            host=settings.host,
+            owners=tuple(owners),
+            desired=want,
+            now=now,
+            live=chains.live,
+            staged=chains.staged,
+            next_keys=chains.next_keys,
+            issuers=settings.issuers,
+            roots=settings.roots,
+            policy=settings.policy,
+            negative_ttl=settings.negative_ttl,
+            default_ttl=settings.default_ttl,
+            slack=settings.slack,
+        )
+    )
+
+
+def _apply(
+    settings: HostSettings,
+    ports: HostPorts,
+    ledger: LedgerData,
+    save: Callable[[LedgerData], None],
+    current: Plan,
+    checkpoint: Checkpoint,
+    report: SyncReport,
+) -> Plan:
+    """Record intent, apply with compare-and-swap (re-plan once on conflict), record result."""
+    for attempt in (1, 2):
+        changeset = ChangeSet(current.changes)
+        if changeset.is_noop:
+            return current
+        changeset.check_safe()
+        host = ledger.host(settings.host)
+        for change in changeset.changes:
+            rec = host.owner(change.owner.to_text())
+            rec.managed = rec.managed | change.add
+        save(ledger)
+        checkpoint("intent-saved")
+        try:
+            ports.apply(changeset)
+        except ProviderConflict as exc:
+            if attempt == 2:
+                raise
+            report.notes.append(f"conflict, re-planning once: {exc.message}")
+            current = make_plan(settings, ports, ledger, record=True)
+            report.plans.append(current)
+            continue
+        checkpoint("apply-returned")
+        report.applied.append(changeset)
+        for change in changeset.changes:
+            rec = host.owner(change.owner.to_text())
+            rec.managed = rec.managed - change.delete
+        save(ledger)
+        checkpoint("applied")
+        ports.wait_for_propagation(changeset)
+        checkpoint("propagated")
+        return current
+    return current
+
+
+def converge(
+    settings: HostSettings,
+    ports: HostPorts,
+    ledger: LedgerData,
+    save: Callable[[LedgerData], None],
+    *,
+    dry_run: bool = False,
+    checkpoint: Checkpoint = _no_checkpoint,
+) -> SyncReport:
+    """One sync of one host (the caller holds the ledger lock)."""
+    report = SyncReport(settings.host)
+    first = make_plan(settings, ports, ledger, record=not dry_run)
+    report.plans.append(first)
+    if dry_run:
+        return report
+    save(ledger)
+    checkpoint("observed")
+    applied = _apply(settings, ports, ledger, save, first, checkpoint, report)
+    # Observe again after the change, then decide deploys on fresh observations.
+    after = make_plan(settings, ports, ledger, record=True) if report.applied else applied
+    if report.applied:
+        report.plans.append(after)
+        save(ledger)
+    written = [c.result for cs in report.applied for c in cs.changes]
+    deployed_any = False
+    for gate in after.ready:
+        chain = next(c for c in ports.chains().staged if c.label == gate.chain)
+        if any(result and not chain.covered_by(result) for result in written):
+            report.notes.append(f"{chain.label}: not deployed, a record kind just written does not match it")
+            continue
+        checkpoint("before-deploy")
+        ports.deploy(chain)
+        report.deployed.append(chain.label)
+        deployed_any = True
+        checkpoint("deployed")
+    if deployed_any:
+        cleanup = make_plan(settings, ports, ledger, record=True)
+        report.plans.append(cleanup)
+        save(ledger)
+        _apply(settings, ports, ledger, save, cleanup, checkpoint, report)
+    return report

@@ -1,0 +1,122 @@
+"""What the planner needs to know about a chain, as plain bytes (pure).
+
+The planner never handles certificates: it needs only the DER bytes a TLSA record
+can select (the leaf's SPKI and certificate, each CA's), so the same planner runs on
+real chains and on the synthetic chains of the simulation.  Matching follows
+RFC 7671/7672: DANE-EE(3) and PKIX-EE(1) match the leaf, DANE-TA(2) and PKIX-TA(0)
+match a CA certificate the server actually sends.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tlsa_manager.certs import Chain, is_self_signed, key_type, subject_text
+from tlsa_manager.records import (
+    MatchingType,
+    Params,
+    Selector,
+    Tlsa,
+    Usage,
+    digest,
+    spki_der,
+)
+
+
+@dataclass(frozen=True)
+class CertFacts:
+    """The selectable bytes of one certificate (or of a bare key: no ``cert_der``)."""
+
+    spki_der: bytes
+    cert_der: bytes | None = None
+    name: str = ""
+
+    def selected(self, selector: Selector) -> bytes | None:
+        return self.spki_der if selector is Selector.SPKI else self.cert_der
+
+    @functools.cache  # noqa: B019 - frozen value objects; the planner asks again and again
+    def record(self, params: Params) -> Tlsa | None:
+        usage, selector, mtype = params
+        content = self.selected(selector)
+        if content is None:
+            return None
+        return Tlsa(usage, selector, mtype, digest(mtype, content))
+
+
+@dataclass(frozen=True)
+class ChainFacts:
+    """A chain as the server would send it: leaf (or bare key) and CA certificates.
+
+    ``problem`` is set when the chain must not go live (e.g. the staged key does
+    not match the staged certificate, H24); the planner then keeps its gate closed.
+    """
+
+    label: str
+    leaf: CertFacts
+    key_type: str
+    cas: tuple[CertFacts, ...] = ()
+    problem: str | None = None
+    issuer_name: str | None = None
+    extra: tuple[str, ...] = field(default=())
+
+    @property
+    def leaf_id(self) -> bytes:
+        return self.leaf.spki_der
+
+    @functools.cache  # noqa: B019
+    def matching(self, params: Params) -> frozenset[Tlsa]:
+        """Every record of this kind that would authenticate this chain."""
+        usage = params[0]
+        sources = (self.leaf,) if usage in (Usage.DANE_EE, Usage.PKIX_EE) else self.cas
+        return frozenset(r for c in sources if (r := c.record(params)) is not None)
+
+    def matched_by(self, records: Iterable[Tlsa], params: Params) -> bool:
+        return bool(self.matching(params) & set(records))
+
+    def covered_by(self, records: Iterable[Tlsa]) -> bool:
+        """I-1 for one RRset version: every kind present has a record matching this chain.
+
+        An empty RRset covers nothing but breaks nothing either (no DANE); callers
+        decide what absence means.
+        """
+        records = frozenset(records)
+        kinds = {r.params for r in records}
+        return all(self.matching(k) & records for k in kinds)
+
+    def authenticates(self, records: Iterable[Tlsa]) -> bool:
+        """What a DANE sender concludes (RFC 7672 §3, RFC 7671 §9): usable records only,
+        and per (usage, selector) only the strongest digest present counts."""
+        usable = [r for r in records if r.usage in (Usage.DANE_TA, Usage.DANE_EE)]
+        strongest: dict[tuple[Usage, Selector], MatchingType] = {}
+        for r in usable:
+            key = (r.usage, r.selector)
+            strength = {MatchingType.FULL: 0, MatchingType.SHA2_256: 1, MatchingType.SHA2_512: 2}
+            if key not in strongest or strength[r.mtype] > strength[strongest[key]]:
+                strongest[key] = r.mtype
+        return any(
+            r in self.matching(r.params) for r in usable if strongest[(r.usage, r.selector)] == r.mtype
+        )
+
+
+def cert_facts(cert: object) -> CertFacts:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    assert isinstance(cert, x509.Certificate)
+    return CertFacts(
+        spki_der(cert.public_key()),
+        cert.public_bytes(serialization.Encoding.DER),
+        subject_text(cert),
+    )
+
+
+def facts_from_chain(chain: Chain, label: str, issuer_name: str | None = None) -> ChainFacts:
+    """ChainFacts of a loaded chain (self-signed roots dropped: servers need not send them)."""
+    if chain.key is None:
+        raise ValueError("a chain without leaf or key has no facts")
+    bare_key = CertFacts(spki_der(chain.key), None, "(key)")
+    leaf = cert_facts(chain.leaf) if chain.leaf is not None else bare_key
+    cas = tuple(cert_facts(c) for c in chain.cas if not is_self_signed(c))
+    return ChainFacts(label, leaf, key_type(chain.key), cas, issuer_name=issuer_name)

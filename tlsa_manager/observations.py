@@ -1,0 +1,131 @@
+"""What every authoritative server was seen serving, and when (pure).
+
+The deploy gate of dane-rules.md F6 starts at ``t_sync``: the first time *every*
+authoritative server was observed serving an RRset that matches the chain to be
+deployed, for every record kind present, without a break since.  Publication time
+does not count; a guess does not count.  This module keeps the observations as a
+compact history (identical consecutive observations merge) and answers t_sync, the
+largest TTL seen recently (F3) and whether the name was absent (F4).
+
+Unknown history means "not yet seen": an empty history never opens a gate early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from tlsa_manager.facts import ChainFacts
+from tlsa_manager.records import Tlsa
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """One authoritative server's answer: records (empty = no TLSA), or None = no usable answer."""
+
+    server: str
+    records: frozenset[Tlsa] | None
+    ttl: int | None = None
+    error: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.records is not None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The same answers from every server between ``first`` and ``last`` (epoch seconds)."""
+
+    first: float
+    last: float
+    views: tuple[ServerView, ...]
+
+    def same_answers(self, views: Sequence[ServerView]) -> bool:
+        return _key(self.views) == _key(views)
+
+    @property
+    def servers(self) -> frozenset[str]:
+        return frozenset(v.server for v in self.views)
+
+
+def _key(views: Iterable[ServerView]) -> tuple[tuple[str, frozenset[Tlsa] | None, int | None], ...]:
+    return tuple(sorted(((v.server, v.records, v.ttl) for v in views), key=lambda t: t[0]))
+
+
+@dataclass(frozen=True)
+class History:
+    """Observations of one owner name, oldest first."""
+
+    entries: tuple[Observation, ...] = ()
+
+    def observe(self, now: float, views: Sequence[ServerView], slack: float = 300.0) -> History:
+        """Add an observation at ``now``; merge with the last one if nothing changed; prune."""
+        views = tuple(sorted(views, key=lambda v: v.server))
+        entries = list(self.entries)
+        if entries and entries[-1].same_answers(views) and now >= entries[-1].last:
+            entries[-1] = replace(entries[-1], last=now)
+        else:
+            entries.append(Observation(now, now, views))
+        return History(tuple(entries)).pruned(now, slack)
+
+    def pruned(self, now: float, slack: float = 300.0) -> History:
+        """Drop observations too old to matter: older than 2 x the largest TTL + slack + 1 h.
+
+        Pruning only ever makes t_sync later or forgets versions whose cached copies
+        have long expired, so it cannot open a gate early.
+        """
+        if len(self.entries) <= 1:
+            return self
+        keep_after = now - (2 * self.max_ttl() + slack + 3600)
+        kept = [e for e in self.entries[:-1] if e.last >= keep_after] + [self.entries[-1]]
+        return History(tuple(kept))
+
+    def latest(self) -> Observation | None:
+        return self.entries[-1] if self.entries else None
+
+    def max_ttl(self) -> int:
+        """The largest TTL any server served within the kept history (F3)."""
+        return max((v.ttl or 0 for e in self.entries for v in e.views), default=0)
+
+    def was_absent(self) -> bool:
+        """True if some server recently had no TLSA here: negative caching applies (F4)."""
+        return any(v.records is not None and not v.records for e in self.entries for v in e.views)
+
+    def t_sync(self, chain: ChainFacts, servers: frozenset[str]) -> float | None:
+        """First time of the current unbroken run in which every server matched ``chain``.
+
+        None when the latest observation does not show all of ``servers`` serving a
+        matching RRset (a lagging or unreachable server keeps the clock stopped).
+        """
+        start = None
+        for entry in reversed(self.entries):
+            if not servers or not servers <= entry.servers or not _all_match(entry, chain, servers):
+                break
+            start = entry.first
+        return start
+
+    def lagging(self, chain: ChainFacts, servers: frozenset[str]) -> list[str]:
+        """Servers whose latest answer does not (yet) match ``chain``, with why."""
+        latest = self.latest()
+        if latest is None:
+            return sorted(servers)
+        by_server = {v.server: v for v in latest.views}
+        out = []
+        for server in sorted(servers):
+            view = by_server.get(server)
+            if view is None or view.records is None:
+                why = view.error if view is not None and view.error else "no answer"
+                out.append(f"{server} ({why})")
+            elif not view.records or not chain.covered_by(view.records):
+                out.append(f"{server} (old records)")
+        return out
+
+
+def _all_match(entry: Observation, chain: ChainFacts, servers: frozenset[str]) -> bool:
+    for view in entry.views:
+        if view.server not in servers:
+            continue
+        if view.records is None or not view.records or not chain.covered_by(view.records):
+            return False
+    return True

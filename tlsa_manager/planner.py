@@ -1,0 +1,428 @@
+"""The planner: what to add, what to remove, when a staged chain may go live (pure).
+
+No network, no clock, no files: the published RRsets, what every authoritative
+server serves, the observation history and ``now`` all come in as arguments, and
+an immutable, JSON-serialisable :class:`Plan` comes out.  ``plan`` is this module
+stopping early; ``sync`` applies the plan.  Rules: dane-rules.md §C, §F, §H.
+
+- Additions are applied at once: pre-publishing is always safe (C2).
+- A removal is planned only for a record that matches no live, staged or next
+  chain or key, never leaves the RRset empty (E6), and only for records this tool
+  published, unless the host says ``prune = true``.
+- A staged chain may go live at ``t_sync + 2 x max(TTL_pos, TTL_neg) + slack`` (F6);
+  an unknown ``t_sync`` keeps the gate closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dns.name
+
+from tlsa_manager.facts import ChainFacts
+from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.observations import History, ServerView
+from tlsa_manager.policy import DesiredSet, HostPolicy, IssuerFacts, group_by_kind, lint
+from tlsa_manager.provider import OwnerChange, RRset
+from tlsa_manager.records import Tlsa, params_text
+
+DEFAULT_SLACK = 300.0
+
+
+@dataclass(frozen=True)
+class OwnerInput:
+    """Everything known about one owner name (``_25._tcp.host.``) right now."""
+
+    owner: dns.name.Name
+    published: RRset
+    views: tuple[ServerView, ...]
+    history: History
+    managed: frozenset[Tlsa] = frozenset()
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    host: str
+    owners: tuple[OwnerInput, ...]
+    desired: DesiredSet
+    now: float
+    live: tuple[ChainFacts, ...] = ()
+    staged: tuple[ChainFacts, ...] = ()
+    next_keys: tuple[ChainFacts, ...] = ()
+    issuers: tuple[IssuerFacts, ...] = ()
+    roots: tuple[IssuerFacts, ...] = ()
+    policy: HostPolicy = field(default_factory=HostPolicy)
+    negative_ttl: int = 0
+    default_ttl: int = 3600
+    slack: float = DEFAULT_SLACK
+
+
+@dataclass(frozen=True)
+class Gate:
+    """When a staged chain may go live, and why not yet."""
+
+    chain: str
+    opens_at: float | None
+    t_sync: float | None
+    wait: float
+    ready: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain,
+            "opens_at": iso(self.opens_at),
+            "t_sync": iso(self.t_sync),
+            "wait_seconds": self.wait,
+            "ready": self.ready,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of planning one host: changes, gates, hazards, reasons."""
+
+    host: str
+    now: float
+    changes: tuple[OwnerChange, ...]
+    gates: tuple[Gate, ...]
+    hazards: tuple[Hazard, ...]
+    unmanaged: tuple[tuple[str, str], ...] = ()
+    reasons: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def additions(self) -> int:
+        return sum(len(c.add) for c in self.changes)
+
+    @property
+    def removals(self) -> int:
+        return sum(len(c.delete) for c in self.changes)
+
+    @property
+    def ttl_changes(self) -> tuple[OwnerChange, ...]:
+        return tuple(c for c in self.changes if c.ttl_change)
+
+    @property
+    def ready(self) -> tuple[Gate, ...]:
+        return tuple(g for g in self.gates if g.ready)
+
+    def summary(self) -> str:
+        """One line: ``add 2, remove 1, deploy YR1 chain not before 2026-11-25 14:05Z``."""
+        parts = []
+        if self.additions:
+            parts.append(f"add {self.additions}")
+        if self.removals:
+            parts.append(f"remove {self.removals}")
+        for change in self.ttl_changes:
+            parts.append(f"TTL {change.expected_ttl} -> {change.ttl}")
+        for gate in self.gates:
+            if gate.ready:
+                parts.append(f"deploy {gate.chain} now")
+            elif gate.opens_at is not None:
+                parts.append(f"deploy {gate.chain} not before {short_time(gate.opens_at)}")
+            else:
+                parts.append(f"deploy {gate.chain}: waiting ({gate.reason})")
+        fatal = sum(1 for h in self.hazards if h.severity is Severity.FATAL)
+        if fatal:
+            parts.append(f"{fatal} fatal hazard{'s' if fatal > 1 else ''}")
+        return f"{self.host}: " + (", ".join(parts) if parts else "nothing to do")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "now": iso(self.now),
+            "summary": self.summary(),
+            "changes": [
+                {
+                    "owner": c.owner.to_text(),
+                    "ttl": c.ttl,
+                    "expected_ttl": c.expected_ttl,
+                    "expected": sorted(r.to_text() for r in c.expected),
+                    "add": sorted(r.to_text() for r in c.add),
+                    "delete": sorted(r.to_text() for r in c.delete),
+                }
+                for c in self.changes
+            ],
+            "gates": [g.as_dict() for g in self.gates],
+            "hazards": [h.as_dict() for h in self.hazards],
+            "unmanaged": [{"owner": o, "record": r} for o, r in self.unmanaged],
+            "reasons": dict(self.reasons),
+            "checksum": self.checksum(),
+        }
+
+    def checksum(self) -> str:
+        """Pins the changes: a plan reviewed by a human can be applied only unchanged."""
+        body = [
+            (
+                c.owner.to_text(),
+                sorted(map(str, c.expected)),
+                sorted(map(str, c.add)),
+                sorted(map(str, c.delete)),
+                c.ttl,
+            )
+            for c in self.changes
+        ]
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def short_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def _protected(records: frozenset[Tlsa], chains: Sequence[ChainFacts]) -> frozenset[Tlsa]:
+    """Records that match some chain or key an endpoint serves or may serve soon (I-3)."""
+    return frozenset(r for r in records if any(r in c.matching(r.params) for c in chains))
+
+
+def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, list[Hazard], list[str]]:
+    """Additions and safe removals for one owner; hazards; unmanaged records kept."""
+    published = owner.published.records
+    wanted = inp.desired.as_set()
+    name = owner.owner.to_text()
+    hazards: list[Hazard] = []
+    add = wanted - published
+    chains = (*inp.live, *inp.staged, *inp.next_keys)
+    protected = _protected(published, chains)
+    kinds = set(inp.desired.kinds)
+    dropped_kinds = {r.params for r in published} - kinds
+    candidates = set(published - wanted - protected)
+    # A kind the configuration no longer wants goes as a whole, provided what stays
+    # still covers every live chain (C5: one change at a time, nothing left empty).
+    remaining = (published | add) - {r for r in published if r.params in dropped_kinds}
+    if dropped_kinds and remaining and all(c.covered_by(remaining) for c in inp.live):
+        candidates |= {r for r in published if r.params in dropped_kinds}
+    managed = owner.managed | (owner.published.records if inp.policy.prune else frozenset())
+    unmanaged = sorted(r.to_text() for r in candidates - managed)
+    delete = frozenset(candidates & managed)
+    result = (published - delete) | add
+    if published and not result:
+        hazards.append(
+            Hazard(
+                "H25",
+                Severity.FATAL,
+                "the planned change would leave no TLSA record; keeping them all",
+                "check the configuration: the host has no live key?",
+                name,
+            )
+        )
+        delete = frozenset()
+    for chain in inp.live:
+        if result and not chain.covered_by(result):
+            hazards.append(
+                Hazard(
+                    "H2",
+                    Severity.FATAL,
+                    f"after this change a record kind would not match the live chain {chain.label}",
+                    "keep the live chain's records; check the configured record kinds",
+                    name,
+                )
+            )
+            delete = frozenset()
+    current_ttl = owner.published.ttl if published else None
+    if not add and not delete:
+        if current_ttl is not None and current_ttl != inp.default_ttl:
+            # A TTL change is a step of its own (I-12); the old TTL keeps counting in
+            # every wait until the history forgets it (F3).
+            change = OwnerChange(
+                owner.owner, published, frozenset(), frozenset(), inp.default_ttl, current_ttl
+            )
+            return change, hazards, unmanaged
+        return None, hazards, unmanaged
+    # Records join the RRset at its existing TTL (E4); a TTL change waits for its own run.
+    ttl = current_ttl if current_ttl is not None else inp.default_ttl
+    return (
+        OwnerChange(owner.owner, published, frozenset(add), delete, ttl, current_ttl),
+        hazards,
+        unmanaged,
+    )
+
+
+def gate_for(inp: PlanInput, chain: ChainFacts) -> Gate:
+    """F6 for one staged chain over every owner name of the host."""
+    if chain.problem:
+        return Gate(chain.label, None, None, 0, False, f"cannot go live: {chain.problem}")
+    wanted = inp.desired.as_set()
+    missing_kinds = [params_text(k) for k in inp.desired.kinds if not chain.matching(k) & wanted]
+    if missing_kinds:
+        return Gate(
+            chain.label,
+            None,
+            None,
+            0,
+            False,
+            f"no {', '.join(missing_kinds)} record for it fits the budget",
+        )
+    opens: list[float] = []
+    syncs: list[float] = []
+    wait = 0.0
+    for owner in inp.owners:
+        servers = frozenset(v.server for v in owner.views)
+        if not servers:
+            return Gate(
+                chain.label,
+                None,
+                None,
+                0,
+                False,
+                f"no authoritative server known for {owner.owner}",
+            )
+        t_sync = owner.history.t_sync(chain, servers)
+        if t_sync is None:
+            lag = owner.history.lagging(chain, servers)
+            published = chain.covered_by(owner.published.records) if owner.published.records else False
+            why = (
+                ("not yet served by " + ", ".join(lag)) if published else "its records are not published yet"
+            )
+            return Gate(chain.label, None, None, 0, False, why)
+        ttl_pos = max(owner.history.max_ttl(), owner.published.ttl or 0)
+        ttl_neg = inp.negative_ttl if owner.history.was_absent() else 0
+        w = 2 * max(ttl_pos, ttl_neg) + inp.slack
+        wait = max(wait, w)
+        syncs.append(t_sync)
+        opens.append(t_sync + w)
+    opens_at = max(opens)
+    ready = opens_at <= inp.now
+    reason = (
+        "gate passed"
+        if ready
+        else f"served everywhere since {short_time(max(syncs))}; waiting 2 TTLs + slack"
+    )
+    return Gate(chain.label, opens_at, max(syncs), wait, ready, reason)
+
+
+def server_hazards(inp: PlanInput, owner: OwnerInput) -> list[Hazard]:
+    """H18 (servers disagree or cannot be read) and H23 (TTL differs or changed)."""
+    out: list[Hazard] = []
+    name = owner.owner.to_text()
+    answered = [v for v in owner.views if v.records is not None]
+    silent = [v for v in owner.views if v.records is None]
+    if silent:
+        out.append(
+            Hazard(
+                "H18",
+                Severity.RISK,
+                "cannot read "
+                + ", ".join(f"{v.server} ({v.error or 'no answer'})" for v in silent)
+                + "; deploy gates stay closed",
+                "fix or remove that server from the nameserver list",
+                name,
+            )
+        )
+    contents = {v.records for v in answered}
+    if len(contents) > 1:
+        lagging = [v.server for v in answered if v.records != owner.published.records]
+        severity = Severity.RISK
+        for chain in inp.live:
+            if any(v.records and not chain.covered_by(v.records) for v in answered):
+                severity = Severity.FATAL
+        out.append(
+            Hazard(
+                "H18",
+                severity,
+                "authoritative servers disagree" + (f" (lagging: {', '.join(lagging)})" if lagging else ""),
+                "check zone transfers (NOTIFY/IXFR) to the lagging servers",
+                name,
+            )
+        )
+    ttls = {v.ttl for v in answered if v.ttl is not None}
+    history_ttls = {v.ttl for e in owner.history.entries for v in e.views if v.ttl is not None}
+    if len(ttls) > 1 or len(history_ttls) > 1:
+        out.append(
+            Hazard(
+                "H23",
+                Severity.INFO,
+                f"TTL differs between servers or changed recently ({sorted(ttls | history_ttls)}); "
+                f"waits use the largest, {max(ttls | history_ttls)} s",
+                "keep one TTL and change it as a step of its own",
+                name,
+            )
+        )
+    return out
+
+
+def host_hazards(inp: PlanInput) -> list[Hazard]:
+    out = []
+    for owner in inp.owners:
+        labels = owner.owner.labels
+        if labels and labels[0] != b"_25":
+            out.append(
+                Hazard(
+                    "H15",
+                    Severity.INFO,
+                    f"{owner.owner} is not the port-25 owner that SMTP senders look up",
+                    "publish at _25._tcp.<mx-host> for MTA-to-MTA mail",
+                    owner.owner.to_text(),
+                )
+            )
+        host_labels = [lab.decode().lower() for lab in labels[2:-1]]
+        for size in range(1, len(host_labels) // 2 + 1):
+            if host_labels[-size:] == host_labels[-2 * size : -size] and size >= 2:
+                out.append(
+                    Hazard(
+                        "H15",
+                        Severity.FATAL,
+                        f"{owner.owner} repeats its zone suffix (a missing trailing dot?)",
+                        "write the host name fully qualified",
+                        owner.owner.to_text(),
+                    )
+                )
+                break
+    for chain in inp.staged:
+        if chain.problem:
+            out.append(
+                Hazard(
+                    "H24",
+                    Severity.RISK,
+                    f"staged chain {chain.label}: {chain.problem}",
+                    "stage a certificate that matches its key and verifies",
+                    "",
+                )
+            )
+    return out
+
+
+def plan(inp: PlanInput) -> Plan:
+    """Plan one host across all its owner names."""
+    changes: list[OwnerChange] = []
+    hazards: list[Hazard] = list(inp.desired.hazards) + host_hazards(inp)
+    unmanaged: list[tuple[str, str]] = []
+    for owner in inp.owners:
+        change, owner_hazards, kept = plan_owner(inp, owner)
+        if change is not None:
+            changes.append(change)
+        hazards += owner_hazards
+        hazards += server_hazards(inp, owner)
+        hazards += lint(
+            owner.published.records,
+            inp.live,
+            inp.staged,
+            inp.next_keys,
+            inp.issuers,
+            inp.roots,
+            inp.policy.budget,
+            owner.owner.to_text(),
+        )
+        unmanaged += [(owner.owner.to_text(), text) for text in kept]
+    gates = tuple(gate_for(inp, chain) for chain in inp.staged)
+    reasons = tuple(sorted((d.record.to_text(), f"{d.role}: {d.reason}") for d in inp.desired.records))
+    unique = tuple(dict.fromkeys(hazards))
+    return Plan(inp.host, inp.now, tuple(changes), gates, unique, tuple(unmanaged), reasons)
+
+
+def group_kinds_text(records: frozenset[Tlsa]) -> list[str]:
+    return [params_text(k) for k in sorted(group_by_kind(records))]

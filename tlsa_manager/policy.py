@@ -1,0 +1,355 @@
+"""The desired TLSA set of one host, and the hazard lint of any RRset (pure).
+
+Rules (dane-rules.md): "3 1 1" for every live, staged and next key (C2, C6); "2 1 1"
+for the issuer of every live and staged chain and for every active and backup
+catalog intermediate of each key type in use (D5, I-8), never a root or cross-sign
+(D7) and never a retired CA unless a live chain still uses it (D9); no fragile or
+unusable kind without an option whose name says it is unsafe (I-5); SHA2-512 only
+next to SHA2-256 (I-6); at most ``budget`` records, by a documented priority (D9).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from tlsa_manager.advice import kind_warnings
+from tlsa_manager.catalog import Catalog
+from tlsa_manager.derive import DEFAULT_KINDS
+from tlsa_manager.errors import ConfigError, UnsafeError
+from tlsa_manager.facts import CertFacts, ChainFacts
+from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.records import (
+    MatchingType,
+    Params,
+    Selector,
+    Tlsa,
+    Usage,
+    params_text,
+)
+
+#: Roles in priority order: what survives when the budget is exceeded.
+ROLES = ("live", "staged", "next", "issuer-active", "issuer-backup")
+UNSAFE_OPTION = "unsafe_allow_fragile_kinds"
+
+
+@dataclass(frozen=True)
+class IssuerFacts:
+    """A catalog CA key as the policy needs it: name, key type, status, certificates."""
+
+    name: str
+    key_type: str
+    status: str
+    certs: tuple[CertFacts, ...]
+
+    @functools.cache  # noqa: B019 - frozen value object, asked on every plan
+    def records(self, params: Params) -> frozenset[Tlsa]:
+        return frozenset(r for c in self.certs if (r := c.record(params)) is not None)
+
+
+def issuers_from_catalog(catalog: Catalog) -> tuple[IssuerFacts, ...]:
+    """Every non-root catalog CA key (any status), as IssuerFacts."""
+    from tlsa_manager.facts import cert_facts
+
+    return tuple(
+        IssuerFacts(i.name, i.key_type, i.status, tuple(cert_facts(c.certificate) for c in i.certs))
+        for i in catalog.issuers
+        if not i.is_root
+    )
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """The per-host settings that shape the desired set (config reference: docs/config.md)."""
+
+    kinds: tuple[Params, ...] = DEFAULT_KINDS
+    budget: int = 12
+    unsafe_allow_fragile_kinds: bool = False
+    pin_backup_issuers: bool = True
+    prune: bool = False
+
+
+@dataclass(frozen=True, order=True)
+class DesiredRecord:
+    """A record to publish, why, and for which role (priority order of ``ROLES``)."""
+
+    priority: int
+    record: Tlsa
+    role: str = field(compare=False)
+    reason: str = field(compare=False)
+
+
+@dataclass(frozen=True)
+class DesiredSet:
+    records: tuple[DesiredRecord, ...]
+    hazards: tuple[Hazard, ...] = ()
+    kinds: tuple[Params, ...] = DEFAULT_KINDS
+
+    def as_set(self) -> frozenset[Tlsa]:
+        return frozenset(d.record for d in self.records)
+
+    def reason_for(self, record: Tlsa) -> str:
+        return next((d.reason for d in self.records if d.record == record), "")
+
+
+def validate_kinds(kinds: Sequence[Params], unsafe: bool) -> None:
+    """Refuse kinds that break at renewal or are unusable, unless explicitly allowed."""
+    if not kinds:
+        raise ConfigError("no record kinds configured", 'use records = ["3 1 1", "2 1 1"]')
+    for kind in kinds:
+        warnings = kind_warnings(kind)
+        if warnings and not unsafe:
+            raise UnsafeError(
+                f"refusing to publish {warnings[0]}",
+                f"set {UNSAFE_OPTION} = true for this host only if you accept that",
+            )
+        usage, selector, mtype = kind
+        if mtype is MatchingType.SHA2_512 and (usage, selector, MatchingType.SHA2_256) not in kinds:
+            raise ConfigError(
+                f'"{params_text(kind)}" needs "{int(usage)} {int(selector)} 1" next to it',
+                "senders must find SHA2-256 for the same keys (RFC 7671 §9); add it",
+            )
+
+
+def _key_label(chain: ChainFacts) -> str:
+    return chain.label
+
+
+def desired(
+    live: Sequence[ChainFacts],
+    staged: Sequence[ChainFacts] = (),
+    next_keys: Sequence[ChainFacts] = (),
+    issuers: Sequence[IssuerFacts] = (),
+    policy: HostPolicy | None = None,
+    owner: str = "",
+) -> DesiredSet:
+    """The records one owner should carry, each with its role and a one-line reason."""
+    policy = policy or HostPolicy()
+    validate_kinds(policy.kinds, policy.unsafe_allow_fragile_kinds)
+    hazards: list[Hazard] = []
+    kinds = list(policy.kinds)
+    ta_kinds = [k for k in kinds if k[0] in (Usage.DANE_TA, Usage.PKIX_TA)]
+    bare = [c for c in (*live, *staged) if not c.cas]
+    if ta_kinds and bare:
+        kinds = [k for k in kinds if k not in ta_kinds]
+        hazards.append(
+            Hazard(
+                "H9",
+                Severity.RISK,
+                f"{bare[0].label} sends no CA certificate, so no DANE-TA record can match it; "
+                "publishing only end-entity records",
+                "serve fullchain.pem (leaf and intermediate), not cert.pem",
+                owner,
+            )
+        )
+    chosen: dict[Tlsa, DesiredRecord] = {}
+
+    def want(record: Tlsa | None, role: str, reason: str) -> None:
+        if record is None:
+            return
+        candidate = DesiredRecord(ROLES.index(role), record, role, reason)
+        if record not in chosen or candidate < chosen[record]:
+            chosen[record] = candidate
+
+    for kind in kinds:
+        kind_text = params_text(kind)
+        end_entity = kind[0] in (Usage.DANE_EE, Usage.PKIX_EE)
+        for role, chains in (("live", live), ("staged", staged), ("next", next_keys)):
+            for chain in chains:
+                if end_entity:
+                    want(
+                        chain.leaf.record(kind),
+                        role,
+                        f"{kind_text} of the {role} key ({chain.label})",
+                    )
+                elif chain.cas and role != "next":
+                    issuer_label = chain.issuer_name or chain.cas[0].name
+                    want(
+                        chain.cas[0].record(kind),
+                        role,
+                        f"{kind_text} of {issuer_label}, the issuer of the {role} chain ({chain.label})",
+                    )
+        if end_entity or not issuers:
+            continue
+        key_types = {c.key_type for c in (*live, *staged, *next_keys)}
+        statuses = ("active", "backup") if policy.pin_backup_issuers else ("active",)
+        for issuer in issuers:
+            if issuer.key_type in key_types and issuer.status in statuses:
+                for record in issuer.records(kind):
+                    want(
+                        record,
+                        f"issuer-{issuer.status}",
+                        f"{kind_text} of {issuer.name}, {issuer.status} "
+                        f"{issuer.key_type.upper()} issuer that may sign the next certificate",
+                    )
+    ordered = sorted(chosen.values())
+    if len(ordered) > policy.budget:
+        dropped = ordered[policy.budget :]
+        ordered = ordered[: policy.budget]
+        roles = sorted({d.role for d in dropped}, key=ROLES.index)
+        hazards.append(
+            Hazard(
+                "H13",
+                Severity.RISK,
+                f"{len(chosen)} records wanted but the budget is {policy.budget}; left out "
+                f"{len(dropped)} ({', '.join(roles)})",
+                "use one key type, or raise budget if your senders handle larger RRsets",
+                owner,
+            )
+        )
+    return DesiredSet(tuple(ordered), tuple(hazards), tuple(kinds))
+
+
+def group_by_kind(records: Iterable[Tlsa]) -> dict[Params, frozenset[Tlsa]]:
+    groups: dict[Params, set[Tlsa]] = {}
+    for r in records:
+        groups.setdefault(r.params, set()).add(r)
+    return {k: frozenset(v) for k, v in groups.items()}
+
+
+def lint(
+    records: frozenset[Tlsa],
+    live: Sequence[ChainFacts],
+    staged: Sequence[ChainFacts] = (),
+    next_keys: Sequence[ChainFacts] = (),
+    issuers: Sequence[IssuerFacts] = (),
+    catalog_roots: Sequence[IssuerFacts] = (),
+    budget: int = 12,
+    owner: str = "",
+) -> list[Hazard]:
+    """Hazards of a published RRset against what is live (H1-H5, H9, H11-H14, H19)."""
+    out: list[Hazard] = []
+    if not records:
+        return out
+    groups = group_by_kind(records)
+    for chain in live:
+        if not chain.authenticates(records):
+            code = "H19" if len({c.key_type for c in live}) > 1 else "H1"
+            out.append(
+                Hazard(
+                    code,
+                    Severity.FATAL,
+                    f"the live chain {chain.label} matches no usable record: DANE senders defer mail now",
+                    "publish its 3 1 1 record at once (tlsa-manager sync)",
+                    owner,
+                )
+            )
+    everything = (*live, *staged, *next_keys)
+    for kind, group in sorted(groups.items()):
+        if not any(c.matching(kind) & group for c in live) and live:
+            out.append(
+                Hazard(
+                    "H2",
+                    Severity.FATAL,
+                    f'"{params_text(kind)}" records match only past or future chains, not the live one',
+                    f'add the "{params_text(kind)}" record of the live chain before anything else',
+                    owner,
+                )
+            )
+        usage, selector, mtype = kind
+        if usage is Usage.DANE_EE and selector is Selector.CERT:
+            alone = len(groups) == 1
+            out.append(
+                Hazard(
+                    "H3",
+                    Severity.FATAL if alone else Severity.RISK,
+                    f'"{params_text(kind)}" pins the whole certificate, which changes at every renewal',
+                    'replace it with "3 1 1" (pre-publish 3 1 1, then remove it)',
+                    owner,
+                )
+            )
+        if usage is Usage.DANE_TA and selector is Selector.CERT:
+            out.append(
+                Hazard(
+                    "H4",
+                    Severity.RISK,
+                    f'"{params_text(kind)}" pins one certificate of a CA that cross-signs and reissues',
+                    'use "2 1 1" instead',
+                    owner,
+                )
+            )
+        if usage in (Usage.PKIX_TA, Usage.PKIX_EE):
+            out.append(
+                Hazard(
+                    "H14",
+                    Severity.INFO,
+                    f'"{params_text(kind)}" uses usage {int(usage)}, which SMTP senders treat as unusable',
+                    "remove it; use 3 1 1 / 2 1 1",
+                    owner,
+                )
+            )
+        if mtype is MatchingType.SHA2_512:
+            weaker = groups.get((usage, selector, MatchingType.SHA2_256), frozenset())
+            covered_512 = {c.label for c in everything if c.matching(kind) & group}
+            covered_256 = {
+                c.label for c in everything if c.matching((usage, selector, MatchingType.SHA2_256)) & weaker
+            }
+            if covered_512 != covered_256:
+                out.append(
+                    Hazard(
+                        "H5",
+                        Severity.FATAL,
+                        f'"{params_text(kind)}" and "{int(usage)} {int(selector)} 1" cover different keys',
+                        "publish SHA2-512 for exactly the keys that have SHA2-256, or drop it",
+                        owner,
+                    )
+                )
+    root_records = {r for root in catalog_roots for k in groups for r in root.records(k)}
+    for record in sorted(records & root_records):
+        out.append(
+            Hazard(
+                "H9",
+                Severity.RISK,
+                f"{record.kind} pins a root key that Let's Encrypt chains may not send",
+                "pin the intermediates instead (2 1 1 of YE1-3 / YR1-3)",
+                owner,
+            )
+        )
+    used_by_live = {r for c in live for k in groups for r in c.matching(k)}
+    ta_groups = [g for k, g in groups.items() if k[0] is Usage.DANE_TA]
+    for issuer in issuers:
+        if issuer.status != "retired":
+            continue
+        stale = {r for k in groups for r in issuer.records(k)} & records - used_by_live
+        if stale:
+            only = all(g <= stale for g in ta_groups) and bool(ta_groups)
+            out.append(
+                Hazard(
+                    "H11",
+                    Severity.FATAL if only else Severity.INFO,
+                    f"records for the retired CA {issuer.name} are published",
+                    "remove them once no live chain uses that CA (sync does this)",
+                    owner,
+                )
+            )
+    ta_kinds = [k for k in groups if k[0] is Usage.DANE_TA]
+    key_types = {c.key_type for c in live}
+    for kind in ta_kinds:
+        for issuer in issuers:
+            if (
+                issuer.key_type in key_types
+                and issuer.status in ("active", "backup")
+                and not issuer.records(kind) & records
+            ):
+                out.append(
+                    Hazard(
+                        "H12",
+                        Severity.RISK,
+                        f'"{params_text(kind)}" lacks {issuer.name} ({issuer.status}), which may '
+                        "sign the next certificate",
+                        f"add the {params_text(kind)} record of {issuer.name} (sync does this)",
+                        owner,
+                    )
+                )
+    if len(records) > budget:
+        out.append(
+            Hazard(
+                "H13",
+                Severity.RISK,
+                f"{len(records)} records at one name; some senders fail above about {budget}",
+                "drop retired issuers and unused key types",
+                owner,
+            )
+        )
+    return out
