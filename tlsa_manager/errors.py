@@ -31,6 +31,9 @@ class TlsaManagerError(Exception):
         self.message = message
         self.hint = hint
 
+    def __str__(self) -> str:
+        return self.one_line()
+
     def one_line(self) -> str:
         """The message and the hint on one line, as the CLI prints it."""
         if self.hint:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlsa_manager.errors import StateError
+from tlsa_manager.errors import StateError, UsageError
 from tlsa_manager.fsutil import atomic_write
 from tlsa_manager.observations import History, Observation, ServerView
 from tlsa_manager.records import Tlsa
@@ -121,7 +121,7 @@ class LedgerData:
                         frozenset(Tlsa.from_text(t) for t in odoc["managed"]),
                         History(tuple(_obs_from_json(o) for o in odoc["history"])),
                     )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, UsageError) as exc:
             raise StateError(
                 f"{source} is damaged ({type(exc).__name__}: {exc})",
                 "restore it from backup or move it aside knowingly: a new ledger restarts all gates",

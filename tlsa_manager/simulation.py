@@ -33,6 +33,21 @@ from tlsa_manager.provider import ChangeSet, RRset
 from tlsa_manager.records import Tlsa, owner_name
 
 HOST = "mail.example.com"
+EVENTS = (
+    "sync",
+    "renew",
+    "next-key",
+    "ttl",
+    "lag",
+    "stop",
+    "resume",
+    "down",
+    "up",
+    "fail-next-apply",
+    "crash",
+    "edit",
+    "parallel",
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +168,10 @@ class World:
         self.edit_before_apply = False
         self.parallel_next = False
         self.applies = 0
+        self.narrate = False
+        self.quiet_timer = False
+        self.last_timer = ""
+        self.reported: set[tuple[tuple[str, int], str]] = set()
 
     # -- helpers -------------------------------------------------------------
 
@@ -183,7 +202,13 @@ class World:
         return ChainFacts(f"{key_type}#{n}({issuer})", leaf, key_type, (ca,), issuer_name=issuer)
 
     def log(self, text: str) -> None:
+        if self.quiet_timer and text.startswith("timer:"):
+            if text.endswith("nothing to do") or text == self.last_timer:
+                return
+            self.last_timer = text
         self.timeline.append(f"T+{_dur(self.clock - self.t0):>9}  {text}")
+        if self.narrate:
+            self.timeline.append(f"{'':13}{self.state_line()}")
 
     # -- time, propagation, caches ----------------------------------------
 
@@ -232,7 +257,8 @@ class World:
                 if key in seen:
                     continue
                 seen.add(key)
-                if not chain.covered_by(version.records):
+                if not chain.covered_by(version.records) and (key, server) not in self.reported:
+                    self.reported.add((key, server))
                     self.violations.append(
                         Violation(
                             self.clock,
@@ -345,11 +371,16 @@ class World:
         for note in report.notes:
             self.log(f"  note: {note}")
 
-    def renew(self, key_type: str, *, new_key: bool, issuer: str) -> None:
+    def renew(self, key_type: str, *, new_key: bool, issuer: str, direct: bool = False) -> None:
+        """A renewal; ``direct`` models an ACME client that installs it itself (no staging)."""
         old = self.live.get(key_type)
         chain = self.new_chain(key_type, issuer, new_key=new_key, old=old)
         self.staged[key_type] = chain
-        self.log(f"renewal: {chain.label} staged ({'new' if new_key else 'same'} key)")
+        if direct:
+            self.log(f"renewal: {chain.label} installed directly by the ACME client")
+            self.deploy(chain)
+        else:
+            self.log(f"renewal: {chain.label} staged ({'new' if new_key else 'same'} key)")
         self.sync("hook")
 
     def add_next_key(self, key_type: str) -> None:
@@ -397,6 +428,7 @@ class World:
             self.renew(
                 event.get("key_type", "ecdsa"),
                 new_key=bool(event.get("new_key", False)),
+                direct=bool(event.get("direct", False)),
                 issuer=event.get("issuer") or self.live[event.get("key_type", "ecdsa")].issuer_name or "",
             )
         elif kind == "next-key":
@@ -425,7 +457,9 @@ class World:
         elif kind == "parallel":
             self.parallel_next = True
         else:
-            raise ValueError(f"unknown event {kind!r}")
+            from tlsa_manager.errors import ConfigError
+
+            raise ConfigError(f"unknown scenario event {kind!r}", f"use one of: {', '.join(EVENTS)}")
 
     def run(
         self,
@@ -454,11 +488,87 @@ class World:
         self.advance(self.t0 + until)
 
     def state_line(self) -> str:
+        """What each server serves, how many versions caches may hold, the sender's verdict."""
         views = ", ".join(
-            f"{s.name}: {len(s.current().records) if s.current() else 0} rec"  # type: ignore[union-attr]
+            f"{s.name} serves {len(v.records)} (v{v.serial})" if (v := s.current()) else f"{s.name} -"
             for s in self.servers.values()
         )
-        return f"{views}; {self.sender_verdict()}"
+        versions = {v.serial for _, v in self.cacheable()}
+        return f"[{views}; caches may hold {len(versions)} version(s); {self.sender_verdict()}]"
 
     def describe_time(self, ts: float) -> str:
         return iso(ts) or ""
+
+
+@dataclass
+class Scenario:
+    """A TOML scenario: the world's settings and a list of timed events."""
+
+    description: str
+    world: World
+    events: list[tuple[float, dict[str, Any]]]
+    until: float
+    timer: float | None
+
+
+def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
+    """Read a scenario file (format: docs/simulate.md); every mistake is one ConfigError line."""
+    import tomllib
+
+    from tlsa_manager.durations import parse_duration
+    from tlsa_manager.errors import ConfigError, InputError
+    from tlsa_manager.records import parse_params
+
+    try:
+        with open(path, "rb") as handle:
+            doc = tomllib.load(handle)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such scenario file", "see examples/scenarios/") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})", "fix the syntax") from None
+    world_doc = doc.get("world", {})
+    servers = {
+        str(name): parse_duration(lag, f"world.servers.{name}")
+        for name, lag in world_doc.get("servers", {"ns1": 0, "ns2": "30s"}).items()
+    }
+    kinds = tuple(parse_params(k) for k in world_doc.get("records", ["3 1 1", "2 1 1"]))
+    policy = HostPolicy(
+        kinds=kinds, unsafe_allow_fragile_kinds=bool(world_doc.get("unsafe_allow_fragile_kinds"))
+    )
+    from tlsa_manager.policy import validate_kinds
+
+    validate_kinds(kinds, policy.unsafe_allow_fragile_kinds)
+    known = {i.name for i in issuers}
+    initial = {str(k): str(v) for k, v in world_doc.get("issuers", {}).items()}
+    for name in initial.values():
+        if name not in known:
+            raise ConfigError(f"{path}: unknown issuer {name!r}", "use a catalog name such as YE1 or YR2")
+    world = World(
+        issuers,
+        servers=servers,
+        ttl=int(parse_duration(world_doc.get("ttl", "1h"), "world.ttl")),
+        negative_ttl=int(parse_duration(world_doc.get("negative_ttl", "5m"), "world.negative_ttl")),
+        slack=parse_duration(world_doc.get("slack", "5m"), "world.slack"),
+        policy=policy,
+        key_types=tuple(world_doc.get("key_types", ["ecdsa"])),
+        initial_issuers=initial,
+        seed=int(world_doc.get("seed", 0)),
+    )
+    events = []
+    for i, ev in enumerate(doc.get("events", [])):
+        if "do" not in ev or "at" not in ev:
+            raise ConfigError(f"{path}: event {i + 1} needs 'at' and 'do'", 'e.g. at = "1d", do = "renew"')
+        if ev.get("issuer") and ev["issuer"] not in known:
+            raise ConfigError(f"{path}: event {i + 1}: unknown issuer {ev['issuer']!r}", "use YE1-3 or YR1-3")
+        at = parse_duration(ev["at"], f"event {i + 1} at")
+        body = {k: v for k, v in ev.items() if k != "at"}
+        if "seconds" in body:
+            body["seconds"] = parse_duration(body["seconds"], f"event {i + 1} seconds")
+        if "ttl" in body:
+            body["ttl"] = int(parse_duration(body["ttl"], f"event {i + 1} ttl"))
+        events.append((at, body))
+    timer_value = world_doc.get("timer", "1h")
+    timer = None if timer_value in ("off", 0, "0") else parse_duration(timer_value, "world.timer")
+    last = max((at for at, _ in events), default=0.0)
+    until = parse_duration(world_doc.get("until", last + 2 * 86400), "world.until")
+    return Scenario(str(doc.get("description", "")), world, events, until, timer)

@@ -1,0 +1,80 @@
+"""The ledger: round trip, atomic writes, the lock, and corrupt files are never reset."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tlsa_manager.errors import StateError
+from tlsa_manager.ledger import Ledger, LedgerData
+from tlsa_manager.observations import ServerView
+from tlsa_manager.records import Tlsa
+
+REC = Tlsa.from_text("3 1 1 " + "ab" * 32)
+
+
+def sample() -> LedgerData:
+    data = LedgerData()
+    owner = data.host("mail.example.com").owner("_25._tcp.mail.example.com.")
+    owner.managed = frozenset({REC})
+    owner.history = owner.history.observe(1000.0, [ServerView("ns1", frozenset({REC}), 300),
+                                                   ServerView("ns2", None, None, "timeout")])
+    data.host("mail.example.com").staged["ecdsa"] = {"path": "/x", "since": 1000.0}
+    return data
+
+
+def test_round_trip_and_mode(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "state")
+    with ledger.locked():
+        ledger.save(sample())
+    loaded = ledger.load()
+    assert loaded.to_json() == sample().to_json()
+    assert (os.stat(ledger.path).st_mode & 0o777) == 0o600
+    assert not [p for p in ledger.path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_missing_file_is_empty_history(tmp_path: Path) -> None:
+    assert Ledger(tmp_path).load().hosts == {}
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    ("{not json", "is not valid JSON"),
+    ('{"hosts": {}}', "is not a tlsa-manager ledger"),
+    ('{"schema": 99, "hosts": {}}', "schema 99"),
+    ('{"schema": 1, "hosts": {"h": {"owners": {"o": {"managed": ["3 1 1 zz"], "history": []}}}}}', "is damaged"),
+])
+def test_corrupt_or_unknown_is_an_error_and_the_file_stays(tmp_path: Path, content: str, fragment: str) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.path.write_text(content)
+    with pytest.raises(StateError, match=fragment) as info:
+        ledger.load()
+    assert "a new ledger restarts all gates" in str(info.value) or "schema" in str(info.value) or "check" in str(info.value)
+    assert ledger.path.read_text() == content
+
+
+def _hold_lock(state: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    with Ledger(Path(state)).locked():
+        ready.set()
+        release.wait(10)
+
+
+def test_lock_keeps_a_second_run_out(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        start = time.monotonic()
+        with pytest.raises(StateError, match="another tlsa-manager run holds"), Ledger(tmp_path).locked(wait=0.3):
+            pass
+        assert time.monotonic() - start >= 0.3
+    finally:
+        release.set()
+        holder.join(10)
+    with Ledger(tmp_path).locked():
+        pass  # free again once the other run ended

@@ -1,0 +1,55 @@
+"""`simulate`: the example scenarios replay through the real planner and say what a sender sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES
+
+SCENARIOS = sorted((EXAMPLES / "scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_example_scenarios(cli, path: Path) -> None:
+    result = cli("simulate", path)
+    if path.stem.startswith("direct-install"):
+        assert result.code == 4
+        assert "moment(s) when a DANE sender would defer mail" in result.out
+        assert "not covered by a cacheable RRset" in result.out
+    else:
+        assert result.code == 0, result.out
+        assert result.out.rstrip().endswith("no moment when a DANE sender would defer mail")
+        assert "DANE sender: accepts" in result.out
+
+
+def test_new_key_scenario_timeline(cli) -> None:
+    doc = cli("--json", "simulate", EXAMPLES / "scenarios" / "new-key.toml").json()
+    lines = [line for line in doc["timeline"] if line.startswith("T+")]
+    assert any("renewal: ecdsa#2(YE2) staged (new key)" in line for line in lines)
+    deploy = next(line for line in lines if "  deploy ecdsa#2(YE2)" in line)
+    # ns2 lags 10 min; the 30-min timer first sees it at 1d30m; gate = +2h5m -> 1d3h (next tick)
+    assert deploy.replace(" ", "").startswith("T+1d3hdeploy")
+    assert any("remove 1" in line for line in lines)
+    assert doc["violations"] == []
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    ("[world\n", "not valid TOML"),
+    ('[[events]]\nat = "1d"\n', "needs 'at' and 'do'"),
+    ('[[events]]\nat = "soon"\ndo = "sync"\n', "is not a duration"),
+    ('[[events]]\nat = "1d"\ndo = "explode"\n', "unknown scenario event 'explode'"),
+    ('[[events]]\nat = "1d"\ndo = "renew"\nissuer = "ZZ9"\n', "unknown issuer 'ZZ9'"),
+    ('[world]\nrecords = ["3 0 1"]\n[[events]]\nat = "0s"\ndo = "sync"\n', "unsafe_allow_fragile_kinds"),
+])
+def test_bad_scenarios(cli, tmp_path: Path, content: str, fragment: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(content)
+    result = cli("simulate", path)
+    assert result.code in (2, 3), result
+    assert result.err.count("\n") == 1 and fragment in result.err
+
+
+def test_missing_scenario(cli, tmp_path: Path) -> None:
+    result = cli("simulate", tmp_path / "nope.toml")
+    assert result.code == 2 and "no such scenario file" in result.err
