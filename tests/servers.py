@@ -1,0 +1,253 @@
+"""Real BIND (primary + secondary, DNSSEC-signed, TSIG) on loopback high ports.
+
+Started from freshly generated files in a temp dir, stopped by pid.  If a binary is
+missing the tests skip loudly, except under CI=true where that is a failure.
+Facts behind the settings: ../shared/docs/test-servers.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.name
+import dns.query
+import dns.rdatatype
+import pytest
+
+ZONE = "example.test"
+
+
+def require(*binaries: str) -> None:
+    """Skip (or fail under CI=true) when a server binary is missing."""
+    missing = [b for b in binaries if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()]
+    if missing:
+        message = f"SERVER TEST NOT RUN: missing {', '.join(missing)} (run scripts/test as root to install)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.bind(("127.0.0.1", port))
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as tcp6:
+                tcp6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def run(*args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, cwd=cwd)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {result.stderr or result.stdout}")
+    return result.stdout
+
+
+ZONE_TEMPLATE = """$TTL 60
+@       IN SOA  ns1.{zone}. hostmaster.{zone}. ( 1 60 30 3600 30 )
+        IN NS   ns1.{zone}.
+        IN NS   ns2.{zone}.
+        IN MX   10 mx.{zone}.
+ns1     IN A    127.0.0.1
+ns2     IN A    127.0.0.1
+mx      IN A    127.0.0.1
+mx      IN AAAA ::1
+"""
+
+
+@dataclass
+class Named:
+    name: str
+    directory: Path
+    port: int
+    rndc_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def rndc(self, keys: Path, *args: str) -> str:
+        return run("rndc", "-k", str(keys / "rndc.key"), "-s", "127.0.0.1", "-p", str(self.rndc_port), *args)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+@dataclass
+class Bind:
+    """A signed, dynamic primary and a secondary fed by NOTIFY/IXFR, both on loopback."""
+
+    root: Path
+    zone: str = ZONE
+    tsig_name: str = "dane-update"
+    primary: Named = field(init=False)
+    secondary: Named = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = self.root / "keys"
+        self.primary = Named("primary", self.root / "pri", free_port(), free_port())
+        self.secondary = Named("secondary", self.root / "sec", free_port(), free_port())
+
+    @property
+    def key_file(self) -> Path:
+        return self.keys / f"{self.tsig_name}.key"
+
+    @property
+    def nameservers(self) -> list[str]:
+        return [self.primary.endpoint, self.secondary.endpoint]
+
+    def start(self, extra_zone: str = "", ttl: int = 60) -> Bind:
+        require("named", "tsig-keygen", "rndc-confgen", "rndc")
+        os.chmod(self.root, 0o755)
+        for d in (self.keys, self.primary.directory, self.primary.directory / "keys", self.secondary.directory):
+            d.mkdir(parents=True, exist_ok=True)
+        (self.keys / f"{self.tsig_name}.key").write_text(run("tsig-keygen", "-a", "hmac-sha256", self.tsig_name))
+        run("rndc-confgen", "-a", "-A", "hmac-sha256", "-k", "rndc-key", "-c", str(self.keys / "rndc.key"))
+        zone_text = ZONE_TEMPLATE.format(zone=self.zone).replace("$TTL 60", f"$TTL {ttl}") + extra_zone
+        (self.primary.directory / f"{self.zone}.db").write_text(zone_text)
+        self.set_notify(True, write_only=True)
+        (self.primary.directory / "named.conf").write_text(self._primary_conf())
+        (self.secondary.directory / "named.conf").write_text(self._secondary_conf())
+        for path in (self.keys, self.primary.directory, self.secondary.directory):
+            run("chown", "-R", "bind:bind", str(path))
+        for f in self.keys.iterdir():
+            os.chmod(f, 0o640)
+        self._launch(self.primary)
+        self._wait_signed(self.primary)
+        self._launch(self.secondary)
+        self._wait_signed(self.secondary)
+        return self
+
+    def _launch(self, named: Named) -> None:
+        log = named.directory / "startup.log"
+        named.process = subprocess.Popen(
+            ["named", "-u", "bind", "-f", "-c", str(named.directory / "named.conf"), "-L", str(log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def _wait_signed(self, named: Named, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        zone = dns.name.from_text(self.zone)
+        while time.monotonic() < deadline:
+            if named.process is not None and named.process.poll() is not None:
+                log = (named.directory / "startup.log").read_text() if (named.directory / "startup.log").exists() else ""
+                raise RuntimeError(f"named ({named.name}) exited: {log[-2000:]}")
+            try:
+                q = dns.message.make_query(zone, dns.rdatatype.SOA, want_dnssec=True)
+                r = dns.query.udp(q, "127.0.0.1", port=named.port, timeout=1)
+                if any(rr.rdtype == dns.rdatatype.RRSIG for rr in r.answer):
+                    return
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"named ({named.name}) did not serve a signed {self.zone} in {timeout}s")
+
+    def set_notify(self, on: bool, write_only: bool = False) -> None:
+        """NOTIFY to the secondary on or off (off makes it lag until the next refresh)."""
+        text = (f"notify explicit; also-notify {{ 127.0.0.1 port {self.secondary.port} key {self.tsig_name}; }};"
+                if on else "notify no;")
+        (self.primary.directory / "notify.conf").write_text(text + "\n")
+        if not write_only:
+            self.primary.rndc(self.keys, "reconfig")
+
+    def _primary_conf(self) -> str:
+        d = self.primary.directory
+        return f"""
+include "{self.keys}/{self.tsig_name}.key";
+include "{self.keys}/rndc.key";
+options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    key-directory "{d}/keys";
+    listen-on port {self.primary.port} {{ 127.0.0.1; }};
+    listen-on-v6 port {self.primary.port} {{ ::1; }};
+    recursion no;
+    dnssec-validation no;
+    allow-query {{ any; }};
+    allow-transfer {{ key {self.tsig_name}; }};
+    include "{d}/notify.conf";
+    notify-delay 0;
+    minimal-responses yes;
+}};
+controls {{ inet 127.0.0.1 port {self.primary.rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
+logging {{
+    channel main {{ file "{d}/named.log" versions 2 size 20m; print-time yes; severity info; }};
+    category default {{ main; }};
+    category lame-servers {{ null; }};
+}};
+zone "{self.zone}" {{
+    type primary;
+    file "{self.zone}.db";
+    dnssec-policy default;
+    inline-signing no;
+    update-policy {{ grant {self.tsig_name} zonesub ANY; }};
+}};
+"""
+
+    def _secondary_conf(self) -> str:
+        d = self.secondary.directory
+        return f"""
+include "{self.keys}/{self.tsig_name}.key";
+include "{self.keys}/rndc.key";
+options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    listen-on port {self.secondary.port} {{ 127.0.0.1; }};
+    listen-on-v6 port {self.secondary.port} {{ ::1; }};
+    recursion no;
+    dnssec-validation no;
+    allow-query {{ any; }};
+    notify no;
+    minimal-responses yes;
+}};
+controls {{ inet 127.0.0.1 port {self.secondary.rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
+logging {{
+    channel main {{ file "{d}/named.log" versions 2 size 20m; print-time yes; severity info; }};
+    category default {{ main; }};
+}};
+primaries primary {{ 127.0.0.1 port {self.primary.port} key {self.tsig_name}; }};
+zone "{self.zone}" {{ type secondary; primaries {{ primary; }}; file "{self.zone}.bk"; }};
+"""
+
+    def stop(self) -> None:
+        self.secondary.stop()
+        self.primary.stop()

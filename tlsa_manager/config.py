@@ -1,0 +1,253 @@
+"""The configuration file (TOML) and the one-off configuration built from flags.
+
+Reference: docs/config.md.  Every mistake is one :class:`ConfigError` line naming
+the key and what to write instead.  Secrets are never inline unless the file is
+readable by its owner only (0600): a TSIG secret or API token comes from a file
+(``*_file``) or an environment variable (``*_env``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tlsa_manager.derive import DEFAULT_KINDS
+from tlsa_manager.durations import parse_duration
+from tlsa_manager.errors import ConfigError, InputError
+from tlsa_manager.policy import HostPolicy, validate_kinds
+from tlsa_manager.records import Params, host_name, parse_params
+
+SECRET_KEYS = ("tsig_secret", "api_token", "token", "secret")
+HOST_KEYS = {
+    "provider",
+    "ports",
+    "cert",
+    "key",
+    "certs",
+    "next_keys",
+    "records",
+    "ttl",
+    "budget",
+    "prune",
+    "unsafe_allow_fragile_kinds",
+    "pin_backup_issuers",
+    "slack",
+    "negative_ttl",
+    "reload",
+    "staged_dir",
+    "deploy",
+    "nameservers",
+    "probe",
+    "probe_port",
+}
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One MX host as configured."""
+
+    name: str
+    provider: str
+    ports: tuple[int, ...] = (25,)
+    certs: tuple[Path, ...] = ()
+    key: Path | None = None
+    next_keys: tuple[Path, ...] = ()
+    kinds: tuple[Params, ...] = DEFAULT_KINDS
+    ttl: int = 3600
+    budget: int = 12
+    prune: bool = False
+    unsafe_allow_fragile_kinds: bool = False
+    pin_backup_issuers: bool = True
+    slack: float = 300.0
+    negative_ttl: int | None = None
+    reload: tuple[str, ...] = ()
+    staged_dir: Path | None = None
+    deploy: Path | None = None
+    nameservers: tuple[str, ...] = ()
+    probe: str | None = None
+    probe_port: int = 25
+
+    @property
+    def policy(self) -> HostPolicy:
+        return HostPolicy(
+            self.kinds, self.budget, self.unsafe_allow_fragile_kinds, self.pin_backup_issuers, self.prune
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    providers: Mapping[str, Mapping[str, Any]]
+    hosts: Mapping[str, HostSpec]
+    state_dir: Path | None = None
+    source: str = "flags"
+
+    def host(self, name: str) -> HostSpec:
+        wanted = name.rstrip(".").lower()
+        if wanted not in self.hosts:
+            known = ", ".join(sorted(self.hosts)) or "none"
+            raise ConfigError(f"host {name!r} is not configured in {self.source}", f"configured: {known}")
+        return self.hosts[wanted]
+
+    def select(self, names: list[str], all_hosts: bool = False) -> list[HostSpec]:
+        if all_hosts or not names:
+            if not self.hosts:
+                raise ConfigError(f"no hosts configured in {self.source}", 'add [hosts."mail.example.com"]')
+            return [self.hosts[h] for h in sorted(self.hosts)]
+        return [self.host(n) for n in names]
+
+
+def _path(value: object, key: str, base: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a path string", f'e.g. {key} = "/etc/ssl/mail.pem"')
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _bool(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, not {value!r}", f"write {key} = true")
+    return value
+
+
+def _int(value: object, key: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(
+            f"{key} must be a whole number from {lo} to {hi}, not {value!r}", f"e.g. {key} = {lo}"
+        )
+    return value
+
+
+def _host_spec(
+    name: str, doc: Mapping[str, Any], defaults: Mapping[str, Any], base: Path, providers: Mapping[str, Any]
+) -> HostSpec:
+    merged = {**defaults, **doc}
+    where = f'hosts."{name}"'
+    unknown = set(merged) - HOST_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}", "see docs/config.md for the host keys"
+        )
+    host_name(name)
+    provider = merged.get("provider")
+    if not provider:
+        if len(providers) == 1:
+            provider = next(iter(providers))
+        else:
+            raise ConfigError(f"{where}: no provider", 'add provider = "NAME" naming a [providers.NAME]')
+    if provider not in providers:
+        raise ConfigError(
+            f"{where}: provider {provider!r} is not defined",
+            f"define [providers.{provider}] or use one of: {', '.join(sorted(providers)) or 'none'}",
+        )
+    certs_value = merged.get("certs", merged.get("cert"))
+    certs: list[object] = (
+        certs_value if isinstance(certs_value, list) else ([certs_value] if certs_value else [])
+    )
+    kinds = tuple(parse_params(k) for k in merged.get("records", ["3 1 1", "2 1 1"]))
+    unsafe = _bool(merged.get("unsafe_allow_fragile_kinds", False), f"{where}.unsafe_allow_fragile_kinds")
+    validate_kinds(kinds, unsafe)
+    ports = merged.get("ports", [25])
+    if not isinstance(ports, list) or not ports:
+        raise ConfigError(f"{where}.ports must be a list of ports", "e.g. ports = [25]")
+    reload = merged.get("reload", [])
+    if isinstance(reload, str) or not all(isinstance(a, str) for a in reload):
+        raise ConfigError(
+            f"{where}.reload must be a list of strings (no shell)",
+            'e.g. reload = ["systemctl", "reload", "postfix"]',
+        )
+    neg = merged.get("negative_ttl")
+    return HostSpec(
+        name=name.rstrip(".").lower(),
+        provider=str(provider),
+        ports=tuple(_int(p, f"{where}.ports", 1, 65535) for p in ports),
+        certs=tuple(_path(c, f"{where}.cert", base) for c in certs),
+        key=_path(merged["key"], f"{where}.key", base) if merged.get("key") else None,
+        next_keys=tuple(_path(k, f"{where}.next_keys", base) for k in merged.get("next_keys", [])),
+        kinds=kinds,
+        ttl=_int(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1),
+        budget=_int(merged.get("budget", 12), f"{where}.budget", 1, 100),
+        prune=_bool(merged.get("prune", False), f"{where}.prune"),
+        unsafe_allow_fragile_kinds=unsafe,
+        pin_backup_issuers=_bool(merged.get("pin_backup_issuers", True), f"{where}.pin_backup_issuers"),
+        slack=parse_duration(merged.get("slack", 300), f"{where}.slack"),
+        negative_ttl=int(parse_duration(neg, f"{where}.negative_ttl")) if neg is not None else None,
+        reload=tuple(reload),
+        staged_dir=_path(merged["staged_dir"], f"{where}.staged_dir", base)
+        if merged.get("staged_dir")
+        else None,
+        deploy=_path(merged["deploy"], f"{where}.deploy", base) if merged.get("deploy") else None,
+        nameservers=tuple(str(n) for n in merged.get("nameservers", [])),
+        probe=str(merged["probe"]) if merged.get("probe") else None,
+        probe_port=_int(merged.get("probe_port", 25), f"{where}.probe_port", 1, 65535),
+    )
+
+
+def check_secret_settings(name: str, settings: Mapping[str, Any], path: Path | None) -> None:
+    """Inline secrets only in a file nobody else can read."""
+    inline = [k for k in settings if k in SECRET_KEYS]
+    if not inline or path is None:
+        return
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"providers.{name}.{inline[0]} is inline in {path}, which others may read (mode {mode:o})",
+            f"chmod 600 {path}, or use {inline[0]}_file / {inline[0]}_env",
+        )
+
+
+def load_config(path: Path) -> Config:
+    """Parse and check a configuration file."""
+    try:
+        with open(path, "rb") as handle:
+            doc = tomllib.load(handle)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such configuration file", "give --config PATH, or use flags") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied", "run as a user that may read it") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})", "fix the syntax at that line") from None
+    return config_from_dict(doc, path.parent, str(path), path)
+
+
+def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path | None = None) -> Config:
+    unknown = set(doc) - {"state_dir", "providers", "hosts", "defaults"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}",
+            "use state_dir, [defaults], [providers.NAME], [hosts.NAME]",
+        )
+    providers: dict[str, Mapping[str, Any]] = {}
+    for name, settings in dict(doc.get("providers", {})).items():
+        if not isinstance(settings, dict) or "type" not in settings:
+            raise ConfigError(f"providers.{name} needs a type", 'e.g. type = "rfc2136"')
+        check_secret_settings(name, settings, path)
+        providers[name] = dict(settings, name=name)
+    defaults = dict(doc.get("defaults", {}))
+    hosts = {
+        name.rstrip(".").lower(): _host_spec(name, hdoc, defaults, base, providers)
+        for name, hdoc in dict(doc.get("hosts", {})).items()
+    }
+    state = _path(doc["state_dir"], "state_dir", base) if doc.get("state_dir") else None
+    return Config(providers, hosts, state, source)
+
+
+def config_from_flags(
+    host: str,
+    *,
+    certs: list[str],
+    key: str | None,
+    provider: str,
+    provider_settings: Mapping[str, Any],
+    extra: Mapping[str, Any],
+) -> Config:
+    """A one-off configuration for ``sync HOST --cert ... --provider zonefile --zone-file ...``."""
+    doc: dict[str, Any] = {
+        "providers": {provider: dict(provider_settings, type=provider)},
+        "hosts": {host: {"provider": provider, "certs": certs, **({"key": key} if key else {}), **extra}},
+    }
+    return config_from_dict(doc, Path.cwd(), "flags")

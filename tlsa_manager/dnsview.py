@@ -1,0 +1,184 @@
+"""What each authoritative server serves, read directly (DO bit, signatures checked).
+
+The deploy gate needs the answer of *every* authoritative server, not of a resolver
+(dane-rules F1): each NS name x each address, or the host:port list configured.  A
+server "serves" a record when its answer carries it with an RRSIG that validates
+against the zone's DNSKEY as the same server returns it; a signed zone answering
+without a valid signature counts as not serving.  No answer (timeout, refused,
+SERVFAIL) is a view with ``records=None`` and the reason, which keeps gates closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.dnssec
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from tlsa_manager.errors import ConfigError
+from tlsa_manager.observations import ServerView
+from tlsa_manager.records import Tlsa
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An authoritative server address: ``name`` for reports, ``address``/``port`` to query."""
+
+    name: str
+    address: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``127.0.0.1:5300``, ``[::1]:5300``, ``192.0.2.1`` or ``ns1.example.com[:53]``."""
+    value = text.strip()
+    port = 53
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest.startswith(":"):
+            port = _port(rest[1:], text)
+    elif value.count(":") == 1:
+        host, _, p = value.partition(":")
+        port = _port(p, text)
+    else:
+        host = value
+    if not host:
+        raise ConfigError(f"nameserver {text!r} has no address", 'write e.g. "127.0.0.1:5300"')
+    address = host
+    if not _is_ip(host):
+        try:
+            address = str(socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0][4][0])
+        except OSError:
+            raise ConfigError(f"nameserver {host!r} does not resolve", "give its address instead") from None
+    return Endpoint(value, str(address), port)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(f"nameserver {whole!r} has a bad port", 'write e.g. "127.0.0.1:5300"')
+    return int(text)
+
+
+def _is_ip(text: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def ask(
+    endpoint: Endpoint,
+    qname: dns.name.Name,
+    rdtype: dns.rdatatype.RdataType,
+    timeout: float = 5.0,
+    dnssec: bool = True,
+) -> dns.message.Message:
+    """One query, UDP falling back to TCP on truncation; raises dns.exception on failure."""
+    query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
+    query.flags &= ~dns.flags.RD
+    response, _ = dns.query.udp_with_fallback(query, endpoint.address, timeout=timeout, port=endpoint.port)
+    return response
+
+
+class DnsView:
+    """Reads the TLSA RRset at owner names from a list of authoritative endpoints."""
+
+    def __init__(self, endpoints: Sequence[Endpoint], timeout: float = 5.0) -> None:
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        self._dnskeys: dict[tuple[Endpoint, dns.name.Name], dns.rrset.RRset | None] = {}
+
+    def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+        return {owner: tuple(self.view(e, owner) for e in self.endpoints) for owner in owners}
+
+    def view(self, endpoint: Endpoint, owner: dns.name.Name) -> ServerView:
+        try:
+            response = ask(endpoint, owner, dns.rdatatype.TLSA, self.timeout)
+        except dns.exception.Timeout:
+            return ServerView(endpoint.name, None, None, "timeout")
+        except (OSError, dns.exception.DNSException) as exc:
+            return ServerView(endpoint.name, None, None, f"no answer: {type(exc).__name__}")
+        rcode = response.rcode()
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return ServerView(endpoint.name, None, None, dns.rcode.to_text(rcode))
+        if not response.flags & dns.flags.AA:
+            return ServerView(endpoint.name, None, None, "not authoritative for this name")
+        rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
+        if rrset is None:
+            return ServerView(endpoint.name, frozenset(), None)
+        sigs = response.get_rrset(
+            response.answer, owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.TLSA
+        )
+        problem = self._signature_problem(endpoint, rrset, sigs)
+        if problem:
+            return ServerView(endpoint.name, None, None, problem)
+        return ServerView(endpoint.name, frozenset(Tlsa.from_rdata(r) for r in rrset), rrset.ttl)
+
+    def _signature_problem(
+        self, endpoint: Endpoint, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None
+    ) -> str | None:
+        if sigs is None:
+            zone = self._signed_zone(endpoint, rrset.name)
+            return f"answer has no RRSIG although {zone} is signed" if zone else None
+        signer = next(iter(sigs)).signer
+        keys = self._dnskey(endpoint, signer)
+        if keys is None:
+            return f"no DNSKEY for {signer} from this server"
+        try:
+            dns.dnssec.validate(rrset, sigs, {signer: keys}, now=time.time())
+        except dns.exception.ValidationFailure as exc:
+            return f"RRSIG does not validate ({exc})"
+        return None
+
+    def _dnskey(self, endpoint: Endpoint, zone: dns.name.Name) -> dns.rrset.RRset | None:
+        key = (endpoint, zone)
+        if key not in self._dnskeys:
+            try:
+                response = ask(endpoint, zone, dns.rdatatype.DNSKEY, self.timeout)
+                self._dnskeys[key] = response.get_rrset(
+                    response.answer, zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY
+                )
+            except (OSError, dns.exception.DNSException):
+                self._dnskeys[key] = None
+        return self._dnskeys[key]
+
+    def _signed_zone(self, endpoint: Endpoint, name: dns.name.Name) -> dns.name.Name | None:
+        """The enclosing zone if it publishes a DNSKEY (then unsigned answers are suspect)."""
+        candidate = name
+        while len(candidate.labels) > 1:
+            if self._dnskey(endpoint, candidate) is not None:
+                return candidate
+            candidate = candidate.parent()
+        return None
+
+
+def negative_ttl(endpoint: Endpoint, zone: dns.name.Name, timeout: float = 5.0) -> int | None:
+    """min(SOA MINIMUM, SOA TTL) of a zone as one server serves it (RFC 2308 §5)."""
+    try:
+        response = ask(endpoint, zone, dns.rdatatype.SOA, timeout, dnssec=False)
+    except (OSError, dns.exception.DNSException):
+        return None
+    soa = response.get_rrset(response.answer, zone, dns.rdataclass.IN, dns.rdatatype.SOA)
+    if soa is None:
+        return None
+    return int(min(soa.ttl, next(iter(soa)).minimum))
