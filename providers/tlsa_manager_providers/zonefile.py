@@ -199,7 +199,7 @@ class ZoneFileProvider(Provider):
         "zone_file": "the zone's master file",
         "zone": "zone origin (default: the SOA owner / first $ORIGIN / file name)",
         "include_file": "write TLSA records to this fragment (the zone file must $INCLUDE it)",
-        "reload": 'command to run after a change, as a list (no shell), e.g. ["rndc", "reload", "example.com"]',
+        "reload": "command to run after a change, as an argv list (no shell)",
         "check": "run named-checkzone before replacing the file (default: when installed)",
         "nameservers": "authoritative servers to poll, host:port list (default: the file itself)",
     }
