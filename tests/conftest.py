@@ -137,3 +137,41 @@ def zonefile_read(path: Path, owner):  # type: ignore[no-untyped-def]
     if rdataset is None:
         return frozenset(), None
     return frozenset(Tlsa.from_rdata(r) for r in rdataset), rdataset.ttl
+
+
+@pytest.fixture
+def cf_fake():  # type: ignore[no-untyped-def]
+    from cloudflare_fake import FakeCloudflare
+
+    fake = FakeCloudflare().start()
+    fake.add_zone("example.test")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
+    from test_provider_contract import Backend
+    from tlsa_manager_providers.cloudflare import CloudflareProvider
+
+    monkeypatch.setenv("CF_TEST_TOKEN", cf_fake.token)
+    # The SDK would send these instead of the token; the provider must clear them.
+    monkeypatch.setenv("CLOUDFLARE_EMAIL", "someone@example.test")
+    monkeypatch.setenv("CLOUDFLARE_API_KEY", "0123456789abcdef")
+    provider = CloudflareProvider({"api_token_env": "CF_TEST_TOKEN", "api_url": cf_fake.base_url})
+    zone = cf_fake.zone("example.test")
+
+    def read_back(owner):  # type: ignore[no-untyped-def]
+        from tlsa_manager.records import Tlsa
+
+        name = owner.to_text(omit_final_dot=True)
+        recs = [r for r in zone.records.values() if r["name"] == name]
+        if not recs:
+            return frozenset(), None
+        return frozenset(Tlsa.from_text("{usage} {selector} {matching_type} {certificate}".format(**r["data"]))
+                         for r in recs), max(r["ttl"] for r in recs)
+
+    def external_add(owner, record):  # type: ignore[no-untyped-def]
+        cf_fake.add_record(zone, owner.to_text(omit_final_dot=True), record.to_text())
+
+    return Backend(provider, read_back, external_add, provider.writes_count)

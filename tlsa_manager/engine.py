@@ -114,7 +114,7 @@ def make_plan(settings: HostSettings, ports: HostPorts, ledger: LedgerData, *, r
         if record:
             rec.history = history
         rrset = published.get(owner, RRset(owner))
-        owners.append(OwnerInput(owner, rrset, views.get(owner, ()), history, rec.managed))
+        owners.append(OwnerInput(owner, rrset, views.get(owner, ()), history, rec.managed | rrset.managed))
     want = desired(
         chains.live,
         chains.staged,

@@ -27,6 +27,8 @@ class RRset:
     owner: dns.name.Name
     records: frozenset[Tlsa] = frozenset()
     ttl: int | None = None
+    #: records the provider itself marks as ours (e.g. a Cloudflare comment)
+    managed: frozenset[Tlsa] = frozenset()
 
     @property
     def empty(self) -> bool:

@@ -1,0 +1,386 @@
+"""Cloudflare DNS through the official ``cloudflare`` SDK (imported only when used).
+
+- The zone is found by walking up the host's labels, or given as ``zone_id`` so a
+  token with "DNS:Edit" on that zone alone works.
+- Reads list TLSA records with ``type=TLSA`` and ``name.exact`` (one owner) or the
+  zone's TLSA records (several owners), page by page until ``result_info`` says done.
+- All writes for a zone go in one batch call (deletes, then posts), which Cloudflare
+  applies all or nothing.  Before it, the owners are listed again and compared with
+  what the plan expected (compare-and-swap).  The SDK's own retries are off for the
+  batch: a retried create can duplicate; after a 429 or 5xx we list again and decide.
+- Records we create carry ``comment = "managed by tlsa-manager"``; hex is compared
+  case-insensitively and numeric fields (floats in the SDK's models) are cast to int.
+- Error 81058 ("identical record exists") counts as present.
+- The token comes from ``api_token_env`` or ``api_token_file``; it is never printed,
+  logged or put into an exception.  CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY in the
+  environment would make the SDK send those instead of the token: they are cleared.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dns.name
+
+from tlsa_manager.dnsview import parse_endpoint
+from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
+from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
+from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
+
+log = logging.getLogger(__name__)
+MARKER = "managed by tlsa-manager"
+PER_PAGE = 100
+
+
+class CloudflareProvider(Provider):
+    """Cloudflare DNS, one batch call per zone."""
+
+    name = "cloudflare"
+    capabilities = Capabilities(
+        atomic=True, compare_and_swap=True, eventual_propagation=True, min_ttl=60, can_list_nameservers=False
+    )
+    settings: ClassVar[Mapping[str, str]] = {
+        "api_token_env": "environment variable holding the API token (default CLOUDFLARE_API_TOKEN)",
+        "api_token_file": "file holding the API token",
+        "api_token": "the token inline (only in a config file of mode 0600)",
+        "zone_id": "the zone's id: skips the zone lookup (token needs DNS:Edit only)",
+        "zone": "the zone name (with zone_id)",
+        "api_url": "API base URL (default https://api.cloudflare.com/client/v4)",
+        "timeout": "seconds per request (default 30)",
+        "max_retry_after": "longest Retry-After to honour on 429, seconds (default 60)",
+        "nameservers": "servers to poll for propagation, host:port list",
+    }
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__(config)
+        self._token = self._load_token(config)
+        self._client: Any = None
+        self._zones: dict[str, tuple[str, str]] = {}
+        self.timeout = float(config.get("timeout", 30))
+        self.max_retry_after = float(config.get("max_retry_after", 60))
+        self.notes: list[str] = []
+
+    @staticmethod
+    def _load_token(config: Mapping[str, Any]) -> str:
+        if config.get("api_token_file"):
+            path = Path(str(config["api_token_file"]))
+            try:
+                token = path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{path}: cannot read the API token ({exc.strerror})", "check the path"
+                ) from None
+        elif config.get("api_token"):
+            token = str(config["api_token"]).strip()
+        else:
+            var = str(config.get("api_token_env", "CLOUDFLARE_API_TOKEN"))
+            token = os.environ.get(var, "").strip()
+            if not token:
+                raise ConfigError(
+                    f"no Cloudflare API token: {var} is not set", f"export {var}, or set api_token_file"
+                )
+        if not token:
+            raise ConfigError("the Cloudflare API token is empty", "put the token in the file")
+        return token
+
+    # -- SDK ----------------------------------------------------------------
+
+    def client(self, *, retries: bool = True) -> Any:
+        """The SDK client (reads may retry; the batch never does: a retried create can duplicate)."""
+        if self._client is None:
+            self._client = (self._make_client(2), self._make_client(0))
+        return self._client[0 if retries else 1]
+
+    def _make_client(self, max_retries: int) -> Any:
+        import cloudflare
+
+        kwargs: dict[str, Any] = {
+            "api_token": self._token,
+            "max_retries": max_retries,
+            "timeout": self.timeout,
+            "_strict_response_validation": True,
+        }
+        if self.config.get("api_url"):
+            kwargs["base_url"] = str(self.config["api_url"])
+        client = cloudflare.Cloudflare(**kwargs)
+        # The SDK prefers CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY from the environment
+        # over the token (also in with_options() copies, so none are made).
+        client.api_email = None
+        client.api_key = None
+        client.user_service_key = None
+        return client
+
+    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run an SDK call; turn every SDK exception into one ProviderError line."""
+        import cloudflare
+
+        try:
+            return func(*args, **kwargs)
+        except cloudflare.RateLimitError as exc:
+            raise _RateLimited(_retry_after(exc)) from None
+        except (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError) as exc:
+            raise ProviderError(
+                f"Cloudflare refused the token for {what} ({_codes(exc)})",
+                "check the token and that it may edit DNS of this zone",
+            ) from None
+        except cloudflare.NotFoundError as exc:
+            raise ProviderError(
+                f"Cloudflare: not found during {what} ({_codes(exc)})", "check zone_id / the zone name"
+            ) from None
+        except cloudflare.InternalServerError as exc:
+            raise _ServerError(f"Cloudflare answered {exc.status_code} during {what}") from None
+        except cloudflare.APIStatusError as exc:
+            raise _StatusError(exc.status_code, _error_codes(exc), f"{what}: {_codes(exc)}") from None
+        except cloudflare.APITimeoutError:
+            raise _ServerError(f"Cloudflare did not answer {what} within {self.timeout:g}s") from None
+        except cloudflare.APIConnectionError:
+            raise ProviderError(
+                f"cannot reach the Cloudflare API for {what}", "check the network or api_url"
+            ) from None
+        except cloudflare.APIResponseValidationError:
+            raise ProviderError(f"Cloudflare sent a malformed answer to {what}", "try again later") from None
+        except ValueError:
+            raise ProviderError(f"Cloudflare sent a malformed answer to {what}", "try again later") from None
+
+    def _with_rate_limit(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(4):
+            try:
+                return self._call(what, func, *args, **kwargs)
+            except _RateLimited as limited:
+                wait = min(limited.seconds, self.max_retry_after)
+                if attempt == 3 or limited.seconds > self.max_retry_after:
+                    raise ProviderError(
+                        f"Cloudflare rate-limits {what} (Retry-After {limited.seconds:g}s)", "run again later"
+                    ) from None
+                log.info("Cloudflare rate limit on %s: waiting %.0f s", what, wait)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    # -- zones --------------------------------------------------------------
+
+    def zone_for(self, owner: dns.name.Name) -> tuple[str, str]:
+        """(zone id, zone name) holding ``owner``."""
+        if self.config.get("zone_id"):
+            name = str(
+                self.config.get("zone") or owner.parent().parent().parent().to_text(omit_final_dot=True)
+            )
+            return str(self.config["zone_id"]), name
+        host = owner.parent().parent() if owner.labels[0].startswith(b"_") else owner
+        candidate = host
+        while len(candidate.labels) > 1:
+            text = candidate.to_text(omit_final_dot=True)
+            if text not in self._zones:
+                page = self._with_rate_limit(
+                    "the zone lookup", self.client().zones.list, name=text, per_page=5
+                )
+                zones = list(page.result or [])
+                if zones:
+                    self._zones[text] = (zones[0].id, zones[0].name)
+                    self._check_dnssec(zones[0].id, zones[0].name)
+            if text in self._zones:
+                return self._zones[text]
+            candidate = candidate.parent()
+        raise ProviderError(
+            f"no Cloudflare zone holds {owner} for this token", "add the zone to Cloudflare, or set zone_id"
+        )
+
+    def _check_dnssec(self, zone_id: str, zone_name: str) -> None:
+        try:
+            status = self._call("the DNSSEC status", self.client().dns.dnssec.get, zone_id=zone_id).status
+        except ProviderError:
+            return
+        if status != "active":
+            note = (
+                f"DNSSEC of {zone_name} is {status!r} at Cloudflare: "
+                "TLSA records do nothing until it is active"
+            )
+            self.notes.append(note)
+            log.warning("%s", note)
+
+    # -- read ---------------------------------------------------------------
+
+    def _list(self, zone_id: str, owners: Sequence[dns.name.Name]) -> list[Any]:
+        params: dict[str, Any] = {"zone_id": zone_id, "type": "TLSA", "per_page": PER_PAGE}
+        if len(owners) == 1:
+            params["name"] = {"exact": owners[0].to_text(omit_final_dot=True)}
+        records: list[Any] = []
+        page = 1
+        while True:
+            result = self._with_rate_limit(
+                "listing TLSA records", self.client().dns.records.list, page=page, **params
+            )
+            records.extend(result.result or [])
+            info = result.result_info
+            if info is None or info.total_pages is None or page >= int(info.total_pages):
+                return records
+            page += 1
+
+    def _by_owner(
+        self, records: Sequence[Any], owners: Sequence[dns.name.Name]
+    ) -> dict[dns.name.Name, list[Any]]:
+        wanted = {o.to_text(omit_final_dot=True).lower(): o for o in owners}
+        out: dict[dns.name.Name, list[Any]] = {o: [] for o in owners}
+        for record in records:
+            owner = wanted.get(str(record.name).rstrip(".").lower())
+            if owner is not None and record.type == "TLSA":
+                out[owner].append(record)
+        return out
+
+    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        by_zone: dict[str, list[dns.name.Name]] = {}
+        for owner in owners:
+            by_zone.setdefault(self.zone_for(owner)[0], []).append(owner)
+        out = {}
+        for zone_id, zone_owners in by_zone.items():
+            for owner, records in self._by_owner(self._list(zone_id, zone_owners), zone_owners).items():
+                out[owner] = _rrset(owner, records)
+        return out
+
+    # -- apply --------------------------------------------------------------
+
+    def apply(self, changeset: ChangeSet) -> None:
+        changeset.check_safe()
+        by_zone: dict[str, list[OwnerChange]] = {}
+        for change in changeset.changes:
+            if not change.is_noop:
+                by_zone.setdefault(self.zone_for(change.owner)[0], []).append(change)
+        for zone_id, changes in by_zone.items():
+            self._apply_zone(zone_id, changes)
+
+    def _apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:
+        owners = [c.owner for c in changes]
+        for attempt in range(3):
+            current = self._by_owner(self._list(zone_id, owners), owners)
+            deletes: list[dict[str, str]] = []
+            posts: list[dict[str, Any]] = []
+            done = True
+            for change in changes:
+                found = _rrset(change.owner, current[change.owner]).records
+                if found == change.result and not change.ttl_change:
+                    continue
+                if found != change.expected:
+                    raise conflict(change.owner, change.expected, found)
+                done = False
+                remove = change.delete | (change.expected if change.ttl_change else frozenset())
+                add = (change.add - change.expected) | (change.result if change.ttl_change else frozenset())
+                for record in current[change.owner]:
+                    if _tlsa(record) in remove:
+                        deletes.append({"id": record.id})
+                for tlsa in sorted(add):
+                    posts.append(_post(change.owner, tlsa, change.ttl))
+            if done:
+                return
+            try:
+                self._call(
+                    "the batch update",
+                    self.client(retries=False).dns.records.batch,
+                    zone_id=zone_id,
+                    deletes=deletes,
+                    posts=posts,
+                )
+                self.writes = getattr(self, "writes", 0) + 1
+                return
+            except _RateLimited as limited:
+                if limited.seconds > self.max_retry_after or attempt == 2:
+                    raise ProviderError(
+                        f"Cloudflare rate-limits the batch update (Retry-After {limited.seconds:g}s)",
+                        "nothing was applied; run again later",
+                    ) from None
+                time.sleep(limited.seconds)
+            except _ServerError as exc:
+                # The batch is all or nothing; list again to learn which it was.
+                after = self._by_owner(self._list(zone_id, owners), owners)
+                if all(_rrset(c.owner, after[c.owner]).records == c.result for c in changes):
+                    return
+                raise ProviderError(f"{exc.args[0]}; nothing was applied", "run again later") from None
+            except _StatusError as exc:
+                if 81058 in exc.codes:  # identical record exists: someone added it meanwhile
+                    continue
+                raise ProviderError(
+                    f"Cloudflare rejected the batch update ({exc.detail})",
+                    "nothing was applied; check the records and the token's rights",
+                ) from None
+        raise ProviderConflict("the TLSA records kept changing during the update", "run again")
+
+    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
+        return [
+            NameServer(e.name, e.address, e.port)
+            for e in map(parse_endpoint, map(str, self.config.get("nameservers", [])))
+        ]
+
+    def writes_count(self) -> int:
+        return int(getattr(self, "writes", 0))
+
+
+class _RateLimited(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class _ServerError(Exception):
+    pass
+
+
+class _StatusError(Exception):
+    def __init__(self, status: int, codes: set[int], detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.codes, self.detail = status, codes, detail
+
+
+def _retry_after(exc: Any) -> float:
+    try:
+        return float(exc.response.headers.get("retry-after", "1"))
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _error_codes(exc: Any) -> set[int]:
+    body = getattr(exc, "body", None)
+    errors = body.get("errors", []) if isinstance(body, dict) else []
+    return {int(e.get("code", 0)) for e in errors if isinstance(e, dict)}
+
+
+def _codes(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    errors = body.get("errors", []) if isinstance(body, dict) else []
+    parts = [f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
+    return f"HTTP {getattr(exc, 'status_code', '?')}" + (f", {'; '.join(parts)}" if parts else "")
+
+
+def _tlsa(record: Any) -> Tlsa:
+    data = record.data
+    return Tlsa(
+        to_usage(int(data.usage)),
+        to_selector(int(data.selector)),
+        to_mtype(int(data.matching_type)),
+        bytes.fromhex(str(data.certificate).strip()),
+    )
+
+
+def _rrset(owner: dns.name.Name, records: Sequence[Any]) -> RRset:
+    if not records:
+        return RRset(owner)
+    tlsas = frozenset(_tlsa(r) for r in records)
+    managed = frozenset(_tlsa(r) for r in records if (r.comment or "").startswith(MARKER))
+    return RRset(owner, tlsas, max(int(r.ttl) for r in records), managed)
+
+
+def _post(owner: dns.name.Name, record: Tlsa, ttl: int) -> dict[str, Any]:
+    return {
+        "type": "TLSA",
+        "name": owner.to_text(omit_final_dot=True),
+        "ttl": ttl,
+        "comment": MARKER,
+        "data": {
+            "usage": int(record.usage),
+            "selector": int(record.selector),
+            "matching_type": int(record.mtype),
+            "certificate": record.data.hex(),
+        },
+    }
