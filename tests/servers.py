@@ -137,6 +137,8 @@ class Bind:
         for d in (self.keys, self.primary.directory, self.primary.directory / "keys", self.secondary.directory):
             d.mkdir(parents=True, exist_ok=True)
         (self.keys / f"{self.tsig_name}.key").write_text(run("tsig-keygen", "-a", "hmac-sha256", self.tsig_name))
+        # A key the server knows but whose updates its policy refuses.
+        (self.keys / "no-update.key").write_text(run("tsig-keygen", "-a", "hmac-sha256", "no-update"))
         run("rndc-confgen", "-a", "-A", "hmac-sha256", "-k", "rndc-key", "-c", str(self.keys / "rndc.key"))
         zone_text = ZONE_TEMPLATE.format(zone=self.zone).replace("$TTL 60", f"$TTL {ttl}") + extra_zone
         (self.primary.directory / f"{self.zone}.db").write_text(zone_text)
@@ -189,6 +191,7 @@ class Bind:
         d = self.primary.directory
         return f"""
 include "{self.keys}/{self.tsig_name}.key";
+include "{self.keys}/no-update.key";
 include "{self.keys}/rndc.key";
 options {{
     directory "{d}";

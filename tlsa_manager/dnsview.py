@@ -92,10 +92,13 @@ def ask(
     rdtype: dns.rdatatype.RdataType,
     timeout: float = 5.0,
     dnssec: bool = True,
+    tcp: bool = False,
 ) -> dns.message.Message:
-    """One query, UDP falling back to TCP on truncation; raises dns.exception on failure."""
+    """One query (UDP falling back to TCP on truncation, or TCP); raises dns.exception/OSError."""
     query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
     query.flags &= ~dns.flags.RD
+    if tcp:
+        return dns.query.tcp(query, endpoint.address, timeout=timeout, port=endpoint.port)
     response, _ = dns.query.udp_with_fallback(query, endpoint.address, timeout=timeout, port=endpoint.port)
     return response
 

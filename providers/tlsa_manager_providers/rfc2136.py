@@ -153,7 +153,7 @@ class Rfc2136Provider(Provider):
         if owner in self._zones:
             return self._zones[owner]
         try:
-            response = ask(self.endpoint, owner, dns.rdatatype.SOA, self.timeout, dnssec=False)
+            response = ask(self.endpoint, owner, dns.rdatatype.SOA, self.timeout, dnssec=False, tcp=True)
         except (OSError, dns.exception.DNSException) as exc:
             raise self._unreachable(exc) from None
         for section in (response.answer, response.authority):
@@ -308,7 +308,7 @@ class Rfc2136Provider(Provider):
         if configured:
             return [NameServer(e.name, e.address, e.port) for e in map(parse_endpoint, map(str, configured))]
         try:
-            response = ask(self.endpoint, zone, dns.rdatatype.NS, self.timeout, dnssec=False)
+            response = ask(self.endpoint, zone, dns.rdatatype.NS, self.timeout, dnssec=False, tcp=True)
         except (OSError, dns.exception.DNSException) as exc:
             raise self._unreachable(exc) from None
         ns = response.get_rrset(response.answer, zone, dns.rdataclass.IN, dns.rdatatype.NS)
@@ -319,7 +319,7 @@ class Rfc2136Provider(Provider):
             target = rdata.target
             for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
                 try:
-                    answer = ask(self.endpoint, target, rdtype, self.timeout, dnssec=False)
+                    answer = ask(self.endpoint, target, rdtype, self.timeout, dnssec=False, tcp=True)
                 except (OSError, dns.exception.DNSException):
                     continue
                 addrs = answer.get_rrset(answer.answer, target, dns.rdataclass.IN, rdtype)

@@ -1,0 +1,147 @@
+"""RFC 2136 against the real BIND: propagation with valid RRSIGs, and every fault as one clear line."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import time
+from pathlib import Path
+
+import dns.name
+import pytest
+
+from servers import ZONE, free_port
+from tlsa_manager.dnsview import DnsView, parse_endpoint
+from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
+from tlsa_manager.provider import ChangeSet, OwnerChange
+from tlsa_manager.records import Tlsa
+from tlsa_manager_providers.rfc2136 import Rfc2136Provider, read_bind_key_file
+
+REC = Tlsa.from_text("3 1 1 " + "ab" * 32)
+
+
+def owner() -> dns.name.Name:
+    return dns.name.from_text(f"_25._tcp.mx-{secrets.token_hex(4)}.{ZONE}.")
+
+
+def add(owner_name: dns.name.Name, record: Tlsa = REC) -> ChangeSet:
+    return ChangeSet((OwnerChange(owner_name, frozenset(), frozenset({record}), ttl=60),))
+
+
+def provider(bind, **over) -> Rfc2136Provider:  # type: ignore[no-untyped-def]
+    config = {"server": bind.primary.endpoint, "tsig_key_file": str(bind.key_file), "timeout": 2}
+    config.update(over)
+    return Rfc2136Provider(config)
+
+
+def wait_for(predicate, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_update_reaches_the_secondary_signed(bind) -> None:  # type: ignore[no-untyped-def]
+    o = owner()
+    p = provider(bind)
+    p.apply(add(o))
+    view = DnsView([parse_endpoint(e) for e in bind.nameservers])
+    assert wait_for(lambda: all(v.records == {REC} for v in view.observe([o])[o]))
+    views = view.observe([o])[o]
+    assert all(v.error is None and v.ttl == 60 for v in views)
+    assert p.updates_sent == 1
+    assert [ns.port for ns in provider(bind, nameservers=bind.nameservers).nameservers(dns.name.from_text(ZONE))] == [
+        bind.primary.port, bind.secondary.port]
+
+
+def test_lagging_secondary_is_seen_as_lagging(bind) -> None:  # type: ignore[no-untyped-def]
+    o = owner()
+    view = DnsView([parse_endpoint(e) for e in bind.nameservers])
+    bind.set_notify(False)
+    try:
+        provider(bind).apply(add(o))
+        time.sleep(0.5)
+        views = {v.server: v for v in view.observe([o])[o]}
+        assert views[bind.primary.endpoint].records == {REC}
+        assert views[bind.secondary.endpoint].records == frozenset()
+    finally:
+        bind.set_notify(True)
+        bind.secondary.rndc(bind.keys, "refresh", ZONE)
+    assert wait_for(lambda: all(v.records == {REC} for v in view.observe([o])[o]))
+
+
+def test_server_down(bind) -> None:  # type: ignore[no-untyped-def]
+    p = provider(bind, server=f"127.0.0.1:{free_port()}")
+    with pytest.raises(ProviderError, match="refused the connection"):
+        p.apply(add(owner()))
+
+
+def test_timeout_says_it_may_have_applied(bind) -> None:  # type: ignore[no-untyped-def]
+    p = provider(bind, zone=ZONE, timeout=1)
+    bind.primary.pause()
+    try:
+        with pytest.raises(ProviderError, match="no answer .* within 1s; the update may or may not have been applied"):
+            p.apply(add(owner()))
+    finally:
+        bind.primary.resume()
+
+
+def _key_with(tmp_path: Path, name: str, secret: str) -> Path:
+    path = tmp_path / "k.key"
+    path.write_text(f'key "{name}" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n')
+    return path
+
+
+def test_wrong_secret_is_badsig_and_secret_never_shown(bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    secret = base64.b64encode(os.urandom(32)).decode()
+    p = provider(bind, tsig_key_file=str(_key_with(tmp_path, "dane-update", secret)))
+    o = owner()
+    with pytest.raises(ProviderError) as info:
+        p.apply(add(o))
+    assert "BADSIG" in str(info.value) and secret not in str(info.value) and secret not in repr(p)
+    assert provider(bind).read([o])[o].records == frozenset()
+
+
+def test_unknown_key_is_badkey(bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    p = provider(bind, tsig_key_file=str(_key_with(tmp_path, "stranger", base64.b64encode(os.urandom(32)).decode())))
+    with pytest.raises(ProviderError, match="BADKEY"):
+        p.apply(add(owner()))
+
+
+def test_policy_refuses(bind) -> None:  # type: ignore[no-untyped-def]
+    p = provider(bind, tsig_key_file=str(bind.keys / "no-update.key"))
+    o = owner()
+    with pytest.raises(ProviderError, match="REFUSED"):
+        p.apply(add(o))
+    assert provider(bind).read([o])[o].records == frozenset()
+
+
+def test_conflict_is_nxrrset(bind) -> None:  # type: ignore[no-untyped-def]
+    o = owner()
+    provider(bind).apply(add(o))
+    other = Tlsa.from_text("3 1 1 " + "cd" * 32)
+    stale = ChangeSet((OwnerChange(o, frozenset({other}), frozenset({REC}), ttl=60),))
+    with pytest.raises(ProviderConflict, match="NXRRSET"):
+        provider(bind).apply(stale)
+
+
+def test_key_and_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="unsigned updates are refused"):
+        Rfc2136Provider({"server": "127.0.0.1"})
+    with pytest.raises(ConfigError, match="no key block"):
+        read_bind_key_file(pki_write(tmp_path / "x.key", "nothing here"))
+    with pytest.raises(ConfigError, match="not valid base64"):
+        Rfc2136Provider({"server": "127.0.0.1", "tsig_name": "k", "tsig_secret_env": "SECRETVAR"}) if \
+            monkeypatch.setenv("SECRETVAR", "not base64 !!") is None else None
+    with pytest.raises(ConfigError, match="SECRETVAR2 .* is not set"):
+        Rfc2136Provider({"server": "127.0.0.1", "tsig_name": "k", "tsig_secret_env": "SECRETVAR2"})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        Rfc2136Provider({"server": "127.0.0.1", "tsig_name": "k", "password": "x"})
+
+
+def pki_write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
