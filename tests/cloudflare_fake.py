@@ -73,7 +73,7 @@ class FakeCloudflare:
         return self._create(zone, body)["id"]
 
     def fail_next(self, kind: str, **options: Any) -> None:
-        """Make the next request fail: "429", "500", "502", "malformed", "auth"."""
+        """Make the next request fail: "429", "500", "502", "malformed", "auth" (``only="batch"``: that endpoint)."""
         self.faults.append((kind, options))
 
     # -- state ---------------------------------------------------------------
@@ -144,10 +144,13 @@ class FakeCloudflare:
                     doc["result_info"] = info
                 self._send(200, doc)
 
-            def _fault(self) -> bool:
+            def _fault(self, key: str) -> bool:
                 if not fake.faults:
                     return False
-                kind, options = fake.faults.pop(0)
+                kind, options = fake.faults[0]
+                if options.get("only") and options["only"] not in key:
+                    return False
+                fake.faults.pop(0)
                 if kind == "429":
                     self._error(429, 10000 + 971, "Rate limited",
                                 {"Retry-After": str(options.get("retry_after", 1))})
@@ -173,7 +176,7 @@ class FakeCloudflare:
                 key = f"{method} /" + "/".join("{id}" if len(p) == 32 else p for p in parts)
                 with fake.lock:
                     fake.counts[key] += 1
-                    if self._fault() or not self._auth():
+                    if self._fault(key) or not self._auth():
                         return
                     length = int(self.headers.get("Content-Length") or 0)
                     body = json.loads(self.rfile.read(length) or b"null") if length else None

@@ -91,9 +91,10 @@ class CloudflareProvider(Provider):
     # -- SDK ----------------------------------------------------------------
 
     def client(self, *, retries: bool = True) -> Any:
-        """The SDK client (reads may retry; the batch never does: a retried create can duplicate)."""
+        """The SDK client, its own retries off: reads retry here (429 by Retry-After), the
+        batch never blindly (a retried create can duplicate)."""
         if self._client is None:
-            self._client = (self._make_client(2), self._make_client(0))
+            self._client = (self._make_client(0), self._make_client(0))
         return self._client[0 if retries else 1]
 
     def _make_client(self, max_retries: int) -> Any:
@@ -148,9 +149,14 @@ class CloudflareProvider(Provider):
             raise ProviderError(f"Cloudflare sent a malformed answer to {what}", "try again later") from None
 
     def _with_rate_limit(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """A read: 429 waits Retry-After up to the bound; 5xx and timeouts are retried twice."""
         for attempt in range(4):
             try:
                 return self._call(what, func, *args, **kwargs)
+            except _ServerError as exc:
+                if attempt >= 2:
+                    raise ProviderError(str(exc.args[0]), "try again later") from None
+                time.sleep(0.5 * (attempt + 1))
             except _RateLimited as limited:
                 wait = min(limited.seconds, self.max_retry_after)
                 if attempt == 3 or limited.seconds > self.max_retry_after:

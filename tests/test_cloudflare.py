@@ -1,0 +1,138 @@
+"""Cloudflare through the real SDK against the local fake: faults, counts, marks, secrets."""
+
+from __future__ import annotations
+
+import dns.name
+import pytest
+from tlsa_manager_providers.cloudflare import MARKER, CloudflareProvider
+
+from tlsa_manager.errors import ConfigError, ProviderError
+from tlsa_manager.provider import ChangeSet, OwnerChange
+from tlsa_manager.records import Tlsa
+
+A = Tlsa.from_text("3 1 1 " + "AA" * 32)
+B = Tlsa.from_text("3 1 1 " + "bb" * 32)
+OWNER = dns.name.from_text("_25._tcp.mail.example.test.")
+
+
+@pytest.fixture
+def cf(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CF_TOKEN", cf_fake.token)
+    return CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url, "max_retry_after": 2})
+
+
+def add(record: Tlsa = A, expected: frozenset[Tlsa] = frozenset()) -> ChangeSet:
+    return ChangeSet((OwnerChange(OWNER, expected, frozenset({record}), ttl=300),))
+
+
+def test_one_list_and_one_batch_per_zone_and_noop_writes_nothing(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+    cf.read([OWNER])
+    cf_fake.counts.clear()
+    cf.apply(add())
+    assert cf_fake.counts["GET /zones/{id}/dns_records"] == 1
+    assert cf_fake.counts["POST /zones/{id}/dns_records/batch"] == 1
+    cf_fake.counts.clear()
+    cf.apply(ChangeSet((OwnerChange(OWNER, frozenset({A}), frozenset({A}), ttl=300, expected_ttl=300),)))
+    assert cf_fake.counts["POST /zones/{id}/dns_records/batch"] == 0
+    rrset = cf.read([OWNER])[OWNER]
+    assert rrset.records == {A} and rrset.managed == {A}  # marked by comment, hex case-insensitive
+    assert all(r["comment"] == MARKER for r in cf_fake.zone("example.test").records.values())
+
+
+def test_pagination_follows_result_info(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+    zone = cf_fake.zone("example.test")
+    owners = [dns.name.from_text(f"_25._tcp.mx{i}.example.test.") for i in range(250)]
+    for i, o in enumerate(owners):
+        cf_fake.add_record(zone, o.to_text(omit_final_dot=True), f"3 1 1 {i:064x}")
+    cf.read([owners[0]])
+    cf_fake.counts.clear()
+    read = cf.read(owners)
+    assert all(len(read[o].records) == 1 for o in owners)
+    assert cf_fake.counts["GET /zones/{id}/dns_records"] == 3  # 100 + 100 + 50, no empty 4th page
+
+
+def test_429_honours_retry_after_then_succeeds(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+    cf.read([OWNER])
+    cf_fake.fail_next("429", retry_after=1)
+    cf.apply(add())
+    assert cf.read([OWNER])[OWNER].records == {A}
+
+
+def test_429_beyond_bound_is_an_error(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+    cf.read([OWNER])
+    cf_fake.fail_next("429", retry_after=3600)
+    with pytest.raises(ProviderError, match="rate-limits .*Retry-After 3600"):
+        cf.apply(add())
+    assert cf.read([OWNER])[OWNER].records == frozenset()
+
+
+@pytest.mark.parametrize("status", ["500", "502"])
+def test_5xx_on_batch_is_reported_nothing_applied(cf, cf_fake, status: str) -> None:  # type: ignore[no-untyped-def]
+    cf_fake.fail_next(status, only="batch")
+    with pytest.raises(ProviderError, match=f"Cloudflare answered {status}.*nothing was applied"):
+        cf.apply(add())
+    assert cf.read([OWNER])[OWNER].records == frozenset()
+    assert cf_fake.counts["POST /zones/{id}/dns_records/batch"] == 1  # never retried blindly
+
+
+def test_5xx_on_read_is_retried(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+    cf.read([OWNER])
+    cf_fake.fail_next("502")
+    assert cf.read([OWNER])[OWNER].records == frozenset()
+
+
+def test_malformed_payload(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+    cf.read([OWNER])
+    cf_fake.fail_next("malformed")
+    with pytest.raises(ProviderError, match="malformed answer"):
+        cf.read([OWNER])
+
+
+def test_bad_token_never_printed(cf_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    secret = "wrong-token-" + "9" * 30
+    monkeypatch.setenv("CF_TOKEN", secret)
+    provider = CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url})
+    with pytest.raises(ProviderError) as info:
+        provider.read([OWNER])
+    assert "refused the token" in str(info.value) and secret not in str(info.value) and secret not in repr(provider)
+
+
+def test_identical_record_added_meanwhile_counts_as_present(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+    cf.read([OWNER])
+    zone = cf_fake.zone("example.test")
+    cf_fake.before_batch.append(lambda z: cf_fake.add_record(zone, "_25._tcp.mail.example.test", A.to_text()))
+    cf.apply(add())
+    assert cf.read([OWNER])[OWNER].records == {A}
+
+
+def test_concurrent_addition_survives(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+    cf.apply(add())
+    zone = cf_fake.zone("example.test")
+    cf_fake.before_batch.append(lambda z: cf_fake.add_record(zone, "_25._tcp.mail.example.test", B.to_text()))
+    cf.apply(ChangeSet((OwnerChange(OWNER, frozenset({A}), frozenset({Tlsa.from_text("2 1 1 " + "cc" * 32)}),
+                                    ttl=300),)))
+    assert B in cf.read([OWNER])[OWNER].records  # never a blind overwrite
+
+
+def test_dnssec_not_active_is_noted(cf_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cf_fake.zone("example.test").dnssec = "disabled"
+    monkeypatch.setenv("CF_TOKEN", cf_fake.token)
+    provider = CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url})
+    provider.read([OWNER])
+    assert any("DNSSEC of example.test is 'disabled'" in n for n in provider.notes)
+
+
+def test_zone_id_skips_lookup(cf_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CF_TOKEN", cf_fake.token)
+    zone = cf_fake.zone("example.test")
+    provider = CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url, "zone_id": zone.id})
+    provider.apply(add())
+    assert cf_fake.counts["GET /zones"] == 0
+
+
+def test_token_configuration_errors(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="CLOUDFLARE_API_TOKEN is not set"):
+        CloudflareProvider({})
+    with pytest.raises(ConfigError, match="cannot read the API token"):
+        CloudflareProvider({"api_token_file": str(tmp_path / "missing")})
