@@ -61,7 +61,7 @@ def test_429_honours_retry_after_then_succeeds(cf, cf_fake) -> None:  # type: ig
 def test_429_beyond_bound_is_an_error(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
     cf.read([OWNER])
     cf_fake.fail_next("429", retry_after=3600)
-    with pytest.raises(ProviderError, match="rate-limits .*Retry-After 3600"):
+    with pytest.raises(ProviderError, match=r"rate-limits .*Retry-After 3600"):
         cf.apply(add())
     assert cf.read([OWNER])[OWNER].records == frozenset()
 
@@ -69,7 +69,7 @@ def test_429_beyond_bound_is_an_error(cf, cf_fake) -> None:  # type: ignore[no-u
 @pytest.mark.parametrize("status", ["500", "502"])
 def test_5xx_on_batch_is_reported_nothing_applied(cf, cf_fake, status: str) -> None:  # type: ignore[no-untyped-def]
     cf_fake.fail_next(status, only="batch")
-    with pytest.raises(ProviderError, match=f"Cloudflare answered {status}.*nothing was applied"):
+    with pytest.raises(ProviderError, match=rf"Cloudflare answered {status}.*nothing was applied"):
         cf.apply(add())
     assert cf.read([OWNER])[OWNER].records == frozenset()
     assert cf_fake.counts["POST /zones/{id}/dns_records/batch"] == 1  # never retried blindly
