@@ -269,6 +269,315 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return ExitCode.HAZARD if violations else ExitCode.OK
 
 
+# ---------------------------------------------------------------- plan / sync / status / export
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The configuration file, or a one-off configuration from flags."""
+    from tlsa_manager.config import config_from_flags, load_config
+
+    flag_cert = getattr(args, "cert", None)
+    if args.config and not flag_cert:
+        return load_config(Path(args.config))
+    if not flag_cert:
+        default = Path("/etc/tlsa-manager/config.toml")
+        if default.exists():
+            return load_config(default)
+        raise UsageError(
+            "no configuration: give --config FILE, or --cert and a provider",
+            "e.g. sync mail.example.com --cert fullchain.pem --zone-file db.example.com",
+        )
+    hosts = getattr(args, "hosts", [])
+    if len(hosts) != 1:
+        raise UsageError("with --cert, name exactly one host", "e.g. sync mail.example.com --cert ...")
+    provider = args.provider or ("zonefile" if args.zone_file else None)
+    if provider is None:
+        raise UsageError("with --cert, say where to publish", "add --zone-file FILE or --provider NAME")
+    settings: dict[str, Any] = dict(item.split("=", 1) for item in (args.provider_option or []))
+    if args.zone_file:
+        settings["zone_file"] = args.zone_file
+    extra: dict[str, Any] = {}
+    if args.next_key:
+        extra["next_keys"] = args.next_key
+    if args.nameserver:
+        extra["nameservers"] = args.nameserver
+    if args.ttl is not None:
+        extra["ttl"] = args.ttl
+    if args.record:
+        extra["records"] = args.record
+    if args.staged_dir:
+        extra["staged_dir"] = args.staged_dir
+    return config_from_flags(
+        hosts[0], certs=flag_cert, key=args.key, provider=provider, provider_settings=settings, extra=extra
+    )
+
+
+def _at(args: argparse.Namespace) -> float | None:
+    import time as _time
+    from datetime import datetime
+
+    from tlsa_manager.durations import parse_duration
+
+    value = getattr(args, "at", None)
+    if not value:
+        return None
+    if value.startswith("+"):
+        return _time.time() + parse_duration(value[1:], "--at")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {value!r} is not a time", "use e.g. 2026-12-01T12:00Z or +6h") from None
+    if parsed.tzinfo is None:
+        raise UsageError(f"--at {value!r} has no time zone", "append Z for UTC") from None
+    return parsed.timestamp()
+
+
+def _runs(args: argparse.Namespace, at: float | None = None) -> tuple[Any, list[Any]]:
+    from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.runner import open_hosts
+
+    config = _config(args)
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+    catalog = load_catalog(state_dir(args))
+    runs = open_hosts(
+        config,
+        list(getattr(args, "hosts", [])),
+        bool(getattr(args, "all", False)),
+        catalog,
+        at=at,
+        propagation_timeout=getattr(args, "propagation_timeout", 300.0),
+    )
+    return config, runs
+
+
+def _write_plan(plan: Any) -> None:
+    from tlsa_manager.planner import short_time
+
+    reasons = dict(plan.reasons)
+    sys.stdout.write(plan.summary() + "\n")
+    for change in plan.changes:
+        sys.stdout.write(f"  {change.owner.to_text()}  (TTL {change.ttl})\n")
+        for record in sorted(change.add):
+            sys.stdout.write(f"    + {record.to_text()}\n        {reasons.get(record.to_text(), '')}\n")
+        for record in sorted(change.delete):
+            sys.stdout.write(f"    - {record.to_text()}\n        matches nothing live, staged or next\n")
+        if change.ttl_change:
+            sys.stdout.write(f"    TTL {change.expected_ttl} -> {change.ttl}\n")
+    for gate in plan.gates:
+        when = "now" if gate.ready else (short_time(gate.opens_at) if gate.opens_at else "not yet known")
+        sys.stdout.write(f"  deploy {gate.chain}: {when} ({gate.reason})\n")
+    for owner, record in plan.unmanaged:
+        sys.stdout.write(f"  unmanaged, kept: {owner} {record}\n")
+    for hazard in plan.hazards:
+        sys.stdout.write(f"  {hazard.one_line()}\n")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from tlsa_manager.hazards import Severity
+    from tlsa_manager.runner import plan_hosts
+
+    _config_obj, runs = _runs(args, _at(args))
+    plans = plan_hosts(runs, state_dir(args))
+    for run in runs:
+        for note in run.ports.notes + list(getattr(run.ports.provider, "notes", [])):
+            _warn(note)
+    if args.json:
+        _emit_json({"plans": [p.as_dict() for p in plans]})
+    else:
+        for plan in plans:
+            _write_plan(plan)
+    fatal = any(h.severity is Severity.FATAL for p in plans for h in p.hazards)
+    return ExitCode.HAZARD if fatal else ExitCode.OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from tlsa_manager.runner import sync_hosts
+
+    _config_obj, runs = _runs(args)
+    reports = sync_hosts(runs, state_dir(args), dry_run=args.dry_run, lock_wait=args.wait_lock)
+    for run in runs:
+        for note in run.ports.notes + list(getattr(run.ports.provider, "notes", [])):
+            _warn(note)
+    if args.json:
+        _emit_json(
+            {
+                "hosts": [
+                    {
+                        "host": r.host,
+                        "dry_run": args.dry_run,
+                        "plans": [p.as_dict() for p in r.plans],
+                        "applied": [len(cs.changes) for cs in r.applied],
+                        "deployed": r.deployed,
+                        "notes": r.notes,
+                    }
+                    for r in reports
+                ]
+            }
+        )
+        return ExitCode.OK
+    for report in reports:
+        first = report.first_plan
+        if first is not None and args.dry_run:
+            _write_plan(first)
+            continue
+        done = []
+        if report.applied:
+            done.append(
+                f"{sum(len(c.add) for cs in report.applied for c in cs.changes)} added, "
+                f"{sum(len(c.delete) for cs in report.applied for c in cs.changes)} removed"
+            )
+        if report.deployed:
+            done.append("deployed " + ", ".join(report.deployed))
+        last = report.last_plan
+        pending = [g for g in (last.gates if last else ()) if not g.ready]
+        sys.stdout.write(f"{report.host}: {'; '.join(done) if done else 'nothing to change'}\n")
+        for gate in pending:
+            from tlsa_manager.planner import short_time
+
+            when = short_time(gate.opens_at) if gate.opens_at else "when every server serves its records"
+            sys.stdout.write(
+                f"  {gate.chain} goes live {('not before ' + when) if gate.opens_at else when}; "
+                f"the next sync deploys it\n"
+            )
+        for note in report.notes:
+            sys.stdout.write(f"  note: {note}\n")
+        if last is not None:
+            for hazard in last.hazards:
+                sys.stdout.write(f"  {hazard.one_line()}\n")
+    return ExitCode.OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tlsa_manager.planner import iso
+    from tlsa_manager.runner import ledger_data
+
+    config = _config(args)
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+    data = ledger_data(state_dir(args))
+    specs = config.select(list(args.hosts), True if not args.hosts else False)
+    out = []
+    for spec in specs:
+        host = data.hosts.get(spec.name)
+        owners = {}
+        for owner, rec in host.owners.items() if host else ():
+            latest = rec.history.latest()
+            owners[owner] = {
+                "managed": sorted(r.to_text() for r in rec.managed),
+                "observed_at": iso(latest.last) if latest else None,
+                "servers": {v.server: (None if v.records is None else len(v.records)) for v in latest.views}
+                if latest
+                else {},
+                "history_entries": len(rec.history.entries),
+            }
+        staged = (
+            sorted(p.name for p in spec.staged_dir.glob("*.pem"))
+            if spec.staged_dir and spec.staged_dir.is_dir()
+            else []
+        )
+        out.append({"host": spec.name, "owners": owners, "staged": staged})
+    if args.json:
+        _emit_json({"state_dir": str(state_dir(args)), "hosts": out})
+        return ExitCode.OK
+    for item in out:
+        sys.stdout.write(f"{item['host']}:\n")
+        if not item["owners"]:
+            sys.stdout.write("  never synced (no history: deploy gates start closed)\n")
+        for owner, info in item["owners"].items():
+            sys.stdout.write(
+                f"  {owner} last observed {info['observed_at']}: "
+                + ", ".join(
+                    f"{s} {'no answer' if n is None else str(n) + ' records'}"
+                    for s, n in info["servers"].items()
+                )
+                + "\n"
+            )
+            for record in info["managed"]:
+                sys.stdout.write(f"    managed: {record}\n")
+        for name in item["staged"]:
+            sys.stdout.write(f"  staged: {name} (run 'tlsa-manager plan' for its gate)\n")
+    return ExitCode.OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.hostports import LivePorts
+    from tlsa_manager.policy import desired, issuers_from_catalog
+    from tlsa_manager.records import owner_name
+
+    config = _config(args)
+    catalog = load_catalog(state_dir(args))
+    documents = []
+    for spec in config.select(list(args.hosts), bool(args.all)):
+        ports = LivePorts(spec, None, catalog)  # type: ignore[arg-type]
+        chains = ports.chains()
+        want = desired(
+            chains.live,
+            chains.staged,
+            chains.next_keys,
+            issuers_from_catalog(catalog),
+            spec.policy,
+            owner=spec.name,
+        )
+        for port in spec.ports:
+            owner = owner_name(spec.name, port)
+            documents.append((spec, owner, want))
+    if args.format == "json" or args.json:
+        _emit_json(
+            {
+                "records": [
+                    {
+                        "owner": o.to_text(),
+                        "ttl": s.ttl,
+                        "record": d.record.to_text(),
+                        "role": d.role,
+                        "reason": d.reason,
+                        "publish": "now",
+                    }
+                    for s, o, w in documents
+                    for d in w.records
+                ]
+            }
+        )
+        return ExitCode.OK
+    if args.format == "nsupdate":
+        for spec, owner, want in documents:
+            sys.stdout.write(
+                f"; {spec.name}: add these now; remove old records only after the new chain is live\n"
+            )
+            for d in want.records:
+                sys.stdout.write(f"update add {owner.to_text()} {spec.ttl} IN TLSA {d.record.to_text()}\n")
+            sys.stdout.write("send\n")
+        return ExitCode.OK
+    for spec, owner, want in documents:
+        sys.stdout.write(
+            f"; {spec.name}: publish all of these now (pre-publishing is always safe);\n"
+            f"; remove a record only when no server can present the chain it matches\n"
+        )
+        for d in want.records:
+            sys.stdout.write(f"{owner.to_text()} {spec.ttl} IN TLSA {d.record.to_text()} ; {d.role}\n")
+        for hazard in want.hazards:
+            sys.stdout.write(f"; {hazard.one_line()}\n")
+    return ExitCode.OK
+
+
+def _add_host_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to handle (default: all configured)")
+    p.add_argument("--all", action="store_true", help="every configured host")
+    g = p.add_argument_group("one-off configuration (no config file)")
+    g.add_argument("--cert", action="append", help="chain file the MTA serves (repeat for RSA + ECDSA)")
+    g.add_argument("--key", help="the key of the first --cert, if not in the same file")
+    g.add_argument("--next-key", action="append", help="a pre-generated next key to pre-publish")
+    g.add_argument("--zone-file", help="publish by editing this zone file (provider zonefile)")
+    g.add_argument("--provider", help="provider type (zonefile, rfc2136, cloudflare, or a plugin)")
+    g.add_argument("--provider-option", action="append", metavar="KEY=VALUE", help="a provider setting")
+    g.add_argument("--nameserver", action="append", metavar="HOST:PORT", help="authoritative server to poll")
+    g.add_argument("--ttl", type=int, help="TTL of the TLSA RRset (default 3600)")
+    g.add_argument("--record", action="append", metavar="KIND", help='record kind, e.g. "3 1 1" (repeatable)')
+    g.add_argument("--staged-dir", help="folder of staged chains (key + chain files)")
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -321,6 +630,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_records(sub)
     _add_catalog(sub)
+    pl = sub.add_parser("plan", help="read-only: what sync would change, gates, hazards")
+    _add_host_flags(pl)
+    pl.add_argument("--at", help="plan as if it were this time (ISO 8601 with Z, or +6h)")
+    pl.set_defaults(func=cmd_plan)
+    sy = sub.add_parser("sync", help="converge safely; deploy staged chains whose gate has passed")
+    _add_host_flags(sy)
+    sy.add_argument("--dry-run", action="store_true", help="show the plan and stop")
+    sy.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run's lock (default: fail at once)",
+    )
+    sy.add_argument(
+        "--propagation-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for every server to serve a change (default 300)",
+    )
+    sy.set_defaults(func=cmd_sync)
+    st = sub.add_parser("status", help="the ledger: managed records, last observations, staged chains")
+    _add_host_flags(st)
+    st.add_argument("--at", help="(accepted for symmetry with plan)")
+    st.set_defaults(func=cmd_status)
+    ex = sub.add_parser("export", help="the desired records for manual DNS")
+    _add_host_flags(ex)
+    ex.add_argument("--format", choices=["zone", "nsupdate", "json"], default="zone")
+    ex.set_defaults(func=cmd_export)
     sim = sub.add_parser("simulate", help="replay a renewal timeline through the planner")
     sim.add_argument("scenario", help="scenario file (TOML), e.g. examples/scenarios/new-key.toml")
     sim.set_defaults(func=cmd_simulate)

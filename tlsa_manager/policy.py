@@ -48,14 +48,14 @@ class IssuerFacts:
         return frozenset(r for c in self.certs if (r := c.record(params)) is not None)
 
 
-def issuers_from_catalog(catalog: Catalog) -> tuple[IssuerFacts, ...]:
-    """Every non-root catalog CA key (any status), as IssuerFacts."""
+def issuers_from_catalog(catalog: Catalog, *, roots: bool = False) -> tuple[IssuerFacts, ...]:
+    """Every non-root catalog CA key (any status), or with ``roots`` every root, as IssuerFacts."""
     from tlsa_manager.facts import cert_facts
 
     return tuple(
         IssuerFacts(i.name, i.key_type, i.status, tuple(cert_facts(c.certificate) for c in i.certs))
         for i in catalog.issuers
-        if not i.is_root
+        if i.is_root == roots
     )
 
 

@@ -1,0 +1,208 @@
+"""The engine's ports for a real host: files, a provider, authoritative servers, the MTA.
+
+- live chains: the files the MTA serves (``cert``/``certs`` in the host's config);
+- staged chains: ``STAGED_DIR/<key type>.pem`` written by a hook (key + chain);
+- next keys: ``next_keys`` files (bare keys, pre-published before any certificate);
+- observations: every authoritative server (configured ``nameservers`` or the
+  provider's), read directly; a zone file with no server to ask is its own only view;
+- deploy: the staged file replaces the live one by rename, then the reload command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import dns.name
+
+from tlsa_manager.catalog import Catalog
+from tlsa_manager.certs import load_chain
+from tlsa_manager.config import HostSpec
+from tlsa_manager.dnsview import DnsView, Endpoint, negative_ttl, parse_endpoint
+from tlsa_manager.engine import HostChains, HostSettings
+from tlsa_manager.errors import InputError, TlsaManagerError
+from tlsa_manager.facts import ChainFacts, facts_from_chain
+from tlsa_manager.fsutil import fsync_dir
+from tlsa_manager.observations import ServerView
+from tlsa_manager.policy import issuers_from_catalog
+from tlsa_manager.provider import ChangeSet, Provider, RRset
+from tlsa_manager.records import owner_name
+
+log = logging.getLogger(__name__)
+
+
+def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = None) -> ChainFacts:
+    """Load a chain file and describe it; a staged chain whose key does not match is a problem."""
+    try:
+        chain = load_chain(path, key)
+    except InputError as exc:
+        if "does not match" in exc.message:
+            loaded = load_chain(path)
+            facts = facts_from_chain(loaded, label)
+            return ChainFacts(facts.label, facts.leaf, facts.key_type, facts.cas, problem=exc.message)
+        raise
+    issuer = catalog.issuer_of(chain)
+    return facts_from_chain(chain, label, issuer.name if issuer else None)
+
+
+def staged_path(spec: HostSpec, key_type: str) -> Path | None:
+    return spec.staged_dir / f"{key_type}.pem" if spec.staged_dir else None
+
+
+class LivePorts:
+    """HostPorts for one configured host."""
+
+    def __init__(
+        self,
+        spec: HostSpec,
+        provider: Provider,
+        catalog: Catalog,
+        propagation_timeout: float = 300.0,
+        poll_interval: float = 2.0,
+    ) -> None:
+        self.spec = spec
+        self.provider = provider
+        self.catalog = catalog
+        self.propagation_timeout = propagation_timeout
+        self.poll_interval = poll_interval
+        self.owners = tuple(owner_name(spec.name, port) for port in spec.ports)
+        self._view: DnsView | None = None
+        self.notes: list[str] = []
+
+    # -- chains ---------------------------------------------------------------
+
+    def chains(self) -> HostChains:
+        live = []
+        for index, path in enumerate(self.spec.certs):
+            live.append(
+                chain_facts(path, f"live {path.name}", self.catalog, self.spec.key if index == 0 else None)
+            )
+        staged = []
+        if self.spec.staged_dir and self.spec.staged_dir.is_dir():
+            for path in sorted(self.spec.staged_dir.glob("*.pem")):
+                staged.append(chain_facts(path, f"staged {path.name}", self.catalog))
+        next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.spec.next_keys]
+        return HostChains(tuple(live), tuple(staged), tuple(next_keys))
+
+    # -- DNS --------------------------------------------------------------------
+
+    def endpoints(self) -> list[Endpoint]:
+        if self.spec.nameservers:
+            return [parse_endpoint(n) for n in self.spec.nameservers]
+        zone = self.owners[0].parent().parent()
+        servers = self.provider.nameservers(zone)
+        return [Endpoint(s.name, s.address, s.port) for s in servers]
+
+    def view(self) -> DnsView | None:
+        if self._view is None:
+            endpoints = self.endpoints()
+            if endpoints:
+                self._view = DnsView(endpoints)
+        return self._view
+
+    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        return self.provider.read(owners)
+
+    def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+        view = self.view()
+        if view is not None:
+            return view.observe(owners)
+        note = (
+            f"{self.spec.name}: no authoritative server to ask; the provider's copy is the only view "
+            "(set nameservers = [...] so gates wait for real servers)"
+        )
+        if note not in self.notes:
+            self.notes.append(note)
+        published = self.provider.read(owners)
+        return {
+            o: (
+                ServerView(
+                    f"{self.provider.name} (no servers configured)", published[o].records, published[o].ttl
+                ),
+            )
+            for o in owners
+        }
+
+    def apply(self, changeset: ChangeSet) -> None:
+        self.provider.apply(changeset)
+
+    def wait_for_propagation(self, changeset: ChangeSet) -> None:
+        """Poll every server until it serves the new RRsets (bounded); gates decide, not this."""
+        view = self.view()
+        if view is None:
+            return
+        wanted = {c.owner: c.result for c in changeset.changes}
+        deadline = time.monotonic() + self.propagation_timeout
+        while time.monotonic() < deadline:
+            views = view.observe(list(wanted))
+            if all(v.records == wanted[o] for o, vs in views.items() for v in vs):
+                return
+            time.sleep(self.poll_interval)
+        log.warning(
+            "%s: not every server serves the change after %.0f s", self.spec.name, self.propagation_timeout
+        )
+
+    def negative_ttl(self) -> int:
+        if self.spec.negative_ttl is not None:
+            return self.spec.negative_ttl
+        view = self.view()
+        zone = self.owners[0].parent().parent().parent()
+        if view is None:
+            return 0
+        values = [negative_ttl(e, zone) for e in view.endpoints]
+        return max((v for v in values if v is not None), default=3600)
+
+    # -- deploy -----------------------------------------------------------------
+
+    def deploy(self, chain: ChainFacts) -> None:
+        """Swap the staged file into the live path by rename, then reload the MTA."""
+        source = next(
+            (
+                p
+                for p in (self.spec.staged_dir or Path("/nonexistent")).glob("*.pem")
+                if f"staged {p.name}" == chain.label
+            ),
+            None,
+        )
+        if source is None:
+            raise InputError(f"{chain.label}: staged file vanished", "run the hook again")
+        target = next((p for p in self.spec.certs if p.name == source.name), None)
+        if target is None:
+            raise InputError(
+                f"{self.spec.name}: no live file named {source.name} to replace",
+                f"add {source.name} to cert/certs in the host's config",
+            )
+        os.replace(source, target)
+        fsync_dir(target.parent)
+        if self.spec.reload:
+            try:
+                result = subprocess.run(list(self.spec.reload), capture_output=True, text=True, timeout=120)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise TlsaManagerError(
+                    f"{target} is live but the reload command failed ({exc})", "reload the MTA by hand"
+                ) from None
+            if result.returncode != 0:
+                raise TlsaManagerError(
+                    f"{target} is live but '{self.spec.reload[0]}' exited {result.returncode}",
+                    "reload the MTA by hand",
+                )
+
+    def now(self) -> float:
+        return time.time()
+
+
+def host_settings(spec: HostSpec, catalog: Catalog, negative: int) -> HostSettings:
+    return HostSettings(
+        spec.name,
+        tuple(owner_name(spec.name, p) for p in spec.ports),
+        spec.policy,
+        issuers_from_catalog(catalog),
+        issuers_from_catalog(catalog, roots=True),
+        negative,
+        spec.ttl,
+        spec.slack,
+    )
