@@ -456,7 +456,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if config.state_dir and not getattr(args, "state_dir", None):
         args.state_dir = str(config.state_dir)
     data = ledger_data(state_dir(args))
-    specs = config.select(list(args.hosts), True if not args.hosts else False)
+    specs = config.select(list(args.hosts), not args.hosts)
     out = []
     for spec in specs:
         host = data.hosts.get(spec.name)
