@@ -1,0 +1,144 @@
+"""`sync`, `plan`, `status`, `export` from a config file, against the real BIND (RFC 2136)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+import pki
+from conftest import LE_DATA, bind_read
+from servers import ZONE
+from tlsa_manager.records import Tlsa, owner_name
+
+YE_FILES = ("ye1.pem", "ye2.pem")
+
+
+def le_shaped_chain(host: str, issuer_file: str, key=None):  # type: ignore[no-untyped-def]
+    """A leaf 'issued' by a real LE intermediate (name and chain; our own signing key)."""
+    from cryptography import x509
+
+    issuer_cert = x509.load_pem_x509_certificate((LE_DATA / issuer_file).read_bytes())
+    leaf = pki.make_leaf([host], pki.Issued(issuer_cert, pki.make_key("p384")), key=key)
+    return leaf, (LE_DATA / issuer_file).read_bytes()
+
+
+@pytest.fixture
+def site(tmp_path: Path, bind):  # type: ignore[no-untyped-def]
+    host = f"mx-{secrets.token_hex(3)}.{ZONE}"
+    live = tmp_path / "live"
+    staged = tmp_path / "staged"
+    live.mkdir()
+    staged.mkdir()
+    leaf, chain = le_shaped_chain(host, "ye1.pem")
+    pki.write(live / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
+    config = tmp_path / "tlsa-manager.toml"
+    config.write_text(f"""
+state_dir = "{tmp_path / 'state'}"
+[providers.bind]
+type = "rfc2136"
+server = "{bind.primary.endpoint}"
+tsig_key_file = "{bind.key_file}"
+[hosts."{host}"]
+provider = "bind"
+cert = "{live / 'ecdsa.pem'}"
+staged_dir = "{staged}"
+ttl = 2
+slack = "1s"
+negative_ttl = 1
+nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]
+""")
+    return {"host": host, "config": config, "live": live, "staged": staged, "leaf": leaf, "tmp": tmp_path,
+            "owner": owner_name(host)}
+
+
+def served(bind, site) -> frozenset[Tlsa]:  # type: ignore[no-untyped-def]
+    return bind_read(bind.secondary.port, site["owner"])[0]
+
+
+def test_first_sync_then_new_key_rollover(cli, bind, site) -> None:  # type: ignore[no-untyped-def]
+    cfg = ["--config", site["config"]]
+    first = cli(*cfg, "sync", site["host"])
+    assert first.code == 0, first.err
+    assert "4 added" in first.out  # 3 1 1 + YE1, YE2, YE3
+    live_311 = Tlsa.from_text(cli("records", site["live"] / "ecdsa.pem", "--usage", "3").out)
+    assert live_311 in served(bind, site) and len(served(bind, site)) == 4
+
+    # a renewal with a new key, issued by the sibling YE2, is staged
+    new_leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
+    pki.write(site["staged"] / "ecdsa.pem", new_leaf.key_pem, new_leaf.pem, chain)
+    sync = cli(*cfg, "sync", site["host"])
+    assert sync.code == 0 and "1 added" in sync.out and "goes live not before" in sync.out
+    assert (site["live"] / "ecdsa.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 2
+    plan = cli(*cfg, "--json", "plan", site["host"]).json()["plans"][0]
+    assert plan["gates"][0]["ready"] is False and plan["gates"][0]["opens_at"]
+    later = cli(*cfg, "--json", "plan", site["host"], "--at", "+1h").json()["plans"][0]
+    assert later["gates"][0]["ready"] is True  # what-if: after the gate
+    time.sleep(2 * 2 + 1 + 0.5)
+    deploy = cli(*cfg, "sync", site["host"])
+    assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.out, deploy.out
+    assert new_leaf.pem in (site["live"] / "ecdsa.pem").read_bytes()
+    assert not (site["staged"] / "ecdsa.pem").exists()
+    new_311 = Tlsa.from_text(cli("records", site["live"] / "ecdsa.pem", "--usage", "3").out)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and live_311 in served(bind, site):
+        time.sleep(0.1)
+    assert new_311 in served(bind, site) and live_311 not in served(bind, site)
+    status = cli(*cfg, "status", site["host"])
+    assert status.code == 0 and "managed: 3 1 1 " + new_311.data.hex() in status.out
+
+
+def test_plan_dry_run_export_write_nothing(cli, bind, site) -> None:  # type: ignore[no-untyped-def]
+    cfg = ["--config", site["config"]]
+    assert cli(*cfg, "plan", site["host"]).out.startswith(f"{site['host']}: add 4")
+    assert cli(*cfg, "sync", "--dry-run", site["host"]).code == 0
+    assert served(bind, site) == frozenset()
+    assert not (site["tmp"] / "state" / "ledger.json").exists()
+    zone_lines = cli(*cfg, "export", site["host"]).out
+    assert zone_lines.count(" IN TLSA ") == 4
+    ns = cli(*cfg, "export", site["host"], "--format", "nsupdate").out
+    assert ns.count("update add") == 4 and ns.rstrip().endswith("send")
+    doc = cli(*cfg, "export", site["host"], "--format", "json").json()
+    assert {r["role"] for r in doc["records"]} == {"live", "issuer-active", "issuer-backup"}
+
+
+def test_lock_and_corrupt_ledger(cli, site) -> None:  # type: ignore[no-untyped-def]
+    from tlsa_manager.ledger import Ledger
+
+    cfg = ["--config", site["config"]]
+    state = site["tmp"] / "state"
+    with Ledger(state).locked():
+        busy = cli(*cfg, "sync", site["host"])
+    assert busy.code == 1 and "another tlsa-manager run holds" in busy.err
+    (state / "ledger.json").write_text("{broken")
+    bad = cli(*cfg, "sync", site["host"])
+    assert bad.code == 1 and "is not valid JSON" in bad.err and bad.err.count("\n") == 1
+    assert (state / "ledger.json").read_text() == "{broken"
+
+
+def test_config_errors_are_one_line(cli, tmp_path: Path) -> None:
+    cases = {
+        "[hosts.\"mx.example.com\"]\nprovider = \"nope\"\n": "provider 'nope' is not defined",
+        "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx.example.com\"]\nrecords = [\"3 0 1\"]\n":
+            "unsafe_allow_fragile_kinds",
+        "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx.example.com\"]\nttl = \"long\"\n":
+            "ttl must be a whole number",
+        "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx_1.example.com\"]\n": "not a valid DNS host name",
+        "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx.example.com\"]\ncolour = 1\n": "unknown key(s) colour",
+        "[providers.c]\ntype = \"cloudflare\"\napi_token = \"sekrit-token-value\"\n": "chmod 600",
+        "not toml [": "not valid TOML",
+    }
+    for text, fragment in cases.items():
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        os.chmod(path, 0o644)
+        result = cli("--config", path, "plan")
+        assert result.code in (2, 3), (text, result)
+        assert fragment in result.err and result.err.count("\n") == 1, (text, result.err)
+        assert "sekrit-token-value" not in result.err
+    assert "no such configuration file" in cli("--config", tmp_path / "none.toml", "plan").err
+    assert json.loads("{}") == {}
