@@ -219,24 +219,27 @@ class FakeCloudflare:
                     hook(zone)
                 fake.before_batch.clear()
                 staged = {k: dict(v) for k, v in zone.records.items()}
+                index = {_key(r) for r in staged.values()}
                 result: dict[str, list[Any]] = {"deletes": [], "patches": [], "puts": [], "posts": []}
                 for item in body.get("deletes") or []:
                     rec = staged.pop(item.get("id", ""), None)
                     if rec is None:
                         self._error(400, 81044, "Record does not exist.")
                         return  # all or nothing: nothing was changed
+                    index.discard(_key(rec))
                     result["deletes"].append(fake._record_json(zone, rec))
                 for item in body.get("posts") or []:
                     problem = fake._validate(item)
                     if problem:
                         self._error(400, problem["code"], problem["message"])
                         return
-                    if any(fake._same(r, {"name": item["name"].rstrip("."), "data": item["data"]}) for r in staged.values()):
+                    if _key(item) in index:
                         self._error(400, 81058, "An identical record already exists.")
                         return
                     rec = {"id": uuid.uuid4().hex, "name": item["name"].rstrip(".").lower(),
                            "ttl": int(item.get("ttl", 1)), "comment": item.get("comment"), "data": dict(item["data"])}
                     staged[rec["id"]] = rec
+                    index.add(_key(rec))
                     result["posts"].append(fake._record_json(zone, rec))
                 zone.records = staged
                 self._ok(result)
@@ -248,6 +251,13 @@ class FakeCloudflare:
                 self._route("POST")
 
         return Handler
+
+
+def _key(rec: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two TLSA records identical to Cloudflare (81058): name and data, hex in any case."""
+    data = rec["data"]
+    return (str(rec["name"]).rstrip(".").lower(), int(data["usage"]), int(data["selector"]),
+            int(data["matching_type"]), str(data["certificate"]).lower())
 
 
 def _zone_json(zone: FakeZone) -> dict[str, Any]:

@@ -8,11 +8,11 @@ import secrets
 import time
 from pathlib import Path
 
-import pytest
-
 import pki
+import pytest
 from conftest import LE_DATA, bind_read
 from servers import ZONE
+
 from tlsa_manager.records import Tlsa, owner_name
 
 YE_FILES = ("ye1.pem", "ye2.pem")

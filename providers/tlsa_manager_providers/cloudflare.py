@@ -61,6 +61,7 @@ class CloudflareProvider(Provider):
         self._token = self._load_token(config)
         self._client: Any = None
         self._zones: dict[str, tuple[str, str]] = {}
+        self._dnssec_checked: set[str] = set()
         self.timeout = float(config.get("timeout", 30))
         self.max_retry_after = float(config.get("max_retry_after", 60))
         self.notes: list[str] = []
@@ -176,24 +177,34 @@ class CloudflareProvider(Provider):
                 self.config.get("zone") or owner.parent().parent().parent().to_text(omit_final_dot=True)
             )
             return str(self.config["zone_id"]), name
+        if not self._zones:
+            self._load_zones()
         host = owner.parent().parent() if owner.labels[0].startswith(b"_") else owner
         candidate = host
-        while len(candidate.labels) > 1:
-            text = candidate.to_text(omit_final_dot=True)
-            if text not in self._zones:
-                page = self._with_rate_limit(
-                    "the zone lookup", self.client().zones.list, name=text, per_page=5
-                )
-                zones = list(page.result or [])
-                if zones:
-                    self._zones[text] = (zones[0].id, zones[0].name)
-                    self._check_dnssec(zones[0].id, zones[0].name)
+        while len(candidate.labels) > 1:  # the longest zone name that holds the owner
+            text = candidate.to_text(omit_final_dot=True).lower()
             if text in self._zones:
-                return self._zones[text]
+                zone_id, zone_name = self._zones[text]
+                if zone_id not in self._dnssec_checked:
+                    self._dnssec_checked.add(zone_id)
+                    self._check_dnssec(zone_id, zone_name)
+                return zone_id, zone_name
             candidate = candidate.parent()
         raise ProviderError(
             f"no Cloudflare zone holds {owner} for this token", "add the zone to Cloudflare, or set zone_id"
         )
+
+    def _load_zones(self) -> None:
+        """Every zone the token sees, page by page (one request per 50 zones)."""
+        page = 1
+        while True:
+            result = self._with_rate_limit("listing zones", self.client().zones.list, page=page, per_page=50)
+            for zone in result.result or []:
+                self._zones[str(zone.name).lower()] = (zone.id, zone.name)
+            info = result.result_info
+            if info is None or info.total_pages is None or page >= int(info.total_pages):
+                return
+            page += 1
 
     def _check_dnssec(self, zone_id: str, zone_name: str) -> None:
         try:

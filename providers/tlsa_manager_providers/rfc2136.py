@@ -40,6 +40,7 @@ from tlsa_manager.records import Tlsa
 _KEY_BLOCK = re.compile(r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}', re.IGNORECASE | re.DOTALL)
 _ALGO = re.compile(r"algorithm\s+\"?(?P<algo>[\w.-]+)\"?\s*;", re.IGNORECASE)
 _SECRET = re.compile(r'secret\s+"(?P<secret>[^"]+)"\s*;', re.IGNORECASE)
+MESSAGE_BUDGET = 60_000  # bytes: a DNS message is at most 65,535; TSIG and headers need the rest
 _CONFLICT_RCODES = {dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN}
 
 
@@ -233,7 +234,27 @@ class Rfc2136Provider(Provider):
             if not change.is_noop:
                 by_zone.setdefault(self.zone_for(change.owner), []).append(change)
         for zone, changes in by_zone.items():
-            self._send(zone, self.build_update(zone, changes))
+            for chunk in self.chunks(changes):
+                self._send(zone, self.build_update(zone, chunk))
+
+    @staticmethod
+    def chunks(changes: Sequence[OwnerChange], limit: int = MESSAGE_BUDGET) -> list[list[OwnerChange]]:
+        """Split into the fewest UPDATEs that fit a DNS message (64 KiB over TCP).
+
+        Each owner's change stays whole in one message with its own prerequisite, so it
+        is still all-or-nothing per owner name; one zone with up to a few hundred owner
+        names always goes in a single UPDATE.
+        """
+        out: list[list[OwnerChange]] = [[]]
+        size = 0
+        for change in changes:
+            cost = _estimate(change)
+            if out[-1] and size + cost > limit:
+                out.append([])
+                size = 0
+            out[-1].append(change)
+            size += cost
+        return out
 
     def _send(self, zone: dns.name.Name, update: dns.update.UpdateMessage) -> None:
         try:
@@ -330,6 +351,16 @@ class Rfc2136Provider(Provider):
                         )
                     )
         return out
+
+
+def _estimate(change: OwnerChange) -> int:
+    """Wire bytes a change adds to an UPDATE: the owner name once (later ones are 2-byte
+    pointers), then per resource record 2 + 10 bytes of header and its RDATA."""
+    rrs = (1 if not change.expected else len(change.expected)) + len(change.add) + len(change.delete)
+    if change.ttl_change:
+        rrs += len(change.expected) + len(change.result)
+    data = sum(3 + len(r.data) for r in change.expected | change.add | change.delete | change.result)
+    return len(change.owner.to_wire() or b"") + 12 * rrs + data * 2
 
 
 def _rdataset(records: frozenset[Tlsa], ttl: int) -> dns.rdataset.Rdataset:
