@@ -132,7 +132,7 @@ def test_zone_id_skips_lookup(cf_fake, monkeypatch) -> None:  # type: ignore[no-
 
 def test_token_configuration_errors(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("CLOUDFLARE_API_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match="CLOUDFLARE_API_TOKEN is not set"):
+    with pytest.raises(ConfigError, match=r"CLOUDFLARE_API_TOKEN \(Cloudflare API token\) is not set"):
         CloudflareProvider({})
-    with pytest.raises(ConfigError, match="cannot read the API token"):
+    with pytest.raises(ConfigError, match="cannot read the Cloudflare API token"):
         CloudflareProvider({"api_token_file": str(tmp_path / "missing")})

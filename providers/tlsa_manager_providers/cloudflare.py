@@ -19,18 +19,17 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import dns.name
 
 from tlsa_manager.dnsview import parse_endpoint
-from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
+from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
+from tlsa_manager.secrets import read_secret
 
 log = logging.getLogger(__name__)
 MARKER = "managed by tlsa-manager"
@@ -68,25 +67,15 @@ class CloudflareProvider(Provider):
 
     @staticmethod
     def _load_token(config: Mapping[str, Any]) -> str:
-        if config.get("api_token_file"):
-            path = Path(str(config["api_token_file"]))
-            try:
-                token = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{path}: cannot read the API token ({exc.strerror})", "check the path"
-                ) from None
-        elif config.get("api_token"):
-            token = str(config["api_token"]).strip()
-        else:
-            var = str(config.get("api_token_env", "CLOUDFLARE_API_TOKEN"))
-            token = os.environ.get(var, "").strip()
-            if not token:
-                raise ConfigError(
-                    f"no Cloudflare API token: {var} is not set", f"export {var}, or set api_token_file"
-                )
-        if not token:
-            raise ConfigError("the Cloudflare API token is empty", "put the token in the file")
+        token = read_secret(
+            config,
+            "Cloudflare API token",
+            file_key="api_token_file",
+            env_key="api_token_env",
+            inline_key="api_token",
+            default_env="CLOUDFLARE_API_TOKEN",
+        )
+        assert token is not None  # a default variable is always named
         return token
 
     # -- SDK ----------------------------------------------------------------

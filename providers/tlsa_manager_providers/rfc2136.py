@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from tlsa_manager.dnsview import Endpoint, ask, parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset
 from tlsa_manager.records import Tlsa
+from tlsa_manager.secrets import read_secret
 
 _KEY_BLOCK = re.compile(r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}', re.IGNORECASE | re.DOTALL)
 _ALGO = re.compile(r"algorithm\s+\"?(?P<algo>[\w.-]+)\"?\s*;", re.IGNORECASE)
@@ -109,23 +109,12 @@ class Rfc2136Provider(Provider):
             )
         elif config.get("tsig_name"):
             name = str(config["tsig_name"])
-            if config.get("tsig_secret_file"):
-                path = Path(str(config["tsig_secret_file"]))
-                try:
-                    secret = path.read_text().strip()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"{path}: cannot read the TSIG secret ({exc.strerror})", "check the path"
-                    ) from None
-            elif config.get("tsig_secret_env"):
-                var = str(config["tsig_secret_env"])
-                if var not in os.environ:
-                    raise ConfigError(f"environment variable {var} (TSIG secret) is not set", f"export {var}")
-                secret = os.environ[var].strip()
-            else:
+            found = read_secret(config, "TSIG secret", file_key="tsig_secret_file", env_key="tsig_secret_env")
+            if found is None:
                 raise ConfigError(
                     "tsig_name needs tsig_secret_file or tsig_secret_env", "or use tsig_key_file"
                 )
+            secret = found
         else:
             raise ConfigError(
                 "rfc2136 needs a TSIG key: unsigned updates are refused",
