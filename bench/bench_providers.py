@@ -21,10 +21,10 @@ import dns.name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from servers import ZONE, Bind
-
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
+
+from servers import ZONE, Bind
 
 
 def owners(prefix: str, n: int) -> list[dns.name.Name]:
@@ -107,8 +107,9 @@ def bench_rfc2136(n: int) -> list[tuple[str, float, str]]:
 def bench_cloudflare(n: int) -> list[tuple[str, float, str]]:
     import os
 
-    from cloudflare_fake import FakeCloudflare
     from tlsa_manager_providers.cloudflare import CloudflareProvider
+
+    from cloudflare_fake import FakeCloudflare
 
     fake = FakeCloudflare().start()
     try:

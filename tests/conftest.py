@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pki
 import pytest
 
 from tlsa_manager.cli import main
+
+import pki
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -151,8 +152,9 @@ def cf_fake():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
-    from test_provider_contract import Backend
     from tlsa_manager_providers.cloudflare import CloudflareProvider
+
+    from test_provider_contract import Backend
 
     monkeypatch.setenv("CF_TEST_TOKEN", cf_fake.token)
     # The SDK would send these instead of the token; the provider must clear them.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import EXAMPLES, LE_DATA, openssl_tlsa_data
 
 from tlsa_manager.catalog import load_bundled
+
+from conftest import EXAMPLES, LE_DATA, openssl_tlsa_data
 
 MANIFEST = json.loads((LE_DATA / "manifest.json").read_text())
 

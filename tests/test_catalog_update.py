@@ -9,8 +9,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import pki
 import pytest
+
+import pki
 from conftest import LE_DATA
 
 PAGE = """<html><body>

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dns.name
 import pytest
-from tlsa_manager_providers.cloudflare import MARKER, CloudflareProvider
 
 from tlsa_manager.errors import ConfigError, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
+from tlsa_manager_providers.cloudflare import MARKER, CloudflareProvider
 
 A = Tlsa.from_text("3 1 1 " + "AA" * 32)
 B = Tlsa.from_text("3 1 1 " + "bb" * 32)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import dns.name
 import pytest
-from servers import ZONE
 
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange, Provider
 from tlsa_manager.records import Tlsa
+
+from servers import ZONE
 
 
 def rec(n: int, kind: str = "3 1 1") -> Tlsa:
@@ -46,8 +47,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 @pytest.fixture
 def rfc2136_backend(bind) -> Backend:  # type: ignore[no-untyped-def]
-    from conftest import bind_read, nsupdate_add
     from tlsa_manager_providers.rfc2136 import Rfc2136Provider
+
+    from conftest import bind_read, nsupdate_add
 
     provider = Rfc2136Provider({"server": bind.primary.endpoint, "tsig_key_file": str(bind.key_file),
                                 "nameservers": bind.nameservers})
@@ -57,8 +59,9 @@ def rfc2136_backend(bind) -> Backend:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def zonefile_backend(tmp_path: Path) -> Backend:
-    from conftest import zonefile_read
     from tlsa_manager_providers.zonefile import ZoneFileProvider
+
+    from conftest import zonefile_read
 
     path = tmp_path / f"db.{ZONE}"
     path.write_text(f"$ORIGIN {ZONE}.\n$TTL 300\n@ IN SOA ns1 hostmaster ( 2026112501 60 30 3600 30 )\n"

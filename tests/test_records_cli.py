@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pki
 import pytest
+
+import pki
 from conftest import EXAMPLES, REPO, Result, openssl_tlsa_data
 
 GOLDEN = REPO / "tests" / "golden"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pki
 import pytest
+
+import pki
 from conftest import openssl_tlsa_data
 
 

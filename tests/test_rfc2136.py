@@ -10,13 +10,14 @@ from pathlib import Path
 
 import dns.name
 import pytest
-from servers import ZONE, free_port
-from tlsa_manager_providers.rfc2136 import Rfc2136Provider, read_bind_key_file
 
 from tlsa_manager.dnsview import DnsView, parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
+from tlsa_manager_providers.rfc2136 import Rfc2136Provider, read_bind_key_file
+
+from servers import ZONE, free_port
 
 REC = Tlsa.from_text("3 1 1 " + "ab" * 32)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from conftest import EXAMPLES
 
 SCENARIOS = sorted((EXAMPLES / "scenarios").glob("*.toml"))

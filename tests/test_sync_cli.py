@@ -8,12 +8,13 @@ import secrets
 import time
 from pathlib import Path
 
-import pki
 import pytest
-from conftest import LE_DATA, bind_read
-from servers import ZONE
 
 from tlsa_manager.records import Tlsa, owner_name
+
+import pki
+from conftest import LE_DATA, bind_read
+from servers import ZONE
 
 YE_FILES = ("ye1.pem", "ye2.pem")
 

@@ -15,12 +15,13 @@ import dns.name
 import dns.query
 import dns.rdatatype
 import pytest
-from servers import free_port, require
-from tlsa_manager_providers.zonefile import ZoneFileProvider, bump_serial
 
 from tlsa_manager.errors import ConfigError, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
+from tlsa_manager_providers.zonefile import ZoneFileProvider, bump_serial
+
+from servers import free_port, require
 
 OLD = Tlsa.from_text("3 1 1 " + "aa" * 32)
 NEW = Tlsa.from_text("3 1 1 " + "bb" * 32)

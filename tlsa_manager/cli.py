@@ -562,6 +562,46 @@ def cmd_export(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_hook(args: argparse.Namespace) -> int:
+    import os as _os
+
+    from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.config import load_config
+    from tlsa_manager.hooks import hosts_for, renewal_from, stage
+    from tlsa_manager.planner import short_time
+    from tlsa_manager.runner import open_hosts, sync_hosts
+
+    config = load_config(Path(args.config or "/etc/tlsa-manager/config.toml"))
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+    renewal = renewal_from(args.client, _os.environ, args.args, args.cert, args.key, args.host)
+    specs = hosts_for(config, renewal)
+    for spec in specs:
+        target = stage(spec, renewal)
+        sys.stdout.write(f"{spec.name}: staged {target}\n")
+    catalog = load_catalog(state_dir(args))
+    runs = open_hosts(config, [s.name for s in specs], False, catalog)
+    reports = sync_hosts(runs, state_dir(args), lock_wait=args.wait_lock)
+    for report in reports:
+        if report.deployed:
+            sys.stdout.write(
+                f"{report.host}: deployed {', '.join(report.deployed)} at once (already covered)\n"
+            )
+        last = report.last_plan
+        for gate in last.gates if last else ():
+            if not gate.ready:
+                when = (
+                    f"not before {short_time(gate.opens_at)}"
+                    if gate.opens_at
+                    else "once every server serves it"
+                )
+                sys.stdout.write(
+                    f"{report.host}: {gate.chain} stays staged; it goes live {when} "
+                    "(the next 'tlsa-manager sync' does it)\n"
+                )
+    return ExitCode.OK
+
+
 def _add_host_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to handle (default: all configured)")
     p.add_argument("--all", action="store_true", help="every configured host")
@@ -660,6 +700,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_host_flags(ex)
     ex.add_argument("--format", choices=["zone", "nsupdate", "json"], default="zone")
     ex.set_defaults(func=cmd_export)
+    hk = sub.add_parser("hook", help="post-renewal hook: stage the new chain, pre-publish, deploy if safe")
+    hk.add_argument("client", choices=["certbot", "acme.sh", "lego", "dehydrated", "generic"])
+    hk.add_argument("args", nargs="*", help="dehydrated: its deploy_cert arguments")
+    hk.add_argument("--cert", help="generic: the full chain file")
+    hk.add_argument("--key", help="generic: the private key file")
+    hk.add_argument("--host", help="generic: the MX host name")
+    hk.add_argument(
+        "--wait-lock",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="wait this long for a running sync (default 600)",
+    )
+    hk.set_defaults(func=cmd_hook)
     sim = sub.add_parser("simulate", help="replay a renewal timeline through the planner")
     sim.add_argument("scenario", help="scenario file (TOML), e.g. examples/scenarios/new-key.toml")
     sim.set_defaults(func=cmd_simulate)

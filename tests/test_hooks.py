@@ -1,0 +1,88 @@
+"""Post-renewal hooks: each ACME client's convention, staging, and deploy-at-once only when safe."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tlsa_manager.errors import UsageError
+from tlsa_manager.hooks import renewal_from
+
+import pki
+from test_sync_cli import le_shaped_chain, site  # noqa: F401  (fixture)
+
+
+def test_each_client_convention() -> None:
+    certbot = renewal_from("certbot", {"RENEWED_LINEAGE": "/etc/le/live/mx", "RENEWED_DOMAINS": "mx.a.b mail.a.b"}, [])
+    assert certbot.domains == ("mx.a.b", "mail.a.b") and certbot.fullchain == Path("/etc/le/live/mx/fullchain.pem")
+    acme = renewal_from("acme.sh", {"Le_Domain": "mx.a.b", "CERT_KEY_PATH": "/k", "CERT_PATH": "/c",
+                                    "CERT_FULLCHAIN_PATH": "/fc", "CA_CERT_PATH": "/ca"}, [])
+    assert (acme.key, acme.fullchain) == (Path("/k"), Path("/fc"))
+    lego = renewal_from("lego", {"LEGO_CERT_DOMAIN": "mx.a.b", "LEGO_CERT_PATH": "/c.crt",
+                                 "LEGO_CERT_KEY_PATH": "/c.key"}, [])
+    assert (lego.key, lego.fullchain) == (Path("/c.key"), Path("/c.crt"))
+    dehydrated = renewal_from("dehydrated", {}, ["deploy_cert", "mx.a.b", "/k", "/c", "/fc", "/ch", "123"])
+    assert (dehydrated.domains, dehydrated.key, dehydrated.fullchain) == (("mx.a.b",), Path("/k"), Path("/fc"))
+    generic = renewal_from("generic", {}, [], cert="/fc", key="/k", host="mx.a.b")
+    assert generic.fullchain == Path("/fc")
+    with pytest.raises(UsageError, match="RENEWED_LINEAGE is not set"):
+        renewal_from("certbot", {}, [])
+    with pytest.raises(UsageError, match="generic needs --cert"):
+        renewal_from("generic", {}, [])
+
+
+def _lineage(tmp: Path, host: str, issuer: str, key=None) -> tuple[Path, object]:  # type: ignore[no-untyped-def]
+    leaf, chain = le_shaped_chain(host, issuer, key=key)
+    lineage = tmp / f"lineage-{issuer}-{os.urandom(2).hex()}"
+    pki.write(lineage / "privkey.pem", leaf.key_pem)
+    pki.write(lineage / "fullchain.pem", leaf.pem, chain)
+    return lineage, leaf
+
+
+def test_certbot_reuse_key_sibling_goes_live_at_once(cli, bind, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    cfg = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    time.sleep(2 * 2 + 1 + 0.5)  # the records have now been served for 2 TTLs + slack
+    # --reuse-key renewal, and Let's Encrypt picked the sibling YE2: everything is published already
+    lineage, leaf = _lineage(site["tmp"], site["host"], "ye2.pem", key=site["leaf"].key)
+    monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
+    monkeypatch.setenv("RENEWED_DOMAINS", f"{site['host']} other.example.test")
+    result = cli(*cfg, "hook", "certbot")
+    assert result.code == 0, result.err
+    assert "deployed staged ecdsa.pem at once" in result.out
+    live = (site["live"] / "ecdsa.pem").read_bytes()
+    assert leaf.pem in live and live.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert oct(os.stat(site["live"] / "ecdsa.pem").st_mode & 0o777) == "0o640"
+
+
+def test_certbot_new_key_stays_staged(cli, bind, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    cfg = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    before = (site["live"] / "ecdsa.pem").read_bytes()
+    lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
+    monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
+    monkeypatch.setenv("RENEWED_DOMAINS", site["host"])
+    result = cli(*cfg, "hook", "certbot")
+    assert result.code == 0 and "stays staged; it goes live not before" in result.out, result.out + result.err
+    assert (site["live"] / "ecdsa.pem").read_bytes() == before
+    assert (site["staged"] / "ecdsa.pem").exists()
+
+
+def test_mismatched_key_is_not_staged(cli, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
+    pki.write(lineage / "privkey.pem", pki.Issued(None, pki.make_key("p256")).key_pem)  # type: ignore[arg-type]
+    result = cli("--config", site["config"], "hook", "generic", "--cert", lineage / "fullchain.pem",
+                 "--key", lineage / "privkey.pem", "--host", site["host"])
+    assert result.code == 2 and "does not match the certificate" in result.err
+    assert not (site["staged"] / "ecdsa.pem").exists()
+
+
+def test_unknown_domain(cli, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
+    monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
+    monkeypatch.setenv("RENEWED_DOMAINS", "www.example.test")
+    result = cli("--config", site["config"], "hook", "certbot")
+    assert result.code == 2 and "no configured host among the renewed names" in result.err

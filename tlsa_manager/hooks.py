@@ -1,0 +1,146 @@
+"""Post-renewal hooks: certbot, acme.sh, lego, dehydrated and a generic one.
+
+Each ACME client hands over the renewed key and chain its own way; this module turns
+that into one :class:`Renewal` (domains, key file, full chain file) and stages it for
+every configured host it covers: ``STAGED_DIR/<live file name>``, key and chain in one
+file (what Postfix's ``smtpd_tls_chain_files`` reads), written atomically, mode 0640.
+The key must match the certificate, or nothing is staged (H24).  Publishing and
+deploying is then the ordinary ``sync``: deploy at once only when the new chain is
+already covered by records whose gate has passed (key reused, issuer pre-published).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlsa_manager.certs import key_type, load_chain, read_bytes
+from tlsa_manager.config import Config, HostSpec
+from tlsa_manager.errors import ConfigError, InputError, UsageError
+from tlsa_manager.fsutil import atomic_write
+
+CLIENTS = ("certbot", "acme.sh", "lego", "dehydrated", "generic")
+
+
+@dataclass(frozen=True)
+class Renewal:
+    domains: tuple[str, ...]
+    key: Path
+    fullchain: Path
+
+
+def _env(env: Mapping[str, str], name: str, client: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise UsageError(
+            f"hook {client}: {name} is not set",
+            f"run this as {client}'s deploy hook (see docs/hooks.md), or use 'hook generic'",
+        )
+    return value
+
+
+def renewal_from(
+    client: str,
+    env: Mapping[str, str],
+    args: Sequence[str],
+    cert: str | None = None,
+    key: str | None = None,
+    host: str | None = None,
+) -> Renewal:
+    """What the ACME client renewed, from its environment or arguments."""
+    if client == "certbot":
+        lineage = Path(_env(env, "RENEWED_LINEAGE", client))
+        return Renewal(
+            tuple(_env(env, "RENEWED_DOMAINS", client).split()),
+            lineage / "privkey.pem",
+            lineage / "fullchain.pem",
+        )
+    if client == "acme.sh":
+        fullchain = env.get("CERT_FULLCHAIN_PATH") or _env(env, "CERT_PATH", client)
+        return Renewal(
+            (_env(env, "Le_Domain", client),), Path(_env(env, "CERT_KEY_PATH", client)), Path(fullchain)
+        )
+    if client == "lego":
+        return Renewal(
+            (_env(env, "LEGO_CERT_DOMAIN", client),),
+            Path(_env(env, "LEGO_CERT_KEY_PATH", client)),
+            Path(_env(env, "LEGO_CERT_PATH", client)),
+        )
+    if client == "dehydrated":
+        # deploy_cert DOMAIN KEYFILE CERTFILE FULLCHAINFILE CHAINFILE TIMESTAMP
+        if len(args) < 4 or (args[0] == "deploy_cert" and len(args) < 5):
+            raise UsageError(
+                "hook dehydrated: expected deploy_cert DOMAIN KEYFILE CERTFILE FULLCHAINFILE ...",
+                "call it from dehydrated's hook script for deploy_cert",
+            )
+        rest = list(args[1:] if args[0] == "deploy_cert" else args)
+        return Renewal((rest[0],), Path(rest[1]), Path(rest[3]))
+    if client == "generic":
+        if not (cert and key and host):
+            raise UsageError("hook generic needs --cert FULLCHAIN --key KEY --host HOST", "give all three")
+        return Renewal((host,), Path(key), Path(cert))
+    raise UsageError(f"unknown ACME client {client!r}", f"use one of: {', '.join(CLIENTS)}")
+
+
+def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
+    """Configured hosts whose name the renewed certificate covers."""
+    names = {d.rstrip(".").lower() for d in renewal.domains}
+    found = [spec for name, spec in sorted(config.hosts.items()) if name in names]
+    if not found:
+        raise ConfigError(
+            f"no configured host among the renewed names {', '.join(sorted(names))}",
+            'add [hosts."<mx name>"] to the configuration, or check the certificate\'s names',
+        )
+    return found
+
+
+def stage(spec: HostSpec, renewal: Renewal) -> Path:
+    """Write key + chain to the host's staged folder, under the live file's name."""
+    if spec.staged_dir is None:
+        raise ConfigError(
+            f"host {spec.name} has no staged_dir", 'add staged_dir = "/etc/tlsa-manager/staged/..."'
+        )
+    chain = load_chain(renewal.fullchain, renewal.key)  # raises if the key does not match
+    if chain.leaf is None or chain.key is None:
+        raise InputError(
+            f"{renewal.fullchain}: no server certificate in it", "point the hook at the full chain"
+        )
+    kind = key_type(chain.key)
+    target_name = _live_name(spec, kind)
+    spec.staged_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    target = spec.staged_dir / target_name
+    key_pem = read_bytes(renewal.key)
+    chain_pem = read_bytes(renewal.fullchain)
+    atomic_write(target, key_pem.rstrip(b"\n") + b"\n" + chain_pem, mode=0o640)
+    _group_like(target, spec)
+    return target
+
+
+def _live_name(spec: HostSpec, kind: str) -> str:
+    """The live file a chain of this key type replaces (ecdsa.pem next to rsa.pem)."""
+    if len(spec.certs) == 1:
+        return spec.certs[0].name
+    for path in spec.certs:
+        try:
+            live = load_chain(path)
+        except InputError:
+            continue
+        if live.key is not None and key_type(live.key) == kind:
+            return path.name
+    raise ConfigError(
+        f"host {spec.name} serves no {kind.upper()} chain to replace",
+        f"add the {kind} chain file to certs = [...]",
+    )
+
+
+def _group_like(target: Path, spec: HostSpec) -> None:
+    """Give the staged file the live file's group, so the MTA can read it once deployed."""
+    if not spec.certs:
+        return
+    try:
+        gid = spec.certs[0].stat().st_gid
+        os.chown(target, -1, gid)
+    except OSError:
+        pass
