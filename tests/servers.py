@@ -254,3 +254,189 @@ zone "{self.zone}" {{ type secondary; primaries {{ primary; }}; file "{self.zone
     def stop(self) -> None:
         self.secondary.stop()
         self.primary.stop()
+
+
+# ---------------------------------------------------------------- Unbound
+
+
+@dataclass
+class Unbound:
+    """A validating resolver for the test zone only, trusting the zone's own DS."""
+
+    root: Path
+    bind: Bind
+    # A loopback address of its own for port 53 (for tools that only read resolv.conf);
+    # random so that two test runs never share one.
+    address53: str = field(default_factory=lambda: f"127.53.{os.urandom(1)[0]}.{os.urandom(1)[0] % 250 + 2}")
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, trust_anchor: str | None = None) -> Unbound:
+        require("unbound")
+        import dns.dnssec
+        import dns.rdataclass
+        import dns.rdatatype
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        zone = dns.name.from_text(self.bind.zone)
+        if trust_anchor is None:
+            answer = dns.query.tcp(dns.message.make_query(zone, dns.rdatatype.DNSKEY), "127.0.0.1",
+                                   port=self.bind.primary.port, timeout=5)
+            keys = answer.get_rrset(answer.answer, zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+            assert keys is not None
+            trust_anchor = "\n".join(
+                f"{zone} IN DS {dns.dnssec.make_ds(zone, key, 'SHA256')}" for key in keys if key.flags & 1)
+        (self.root / "anchor.ds").write_text(trust_anchor + "\n")
+        listen53 = f"    interface: {self.address53}@53\n" if os.geteuid() == 0 else ""
+        (self.root / "unbound.conf").write_text(f"""server:
+    verbosity: 1
+    interface: 127.0.0.1@{self.port}
+{listen53}    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    username: ""
+    chroot: ""
+    directory: "{self.root}"
+    pidfile: "{self.root}/unbound.pid"
+    logfile: "{self.root}/unbound.log"
+    use-syslog: no
+    module-config: "validator iterator"
+    so-reuseport: no
+    trust-anchor-file: "{self.root}/anchor.ds"
+    local-zone: "test." nodefault
+    local-zone: "." refuse
+    local-zone: "{self.bind.zone}." transparent
+    cache-max-ttl: 1
+    cache-max-negative-ttl: 1
+    infra-host-ttl: 5
+    serve-expired: no
+    prefetch: no
+    qname-minimisation: no
+remote-control:
+    control-enable: no
+stub-zone:
+    name: "{self.bind.zone}"
+    stub-addr: 127.0.0.1@{self.bind.primary.port}
+    stub-addr: 127.0.0.1@{self.bind.secondary.port}
+""")
+        (self.root / "resolv.conf").write_text(f"nameserver {self.address53}\noptions trust-ad\n")
+        self.process = subprocess.Popen(["unbound", "-d", "-c", str(self.root / "unbound.conf")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                q = dns.message.make_query(zone, dns.rdatatype.SOA, want_dnssec=True)
+                r = dns.query.udp(q, "127.0.0.1", port=self.port, timeout=1)
+                if r.answer:
+                    return self
+            except Exception:
+                time.sleep(0.1)
+        raise RuntimeError(f"unbound did not answer: {(self.root / 'unbound.log').read_text()[-1500:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+# ---------------------------------------------------------------- Postfix
+
+
+@dataclass
+class Postfix:
+    """Postfix with STARTTLS on a loopback high port, serving an RSA and an ECDSA chain."""
+
+    root: Path
+    hostname: str
+    chain_files: list[Path]
+    port: int = field(default_factory=free_port)
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "conf"
+
+    def start(self) -> Postfix:
+        require("postfix", "posttls-finger")
+        for d in ("conf", "spool", "data"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        run("chown", "postfix", str(self.root / "data"))
+        for f in self.chain_files:
+            run("chgrp", "postfix", str(f))
+            os.chmod(f, 0o640)
+        (self.conf / "main.cf").write_text(f"""compatibility_level = 3.6
+queue_directory = {self.root}/spool
+data_directory = {self.root}/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = {self.hostname}
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+default_transport = error:test harness does not deliver mail
+local_transport = error:test harness does not deliver mail
+maillog_file_prefixes = {self.root}
+maillog_file = {self.root}/maillog
+smtpd_tls_chain_files = {", ".join(str(f) for f in self.chain_files)}
+smtpd_tls_security_level = may
+smtp_dns_support_level = dnssec
+dnssec_probe = ns:{self.hostname.split(".", 1)[1]}
+smtp_tls_security_level = dane
+smtp_tls_loglevel = 1
+""")
+        (self.conf / "master.cf").write_text(
+            f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
+            + "".join(f"{name} unix {flags}\n" for name, flags in [
+                ("pickup", "n - n 60 1 pickup"), ("cleanup", "n - n - 0 cleanup"), ("qmgr", "n - n 300 1 qmgr"),
+                ("tlsmgr", "- - n 1000? 1 tlsmgr"), ("rewrite", "- - n - - trivial-rewrite"),
+                ("bounce", "- - n - 0 bounce"), ("defer", "- - n - 0 bounce"), ("trace", "- - n - 0 bounce"),
+                ("verify", "- - n - 1 verify"), ("flush", "n - n 1000? 0 flush"), ("proxymap", "- - n - - proxymap"),
+                ("smtp", "- - n - - smtp"), ("relay", "- - n - - smtp"), ("showq", "n - n - - showq"),
+                ("error", "- - n - - error"), ("retry", "- - n - - error"), ("discard", "- - n - - discard"),
+                ("anvil", "- - n - 1 anvil"), ("scache", "- - n - 1 scache")])
+            + "postlog unix-dgram n - n - 1 postlogd\n")
+        result = subprocess.run(["postfix", "-c", str(self.conf), "start"], capture_output=True, text=True)
+        if result.returncode != 0:
+            check = subprocess.run(["script", "-qc", f"postfix -c {self.conf} check", "/dev/null"],
+                                   capture_output=True, text=True)
+            raise RuntimeError(f"postfix did not start: {result.stderr} {check.stdout}")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(100).startswith(b"220"):
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("postfix smtpd did not answer")
+
+    @property
+    def reload(self) -> list[str]:
+        return ["postfix", "-c", str(self.conf), "reload"]
+
+    def stop(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.conf), "stop"], capture_output=True)
+        pid_file = self.root / "spool" / "pid" / "master.pid"
+        if pid_file.exists():
+            try:
+                pid = int(pid_file.read_text().strip())
+                os.kill(pid, signal.SIGTERM)
+            except (ValueError, OSError):
+                pass
+
+
+def posttls_finger(postfix: Postfix, unbound: Unbound, algorithm: str) -> str:
+    """Postfix's own DANE verifier through the validating resolver (private resolv.conf)."""
+    extra = "-p '<=TLSv1.2' -o 'tls_medium_cipherlist=aRSA:!aNULL'" if algorithm == "rsa" else \
+        "-p '<=TLSv1.2' -o 'tls_medium_cipherlist=aECDSA:!aNULL'"
+    inner = (f"mount --bind {unbound.root / 'resolv.conf'} /etc/resolv.conf && "
+             f"MAIL_CONFIG={postfix.conf} exec posttls-finger -c -l dane {extra} "
+             f"'[{postfix.hostname}]:{postfix.port}'")
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", inner],
+                            capture_output=True, text=True, timeout=60)
+    return result.stdout + result.stderr

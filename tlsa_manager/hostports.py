@@ -30,7 +30,7 @@ from tlsa_manager.fsutil import fsync_dir
 from tlsa_manager.observations import ServerView
 from tlsa_manager.policy import issuers_from_catalog
 from tlsa_manager.provider import ChangeSet, Provider, RRset
-from tlsa_manager.records import owner_name
+from tlsa_manager.records import owner_name, spki_der
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,31 @@ class LivePorts:
                     f"{target} is live but '{self.spec.reload[0]}' exited {result.returncode}",
                     "reload the MTA by hand",
                 )
+        self.verify_presented(chain)
+
+    def verify_presented(self, chain: ChainFacts, wait: float = 15.0) -> None:
+        """After a deploy, STARTTLS must show the new leaf, or the old records stay (engine stops)."""
+        if not self.spec.probe:
+            return
+        from tlsa_manager.smtp import starttls
+
+        deadline = time.monotonic() + wait
+        seen = "nothing"
+        while True:
+            presented = starttls(self.spec.probe, self.spec.probe_port, self.spec.name, chain.key_type)
+            if presented.leaf is not None:
+                if spki_der(presented.leaf.public_key()) == chain.leaf.spki_der:
+                    return
+                seen = "the previous certificate"
+            elif presented.error:
+                seen = presented.error
+            if time.monotonic() >= deadline:
+                raise TlsaManagerError(
+                    f"{self.spec.name}: after the deploy, {self.spec.probe}:{self.spec.probe_port} still presents "
+                    f"{seen} for {chain.key_type.upper()}; the old records stay published",
+                    "check the MTA's certificate settings and reload it",
+                )
+            time.sleep(0.5)
 
     def now(self) -> float:
         return time.time()

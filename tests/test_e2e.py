@@ -1,0 +1,191 @@
+"""End to end, real components on loopback: BIND primary + secondary (signed, TSIG),
+Unbound validating with the zone's trust anchor, Postfix with STARTTLS serving an RSA
+and an ECDSA chain, and a test PKI shaped like Let's Encrypt (a root, sibling
+intermediates in the catalog's active and backup roles).
+
+After every step, two independent verifiers accept the live server against the RRset
+as a validating resolver returns it: `openssl s_client -dane_tlsa_rrdata` (per record
+kind too) and Postfix's own `posttls-finger` in DANE mode through Unbound.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from tlsa_manager.records import Tlsa, owner_name
+
+import pki
+from servers import ZONE, Postfix, Unbound, posttls_finger, require
+
+HOST = f"mx.{ZONE}"
+NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+GATE = 2 * 2 + 1 + 0.7  # 2 x TTL(2 s) + slack(1 s), and a little
+
+
+@pytest.fixture(scope="module")
+def world(bind, tmp_path_factory):  # type: ignore[no-untyped-def]
+    require("unbound", "postfix", "posttls-finger", "openssl", "unshare")
+    root = Path(tempfile.mkdtemp(prefix="tlsa-e2e-"))
+    (root).chmod(0o755)
+    ca_root = pki.make_ca("Test Root X9", pki.make_key("p384"), not_before=NOW)
+    cas = {name: pki.make_ca(name, pki.make_key(kind), issuer=ca_root, not_before=NOW)
+           for name, kind in [("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384"),
+                              ("TR1", "rsa2048"), ("TR2", "rsa2048"), ("TR3", "rsa2048")]}
+    state = root / "state"
+    catalog = state / "catalog"
+    catalog.mkdir(parents=True)
+    entries = [{"name": "root", "ca": "Test Root X9", "file": "root.pem", "status": "root",
+                "key_type": "ecdsa"}]
+    pki.write(catalog / "root.pem", ca_root.pem)
+    for name, issued in cas.items():
+        status = "backup" if name.endswith("3") else "active"
+        entries.append({"name": name.lower(), "ca": name, "file": f"{name.lower()}.pem", "status": status,
+                        "key_type": "ecdsa" if name.startswith("TE") else "rsa"})
+        pki.write(catalog / f"{name.lower()}.pem", issued.pem)
+    (catalog / "manifest.json").write_text(json.dumps(entries))
+    live, staged, incoming = root / "live", root / "staged", root / "incoming"
+    for d in (live, staged, incoming):
+        d.mkdir()
+    keys = {"ecdsa": pki.make_key("p256"), "rsa": pki.make_key("rsa2048")}
+    for kind, issuer in (("ecdsa", "TE1"), ("rsa", "TR1")):
+        leaf = pki.make_leaf([HOST], cas[issuer], key=keys[kind], not_before=NOW)
+        pki.write(live / f"{kind}.pem", leaf.key_pem, leaf.pem, cas[issuer].pem)
+    unbound = Unbound(root / "unbound", bind)
+    postfix = Postfix(root / "postfix", HOST, [live / "ecdsa.pem", live / "rsa.pem"])
+    try:
+        unbound.start()
+        postfix.start()
+    except Exception:
+        postfix.stop()
+        unbound.stop()
+        raise
+    config = root / "tlsa-manager.toml"
+    config.write_text(f"""
+state_dir = "{state}"
+[providers.bind]
+type = "rfc2136"
+server = "{bind.primary.endpoint}"
+tsig_key_file = "{bind.key_file}"
+[hosts."{HOST}"]
+ports = [25, {postfix.port}]
+certs = ["{live / 'ecdsa.pem'}", "{live / 'rsa.pem'}"]
+staged_dir = "{staged}"
+reload = {json.dumps(postfix.reload)}
+probe = "127.0.0.1"
+probe_port = {postfix.port}
+ttl = 2
+slack = "1s"
+negative_ttl = 1
+nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]
+""")
+    try:
+        yield {"root": root, "cas": cas, "keys": keys, "live": live, "incoming": incoming, "config": config,
+               "unbound": unbound, "postfix": postfix, "bind": bind}
+    finally:
+        try:
+            postfix.stop()
+        finally:
+            unbound.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def validated_rrset(world, port: int) -> list[Tlsa]:  # type: ignore[no-untyped-def]
+    owner = owner_name(HOST, port)
+    query = dns.message.make_query(owner, dns.rdatatype.TLSA, want_dnssec=True)
+    response = dns.query.udp(query, "127.0.0.1", port=world["unbound"].port, timeout=5)
+    assert response.flags & dns.flags.AD, "the TLSA answer must validate (AD)"
+    return sorted(Tlsa.from_rdata(r) for rrset in response.answer if rrset.rdtype == dns.rdatatype.TLSA
+                  for r in rrset)
+
+
+def openssl_dane(world, records: list[Tlsa], algorithm: str) -> bool:  # type: ignore[no-untyped-def]
+    args = ["openssl", "s_client", "-brief", "-starttls", "smtp", "-connect", f"127.0.0.1:{world['postfix'].port}",
+            "-servername", HOST, "-dane_tlsa_domain", HOST, "-verify_return_error", "-tls1_2"]
+    args += ["-cipher", "aRSA" if algorithm == "rsa" else "aECDSA"]
+    for record in records:
+        args += ["-dane_tlsa_rrdata", record.to_text()]
+    result = subprocess.run(args, input=b"QUIT\r\n", capture_output=True, timeout=30)
+    return result.returncode == 0 and b"Verification: OK" in result.stdout + result.stderr
+
+
+def assert_senders_accept(world, step: str) -> None:  # type: ignore[no-untyped-def]
+    time.sleep(1.2)  # unbound's cache-max-ttl is 1 s
+    records = validated_rrset(world, world["postfix"].port)
+    assert records == validated_rrset(world, 25), step
+    kinds = {r.kind for r in records}
+    for algorithm in ("ecdsa", "rsa"):
+        assert openssl_dane(world, records, algorithm), f"{step}: openssl rejects {algorithm}"
+        for kind in kinds:  # I-1: every record kind on its own matches the live chain
+            subset = [r for r in records if r.kind == kind]
+            assert openssl_dane(world, subset, algorithm), f"{step}: {kind} alone does not match {algorithm}"
+        out = posttls_finger(world["postfix"], world["unbound"], algorithm)
+        assert "Verified TLS connection established" in out, f"{step}: posttls-finger {algorithm}: {out[-800:]}"
+
+
+def renew(world, cli, kind: str, issuer: str, *, new_key: bool) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    key = pki.make_key("p256" if kind == "ecdsa" else "rsa2048") if new_key else world["keys"][kind]
+    leaf = pki.make_leaf([HOST], world["cas"][issuer], key=key, not_before=NOW)
+    d = world["incoming"]
+    pki.write(d / "fullchain.pem", leaf.pem, world["cas"][issuer].pem)
+    pki.write(d / "privkey.pem", leaf.key_pem)
+    result = cli("--config", world["config"], "hook", "generic", "--cert", d / "fullchain.pem",
+                 "--key", d / "privkey.pem", "--host", HOST)
+    assert result.code == 0, result.err
+    if new_key:
+        world["keys"][kind] = key
+    return result.out, leaf
+
+
+def test_renewals_end_to_end(world, cli) -> None:  # type: ignore[no-untyped-def]
+    cfg = ["--config", world["config"]]
+    # 1. first sync
+    first = cli(*cfg, "sync", HOST)
+    assert first.code == 0, first.err
+    assert_senders_accept(world, "first sync")
+    time.sleep(GATE)
+
+    # 2. renewal with the same key (issued by the sibling TE2): covered, live at once
+    out, leaf = renew(world, cli, "ecdsa", "TE2", new_key=False)
+    assert "deployed staged ecdsa.pem at once" in out, out
+    assert leaf.pem in (world["live"] / "ecdsa.pem").read_bytes()
+    assert_senders_accept(world, "same-key renewal")
+
+    # 3. renewal with a new key: staged, published, gate, deployed, old record removed
+    old_rrset = validated_rrset(world, 25)
+    out, leaf = renew(world, cli, "ecdsa", "TE1", new_key=True)
+    assert "stays staged" in out and leaf.pem not in (world["live"] / "ecdsa.pem").read_bytes()
+    assert_senders_accept(world, "new key staged")
+    assert len(validated_rrset(world, 25)) == len(old_rrset) + 1
+    time.sleep(GATE)
+    deploy = cli(*cfg, "sync", HOST)
+    assert "deployed staged ecdsa.pem" in deploy.out, deploy.out + deploy.err
+    assert leaf.pem in (world["live"] / "ecdsa.pem").read_bytes()
+    assert_senders_accept(world, "new key deployed")
+    assert len(validated_rrset(world, 25)) == len(old_rrset)  # the old key's record is gone
+
+    # 4. renewal issued by the backup sibling TE3, same key: live at once
+    time.sleep(GATE)
+    out, leaf = renew(world, cli, "ecdsa", "TE3", new_key=False)
+    assert "at once" in out, out
+    assert_senders_accept(world, "backup issuer")
+
+    # 5. the RSA chain renewed on its own with a new key
+    out, leaf = renew(world, cli, "rsa", "TR2", new_key=True)
+    assert "stays staged" in out
+    assert_senders_accept(world, "rsa staged")
+    time.sleep(GATE)
+    deploy = cli(*cfg, "sync", HOST)
+    assert "deployed staged rsa.pem" in deploy.out, deploy.out + deploy.err
+    assert_senders_accept(world, "rsa deployed")
