@@ -210,8 +210,8 @@ class LivePorts:
                 seen = presented.error
             if time.monotonic() >= deadline:
                 raise TlsaManagerError(
-                    f"{self.spec.name}: after the deploy, {self.spec.probe}:{self.spec.probe_port} still presents "
-                    f"{seen} for {chain.key_type.upper()}; the old records stay published",
+                    f"{self.spec.name}: after the deploy, {self.spec.probe}:{self.spec.probe_port} still "
+                    f"presents {seen} for {chain.key_type.upper()}; the old records stay published",
                     "check the MTA's certificate settings and reload it",
                 )
             time.sleep(0.5)
