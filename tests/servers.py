@@ -115,6 +115,8 @@ class Bind:
     root: Path
     zone: str = ZONE
     tsig_name: str = "dane-update"
+    #: further zones on the primary only: (name, signed)
+    extra_zones: tuple[tuple[str, bool], ...] = ()
     primary: Named = field(init=False)
     secondary: Named = field(init=False)
 
@@ -142,6 +144,8 @@ class Bind:
         run("rndc-confgen", "-a", "-A", "hmac-sha256", "-k", "rndc-key", "-c", str(self.keys / "rndc.key"))
         zone_text = ZONE_TEMPLATE.format(zone=self.zone).replace("$TTL 60", f"$TTL {ttl}") + extra_zone
         (self.primary.directory / f"{self.zone}.db").write_text(zone_text)
+        for name, _signed in self.extra_zones:
+            (self.primary.directory / f"{name}.db").write_text(ZONE_TEMPLATE.format(zone=name))
         self.set_notify(True, write_only=True)
         (self.primary.directory / "named.conf").write_text(self._primary_conf())
         (self.secondary.directory / "named.conf").write_text(self._secondary_conf())
@@ -222,7 +226,11 @@ zone "{self.zone}" {{
     inline-signing no;
     update-policy {{ grant {self.tsig_name} zonesub ANY; }};
 }};
-"""
+""" + "".join(
+            f'zone "{name}" {{ type primary; file "{name}.db"; '
+            + ("dnssec-policy default; inline-signing no; " if signed else "")
+            + f"update-policy {{ grant {self.tsig_name} zonesub ANY; }}; }};\n"
+            for name, signed in self.extra_zones)
 
     def _secondary_conf(self) -> str:
         d = self.secondary.directory
@@ -265,6 +273,8 @@ class Unbound:
 
     root: Path
     bind: Bind
+    #: extra zones: name -> "anchor" (real DS), "wrong" (a DS that does not match: bogus) or "none"
+    zones: dict[str, str] = field(default_factory=dict)
     # A loopback address of its own for port 53 (for tools that only read resolv.conf);
     # random so that two test runs never share one.
     address53: str = field(default_factory=lambda: f"127.53.{os.urandom(1)[0]}.{os.urandom(1)[0] % 250 + 2}")
@@ -286,7 +296,26 @@ class Unbound:
             assert keys is not None
             trust_anchor = "\n".join(
                 f"{zone} IN DS {dns.dnssec.make_ds(zone, key, 'SHA256')}" for key in keys if key.flags & 1)
-        (self.root / "anchor.ds").write_text(trust_anchor + "\n")
+        anchors = [trust_anchor]
+        for name, mode in self.zones.items():
+            zname = dns.name.from_text(name)
+            if mode == "none":
+                continue
+            answer = dns.query.tcp(dns.message.make_query(zname, dns.rdatatype.DNSKEY), "127.0.0.1",
+                                   port=self.bind.primary.port, timeout=5)
+            keys = answer.get_rrset(answer.answer, zname, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+            assert keys is not None, f"{name} is not signed"
+            for key in keys:
+                if key.flags & 1:
+                    ds = dns.dnssec.make_ds(zname, key, "SHA256")
+                    text = ds.to_text()
+                    if mode == "wrong":
+                        text = text[:-8] + ("00000000" if not text.endswith("00000000") else "11111111")
+                    anchors.append(f"{zname} IN DS {text}")
+        (self.root / "anchor.ds").write_text("\n".join(anchors) + "\n")
+        extra = "".join(f'    local-zone: "{name}." transparent\n' for name in self.zones)
+        stubs = "".join(f'stub-zone:\n    name: "{name}"\n    stub-addr: 127.0.0.1@{self.bind.primary.port}\n'
+                        for name in self.zones)
         listen53 = f"    interface: {self.address53}@53\n" if os.geteuid() == 0 else ""
         (self.root / "unbound.conf").write_text(f"""server:
     verbosity: 1
@@ -305,7 +334,7 @@ class Unbound:
     local-zone: "test." nodefault
     local-zone: "." refuse
     local-zone: "{self.bind.zone}." transparent
-    cache-max-ttl: 1
+{extra}    cache-max-ttl: 1
     cache-max-negative-ttl: 1
     infra-host-ttl: 5
     serve-expired: no
@@ -317,7 +346,7 @@ stub-zone:
     name: "{self.bind.zone}"
     stub-addr: 127.0.0.1@{self.bind.primary.port}
     stub-addr: 127.0.0.1@{self.bind.secondary.port}
-""")
+{stubs}""")
         (self.root / "resolv.conf").write_text(f"nameserver {self.address53}\noptions trust-ad\n")
         self.process = subprocess.Popen(["unbound", "-d", "-c", str(self.root / "unbound.conf")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -372,8 +401,8 @@ setgid_group = postdrop
 myhostname = {self.hostname}
 mydestination =
 inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
+inet_protocols = all
+mynetworks = 127.0.0.0/8 [::1]/128
 alias_maps =
 alias_database =
 local_recipient_maps =
@@ -390,7 +419,7 @@ smtp_tls_security_level = dane
 smtp_tls_loglevel = 1
 """)
         (self.conf / "master.cf").write_text(
-            f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
+            f"127.0.0.1:{self.port} inet n - n - - smtpd\n[::1]:{self.port} inet n - n - - smtpd\n"
             + "".join(f"{name} unix {flags}\n" for name, flags in [
                 ("pickup", "n - n 60 1 pickup"), ("cleanup", "n - n - 0 cleanup"), ("qmgr", "n - n 300 1 qmgr"),
                 ("tlsmgr", "- - n 1000? 1 tlsmgr"), ("rewrite", "- - n - - trivial-rewrite"),

@@ -602,6 +602,57 @@ def cmd_hook(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.check import Checker, nagios
+    from tlsa_manager.hazards import Severity, worst
+    from tlsa_manager.records import Tlsa
+    from tlsa_manager.resolve import ValidatingResolver
+
+    records = None
+    if args.records:
+        from tlsa_manager.certs import read_bytes
+
+        lines = read_bytes(Path(args.records)).decode("utf-8", "replace").splitlines()
+        records = []
+        for line in lines:
+            text = line.split(";", 1)[0].strip()
+            if not text:
+                continue
+            records.append(Tlsa.from_text(text.split(" TLSA ", 1)[1] if " TLSA " in text else text))
+    resolver = ValidatingResolver(args.resolver, timeout=args.timeout)
+    checker = Checker(
+        resolver,
+        load_catalog(state_dir(args)),
+        port=args.port,
+        timeout=args.timeout,
+        workers=args.workers,
+        records=records,
+    )
+    result = checker.run(args.target)
+    if args.nagios:
+        code, line = nagios(result)
+        sys.stdout.write(line + "\n")
+        return code
+    if args.json:
+        _emit_json(result.as_dict())
+    else:
+        sys.stdout.write(f"{result.target}: {result.verdict} (MX {result.mx})\n")
+        for host in result.hosts:
+            pref = f" (preference {host.preference})" if host.preference is not None else ""
+            sys.stdout.write(f"  {host.host}{pref}: DANE {host.dane}; {host.detail}\n")
+            for e in host.endpoints:
+                sys.stdout.write(f"    {e.address} {e.algorithm}: {e.verdict} - {e.detail}\n")
+        for hazard in result.all_hazards:
+            sys.stdout.write(f"  {hazard.one_line()}\n")
+    if result.verdict == "unknown":
+        return ExitCode.FAILURE
+    level = worst(result.all_hazards)
+    if result.verdict != "pass" or level in (Severity.FATAL, Severity.RISK):
+        return ExitCode.HAZARD
+    return ExitCode.OK
+
+
 def _add_host_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to handle (default: all configured)")
     p.add_argument("--all", action="store_true", help="every configured host")
@@ -714,6 +765,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for a running sync (default 600)",
     )
     hk.set_defaults(func=cmd_hook)
+    ck = sub.add_parser("check", help="live DANE verification of a domain's MX hosts or one host")
+    ck.add_argument("target", help="mail domain (its MX hosts are checked) or one MX host")
+    ck.add_argument("--port", type=int, default=25, help="SMTP port and TLSA port label (default 25)")
+    ck.add_argument("--resolver", help="validating resolver ADDR[:PORT] (default: the system's)")
+    ck.add_argument("--records", help="check against the TLSA records in this file instead of DNS")
+    ck.add_argument("--nagios", action="store_true", help="one status line, exit 0/1/2/3 (Nagios/Icinga)")
+    ck.add_argument("--timeout", type=float, default=10.0, help="seconds per connection or query")
+    ck.add_argument("--workers", type=int, default=8, help="parallel connections (default 8)")
+    ck.set_defaults(func=cmd_check)
     sim = sub.add_parser("simulate", help="replay a renewal timeline through the planner")
     sim.add_argument("scenario", help="scenario file (TOML), e.g. examples/scenarios/new-key.toml")
     sim.set_defaults(func=cmd_simulate)

@@ -25,9 +25,28 @@ _CIPHERS = {
 
 @dataclass(frozen=True)
 class Presented:
+    """What one handshake showed: the chain as sent (leaf first), or why there was none."""
+
     algorithm: str
     leaf: x509.Certificate | None
     error: str | None = None
+    chain: tuple[x509.Certificate, ...] = ()
+    starttls: bool = True
+
+
+def _sent_chain(tls: ssl.SSLSocket) -> tuple[x509.Certificate, ...]:
+    """The certificates the server sent, in order (public API from Python 3.13 on)."""
+    getter = getattr(tls, "get_unverified_chain", None) or getattr(
+        getattr(tls, "_sslobj", None), "get_unverified_chain", None
+    )
+    if getter is None:
+        der = tls.getpeercert(binary_form=True)
+        return (x509.load_der_x509_certificate(der),) if der else ()
+    out = []
+    for cert in getter() or []:
+        der = cert if isinstance(cert, bytes) else cert.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
+        out.append(x509.load_der_x509_certificate(der))
+    return tuple(out)
 
 
 def _line(sock: socket.socket, buffer: bytearray) -> str:
@@ -69,14 +88,14 @@ def starttls(host: str, port: int, server_name: str, algorithm: str, timeout: fl
             sock.sendall(b"EHLO tlsa-manager.invalid\r\n")
             code, lines = _reply(sock, buffer)
             if code != 250 or not any(x.upper().startswith("STARTTLS") for x in lines):
-                return Presented(algorithm, None, "STARTTLS not offered")
+                return Presented(algorithm, None, "STARTTLS not offered", starttls=False)
             sock.sendall(b"STARTTLS\r\n")
             code, _ = _reply(sock, buffer)
             if code != 220:
                 return Presented(algorithm, None, f"STARTTLS refused ({code})")
             with context.wrap_socket(sock, server_hostname=server_name) as tls:
-                der = tls.getpeercert(binary_form=True)
-                return Presented(algorithm, x509.load_der_x509_certificate(der) if der else None)
+                chain = _sent_chain(tls)
+                return Presented(algorithm, chain[0] if chain else None, None, chain)
     except ssl.SSLError as exc:
         return Presented(algorithm, None, f"TLS handshake failed ({exc.reason or exc})")
     except (OSError, NetworkError) as exc:

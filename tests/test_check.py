@@ -1,0 +1,218 @@
+"""`check` against real Unbound + BIND + Postfix on loopback; each verdict agrees with posttls-finger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute
+
+import pki
+from servers import Bind, Postfix, Unbound, free_port, posttls_finger, require
+
+NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+ZONE = "example.test"
+
+
+def serve_lines(port: int, greeting: bytes, stop: threading.Event) -> None:
+    """A tiny TCP server: SMTP without STARTTLS, or garbage."""
+    with socket.socket() as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", port))
+        srv.listen()
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(greeting)
+                try:
+                    conn.settimeout(2)
+                    while data := conn.recv(1024):
+                        if data.upper().startswith(b"EHLO"):
+                            conn.sendall(b"250-nostarttls.example.test\r\n250 PIPELINING\r\n")
+                        elif data.upper().startswith(b"QUIT"):
+                            conn.sendall(b"221 bye\r\n")
+                            break
+                        else:
+                            conn.sendall(b"502 no\r\n")
+                except OSError:
+                    pass
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
+    require("named", "unbound", "postfix", "posttls-finger", "nsupdate", "unshare")
+    root = Path(tempfile.mkdtemp(prefix="tlsa-check-"))
+    root.chmod(0o755)
+    (root / "bind").mkdir()
+    bind = Bind(root / "bind", extra_zones=(("insecure.test", False), ("bogus.test", True)))
+    ca = pki.make_ca("Test Root C", pki.make_key("p384"), not_before=NOW)
+    inter = pki.make_ca("TC1", pki.make_key("p384"), issuer=ca, not_before=NOW)
+    names = [f"mx.{ZONE}", f"good.{ZONE}", f"wrong.{ZONE}", f"rsaonly.{ZONE}", f"tanotsent.{ZONE}",
+             f"le301.{ZONE}", "mx.insecure.test", "mx.bogus.test"]
+    leaves = {k: pki.make_leaf(names, inter, key=pki.make_key(k), not_before=NOW) for k in ("p256", "rsa2048")}
+    live = root / "live"
+    files = [pki.write(live / f"{k}.pem", leaf.key_pem, leaf.pem, inter.pem) for k, leaf in leaves.items()]
+    unbound = Unbound(root / "unbound", bind, zones={"insecure.test": "none", "bogus.test": "wrong"})
+    postfix = Postfix(root / "postfix", f"mx.{ZONE}", files)
+    stop = threading.Event()
+    nost, garbage = free_port(), free_port()
+    threads = [threading.Thread(target=serve_lines, args=(p, g, stop), daemon=True)
+               for p, g in ((nost, b"220 nostarttls ESMTP\r\n"), (garbage, b"\x16\x03\x01garbage\r\n"))]
+    try:
+        bind.start()
+        unbound.start()
+        postfix.start()
+        for t in threads:
+            t.start()
+        port = postfix.port
+        r311 = {k: Tlsa.from_text(subprocess.run(["tlsa-manager", "records", str(f), "--usage", "3"],
+                                                 capture_output=True, text=True, check=True).stdout)
+                for k, f in zip(("ecdsa", "rsa"), files, strict=True)}
+        r301 = {k: Tlsa.from_text(subprocess.run(["tlsa-manager", "records", str(f), "--usage", "3",
+                                                  "--selector", "0"], capture_output=True, text=True,
+                                                 check=True).stdout)
+                for k, f in zip(("ecdsa", "rsa"), files, strict=True)}
+        script = []
+        for zone, host, records in [
+            (ZONE, "mx", [r311["ecdsa"], r311["rsa"]]),
+            (ZONE, "good", [r311["ecdsa"], r311["rsa"]]),
+            (ZONE, "wrong", [Tlsa.from_text("3 1 1 " + "ab" * 32)]),
+            (ZONE, "rsaonly", [r311["rsa"]]),
+            # DANE-TA for the root, which the server does not send (it sends leaf + TC1)
+            (ZONE, "tanotsent", [compute(Usage.DANE_TA, Selector.SPKI, MatchingType.SHA2_256, cert=ca.cert)]),
+            (ZONE, "le301", [r301["ecdsa"], r301["rsa"]]),
+            ("insecure.test", "mx", [r311["ecdsa"], r311["rsa"]]),
+            ("bogus.test", "mx", [r311["ecdsa"], r311["rsa"]]),
+            (ZONE, "nostarttls", [r311["ecdsa"]]),
+        ]:
+            script.append(f"server 127.0.0.1 {bind.primary.port}\nzone {zone}\n")
+            if host not in ("mx",) or zone != ZONE:
+                script.append(f"update add {host}.{zone} 60 IN A 127.0.0.1\n")
+            tlsa_port = nost if host == "nostarttls" else port
+            for rec in records:
+                script.append(f"update add _{tlsa_port}._tcp.{host}.{zone} 60 IN TLSA {rec}\n")
+            script.append("send\n")
+        subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
+                       capture_output=True)
+        yield {"bind": bind, "unbound": unbound, "postfix": postfix, "port": port, "nost": nost,
+               "garbage": garbage, "resolver": f"127.0.0.1:{unbound.port}"}
+    finally:
+        stop.set()
+        postfix.stop()
+        unbound.stop()
+        bind.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_check(cli, env, target: str, *extra: str, port: int | None = None):  # type: ignore[no-untyped-def]
+    return cli("--json", "check", target, "--port", str(port or env["port"]), "--resolver", env["resolver"],
+               "--timeout", "5", *extra)
+
+
+def finger(env, host: str, algorithm: str) -> bool:  # type: ignore[no-untyped-def]
+    postfix = env["postfix"]
+    original = postfix.hostname
+    postfix.hostname = host
+    try:
+        return "Verified TLS connection established" in posttls_finger(postfix, env["unbound"], algorithm)
+    finally:
+        postfix.hostname = original
+
+
+def verdicts(doc: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {e["algorithm"]: e["verdict"] for h in doc["hosts"] for e in h["endpoints"]}
+
+
+def codes(doc: dict) -> set[str]:  # type: ignore[type-arg]
+    return {h["code"] for h in doc["hazards"]} | {h["code"] for host in doc["hosts"] for h in host["hazards"]}
+
+
+def test_pass_and_domain_follows_mx(cli, env) -> None:  # type: ignore[no-untyped-def]
+    result = run_check(cli, env, f"good.{ZONE}")
+    doc = result.json()
+    assert doc["verdict"] == "pass" and verdicts(doc) == {"ecdsa": "pass", "rsa": "pass"}, result.out
+    assert finger(env, f"good.{ZONE}", "ecdsa") and finger(env, f"good.{ZONE}", "rsa")
+    domain = run_check(cli, env, ZONE).json()
+    assert domain["mx"] == "secure" and [h["host"] for h in domain["hosts"]] == [f"mx.{ZONE}"]
+    assert domain["verdict"] == "pass"
+
+
+def test_wrong_hash_fails_like_posttls_finger(cli, env) -> None:  # type: ignore[no-untyped-def]
+    result = run_check(cli, env, f"wrong.{ZONE}")
+    doc = result.json()
+    assert result.code == 4 and doc["verdict"] == "fail"
+    assert (verdicts(doc) == {"ecdsa": "fail", "rsa": "fail"} and "H1" in codes(doc)) or "H19" in codes(doc)
+    assert not finger(env, f"wrong.{ZONE}", "ecdsa") and not finger(env, f"wrong.{ZONE}", "rsa")
+
+
+def test_rsa_covered_ecdsa_not(cli, env) -> None:  # type: ignore[no-untyped-def]
+    doc = run_check(cli, env, f"rsaonly.{ZONE}").json()
+    assert verdicts(doc) == {"ecdsa": "fail", "rsa": "pass"} and "H19" in codes(doc)
+    assert finger(env, f"rsaonly.{ZONE}", "rsa") and not finger(env, f"rsaonly.{ZONE}", "ecdsa")
+
+
+def test_dane_ta_for_a_certificate_not_sent(cli, env) -> None:  # type: ignore[no-untyped-def]
+    doc = run_check(cli, env, f"tanotsent.{ZONE}").json()
+    assert doc["verdict"] == "fail" and set(verdicts(doc).values()) == {"fail"}
+    assert not finger(env, f"tanotsent.{ZONE}", "ecdsa")
+
+
+def test_3_0_1_passes_now_with_a_warning(cli, env) -> None:  # type: ignore[no-untyped-def]
+    result = run_check(cli, env, f"le301.{ZONE}")
+    doc = result.json()
+    assert doc["verdict"] == "pass" and "H3" in codes(doc) and result.code == 4
+    assert finger(env, f"le301.{ZONE}", "ecdsa")
+
+
+def test_unsigned_zone_is_dane_not_in_force(cli, env) -> None:  # type: ignore[no-untyped-def]
+    doc = run_check(cli, env, "mx.insecure.test").json()
+    assert doc["verdict"] == "dane not in force" and {"H6", "H8"} & codes(doc)
+    assert not finger(env, "mx.insecure.test", "ecdsa")
+
+
+def test_bogus_is_mail_deferred(cli, env) -> None:  # type: ignore[no-untyped-def]
+    result = run_check(cli, env, "mx.bogus.test")
+    doc = result.json()
+    assert doc["verdict"] == "fail" and "H7" in codes(doc)
+    assert "bogus: mail deferred" in doc["hosts"][0]["detail"]
+    assert not finger(env, "mx.bogus.test", "ecdsa")
+
+
+def test_starttls_missing_while_tlsa_published(cli, env) -> None:  # type: ignore[no-untyped-def]
+    doc = run_check(cli, env, f"nostarttls.{ZONE}", port=env["nost"]).json()
+    assert doc["verdict"] == "fail" and "H20" in codes(doc)
+
+
+def test_garbage_speaker_and_unresolvable_name_are_clear(cli, env) -> None:  # type: ignore[no-untyped-def]
+    garbage = run_check(cli, env, f"good.{ZONE}", port=env["garbage"])
+    assert garbage.code in (1, 4) and "Traceback" not in garbage.err
+    assert {e["verdict"] for h in garbage.json()["hosts"] for e in h["endpoints"]} <= {"unreachable", "fail",
+                                                                                      "no-tls", "not-applicable"}
+    missing = run_check(cli, env, f"nothere.{ZONE}")
+    assert missing.code == 1 and missing.json()["verdict"] == "unknown" and "Traceback" not in missing.err
+
+
+def test_nagios_lines(cli, env) -> None:  # type: ignore[no-untyped-def]
+    ok = cli("check", f"good.{ZONE}", "--port", str(env["port"]), "--resolver", env["resolver"], "--nagios")
+    assert ok.code == 0 and ok.out.startswith("DANE OK - ") and "| hosts=1 endpoints=2 verified=2" in ok.out
+    bad = cli("check", f"wrong.{ZONE}", "--port", str(env["port"]), "--resolver", env["resolver"], "--nagios")
+    assert bad.code == 2 and bad.out.startswith("DANE CRITICAL - ") and bad.out.count("\n") == 1
+
+
+def test_records_file_before_publishing(cli, env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "next.txt"
+    path.write_text("3 1 1 " + "cd" * 32 + "\n")
+    doc = run_check(cli, env, f"good.{ZONE}", "--records", str(path)).json()
+    assert doc["verdict"] == "fail"  # the live server would not validate against these

@@ -1,0 +1,109 @@
+"""Does a chain, as a server sent it, authenticate against a TLSA RRset? (pure)
+
+RFC 7671 / RFC 7672 as a DANE SMTP client applies them:
+- only usages 2 (DANE-TA) and 3 (DANE-EE) are usable; 0/1 are ignored (RFC 7672 §3.1.3);
+- for each (usage, selector) only the strongest matching type present counts (RFC 7671 §9);
+- DANE-EE: the leaf's certificate or SPKI matches; no name or date checks (§5.1);
+- DANE-TA: a certificate the server actually sent matches and becomes the trust anchor;
+  the chain from the leaf up to it must verify by signature, the leaf must name the MX
+  host (or the next-hop domain when the MX lookup was secure), and every certificate
+  from the leaf to the anchor must be within its dates (§5.2, RFC 7672 §3.2.2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from tlsa_manager.certs import issued_by
+from tlsa_manager.facts import cert_facts
+from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage
+
+_STRENGTH = {MatchingType.FULL: 0, MatchingType.SHA2_256: 1, MatchingType.SHA2_512: 2}
+
+
+@dataclass(frozen=True)
+class Match:
+    ok: bool
+    detail: str
+    record: Tlsa | None = None
+
+
+def usable(records: Sequence[Tlsa]) -> list[Tlsa]:
+    """Usable records after digest agility: usages 2/3, strongest digest per (usage, selector)."""
+    candidates = [r for r in records if r.usage in (Usage.DANE_TA, Usage.DANE_EE)]
+    best: dict[tuple[Usage, Selector], MatchingType] = {}
+    for r in candidates:
+        key = (r.usage, r.selector)
+        if key not in best or _STRENGTH[r.mtype] > _STRENGTH[best[key]]:
+            best[key] = r.mtype
+    return [r for r in candidates if best[(r.usage, r.selector)] == r.mtype]
+
+
+def _matches(cert: x509.Certificate, record: Tlsa) -> bool:
+    return cert_facts(cert).record(record.params) == record
+
+
+def _names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        return [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+
+
+def name_ok(cert: x509.Certificate, reference: Sequence[str]) -> bool:
+    """RFC 6125-style match of the leaf against the reference identifiers (one wildcard label)."""
+    wanted = [r.lower().rstrip(".") for r in reference]
+    for name in _names(cert):
+        for ref in wanted:
+            if name == ref:
+                return True
+            if name.startswith("*.") and "." in ref and ref.split(".", 1)[1] == name[2:]:
+                return True
+    return False
+
+
+def verify(
+    chain: Sequence[x509.Certificate],
+    records: Sequence[Tlsa],
+    reference_names: Sequence[str],
+    now: dt.datetime,
+) -> Match:
+    """Whether a DANE SMTP client accepts this chain with these records."""
+    if not chain:
+        return Match(False, "the server sent no certificate")
+    good = usable(records)
+    if not good:
+        return Match(False, "no usable TLSA record (only usage 0/1): TLS is required, not authenticated")
+    leaf = chain[0]
+    for record in good:
+        if record.usage is Usage.DANE_EE and _matches(leaf, record):
+            return Match(True, f"DANE-EE {record.kind} matches the leaf", record)
+    reasons = []
+    for record in good:
+        if record.usage is not Usage.DANE_TA:
+            continue
+        for depth, anchor in enumerate(chain):
+            if not _matches(anchor, record):
+                continue
+            path = list(chain[: depth + 1])
+            if any(not issued_by(path[i], path[i + 1]) for i in range(len(path) - 1)):
+                reasons.append(f"{record.kind} matches a certificate the chain does not lead to")
+                continue
+            if not name_ok(leaf, reference_names):
+                reasons.append(
+                    f"{record.kind} matches, but the certificate does not name {reference_names[0]}"
+                )
+                continue
+            expired = [c for c in path if not c.not_valid_before_utc <= now <= c.not_valid_after_utc]
+            if expired:
+                reasons.append(f"{record.kind} matches, but a certificate of the chain is outside its dates")
+                continue
+            return Match(True, f"DANE-TA {record.kind} matches a certificate the server sent", record)
+    if reasons:
+        return Match(False, reasons[0])
+    return Match(False, "no TLSA record matches the certificate chain the server sent")

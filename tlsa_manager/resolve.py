@@ -1,0 +1,99 @@
+"""Lookups through a validating resolver, reporting DNSSEC status as a DANE sender sees it.
+
+"secure" is the resolver's AD bit (RFC 6840 §5.7: the query sets AD to ask for it).
+A SERVFAIL that goes away with CD set is "bogus": the data exists but does not
+validate, and a DANE sender defers mail (RFC 7672 §2.1.1).  CNAMEs are followed as the
+answer shows them, and the name they led to is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
+import dns.rrset
+
+from tlsa_manager.dnsview import Endpoint, parse_endpoint
+from tlsa_manager.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Lookup:
+    name: dns.name.Name
+    rdtype: dns.rdatatype.RdataType
+    status: str  # secure | insecure | bogus | nxdomain | nodata | error
+    secure: bool
+    rrset: dns.rrset.RRset | None = None
+    final: dns.name.Name | None = None  # after CNAMEs
+    cname: bool = False
+    error: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.rrset is not None
+
+
+class ValidatingResolver:
+    def __init__(self, address: str | None = None, timeout: float = 5.0) -> None:
+        if address:
+            self.endpoint = parse_endpoint(address)
+        else:
+            try:
+                system = dns.resolver.Resolver()
+            except dns.exception.DNSException:
+                raise UsageError("no system resolver configured", "give --resolver ADDR[:PORT]") from None
+            self.endpoint = Endpoint(str(system.nameservers[0]), str(system.nameservers[0]), 53)
+        self.timeout = timeout
+
+    def _ask(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, cd: bool = False
+    ) -> dns.message.Message:
+        query = dns.message.make_query(name, rdtype, want_dnssec=True)
+        query.flags |= dns.flags.AD | dns.flags.RD
+        if cd:
+            query.flags |= dns.flags.CD
+        response, _ = dns.query.udp_with_fallback(
+            query, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
+        )
+        return response
+
+    def lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Lookup:
+        try:
+            response = self._ask(name, rdtype)
+        except dns.exception.Timeout:
+            return Lookup(name, rdtype, "error", False, error=f"no answer from the resolver {self.endpoint}")
+        except (OSError, dns.exception.DNSException) as exc:
+            return Lookup(
+                name, rdtype, "error", False, error=f"resolver {self.endpoint}: {type(exc).__name__}"
+            )
+        secure = bool(response.flags & dns.flags.AD)
+        rcode = response.rcode()
+        if rcode == dns.rcode.SERVFAIL:
+            try:
+                again = self._ask(name, rdtype, cd=True)
+                if again.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                    return Lookup(name, rdtype, "bogus", False, error="DNSSEC validation fails (bogus)")
+            except (OSError, dns.exception.DNSException):
+                pass
+            return Lookup(name, rdtype, "error", False, error="SERVFAIL")
+        if rcode == dns.rcode.NXDOMAIN:
+            return Lookup(name, rdtype, "nxdomain", secure)
+        if rcode != dns.rcode.NOERROR:
+            return Lookup(name, rdtype, "error", False, error=dns.rcode.to_text(rcode))
+        current, followed = name, False
+        for _ in range(8):
+            cname = response.get_rrset(response.answer, current, dns.rdataclass.IN, dns.rdatatype.CNAME)
+            if cname is None:
+                break
+            current, followed = next(iter(cname)).target, True
+        rrset = response.get_rrset(response.answer, current, dns.rdataclass.IN, rdtype)
+        status = ("secure" if secure else "insecure") if rrset is not None else "nodata"
+        return Lookup(name, rdtype, status, secure, rrset, current, followed)
