@@ -339,6 +339,7 @@ class Unbound:
     infra-host-ttl: 5
     serve-expired: no
     prefetch: no
+    aggressive-nsec: no
     qname-minimisation: no
 remote-control:
     control-enable: no

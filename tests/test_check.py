@@ -106,6 +106,8 @@ def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
             script.append("send\n")
         subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
                        capture_output=True)
+        wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in ("good", "wrong", "rsaonly", "tanotsent", "le301",
+                                                                 "nostarttls")] + ["mx.insecure.test"])
         yield {"bind": bind, "unbound": unbound, "postfix": postfix, "port": port, "nost": nost,
                "garbage": garbage, "resolver": f"127.0.0.1:{unbound.port}"}
     finally:
@@ -114,6 +116,26 @@ def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
         unbound.stop()
         bind.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_resolvable(port: int, names: list[str]) -> None:
+    """The updates are in before any check starts (no negative answer gets cached)."""
+    import time
+
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    deadline = time.monotonic() + 15
+    pending = list(names)
+    while pending and time.monotonic() < deadline:
+        name = pending[0]
+        reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=2)
+        if reply.rcode() == dns.rcode.NOERROR and reply.answer:
+            pending.pop(0)
+        else:
+            time.sleep(1.1)
+    assert not pending, f"not resolvable through unbound: {pending}"
 
 
 def run_check(cli, env, target: str, *extra: str, port: int | None = None):  # type: ignore[no-untyped-def]
