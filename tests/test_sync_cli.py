@@ -79,6 +79,9 @@ def test_first_sync_then_new_key_rollover(cli, bind, site) -> None:  # type: ign
     assert plan["gates"][0]["ready"] is False and plan["gates"][0]["opens_at"]
     later = cli(*cfg, "--json", "plan", site["host"], "--at", "+1h").json()["plans"][0]
     assert later["gates"][0]["ready"] is True  # what-if: after the gate
+    status = cli(*cfg, "status", site["host"])  # from the ledger alone
+    assert status.code == 0 and "staged ecdsa.pem: may go live 20" in status.out, status.out
+    assert "staged ecdsa.pem: may go live now" in cli(*cfg, "status", site["host"], "--at", "+1h").out
     time.sleep(2 * 2 + 1 + 0.5)
     deploy = cli(*cfg, "sync", site["host"])
     assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.out, deploy.out

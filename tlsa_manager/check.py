@@ -172,6 +172,13 @@ class Checker:
             checks = list(
                 pool.map(lambda h: self.check_host(h[1], h[0], name, mx.secure and mx.found), hosts)
             )
+        if mx.found and self.records is None and all(h != name for _p, h in hosts):
+            stray = self.resolver.lookup(owner_name(target, self.port), dns.rdatatype.TLSA)
+            if stray.found:
+                hazards.append(Hazard(
+                    "H15", Severity.INFO,
+                    f"TLSA records at {owner_name(target, self.port)} are never used: senders look them up "
+                    "at each MX host's name", "publish them at _25._tcp.<mx-host> and remove these", target))
         keys = {e.spki for c in checks for e in c.endpoints if e.spki}
         if len(checks) > 1 and len(keys) == 1:
             hazards.append(

@@ -471,12 +471,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                 else {},
                 "history_entries": len(rec.history.entries),
             }
-        staged = (
-            sorted(p.name for p in spec.staged_dir.glob("*.pem"))
-            if spec.staged_dir and spec.staged_dir.is_dir()
-            else []
-        )
-        out.append({"host": spec.name, "owners": owners, "staged": staged})
+        out.append({"host": spec.name, "owners": owners, "gates": []})
+    from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.runner import status_plans
+
+    plans = status_plans(
+        config, [s.name for s in specs], load_catalog(state_dir(args)), state_dir(args), _at(args)
+    )
+    for item, plan in zip(out, plans, strict=True):
+        item["gates"] = [g.as_dict() for g in plan.gates]
     if args.json:
         _emit_json({"state_dir": str(state_dir(args)), "hosts": out})
         return ExitCode.OK
@@ -495,8 +498,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
             for record in info["managed"]:
                 sys.stdout.write(f"    managed: {record}\n")
-        for name in item["staged"]:
-            sys.stdout.write(f"  staged: {name} (run 'tlsa-manager plan' for its gate)\n")
+        for gate in item["gates"]:
+            when = "now" if gate["ready"] else (gate["opens_at"] or "not yet known")
+            sys.stdout.write(f"  {gate['chain']}: may go live {when} ({gate['reason']})\n")
     return ExitCode.OK
 
 
@@ -745,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     sy.set_defaults(func=cmd_sync)
     st = sub.add_parser("status", help="the ledger: managed records, last observations, staged chains")
     _add_host_flags(st)
-    st.add_argument("--at", help="(accepted for symmetry with plan)")
+    st.add_argument("--at", help="as if it were this time (ISO 8601 with Z, or +6h)")
     st.set_defaults(func=cmd_status)
     ex = sub.add_parser("export", help="the desired records for manual DNS")
     _add_host_flags(ex)

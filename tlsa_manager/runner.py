@@ -6,16 +6,21 @@ session per provider name serves every host that uses it in a run.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import dns.name
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.engine import HostSettings, SyncReport, converge, make_plan
 from tlsa_manager.hostports import LivePorts, host_settings
 from tlsa_manager.ledger import Ledger, LedgerData
+from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Plan
-from tlsa_manager.provider import Provider
+from tlsa_manager.provider import Provider, RRset
 from tlsa_manager.registry import provider_class
 
 
@@ -59,6 +64,47 @@ def open_hosts(
             ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout)
         runs.append(HostRun(spec, ports, host_settings(spec, catalog, ports.negative_ttl())))
     return runs
+
+
+class LedgerPorts(LivePorts):
+    """Ports that answer from the ledger's last observation: `status` never touches the network."""
+
+    data: LedgerData
+    at: float | None = None
+
+    def _latest(self, owner: dns.name.Name) -> tuple[ServerView, ...]:
+        host = self.data.hosts.get(self.spec.name)
+        record = host.owners.get(owner.to_text()) if host else None
+        latest = record.history.latest() if record else None
+        return latest.views if latest else ()
+
+    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        out = {}
+        for owner in owners:
+            views = [v for v in self._latest(owner) if v.records is not None]
+            first = views[0] if views else None
+            out[owner] = RRset(owner, first.records or frozenset(), first.ttl) if first else RRset(owner)
+        return out
+
+    def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+        return {owner: self._latest(owner) for owner in owners}
+
+    def now(self) -> float:
+        return self.at if self.at is not None else time.time()
+
+
+def status_plans(
+    config: Config, names: list[str], catalog: Catalog, state_dir: Path, at: float | None
+) -> list[Plan]:
+    """Plans computed from the ledger alone (offline), for `status`: gates and next safe times."""
+    data = Ledger(state_dir).load()
+    plans = []
+    for spec in config.select(names, not names):
+        ports = LedgerPorts(spec, None, catalog)  # type: ignore[arg-type]
+        ports.data, ports.at = data, at
+        settings = host_settings(spec, catalog, spec.negative_ttl or 0)
+        plans.append(make_plan(settings, ports, data.copy(), record=False))
+    return plans
 
 
 def plan_hosts(runs: list[HostRun], state_dir: Path) -> list[Plan]:
