@@ -96,6 +96,7 @@ def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
             ("insecure.test", "mx", [r311["ecdsa"], r311["rsa"]]),
             ("bogus.test", "mx", [r311["ecdsa"], r311["rsa"]]),
             (ZONE, "nostarttls", [r311["ecdsa"]]),
+            (ZONE, "lag", [r311["ecdsa"], r311["rsa"]]),
         ]:
             script.append(f"server 127.0.0.1 {bind.primary.port}\nzone {zone}\n")
             if host not in ("mx",) or zone != ZONE:
@@ -107,9 +108,9 @@ def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
         subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
                        capture_output=True)
         wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in ("good", "wrong", "rsaonly", "tanotsent", "le301",
-                                                                 "nostarttls")] + ["mx.insecure.test"])
+                                                                 "nostarttls", "lag")] + ["mx.insecure.test"])
         yield {"bind": bind, "unbound": unbound, "postfix": postfix, "port": port, "nost": nost,
-               "garbage": garbage, "resolver": f"127.0.0.1:{unbound.port}"}
+               "garbage": garbage, "resolver": f"127.0.0.1:{unbound.port}", "r311": r311}
     finally:
         stop.set()
         postfix.stop()
@@ -138,9 +139,14 @@ def wait_resolvable(port: int, names: list[str]) -> None:
     assert not pending, f"not resolvable through unbound: {pending}"
 
 
+def authoritative(env) -> list[str]:  # type: ignore[no-untyped-def]
+    """The test zone's NS names point at port 53; its servers listen on high ports."""
+    return [a for server in env["bind"].nameservers for a in ("--nameserver", server)]
+
+
 def run_check(cli, env, target: str, *extra: str, port: int | None = None):  # type: ignore[no-untyped-def]
     return cli("--json", "check", target, "--port", str(port or env["port"]), "--resolver", env["resolver"],
-               "--timeout", "5", *extra)
+               "--timeout", "5", *authoritative(env), *extra)
 
 
 def finger(env, host: str, algorithm: str) -> bool:  # type: ignore[no-untyped-def]
@@ -227,9 +233,11 @@ def test_garbage_speaker_and_unresolvable_name_are_clear(cli, env) -> None:  # t
 
 
 def test_nagios_lines(cli, env) -> None:  # type: ignore[no-untyped-def]
-    ok = cli("check", f"good.{ZONE}", "--port", str(env["port"]), "--resolver", env["resolver"], "--nagios")
+    ok = cli("check", f"good.{ZONE}", "--port", str(env["port"]), "--resolver", env["resolver"], "--nagios",
+             *authoritative(env))
     assert ok.code == 0 and ok.out.startswith("DANE OK - ") and "| hosts=1 endpoints=2 verified=2" in ok.out
-    bad = cli("check", f"wrong.{ZONE}", "--port", str(env["port"]), "--resolver", env["resolver"], "--nagios")
+    bad = cli("check", f"wrong.{ZONE}", "--port", str(env["port"]), "--resolver", env["resolver"], "--nagios",
+              *authoritative(env))
     assert bad.code == 2 and bad.out.startswith("DANE CRITICAL - ") and bad.out.count("\n") == 1
 
 
@@ -238,3 +246,69 @@ def test_records_file_before_publishing(cli, env, tmp_path: Path) -> None:  # ty
     path.write_text("3 1 1 " + "cd" * 32 + "\n")
     doc = run_check(cli, env, f"good.{ZONE}", "--records", str(path)).json()
     assert doc["verdict"] == "fail"  # the live server would not validate against these
+
+
+def nsupdate(env, *lines: str) -> None:  # type: ignore[no-untyped-def]
+    bind = env["bind"]
+    script = f"server 127.0.0.1 {bind.primary.port}\nzone {ZONE}\n" + "".join(f"{x}\n" for x in lines) + "send\n"
+    subprocess.run(["nsupdate", "-k", str(bind.key_file)], input=script.encode(), check=True, capture_output=True)
+
+
+def served(endpoint: str, owner: str) -> set[str]:
+    """The TLSA RRset one server answers, read with dig (independent of the tool)."""
+    address, port = endpoint.rsplit(":", 1)
+    out = subprocess.run(["dig", "+short", "+norecurse", "-p", port, f"@{address}", owner, "TLSA"],
+                         capture_output=True, text=True, check=True).stdout
+    return {" ".join(line.split()[:3]) + " " + "".join(line.split()[3:]).lower() for line in out.splitlines()}
+
+
+def test_lagging_secondary_is_h18(cli, env) -> None:  # type: ignore[no-untyped-def]
+    """A secondary that missed updates: RISK while every version still matches, FATAL once one does not."""
+    import time
+
+    bind, owner = env["bind"], f"_{env['port']}._tcp.lag.{ZONE}"
+    primary, secondary = bind.primary.endpoint, bind.secondary.endpoint
+    deadline = time.monotonic() + 20
+    while served(primary, owner) != served(secondary, owner) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    doc = run_check(cli, env, f"lag.{ZONE}").json()
+    assert "H18" not in codes(doc) and len(doc["hosts"][0]["authoritative"]) == 2, doc
+    bind.set_notify(False)
+    try:
+        extra = "3 1 1 " + "ee" * 32
+        nsupdate(env, f"update add {owner} 60 IN TLSA {extra}")
+        assert served(primary, owner) != served(secondary, owner)  # dig sees the lag too
+        doc = run_check(cli, env, f"lag.{ZONE}").json()
+        h18 = [h for h in doc["hosts"][0]["hazards"] if h["code"] == "H18"]
+        assert [h["severity"] for h in h18] == ["risk"], doc["hosts"][0]
+        assert primary in h18[0]["message"] and secondary in h18[0]["message"]
+        nsupdate(env, *(f"update delete {owner} TLSA {r}" for r in env["r311"].values()))
+        doc = run_check(cli, env, f"lag.{ZONE}").json()
+        h18 = [h for h in doc["hosts"][0]["hazards"] if h["code"] == "H18"]
+        assert [h["severity"] for h in h18] == ["fatal"], doc["hosts"][0]
+        assert f"{primary} fails the ECDSA chain" in h18[0]["message"]
+        assert f"{primary} fails the RSA chain" in h18[0]["message"]
+        assert secondary not in h18[0]["message"].split(") and ")[1]
+    finally:
+        bind.set_notify(True)
+
+
+def test_lame_server_and_expiring_signatures(cli, env) -> None:  # type: ignore[no-untyped-def]
+    """A server that does not answer is named (H7); signatures that lapse within the margin are
+    reported with the expiry time dig shows (H7)."""
+    lame = f"127.0.0.1:{free_port()}"
+    doc = run_check(cli, env, f"good.{ZONE}", "--nameserver", lame).json()
+    assert doc["verdict"] == "pass"
+    assert any(h["code"] == "H7" and lame in h["message"] for h in doc["hosts"][0]["hazards"]), doc["hosts"][0]
+    owner = f"_{env['port']}._tcp.good.{ZONE}"
+    address, port = env["resolver"].rsplit(":", 1)
+    out = subprocess.run(["dig", "+dnssec", "-p", port, f"@{address}", owner, "TLSA"],
+                         capture_output=True, text=True, check=True).stdout
+    expirations = [line.split()[8] for line in out.splitlines() if "\tRRSIG\t" in line or " RRSIG " in line]
+    assert expirations, out
+    earliest = dt.datetime.strptime(min(expirations), "%Y%m%d%H%M%S")
+    calm = run_check(cli, env, f"good.{ZONE}").json()
+    assert not any(h["code"] == "H7" for h in calm["hosts"][0]["hazards"])  # 3 days: fresh signatures pass
+    doc = run_check(cli, env, f"good.{ZONE}", "--rrsig-margin", "400").json()
+    tlsa = [h for h in doc["hosts"][0]["hazards"] if h["code"] == "H7" and "TLSA" in h["message"]]
+    assert tlsa and f"expire {earliest:%Y-%m-%d %H:%M}Z" in tlsa[0]["message"], doc["hosts"][0]["hazards"]

@@ -19,10 +19,14 @@ from typing import Any
 
 import dns.name
 import dns.rdatatype
+from cryptography.hazmat.primitives import hashes
 
+from tlsa_manager.agreement import server_hazards
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import Chain, key_type
 from tlsa_manager.danecheck import verify
+from tlsa_manager.dnsview import DnsView
+from tlsa_manager.dnsview import Endpoint as Server
 from tlsa_manager.facts import facts_from_chain
 from tlsa_manager.hazards import Hazard, Severity, worst
 from tlsa_manager.policy import issuers_from_catalog, lint
@@ -62,6 +66,8 @@ class HostCheck:
     tlsa_owner: str = ""
     endpoints: list[Endpoint] = field(default_factory=list)
     hazards: list[Hazard] = field(default_factory=list)
+    #: what each authoritative server serves at the TLSA owner, one line per server
+    authoritative: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +77,7 @@ class HostCheck:
             "detail": self.detail,
             "tlsa_owner": self.tlsa_owner,
             "tlsa": [r.to_text() for r in self.tlsa],
+            "authoritative": self.authoritative,
             "endpoints": [e.as_dict() for e in self.endpoints],
             "hazards": [h.as_dict() for h in self.hazards],
         }
@@ -121,6 +128,8 @@ class Checker:
         records: Sequence[Tlsa] | None = None,
         connect: dict[str, str] | None = None,
         now: dt.datetime | None = None,
+        nameservers: Sequence[Server] | None = None,
+        rrsig_margin: dt.timedelta = dt.timedelta(days=3),
     ) -> None:
         self.resolver = resolver
         self.catalog = catalog
@@ -130,6 +139,8 @@ class Checker:
         self.records = list(records) if records is not None else None
         self.connect = connect or {}
         self.now = now or dt.datetime.now(dt.UTC)
+        self.nameservers = list(nameservers) if nameservers else None
+        self.rrsig_margin = rrsig_margin
 
     def run(self, target: str) -> CheckResult:
         name = host_name(target)
@@ -175,10 +186,16 @@ class Checker:
         if mx.found and self.records is None and all(h != name for _p, h in hosts):
             stray = self.resolver.lookup(owner_name(target, self.port), dns.rdatatype.TLSA)
             if stray.found:
-                hazards.append(Hazard(
-                    "H15", Severity.INFO,
-                    f"TLSA records at {owner_name(target, self.port)} are never used: senders look them up "
-                    "at each MX host's name", "publish them at _25._tcp.<mx-host> and remove these", target))
+                hazards.append(
+                    Hazard(
+                        "H15",
+                        Severity.INFO,
+                        f"TLSA records at {owner_name(target, self.port)} are never used: senders look "
+                        "them up at each MX host's name",
+                        "publish them at _25._tcp.<mx-host> and remove these",
+                        target,
+                    )
+                )
         keys = {e.spki for c in checks for e in c.endpoints if e.spki}
         if len(checks) > 1 and len(keys) == 1:
             hazards.append(
@@ -289,7 +306,65 @@ class Checker:
                 ]
             check.endpoints += found
         check.hazards += self._hazards(text, check, presented)
+        if check.dane == "in force" and tlsa_lookup is not None:
+            check.hazards += self._authoritative(text, check, tlsa_lookup, presented, reference)
+        for lookup in [*lookups, *([tlsa_lookup] if tlsa_lookup is not None else [])]:
+            check.hazards += self._expiry(text, lookup)
         return check
+
+    def _authoritative(
+        self,
+        host: str,
+        check: HostCheck,
+        tlsa: Lookup,
+        presented: dict[tuple[str, str], Presented],
+        reference: list[str],
+    ) -> list[Hazard]:
+        """Read the TLSA owner from every authoritative server (H18, lame servers)."""
+        owner = tlsa.final or tlsa.name
+        servers = self.nameservers
+        if servers is None:
+            zone = self.resolver.zone_of(owner)
+            servers = self.resolver.authoritative_servers(zone) if zone is not None else []
+        if not servers:
+            check.authoritative = ["could not find the zone's authoritative servers; not compared"]
+            return []
+        view = DnsView(servers, timeout=min(self.timeout, 5.0))
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            views = list(pool.map(lambda server: view.view(server, owner), servers))
+        check.authoritative = [
+            f"{v.server}: "
+            + (f"{len(v.records)} record(s), TTL {v.ttl}" if v.records is not None else str(v.error))
+            for v in views
+        ]
+        chains = {
+            (p.algorithm, p.chain[0].fingerprint(hashes.SHA256())): p.chain
+            for p in presented.values()
+            if p.chain
+        }
+        labelled = [(algorithm.upper(), chain) for (algorithm, _), chain in chains.items()]
+        return server_hazards(host, owner.to_text(omit_final_dot=True), views, labelled, reference, self.now)
+
+    def _expiry(self, host: str, lookup: Lookup) -> list[Hazard]:
+        """H7 ahead of time: signatures that lapse within the margin mean the signer has stalled."""
+        if not lookup.secure or lookup.expires is None:
+            return []
+        expires = dt.datetime.fromtimestamp(lookup.expires, dt.UTC)
+        left = expires - self.now
+        if left > self.rrsig_margin:
+            return []
+        what = dns.rdatatype.to_text(lookup.rdtype)
+        return [
+            Hazard(
+                "H7",
+                Severity.RISK,
+                f"the signatures over {what} at {(lookup.final or lookup.name).to_text(omit_final_dot=True)} "
+                f"expire {expires:%Y-%m-%d %H:%MZ} (in {_hours(left)}): when they lapse the lookup is bogus "
+                "and mail is deferred",
+                "check that the zone is being re-signed (signer running, keys readable)",
+                host,
+            )
+        ]
 
     def _tlsa(
         self, host: dns.name.Name, expanded: dns.name.Name | None
@@ -376,6 +451,11 @@ class Checker:
                     )
                 )
         return list(dict.fromkeys(out))
+
+
+def _hours(left: dt.timedelta) -> str:
+    hours = max(0, int(left.total_seconds() // 3600))
+    return f"{hours // 24} d {hours % 24} h" if hours >= 24 else f"{hours} h"
 
 
 def _bogus(where: str, what: str) -> Hazard:

@@ -607,8 +607,11 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.check import Checker, nagios
+    from tlsa_manager.dnsview import parse_endpoint
     from tlsa_manager.hazards import Severity, worst
     from tlsa_manager.records import Tlsa
     from tlsa_manager.resolve import ValidatingResolver
@@ -632,6 +635,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         workers=args.workers,
         records=records,
+        nameservers=[parse_endpoint(n) for n in args.nameserver or []],
+        rrsig_margin=dt.timedelta(days=args.rrsig_margin),
     )
     result = checker.run(args.target)
     if args.nagios:
@@ -647,6 +652,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             sys.stdout.write(f"  {host.host}{pref}: DANE {host.dane}; {host.detail}\n")
             for e in host.endpoints:
                 sys.stdout.write(f"    {e.address} {e.algorithm}: {e.verdict} - {e.detail}\n")
+            for line in host.authoritative:
+                sys.stdout.write(f"    authoritative {line}\n")
         for hazard in result.all_hazards:
             sys.stdout.write(f"  {hazard.one_line()}\n")
     if result.verdict == "unknown":
@@ -777,6 +784,19 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--nagios", action="store_true", help="one status line, exit 0/1/2/3 (Nagios/Icinga)")
     ck.add_argument("--timeout", type=float, default=10.0, help="seconds per connection or query")
     ck.add_argument("--workers", type=int, default=8, help="parallel connections (default 8)")
+    ck.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="HOST:PORT",
+        help="authoritative server to compare (repeat; default: every address of the zone's NS names)",
+    )
+    ck.add_argument(
+        "--rrsig-margin",
+        type=float,
+        default=3.0,
+        metavar="DAYS",
+        help="warn when signatures expire within this many days (default 3)",
+    )
     ck.set_defaults(func=cmd_check)
     sim = sub.add_parser("simulate", help="replay a renewal timeline through the planner")
     sim.add_argument("scenario", help="scenario file (TOML), e.g. examples/scenarios/new-key.toml")

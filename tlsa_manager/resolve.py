@@ -35,6 +35,8 @@ class Lookup:
     final: dns.name.Name | None = None  # after CNAMEs
     cname: bool = False
     error: str | None = None
+    #: the earliest RRSIG expiration (epoch seconds) over the signatures of ``rrset``
+    expires: int | None = None
 
     @property
     def found(self) -> bool:
@@ -96,4 +98,29 @@ class ValidatingResolver:
             current, followed = next(iter(cname)).target, True
         rrset = response.get_rrset(response.answer, current, dns.rdataclass.IN, rdtype)
         status = ("secure" if secure else "insecure") if rrset is not None else "nodata"
-        return Lookup(name, rdtype, status, secure, rrset, current, followed)
+        sigs = response.get_rrset(response.answer, current, dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
+        expires = min((int(sig.expiration) for sig in sigs), default=None) if sigs is not None else None
+        return Lookup(name, rdtype, status, secure, rrset, current, followed, expires=expires)
+
+    def zone_of(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The apex of the zone holding ``name``: the SOA owner in the answer or the authority section."""
+        try:
+            response = self._ask(name, dns.rdatatype.SOA)
+        except (OSError, dns.exception.DNSException):
+            return None
+        for section in (response.answer, response.authority):
+            for rrset in section:
+                if rrset.rdtype == dns.rdatatype.SOA and name.is_subdomain(rrset.name):
+                    return rrset.name
+        return None
+
+    def authoritative_servers(self, zone: dns.name.Name) -> list[Endpoint]:
+        """Every address of every NS name of ``zone`` (port 53), named "ns1.example.com (192.0.2.1)"."""
+        ns = self.lookup(zone, dns.rdatatype.NS)
+        out = []
+        for target in sorted(r.target for r in ns.rrset or []):
+            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                for address in self.lookup(target, rdtype).rrset or []:
+                    text = target.to_text(omit_final_dot=True)
+                    out.append(Endpoint(f"{text} ({address.address})", address.address, 53))
+        return out
