@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tlsa_manager.errors import StateError
+from tlsa_manager.facts import CertFacts, ChainFacts, chain_from_json, chain_to_json
 from tlsa_manager.ledger import Ledger, LedgerData
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
@@ -23,8 +24,24 @@ def sample() -> LedgerData:
     owner.managed = frozenset({REC})
     owner.history = owner.history.observe(1000.0, [ServerView("ns1", frozenset({REC}), 300),
                                                    ServerView("ns2", None, None, "timeout")])
-    data.host("mail.example.com").staged["ecdsa"] = {"path": "/x", "since": 1000.0}
+    data.host("mail.example.com").deploys["staged ecdsa.pem"] = {
+        "deployed": chain_to_json(CHAIN), "previous": [chain_to_json(OLD)], "since": 1000.0}
     return data
+
+
+CHAIN = ChainFacts("staged ecdsa.pem", CertFacts(b"new-spki", b"new-cert", "mx"), "ecdsa",
+                   (CertFacts(b"ca-spki", b"ca-cert", "YE2"),), issuer_name="YE2")
+OLD = ChainFacts("live ecdsa.pem", CertFacts(b"old-spki", None, "(key)"), "ecdsa", ())
+
+
+def test_deploy_journal_keeps_the_replaced_chain_exactly(tmp_path: Path) -> None:
+    """The chain a deploy replaced lives only in the ledger until the reload is confirmed."""
+    ledger = Ledger(tmp_path / "state")
+    with ledger.locked():
+        ledger.save(sample())
+    entry = ledger.load().host("mail.example.com").deploys["staged ecdsa.pem"]
+    assert chain_from_json(entry["deployed"]) == CHAIN and chain_from_json(entry["previous"][0]) == OLD
+    assert "PRIVATE" not in ledger.path.read_text()
 
 
 def test_round_trip_and_mode(tmp_path: Path) -> None:

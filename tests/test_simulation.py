@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,8 @@ STEPS = [
     "applied",
     "propagated",
     "before-deploy",
+    "deploy-intent",
+    "renamed",
     "deployed",
 ]
 TIMELINES = int(os.environ.get("TLSA_SIM_TIMELINES", "10000"))
@@ -61,6 +64,8 @@ def timelines(draw: st.DrawFn) -> dict[str, Any]:
                 {"do": "fail-next-apply"},
                 {"do": "edit"},
                 {"do": "parallel"},
+                {"do": "mta-stuck"},
+                {"do": "mta-stuck", "stuck": False},
             ]
         ),
         st.builds(lambda t: {"do": "ttl", "ttl": t}, st.sampled_from([60, 300, 3600, 4 * HOUR])),
@@ -184,6 +189,66 @@ def test_lagging_secondary_keeps_gate_closed() -> None:
     world.run_event({"do": "resume"})
     world.run([], until=4 * DAY, timer=HOUR)
     assert any("  deploy " in line for line in world.timeline)
+    assert not world.violations
+
+
+def _rollover_killed_between_rename_and_reload() -> World:
+    world = World(ISSUERS, servers={"ns1": 0, "ns2": 60}, ttl=300)
+    world.run(
+        [
+            (0, {"do": "sync"}),
+            (HOUR, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"}),
+            (HOUR + 1, {"do": "crash", "step": "renamed"}),
+        ],
+        until=DAY,
+        timer=600,
+    )
+    return world
+
+
+def test_kill_between_rename_and_reload_keeps_the_old_records_until_confirmed() -> None:
+    world = _rollover_killed_between_rename_and_reload()
+    lines = [line[13:].strip() for line in world.timeline]  # after "T+{elapsed:>9}  "
+    killed = next(i for i, line in enumerate(lines) if "killed after step 'renamed'" in line)
+    assert any(line.startswith("deploy ") for line in lines[:killed])
+    after = lines[killed + 1 :]
+    assert after[0].startswith("MTA reloaded: presents ecdsa#2(YE2)")  # the next run finishes the deploy
+    assert any("confirmed the deploy of" in line for line in after)
+    assert not world.violations
+    assert world.serving["ecdsa"] == world.live["ecdsa"]
+    assert len([r for r in world.primary.records if r.usage == 3]) == 1  # old 3 1 1 gone afterwards
+
+
+def test_without_the_deploy_journal_the_same_kill_breaks_mail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness catches the naive engine: after a kill between rename and reload the
+    next run removes the old key's record while the MTA still presents the old key."""
+    from tlsa_manager import engine
+
+    monkeypatch.setattr(engine, "_confirm_deploys", lambda *a: None)
+    monkeypatch.setattr(engine, "unconfirmed", lambda ledger, host: ())
+    world = _rollover_killed_between_rename_and_reload()
+    assert world.violations and world.violations[0].chain.startswith("ecdsa#1")
+
+
+def test_an_mta_that_ignores_the_reload_keeps_the_old_records() -> None:
+    world = World(ISSUERS, servers={"ns1": 0, "ns2": 60}, ttl=300)
+    world.run(
+        [
+            (0, {"do": "sync"}),
+            (HOUR - 1, {"do": "mta-stuck"}),
+            (HOUR, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"}),
+        ],
+        until=DAY,
+        timer=600,
+    )
+    old = world.serving["ecdsa"]
+    assert old.label.startswith("ecdsa#1") and world.live["ecdsa"].label.startswith("ecdsa#2")
+    assert old.covered_by(world.primary.records) and world.live["ecdsa"].covered_by(world.primary.records)
+    assert any("is not confirmed" in line and "stay" in line for line in world.timeline)
+    world.run_event({"do": "mta-stuck", "stuck": False})
+    world.run([], until=2 * DAY, timer=600)
+    assert world.serving["ecdsa"] == world.live["ecdsa"]
+    assert not old.covered_by(world.primary.records)
     assert not world.violations
 
 

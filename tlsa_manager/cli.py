@@ -471,7 +471,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                 else {},
                 "history_entries": len(rec.history.entries),
             }
-        out.append({"host": spec.name, "owners": owners, "gates": []})
+        unconfirmed = [
+            {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
+            for label, entry in (host.deploys.items() if host else ())
+        ]
+        out.append({"host": spec.name, "owners": owners, "gates": [], "unconfirmed_deploys": unconfirmed})
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.runner import status_plans
 
@@ -501,6 +505,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         for gate in item["gates"]:
             when = "now" if gate["ready"] else (gate["opens_at"] or "not yet known")
             sys.stdout.write(f"  {gate['chain']}: may go live {when} ({gate['reason']})\n")
+        for deploy in item["unconfirmed_deploys"]:
+            sys.stdout.write(
+                f"  deploy of {deploy['deployed']} since {deploy['since']} not confirmed (reload or probe "
+                "did not finish): the replaced chain's records stay until the next sync confirms it\n"
+            )
     return ExitCode.OK
 
 

@@ -11,23 +11,26 @@ Crash safety comes from the order of the steps, not from luck:
 3. apply additions and safe removals in one compare-and-swap change per zone;
 4. wait for propagation, observe again, save;
 5. deploy a staged chain only if its gate has passed on the observations *and* every
-   RRset just written still covers it;
+   RRset just written still covers it; the chain it replaces is written to the
+   ledger first (a deploy journal), because once the file is renamed the old chain
+   exists nowhere else, yet the MTA presents it until its reload is confirmed;
 6. re-plan with the new live set and remove what matches nothing any more.
 A kill between any two steps leaves DNS covering every chain that can be live, and
-the next run continues from what it observes.
+the next run continues from what it observes: it first re-runs the reload and probe
+of an unconfirmed deploy, and until that succeeds the replaced chain counts as live.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import dns.name
 
-from tlsa_manager.errors import ProviderConflict
-from tlsa_manager.facts import ChainFacts
+from tlsa_manager.errors import ProviderConflict, TlsaManagerError
+from tlsa_manager.facts import ChainFacts, chain_from_json, chain_to_json
 from tlsa_manager.ledger import LedgerData
 from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import DEFAULT_SLACK, OwnerInput, Plan, PlanInput, plan
@@ -57,7 +60,11 @@ class HostPorts(Protocol):
 
     def wait_for_propagation(self, changeset: ChangeSet) -> None: ...
 
-    def deploy(self, chain: ChainFacts) -> None: ...
+    def deploy(self, chain: ChainFacts) -> None:
+        """Put a staged chain live and reload; raise if the server does not present it."""
+
+    def confirm(self, chain: ChainFacts) -> None:
+        """Reload again; raise unless the server presents ``chain`` or a current live chain."""
 
     def now(self) -> float: ...
 
@@ -100,9 +107,19 @@ def _no_checkpoint(step: str) -> None:
     return None
 
 
+def unconfirmed(ledger: LedgerData, host: str) -> tuple[ChainFacts, ...]:
+    """Chains the MTA may still present: replaced by a deploy whose reload is not confirmed."""
+    return tuple(
+        replace(chain, label=f"previous {chain.label} (deploy of {label} not confirmed)")
+        for label, entry in ledger.host(host).deploys.items()
+        for chain in map(chain_from_json, entry["previous"])
+    )
+
+
 def make_plan(settings: HostSettings, ports: HostPorts, ledger: LedgerData, *, record: bool) -> Plan:
     """Read, observe and plan; with ``record`` the observation goes into the ledger."""
-    chains = ports.chains()
+    found = ports.chains()
+    chains = HostChains(found.live + unconfirmed(ledger, settings.host), found.staged, found.next_keys)
     now = ports.now()
     published = ports.read(settings.owners)
     views = ports.observe(settings.owners)
@@ -196,6 +213,8 @@ def converge(
 ) -> SyncReport:
     """One sync of one host (the caller holds the ledger lock)."""
     report = SyncReport(settings.host)
+    if not dry_run:
+        _confirm_deploys(settings, ports, ledger, save, report)
     first = make_plan(settings, ports, ledger, record=not dry_run)
     report.plans.append(first)
     if dry_run:
@@ -215,8 +234,23 @@ def converge(
         if any(result and not chain.covered_by(result) for result in written):
             report.notes.append(f"{chain.label}: not deployed, a record kind just written does not match it")
             continue
+        journal = ledger.host(settings.host).deploys
+        if any(e["deployed"]["key_type"] == chain.key_type for e in journal.values()):
+            report.notes.append(
+                f"{chain.label}: not deployed, the previous {chain.key_type.upper()} deploy is not confirmed"
+            )
+            continue
         checkpoint("before-deploy")
+        journal[chain.label] = {
+            "deployed": chain_to_json(chain),
+            "previous": [chain_to_json(c) for c in ports.chains().live if c.key_type == chain.key_type],
+            "since": ports.now(),
+        }
+        save(ledger)
+        checkpoint("deploy-intent")
         ports.deploy(chain)
+        del journal[chain.label]
+        save(ledger)
         report.deployed.append(chain.label)
         deployed_any = True
         checkpoint("deployed")
@@ -226,3 +260,27 @@ def converge(
         save(ledger)
         _apply(settings, ports, ledger, save, cleanup, checkpoint, report)
     return report
+
+
+def _confirm_deploys(
+    settings: HostSettings,
+    ports: HostPorts,
+    ledger: LedgerData,
+    save: Callable[[LedgerData], None],
+    report: SyncReport,
+) -> None:
+    """Finish what a killed or failed run left: reload and probe until the server presents
+    the deployed chain; only then may the records of the chain it replaced go."""
+    journal = ledger.host(settings.host).deploys
+    for label, entry in list(journal.items()):
+        try:
+            ports.confirm(chain_from_json(entry["deployed"]))
+        except TlsaManagerError as exc:
+            report.notes.append(
+                f"the deploy of {label} is not confirmed ({exc.message}); "
+                "the records of the chain it replaced stay"
+            )
+            continue
+        del journal[label]
+        save(ledger)
+        report.notes.append(f"confirmed the deploy of {label}: the server presents it")

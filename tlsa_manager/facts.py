@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tlsa_manager.certs import Chain, is_self_signed, key_type, subject_text
 from tlsa_manager.records import (
@@ -120,3 +121,34 @@ def facts_from_chain(chain: Chain, label: str, issuer_name: str | None = None) -
     leaf = cert_facts(chain.leaf) if chain.leaf is not None else bare_key
     cas = tuple(cert_facts(c) for c in chain.cas if not is_self_signed(c))
     return ChainFacts(label, leaf, key_type(chain.key), cas, issuer_name=issuer_name)
+
+
+def _cert_to_json(c: CertFacts) -> dict[str, str | None]:
+    return {"spki": c.spki_der.hex(), "cert": c.cert_der.hex() if c.cert_der else None, "name": c.name}
+
+
+def _cert_from_json(doc: dict[str, Any]) -> CertFacts:
+    cert = doc.get("cert")
+    der = bytes.fromhex(str(cert)) if cert else None
+    return CertFacts(bytes.fromhex(str(doc["spki"])), der, str(doc["name"]))
+
+
+def chain_to_json(chain: ChainFacts) -> dict[str, Any]:
+    """Public bytes only (the ledger keeps the chain a deploy replaced, never a key)."""
+    return {
+        "label": chain.label,
+        "key_type": chain.key_type,
+        "issuer": chain.issuer_name,
+        "leaf": _cert_to_json(chain.leaf),
+        "cas": [_cert_to_json(c) for c in chain.cas],
+    }
+
+
+def chain_from_json(doc: dict[str, Any]) -> ChainFacts:
+    return ChainFacts(
+        str(doc["label"]),
+        _cert_from_json(doc["leaf"]),
+        str(doc["key_type"]),
+        tuple(_cert_from_json(c) for c in doc["cas"]),
+        issuer_name=doc.get("issuer"),
+    )

@@ -178,32 +178,46 @@ class LivePorts:
             )
         os.replace(source, target)
         fsync_dir(target.parent)
-        if self.spec.reload:
-            try:
-                result = subprocess.run(list(self.spec.reload), capture_output=True, text=True, timeout=120)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise TlsaManagerError(
-                    f"{target} is live but the reload command failed ({exc})", "reload the MTA by hand"
-                ) from None
-            if result.returncode != 0:
-                raise TlsaManagerError(
-                    f"{target} is live but '{self.spec.reload[0]}' exited {result.returncode}",
-                    "reload the MTA by hand",
-                )
+        self._reload(target)
         self.verify_presented(chain)
 
-    def verify_presented(self, chain: ChainFacts, wait: float = 15.0) -> None:
-        """After a deploy, STARTTLS must show the new leaf, or the old records stay (engine stops)."""
+    def confirm(self, chain: ChainFacts) -> None:
+        """Re-run the reload and probe of a deploy a killed or failed run left unconfirmed."""
+        self._reload(None)
+        accepted = [chain] + [c for c in self.chains().live if c.key_type == chain.key_type]
+        self.verify_presented(chain, accepted)
+
+    def _reload(self, target: Path | None) -> None:
+        if not self.spec.reload:
+            return
+        what = f"{target} is live but " if target else ""
+        try:
+            result = subprocess.run(list(self.spec.reload), capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TlsaManagerError(
+                f"{what}the reload command failed ({exc})", "reload the MTA by hand"
+            ) from None
+        if result.returncode != 0:
+            raise TlsaManagerError(
+                f"{what}'{self.spec.reload[0]}' exited {result.returncode}", "reload the MTA by hand"
+            )
+
+    def verify_presented(
+        self, chain: ChainFacts, accepted: Sequence[ChainFacts] = (), wait: float = 15.0
+    ) -> None:
+        """After a deploy, STARTTLS must show the new leaf (or one of ``accepted``), or the
+        old records stay: the engine stops and the next run tries again."""
         if not self.spec.probe:
             return
         from tlsa_manager.smtp import starttls
 
+        wanted = {c.leaf.spki_der for c in (chain, *accepted)}
         deadline = time.monotonic() + wait
         seen = "nothing"
         while True:
             presented = starttls(self.spec.probe, self.spec.probe_port, self.spec.name, chain.key_type)
             if presented.leaf is not None:
-                if spki_der(presented.leaf.public_key()) == chain.leaf.spki_der:
+                if spki_der(presented.leaf.public_key()) in wanted:
                     return
                 seen = "the previous certificate"
             elif presented.error:

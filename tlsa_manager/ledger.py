@@ -42,8 +42,10 @@ class OwnerRecord:
 @dataclass
 class HostRecord:
     owners: dict[str, OwnerRecord] = field(default_factory=dict)
-    #: staged deployments and their metadata, owned by the deploy step
-    staged: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: deploys not yet confirmed (the MTA may still present the chain they replaced), by
+    #: deployed chain label: {"deployed": chain, "previous": [chains], "since": epoch}.
+    #: Owned by the engine; the chains are public bytes only.
+    deploys: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def owner(self, name: str) -> OwnerRecord:
         return self.owners.setdefault(name, OwnerRecord())
@@ -62,7 +64,7 @@ class LedgerData:
             {
                 name: HostRecord(
                     {o: OwnerRecord(r.managed, r.history) for o, r in h.owners.items()},
-                    json.loads(json.dumps(h.staged)),
+                    json.loads(json.dumps(h.deploys)),
                 )
                 for name, h in self.hosts.items()
             }
@@ -84,7 +86,7 @@ class LedgerData:
                                 }
                                 for owner, rec in sorted(hr.owners.items())
                             },
-                            "staged": hr.staged,
+                            "deploys": hr.deploys,
                         }
                         for host, hr in sorted(self.hosts.items())
                     },
@@ -115,7 +117,7 @@ class LedgerData:
             data = cls()
             for host, hdoc in doc["hosts"].items():
                 hr = data.host(host)
-                hr.staged = dict(hdoc.get("staged", {}))
+                hr.deploys = dict(hdoc.get("deploys", {}))
                 for owner, odoc in hdoc["owners"].items():
                     hr.owners[owner] = OwnerRecord(
                         frozenset(Tlsa.from_text(t) for t in odoc["managed"]),

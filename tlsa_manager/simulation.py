@@ -47,6 +47,7 @@ EVENTS = (
     "crash",
     "edit",
     "parallel",
+    "mta-stuck",
 )
 
 
@@ -159,6 +160,10 @@ class World:
         initial = initial_issuers or {}
         for kt in key_types:
             self.live[kt] = self.new_chain(kt, initial.get(kt) or self.default_issuer(kt), new_key=True)
+        #: what the MTA presents: the live files as of its last reload
+        self.serving: dict[str, ChainFacts] = dict(self.live)
+        #: the MTA ignores reloads (wrong path in its config): the probe sees the old chain
+        self.mta_stuck = False
         self.ledger = LedgerData()
         self.saved = LedgerData()
         self.violations: list[Violation] = []
@@ -172,6 +177,7 @@ class World:
         self.quiet_timer = False
         self.last_timer = ""
         self.reported: set[tuple[tuple[str, int], str]] = set()
+        self.said: set[str] = set()
 
     # -- helpers -------------------------------------------------------------
 
@@ -209,6 +215,12 @@ class World:
         self.timeline.append(f"T+{_dur(self.clock - self.t0):>9}  {text}")
         if self.narrate:
             self.timeline.append(f"{'':13}{self.state_line()}")
+
+    def log_once(self, text: str) -> None:
+        """Log a line only the first time (a stuck MTA says the same every timer run)."""
+        if text not in self.said:
+            self.said.add(text)
+            self.log(text)
 
     # -- time, propagation, caches ----------------------------------------
 
@@ -252,7 +264,7 @@ class World:
         for server, version in self.cacheable():
             if not version.records:
                 continue
-            for chain in self.live.values():
+            for chain in self.presentable():
                 key = (chain.label, version.serial)
                 if key in seen:
                     continue
@@ -274,7 +286,7 @@ class World:
                 c.label
                 for _, v in self.cacheable()
                 if v.records
-                for c in self.live.values()
+                for c in self.presentable()
                 if not c.covered_by(v.records)
             }
         )
@@ -282,7 +294,13 @@ class World:
             return "DANE sender: DEFERS mail for " + ", ".join(bad)
         if not any(v.records for _, v in self.cacheable()):
             return "DANE sender: no TLSA yet (no DANE, mail flows)"
-        return "DANE sender: accepts " + ", ".join(sorted(c.label for c in self.live.values()))
+        return "DANE sender: accepts " + ", ".join(sorted(c.label for c in self.presentable()))
+
+    def presentable(self) -> list[ChainFacts]:
+        """What the MTA presents now, and what it presents after any restart (the files)."""
+        chains = {c.label: c for c in self.serving.values()}
+        chains.update((c.label, c) for c in self.live.values())
+        return list(chains.values())
 
     # -- HostPorts -----------------------------------------------------------
 
@@ -331,9 +349,28 @@ class World:
         """Propagation takes the time it takes; the engine decides on observations."""
 
     def deploy(self, chain: ChainFacts) -> None:
+        """Rename the staged file over the live one, then reload the MTA (a kill can fall between)."""
         self.live[chain.key_type] = chain
         self.staged.pop(chain.key_type, None)
         self.log(f"deploy {chain.label}")
+        self.check()
+        self._checkpoint("renamed")
+        self._reload(chain)
+
+    def confirm(self, chain: ChainFacts) -> None:
+        self._reload(chain)
+
+    def _reload(self, chain: ChainFacts) -> None:
+        kt = chain.key_type
+        if self.mta_stuck:
+            self.log_once(f"MTA reloaded but still presents {self.serving[kt].label}")
+            raise TlsaManagerError(
+                f"after the deploy the server still presents {self.serving[kt].label}; the old records stay",
+                "check the MTA's certificate settings and reload it",
+            )
+        if self.serving.get(kt) != self.live[kt]:
+            self.serving[kt] = self.live[kt]
+            self.log(f"MTA reloaded: presents {self.live[kt].label}")
         self.check()
 
     def now(self) -> float:
@@ -369,7 +406,7 @@ class World:
         extra = f" (then: {report.plans[-1].summary()})" if len(report.plans) > 1 else ""
         self.log(f"{why}: {summary}{extra}")
         for note in report.notes:
-            self.log(f"  note: {note}")
+            self.log_once(f"  note: {note}")
 
     def renew(self, key_type: str, *, new_key: bool, issuer: str, direct: bool = False) -> None:
         """A renewal; ``direct`` models an ACME client that installs it itself (no staging)."""
@@ -378,7 +415,9 @@ class World:
         self.staged[key_type] = chain
         if direct:
             self.log(f"renewal: {chain.label} installed directly by the ACME client")
-            self.deploy(chain)
+            self.live[key_type] = self.serving[key_type] = chain
+            self.staged.pop(key_type, None)
+            self.check()
         else:
             self.log(f"renewal: {chain.label} staged ({'new' if new_key else 'same'} key)")
         self.sync("hook")
@@ -456,6 +495,9 @@ class World:
             self.edit_before_apply = True
         elif kind == "parallel":
             self.parallel_next = True
+        elif kind == "mta-stuck":
+            self.mta_stuck = bool(event.get("stuck", True))
+            self.log("the MTA " + ("ignores reloads from now on" if self.mta_stuck else "reloads again"))
         else:
             from tlsa_manager.errors import ConfigError
 
