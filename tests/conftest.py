@@ -104,6 +104,25 @@ def bind(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
         shutil.rmtree(root, ignore_errors=True)
 
 
+def rfc2136_config(state: Path, bind, host: str, host_lines: str) -> str:  # type: ignore[no-untyped-def]
+    """A config publishing ``host`` to the test BIND by RFC 2136, gates on both servers,
+    with the small TTL, slack and negative TTL that keep rollover tests quick."""
+    return f"""
+state_dir = "{state}"
+[providers.bind]
+type = "rfc2136"
+server = "{bind.primary.endpoint}"
+tsig_key_file = "{bind.key_file}"
+[hosts."{host}"]
+provider = "bind"
+{host_lines.strip()}
+ttl = 2
+slack = "1s"
+negative_ttl = 1
+nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]
+"""
+
+
 def bind_read(port: int, owner):  # type: ignore[no-untyped-def]
     """Read TLSA back from a BIND with plain dnspython (independent of the provider)."""
     import dns.message

@@ -26,7 +26,7 @@ import pytest
 from tlsa_manager.records import owner_name
 
 import pki
-from conftest import bind_read, openssl_tlsa_data
+from conftest import bind_read, openssl_tlsa_data, rfc2136_config
 from servers import ZONE
 from test_sync_cli import le_shaped_chain
 
@@ -50,22 +50,11 @@ def rollover(tmp_path: Path, bind):  # type: ignore[no-untyped-def]
     (tmp_path / "presented.pem").write_bytes((live / "ecdsa.pem").read_bytes())
     (tmp_path / "reload.py").write_text(RELOAD)
     config = tmp_path / "tlsa-manager.toml"
-    config.write_text(f"""
-state_dir = "{tmp_path / 'state'}"
-[providers.bind]
-type = "rfc2136"
-server = "{bind.primary.endpoint}"
-tsig_key_file = "{bind.key_file}"
-[hosts."{host}"]
-provider = "bind"
+    config.write_text(rfc2136_config(tmp_path / "state", bind, host, f"""
 cert = "{live / 'ecdsa.pem'}"
 staged_dir = "{staged}"
 reload = ["{sys.executable}", "{tmp_path / 'reload.py'}", "{tmp_path}"]
-ttl = 2
-slack = "1s"
-negative_ttl = 1
-nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]
-""")
+"""))
     site = {"host": host, "config": config, "dir": tmp_path, "owner": owner_name(host), "bind": bind}
     assert sync(site).returncode == 0
     new_leaf, new_chain = le_shaped_chain(host, "ye2.pem")

@@ -27,6 +27,7 @@ import pytest
 from tlsa_manager.records import Tlsa, owner_name
 
 import pki
+from conftest import rfc2136_config
 from servers import ZONE, Postfix, Unbound, posttls_finger, require
 
 HOST = f"mx.{ZONE}"
@@ -72,24 +73,14 @@ def world(bind, tmp_path_factory):  # type: ignore[no-untyped-def]
         unbound.stop()
         raise
     config = root / "tlsa-manager.toml"
-    config.write_text(f"""
-state_dir = "{state}"
-[providers.bind]
-type = "rfc2136"
-server = "{bind.primary.endpoint}"
-tsig_key_file = "{bind.key_file}"
-[hosts."{HOST}"]
+    config.write_text(rfc2136_config(state, bind, HOST, f"""
 ports = [25, {postfix.port}]
 certs = ["{live / 'ecdsa.pem'}", "{live / 'rsa.pem'}"]
 staged_dir = "{staged}"
 reload = {json.dumps(postfix.reload)}
 probe = "127.0.0.1"
 probe_port = {postfix.port}
-ttl = 2
-slack = "1s"
-negative_ttl = 1
-nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]
-""")
+"""))
     try:
         yield {"root": root, "cas": cas, "keys": keys, "live": live, "incoming": incoming, "config": config,
                "unbound": unbound, "postfix": postfix, "bind": bind}

@@ -13,7 +13,7 @@ import pytest
 from tlsa_manager.records import Tlsa, owner_name
 
 import pki
-from conftest import LE_DATA, bind_read
+from conftest import LE_DATA, bind_read, rfc2136_config
 from servers import ZONE
 
 YE_FILES = ("ye1.pem", "ye2.pem")
@@ -38,21 +38,10 @@ def site(tmp_path: Path, bind):  # type: ignore[no-untyped-def]
     leaf, chain = le_shaped_chain(host, "ye1.pem")
     pki.write(live / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
     config = tmp_path / "tlsa-manager.toml"
-    config.write_text(f"""
-state_dir = "{tmp_path / 'state'}"
-[providers.bind]
-type = "rfc2136"
-server = "{bind.primary.endpoint}"
-tsig_key_file = "{bind.key_file}"
-[hosts."{host}"]
-provider = "bind"
+    config.write_text(rfc2136_config(tmp_path / "state", bind, host, f"""
 cert = "{live / 'ecdsa.pem'}"
 staged_dir = "{staged}"
-ttl = 2
-slack = "1s"
-negative_ttl = 1
-nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]
-""")
+"""))
     return {"host": host, "config": config, "live": live, "staged": staged, "leaf": leaf, "tmp": tmp_path,
             "owner": owner_name(host)}
 
