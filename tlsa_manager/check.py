@@ -19,7 +19,6 @@ from typing import Any
 
 import dns.name
 import dns.rdatatype
-from cryptography.hazmat.primitives import hashes
 
 from tlsa_manager.agreement import server_hazards
 from tlsa_manager.catalog import Catalog
@@ -141,6 +140,9 @@ class Checker:
         self.now = now or dt.datetime.now(dt.UTC)
         self.nameservers = list(nameservers) if nameservers else None
         self.rrsig_margin = rrsig_margin
+        # shared by all hosts of one run: each server's DNSKEY is fetched once
+        self.view = DnsView([], timeout=min(timeout, 5.0))
+        self.zone_servers: dict[dns.name.Name, list[Server]] = {}
 
     def run(self, target: str) -> CheckResult:
         name = host_name(target)
@@ -322,28 +324,32 @@ class Checker:
     ) -> list[Hazard]:
         """Read the TLSA owner from every authoritative server (H18, lame servers)."""
         owner = tlsa.final or tlsa.name
-        servers = self.nameservers
-        if servers is None:
-            zone = self.resolver.zone_of(owner)
-            servers = self.resolver.authoritative_servers(zone) if zone is not None else []
+        servers = self._servers(owner)
         if not servers:
             check.authoritative = ["could not find the zone's authoritative servers; not compared"]
             return []
-        view = DnsView(servers, timeout=min(self.timeout, 5.0))
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            views = list(pool.map(lambda server: view.view(server, owner), servers))
+            views = list(pool.map(lambda server: self.view.view(server, owner), servers))
         check.authoritative = [
             f"{v.server}: "
             + (f"{len(v.records)} record(s), TTL {v.ttl}" if v.records is not None else str(v.error))
             for v in views
         ]
-        chains = {
-            (p.algorithm, p.chain[0].fingerprint(hashes.SHA256())): p.chain
-            for p in presented.values()
-            if p.chain
-        }
+        chains = {(p.algorithm, p.chain[0]): p.chain for p in presented.values() if p.chain}
         labelled = [(algorithm.upper(), chain) for (algorithm, _), chain in chains.items()]
         return server_hazards(host, owner.to_text(omit_final_dot=True), views, labelled, reference, self.now)
+
+    def _servers(self, owner: dns.name.Name) -> list[Server]:
+        """The configured servers, or every address of the zone's NS names (once per zone:
+        the MX hosts of a domain usually share one)."""
+        if self.nameservers is not None:
+            return self.nameservers
+        zone = self.resolver.zone_of(owner)
+        if zone is None:
+            return []
+        if zone not in self.zone_servers:
+            self.zone_servers[zone] = self.resolver.authoritative_servers(zone)
+        return self.zone_servers[zone]
 
     def _expiry(self, host: str, lookup: Lookup) -> list[Hazard]:
         """H7 ahead of time: signatures that lapse within the margin mean the signer has stalled."""

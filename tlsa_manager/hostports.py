@@ -184,8 +184,7 @@ class LivePorts:
     def confirm(self, chain: ChainFacts) -> None:
         """Re-run the reload and probe of a deploy a killed or failed run left unconfirmed."""
         self._reload(None)
-        accepted = [chain] + [c for c in self.chains().live if c.key_type == chain.key_type]
-        self.verify_presented(chain, accepted)
+        self.verify_presented(chain, [c for c in self.chains().live if c.key_type == chain.key_type])
 
     def _reload(self, target: Path | None) -> None:
         if not self.spec.reload:
