@@ -21,6 +21,8 @@ BY_NAME = {i.name: i for i in ISSUERS}
 K311, K211, K312, K301, K201 = (parse_params(k) for k in ("3 1 1", "2 1 1", "3 1 2", "3 0 1", "2 0 1"))
 OWNER = owner_name("mail.example.com")
 T0 = 1_800_000_000.0
+#: a ledger that has watched the name for a week (not a blind, new history)
+KNOWN = History(since=T0 - 7 * 86400)
 
 
 def chain(label: str, key_type: str = "ecdsa", issuer: str | None = "YE1", *, problem: str | None = None) -> ChainFacts:
@@ -200,7 +202,7 @@ def test_h13_too_many_records() -> None:
 def owner_input(records: frozenset[Tlsa], servers: dict[str, frozenset[Tlsa] | None], history: History | None = None,
                 now: float = T0, ttl: int = 3600, managed: frozenset[Tlsa] = frozenset()) -> OwnerInput:
     views = tuple(ServerView(s, r, ttl if r else None) for s, r in servers.items())
-    hist = (history or History()).observe(now, views)
+    hist = (history or KNOWN).observe(now, views)
     return OwnerInput(OWNER, RRset(OWNER, records, ttl if records else None), views, hist, managed)
 
 
@@ -243,12 +245,12 @@ def test_gate_opens_two_ttls_after_every_server_serves_it() -> None:
     live, staged = chain("live"), chain("staged", issuer="YE2")
     want = desired([live], [staged], issuers=ISSUERS).as_set()
     old = desired([live], issuers=ISSUERS).as_set()
-    history = History().observe(T0 - 7200, [ServerView("ns1", want, 3600), ServerView("ns2", old, 3600)])
+    history = KNOWN.observe(T0 - 7200, [ServerView("ns1", want, 3600), ServerView("ns2", old, 3600)])
     lagging = make([live], [staged], owners=[owner_input(want, {"ns1": want, "ns2": old}, history, now=T0)])
     gate = lagging.gates[0]
     assert not gate.ready and gate.opens_at is None and "not yet served by ns2" in gate.reason
     assert any(h.code == "H18" and "ns2" in h.message for h in lagging.hazards)
-    seen = History().observe(T0, [ServerView("ns1", want, 3600), ServerView("ns2", want, 3600)])
+    seen = KNOWN.observe(T0, [ServerView("ns1", want, 3600), ServerView("ns2", want, 3600)])
     p = make([live], [staged], owners=[owner_input(want, {"ns1": want, "ns2": want}, seen, now=T0 + 100)])
     assert p.gates[0].t_sync == T0 and p.gates[0].opens_at == T0 + 2 * 3600 + 300
     assert not p.gates[0].ready and "not before" in p.summary()
@@ -267,11 +269,11 @@ def test_unknown_history_keeps_gate_closed_and_unreachable_server_too() -> None:
 def test_lowered_ttl_counts_with_old_value_and_negative_ttl_when_absent() -> None:
     live, staged = chain("live"), chain("staged", issuer="YE2")
     want = desired([live], [staged], issuers=ISSUERS).as_set()
-    history = History().observe(T0 - 600, [ServerView("ns1", want, 86400)])
+    history = KNOWN.observe(T0 - 600, [ServerView("ns1", want, 86400)])
     p = make([live], [staged], owners=[owner_input(want, {"ns1": want}, history, ttl=300, now=T0)])
     assert p.gates[0].wait == 2 * 86400 + 300
     assert any(h.code == "H23" for h in p.hazards)
-    absent = History().observe(T0 - 600, [ServerView("ns1", frozenset(), None)])
+    absent = KNOWN.observe(T0 - 600, [ServerView("ns1", frozenset(), None)])
     q = make([live], [staged], owners=[owner_input(want, {"ns1": want}, absent, ttl=300)], negative_ttl=3600)
     assert q.gates[0].wait == 2 * 3600 + 300
 

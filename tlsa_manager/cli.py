@@ -589,12 +589,18 @@ def cmd_hook(args: argparse.Namespace) -> int:
         args.state_dir = str(config.state_dir)
     renewal = renewal_from(args.client, _os.environ, args.args, args.cert, args.key, args.host)
     specs = hosts_for(config, renewal)
-    for spec in specs:
-        target = stage(spec, renewal)
-        sys.stdout.write(f"{spec.name}: staged {target}\n")
     catalog = load_catalog(state_dir(args))
     runs = open_hosts(config, [s.name for s in specs], False, catalog)
-    reports = sync_hosts(runs, state_dir(args), lock_wait=args.wait_lock)
+    # staged under the ledger lock: never between another run's gate and its deploy
+    staged: list[tuple[str, Path]] = []
+    reports = sync_hosts(
+        runs,
+        state_dir(args),
+        lock_wait=args.wait_lock,
+        prepare=lambda: staged.extend((spec.name, stage(spec, renewal)) for spec in specs),
+    )
+    for name, target in staged:
+        sys.stdout.write(f"{name}: staged {target}\n")
     for report in reports:
         if report.deployed:
             sys.stdout.write(

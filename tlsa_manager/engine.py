@@ -29,11 +29,24 @@ from typing import Protocol
 
 import dns.name
 
+from tlsa_manager.clock import ClockSample
+from tlsa_manager.clock import future as clock_future
+from tlsa_manager.clock import step as clock_step
 from tlsa_manager.errors import ProviderConflict, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, chain_from_json, chain_to_json
+from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.ledger import LedgerData
-from tlsa_manager.observations import ServerView
-from tlsa_manager.planner import DEFAULT_SLACK, OwnerInput, Plan, PlanInput, plan
+from tlsa_manager.observations import History, ServerView
+from tlsa_manager.planner import (
+    DEFAULT_SLACK,
+    DEFAULT_TTL_CEILING,
+    Gate,
+    OwnerInput,
+    Plan,
+    PlanInput,
+    chain_identity,
+    plan,
+)
 from tlsa_manager.policy import HostPolicy, IssuerFacts, desired
 from tlsa_manager.provider import ChangeSet, RRset
 
@@ -61,10 +74,18 @@ class HostPorts(Protocol):
     def wait_for_propagation(self, changeset: ChangeSet) -> None: ...
 
     def deploy(self, chain: ChainFacts) -> None:
-        """Put a staged chain live and reload; raise if the server does not present it."""
+        """Put exactly ``chain`` live and reload: re-read the staged file at the moment of the
+        swap and raise, changing nothing, if it no longer holds ``chain``; raise if the
+        server does not present it after the reload."""
 
     def confirm(self, chain: ChainFacts) -> None:
         """Reload again; raise unless the server presents ``chain`` or a current live chain."""
+
+    def presented(self) -> tuple[ChainFacts, ...] | None:
+        """What the MTA presents now on the host's own port, per key type; None if it cannot be asked."""
+
+    def read_clocks(self) -> ClockSample:
+        """The wall clock with the boot-time clock, to detect steps (tlsa_manager.clock)."""
 
     def now(self) -> float: ...
 
@@ -81,6 +102,7 @@ class HostSettings:
     negative_ttl: int = 0
     default_ttl: int = 3600
     slack: float = DEFAULT_SLACK
+    ttl_ceiling: int = DEFAULT_TTL_CEILING
 
 
 @dataclass
@@ -100,6 +122,10 @@ class SyncReport:
         return self.plans[-1] if self.plans else None
 
 
+class StagedChanged(TlsaManagerError):
+    """The staged file no longer holds the chain whose gate passed: nothing was deployed."""
+
+
 Checkpoint = Callable[[str], None]
 
 
@@ -112,6 +138,26 @@ def unconfirmed(ledger: LedgerData, host: str) -> tuple[ChainFacts, ...]:
     return tuple(
         replace(chain, label=f"previous {chain.label} (deploy of {label} not confirmed)")
         for label, entry in ledger.host(host).deploys.items()
+        for chain in map(chain_from_json, entry["previous"])
+    )
+
+
+PRESENTED = "presented by the MTA"
+
+
+def mismatch_hazards(ledger: LedgerData, host: str) -> tuple[Hazard, ...]:
+    """H26: the MTA presents a chain other than the configured live file (blocks deploys)."""
+    return tuple(
+        Hazard(
+            "H26",
+            Severity.RISK,
+            f"the MTA presents {chain.label}, not the configured live {entry['deployed']['label']}; "
+            f"its records stay and no {chain.key_type.upper()} deploy happens until it presents that file",
+            "point the MTA at the configured certificate file and reload it (or fix cert/certs)",
+            host,
+        )
+        for label, entry in ledger.host(host).deploys.items()
+        if label.startswith(PRESENTED)
         for chain in map(chain_from_json, entry["previous"])
     )
 
@@ -131,7 +177,11 @@ def make_plan(settings: HostSettings, ports: HostPorts, ledger: LedgerData, *, r
         if record:
             rec.history = history
         rrset = published.get(owner, RRset(owner))
-        owners.append(OwnerInput(owner, rrset, views.get(owner, ()), history, rec.managed | rrset.managed))
+        # After a lost history nobody can vouch for the provider's marks: only what this
+        # ledger added may go, until a probe shows what the MTA presents.
+        marks = frozenset() if host.unverified else rrset.managed
+        owners.append(OwnerInput(owner, rrset, views.get(owner, ()), history, rec.managed | marks))
+    unknown = host.unverified and any(o.history.blind for o in owners)
     want = desired(
         chains.live,
         chains.staged,
@@ -155,6 +205,9 @@ def make_plan(settings: HostSettings, ports: HostPorts, ledger: LedgerData, *, r
             negative_ttl=settings.negative_ttl,
             default_ttl=settings.default_ttl,
             slack=settings.slack,
+            ttl_ceiling=settings.ttl_ceiling,
+            history_unknown=unknown,
+            notices=mismatch_hazards(ledger, settings.host),
         )
     )
 
@@ -214,6 +267,7 @@ def converge(
     """One sync of one host (the caller holds the ledger lock)."""
     report = SyncReport(settings.host)
     if not dry_run:
+        begin_run(settings, ports, ledger, report)
         _confirm_deploys(settings, ports, ledger, save, report)
     first = make_plan(settings, ports, ledger, record=not dry_run)
     report.plans.append(first)
@@ -229,8 +283,15 @@ def converge(
         save(ledger)
     written = [c.result for cs in report.applied for c in cs.changes]
     deployed_any = False
+    checkpoint("gated")
     for gate in after.ready:
-        chain = next(c for c in ports.chains().staged if c.label == gate.chain)
+        chain = gated_chain(ports, gate)
+        if chain is None:
+            report.notes.append(
+                f"{gate.chain}: not deployed, the staged file changed after its gate was computed "
+                "(the next run gates what it holds now)"
+            )
+            continue
         if any(result and not chain.covered_by(result) for result in written):
             report.notes.append(f"{chain.label}: not deployed, a record kind just written does not match it")
             continue
@@ -248,7 +309,13 @@ def converge(
         }
         save(ledger)
         checkpoint("deploy-intent")
-        ports.deploy(chain)
+        try:
+            ports.deploy(chain)
+        except StagedChanged as exc:
+            del journal[chain.label]
+            save(ledger)
+            report.notes.append(f"{chain.label}: not deployed, {exc.message}")
+            continue
         del journal[chain.label]
         save(ledger)
         report.deployed.append(chain.label)
@@ -260,6 +327,65 @@ def converge(
         save(ledger)
         _apply(settings, ports, ledger, save, cleanup, checkpoint, report)
     return report
+
+
+def begin_run(settings: HostSettings, ports: HostPorts, ledger: LedgerData, report: SyncReport) -> None:
+    """Before anything is planned: can the history be trusted, and what does the MTA present?
+
+    A clock step (wall clock against the boot-time clock since the last run, or ledger
+    times in the future) starts a new, blind history, as a lost ledger does.  With no
+    history (first run, lost ledger, clock step) the MTA is probed before anything is
+    published: a chain it presents that is not the configured live file goes into the
+    deploy journal, so its records are published and kept and deploys of its key type
+    wait (H26) until a later probe shows the live file.
+    """
+    existed = settings.host in ledger.hosts and any(
+        o.history.entries for o in ledger.hosts[settings.host].owners.values()
+    )
+    host = ledger.host(settings.host)
+    sample = ports.read_clocks()
+    times = [t for o in host.owners.values() for e in o.history.entries for t in (e.first, e.last)]
+    times += [float(e.get("since", 0)) for e in host.deploys.values()]
+    why = clock_step(ClockSample.from_json(host.clock), sample, settings.slack) or clock_future(
+        times, sample.wall, settings.slack
+    )
+    host.clock = sample.as_json()
+    if why:
+        report.notes.append(f"{why}: the history starts again; gates wait as after a lost ledger")
+        for rec in host.owners.values():
+            rec.history = History()
+    if existed and not why:
+        return
+    found = ports.presented()
+    if found is None:
+        host.unverified = True
+        report.notes.append(
+            "no history and the MTA cannot be probed (set probe = ...): "
+            "only records this ledger added will be removed"
+        )
+        return
+    host.unverified = False
+    live = ports.chains().live
+    for chain in found:
+        if any(chain_identity(chain) == chain_identity(c) for c in live):
+            continue
+        same = [c for c in live if c.key_type == chain.key_type]
+        if not same:
+            report.notes.append(f"the MTA presents a {chain.key_type.upper()} chain no cert/certs file holds")
+            continue
+        host.deploys[f"{PRESENTED} ({chain.key_type})"] = {
+            "deployed": chain_to_json(same[0]),
+            "previous": [chain_to_json(replace(chain, label=f"{chain.key_type} chain {PRESENTED}"))],
+            "since": sample.wall,
+        }
+
+
+def gated_chain(ports: HostPorts, gate: Gate) -> ChainFacts | None:
+    """The staged chain re-read now, if it is exactly the one whose gate passed (else None)."""
+    return next(
+        (c for c in ports.chains().staged if c.label == gate.chain and chain_identity(c) == gate.identity),
+        None,
+    )
 
 
 def _confirm_deploys(

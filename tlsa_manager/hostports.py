@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -19,15 +20,18 @@ from pathlib import Path
 
 import dns.name
 
+from tlsa_manager import clock
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import load_chain
+from tlsa_manager.clock import ClockSample
 from tlsa_manager.config import HostSpec
 from tlsa_manager.dnsview import DnsView, Endpoint, negative_ttl, parse_endpoint
-from tlsa_manager.engine import HostChains, HostSettings
-from tlsa_manager.errors import InputError, TlsaManagerError
+from tlsa_manager.engine import HostChains, HostSettings, StagedChanged
+from tlsa_manager.errors import InputError, StateError, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, facts_from_chain
 from tlsa_manager.fsutil import fsync_dir
 from tlsa_manager.observations import ServerView
+from tlsa_manager.planner import chain_identity
 from tlsa_manager.policy import issuers_from_catalog
 from tlsa_manager.provider import ChangeSet, Provider, RRset
 from tlsa_manager.records import owner_name, spki_der
@@ -71,6 +75,7 @@ class LivePorts:
         self.poll_interval = poll_interval
         self.owners = tuple(owner_name(spec.name, port) for port in spec.ports)
         self._view: DnsView | None = None
+        self._clock_start: ClockSample | None = None
         self.notes: list[str] = []
 
     # -- chains ---------------------------------------------------------------
@@ -159,7 +164,13 @@ class LivePorts:
     # -- deploy -----------------------------------------------------------------
 
     def deploy(self, chain: ChainFacts) -> None:
-        """Swap the staged file into the live path by rename, then reload the MTA."""
+        """Swap the staged file into the live path by rename, then reload the MTA.
+
+        The staged file is pinned by a hard link and re-read through it; only if it
+        holds exactly the chain whose gate passed does the pinned inode replace the
+        live file.  A file staged meanwhile under the same name is never deployed
+        unpublished: it stays staged for the next run's gate.
+        """
         source = next(
             (
                 p
@@ -169,15 +180,33 @@ class LivePorts:
             None,
         )
         if source is None:
-            raise InputError(f"{chain.label}: staged file vanished", "run the hook again")
+            raise StagedChanged(f"{chain.label} vanished from the staged folder", "run the hook again")
         target = next((p for p in self.spec.certs if p.name == source.name), None)
         if target is None:
             raise InputError(
                 f"{self.spec.name}: no live file named {source.name} to replace",
                 f"add {source.name} to cert/certs in the host's config",
             )
-        os.replace(source, target)
+        pinned = source.with_name(f".{source.name}.deploying")
+        with contextlib.suppress(FileNotFoundError):
+            pinned.unlink()
+        os.link(source, pinned, follow_symlinks=False)
+        try:
+            now_staged = chain_facts(pinned, chain.label, self.catalog)
+            if chain_identity(now_staged) != chain_identity(chain):
+                raise StagedChanged(
+                    f"{source} changed after its gate was computed (a newer renewal?)",
+                    "the next run publishes and gates the new file",
+                )
+            os.replace(pinned, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                pinned.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(source, follow_symlinks=False).st_ino == os.stat(target).st_ino:
+                source.unlink()
         fsync_dir(target.parent)
+        fsync_dir(source.parent)
         self._reload(target)
         self.verify_presented(chain)
 
@@ -229,8 +258,35 @@ class LivePorts:
                 )
             time.sleep(0.5)
 
+    def presented(self) -> tuple[ChainFacts, ...] | None:
+        """The chain the MTA presents for each live key type (``probe``), or None if unknown."""
+        if not self.spec.probe:
+            return None
+        from tlsa_manager.certs import Chain
+        from tlsa_manager.smtp import starttls
+
+        out = []
+        for kind in sorted({c.key_type for c in self.chains().live}):
+            seen = starttls(self.spec.probe, self.spec.probe_port, self.spec.name, kind)
+            if seen.leaf is None:
+                return None
+            sent = Chain(seen.leaf, seen.leaf.public_key(), seen.chain[1:])
+            out.append(facts_from_chain(sent, f"{kind} chain on {self.spec.probe}:{self.spec.probe_port}"))
+        return tuple(out)
+
+    def read_clocks(self) -> ClockSample:
+        return clock.sample()
+
     def now(self) -> float:
-        return time.time()
+        """The wall clock; a step during the run (against the boot-time clock) stops the run."""
+        sample = clock.sample()
+        if self._clock_start is None:
+            self._clock_start = sample
+        elif why := clock.step(self._clock_start, sample, self.spec.slack):
+            raise StateError(
+                f"{why}, during this run; stopping", "check NTP; the next run restarts the history"
+            )
+        return sample.wall
 
 
 def host_settings(spec: HostSpec, catalog: Catalog, negative: int) -> HostSettings:

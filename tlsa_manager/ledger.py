@@ -46,6 +46,11 @@ class HostRecord:
     #: deployed chain label: {"deployed": chain, "previous": [chains], "since": epoch}.
     #: Owned by the engine; the chains are public bytes only.
     deploys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the clocks as the last run read them (tlsa_manager.clock), to detect steps
+    clock: dict[str, Any] = field(default_factory=dict)
+    #: the history began again (lost ledger, clock step) and no probe showed what the
+    #: MTA presents: only records this ledger added may be removed
+    unverified: bool = False
 
     def owner(self, name: str) -> OwnerRecord:
         return self.owners.setdefault(name, OwnerRecord())
@@ -65,6 +70,8 @@ class LedgerData:
                 name: HostRecord(
                     {o: OwnerRecord(r.managed, r.history) for o, r in h.owners.items()},
                     json.loads(json.dumps(h.deploys)),
+                    dict(h.clock),
+                    h.unverified,
                 )
                 for name, h in self.hosts.items()
             }
@@ -83,10 +90,14 @@ class LedgerData:
                                 owner: {
                                     "managed": sorted(r.to_text() for r in rec.managed),
                                     "history": [_obs_to_json(o) for o in rec.history.entries],
+                                    "since": rec.history.since,
+                                    "blind": rec.history.blind,
                                 }
                                 for owner, rec in sorted(hr.owners.items())
                             },
                             "deploys": hr.deploys,
+                            "clock": hr.clock,
+                            "unverified": hr.unverified,
                         }
                         for host, hr in sorted(self.hosts.items())
                     },
@@ -118,10 +129,12 @@ class LedgerData:
             for host, hdoc in doc["hosts"].items():
                 hr = data.host(host)
                 hr.deploys = dict(hdoc.get("deploys", {}))
+                hr.clock = dict(hdoc.get("clock", {}))
+                hr.unverified = bool(hdoc.get("unverified", False))
                 for owner, odoc in hdoc["owners"].items():
                     hr.owners[owner] = OwnerRecord(
                         frozenset(Tlsa.from_text(t) for t in odoc["managed"]),
-                        History(tuple(_obs_from_json(o) for o in odoc["history"])),
+                        _history_from_json(odoc),
                     )
         except (KeyError, TypeError, ValueError, AttributeError, UsageError) as exc:
             raise StateError(
@@ -145,6 +158,12 @@ def _obs_to_json(o: Observation) -> dict[str, Any]:
             for v in o.views
         ],
     }
+
+
+def _history_from_json(odoc: dict[str, Any]) -> History:
+    entries = tuple(_obs_from_json(o) for o in odoc["history"])
+    since = odoc.get("since", entries[0].first if entries else None)
+    return History(entries, None if since is None else float(since), bool(odoc.get("blind", False)))
 
 
 def _obs_from_json(doc: dict[str, Any]) -> Observation:

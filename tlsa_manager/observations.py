@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.records import Tlsa
@@ -55,9 +56,17 @@ def _key(views: Iterable[ServerView]) -> tuple[tuple[str, frozenset[Tlsa] | None
 
 @dataclass(frozen=True)
 class History:
-    """Observations of one owner name, oldest first."""
+    """Observations of one owner name, oldest first.
+
+    ``since`` is when this history began (the first observation this ledger made);
+    ``blind`` says that TLSA records were already served then, so whatever was served
+    before ``since`` (and with which TTL) is unknown: gates assume the TTL ceiling for
+    it.  A lost ledger or a detected clock step starts a new, blind history.
+    """
 
     entries: tuple[Observation, ...] = ()
+    since: float | None = None
+    blind: bool = False
 
     def observe(self, now: float, views: Sequence[ServerView], slack: float = 300.0) -> History:
         """Add an observation at ``now``; merge with the last one if nothing changed; prune."""
@@ -67,19 +76,29 @@ class History:
             entries[-1] = replace(entries[-1], last=now)
         else:
             entries.append(Observation(now, now, views))
-        return History(tuple(entries)).pruned(now, slack)
+        since, blind = self.since, self.blind
+        if since is None:
+            # Only "no TLSA" from every server proves that nothing else was cacheable.
+            since, blind = now, not all(v.records is not None and not v.records for v in views)
+        return History(tuple(entries), since, blind).pruned(now, slack)
 
     def pruned(self, now: float, slack: float = 300.0) -> History:
-        """Drop observations too old to matter: older than 2 x the largest TTL + slack + 1 h.
+        """Drop observations too old to matter.
 
+        An observation's state ends when the *next* observation first saw something
+        else, not at its own last sighting: between two runs the old state (a stale
+        secondary's long TTL, say) may have been served until just before the change
+        was seen.  A state is forgotten once 2 x the largest TTL + slack + 1 h have
+        passed since then, so every TTL counts until no cache can hold it any more.
         Pruning only ever makes t_sync later or forgets versions whose cached copies
         have long expired, so it cannot open a gate early.
         """
         if len(self.entries) <= 1:
             return self
         keep_after = now - (2 * self.max_ttl() + slack + 3600)
-        kept = [e for e in self.entries[:-1] if e.last >= keep_after] + [self.entries[-1]]
-        return History(tuple(kept))
+        entries = self.entries
+        kept = [e for e, nxt in pairwise(entries) if nxt.first >= keep_after]
+        return History((*kept, entries[-1]), self.since, self.blind)
 
     def latest(self) -> Observation | None:
         return self.entries[-1] if self.entries else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,11 +27,15 @@ import dns.name
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.observations import History, ServerView
-from tlsa_manager.policy import DesiredSet, HostPolicy, IssuerFacts, group_by_kind, lint
+from tlsa_manager.policy import ROLES, DesiredSet, HostPolicy, IssuerFacts, group_by_kind, lint
 from tlsa_manager.provider import OwnerChange, RRset
 from tlsa_manager.records import Tlsa, params_text
 
 DEFAULT_SLACK = 300.0
+#: The largest TTL assumed for anything served before the history began (a lost
+#: ledger, a clock step): what common resolvers cap cached TTLs at (Unbound's
+#: cache-max-ttl; configurable per host as ``ttl_ceiling``).
+DEFAULT_TTL_CEILING = 86400
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,12 @@ class PlanInput:
     negative_ttl: int = 0
     default_ttl: int = 3600
     slack: float = DEFAULT_SLACK
+    ttl_ceiling: int = DEFAULT_TTL_CEILING
+    #: the ledger's history of this host was lost or the clock stepped, and no probe
+    #: showed what the MTA presents: no record is removed this run
+    history_unknown: bool = False
+    #: hazards found outside the planner's inputs (e.g. H26, the MTA presents another chain)
+    notices: tuple[Hazard, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,9 @@ class Gate:
     wait: float
     ready: bool
     reason: str
+    #: the exact chain (leaf, certificate, CAs) this gate was computed for: a deploy
+    #: goes ahead only with a staged file that still holds exactly this chain
+    identity: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -184,6 +197,19 @@ def short_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
+def chain_identity(chain: ChainFacts) -> str:
+    """A digest of everything a sender can match in ``chain``: leaf key, leaf certificate, CAs.
+
+    Two files with the same name but different contents (a second renewal staged
+    between gate and deploy) have different identities.
+    """
+    h = hashlib.sha256()
+    for cert in (chain.leaf, *chain.cas):
+        for part in (cert.spki_der, cert.cert_der or b""):
+            h.update(len(part).to_bytes(4, "big") + part)
+    return h.hexdigest()
+
+
 def _protected(records: frozenset[Tlsa], chains: Sequence[ChainFacts]) -> frozenset[Tlsa]:
     """Records that match some chain or key an endpoint serves or may serve soon (I-3)."""
     return frozenset(r for r in records if any(r in c.matching(r.params) for c in chains))
@@ -206,7 +232,8 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
     remaining = (published | add) - {r for r in published if r.params in dropped_kinds}
     if dropped_kinds and remaining and all(c.covered_by(remaining) for c in inp.live):
         candidates |= {r for r in published if r.params in dropped_kinds}
-    managed = owner.managed | (owner.published.records if inp.policy.prune else frozenset())
+    prune = inp.policy.prune and not inp.history_unknown
+    managed = owner.managed | (owner.published.records if prune else frozenset())
     unmanaged = sorted(r.to_text() for r in candidates - managed)
     delete = frozenset(candidates & managed)
     result = (published - delete) | add
@@ -233,6 +260,8 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
                 )
             )
             delete = frozenset()
+    add, over = _within_budget(inp, published - delete, add, name)
+    hazards += over
     current_ttl = owner.published.ttl if published else None
     if not add and not delete:
         if current_ttl is not None and current_ttl != inp.default_ttl:
@@ -252,8 +281,60 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
     )
 
 
+def _within_budget(
+    inp: PlanInput, kept: frozenset[Tlsa], add: frozenset[Tlsa], owner: str
+) -> tuple[frozenset[Tlsa], list[Hazard]]:
+    """Additions that keep the RRset within the budget, by the priority of ``ROLES`` (D9).
+
+    The records that stay (still presented, staged, unmanaged) take room first; then
+    additions in priority order: live, staged, next, active issuers, backup issuers.
+    Only the live chain's own records go in beyond the budget (leaving them out would
+    make senders defer mail now), and that is reported as a fatal H13.
+    """
+    budget = inp.policy.budget
+    if len(kept | add) <= budget:
+        return add, []
+    by_record = {d.record: d for d in inp.desired.records}
+    ordered = sorted(add, key=lambda r: (by_record[r].priority, r.to_text()) if r in by_record else (99, ""))
+    chosen: list[Tlsa] = [r for r in ordered if r in by_record and by_record[r].role == "live"]
+    for record in ordered:
+        if record not in chosen and len(kept) + len(chosen) < budget:
+            chosen.append(record)
+    left = [r for r in ordered if r not in chosen]
+    roles = sorted({by_record[r].role for r in left if r in by_record}, key=ROLES.index)
+    size = len(kept) + len(chosen)
+    hazards = []
+    if left:
+        hazards.append(
+            Hazard(
+                "H13",
+                Severity.RISK,
+                f"budget {budget}: {len(kept)} records stay, so {len(left)} wanted addition(s) are left out "
+                f"({', '.join(roles) or 'other'}); their chains cannot go live until there is room",
+                "let the old records go (finish the rollover), or raise budget if your senders handle more",
+                owner,
+            )
+        )
+    if size > budget:
+        hazards.append(
+            Hazard(
+                "H13",
+                Severity.FATAL,
+                f"the live chain's records need {size} records at one name, more than the budget {budget}",
+                "remove records that are not tlsa-manager's, or raise budget",
+                owner,
+            )
+        )
+    return frozenset(chosen), hazards
+
+
 def gate_for(inp: PlanInput, chain: ChainFacts) -> Gate:
     """F6 for one staged chain over every owner name of the host."""
+    gate = _gate(inp, chain)
+    return replace(gate, identity=chain_identity(chain))
+
+
+def _gate(inp: PlanInput, chain: ChainFacts) -> Gate:
     if chain.problem:
         return Gate(chain.label, None, None, 0, False, f"cannot go live: {chain.problem}")
     wanted = inp.desired.as_set()
@@ -270,6 +351,7 @@ def gate_for(inp: PlanInput, chain: ChainFacts) -> Gate:
     opens: list[float] = []
     syncs: list[float] = []
     wait = 0.0
+    blind = False
     for owner in inp.owners:
         servers = frozenset(v.server for v in owner.views)
         if not servers:
@@ -295,12 +377,22 @@ def gate_for(inp: PlanInput, chain: ChainFacts) -> Gate:
         wait = max(wait, w)
         syncs.append(t_sync)
         opens.append(t_sync + w)
+        if owner.history.blind and owner.history.since is not None:
+            # What was served before the history began is unknown: assume the ceiling.
+            opens.append(owner.history.since + 2 * max(inp.ttl_ceiling, ttl_pos) + inp.slack)
+            blind = True
     opens_at = max(opens)
     ready = opens_at <= inp.now
     reason = (
         "gate passed"
         if ready
         else f"served everywhere since {short_time(max(syncs))}; waiting 2 TTLs + slack"
+        + (
+            f" (history began {short_time(min(o.history.since or 0 for o in inp.owners))}: "
+            f"assuming TTLs up to {inp.ttl_ceiling} s before that)"
+            if blind
+            else ""
+        )
     )
     return Gate(chain.label, opens_at, max(syncs), wait, ready, reason)
 
@@ -399,7 +491,7 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
 def plan(inp: PlanInput) -> Plan:
     """Plan one host across all its owner names."""
     changes: list[OwnerChange] = []
-    hazards: list[Hazard] = list(inp.desired.hazards) + host_hazards(inp)
+    hazards: list[Hazard] = list(inp.desired.hazards) + list(inp.notices) + host_hazards(inp)
     unmanaged: list[tuple[str, str]] = []
     for owner in inp.owners:
         change, owner_hazards, kept = plan_owner(inp, owner)

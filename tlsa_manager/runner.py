@@ -7,7 +7,7 @@ session per provider name serves every host that uses it in a run.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,15 +114,26 @@ def plan_hosts(runs: list[HostRun], state_dir: Path) -> list[Plan]:
 
 
 def sync_hosts(
-    runs: list[HostRun], state_dir: Path, *, dry_run: bool = False, lock_wait: float = 0.0
+    runs: list[HostRun],
+    state_dir: Path,
+    *,
+    dry_run: bool = False,
+    lock_wait: float = 0.0,
+    prepare: Callable[[], None] | None = None,
 ) -> list[SyncReport]:
-    """Converge every host under the ledger lock; the ledger is saved after each step."""
+    """Converge every host under the ledger lock; the ledger is saved after each step.
+
+    ``prepare`` runs under the lock first: the hook stages there, so a renewal can
+    never replace a staged file between another run's gate and its deploy.
+    """
     ledger = Ledger(state_dir)
     if dry_run:
         data = ledger.load()
         return [converge(run.settings, run.ports, data, lambda _d: None, dry_run=True) for run in runs]
     reports = []
     with ledger.locked(lock_wait):
+        if prepare is not None:
+            prepare()
         data = ledger.load()
         for run in runs:
             reports.append(converge(run.settings, run.ports, data, ledger.save))

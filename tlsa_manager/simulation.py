@@ -22,12 +22,13 @@ from typing import Any
 
 import dns.name
 
-from tlsa_manager.engine import HostChains, HostSettings, converge
+from tlsa_manager.clock import ClockSample
+from tlsa_manager.engine import HostChains, HostSettings, StagedChanged, converge
 from tlsa_manager.errors import ProviderConflict, ProviderError, StateError, TlsaManagerError
 from tlsa_manager.facts import CertFacts, ChainFacts
 from tlsa_manager.ledger import LedgerData
 from tlsa_manager.observations import ServerView
-from tlsa_manager.planner import iso
+from tlsa_manager.planner import DEFAULT_TTL_CEILING, chain_identity, iso
 from tlsa_manager.policy import HostPolicy, IssuerFacts
 from tlsa_manager.provider import ChangeSet, RRset
 from tlsa_manager.records import Tlsa, owner_name
@@ -48,6 +49,13 @@ EVENTS = (
     "edit",
     "parallel",
     "mta-stuck",
+    "external-ttl",
+    "lose-ledger",
+    "clock-step",
+    "lose-reply",
+    "partial-write",
+    "stage-race",
+    "mta-fixed",
 )
 
 
@@ -129,6 +137,10 @@ class World:
         seed: int = 0,
         key_types: Sequence[str] = ("ecdsa",),
         initial_issuers: dict[str, str] | None = None,
+        ttl_ceiling: int = DEFAULT_TTL_CEILING,
+        skew: float = 0.0,
+        mta_other: bool = False,
+        can_probe: bool = True,
     ) -> None:
         self.rng = random.Random(seed)
         self.issuers = {i.name: i for i in issuers}
@@ -152,6 +164,7 @@ class World:
             negative_ttl,
             ttl,
             slack,
+            ttl_ceiling,
         )
         self.live: dict[str, ChainFacts] = {}
         self.staged: dict[str, ChainFacts] = {}
@@ -162,6 +175,13 @@ class World:
             self.live[kt] = self.new_chain(kt, initial.get(kt) or self.default_issuer(kt), new_key=True)
         #: what the MTA presents: the live files as of its last reload
         self.serving: dict[str, ChainFacts] = dict(self.live)
+        #: the MTA's own configuration points at other files than tlsa-manager's
+        #: ``cert``: it presents these chains whatever is deployed, until fixed
+        self.mta_other: dict[str, ChainFacts] = {}
+        if mta_other:
+            for kt in key_types:
+                self.mta_other[kt] = self.new_chain(kt, self.default_issuer(kt), new_key=True)
+            self.serving = dict(self.mta_other)
         #: the MTA ignores reloads (wrong path in its config): the probe sees the old chain
         self.mta_stuck = False
         self.ledger = LedgerData()
@@ -177,6 +197,22 @@ class World:
         self.quiet_timer = False
         self.last_timer = ""
         self.reported: set[tuple[tuple[str, int], str]] = set()
+        #: the host clock runs ``skew`` seconds off the true time (steps change it)
+        self.skew = skew
+        self.boot_id = "boot-1"
+        #: the MTA can be probed on its own port (``probe`` configured)
+        self.can_probe = can_probe
+        #: RFC 7672 senders (any usable record matching) that would defer mail
+        self.deferrals: list[Violation] = []
+        #: published RRsets larger than the budget: (time, size)
+        self.over_budget: list[tuple[float, int]] = []
+        self.lose_reply_next = False
+        self.partial_next = False
+        #: a renewal staged at this checkpoint by something that ignores the lock
+        self.race: tuple[str, dict[str, Any]] | None = None
+        self.lose_ledger_at: str | None = None
+        #: the MTA-side check of a deploy: the staged file must still hold the gated chain
+        self.compare_staged = True
         self.said: set[str] = set()
 
     # -- helpers -------------------------------------------------------------
@@ -260,6 +296,10 @@ class World:
         return out
 
     def check(self) -> None:
+        if len(self.primary.records) > self.settings.policy.budget and (
+            not self.over_budget or self.over_budget[-1][1] != len(self.primary.records)
+        ):
+            self.over_budget.append((self.clock, len(self.primary.records)))
         seen: set[tuple[str, int]] = set()
         for server, version in self.cacheable():
             if not version.records:
@@ -271,23 +311,25 @@ class World:
                 seen.add(key)
                 if not chain.covered_by(version.records) and (key, server) not in self.reported:
                     self.reported.add((key, server))
-                    self.violations.append(
-                        Violation(
-                            self.clock,
-                            chain.label,
-                            tuple(sorted(r.to_text()[:14] for r in version.records)),
-                            server,
-                        )
+                    found = Violation(
+                        self.clock,
+                        chain.label,
+                        tuple(sorted(r.to_text()[:14] for r in version.records)),
+                        server,
                     )
+                    self.violations.append(found)
+                    if not chain.authenticates(version.records):
+                        self.deferrals.append(found)
 
     def sender_verdict(self) -> str:
+        """What an RFC 7672 sender concludes: it defers only if no usable record matches."""
         bad = sorted(
             {
                 c.label
                 for _, v in self.cacheable()
                 if v.records
                 for c in self.presentable()
-                if not c.covered_by(v.records)
+                if not c.authenticates(v.records)
             }
         )
         if bad:
@@ -326,6 +368,14 @@ class World:
         return {o: tuple(views) for o in owners}
 
     def apply(self, changeset: ChangeSet) -> None:
+        if self.partial_next:
+            # A provider without atomic batches: the additions land, then the call fails.
+            self.partial_next = False
+            adds = frozenset().union(*(c.add for c in changeset.changes))
+            if adds - self.primary.records and changeset.changes[0].expected == self.primary.records:
+                self.publish(self.primary.records | adds, self.primary.ttl)
+                self.log("the provider applied only the additions, then failed")
+            raise ProviderError("simulated partial write (HTTP 500 after the first records)", "retry")
         if self.edit_before_apply:
             self.edit_before_apply = False
             stray = Tlsa.from_text("3 1 1 " + self._bytes(32).hex())
@@ -344,15 +394,26 @@ class World:
             ttl = change.ttl
         self.applies += 1
         self.publish(records, ttl)
+        if self.lose_reply_next:
+            self.lose_reply_next = False
+            self.log("the change was applied but its reply was lost")
+            raise ProviderError("simulated timeout waiting for the reply", "retry later")
 
     def wait_for_propagation(self, changeset: ChangeSet) -> None:
         """Propagation takes the time it takes; the engine decides on observations."""
 
     def deploy(self, chain: ChainFacts) -> None:
-        """Rename the staged file over the live one, then reload the MTA (a kill can fall between)."""
-        self.live[chain.key_type] = chain
+        """Rename the staged file over the live one, then reload the MTA (a kill can fall between).
+
+        The file is what holds the staged name now; like LivePorts it is compared with
+        the gated chain first (``compare_staged``).
+        """
+        file = self.staged.get(chain.key_type)
+        if file is None or (self.compare_staged and chain_identity(file) != chain_identity(chain)):
+            raise StagedChanged("the staged file changed after its gate was computed", "next run")
+        self.live[chain.key_type] = file
         self.staged.pop(chain.key_type, None)
-        self.log(f"deploy {chain.label}")
+        self.log(f"deploy {file.label}")
         self.check()
         self._checkpoint("renamed")
         self._reload(chain)
@@ -362,6 +423,12 @@ class World:
 
     def _reload(self, chain: ChainFacts) -> None:
         kt = chain.key_type
+        if kt in self.mta_other:
+            self.serving[kt] = self.mta_other[kt]
+            raise TlsaManagerError(
+                f"after the reload the server presents {self.mta_other[kt].label}, not {chain.label}",
+                "point the MTA at the configured file",
+            )
         if self.mta_stuck:
             self.log_once(f"MTA reloaded but still presents {self.serving[kt].label}")
             raise TlsaManagerError(
@@ -373,8 +440,15 @@ class World:
             self.log(f"MTA reloaded: presents {self.live[kt].label}")
         self.check()
 
+    def presented(self) -> tuple[ChainFacts, ...] | None:
+        """The probe of the MTA (exact in this world), unless the world says it has none."""
+        return tuple(self.serving.values()) if self.can_probe else None
+
+    def read_clocks(self) -> ClockSample:
+        return ClockSample(self.clock + self.skew, self.clock - self.t0 + 1000.0, self.boot_id)
+
     def now(self) -> float:
-        return self.clock
+        return self.clock + self.skew
 
     # -- runs ----------------------------------------------------------------
 
@@ -382,6 +456,20 @@ class World:
         self.saved = data.copy()
 
     def _checkpoint(self, step: str) -> None:
+        if self.race is not None and self.race[0] == step:
+            _, ev = self.race
+            self.race = None
+            kt = ev.get("key_type", "ecdsa")
+            if kt in self.live:
+                issuer = ev.get("issuer") or self.live[kt].issuer_name or ""
+                chain = self.new_chain(kt, issuer, new_key=bool(ev.get("new_key", True)), old=self.live[kt])
+                self.staged[kt] = chain
+                self.log(f"{chain.label} staged without the lock while a run is at '{step}'")
+        if self.lose_ledger_at == step:
+            self.lose_ledger_at = None
+            self.saved = LedgerData()
+            self.log(f"the ledger is deleted while a run is at '{step}'")
+            raise SimCrash(step)
         if step == "observed" and self.parallel_next:
             self.parallel_next = False
             self.log(
@@ -495,6 +583,27 @@ class World:
             self.edit_before_apply = True
         elif kind == "parallel":
             self.parallel_next = True
+        elif kind == "external-ttl":
+            self.external_ttl(int(event["ttl"]))
+        elif kind == "lose-ledger":
+            if event.get("step"):
+                self.lose_ledger_at = str(event["step"])
+            else:
+                self.saved = LedgerData()
+                self.log("the ledger is deleted")
+        elif kind == "clock-step":
+            self.skew += float(event["seconds"])
+            self.log(f"the host clock steps by {event['seconds']:+.0f} s (now off by {self.skew:+.0f} s)")
+        elif kind == "lose-reply":
+            self.lose_reply_next = True
+        elif kind == "partial-write":
+            self.partial_next = True
+        elif kind == "stage-race":
+            self.race = (str(event.get("step", "gated")), event)
+        elif kind == "mta-fixed":
+            if self.mta_other:
+                self.mta_other = {}
+                self.log("the MTA is pointed at the configured files (not reloaded yet)")
         elif kind == "mta-stuck":
             self.mta_stuck = bool(event.get("stuck", True))
             self.log("the MTA " + ("ignores reloads from now on" if self.mta_stuck else "reloads again"))

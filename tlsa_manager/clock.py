@@ -1,0 +1,77 @@
+"""Is the wall clock trustworthy?  Steps detected against a clock nobody can set.
+
+Every wait of the deploy gate is a difference of wall-clock times, some taken in
+earlier runs (the ledger).  A clock that was hours behind and is then stepped
+forward by NTP makes those differences too large and would open a gate early.  The
+kernel's boot-time clock (CLOCK_BOOTTIME) counts seconds since boot, including
+suspend, and cannot be set; within one boot the wall clock must advance as it does,
+within the slack.  A step is also evident when the ledger holds times in the future.
+When a step is detected the engine starts a new, blind history: gates then wait as
+after a lost ledger (docs/planner.md, "Assumptions").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ClockSample:
+    """The wall clock, the boot-time clock and the boot they belong to, read together."""
+
+    wall: float
+    boot: float
+    boot_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | None) -> ClockSample | None:
+        if not doc:
+            return None
+        try:
+            return cls(float(doc["wall"]), float(doc["boot"]), str(doc["boot_id"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def sample() -> ClockSample:
+    """Read the clocks of this machine (the only I/O in this module)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot_id = handle.read().strip()
+    except OSError:
+        boot_id = "unknown"
+    boot = time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+    return ClockSample(time.time(), boot, boot_id)
+
+
+def step(before: ClockSample | None, now: ClockSample, tolerance: float) -> str | None:
+    """Why the wall clock cannot be trusted between two samples, or None.
+
+    Across a reboot the boot-time clock restarts, so no comparison is possible; a
+    step there is seen only through times in the future (:func:`future`).
+    """
+    if before is None or before.boot_id != now.boot_id or now.boot_id == "unknown":
+        return None
+    drift = (now.wall - before.wall) - (now.boot - before.boot)
+    if abs(drift) > tolerance:
+        direction = "forward" if drift > 0 else "back"
+        return f"the wall clock stepped {direction} by {abs(drift):.0f} s since {_iso(before.wall)}"
+    return None
+
+
+def future(times: Iterable[float], now: float, tolerance: float) -> str | None:
+    """A step back: the ledger recorded a time later than now."""
+    latest = max(times, default=None)
+    if latest is not None and latest > now + tolerance:
+        return f"the ledger holds a time {latest - now:.0f} s in the future ({_iso(latest)})"
+    return None
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
