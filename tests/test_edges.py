@@ -95,3 +95,136 @@ def test_the_published_rrset_never_exceeds_the_budget() -> None:
     assert r311(nxt) not in result and r211("YE3") not in result
     h13 = [h for h in p.hazards if h.code == "H13" and "left out" in h.message]
     assert h13 and "left out (next, issuer-backup)" in h13[0].message.replace("addition(s) are ", "")
+
+
+# ---------------------------------------------------------------- 1: TTL memory
+
+
+def test_a_long_ttl_counts_until_every_server_stopped_serving_it() -> None:
+    """TTL lowered while ns2 is stale at 1 day; the next observation, 3 days later, shows the
+    new key's records everywhere.  ns2's 1-day RRset may have been served until just
+    before that observation, so the wait is 2 x 1 day from it, not 2 x 300 s."""
+    from test_policy_planner import KNOWN, T0, chain, make, r311
+
+    from tlsa_manager.observations import ServerView
+    from tlsa_manager.planner import OwnerInput
+    from tlsa_manager.policy import desired
+    from tlsa_manager.provider import RRset
+    from tlsa_manager.records import owner_name
+
+    from test_policy_planner import ISSUERS
+
+    owner = owner_name("mail.example.com")
+    live, staged = chain("live"), chain("staged", issuer="YE1")
+    old = desired([live], issuers=ISSUERS).as_set()
+    new = old | {r311(staged)}
+    day = 86400
+    h = KNOWN.observe(T0, [ServerView("ns1", old, day), ServerView("ns2", old, day)])
+    h = h.observe(T0 + 60, [ServerView("ns1", old, 300), ServerView("ns2", old, day)])
+    later = T0 + 3 * day
+    views = (ServerView("ns1", new, 300), ServerView("ns2", new, 300))
+    h = h.observe(later, views)
+    assert h.max_ttl() == day  # remembered: ns2 served it until somewhere before `later`
+    p = make([live], [staged], owners=[OwnerInput(owner, RRset(owner, new, 300), views, h)], now=later + 1000)
+    assert not p.gates[0].ready and p.gates[0].opens_at == later + 2 * day + 300
+
+
+# ---------------------------------------------------------------- 2: lost ledger
+
+
+def _sim(**kw):  # type: ignore[no-untyped-def]
+    from tlsa_manager.simulation import World
+    from test_simulation import ISSUERS
+
+    return World(ISSUERS, servers=kw.pop("servers", {"ns1": 0, "ns2": 60}), **kw)
+
+
+def test_a_lost_ledger_after_a_ttl_decrease_waits_the_ttl_ceiling() -> None:
+    from tlsa_manager.ledger import LedgerData
+
+    hour = 3600
+    world = _sim(ttl=8 * hour, ttl_ceiling=86400)
+    world.run([(0, {"do": "sync"}), (hour, {"do": "ttl", "ttl": 300})], until=2 * hour, timer=600)
+    assert world.primary.ttl == 300
+    world.saved = LedgerData()  # the ledger is deleted (restored from an old backup, a new disk...)
+    world.run([(2 * hour + 1, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})],
+              until=5 * 86400, timer=600)
+    deploy = next(line for line in world.timeline if "  deploy " in line)
+    assert deploy.replace(" ", "").startswith("T+2d2h"), deploy  # history began at 2 h: 2 x 1 day later
+    assert not world.violations and not world.deferrals
+
+
+@pytest.mark.parametrize("probe", [True, False])
+def test_a_lost_ledger_never_removes_what_the_mta_may_still_present(probe: bool) -> None:
+    """Killed between rename and reload, then the ledger is lost: with prune = true the next
+    run must not remove the old key's record, which the MTA still presents."""
+    from tlsa_manager.policy import HostPolicy
+
+    hour = 3600
+    world = _sim(ttl=300, policy=HostPolicy(prune=True), can_probe=probe)
+    world.run([(0, {"do": "sync"}),
+               (hour - 1, {"do": "mta-stuck"}),  # the deploy's reload will not take
+               (hour, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})],
+              until=2 * hour, timer=600)
+    assert any("  deploy " in line for line in world.timeline)
+    assert world.saved.host("mail.example.com").deploys  # unconfirmed...
+    world.run_event({"do": "lose-ledger"})  # ...and then the journal is gone
+    world.run([], until=3 * hour, timer=600)
+    old = world.serving["ecdsa"]
+    assert old.label.startswith("ecdsa#1") and old.covered_by(world.primary.records)
+    assert not world.violations
+    if probe:  # the probe showed the old chain: it counts as live until the MTA presents the file
+        world.run_event({"do": "mta-stuck", "stuck": False})
+        world.run([], until=hour * 5, timer=600)
+        assert world.serving["ecdsa"] == world.live["ecdsa"] and not old.covered_by(world.primary.records)
+    assert not world.violations
+
+
+# ---------------------------------------------------------------- 3: clock steps
+
+
+def test_clock_step_detection() -> None:
+    from tlsa_manager.clock import ClockSample, future, step
+
+    before = ClockSample(1000.0, 50.0, "b")
+    assert step(before, ClockSample(1000.0 + 3600, 50.0 + 3600, "b"), 300) is None
+    assert "stepped forward by 10800 s" in (step(before, ClockSample(1000 + 4 * 3600, 50 + 3600, "b"), 300) or "")
+    assert step(before, ClockSample(1000 + 4 * 3600, 10, "c"), 300) is None  # a reboot: cannot tell
+    assert "in the future" in (future([5000.0], 1000.0, 300) or "")
+
+
+def test_a_clock_stepped_forward_does_not_open_a_gate_early() -> None:
+    """The host clock is 3 h behind while the new key's records go out; NTP then steps it
+    forward.  The wall clock now says the records were served for hours: they were not."""
+    hour = 3600
+    world = _sim(ttl=hour, skew=-3 * hour)
+    world.run([(0, {"do": "sync"}),
+               (hour, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"}),
+               (hour + 20 * 60, {"do": "clock-step", "seconds": 3 * hour})], until=4 * 86400, timer=600)
+    assert any("stepped forward" in line for line in world.timeline)
+    assert not world.violations and not world.deferrals
+    assert any("  deploy " in line for line in world.timeline)
+
+
+# ---------------------------------------------------------------- 7: the MTA serves another chain
+
+
+def test_an_mta_presenting_another_chain_is_covered_and_blocks_deploys() -> None:
+    hour = 3600
+    world = _sim(ttl=300, mta_other=True)
+    other = world.serving["ecdsa"]
+    assert other != world.live["ecdsa"]
+    world.run([(0, {"do": "sync"}),
+               (hour, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})],
+              until=DAY, timer=600)
+    assert other.covered_by(world.primary.records)  # probed before the first publish
+    assert not any("  deploy " in line for line in world.timeline)  # H26 blocks the rollover
+    assert any("not confirmed" in line for line in world.timeline)
+    world.run_event({"do": "mta-fixed"})
+    world.run([], until=2 * DAY, timer=600)
+    assert any("  deploy " in line for line in world.timeline)
+    assert world.serving["ecdsa"] == world.live["ecdsa"] and not other.covered_by(world.primary.records)
+    assert not world.violations
+
+
+DAY = 86400

@@ -620,8 +620,9 @@ class World:
     ) -> None:
         """Replay ``(offset_seconds, event)`` pairs; a timer runs ``sync`` every ``timer`` s."""
         queue = sorted(events, key=lambda e: e[0])
-        ticks = itertools.count(1)
-        next_tick = self.t0 + timer if timer else None
+        # Timer ticks at t0 + k x timer, from the first one after now (a replay resumes).
+        ticks = itertools.count(max(1, int((self.clock - self.t0) // timer) + 1) if timer else 1)
+        next_tick = self.t0 + next(ticks) * timer if timer else None
         i = 0
         while True:
             next_event = self.t0 + queue[i][0] if i < len(queue) else None
@@ -635,7 +636,7 @@ class World:
                 i += 1
             else:
                 self.sync("timer")
-                next_tick = self.t0 + (next(ticks) + 1) * timer if timer else None
+                next_tick = self.t0 + next(ticks) * timer if timer else None
         self.advance(self.t0 + until)
 
     def state_line(self) -> str:
