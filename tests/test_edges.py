@@ -104,15 +104,13 @@ def test_a_long_ttl_counts_until_every_server_stopped_serving_it() -> None:
     """TTL lowered while ns2 is stale at 1 day; the next observation, 3 days later, shows the
     new key's records everywhere.  ns2's 1-day RRset may have been served until just
     before that observation, so the wait is 2 x 1 day from it, not 2 x 300 s."""
-    from test_policy_planner import KNOWN, T0, chain, make, r311
+    from test_policy_planner import ISSUERS, KNOWN, T0, chain, make, r311
 
     from tlsa_manager.observations import ServerView
     from tlsa_manager.planner import OwnerInput
     from tlsa_manager.policy import desired
     from tlsa_manager.provider import RRset
     from tlsa_manager.records import owner_name
-
-    from test_policy_planner import ISSUERS
 
     owner = owner_name("mail.example.com")
     live, staged = chain("live"), chain("staged", issuer="YE1")
@@ -133,8 +131,9 @@ def test_a_long_ttl_counts_until_every_server_stopped_serving_it() -> None:
 
 
 def _sim(**kw):  # type: ignore[no-untyped-def]
-    from tlsa_manager.simulation import World
     from test_simulation import ISSUERS
+
+    from tlsa_manager.simulation import World
 
     return World(ISSUERS, servers=kw.pop("servers", {"ns1": 0, "ns2": 60}), **kw)
 
