@@ -227,3 +227,37 @@ def test_an_mta_presenting_another_chain_is_covered_and_blocks_deploys() -> None
 
 
 DAY = 86400
+
+
+# ---------------------------------------------------------------- 6: unobserved servers
+
+
+def test_rfc2136_without_nameservers_watches_the_zones_ns_not_the_host(bind) -> None:  # type: ignore[no-untyped-def]
+    """Real BIND: the NS lookup goes to the zone apex (example.test), found by SOA."""
+    from servers import ZONE
+    from test_rfc2136 import provider
+
+    spec = HostSpec(f"mx.{ZONE}", "bind")
+    ports = LivePorts(spec, provider(bind), load_bundled())
+    assert ports.zone().to_text() == f"{ZONE}."  # type: ignore[union-attr]
+    names = sorted(e.name for e in ports.endpoints())
+    assert names == [f"ns1.{ZONE} (127.0.0.1)", f"ns2.{ZONE} (127.0.0.1)"]
+
+
+def test_with_no_server_to_ask_a_new_key_waits_for_an_explicit_propagation_delay() -> None:
+    hour = 3600
+    events = [(0, {"do": "sync"}), (DAY, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})]
+    blind = _sim(ttl=300, servers={"ns1": 0, "ns2": 3 * hour, "ns3": 60}, unobserved=True)
+    blind.run(events, until=4 * DAY, timer=600)
+    assert not any("  deploy " in line for line in blind.timeline)
+    assert not blind.violations  # the lagging secondary no longer breaks mail
+    vouched = _sim(ttl=300, servers={"ns1": 0, "ns2": 3 * hour}, unobserved=True, propagation_delay=4 * hour)
+    vouched.run(events, until=4 * DAY, timer=600)
+    deploy = next(line for line in vouched.timeline if "  deploy " in line)
+    assert deploy.replace(" ", "").startswith("T+1d4h"), deploy
+    assert not vouched.violations
+    # A same-key renewal by the same issuer adds no record a sender must have fetched.
+    same = _sim(ttl=300, unobserved=True)
+    same.run([(0, {"do": "sync"}), (DAY, {"do": "renew", "key_type": "ecdsa", "new_key": False, "issuer": "YE1"})],
+             until=2 * DAY, timer=600)
+    assert any("  deploy " in line for line in same.timeline) and not same.violations

@@ -44,6 +44,8 @@ HOST_KEYS = {
     "nameservers",
     "probe",
     "probe_port",
+    "ttl_ceiling",
+    "propagation_delay",
 }
 
 
@@ -71,6 +73,8 @@ class HostSpec:
     nameservers: tuple[str, ...] = ()
     probe: str | None = None
     probe_port: int = 25
+    ttl_ceiling: int = 86400
+    propagation_delay: float | None = None
 
     @property
     def policy(self) -> HostPolicy:
@@ -184,6 +188,12 @@ def _host_spec(
         nameservers=tuple(str(n) for n in merged.get("nameservers", [])),
         probe=str(merged["probe"]) if merged.get("probe") else None,
         probe_port=_int(merged.get("probe_port", 25), f"{where}.probe_port", 1, 65535),
+        ttl_ceiling=int(parse_duration(merged.get("ttl_ceiling", 86400), f"{where}.ttl_ceiling")),
+        propagation_delay=(
+            parse_duration(merged["propagation_delay"], f"{where}.propagation_delay")
+            if merged.get("propagation_delay") is not None
+            else None
+        ),
     )
 
 

@@ -103,6 +103,7 @@ class HostSettings:
     default_ttl: int = 3600
     slack: float = DEFAULT_SLACK
     ttl_ceiling: int = DEFAULT_TTL_CEILING
+    propagation_delay: float | None = None
 
 
 @dataclass
@@ -206,6 +207,7 @@ def make_plan(settings: HostSettings, ports: HostPorts, ledger: LedgerData, *, r
             default_ttl=settings.default_ttl,
             slack=settings.slack,
             ttl_ceiling=settings.ttl_ceiling,
+            propagation_delay=settings.propagation_delay,
             history_unknown=unknown,
             notices=mismatch_hazards(ledger, settings.host),
         )

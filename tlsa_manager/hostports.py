@@ -96,11 +96,42 @@ class LivePorts:
     # -- DNS --------------------------------------------------------------------
 
     def endpoints(self) -> list[Endpoint]:
+        """The servers to watch: the configured list, else every address of the zone's NS
+        names (from the provider where it can say, else from the DNS), for every provider."""
         if self.spec.nameservers:
             return [parse_endpoint(n) for n in self.spec.nameservers]
-        zone = self.owners[0].parent().parent()
-        servers = self.provider.nameservers(zone)
-        return [Endpoint(s.name, s.address, s.port) for s in servers]
+        zone = self.zone()
+        if zone is None:
+            return []
+        try:
+            servers = [Endpoint(s.name, s.address, s.port) for s in self.provider.nameservers(zone)]
+        except TlsaManagerError as exc:
+            log.warning("%s: %s", self.spec.name, exc.one_line())
+            servers = []
+        if servers:
+            return servers
+        from tlsa_manager.resolve import ValidatingResolver
+
+        try:
+            return ValidatingResolver(timeout=3.0).authoritative_servers(zone)
+        except TlsaManagerError:
+            return []
+
+    def zone(self) -> dns.name.Name | None:
+        """The apex of the zone holding the host's owner names (never the host name itself)."""
+        owner = self.owners[0]
+        zone_for = getattr(self.provider, "zone_for", None)
+        if zone_for is not None:
+            try:
+                return zone_for(owner)  # type: ignore[no-any-return]
+            except TlsaManagerError:
+                pass
+        from tlsa_manager.resolve import ValidatingResolver
+
+        try:
+            return ValidatingResolver(timeout=3.0).zone_of(owner)
+        except TlsaManagerError:
+            return None
 
     def view(self) -> DnsView | None:
         if self._view is None:
@@ -117,8 +148,8 @@ class LivePorts:
         if view is not None:
             return view.observe(owners)
         note = (
-            f"{self.spec.name}: no authoritative server to ask; the provider's copy is the only view "
-            "(set nameservers = [...] so gates wait for real servers)"
+            f"{self.spec.name}: no authoritative server can be asked (the zone's NS gave none); "
+            "new keys and issuers stay staged unless propagation_delay is set (set nameservers = [...])"
         )
         if note not in self.notes:
             self.notes.append(note)
@@ -126,7 +157,10 @@ class LivePorts:
         return {
             o: (
                 ServerView(
-                    f"{self.provider.name} (no servers configured)", published[o].records, published[o].ttl
+                    f"{self.provider.name} (no servers configured)",
+                    published[o].records,
+                    published[o].ttl,
+                    provider_copy=True,
                 ),
             )
             for o in owners
@@ -299,4 +333,6 @@ def host_settings(spec: HostSpec, catalog: Catalog, negative: int) -> HostSettin
         negative,
         spec.ttl,
         spec.slack,
+        spec.ttl_ceiling,
+        spec.propagation_delay,
     )

@@ -154,6 +154,7 @@ def _obs_to_json(o: Observation) -> dict[str, Any]:
                 "records": None if v.records is None else sorted(r.to_text() for r in v.records),
                 "ttl": v.ttl,
                 "error": v.error,
+                **({"provider_copy": True} if v.provider_copy else {}),
             }
             for v in o.views
         ],
@@ -173,6 +174,7 @@ def _obs_from_json(doc: dict[str, Any]) -> Observation:
             None if v["records"] is None else frozenset(Tlsa.from_text(t) for t in v["records"]),
             v.get("ttl"),
             v.get("error"),
+            bool(v.get("provider_copy", False)),
         )
         for v in doc["views"]
     )

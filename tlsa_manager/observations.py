@@ -28,6 +28,8 @@ class ServerView:
     records: frozenset[Tlsa] | None
     ttl: int | None = None
     error: str | None = None
+    #: not an authoritative server but the provider's own copy (no server could be asked)
+    provider_copy: bool = False
 
     @property
     def answered(self) -> bool:

@@ -68,6 +68,9 @@ class PlanInput:
     #: the ledger's history of this host was lost or the clock stepped, and no probe
     #: showed what the MTA presents: no record is removed this run
     history_unknown: bool = False
+    #: when no authoritative server can be asked: the time the operator vouches that
+    #: every server takes at most to serve a change (None: new keys and issuers wait)
+    propagation_delay: float | None = None
     #: hazards found outside the planner's inputs (e.g. H26, the MTA presents another chain)
     notices: tuple[Hazard, ...] = ()
 
@@ -371,6 +374,18 @@ def _gate(inp: PlanInput, chain: ChainFacts) -> Gate:
                 ("not yet served by " + ", ".join(lag)) if published else "its records are not published yet"
             )
             return Gate(chain.label, None, None, 0, False, why)
+        if owner.views and all(v.provider_copy for v in owner.views) and not _as_live(inp, chain, owner):
+            if inp.propagation_delay is None:
+                return Gate(
+                    chain.label,
+                    None,
+                    None,
+                    0,
+                    False,
+                    f"no authoritative server can be asked for {owner.owner}: a new key or issuer goes "
+                    "live only with nameservers = [...] or an explicit propagation_delay",
+                )
+            t_sync += inp.propagation_delay
         ttl_pos = max(owner.history.max_ttl(), owner.published.ttl or 0)
         ttl_neg = inp.negative_ttl if owner.history.was_absent() else 0
         w = 2 * max(ttl_pos, ttl_neg) + inp.slack
@@ -395,6 +410,17 @@ def _gate(inp: PlanInput, chain: ChainFacts) -> Gate:
         )
     )
     return Gate(chain.label, opens_at, max(syncs), wait, ready, reason)
+
+
+def _as_live(inp: PlanInput, chain: ChainFacts, owner: OwnerInput) -> bool:
+    """True when every published record matching ``chain`` matches a live chain too: it
+    adds nothing a sender must have fetched (same key, same issuer), so no wait is needed."""
+    published = owner.published.records
+    for kind in inp.desired.kinds:
+        mine = chain.matching(kind) & published
+        if not mine or not mine <= frozenset().union(*(c.matching(kind) for c in inp.live)):
+            return False
+    return True
 
 
 def server_hazards(inp: PlanInput, owner: OwnerInput) -> list[Hazard]:

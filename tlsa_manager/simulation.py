@@ -141,6 +141,8 @@ class World:
         skew: float = 0.0,
         mta_other: bool = False,
         can_probe: bool = True,
+        unobserved: bool = False,
+        propagation_delay: float | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.issuers = {i.name: i for i in issuers}
@@ -165,7 +167,10 @@ class World:
             ttl,
             slack,
             ttl_ceiling,
+            propagation_delay,
         )
+        #: no authoritative server can be asked: the engine sees only the provider's copy
+        self.unobserved = unobserved
         self.live: dict[str, ChainFacts] = {}
         self.staged: dict[str, ChainFacts] = {}
         self.next_keys: dict[str, ChainFacts] = {}
@@ -356,6 +361,10 @@ class World:
         return {o: RRset(o, self.primary.records, ttl) for o in owners}
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+        if self.unobserved:
+            ttl = self.primary.ttl if self.primary.records else None
+            copy = ServerView("provider", self.primary.records, ttl, provider_copy=True)
+            return {o: (copy,) for o in owners}
         views = []
         for server in self.servers.values():
             version = server.current()
