@@ -234,8 +234,9 @@ DAY = 86400
 
 def test_rfc2136_without_nameservers_watches_the_zones_ns_not_the_host(bind) -> None:  # type: ignore[no-untyped-def]
     """Real BIND: the NS lookup goes to the zone apex (example.test), found by SOA."""
-    from servers import ZONE
     from test_rfc2136 import provider
+
+    from servers import ZONE
 
     spec = HostSpec(f"mx.{ZONE}", "bind")
     ports = LivePorts(spec, provider(bind), load_bundled())
