@@ -262,3 +262,46 @@ def test_with_no_server_to_ask_a_new_key_waits_for_an_explicit_propagation_delay
     same.run([(0, {"do": "sync"}), (DAY, {"do": "renew", "key_type": "ecdsa", "new_key": False, "issuer": "YE1"})],
              until=2 * DAY, timer=600)
     assert any("  deploy " in line for line in same.timeline) and not same.violations
+
+
+# ---------------------------------------------------------------- 4: two machines, one owner
+
+
+def test_two_instances_on_one_owner_never_remove_each_others_records(cli, cf_fake, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two MTAs behind one MX name, each with its own key and its own tlsa-manager, both
+    publishing through Cloudflare with prune off: each removes only what it published."""
+    from tlsa_manager.records import Tlsa
+
+    monkeypatch.setenv("CF_TEST_TOKEN", cf_fake.token)
+    host = "mx.example.test"
+    configs, keys = [], []
+    for name in ("mx-a", "mx-b"):
+        leaf, chain = le_shaped_chain(host, "ye1.pem")
+        pki.write(tmp_path / name / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
+        config = tmp_path / name / "config.toml"
+        config.write_text(f"""
+state_dir = "{tmp_path / name / 'state'}"
+instance = "{name}"
+[providers.cf]
+type = "cloudflare"
+api_token_env = "CF_TEST_TOKEN"
+api_url = "{cf_fake.base_url}"
+[hosts."{host}"]
+provider = "cf"
+cert = "{tmp_path / name / 'ecdsa.pem'}"
+""")
+        configs.append(config)
+        keys.append(Tlsa.from_text(cli("records", tmp_path / name / "ecdsa.pem", "--usage", "3").out))
+    zone = cf_fake.zone("example.test")
+
+    def published() -> frozenset[Tlsa]:
+        return frozenset(Tlsa.from_text("{usage} {selector} {matching_type} {certificate}".format(**r["data"]))
+                         for r in zone.records.values())
+
+    for _ in range(2):
+        for config in configs:
+            result = cli("--config", config, "sync", host)
+            assert result.code == 0, result.err
+    assert set(keys) <= published()  # each machine's "3 1 1" stays
+    comments = {r["comment"] for r in zone.records.values()}
+    assert comments == {"managed by tlsa-manager [mx-a]", "managed by tlsa-manager [mx-b]"}

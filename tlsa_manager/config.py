@@ -89,6 +89,8 @@ class Config:
     hosts: Mapping[str, HostSpec]
     state_dir: Path | None = None
     source: str = "flags"
+    #: who publishes (Cloudflare comment marks are per instance); default: the host name
+    instance: str | None = None
 
     def host(self, name: str) -> HostSpec:
         wanted = name.rstrip(".").lower()
@@ -225,11 +227,11 @@ def load_config(path: Path) -> Config:
 
 
 def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path | None = None) -> Config:
-    unknown = set(doc) - {"state_dir", "providers", "hosts", "defaults"}
+    unknown = set(doc) - {"state_dir", "instance", "providers", "hosts", "defaults"}
     if unknown:
         raise ConfigError(
             f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}",
-            "use state_dir, [defaults], [providers.NAME], [hosts.NAME]",
+            "use state_dir, instance, [defaults], [providers.NAME], [hosts.NAME]",
         )
     providers: dict[str, Mapping[str, Any]] = {}
     for name, settings in dict(doc.get("providers", {})).items():
@@ -243,7 +245,10 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
         for name, hdoc in dict(doc.get("hosts", {})).items()
     }
     state = _path(doc["state_dir"], "state_dir", base) if doc.get("state_dir") else None
-    return Config(providers, hosts, state, source)
+    instance = doc.get("instance")
+    if instance is not None and (not isinstance(instance, str) or not instance.strip()):
+        raise ConfigError("instance must be a non-empty string", 'e.g. instance = "mx1-postfix"')
+    return Config(providers, hosts, state, source, instance)
 
 
 def config_from_flags(

@@ -123,9 +123,15 @@ class LivePorts:
         zone_for = getattr(self.provider, "zone_for", None)
         if zone_for is not None:
             try:
-                return zone_for(owner)  # type: ignore[no-any-return]
+                found = zone_for(owner)
             except TlsaManagerError:
-                pass
+                found = None
+            if isinstance(found, tuple):  # Cloudflare: (zone id, zone name)
+                found = found[-1]
+            if isinstance(found, str):
+                found = dns.name.from_text(found)
+            if isinstance(found, dns.name.Name):
+                return found
         from tlsa_manager.resolve import ValidatingResolver
 
         try:

@@ -111,6 +111,10 @@ class Provider(abc.ABC):
     capabilities: ClassVar[Capabilities]
     #: config keys this provider accepts, with a one-line description each
     settings: ClassVar[Mapping[str, str]] = {}
+    #: who publishes through this provider (config ``instance``, default the machine's
+    #: host name): a provider that marks records as managed marks them per instance, so
+    #: two machines publishing at one owner name never remove each other's records
+    instance: str = ""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         unknown = set(config) - set(self.settings) - {"type", "name"}

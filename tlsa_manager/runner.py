@@ -6,6 +6,7 @@ session per provider name serves every host that uses it in a run.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ def open_hosts(
             cls = provider_class(str(settings.pop("type")))
             settings.pop("name", None)
             providers[spec.provider] = cls(settings)
+            providers[spec.provider].instance = config.instance or socket.gethostname()
         ports: LivePorts
         if at is not None:
             ports = AtPorts(spec, providers[spec.provider], catalog, propagation_timeout)

@@ -8,7 +8,10 @@
   applies all or nothing.  Before it, the owners are listed again and compared with
   what the plan expected (compare-and-swap).  The SDK's own retries are off for the
   batch: a retried create can duplicate; after a 429 or 5xx we list again and decide.
-- Records we create carry ``comment = "managed by tlsa-manager"``; hex is compared
+- Records we create carry ``comment = "managed by tlsa-manager [INSTANCE]"``, INSTANCE
+  being this installation's ``instance`` (default: the machine's host name), so two
+  machines publishing at one MX name never take each other's records for their own;
+  hex is compared
   case-insensitively and numeric fields (floats in the SDK's models) are cast to int.
 - Error 81058 ("identical record exists") counts as present.
 - The token comes from ``api_token_env`` or ``api_token_file``; it is never printed,
@@ -244,7 +247,7 @@ class CloudflareProvider(Provider):
         out = {}
         for zone_id, zone_owners in by_zone.items():
             for owner, records in self._by_owner(self._list(zone_id, zone_owners), zone_owners).items():
-                out[owner] = _rrset(owner, records)
+                out[owner] = _rrset(owner, records, marker(self.instance))
         return out
 
     # -- apply --------------------------------------------------------------
@@ -278,7 +281,7 @@ class CloudflareProvider(Provider):
                     if _tlsa(record) in remove:
                         deletes.append({"id": record.id})
                 for tlsa in sorted(add):
-                    posts.append(_post(change.owner, tlsa, change.ttl))
+                    posts.append(_post(change.owner, tlsa, change.ttl, marker(self.instance)))
             if done:
                 return
             try:
@@ -369,20 +372,25 @@ def _tlsa(record: Any) -> Tlsa:
     )
 
 
-def _rrset(owner: dns.name.Name, records: Sequence[Any]) -> RRset:
+def marker(instance: str) -> str:
+    """The comment that marks a record as published by this instance (and no other)."""
+    return f"{MARKER} [{instance}]" if instance else MARKER
+
+
+def _rrset(owner: dns.name.Name, records: Sequence[Any], mark: str = "") -> RRset:
     if not records:
         return RRset(owner)
     tlsas = frozenset(_tlsa(r) for r in records)
-    managed = frozenset(_tlsa(r) for r in records if (r.comment or "").startswith(MARKER))
+    managed = frozenset(_tlsa(r) for r in records if mark and (r.comment or "") == mark)
     return RRset(owner, tlsas, max(int(r.ttl) for r in records), managed)
 
 
-def _post(owner: dns.name.Name, record: Tlsa, ttl: int) -> dict[str, Any]:
+def _post(owner: dns.name.Name, record: Tlsa, ttl: int, mark: str = MARKER) -> dict[str, Any]:
     return {
         "type": "TLSA",
         "name": owner.to_text(omit_final_dot=True),
         "ttl": ttl,
-        "comment": MARKER,
+        "comment": mark,
         "data": {
             "usage": int(record.usage),
             "selector": int(record.selector),
