@@ -305,3 +305,27 @@ cert = "{tmp_path / name / 'ecdsa.pem'}"
     assert set(keys) <= published()  # each machine's "3 1 1" stays
     comments = {r["comment"] for r in zone.records.values()}
     assert comments == {"managed by tlsa-manager [mx-a]", "managed by tlsa-manager [mx-b]"}
+
+
+def _two_instances(shared_marks: bool):  # type: ignore[no-untyped-def]
+    hour = 3600
+    a = _sim(ttl=300, ttl_ceiling=3600)
+    b = a.add_instance("B:", ttl_ceiling=3600)
+    for w in (a, b):
+        w.shared_marks = shared_marks
+    a.run([(0, {"do": "sync"}), (60, {"do": "sync", "instance": 1}),
+           (hour, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"}),
+           (hour + 5, {"do": "interleave", "step": "applied", "other": 1}),
+           (2 * hour, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE3", "instance": 1})],
+          until=DAY, timer=600)
+    return a, b
+
+
+def test_two_instances_in_the_simulation_keep_each_others_keys() -> None:
+    a, b = _two_instances(shared_marks=False)
+    assert any("  deploy B:" in line for line in a.timeline) and any("  deploy ecdsa#" in line for line in a.timeline)
+    assert b.live["ecdsa"].covered_by(a.primary.records) and a.live["ecdsa"].covered_by(a.primary.records)
+    assert not a.violations and not a.deferrals
+    # With one marker for everyone (the old Cloudflare comment) each removes the other's key.
+    old_a, _ = _two_instances(shared_marks=True)
+    assert old_a.deferrals

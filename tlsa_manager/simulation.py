@@ -56,6 +56,7 @@ EVENTS = (
     "partial-write",
     "stage-race",
     "mta-fixed",
+    "interleave",
 )
 
 
@@ -121,8 +122,54 @@ def _dur(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
+class Dns:
+    """What every instance shares: the clock, the authoritative servers, the primary's RRset,
+    who published each record (provider marks), and the checks' findings."""
+
+    def __init__(self, start: float, ttl: int, servers: dict[str, float]) -> None:
+        self.t0 = start
+        self.clock = start
+        self.serial = itertools.count(1)
+        self.primary = Version(frozenset(), ttl, 0)
+        self.servers = {name: Server(name, lag) for name, lag in servers.items()}
+        for server in self.servers.values():
+            server.serve(self.primary, start)
+        self.pending: list[tuple[float, int, str, Version]] = []
+        self.seq = itertools.count()
+        self.worlds: list[World] = []
+        #: record -> the instance whose provider call added it (a Cloudflare comment)
+        self.marks: dict[Tlsa, str] = {}
+        self.violations: list[Violation] = []
+        self.deferrals: list[Violation] = []
+        self.over_budget: list[tuple[float, int]] = []
+        self.timeline: list[str] = []
+        self.reported: set[tuple[tuple[str, int], str]] = set()
+
+
+def _shared(name: str) -> property:
+    """An attribute of World that lives in the shared Dns."""
+    return property(lambda self: getattr(self.dns, name), lambda self, v: setattr(self.dns, name, v))
+
+
 class World:
-    """DNS servers, resolver caches, an MTA and a clock; the engine's ports."""
+    """DNS servers, resolver caches, an MTA and a clock; the engine's ports.
+
+    Several instances (machines behind one MX name, each with its own MTA, files,
+    ledger and clock) can share one DNS: :meth:`add_instance`.
+    """
+
+    t0 = _shared("t0")
+    clock = _shared("clock")
+    serial = _shared("serial")
+    primary = _shared("primary")
+    servers = _shared("servers")
+    pending = _shared("pending")
+    seq = _shared("seq")
+    violations = _shared("violations")
+    deferrals = _shared("deferrals")
+    over_budget = _shared("over_budget")
+    timeline = _shared("timeline")
+    reported = _shared("reported")
 
     def __init__(
         self,
@@ -143,20 +190,17 @@ class World:
         can_probe: bool = True,
         unobserved: bool = False,
         propagation_delay: float | None = None,
+        dns: Dns | None = None,
+        name: str = "",
     ) -> None:
         self.rng = random.Random(seed)
         self.issuers = {i.name: i for i in issuers}
-        self.t0 = start
-        self.clock = start
+        self.dns = dns or Dns(start, ttl, servers or {"ns1": 0, "ns2": 30})
+        self.dns.worlds.append(self)
+        #: the instance's name: prefixes its chains' labels, marks its records
+        self.name = name
         self.ttl = ttl
         self.owner = owner_name(HOST)
-        self.serial = itertools.count(1)
-        self.primary = Version(frozenset(), ttl, 0)
-        self.servers = {name: Server(name, lag) for name, lag in (servers or {"ns1": 0, "ns2": 30}).items()}
-        for server in self.servers.values():
-            server.serve(self.primary, start)
-        self.pending: list[tuple[float, int, str, Version]] = []
-        self.seq = itertools.count()
         self.settings = HostSettings(
             HOST,
             (self.owner,),
@@ -191,8 +235,6 @@ class World:
         self.mta_stuck = False
         self.ledger = LedgerData()
         self.saved = LedgerData()
-        self.violations: list[Violation] = []
-        self.timeline: list[str] = []
         self.fail_next_apply = False
         self.crash_at: str | None = None
         self.edit_before_apply = False
@@ -201,16 +243,17 @@ class World:
         self.narrate = False
         self.quiet_timer = False
         self.last_timer = ""
-        self.reported: set[tuple[tuple[str, int], str]] = set()
         #: the host clock runs ``skew`` seconds off the true time (steps change it)
         self.skew = skew
         self.boot_id = "boot-1"
         #: the MTA can be probed on its own port (``probe`` configured)
         self.can_probe = can_probe
-        #: RFC 7672 senders (any usable record matching) that would defer mail
-        self.deferrals: list[Violation] = []
-        #: published RRsets larger than the budget: (time, size)
-        self.over_budget: list[tuple[float, int]] = []
+        #: when this instance's MTA starts to get mail (peers: after their first sync)
+        self.in_service_at: float | None = self.dns.t0 if len(self.dns.worlds) == 1 else None
+        #: the provider's marks say only "managed by tlsa-manager", not which instance (the old way)
+        self.shared_marks = False
+        #: another instance runs a whole sync when this one reaches a checkpoint
+        self.interleave: tuple[str, int] | None = None
         self.lose_reply_next = False
         self.partial_next = False
         #: a renewal staged at this checkpoint by something that ignores the lock
@@ -246,7 +289,7 @@ class World:
             else CertFacts(self._bytes(40), self._bytes(60), issuer)
         )
         leaf = CertFacts(spki, b"CERT" + self._bytes(40), HOST)
-        return ChainFacts(f"{key_type}#{n}({issuer})", leaf, key_type, (ca,), issuer_name=issuer)
+        return ChainFacts(f"{self.name}{key_type}#{n}({issuer})", leaf, key_type, (ca,), issuer_name=issuer)
 
     def log(self, text: str) -> None:
         if self.quiet_timer and text.startswith("timer:"):
@@ -306,10 +349,11 @@ class World:
         ):
             self.over_budget.append((self.clock, len(self.primary.records)))
         seen: set[tuple[str, int]] = set()
+        presentable = [c for w in self.dns.worlds for c in w.presentable()]
         for server, version in self.cacheable():
             if not version.records:
                 continue
-            for chain in self.presentable():
+            for chain in presentable:
                 key = (chain.label, version.serial)
                 if key in seen:
                     continue
@@ -333,7 +377,8 @@ class World:
                 c.label
                 for _, v in self.cacheable()
                 if v.records
-                for c in self.presentable()
+                for w in self.dns.worlds
+                for c in w.presentable()
                 if not c.authenticates(v.records)
             }
         )
@@ -344,7 +389,13 @@ class World:
         return "DANE sender: accepts " + ", ".join(sorted(c.label for c in self.presentable()))
 
     def presentable(self) -> list[ChainFacts]:
-        """What the MTA presents now, and what it presents after any restart (the files)."""
+        """What the MTA presents now, and what it presents after any restart (the files).
+
+        A machine added behind the MX name later gets mail only once its first records
+        have been out for 2 TTLs + slack (the operator's part, as for a deploy).
+        """
+        if self.in_service_at is None or self.clock < self.in_service_at:
+            return []
         chains = {c.label: c for c in self.serving.values()}
         chains.update((c.label, c) for c in self.live.values())
         return list(chains.values())
@@ -357,8 +408,14 @@ class World:
         )
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        """The provider's copy, with the records it marks as this instance's (per-instance marks)."""
         ttl = self.primary.ttl if self.primary.records else None
-        return {o: RRset(o, self.primary.records, ttl) for o in owners}
+        mine = frozenset(
+            r
+            for r in self.primary.records
+            if r in self.dns.marks and (self.shared_marks or self.dns.marks[r] == self.name)
+        )
+        return {o: RRset(o, self.primary.records, ttl, mine) for o in owners}
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         if self.unobserved:
@@ -402,6 +459,11 @@ class World:
             records = (records - change.delete) | change.add
             ttl = change.ttl
         self.applies += 1
+        for change in changeset.changes:
+            for record in change.add - self.primary.records:
+                self.dns.marks[record] = self.name
+            for record in change.delete:
+                self.dns.marks.pop(record, None)
         self.publish(records, ttl)
         if self.lose_reply_next:
             self.lose_reply_next = False
@@ -457,7 +519,7 @@ class World:
         return ClockSample(self.clock + self.skew, self.clock - self.t0 + 1000.0, self.boot_id)
 
     def now(self) -> float:
-        return self.clock + self.skew
+        return float(self.clock + self.skew)
 
     # -- runs ----------------------------------------------------------------
 
@@ -465,6 +527,11 @@ class World:
         self.saved = data.copy()
 
     def _checkpoint(self, step: str) -> None:
+        if self.interleave is not None and self.interleave[0] == step:
+            other = self.dns.worlds[self.interleave[1] % len(self.dns.worlds)]
+            self.interleave = None
+            if other is not self:
+                other.sync(f"instance {other.name or 'A'} (while {self.name or 'A'} is at '{step}')")
         if self.race is not None and self.race[0] == step:
             _, ev = self.race
             self.race = None
@@ -499,6 +566,8 @@ class World:
         except TlsaManagerError as exc:
             self.log(f"{why}: failed: {exc.one_line()}")
             return
+        if self.in_service_at is None:
+            self.in_service_at = self.clock + 2 * self.primary.ttl + self.settings.slack
         summary = report.plans[0].summary() if report.plans else ""
         extra = f" (then: {report.plans[-1].summary()})" if len(report.plans) > 1 else ""
         self.log(f"{why}: {summary}{extra}")
@@ -556,9 +625,21 @@ class World:
 
     # -- event dispatch (scenarios and property tests) ----------------------
 
+    def add_instance(self, name: str, **kw: Any) -> World:
+        """Another machine behind the same MX name: own MTA, files, ledger, clock; same DNS."""
+        kw.setdefault("ttl", self.ttl)
+        kw.setdefault("seed", 7919 * len(self.dns.worlds) + self.rng.randrange(1 << 30))
+        return World(tuple(self.issuers.values()), dns=self.dns, name=name, **kw)
+
     def run_event(self, event: dict[str, Any]) -> None:
+        if "instance" in event:
+            target = self.dns.worlds[int(event["instance"]) % len(self.dns.worlds)]
+            target.run_event({k: v for k, v in event.items() if k != "instance"})
+            return
         kind = event["do"]
-        if kind == "sync":
+        if kind == "interleave":
+            self.interleave = (str(event.get("step", "observed")), int(event.get("other", 1)))
+        elif kind == "sync":
             self.sync()
         elif kind == "renew":
             self.renew(
@@ -644,7 +725,8 @@ class World:
                 self.run_event(queue[i][1])
                 i += 1
             else:
-                self.sync("timer")
+                for world in list(self.dns.worlds):
+                    world.sync("timer" if world is self else f"timer {world.name}")
                 next_tick = self.t0 + next(ticks) * timer if timer else None
         self.advance(self.t0 + until)
 
