@@ -309,8 +309,12 @@ cert = "{tmp_path / name / 'ecdsa.pem'}"
 
 def _two_instances(shared_marks: bool):  # type: ignore[no-untyped-def]
     hour = 3600
-    a = _sim(ttl=300, ttl_ceiling=3600)
-    b = a.add_instance("B:", ttl_ceiling=3600)
+    from tlsa_manager.policy import HostPolicy
+    from tlsa_manager.records import parse_params
+
+    only_ee = HostPolicy(kinds=(parse_params("3 1 1"),))  # so a missing key record defers mail
+    a = _sim(ttl=300, ttl_ceiling=3600, policy=only_ee)
+    b = a.add_instance("B:", ttl_ceiling=3600, policy=only_ee)
     for w in (a, b):
         w.shared_marks = shared_marks
     a.run([(0, {"do": "sync"}), (60, {"do": "sync", "instance": 1}),
