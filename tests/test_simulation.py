@@ -8,14 +8,17 @@ must each produce a violation, which shows the harness can fail.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from tlsa_manager import engine, planner
 from tlsa_manager.catalog import load_bundled
+from tlsa_manager.observations import History
 from tlsa_manager.policy import HostPolicy, issuers_from_catalog
 from tlsa_manager.records import parse_params
 from tlsa_manager.simulation import World
@@ -31,92 +34,162 @@ STEPS = [
     "apply-returned",
     "applied",
     "propagated",
+    "gated",
     "before-deploy",
     "deploy-intent",
     "renamed",
     "deployed",
 ]
 TIMELINES = int(os.environ.get("TLSA_SIM_TIMELINES", "10000"))
+#: TLSA_SIM_SEED=N replays another set of timelines; printed with every failure
+SEED = int(os.environ.get("TLSA_SIM_SEED", "20261125"))
+MUTANT_BUDGET = int(os.environ.get("TLSA_SIM_MUTANT_TIMELINES", "3000"))
 HOUR = 3600
 DAY = 86400
+#: the world's promise about resolvers (docs/planner.md): none caches longer than this
+#: (Unbound's default cache-max-ttl), whatever TTL is served; the tool's ttl_ceiling
+CEILING = DAY
+#: a non-catalog issuer (a private CA, another ACME CA): a new issuer every renewal
+OUTSIDE = "XCA"
 
 
 @st.composite
 def timelines(draw: st.DrawFn) -> dict[str, Any]:
-    key_types = draw(st.sampled_from([("ecdsa",), ("rsa",), ("ecdsa", "rsa")]))
-    ttl = draw(st.sampled_from([60, 300, 3600, 4 * HOUR]))
-    lag = draw(st.sampled_from([0, 5, 60, 900, 2 * HOUR]))
+    instances = draw(st.sampled_from([1, 1, 1, 2]))
+    key_types = draw(st.sampled_from([("ecdsa",), ("rsa",), ("ecdsa", "rsa")] if instances == 1 else [("ecdsa",)]))
+    ttl = draw(st.sampled_from([60, 300, 3600, 4 * HOUR, DAY, 2 * DAY]))
+    lags = [0, *draw(st.lists(st.sampled_from([0, 5, 60, 900, 2 * HOUR, DAY]), min_size=1, max_size=3))]
+    unobserved = draw(st.sampled_from([False] * 9 + [True]))
     gaps = [0, 1, 60, 600, HOUR, 3 * HOUR, DAY]
+    servers = [f"ns{i + 1}" for i in range(len(lags))]
+    plain = [
+        {"do": "sync"},
+        {"do": "resume"},
+        {"do": "down"},
+        {"do": "up"},
+        {"do": "fail-next-apply"},
+        {"do": "lose-reply"},
+        {"do": "partial-write"},
+        {"do": "edit"},
+        {"do": "parallel"},
+        {"do": "mta-stuck"},
+        {"do": "mta-stuck", "stuck": False},
+        {"do": "mta-fixed"},
+    ]
+    # Rare: a lost or stepped history makes the next rollover wait 2 x the ceiling.
+    rare = [{"do": "lose-ledger"}, {"do": "clock-step", "seconds": 3 * HOUR}, {"do": "clock-step", "seconds": -3 * HOUR}]
+    if not unobserved:  # a stopped secondary breaks any propagation delay one vouches for
+        plain.append({"do": "stop"})
     event = st.one_of(
         st.builds(
             lambda kt, nk, i: {"do": "renew", "key_type": kt, "new_key": nk, "issuer": i},
             st.sampled_from(key_types),
             st.booleans(),
-            st.integers(0, 2),
+            st.integers(0, 3),
         ),
-        st.sampled_from(
-            [
-                {"do": "sync"},
-                {"do": "stop"},
-                {"do": "resume"},
-                {"do": "down"},
-                {"do": "up"},
-                {"do": "fail-next-apply"},
-                {"do": "edit"},
-                {"do": "parallel"},
-                {"do": "mta-stuck"},
-                {"do": "mta-stuck", "stuck": False},
-            ]
-        ),
-        st.builds(lambda t: {"do": "ttl", "ttl": t}, st.sampled_from([60, 300, 3600, 4 * HOUR])),
-        st.builds(lambda s: {"do": "lag", "seconds": s}, st.sampled_from([0, 30, 900, 3 * HOUR])),
+        st.sampled_from(plain),
+        st.builds(lambda t: {"do": "ttl", "ttl": t}, st.sampled_from([60, 300, 3600, 4 * HOUR, 2 * DAY])),
+        st.builds(lambda s, v: {"do": "lag", "seconds": s, "server": v},
+                  st.sampled_from([0, 30, 900, 3 * HOUR, DAY]), st.sampled_from(servers)),
         st.builds(lambda s: {"do": "crash", "step": s}, st.sampled_from(STEPS)),
+        st.integers(0, 3).flatmap(
+            lambda n: st.sampled_from(rare + [{"do": "lose-ledger", "step": s} for s in STEPS] if n == 0 else plain)
+        ),
+        st.builds(
+            lambda s, kt, nk: {"do": "stage-race", "step": s, "key_type": kt, "new_key": nk},
+            st.sampled_from(["gated", "before-deploy", "deploy-intent"]),
+            st.sampled_from(key_types),
+            st.booleans(),
+        ),
         st.builds(lambda kt: {"do": "next-key", "key_type": kt}, st.sampled_from(key_types)),
     )
+    if instances > 1:
+        event = st.one_of(
+            event,
+            st.builds(lambda s: {"do": "interleave", "step": s}, st.sampled_from(STEPS)),
+            st.builds(lambda ev, i: dict(ev, instance=i), event, st.integers(0, 1)),
+        )
     raw = draw(st.lists(st.tuples(st.sampled_from(gaps), event), min_size=1, max_size=10))
-    events, t = [(0.0, {"do": "sync"})], 0.0
+    events, t = [(0.0, {"do": "sync"})] + ([(0.0, {"do": "sync", "instance": 1})] if instances > 1 else []), 0.0
+    external = draw(st.sampled_from([None, None, None, 60, 2 * DAY]))
+    if external is not None:  # someone else changes the TTL once; the next run sees it
+        events.append((draw(st.sampled_from([HOUR, DAY])), {"do": "external-ttl", "ttl": external}))
     for gap, ev in raw:
         t += gap
         if ev["do"] == "renew":
-            ev = dict(
-                ev, issuer=SIBLINGS[ev["key_type"]][ev["issuer"] % len(SIBLINGS[ev["key_type"]])]
-            )
+            choices = [*SIBLINGS[ev["key_type"]], OUTSIDE]
+            ev = dict(ev, issuer=choices[ev["issuer"] % len(choices)])
+        if ev["do"] == "lag" and ev["server"] == "ns1":
+            continue  # ns1 is the primary: it serves the zone at once
         events.append((t, ev))
-    timer = draw(st.sampled_from([HOUR, 4 * HOUR, DAY]))
-    # One day after the last event is past every gate the parameters allow
-    # (lag <= 3 h, TTL <= 4 h: gate <= t_sync + 8 h 5 min) unless a server is stopped.
+    timer = draw(st.sampled_from([HOUR, 4 * HOUR, 4 * HOUR, DAY]))
+    blind = any(ev["do"] in ("lose-ledger", "clock-step") for _, ev in events)
+    skew = draw(st.sampled_from([0.0, 0.0, -3 * HOUR]))
+    blind = blind or any(ev.get("do") == "ttl" and ev["ttl"] > 4 * HOUR for _, ev in events)
     return {
         "key_types": key_types,
         "ttl": ttl,
-        "lag": lag,
+        "servers": dict(zip(servers, lags, strict=True)),
         "events": events,
-        "until": t + DAY,
+        # Past every gate the world allows: 2 x the largest TTL + the longest lag (a
+        # lost or stepped history waits 2 x the ceiling) - unless a server stays stopped.
+        "until": t + DAY + 2 * (CEILING if blind or max(ttl, external or 0) > 4 * HOUR else 4 * HOUR),
         "timer": timer,
+        "instances": instances,
+        "skew": skew,
+        "mta_other": draw(st.sampled_from([False] * 9 + [True])),
+        "can_probe": draw(st.sampled_from([True, True, False])),
+        "unobserved": unobserved,
+        "propagation_delay": draw(st.sampled_from([None, DAY + HOUR])) if unobserved else None,
     }
 
 
 def run_timeline(spec: dict[str, Any], seed: int = 0) -> World:
+    common = {
+        "ttl": spec["ttl"],
+        "slack": 300,
+        "ttl_ceiling": CEILING,
+        "can_probe": spec.get("can_probe", True) or spec.get("mta_other", False),
+        "mta_other": spec.get("mta_other", False),
+        "skew": spec.get("skew", 0.0),
+        "unobserved": spec.get("unobserved", False),
+        "propagation_delay": spec.get("propagation_delay"),
+    }
     world = World(
         ISSUERS,
-        servers={"ns1": 0, "ns2": spec["lag"]},
-        ttl=spec["ttl"],
+        servers=spec.get("servers") or {"ns1": 0, "ns2": spec["lag"]},
         key_types=spec["key_types"],
         seed=seed,
-        slack=300,
+        **common,
     )
-    world.run(spec["events"], until=spec["until"], timer=spec["timer"])
+    for n in range(1, spec.get("instances", 1)):
+        world.add_instance(f"{chr(65 + n)}:", key_types=spec["key_types"], **common)
+    world.run(spec["events"], until=spec["until"], timer=spec["timer"], stop_when_settled=True)
     return world
 
 
-def test_invariant_holds_over_random_timelines() -> None:
+def failures(world: World, spec: dict[str, Any]) -> list[str]:
+    """What went wrong, one line per check: the sender's verdict first, then the stricter ones."""
+    out = []
+    if world.deferrals:
+        out.append("RFC 7672 sender DEFERS mail: " + world.deferrals[0].describe(world.t0))
+    if world.violations:
+        out.append("per-kind invariant (every kind present matches): " + world.violations[0].describe(world.t0))
+    if world.over_budget and spec.get("instances", 1) == 1:
+        at, size = world.over_budget[0]
+        out.append(f"budget exceeded: {size} records at T+{int(at - world.t0)}s")
+    return out
+
+
+def check_timelines(count: int, phases: tuple[Phase, ...] = (Phase.generate, Phase.shrink)) -> dict[str, int]:
     checked = {"timelines": 0, "deploys": 0, "syncs": 0}
 
+    @seed(SEED)
     @settings(
-        max_examples=TIMELINES,
+        max_examples=count,
         deadline=None,
         database=None,
-        derandomize=True,
-        phases=[Phase.generate, Phase.shrink],
+        phases=list(phases),
         suppress_health_check=list(HealthCheck),
     )
     @given(timelines())
@@ -124,21 +197,89 @@ def test_invariant_holds_over_random_timelines() -> None:
         world = run_timeline(spec)
         checked["timelines"] += 1
         checked["deploys"] += sum(1 for line in world.timeline if "  deploy " in line)
-        checked["syncs"] += sum(
-            1 for line in world.timeline if ("timer:" in line or "hook:" in line)
-        )
-        assert not world.violations, "\n".join(
-            [v.describe(world.t0) for v in world.violations[:3]] + world.timeline
+        checked["syncs"] += sum(1 for line in world.timeline if ("timer" in line or "hook:" in line))
+        found = failures(world, spec)
+        assert not found, "\n".join(
+            [f"TLSA_SIM_SEED={SEED}", *found, "", "timeline (sender verdict per line with narrate):", *world.timeline]
         )
 
     one()
+    return checked
+
+
+def test_invariant_holds_over_random_timelines() -> None:
+    checked = check_timelines(TIMELINES)
     assert checked["timelines"] >= TIMELINES
     # The timelines must actually exercise rollovers, or the zero above means nothing.
     assert checked["deploys"] > TIMELINES // 4
     print(
-        f"\nsimulation: {checked['timelines']} timelines, {checked['syncs']} syncs, "
+        f"\nsimulation (seed {SEED}): {checked['timelines']} timelines, {checked['syncs']} syncs, "
         f"{checked['deploys']} deploys, 0 violations"
     )
+
+
+# ---------------------------------------------------------------- the oracle can fail
+
+
+def _no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = planner._gate
+
+    def gate(inp, chain):  # type: ignore[no-untyped-def]
+        found = original(inp, chain)
+        return dataclasses.replace(found, ready=found.t_sync is not None)
+
+    monkeypatch.setattr(planner, "_gate", gate)
+
+
+def _t_sync_from_one_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = History.t_sync
+    monkeypatch.setattr(History, "t_sync", lambda self, chain, servers: original(self, chain, frozenset(sorted(servers)[:1])))
+
+
+def _no_deploy_journal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_confirm_deploys", lambda *a: None)
+    monkeypatch.setattr(engine, "unconfirmed", lambda ledger, host: ())
+
+
+def _no_ttl_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(History, "max_ttl", lambda self: max((v.ttl or 0 for v in self.entries[-1].views), default=0)
+                        if self.entries else 0)
+
+
+def _pruned_by_last_observation(monkeypatch: pytest.MonkeyPatch) -> None:
+    def pruned(self, now, slack=300.0):  # type: ignore[no-untyped-def]
+        if len(self.entries) <= 1:
+            return self
+        keep_after = now - (2 * self.max_ttl() + slack + 3600)
+        kept = [e for e in self.entries[:-1] if e.last >= keep_after] + [self.entries[-1]]
+        return History(tuple(kept), self.since, self.blind)
+
+    monkeypatch.setattr(History, "pruned", pruned)
+
+
+def _deploy_without_comparing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "gated_chain",
+                        lambda ports, gate: next(c for c in ports.chains().staged if c.label == gate.chain))
+    monkeypatch.setattr(World, "compare_staged", False)
+
+
+MUTANTS = {
+    "no wait": _no_wait,
+    "t_sync from one server": _t_sync_from_one_server,
+    "no deploy journal": _no_deploy_journal,
+    "no TTL memory": _no_ttl_memory,
+    "history pruned by last observation": _pruned_by_last_observation,
+    "deploy of a re-read staged file without comparison": _deploy_without_comparing,
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_the_random_timelines_catch_a_broken_planner(mutant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each deliberately broken planner makes the random-timeline test fail (the same
+    generator and seed as the real run, stopping at the first failure)."""
+    MUTANTS[mutant](monkeypatch)
+    with pytest.raises(AssertionError, match="TLSA_SIM_SEED"):
+        check_timelines(MUTANT_BUDGET, phases=(Phase.generate,))
 
 
 def test_new_key_rollover_waits_for_every_server_and_two_ttls() -> None:

@@ -45,6 +45,7 @@ from tlsa_manager.planner import (
     Plan,
     PlanInput,
     chain_identity,
+    name_text,
     plan,
 )
 from tlsa_manager.policy import HostPolicy, IssuerFacts, desired
@@ -173,7 +174,7 @@ def make_plan(settings: HostSettings, ports: HostPorts, ledger: LedgerData, *, r
     host = ledger.host(settings.host)
     owners = []
     for owner in settings.owners:
-        rec = host.owner(owner.to_text())
+        rec = host.owner(name_text(owner))
         history = rec.history.observe(now, views.get(owner, ()), settings.slack)
         if record:
             rec.history = history
@@ -231,7 +232,7 @@ def _apply(
         changeset.check_safe()
         host = ledger.host(settings.host)
         for change in changeset.changes:
-            rec = host.owner(change.owner.to_text())
+            rec = host.owner(name_text(change.owner))
             rec.managed = rec.managed | change.add
         save(ledger)
         checkpoint("intent-saved")
@@ -247,7 +248,7 @@ def _apply(
         checkpoint("apply-returned")
         report.applied.append(changeset)
         for change in changeset.changes:
-            rec = host.owner(change.owner.to_text())
+            rec = host.owner(name_text(change.owner))
             rec.managed = rec.managed - change.delete
         save(ledger)
         checkpoint("applied")

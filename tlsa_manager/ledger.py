@@ -69,7 +69,7 @@ class LedgerData:
             {
                 name: HostRecord(
                     {o: OwnerRecord(r.managed, r.history) for o, r in h.owners.items()},
-                    json.loads(json.dumps(h.deploys)),
+                    json.loads(json.dumps(h.deploys)) if h.deploys else {},
                     dict(h.clock),
                     h.unverified,
                 )

@@ -15,6 +15,7 @@ stopping early; ``sync`` applies the plan.  Rules: dane-rules.md §C, §F, §H.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -200,6 +201,12 @@ def short_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
+@functools.lru_cache(maxsize=1024)
+def name_text(name: dns.name.Name) -> str:
+    """``name.to_text()``, remembered: the planner asks it for every owner of every plan."""
+    return str(name.to_text())
+
+
 def chain_identity(chain: ChainFacts) -> str:
     """A digest of everything a sender can match in ``chain``: leaf key, leaf certificate, CAs.
 
@@ -222,7 +229,7 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
     """Additions and safe removals for one owner; hazards; unmanaged records kept."""
     published = owner.published.records
     wanted = inp.desired.as_set()
-    name = owner.owner.to_text()
+    name = name_text(owner.owner)
     hazards: list[Hazard] = []
     add = wanted - published
     chains = (*inp.live, *inp.staged, *inp.next_keys)
@@ -426,7 +433,7 @@ def _as_live(inp: PlanInput, chain: ChainFacts, owner: OwnerInput) -> bool:
 def server_hazards(inp: PlanInput, owner: OwnerInput) -> list[Hazard]:
     """H18 (servers disagree or cannot be read) and H23 (TTL differs or changed)."""
     out: list[Hazard] = []
-    name = owner.owner.to_text()
+    name = name_text(owner.owner)
     answered = [v for v in owner.views if v.records is not None]
     silent = [v for v in owner.views if v.records is None]
     if silent:
@@ -484,7 +491,7 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
                     Severity.INFO,
                     f"{owner.owner} is not the port-25 owner that SMTP senders look up",
                     "publish at _25._tcp.<mx-host> for MTA-to-MTA mail",
-                    owner.owner.to_text(),
+                    name_text(owner.owner),
                 )
             )
         host_labels = [lab.decode().lower() for lab in labels[2:-1]]
@@ -496,7 +503,7 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
                         Severity.FATAL,
                         f"{owner.owner} repeats its zone suffix (a missing trailing dot?)",
                         "write the host name fully qualified",
-                        owner.owner.to_text(),
+                        name_text(owner.owner),
                     )
                 )
                 break
@@ -533,9 +540,9 @@ def plan(inp: PlanInput) -> Plan:
             inp.issuers,
             inp.roots,
             inp.policy.budget,
-            owner.owner.to_text(),
+            name_text(owner.owner),
         )
-        unmanaged += [(owner.owner.to_text(), text) for text in kept]
+        unmanaged += [(name_text(owner.owner), text) for text in kept]
     gates = tuple(gate_for(inp, chain) for chain in inp.staged)
     reasons = tuple(sorted((d.record.to_text(), f"{d.role}: {d.reason}") for d in inp.desired.records))
     unique = tuple(dict.fromkeys(hazards))

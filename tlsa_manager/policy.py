@@ -47,6 +47,11 @@ class IssuerFacts:
     def records(self, params: Params) -> frozenset[Tlsa]:
         return frozenset(r for c in self.certs if (r := c.record(params)) is not None)
 
+    @functools.cache  # noqa: B019
+    def records_of(self, kinds: frozenset[Params]) -> frozenset[Tlsa]:
+        """Its records of every kind in ``kinds`` (lint asks this for each plan)."""
+        return frozenset(r for k in kinds for r in self.records(k))
+
 
 def issuers_from_catalog(catalog: Catalog, *, roots: bool = False) -> tuple[IssuerFacts, ...]:
     """Every non-root catalog CA key (any status), or with ``roots`` every root, as IssuerFacts."""
@@ -112,6 +117,13 @@ def validate_kinds(kinds: Sequence[Params], unsafe: bool) -> None:
             )
 
 
+@functools.lru_cache(maxsize=64)
+def _validated(kinds: tuple[Params, ...], unsafe: bool) -> bool:
+    """validate_kinds, once per configuration (it raises; an error is never cached)."""
+    validate_kinds(kinds, unsafe)
+    return True
+
+
 def _key_label(chain: ChainFacts) -> str:
     return chain.label
 
@@ -126,7 +138,7 @@ def desired(
 ) -> DesiredSet:
     """The records one owner should carry, each with its role and a one-line reason."""
     policy = policy or HostPolicy()
-    validate_kinds(policy.kinds, policy.unsafe_allow_fragile_kinds)
+    _validated(tuple(policy.kinds), policy.unsafe_allow_fragile_kinds)
     hazards: list[Hazard] = []
     kinds = list(policy.kinds)
     ta_kinds = [k for k in kinds if k[0] in (Usage.DANE_TA, Usage.PKIX_TA)]
@@ -311,7 +323,7 @@ def lint(
     for issuer in issuers:
         if issuer.status != "retired":
             continue
-        stale = {r for k in groups for r in issuer.records(k)} & records - used_by_live
+        stale = issuer.records_of(frozenset(groups)) & records - used_by_live
         if stale:
             only = all(g <= stale for g in ta_groups) and bool(ta_groups)
             out.append(

@@ -144,6 +144,7 @@ class Dns:
         self.over_budget: list[tuple[float, int]] = []
         self.timeline: list[str] = []
         self.reported: set[tuple[tuple[str, int], str]] = set()
+        self.resolver_cap = 7 * 86400
 
 
 def _shared(name: str) -> property:
@@ -157,6 +158,9 @@ class World:
     Several instances (machines behind one MX name, each with its own MTA, files,
     ledger and clock) can share one DNS: :meth:`add_instance`.
     """
+
+    #: the port's check at deploy: the staged file must still hold the gated chain
+    compare_staged = True
 
     t0 = _shared("t0")
     clock = _shared("clock")
@@ -197,6 +201,7 @@ class World:
         self.issuers = {i.name: i for i in issuers}
         self.dns = dns or Dns(start, ttl, servers or {"ns1": 0, "ns2": 30})
         self.dns.worlds.append(self)
+        self.dns.resolver_cap = max(self.dns.resolver_cap if dns else 0, ttl_ceiling)
         #: the instance's name: prefixes its chains' labels, marks its records
         self.name = name
         self.ttl = ttl
@@ -248,8 +253,11 @@ class World:
         self.boot_id = "boot-1"
         #: the MTA can be probed on its own port (``probe`` configured)
         self.can_probe = can_probe
-        #: when this instance's MTA starts to get mail (peers: after their first sync)
-        self.in_service_at: float | None = self.dns.t0 if len(self.dns.worlds) == 1 else None
+        #: this instance's MTA gets mail (a peer: once its first records are everywhere)
+        self.in_service = len(self.dns.worlds) == 1
+        self.synced = False
+        #: the last run changed nothing and waits for nothing (see :meth:`quiescent`)
+        self.settled = False
         #: the provider's marks say only "managed by tlsa-manager", not which instance (the old way)
         self.shared_marks = False
         #: another instance runs a whole sync when this one reaches a checkpoint
@@ -259,8 +267,7 @@ class World:
         #: a renewal staged at this checkpoint by something that ignores the lock
         self.race: tuple[str, dict[str, Any]] | None = None
         self.lose_ledger_at: str | None = None
-        #: the MTA-side check of a deploy: the staged file must still hold the gated chain
-        self.compare_staged = True
+
         self.said: set[str] = set()
 
     # -- helpers -------------------------------------------------------------
@@ -323,6 +330,8 @@ class World:
     def _deliver(self, until: float) -> None:
         while self.pending and self.pending[0][0] <= until:
             at, _, name, version = heapq.heappop(self.pending)
+            if any(p[2] == name and p[0] <= at and p[3].serial > version.serial for p in self.pending):
+                continue  # a zone transfer fetches the newest serial due, not each one in turn
             keep = self.clock
             self.clock = max(self.clock, at)
             self.servers[name].serve(version, self.clock)
@@ -335,12 +344,20 @@ class World:
         self.check()
 
     def cacheable(self) -> list[tuple[str, Version]]:
+        """Every version a resolver may hold now: served within its TTL, which resolvers
+        cap at ``resolver_cap`` (Unbound's cache-max-ttl; the tool's ttl_ceiling)."""
         t = self.clock
+        cap = self.dns.resolver_cap
         out = []
         for server in self.servers.values():
+            expired = 0
             for iv in server.intervals:
-                if iv.start <= t and (iv.end is None or iv.end + iv.version.ttl > t):
+                if iv.end is not None and iv.end + min(iv.version.ttl, cap) <= t:
+                    expired += 1  # gone from every cache, and time only moves forward
+                elif iv.start <= t:
                     out.append((server.name, iv.version))
+            if expired and expired < len(server.intervals):
+                del server.intervals[:expired]
         return out
 
     def check(self) -> None:
@@ -349,6 +366,9 @@ class World:
         ):
             self.over_budget.append((self.clock, len(self.primary.records)))
         seen: set[tuple[str, int]] = set()
+        for w in self.dns.worlds:
+            if not w.in_service and w.synced:
+                w.in_service = self._covers_everywhere(w)
         presentable = [c for w in self.dns.worlds for c in w.presentable()]
         for server, version in self.cacheable():
             if not version.records:
@@ -369,6 +389,13 @@ class World:
                     self.violations.append(found)
                     if not chain.authenticates(version.records):
                         self.deferrals.append(found)
+
+    def _covers_everywhere(self, world: World) -> bool:
+        """Every server serves records for ``world``'s chains, and every cacheable RRset covers them."""
+        current = [s.current() for s in self.servers.values()]
+        return all(v is not None and v.records for v in current) and all(
+            c.covered_by(v.records) for _, v in self.cacheable() if v.records for c in world.live.values()
+        )
 
     def sender_verdict(self) -> str:
         """What an RFC 7672 sender concludes: it defers only if no usable record matches."""
@@ -391,10 +418,10 @@ class World:
     def presentable(self) -> list[ChainFacts]:
         """What the MTA presents now, and what it presents after any restart (the files).
 
-        A machine added behind the MX name later gets mail only once its first records
-        have been out for 2 TTLs + slack (the operator's part, as for a deploy).
+        A machine added behind the MX name gets mail only once every RRset a resolver
+        may hold covers it (the operator's part when adding a machine; see :meth:`check`).
         """
-        if self.in_service_at is None or self.clock < self.in_service_at:
+        if not self.in_service:
             return []
         chains = {c.label: c for c in self.serving.values()}
         chains.update((c.label, c) for c in self.live.values())
@@ -566,8 +593,12 @@ class World:
         except TlsaManagerError as exc:
             self.log(f"{why}: failed: {exc.one_line()}")
             return
-        if self.in_service_at is None:
-            self.in_service_at = self.clock + 2 * self.primary.ttl + self.settings.slack
+        self.synced = True
+        self.settled = (
+            not report.applied
+            and not report.deployed
+            and all(not p.changes and all(g.opens_at is None for g in p.gates) for p in report.plans)
+        )
         summary = report.plans[0].summary() if report.plans else ""
         extra = f" (then: {report.plans[-1].summary()})" if len(report.plans) > 1 else ""
         self.log(f"{why}: {summary}{extra}")
@@ -707,8 +738,15 @@ class World:
         events: Sequence[tuple[float, dict[str, Any]]],
         until: float,
         timer: float | None = 3600.0,
+        *,
+        stop_when_settled: bool = False,
     ) -> None:
-        """Replay ``(offset_seconds, event)`` pairs; a timer runs ``sync`` every ``timer`` s."""
+        """Replay ``(offset_seconds, event)`` pairs; a timer runs ``sync`` every ``timer`` s.
+
+        With ``stop_when_settled`` the replay ends early once no event is left and the
+        world is :meth:`quiescent`: every later timer run would find nothing to do, and
+        with nothing served anew no cached version can start to violate the invariant.
+        """
         queue = sorted(events, key=lambda e: e[0])
         # Timer ticks at t0 + k x timer, from the first one after now (a replay resumes).
         ticks = itertools.count(max(1, int((self.clock - self.t0) // timer) + 1) if timer else 1)
@@ -720,6 +758,8 @@ class World:
             if not candidates:
                 break
             t = min(candidates)
+            if next_event is None and stop_when_settled and self.quiescent():
+                break
             self.advance(t)
             if next_event is not None and t == next_event:
                 self.run_event(queue[i][1])
@@ -729,6 +769,14 @@ class World:
                     world.sync("timer" if world is self else f"timer {world.name}")
                 next_tick = self.t0 + next(ticks) * timer if timer else None
         self.advance(self.t0 + until)
+
+    def quiescent(self) -> bool:
+        """Nothing in flight: no delivery pending, every instance's last run changed nothing
+        and has no gate that time alone opens, no armed race.  Only an event could change
+        DNS now (a stopped server resuming, an MTA starting to reload), and none is left."""
+        return not self.pending and all(
+            w.settled and w.in_service and w.race is None and w.interleave is None for w in self.dns.worlds
+        )
 
     def state_line(self) -> str:
         """What each server serves, how many versions caches may hold, the sender's verdict."""
