@@ -286,8 +286,8 @@ def converge(
         save(ledger)
     written = [c.result for cs in report.applied for c in cs.changes]
     deployed_any = False
-    checkpoint("gated")
     for gate in after.ready:
+        checkpoint("gated")
         chain = gated_chain(ports, gate)
         if chain is None:
             report.notes.append(
