@@ -1,8 +1,9 @@
 """Soak run of the planner proof: many more random timelines than the normal test run.
 
-Usage: python bench/soak_simulation.py [--timelines 100000]
-Runs the same hypothesis-driven harness as tests/test_simulation.py and prints the
-count of timelines, syncs, deploys and violations, and the wall time.
+Usage: python bench/soak_simulation.py [--timelines 100000] [--seed N]
+Runs the same hypothesis-driven harness as tests/test_simulation.py (the edge
+timelines first, then random ones from the seed) and prints the count of timelines,
+syncs, deploys and violations, the wall time and the time per timeline.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timelines", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, help="TLSA_SIM_SEED (default: the test's own)")
     args = parser.parse_args()
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, TLSA_SIM_TIMELINES=str(args.timelines))
+    if args.seed is not None:
+        env["TLSA_SIM_SEED"] = str(args.seed)
     start = time.perf_counter()
     result = subprocess.run(
         [
@@ -44,7 +48,8 @@ def main() -> None:
     line = next(
         (ln for ln in result.stdout.splitlines() if ln.startswith("simulation:")), result.stdout[-2000:]
     )
-    print(f"{line} ({elapsed:.0f} s wall, exit {result.returncode})")
+    per = elapsed / max(args.timelines, 1) * 1000
+    print(f"{line} ({elapsed:.0f} s wall, {per:.1f} ms per timeline, exit {result.returncode})")
     sys.exit(result.returncode)
 
 

@@ -80,13 +80,15 @@ def timelines(draw: st.DrawFn) -> dict[str, Any]:
     rare = [{"do": "lose-ledger"}, {"do": "clock-step", "seconds": 3 * HOUR}, {"do": "clock-step", "seconds": -3 * HOUR}]
     if not unobserved:  # a stopped secondary breaks any propagation delay one vouches for
         plain.append({"do": "stop"})
+    renew = st.builds(
+        lambda kt, nk, i: {"do": "renew", "key_type": kt, "new_key": nk, "issuer": i},
+        st.sampled_from(key_types),
+        st.booleans(),
+        st.integers(0, 3),
+    )
     event = st.one_of(
-        st.builds(
-            lambda kt, nk, i: {"do": "renew", "key_type": kt, "new_key": nk, "issuer": i},
-            st.sampled_from(key_types),
-            st.booleans(),
-            st.integers(0, 3),
-        ),
+        renew,
+        renew,  # renewals twice as often: the wider world blocks more of them
         st.sampled_from(plain),
         st.builds(lambda t: {"do": "ttl", "ttl": t}, st.sampled_from([60, 300, 3600, 4 * HOUR, 2 * DAY])),
         st.builds(lambda s, v: {"do": "lag", "seconds": s, "server": v},
@@ -245,6 +247,7 @@ def check_timelines(
         deadline=None,
         database=None,
         phases=list(phases),
+        report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
     )
     @given(timelines())
@@ -265,8 +268,9 @@ def check_timelines(
 def test_invariant_holds_over_random_timelines() -> None:
     checked = check_timelines(TIMELINES)
     assert checked["timelines"] >= TIMELINES
-    # The timelines must actually exercise rollovers, or the zero above means nothing.
-    assert checked["deploys"] > TIMELINES // 4
+    # The timelines must actually exercise rollovers, or the zero above means nothing
+    # (many legitimately cannot deploy: a server stopped for good, no server to ask).
+    assert checked["deploys"] > TIMELINES // 5
     print(
         f"\nsimulation (seed {SEED}): {checked['timelines']} timelines, {checked['syncs']} syncs, "
         f"{checked['deploys']} deploys, 0 violations"
@@ -313,8 +317,10 @@ def _pruned_by_last_observation(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _deploy_without_comparing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "gated_chain",
-                        lambda ports, gate: next(c for c in ports.chains().staged if c.label == gate.chain))
+    # The old engine took whatever the staged file of that name holds (the simulation's
+    # "file name" is the label's key type part).
+    monkeypatch.setattr(engine, "gated_chain", lambda ports, gate: next(
+        c for c in ports.chains().staged if c.label.split("#")[0] == gate.chain.split("#")[0]))
     monkeypatch.setattr(World, "compare_staged", False)
 
 
@@ -329,7 +335,7 @@ MUTANTS = {
 
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
-def test_the_random_timelines_catch_a_broken_planner(mutant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_broken_planner_fails_the_timeline_test(mutant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each deliberately broken planner makes the random-timeline test fail (the same
     generator and seed as the real run, stopping at the first failure)."""
     MUTANTS[mutant](monkeypatch)
