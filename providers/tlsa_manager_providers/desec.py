@@ -233,9 +233,9 @@ class DesecProvider(Provider):
         for change in changeset.changes:
             if change.is_noop:
                 continue
-            domain = self.domain_for(change.owner)
-            check_ttl("deSEC", change.owner, change.ttl, int(domain.get("minimum_ttl") or 3600), MAX_TTL)
-            by_domain.setdefault(str(domain["name"]), []).append(change)
+            info = self.domain_for(change.owner)
+            check_ttl("deSEC", change.owner, change.ttl, int(info.get("minimum_ttl") or 3600), MAX_TTL)
+            by_domain.setdefault(str(info["name"]), []).append(change)
         for domain, changes in by_domain.items():
             self._apply_domain(domain, changes)
 
