@@ -220,3 +220,21 @@ def test_credential_configuration_errors(monkeypatch, tmp_path) -> None:  # type
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(ConfigError, match="no AWS credentials for Route 53"):
         Route53Provider({"endpoint_url": "http://127.0.0.1:9"}).read([OWNER])
+
+
+def test_sync_and_new_key_rollover_through_the_cli(cli, r53, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cloud_rollover import sync_and_rollover
+
+    from route53_fake import read_tlsa
+
+    secret_file = tmp_path / "aws.secret"
+    secret_file.write_text(SECRET + "\n")
+    client = r53.client()
+    sync_and_rollover(cli, tmp_path, f"""
+type = "route53"
+access_key_id = "AKIDTESTING"
+secret_access_key_file = "{secret_file}"
+endpoint_url = "{r53.endpoint}"
+change_poll_seconds = 0.01
+""", lambda owner: frozenset(Tlsa.from_text(v) for v in read_tlsa(client, r53.zone_id, owner.to_text())[0]))
+    assert r53.counts["get_change"] >= 3  # every write waited for INSYNC

@@ -81,8 +81,12 @@ class DesecProvider(Provider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         token = read_secret(
-            config, "deSEC token", file_key="api_token_file", env_key="api_token_env",
-            inline_key="api_token", default_env="DESEC_TOKEN",
+            config,
+            "deSEC token",
+            file_key="api_token_file",
+            env_key="api_token_env",
+            inline_key="api_token",
+            default_env="DESEC_TOKEN",
         )
         assert token is not None  # a default variable is always named
         self._token = token
@@ -100,8 +104,13 @@ class DesecProvider(Provider):
             import requests
 
             self._session = requests.Session()
-            self._session.headers.update({"Authorization": f"Token {self._token}",
-                                          "Accept": "application/json", "User-Agent": "tlsa-manager"})
+            self._session.headers.update(
+                {
+                    "Authorization": f"Token {self._token}",
+                    "Accept": "application/json",
+                    "User-Agent": "tlsa-manager",
+                }
+            )
         return self._session
 
     def _request(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
@@ -247,8 +256,14 @@ class DesecProvider(Provider):
             found = _rrset(change.owner, current.get(change.owner))
             new = target(change, found.records, found.ttl)
             if new is not None:
-                body.append({"subname": relative(change.owner, domain), "type": "TLSA",
-                             "ttl": change.ttl, "records": presentation(new)})
+                body.append(
+                    {
+                        "subname": relative(change.owner, domain),
+                        "type": "TLSA",
+                        "ttl": change.ttl,
+                        "records": presentation(new),
+                    }
+                )
         if not body:
             return
         try:

@@ -124,8 +124,14 @@ class Route53Provider(Provider):
             message = str(exc.response.get("Error", {}).get("Message", ""))[:200]
             if code == "InvalidChangeBatch":
                 raise _BatchRejected(message) from None
-            if code in ("AccessDenied", "AccessDeniedException", "InvalidClientTokenId",
-                        "SignatureDoesNotMatch", "UnrecognizedClientException", "ExpiredToken"):
+            if code in (
+                "AccessDenied",
+                "AccessDeniedException",
+                "InvalidClientTokenId",
+                "SignatureDoesNotMatch",
+                "UnrecognizedClientException",
+                "ExpiredToken",
+            ):
                 raise ProviderError(
                     f"Route 53 refused the credentials for {what} ({code})",
                     "check the key and that its policy allows this action on the zone",
@@ -240,15 +246,23 @@ class Route53Provider(Provider):
             if current is not None:  # the exact RRset read: the batch fails if it changed since
                 pair.append({"Action": "DELETE", "ResourceRecordSet": _exact(current)})
             if new:
-                pair.append({"Action": "CREATE", "ResourceRecordSet": {
-                    "Name": change.owner.to_text(), "Type": "TLSA", "TTL": change.ttl,
-                    "ResourceRecords": [{"Value": v} for v in presentation(new)],
-                }})
+                pair.append(
+                    {
+                        "Action": "CREATE",
+                        "ResourceRecordSet": {
+                            "Name": change.owner.to_text(),
+                            "Type": "TLSA",
+                            "TTL": change.ttl,
+                            "ResourceRecords": [{"Value": v} for v in presentation(new)],
+                        },
+                    }
+                )
             pairs.append(pair)
         for batch in _batches(pairs):
             try:
                 answer = self._call(
-                    "the change batch", "change_resource_record_sets",
+                    "the change batch",
+                    "change_resource_record_sets",
                     HostedZoneId=zone_id,
                     ChangeBatch={"Comment": "tlsa-manager", "Changes": batch},
                 )
@@ -305,8 +319,12 @@ def _unescape(name: str) -> str:
 
 
 def _exact(rrset: Mapping[str, Any]) -> dict[str, Any]:
-    return {"Name": rrset["Name"], "Type": "TLSA", "TTL": rrset["TTL"],
-            "ResourceRecords": [{"Value": r["Value"]} for r in rrset.get("ResourceRecords", [])]}
+    return {
+        "Name": rrset["Name"],
+        "Type": "TLSA",
+        "TTL": rrset["TTL"],
+        "ResourceRecords": [{"Value": r["Value"]} for r in rrset.get("ResourceRecords", [])],
+    }
 
 
 def _rrset(owner: dns.name.Name, raw: Mapping[str, Any] | None) -> RRset:
