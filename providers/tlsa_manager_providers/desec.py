@@ -1,7 +1,7 @@
 """deSEC (desec.io) through its REST API with ``requests`` (imported only when used).
 
-- The domain holding a host is asked for with ``GET /domains/?owns_qname=HOST`` (one
-  request per host, cached), or given as ``domain``.  deSEC signs every domain with
+- The token's domains are listed once per run (``GET /domains/``) and the longest one
+  holding the host is used, or the domain is given as ``domain``.  deSEC signs every domain with
   DNSSEC, so TLSA records work as soon as the DS is at the parent.
 - Reads: one owner is ``GET /domains/{d}/rrsets/{subname}/TLSA/`` (404 = none); several
   owners list the domain's TLSA RRsets with ``cursor=`` pagination (500 a page),
@@ -42,7 +42,6 @@ from tlsa_manager.secrets import read_secret
 from tlsa_manager_providers._rrsets import (
     check_ttl,
     config_nameservers,
-    host_of,
     parse_values,
     presentation,
     relative,
@@ -94,7 +93,8 @@ class DesecProvider(Provider):
         self.timeout = float(config.get("timeout", 30))
         self.max_retry_after = float(config.get("max_retry_after", 60))
         self._session: Any = None
-        self._domains: dict[str, dict[str, Any] | None] = {}
+        self._domains: dict[str, dict[str, Any]] = {}
+        self._all: dict[str, dict[str, Any]] | None = None
         self.writes = 0
 
     # -- HTTP ---------------------------------------------------------------
@@ -174,25 +174,34 @@ class DesecProvider(Provider):
                         f"deSEC has no domain {name} for this token", "check the domain setting"
                     )
                 self._domains[name] = self._json(response, "reading the domain")
-            return self._domains[name]  # type: ignore[return-value]
-        host = host_of(owner).to_text(omit_final_dot=True).lower()
-        if host not in self._domains:
-            known = walk_up(owner, lambda n: self._domains.get(n))
-            if known is None:
-                response = self._request(
-                    "GET", "/domains/", "finding the domain", params={"owns_qname": host}
-                )
-                found = self._json(response, "finding the domain") if response.status_code != 404 else []
-                known = found[0] if isinstance(found, list) and found else None
-            self._domains[host] = known
-            if known is not None:
-                self._domains[str(known["name"]).lower()] = known
-        domain = self._domains[host]
+            return self._domains[name]
+        if self._all is None:  # the token's domains, once per run: the longest that holds the owner wins
+            self._all = {
+                str(d["name"]).lower(): d for d in self._pages("/domains/", {"cursor": ""}, "listing domains")
+            }
+        domain = walk_up(owner, self._all.get)
         if domain is None:
             raise ProviderError(
                 f"no deSEC domain holds {owner} for this token", "add the domain, or set domain"
             )
-        return domain
+        return domain  # type: ignore[no-any-return]
+
+    def _pages(self, url: str, params: dict[str, str], what: str) -> list[Any]:
+        """Every item of a listing, following ``Link: <...>; rel="next"`` (500 a page)."""
+        items: list[Any] = []
+        next_url: str | None = url
+        query: dict[str, str] | None = params
+        while next_url:
+            response = self._request("GET", next_url, what, params=query)
+            if response.status_code == 404:
+                raise ProviderError(f"deSEC: not found while {what}", "check the token's domains")
+            page = self._json(response, what)
+            if not isinstance(page, list):
+                raise ProviderError(f"deSEC sent a malformed answer to {what}", "try again later")
+            items.extend(page)
+            next_url = response.links.get("next", {}).get("url")
+            query = None  # the next link carries them
+        return items
 
     # -- read ---------------------------------------------------------------
 
@@ -207,20 +216,10 @@ class DesecProvider(Provider):
             if response.status_code != 404:
                 out[owners[0]] = self._json(response, "reading TLSA records")
             return out
-        url: str | None = path
-        params: dict[str, str] | None = {"type": "TLSA", "cursor": ""}
-        while url:
-            response = self._request("GET", url, "listing TLSA records", params=params)
-            if response.status_code == 404:
-                raise ProviderError(
-                    f"deSEC has no domain {domain} for this token", "check the token's domains"
-                )
-            for rrset in self._json(response, "listing TLSA records"):
-                owner = subnames.get(str(rrset.get("subname", "")).lower())
-                if owner is not None and rrset.get("type") == "TLSA":
-                    out[owner] = rrset
-            url = response.links.get("next", {}).get("url")
-            params = None  # the next link carries them
+        for rrset in self._pages(path, {"type": "TLSA", "cursor": ""}, "listing TLSA records"):
+            owner = subnames.get(str(rrset.get("subname", "")).lower())
+            if owner is not None and rrset.get("type") == "TLSA":
+                out[owner] = rrset
         return out
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
