@@ -66,3 +66,19 @@ negative_ttl = 1
     final = cli(*cfg, "sync", host)
     assert final.code == 0, final.err
     assert new_311 in published(owner) and live_311 not in published(owner), published(owner)
+
+
+def documented_settings(doc: str, secrets: dict[str, Path]) -> dict[str, Any]:
+    """The provider table of the first TOML example in docs/``doc``, its secret files
+    pointed at test files (the documented paths do not exist here)."""
+    import re
+    import tomllib
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / doc).read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert block is not None, doc
+    (table,) = tomllib.loads(block.group(1))["providers"].values()
+    for key, path in secrets.items():
+        assert key in table, (doc, key)
+        table[key] = str(path)
+    return dict(table)

@@ -218,3 +218,15 @@ type = "desec"
 api_token_file = "{token_file}"
 api_url = "{desec_fake.base_url}"
 """, lambda owner: held(desec_fake, owner)[0])
+
+
+def test_documented_config_is_accepted(tmp_path) -> None:
+    from tlsa_manager.registry import provider_class
+
+    from cloud_rollover import documented_settings
+
+    secret = tmp_path / "secret"
+    secret.write_text("a-test-secret\n")
+    settings = documented_settings("provider-desec.md", {"api_token_file": secret})
+    provider = provider_class(settings.pop("type"))(settings)
+    assert type(provider).__name__ == "DesecProvider" and "a-test-secret" not in repr(provider)

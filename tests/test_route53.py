@@ -238,3 +238,15 @@ endpoint_url = "{r53.endpoint}"
 change_poll_seconds = 0.01
 """, lambda owner: frozenset(Tlsa.from_text(v) for v in read_tlsa(client, r53.zone_id, owner.to_text())[0]))
     assert r53.counts["get_change"] >= 3  # every write waited for INSYNC
+
+
+def test_documented_config_is_accepted(tmp_path) -> None:
+    from tlsa_manager.registry import provider_class
+
+    from cloud_rollover import documented_settings
+
+    secret = tmp_path / "secret"
+    secret.write_text("a-test-secret\n")
+    settings = documented_settings("provider-route53.md", {"secret_access_key_file": secret})
+    provider = provider_class(settings.pop("type"))(settings)
+    assert type(provider).__name__ == "Route53Provider" and "a-test-secret" not in repr(provider)
