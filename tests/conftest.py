@@ -171,9 +171,8 @@ def cf_fake():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
+    from tlsa_manager.testing import Backend
     from tlsa_manager_providers.cloudflare import CloudflareProvider
-
-    from test_provider_contract import Backend
 
     monkeypatch.setenv("CF_TEST_TOKEN", cf_fake.token)
     # The SDK would send these instead of the token; the provider must clear them.
@@ -195,4 +194,4 @@ def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
     def external_add(owner, record):  # type: ignore[no-untyped-def]
         cf_fake.add_record(zone, owner.to_text(omit_final_dot=True), record.to_text())
 
-    return Backend(provider, read_back, external_add, provider.writes_count)
+    return Backend(provider, read_back, external_add, zone="example.test")

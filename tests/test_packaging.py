@@ -42,6 +42,22 @@ def test_core_modules_do_not_import_provider_sdks() -> None:
     assert out.strip() == ""
 
 
+def test_only_the_contract_module_imports_pytest() -> None:
+    """tlsa_manager.testing is for plugin tests; nothing the tool runs may pull pytest in."""
+    code = textwrap.dedent("""
+        import importlib, pkgutil, sys, tlsa_manager, tlsa_manager_providers
+        for pkg in (tlsa_manager, tlsa_manager_providers):
+            for m in pkgutil.iter_modules(pkg.__path__):
+                if m.name not in ("__main__", "testing"):
+                    importlib.import_module(pkg.__name__ + "." + m.name)
+        print("PYTEST=" + str("pytest" in sys.modules or "_pytest" in sys.modules))
+        import tlsa_manager.testing
+        print("PYTEST=" + str("pytest" in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["PYTEST=False", "PYTEST=True"]
+
+
 def test_python_dash_m_and_console_script() -> None:
     for cmd in ([sys.executable, "-m", "tlsa_manager", "--version"], ["tlsa-manager", "--version"]):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -25,9 +25,8 @@ from typing import Any, ClassVar
 
 import dns.name
 
-from tlsa_manager.dnsview import parse_endpoint
 from tlsa_manager.errors import ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
 from tlsa_manager.secrets import read_secret
 
@@ -54,6 +53,7 @@ class CloudflareProvider(Provider):
         "max_retry_after": "longest Retry-After to honour on 429, seconds (default 60)",
         "nameservers": "servers to poll for propagation, host:port list",
     }
+    secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "Cloudflare API token"}
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
@@ -250,7 +250,7 @@ class CloudflareProvider(Provider):
     # -- apply --------------------------------------------------------------
 
     def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
+        self.check_changes(changeset)
         by_zone: dict[str, list[OwnerChange]] = {}
         for change in changeset.changes:
             if not change.is_noop:
@@ -289,7 +289,7 @@ class CloudflareProvider(Provider):
                     deletes=deletes,
                     posts=posts,
                 )
-                self.writes = getattr(self, "writes", 0) + 1
+                self.writes += 1
                 return
             except _RateLimited as limited:
                 if limited.seconds > self.max_retry_after or attempt == 2:
@@ -312,15 +312,6 @@ class CloudflareProvider(Provider):
                     "nothing was applied; check the records and the token's rights",
                 ) from None
         raise ProviderConflict("the TLSA records kept changing during the update", "run again")
-
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        return [
-            NameServer(e.name, e.address, e.port)
-            for e in map(parse_endpoint, map(str, self.config.get("nameservers", [])))
-        ]
-
-    def writes_count(self) -> int:
-        return int(getattr(self, "writes", 0))
 
 
 class _RateLimited(Exception):

@@ -28,10 +28,9 @@ import dns.rdatatype
 import dns.ttl
 import dns.zone
 
-from tlsa_manager.dnsview import parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderError
 from tlsa_manager.fsutil import atomic_write
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
 
 DIRECTIVES = ("$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE")
@@ -220,7 +219,6 @@ class ZoneFileProvider(Provider):
             )
         self.reload = list(reload)
         self.check = config.get("check", True)
-        self.writes = 0
 
     # -- helpers ---------------------------------------------------------------
 
@@ -276,7 +274,7 @@ class ZoneFileProvider(Provider):
     # -- apply -------------------------------------------------------------------
 
     def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
+        self.check_changes(changeset)
         changes = [c for c in changeset.changes if not c.is_noop]
         if not changes:
             return
@@ -422,9 +420,3 @@ class ZoneFileProvider(Provider):
                 f"{': ' + detail[-1] if detail else ''}",
                 "reload the name server by hand",
             )
-
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        return [
-            NameServer(e.name, e.address, e.port)
-            for e in map(parse_endpoint, map(str, self.config.get("nameservers", [])))
-        ]
