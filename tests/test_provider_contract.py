@@ -67,3 +67,15 @@ class TestCloudflare(ProviderContract):
     @pytest.fixture
     def backend(self, cloudflare_backend: Backend) -> Backend:
         return cloudflare_backend
+
+
+class TestPowerDns(ProviderContract):
+    """PowerDNS Authoritative, the real server: read back by DNS from its own port."""
+
+    @pytest.fixture
+    def backend(self, powerdns) -> Backend:  # type: ignore[no-untyped-def]
+        from conftest import powerdns_backend_for
+
+        backend: Backend = powerdns_backend_for(powerdns)
+        self.secret_values = (powerdns.api_key,)
+        return backend
