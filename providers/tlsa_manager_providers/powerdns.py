@@ -2,7 +2,8 @@
 
 - Zones: ``zone = ...`` or the longest zone of ``GET /servers/{id}/zones`` holding the
   owner (one request per run).  The API has no pagination: a zone GET returns every
-  RRset; one owner is read with ``rrset_name``/``rrset_type`` filters instead.
+  RRset; a read of one owner uses the ``rrset_name``/``rrset_type`` filters instead, but
+  the read before a write is the whole zone (the filtered answer omits disabled records).
 - Writes: one ``PATCH /servers/{id}/zones/{zone}`` per zone with ``changetype REPLACE``
   of each owner's whole TLSA RRset.  PowerDNS applies one PATCH in one transaction
   (all or nothing), bumps the SOA serial by the zone's SOA-EDIT-API and re-signs.
@@ -40,6 +41,8 @@ from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import read_secret
 
 log = logging.getLogger(__name__)
+#: tries of one zone's PATCH when the server answers 5xx/429 or times out (re-read between)
+PATCH_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -190,10 +193,13 @@ class PowerDnsProvider(Provider):
             f"PowerDNS at {self.api_url} has no zone holding {owner}", "create the zone, or set zone = ..."
         )
 
-    def read_zone(self, zone_id: str, owners: Sequence[dns.name.Name]) -> ZoneState:
-        """One GET: the zone's serial and the TLSA RRsets at ``owners`` (filtered to one
-        owner when there is one, else the whole zone: the API does not paginate)."""
-        params = {"rrset_name": owners[0].to_text(), "rrset_type": "TLSA"} if len(owners) == 1 else None
+    def read_zone(self, zone_id: str, owners: Sequence[dns.name.Name], *, whole: bool = False) -> ZoneState:
+        """One GET: the zone's serial and the TLSA RRsets at ``owners``: filtered to the
+        owner when there is one, else (or when ``whole``) the zone, as the API does not
+        paginate.  A filtered GET leaves disabled records out (PowerDNS 4.7), so the read
+        a REPLACE is built from is always ``whole``."""
+        filtered = len(owners) == 1 and not whole
+        params = {"rrset_name": owners[0].to_text(), "rrset_type": "TLSA"} if filtered else None
         doc = self._read_request(f"/zones/{quote(zone_id, safe='')}", "reading the zone", params=params)
         if not isinstance(doc, dict):
             raise ProviderError("PowerDNS sent a malformed zone", "check api_url")
@@ -238,31 +244,41 @@ class PowerDnsProvider(Provider):
             self._apply_zone(zone_id, changes)
 
     def _apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:
+        """Read, compare, PATCH, read back.  A PATCH answered by 5xx, 429 or a timeout is one
+        transaction that either happened or not: read again, and if the owners still hold
+        what we expected, try again (e.g. SQLite's "database is locked" under two writers)."""
         owners = [c.owner for c in changes]
-        before = self.read_zone(zone_id, owners)
-        todo = []
-        for change in changes:
-            found = before.rrsets[change.owner]
-            if found.records == change.result and found.ttl == change.ttl:
-                continue  # already so (a retry after a lost answer)
-            if found.records != change.expected:
-                raise conflict(change.owner, change.expected, found.records)
-            todo.append(change)
-        if not todo:
+        before = self.read_zone(zone_id, owners, whole=True)
+        for attempt in range(PATCH_ATTEMPTS):
+            todo = []
+            for change in changes:
+                found = before.rrsets[change.owner]
+                if found.records == change.result and found.ttl == change.ttl:
+                    continue  # already so (a retry after a lost answer)
+                if found.records != change.expected:
+                    raise conflict(change.owner, change.expected, found.records)
+                todo.append(change)
+            if not todo:
+                return
+            body = {"rrsets": [_rrset_json(c, before.disabled[c.owner]) for c in todo]}
+            try:
+                self._request("PATCH", f"/zones/{quote(zone_id, safe='')}", "the zone update", json=body)
+            except _Unsure as exc:
+                after = self.read_zone(zone_id, owners, whole=True)
+                if all(_holds(after, c) for c in todo):
+                    self.writes += 1
+                    return
+                if attempt == PATCH_ATTEMPTS - 1:
+                    raise ProviderError(
+                        f"{exc.args[0]}; the update was not applied", "run again: it re-reads first"
+                    ) from None
+                log.info("PowerDNS: %s; not applied, trying again", exc.args[0])
+                time.sleep(0.2 * (attempt + 1))
+                before = after
+                continue
+            self.writes += 1
+            self._verify(zone_id, owners, todo, before)
             return
-        body = {"rrsets": [_rrset_json(c, before.disabled[c.owner]) for c in todo]}
-        path = f"/zones/{quote(zone_id, safe='')}"
-        try:
-            self._request("PATCH", path, "the zone update", json=body)
-        except _Unsure as exc:
-            # One transaction: read again to learn whether it was applied.
-            after = self.read_zone(zone_id, owners)
-            if not all(_holds(after, c) for c in todo):
-                raise ProviderError(
-                    f"{exc.args[0]}; the update was not applied", "run again: it re-reads first"
-                ) from None
-        self.writes += 1
-        self._verify(zone_id, owners, todo, before)
 
     def _verify(
         self, zone_id: str, owners: Sequence[dns.name.Name], todo: Sequence[OwnerChange], before: ZoneState
