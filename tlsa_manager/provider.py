@@ -126,6 +126,9 @@ class Provider(abc.ABC):
         #: backend writes so far (UPDATE messages, API calls that change, file rewrites):
         #: one name for every provider, so a no-op can be proven to write nothing
         self.writes = 0
+        #: every request to the backend, reads and writes (DNS messages, HTTP calls, file
+        #: reads and rewrites): what docs/performance.md counts
+        self.requests = 0
         #: things the operator should know (printed with the run's report)
         self.notes: list[str] = []
 

@@ -110,6 +110,7 @@ class CloudflareProvider(Provider):
         """Run an SDK call; turn every SDK exception into one ProviderError line."""
         import cloudflare
 
+        self.requests += 1
         try:
             return func(*args, **kwargs)
         except cloudflare.RateLimitError as exc:

@@ -98,8 +98,6 @@ class PowerDnsProvider(Provider):
         self._key = key
         self._session: Any = None
         self._zones: list[tuple[dns.name.Name, str]] | None = None
-        #: HTTP requests made, reads and writes (for docs/performance.md)
-        self.requests = 0
 
     # -- HTTP -----------------------------------------------------------------
 

@@ -141,6 +141,7 @@ class Rfc2136Provider(Provider):
                 raise ConfigError(f"{owner} is not inside the configured zone {zone}", "fix zone = ...")
             return zone
         if owner not in self._zones:
+            self.requests += 1
             self._zones[owner] = zone_apex(self.endpoint, owner, self.timeout)
         return self._zones[owner]
 
@@ -154,6 +155,7 @@ class Rfc2136Provider(Provider):
         for owner in owners:
             query = dns.message.make_query(owner, dns.rdatatype.TLSA)
             query.flags &= ~dns.flags.RD
+            self.requests += 1
             try:
                 response = dns.query.tcp(
                     query, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
@@ -224,6 +226,7 @@ class Rfc2136Provider(Provider):
         return out
 
     def _send(self, zone: dns.name.Name, update: dns.update.UpdateMessage) -> None:
+        self.requests += 1
         try:
             response = dns.query.tcp(
                 update, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port

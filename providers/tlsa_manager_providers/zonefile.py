@@ -223,6 +223,7 @@ class ZoneFileProvider(Provider):
     # -- helpers ---------------------------------------------------------------
 
     def _read_text(self, path: Path) -> str:
+        self.requests += 1
         try:
             return path.read_text()
         except FileNotFoundError:
@@ -357,6 +358,7 @@ class ZoneFileProvider(Provider):
 
     def _write_checked(self, path: Path, text: str) -> None:
         """Validate a candidate next to the file, then rename it into place."""
+        self.requests += 1
         candidate = path.with_name(f".{path.name}.tlsa-manager-check")
         try:
             candidate.write_text(text)
