@@ -52,6 +52,17 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server we started, by its pid: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 def run(*args: str, cwd: Path | None = None) -> str:
     result = subprocess.run(args, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
@@ -91,12 +102,7 @@ class Named:
             return
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process)
         self.process = None
 
     def pause(self) -> None:
@@ -582,13 +588,6 @@ consistent-backends=yes
         return response.json() if response.content else None
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            terminate(self.process)
         self.process = None

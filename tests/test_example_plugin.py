@@ -67,3 +67,55 @@ ttl = 300
     again = subprocess.run(run, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0, again.stderr
     assert store.stat().st_mtime_ns == mtime  # a no-op sync writes nothing
+
+
+def test_the_contract_catches_a_provider_that_breaks_it(tmp_path: Path) -> None:
+    """The suite has teeth: a provider that writes blindly (no compare-and-swap) and
+    rewrites its file on every call (a no-op writes) fails exactly those tests."""
+    (tmp_path / "test_broken.py").write_text('''
+import json
+import pytest
+from tlsa_manager.records import Tlsa
+from tlsa_manager.testing import Backend, ProviderContract
+from tlsa_manager_jsonfile import JsonFileProvider
+
+
+class Blind(JsonFileProvider):
+    def apply(self, changeset):
+        self.check_changes(changeset)
+        store = self._load()
+        for change in changeset.changes:
+            key = change.owner.to_text().lower()
+            held = {Tlsa.from_text(t) for t in store.get(key, {}).get("records", [])}
+            store[key] = {"ttl": change.ttl,
+                          "records": sorted(r.to_text() for r in (held - change.delete) | change.add)}
+        self.path.write_text(json.dumps(store))
+        self.writes += 1
+
+
+class TestBlind(ProviderContract):
+    @pytest.fixture
+    def backend(self, tmp_path):
+        path = tmp_path / "t.json"
+
+        def read_back(owner):
+            entry = json.loads(path.read_text()).get(owner.to_text().lower()) if path.exists() else None
+            if not entry or not entry["records"]:
+                return frozenset(), None
+            return frozenset(Tlsa.from_text(t) for t in entry["records"]), entry["ttl"]
+
+        def external_add(owner, record):
+            store = json.loads(path.read_text()) if path.exists() else {}
+            store.setdefault(owner.to_text().lower(), {"ttl": 300, "records": []})["records"].append(record.to_text())
+            path.write_text(json.dumps(store))
+
+        return Backend(Blind({"path": str(path)}), read_back, external_add)
+''')
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "--rootdir", str(tmp_path),
+         str(tmp_path / "test_broken.py")],
+        capture_output=True, text=True, timeout=300, env=installed_env(tmp_path), cwd=tmp_path)
+    failed = {line.split("::")[-1].split(" ")[0] for line in result.stdout.splitlines() if line.startswith("FAILED")}
+    assert {"test_conflict_when_someone_else_changed_it_and_nothing_applied",
+            "test_conflict_when_someone_else_created_it", "test_noop_writes_nothing"} <= failed, result.stdout[-3000:]
+    assert "test_add_to_empty" not in failed and "test_remove_one_record" not in failed

@@ -10,15 +10,18 @@ record additions and deletions, each owner guarded by the RRset it expects to fi
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import dns.name
 
 from tlsa_manager.endpoints import Endpoint, configured, zone_nameservers
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.records import Tlsa
+
+_T = TypeVar("_T")
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,11 @@ class Provider(abc.ABC):
                     f"set ttl = {minimum} or more for this host; nothing was changed",
                 )
 
+    def pending(self, changeset: ChangeSet) -> list[OwnerChange]:
+        """The changes that write something, after :meth:`check_changes` allowed them all."""
+        self.check_changes(changeset)
+        return [c for c in changeset.changes if not c.is_noop]
+
     @abc.abstractmethod
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         """The TLSA RRsets at these owners as the provider holds them."""
@@ -187,6 +195,14 @@ class Provider(abc.ABC):
 
     def __repr__(self) -> str:  # never show settings: they may hold secrets
         return f"<{type(self).__name__} provider>"
+
+
+def grouped(items: Iterable[_T], key: Callable[[_T], _K]) -> dict[_K, list[_T]]:
+    """``items`` by ``key`` (e.g. owners or changes by zone), in their first-seen order."""
+    out: dict[_K, list[_T]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
 
 
 def conflict(owner: dns.name.Name, expected: frozenset[Tlsa], found: frozenset[Tlsa]) -> ProviderConflict:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -91,10 +91,37 @@ class ProviderContract:
         """A TTL the backend accepts: 300 s, or its minimum when that is higher."""
         return max(300, backend.provider.capabilities.min_ttl) * factor
 
+    def change(
+        self,
+        backend: Backend,
+        owner: dns.name.Name,
+        expected: Iterable[Tlsa],
+        result: Iterable[Tlsa],
+        *,
+        ttl: int | None = None,
+    ) -> OwnerChange:
+        """The change from ``expected`` (at the contract's TTL) to ``result`` at ``ttl``."""
+        before, after = frozenset(expected), frozenset(result)
+        return OwnerChange(
+            owner,
+            before,
+            after - before,
+            before - after,
+            ttl=self.ttl(backend) if ttl is None else ttl,
+            expected_ttl=self.ttl(backend) if before else None,
+        )
+
+    @staticmethod
+    def apply(backend: Backend, *changes: OwnerChange) -> None:
+        backend.provider.apply(ChangeSet(changes))
+
     def publish(self, backend: Backend, owner: dns.name.Name, *records: Tlsa) -> frozenset[Tlsa]:
-        wanted = frozenset(records)
-        backend.provider.apply(ChangeSet((OwnerChange(owner, frozenset(), wanted, ttl=self.ttl(backend)),)))
-        return wanted
+        self.apply(backend, self.change(backend, owner, (), records))
+        return frozenset(records)
+
+    def held(self, backend: Backend, *records: Tlsa, factor: int = 1) -> Held:
+        """What the backend should hold: these records at the contract's TTL."""
+        return frozenset(records), self.ttl(backend, factor)
 
     # -- read -----------------------------------------------------------------
 
@@ -116,84 +143,35 @@ class ProviderContract:
 
     def test_add_to_empty(self, backend: Backend) -> None:
         owner = backend.owner()
-        wanted = self.publish(backend, owner, record(1), record(2, "2 1 1"))
-        assert backend.read_back(owner) == (wanted, self.ttl(backend))
+        self.publish(backend, owner, record(1), record(2, "2 1 1"))
+        assert backend.read_back(owner) == self.held(backend, record(1), record(2, "2 1 1"))
         rrset = backend.provider.read([owner])[owner]
-        assert (rrset.records, rrset.ttl) == (wanted, self.ttl(backend))
+        assert (rrset.records, rrset.ttl) == self.held(backend, record(1), record(2, "2 1 1"))
 
     def test_add_beside_existing(self, backend: Backend) -> None:
         owner = backend.owner()
         self.publish(backend, owner, record(1))
-        backend.provider.apply(
-            ChangeSet(
-                (
-                    OwnerChange(
-                        owner,
-                        frozenset({record(1)}),
-                        frozenset({record(2)}),
-                        ttl=self.ttl(backend),
-                        expected_ttl=self.ttl(backend),
-                    ),
-                )
-            )
-        )
-        assert backend.read_back(owner) == (frozenset({record(1), record(2)}), self.ttl(backend))
+        self.apply(backend, self.change(backend, owner, {record(1)}, {record(1), record(2)}))
+        assert backend.read_back(owner) == self.held(backend, record(1), record(2))
 
     def test_remove_one_record(self, backend: Backend) -> None:
         owner = backend.owner()
         self.publish(backend, owner, record(1), record(2))
-        backend.provider.apply(
-            ChangeSet(
-                (
-                    OwnerChange(
-                        owner,
-                        frozenset({record(1), record(2)}),
-                        delete=frozenset({record(1)}),
-                        ttl=self.ttl(backend),
-                        expected_ttl=self.ttl(backend),
-                    ),
-                )
-            )
-        )
-        assert backend.read_back(owner) == (frozenset({record(2)}), self.ttl(backend))
+        self.apply(backend, self.change(backend, owner, {record(1), record(2)}, {record(2)}))
+        assert backend.read_back(owner) == self.held(backend, record(2))
         assert backend.provider.read([owner])[owner].records == {record(2)}
 
     def test_replace_in_one_change(self, backend: Backend) -> None:
         owner = backend.owner()
         self.publish(backend, owner, record(1), record(2))
-        backend.provider.apply(
-            ChangeSet(
-                (
-                    OwnerChange(
-                        owner,
-                        frozenset({record(1), record(2)}),
-                        frozenset({record(3)}),
-                        frozenset({record(1)}),
-                        ttl=self.ttl(backend),
-                        expected_ttl=self.ttl(backend),
-                    ),
-                )
-            )
-        )
-        assert backend.read_back(owner)[0] == {record(2), record(3)}
+        self.apply(backend, self.change(backend, owner, {record(1), record(2)}, {record(2), record(3)}))
+        assert backend.read_back(owner) == self.held(backend, record(2), record(3))
 
     def test_records_others_put_there_are_kept(self, backend: Backend) -> None:
         owner = backend.owner()
         self.publish(backend, owner, record(1))
         backend.external_add(owner, record(77))
-        backend.provider.apply(
-            ChangeSet(
-                (
-                    OwnerChange(
-                        owner,
-                        frozenset({record(1), record(77)}),
-                        frozenset({record(2)}),
-                        frozenset({record(1)}),
-                        ttl=self.ttl(backend),
-                    ),
-                )
-            )
-        )
+        self.apply(backend, self.change(backend, owner, {record(1), record(77)}, {record(2), record(77)}))
         assert backend.read_back(owner)[0] == {record(2), record(77)}
 
     def test_never_leaves_a_managed_rrset_empty(self, backend: Backend) -> None:
@@ -201,9 +179,7 @@ class ProviderContract:
         self.publish(backend, owner, record(1))
         before = backend.write_count()
         with pytest.raises(ProviderError, match="without TLSA records"):
-            backend.provider.apply(
-                ChangeSet((OwnerChange(owner, frozenset({record(1)}), delete=frozenset({record(1)})),))
-            )
+            self.apply(backend, self.change(backend, owner, {record(1)}, ()))
         assert backend.read_back(owner)[0] == {record(1)}
         assert backend.write_count() == before
 
@@ -214,19 +190,10 @@ class ProviderContract:
         self.publish(backend, owner, record(1))
         backend.external_add(owner, record(99))
         with pytest.raises(ProviderConflict):
-            backend.provider.apply(
-                ChangeSet(
-                    (
-                        OwnerChange(other, frozenset(), frozenset({record(3)}), ttl=self.ttl(backend)),
-                        OwnerChange(
-                            owner,
-                            frozenset({record(1)}),
-                            frozenset({record(2)}),
-                            frozenset({record(1)}),
-                            ttl=self.ttl(backend),
-                        ),
-                    )
-                )
+            self.apply(
+                backend,
+                self.change(backend, other, (), {record(3)}),
+                self.change(backend, owner, {record(1)}, {record(2)}),
             )
         assert backend.read_back(owner)[0] == {record(1), record(99)}
         assert backend.read_back(other)[0] == frozenset(), "a change set is all or nothing"
@@ -243,12 +210,10 @@ class ProviderContract:
     def test_reapplying_a_change_set_never_duplicates(self, backend: Backend) -> None:
         """A retry after a lost answer: the records stand once; a conflict is fine, a change is not."""
         owner = backend.owner()
-        changes = ChangeSet((OwnerChange(owner, frozenset(), frozenset({record(1)}), ttl=self.ttl(backend)),))
-        backend.provider.apply(changes)
-        first = backend.read_back(owner)
+        self.publish(backend, owner, record(1))
         with contextlib.suppress(ProviderConflict):
-            backend.provider.apply(changes)
-        assert backend.read_back(owner) == first == (frozenset({record(1)}), self.ttl(backend))
+            self.publish(backend, owner, record(1))
+        assert backend.read_back(owner) == self.held(backend, record(1))
         assert backend.provider.read([owner])[owner].records == {record(1)}
 
     def test_read_plan_apply_twice_converges(self, backend: Backend) -> None:
@@ -264,61 +229,35 @@ class ProviderContract:
                 ttl=self.ttl(backend),
                 expected_ttl=current.ttl,
             )
-            backend.provider.apply(ChangeSet((change,)))
-        assert backend.read_back(owner) == (wanted, self.ttl(backend))
+            self.apply(backend, change)
+        assert backend.read_back(owner) == self.held(backend, *wanted)
 
     def test_noop_writes_nothing(self, backend: Backend) -> None:
         owner = backend.owner()
         self.publish(backend, owner, record(1))
         before = backend.write_count()
         assert before >= 1, "the write counter counts writes"
-        backend.provider.apply(
-            ChangeSet(
-                (
-                    OwnerChange(
-                        owner,
-                        frozenset({record(1)}),
-                        frozenset({record(1)}),
-                        ttl=self.ttl(backend),
-                        expected_ttl=self.ttl(backend),
-                    ),
-                )
-            )
-        )
-        backend.provider.apply(ChangeSet())
+        self.apply(backend, self.change(backend, owner, {record(1)}, {record(1)}))
+        self.apply(backend)
         assert backend.write_count() == before
-        assert backend.read_back(owner) == (frozenset({record(1)}), self.ttl(backend))
+        assert backend.read_back(owner) == self.held(backend, record(1))
 
     def test_write_counter_counts_each_write(self, backend: Backend) -> None:
         owner = backend.owner()
         start = backend.write_count()
         self.publish(backend, owner, record(1))
         middle = backend.write_count()
-        backend.provider.apply(
-            ChangeSet(
-                (OwnerChange(owner, frozenset({record(1)}), frozenset({record(2)}), ttl=self.ttl(backend)),)
-            )
-        )
+        self.apply(backend, self.change(backend, owner, {record(1)}, {record(1), record(2)}))
         assert start < middle < backend.write_count()
 
     # -- TTL --------------------------------------------------------------------
 
     def test_ttl_change_keeps_records_and_one_ttl(self, backend: Backend) -> None:
         owner = backend.owner()
-        self.publish(backend, owner, record(1), record(2))
-        backend.provider.apply(
-            ChangeSet(
-                (
-                    OwnerChange(
-                        owner,
-                        frozenset({record(1), record(2)}),
-                        ttl=self.ttl(backend, 2),
-                        expected_ttl=self.ttl(backend),
-                    ),
-                )
-            )
-        )
-        assert backend.read_back(owner) == (frozenset({record(1), record(2)}), self.ttl(backend, 2))
+        both = {record(1), record(2)}
+        self.publish(backend, owner, *both)
+        self.apply(backend, self.change(backend, owner, both, both, ttl=self.ttl(backend, 2)))
+        assert backend.read_back(owner) == self.held(backend, *both, factor=2)
         assert backend.provider.read([owner])[owner].ttl == self.ttl(backend, 2)
 
     def test_ttl_below_the_minimum_is_refused_or_raised(self, backend: Backend) -> None:
@@ -327,63 +266,34 @@ class ProviderContract:
             pytest.skip(f"{backend.provider.name} takes any TTL")
         owner = backend.owner()
         try:
-            backend.provider.apply(
-                ChangeSet((OwnerChange(owner, frozenset(), frozenset({record(1)}), ttl=minimum - 1),))
-            )
+            self.apply(backend, self.change(backend, owner, (), {record(1)}, ttl=minimum - 1))
         except ProviderError as exc:
             assert "TTL" in exc.message or "ttl" in exc.message
             assert backend.read_back(owner)[0] == frozenset()
             return
-        held = backend.read_back(owner)
-        assert held == (frozenset({record(1)}), minimum), "rounded up to the minimum"
+        assert backend.read_back(owner) == (frozenset({record(1)}), minimum), "rounded up to the minimum"
 
     # -- many owners ------------------------------------------------------------
 
     def test_many_owners_in_one_call(self, backend: Backend) -> None:
         owners = [backend.owner(25 + i % 2) for i in range(self.many_owners)]
+        first = {o: {record(i), record(i + 1000, "2 1 1")} for i, o in enumerate(owners)}
+        then = {o: {record(i + 2000), record(i + 1000, "2 1 1")} for i, o in enumerate(owners)}
         before = backend.write_count()
-        backend.provider.apply(
-            ChangeSet(
-                tuple(
-                    OwnerChange(
-                        o,
-                        frozenset(),
-                        frozenset({record(i), record(i + 1000, "2 1 1")}),
-                        ttl=self.ttl(backend),
-                    )
-                    for i, o in enumerate(owners)
-                )
-            )
-        )
+        self.apply(backend, *(self.change(backend, o, (), first[o]) for o in owners))
         writes = backend.write_count() - before
         assert writes >= 1
         if self.max_writes_per_change_set is not None:
             assert writes <= self.max_writes_per_change_set
         read = backend.provider.read(owners)
         assert set(read) == set(owners)
-        for i, owner in enumerate(owners):
-            wanted = frozenset({record(i), record(i + 1000, "2 1 1")})
-            assert read[owner].records == wanted
-            assert backend.read_back(owner)[0] == wanted
+        for owner in owners:
+            assert read[owner].records == first[owner] == backend.read_back(owner)[0]
         before = backend.write_count()
-        backend.provider.apply(
-            ChangeSet(
-                tuple(
-                    OwnerChange(
-                        o,
-                        read[o].records,
-                        frozenset({record(i + 2000)}),
-                        frozenset({record(i)}),
-                        ttl=self.ttl(backend),
-                        expected_ttl=read[o].ttl,
-                    )
-                    for i, o in enumerate(owners)
-                )
-            )
-        )
+        self.apply(backend, *(self.change(backend, o, first[o], then[o]) for o in owners))
         assert backend.write_count() - before <= (self.max_writes_per_change_set or self.many_owners)
-        for i, owner in enumerate(owners):
-            assert backend.read_back(owner)[0] == {record(i + 2000), record(i + 1000, "2 1 1")}
+        for owner in owners:
+            assert backend.read_back(owner)[0] == then[owner]
 
     def test_read_of_many_owners_mixes_present_and_absent(self, backend: Backend) -> None:
         present, absent = backend.owner(), backend.owner()
@@ -396,8 +306,6 @@ class ProviderContract:
     def test_repr_shows_no_settings(self, backend: Backend) -> None:
         text = repr(backend.provider)
         assert text.startswith("<") and "secret" not in text.lower()
+        redacted = str(type(backend.provider).redacted(backend.provider.config))
         for value in self.secret_values:
-            assert value not in text
-        redacted = type(backend.provider).redacted(backend.provider.config)
-        for value in self.secret_values:
-            assert value not in str(redacted)
+            assert value not in text and value not in redacted

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import dns.name
 
 from tlsa_manager.errors import ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
 from tlsa_manager.secrets import read_secret
 
@@ -239,11 +239,8 @@ class CloudflareProvider(Provider):
         return out
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        by_zone: dict[str, list[dns.name.Name]] = {}
-        for owner in owners:
-            by_zone.setdefault(self.zone_for(owner)[0], []).append(owner)
         out = {}
-        for zone_id, zone_owners in by_zone.items():
+        for zone_id, zone_owners in grouped(owners, lambda o: self.zone_for(o)[0]).items():
             for owner, records in self._by_owner(self._list(zone_id, zone_owners), zone_owners).items():
                 out[owner] = _rrset(owner, records)
         return out
@@ -251,12 +248,7 @@ class CloudflareProvider(Provider):
     # -- apply --------------------------------------------------------------
 
     def apply(self, changeset: ChangeSet) -> None:
-        self.check_changes(changeset)
-        by_zone: dict[str, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if not change.is_noop:
-                by_zone.setdefault(self.zone_for(change.owner)[0], []).append(change)
-        for zone_id, changes in by_zone.items():
+        for zone_id, changes in grouped(self.pending(changeset), lambda c: self.zone_for(c.owner)[0]).items():
             self._apply_zone(zone_id, changes)
 
     def _apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:

@@ -36,7 +36,7 @@ import dns.name
 
 from tlsa_manager.endpoints import Endpoint, parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import read_secret
 
@@ -224,21 +224,13 @@ class PowerDnsProvider(Provider):
     # -- Provider ---------------------------------------------------------------
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        by_zone: dict[str, list[dns.name.Name]] = {}
-        for owner in owners:
-            by_zone.setdefault(self.zone_for(owner)[1], []).append(owner)
         out: dict[dns.name.Name, RRset] = {}
-        for zone_id, zone_owners in by_zone.items():
+        for zone_id, zone_owners in grouped(owners, lambda o: self.zone_for(o)[1]).items():
             out.update(self.read_zone(zone_id, zone_owners).rrsets)
         return out
 
     def apply(self, changeset: ChangeSet) -> None:
-        self.check_changes(changeset)
-        by_zone: dict[str, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if not change.is_noop:
-                by_zone.setdefault(self.zone_for(change.owner)[1], []).append(change)
-        for zone_id, changes in by_zone.items():
+        for zone_id, changes in grouped(self.pending(changeset), lambda c: self.zone_for(c.owner)[1]).items():
             self._apply_zone(zone_id, changes)
 
     def _apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:

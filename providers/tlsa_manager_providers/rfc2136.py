@@ -33,7 +33,7 @@ import dns.update
 
 from tlsa_manager.endpoints import Endpoint, parse_endpoint, unreachable, zone_apex
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import read_secret
 
@@ -197,12 +197,7 @@ class Rfc2136Provider(Provider):
         return update
 
     def apply(self, changeset: ChangeSet) -> None:
-        self.check_changes(changeset)
-        by_zone: dict[dns.name.Name, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if not change.is_noop:
-                by_zone.setdefault(self.zone_for(change.owner), []).append(change)
-        for zone, changes in by_zone.items():
+        for zone, changes in grouped(self.pending(changeset), lambda c: self.zone_for(c.owner)).items():
             for chunk in self.chunks(changes):
                 self._send(zone, self.build_update(zone, chunk))
 

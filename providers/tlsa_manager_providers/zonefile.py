@@ -275,8 +275,7 @@ class ZoneFileProvider(Provider):
     # -- apply -------------------------------------------------------------------
 
     def apply(self, changeset: ChangeSet) -> None:
-        self.check_changes(changeset)
-        changes = [c for c in changeset.changes if not c.is_noop]
+        changes = self.pending(changeset)
         if not changes:
             return
         current = self.read([c.owner for c in changes])

@@ -88,8 +88,7 @@ class JsonFileProvider(Provider):
         return {owner: self._rrset(owner, store) for owner in owners}
 
     def apply(self, changeset: ChangeSet) -> None:
-        self.check_changes(changeset)  # never empty a managed RRset; TTL minimum
-        changes = [c for c in changeset.changes if not c.is_noop]
+        changes = self.pending(changeset)  # refuses to empty a managed RRset or a too-low TTL
         if not changes:
             return  # a no-op writes nothing
         with self._locked():
