@@ -32,6 +32,26 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert out.strip().splitlines()[-1] == "HEAVY="
 
 
+def test_start_up_imports_only_what_the_command_uses() -> None:
+    """`--help` loads no certificate or DNS library; `records FILE` prints without dnspython
+    (its import alone costs more than the rest of the command: docs/performance.md)."""
+    code = textwrap.dedent("""
+        import sys
+        from tlsa_manager.cli import main
+        try:
+            main(["--help"])
+        except SystemExit:
+            pass
+        print("HELP=" + ",".join(m for m in ("cryptography.x509", "dns.name", "logging") if m in sys.modules))
+        main(["records", sys.argv[1]])
+        print("RECORDS=" + ",".join(m for m in ("dns.name", "dns.rdata") if m in sys.modules))
+    """)
+    example = Path(__file__).resolve().parent.parent / "examples" / "mail.example.com" / "fullchain.pem"
+    out = subprocess.run([sys.executable, "-c", code, str(example)], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert "HELP=" in lines and "RECORDS=" in lines, out.stdout
+
+
 def test_core_modules_do_not_import_provider_sdks() -> None:
     code = textwrap.dedent("""
         import importlib, pkgutil, sys, tlsa_manager
