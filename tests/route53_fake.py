@@ -29,7 +29,7 @@ from moto.route53.exceptions import Route53ClientError
 from moto.route53.responses import Route53 as Route53Response
 from moto.server import ThreadedMotoServer
 
-ACTIONS = ("list_hosted_zones_by_name", "get_hosted_zone", "list_resource_record_sets",
+ACTIONS = ("list_hosted_zones", "list_hosted_zones_by_name", "get_hosted_zone", "list_resource_record_sets",
            "change_resource_record_sets", "get_change")
 
 

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import dns.name
 import pytest
-from cloud_rollover import sync_and_rollover
 
 from tlsa_manager.errors import ConfigError, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
+from tlsa_manager.testing import Backend, ProviderContract
 
-from test_provider_contract import (  # the shared contract, run on this module's backend fixture
-    Backend,
-    test_absent_owner_reads_empty,
-    test_add_to_empty_then_change_two_owners_at_once,
-    test_conflict_when_someone_else_changed_it_and_nothing_applied,
-    test_never_leaves_a_managed_rrset_empty,
-    test_noop_writes_nothing,
-    test_repr_shows_no_settings,
-    test_ttl_change_keeps_records_and_one_ttl,
-    test_unknown_records_are_kept,
-)
+from cloud_rollover import sync_and_rollover
 
-CONTRACT = (test_absent_owner_reads_empty, test_add_to_empty_then_change_two_owners_at_once,
-            test_conflict_when_someone_else_changed_it_and_nothing_applied, test_never_leaves_a_managed_rrset_empty,
-            test_noop_writes_nothing, test_repr_shows_no_settings, test_ttl_change_keeps_records_and_one_ttl,
-            test_unknown_records_are_kept)
 A = Tlsa.from_text("3 1 1 " + "AA" * 32)
 B = Tlsa.from_text("3 1 1 " + "bb" * 32)
 OWNER = dns.name.from_text("_25._tcp.mail.example.test.")
@@ -58,7 +44,8 @@ def held(fake, owner):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def backend(desec_fake, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
+def desec_backend(desec_fake, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
+    desec_fake.domains["example.test"].minimum_ttl = 3600  # deSEC's default, for the contract
     provider = make(desec_fake, monkeypatch)
 
     def external_add(owner, record):  # type: ignore[no-untyped-def]
@@ -66,8 +53,16 @@ def backend(desec_fake, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
         subname = owner.relativize(dns.name.from_text("example.test.")).to_text()
         desec_fake.set_rrset("example.test", subname, [r.to_text() for r in records | {record}], ttl or 3600)
 
-    return Backend(provider, lambda o: held(desec_fake, o), external_add, provider.writes_count)
+    return Backend(provider, lambda o: held(desec_fake, o), external_add, zone="example.test")
 
+
+
+class TestDesecContract(ProviderContract):
+    secret_values = ("desec-test-token-0123456789abcdef",)
+
+    @pytest.fixture
+    def backend(self, desec_backend: Backend) -> Backend:
+        return desec_backend
 
 def add(record: Tlsa = A, ttl: int = 300) -> ChangeSet:
     return ChangeSet((OwnerChange(OWNER, frozenset(), frozenset({record}), ttl=ttl),))
@@ -99,9 +94,9 @@ def test_canonical_rewrite_of_case_and_long_hex_is_read_back(desec_fake, monkeyp
 def test_ttl_below_the_domain_minimum_is_refused_before_any_write(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     desec_fake.domains["example.test"].minimum_ttl = 3600  # deSEC's default
     provider = make(desec_fake, monkeypatch)
-    with pytest.raises(ConfigError, match=r"deSEC does not accept TTL 300 .* minimum there is 3600.*set ttl = 3600"):
+    with pytest.raises(ProviderError, match=r"deSEC does not accept TTL 300 .* minimum there is 3600.*set ttl = 3600"):
         provider.apply(add(ttl=300))
-    with pytest.raises(ConfigError, match="its maximum is 86400"):
+    with pytest.raises(ProviderError, match="its maximum is 86400"):
         provider.apply(add(ttl=86401))
     assert desec_fake.counts["PATCH /domains/{name}/rrsets/"] == 0
     provider.apply(add(ttl=3600))

@@ -8,23 +8,8 @@ import pytest
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
+from tlsa_manager.testing import Backend, ProviderContract
 
-from test_provider_contract import (  # the shared contract, run on this module's backend fixture
-    Backend,
-    test_absent_owner_reads_empty,
-    test_add_to_empty_then_change_two_owners_at_once,
-    test_conflict_when_someone_else_changed_it_and_nothing_applied,
-    test_never_leaves_a_managed_rrset_empty,
-    test_noop_writes_nothing,
-    test_repr_shows_no_settings,
-    test_ttl_change_keeps_records_and_one_ttl,
-    test_unknown_records_are_kept,
-)
-
-CONTRACT = (test_absent_owner_reads_empty, test_add_to_empty_then_change_two_owners_at_once,
-            test_conflict_when_someone_else_changed_it_and_nothing_applied, test_never_leaves_a_managed_rrset_empty,
-            test_noop_writes_nothing, test_repr_shows_no_settings, test_ttl_change_keeps_records_and_one_ttl,
-            test_unknown_records_are_kept)
 # moto warns that an injected error code (Throttling) has no shape in its Route 53 model; it
 # still answers it the way Route 53 does (HTTP 400, that code), which botocore retries.
 pytestmark = pytest.mark.filterwarnings(r"ignore:Exception\(_Fault\) with code")
@@ -54,7 +39,7 @@ def make(r53, monkeypatch, **extra):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def backend(r53, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
+def route53_backend(r53, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
     from route53_fake import read_tlsa, upsert_tlsa
 
     provider = make(r53, monkeypatch)
@@ -68,8 +53,16 @@ def backend(r53, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
         values, ttl = read_tlsa(client, r53.zone_id, owner.to_text())
         upsert_tlsa(client, r53.zone_id, owner.to_text(), [*values, record.to_text()], ttl or 300)
 
-    return Backend(provider, read_back, external_add, provider.writes_count)
+    return Backend(provider, read_back, external_add, zone="example.test")
 
+
+
+class TestRoute53Contract(ProviderContract):
+    secret_values = (SECRET,)
+
+    @pytest.fixture
+    def backend(self, route53_backend: Backend) -> Backend:
+        return route53_backend
 
 def add(record: Tlsa = A, expected: frozenset[Tlsa] = frozenset(), owner: dns.name.Name = OWNER) -> ChangeSet:
     return ChangeSet((OwnerChange(owner, expected, frozenset({record}), ttl=300),))
@@ -192,14 +185,14 @@ def test_zone_lookup_skips_private_zones_and_zone_id_skips_lookup(r53, monkeypat
     r53.counts.clear()
     direct = make(r53, monkeypatch, hosted_zone_id=f"/hostedzone/{r53.zone_id}")
     direct.apply(add())
-    assert r53.counts["list_hosted_zones_by_name"] == 0
+    assert r53.counts["list_hosted_zones"] == 0
     with pytest.raises(ProviderError, match="no public Route 53 hosted zone holds"):
         provider.read([dns.name.from_text("_25._tcp.mx.other.test.")])
 
 
 def test_ttl_outside_route53_range_is_refused(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     provider = make(r53, monkeypatch)
-    with pytest.raises(ConfigError, match="does not accept TTL 4294967296"):
+    with pytest.raises(ProviderError, match="does not accept TTL 4294967296"):
         provider.apply(ChangeSet((OwnerChange(OWNER, frozenset(), frozenset({A}), ttl=2**32),)))
 
 
@@ -224,7 +217,6 @@ def test_credential_configuration_errors(monkeypatch, tmp_path) -> None:  # type
 
 def test_sync_and_new_key_rollover_through_the_cli(cli, r53, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from cloud_rollover import sync_and_rollover
-
     from route53_fake import read_tlsa
 
     secret_file = tmp_path / "aws.secret"

@@ -9,14 +9,13 @@ hex case or spacing), the zone walk, and the TTL floor check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import dns.name
 
-from tlsa_manager.dnsview import parse_endpoint
-from tlsa_manager.errors import ConfigError, ProviderError, TlsaManagerError
-from tlsa_manager.provider import NameServer, OwnerChange, conflict
+from tlsa_manager.errors import ProviderError, TlsaManagerError
+from tlsa_manager.provider import OwnerChange, conflict
 from tlsa_manager.records import Tlsa
 
 
@@ -57,14 +56,14 @@ def check_ttl(service: str, owner: dns.name.Name, ttl: int, minimum: int, maximu
     """Refuse a TTL the service would reject or rewrite.  Never round up in silence: the
     planner times its gates by the TTL it asked for, a longer one would make them early."""
     if ttl < minimum:
-        raise ConfigError(
+        raise ProviderError(
             f"{service} does not accept TTL {ttl} at {owner} (its minimum there is {minimum})",
-            f"set ttl = {minimum} or more for this host",
+            f"set ttl = {minimum} or more for this host; nothing was changed",
         )
     if ttl > maximum:
-        raise ConfigError(
+        raise ProviderError(
             f"{service} does not accept TTL {ttl} at {owner} (its maximum is {maximum})",
-            f"set ttl = {maximum} or less for this host",
+            f"set ttl = {maximum} or less for this host; nothing was changed",
         )
 
 
@@ -89,14 +88,6 @@ def relative(owner: dns.name.Name, zone: str) -> str:
     """The owner's name inside ``zone`` (``_25._tcp.mx``); "" or "@" are never TLSA owners."""
     origin = dns.name.from_text(zone)
     return owner.relativize(origin).to_text().lower()
-
-
-def config_nameservers(config: Mapping[str, Any]) -> list[NameServer]:
-    """Servers to poll from the provider's ``nameservers`` setting (host:port list)."""
-    return [
-        NameServer(e.name, e.address, e.port)
-        for e in map(parse_endpoint, map(str, config.get("nameservers", [])))
-    ]
 
 
 def retry_after(value: str | None, default: float = 1.0) -> float:

@@ -37,11 +37,10 @@ from urllib.parse import quote
 import dns.name
 
 from tlsa_manager.errors import ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
 from tlsa_manager.secrets import read_secret
 from tlsa_manager_providers._rrsets import (
     check_ttl,
-    config_nameservers,
     parse_values,
     presentation,
     relative,
@@ -66,6 +65,7 @@ class DesecProvider(Provider):
         min_ttl=3600,
         can_list_nameservers=False,
     )
+    secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "deSEC token"}
     settings: ClassVar[Mapping[str, str]] = {
         "api_token_env": "environment variable holding the token (default DESEC_TOKEN)",
         "api_token_file": "file holding the token",
@@ -95,7 +95,6 @@ class DesecProvider(Provider):
         self._session: Any = None
         self._domains: dict[str, dict[str, Any]] = {}
         self._all: dict[str, dict[str, Any]] | None = None
-        self.writes = 0
 
     # -- HTTP ---------------------------------------------------------------
 
@@ -120,6 +119,7 @@ class DesecProvider(Provider):
         url = url if url.startswith("http") else self.api + url
         for attempt in range(4):
             try:
+                self.requests += 1
                 response = self._http().request(method, url, timeout=self.timeout, **kwargs)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 if method != "GET" or attempt >= 2:
@@ -273,12 +273,6 @@ class DesecProvider(Provider):
                 return
             raise ProviderError(f"{unsure.args[0]}; nothing was applied", "run again later") from None
         self.writes += 1
-
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        return config_nameservers(self.config)
-
-    def writes_count(self) -> int:
-        return self.writes
 
     def close(self) -> None:
         if self._session is not None:

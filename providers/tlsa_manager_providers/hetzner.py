@@ -4,9 +4,10 @@ Hetzner's DNS moved into the Cloud API (``api.hetzner.cloud/v1/zones``); ``hclou
 2.x has its zones and RRsets (``client.zones``), so this provider uses the SDK and no
 hand-written HTTP.
 
-- The zone is given as ``zone`` (name or id), or found by walking up the host's labels
-  with ``GET /zones?name=``.  Only primary zones can be edited: a secondary zone's
-  records come from its own primary (use that primary's provider).
+- The zone is given as ``zone`` (name or id), or the longest of the project's zones
+  holding the host (``GET /zones``, 50 a page, once per run).  Only primary zones can
+  be edited: a secondary zone's records come from its own primary (use that primary's
+  provider).
 - Reads: one owner is ``GET /zones/{z}/rrsets/{name}/TLSA`` (404 = none); several
   owners list the zone's TLSA RRsets 50 a page, following ``meta.pagination.next_page``.
 - Writes, per owner whose RRset must change: ``POST /zones/{z}/rrsets`` when there is
@@ -37,11 +38,11 @@ from typing import Any, ClassVar
 import dns.name
 
 from tlsa_manager.errors import ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
+from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import read_secret
 from tlsa_manager_providers._rrsets import (
     check_ttl,
-    config_nameservers,
     parse_values,
     relative,
     target,
@@ -67,6 +68,7 @@ class HetznerProvider(Provider):
         min_ttl=MIN_TTL,
         can_list_nameservers=False,
     )
+    secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "Hetzner API token"}
     settings: ClassVar[Mapping[str, str]] = {
         "api_token_env": "environment variable holding the API token (default HCLOUD_TOKEN)",
         "api_token_file": "file holding the API token",
@@ -93,8 +95,8 @@ class HetznerProvider(Provider):
         self._token = token
         self._client: Any = None
         self._zones: dict[str, Any] = {}
+        self._all: dict[str, Any] | None = None
         self.min_ttl = int(config.get("min_ttl", MIN_TTL))
-        self.writes = 0
 
     # -- SDK ----------------------------------------------------------------
 
@@ -109,6 +111,12 @@ class HetznerProvider(Provider):
                 poll_interval=float(self.config.get("poll_interval", 1)),
                 timeout=float(self.config.get("timeout", 30)),
             )
+            # provider.requests counts every HTTP request, the SDK's retries and action
+            # polls included: a response hook on the SDK's requests session (not public API,
+            # hence the guard; without it only the count is lost)
+            session = getattr(getattr(self._client, "_client", None), "_session", None)
+            if session is not None:
+                session.hooks["response"].append(self._count)
         return self._client
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -188,7 +196,9 @@ class HetznerProvider(Provider):
                     ) from None
             zone = self._zones[key]
         else:
-            zone = walk_up(owner, self._lookup)
+            if self._all is None:
+                self._all = self._list_zones()
+            zone = walk_up(owner, self._all.get)
             if zone is None:
                 raise ProviderError(
                     f"no Hetzner zone holds {owner} for this token", "add the zone, or set zone"
@@ -200,11 +210,16 @@ class HetznerProvider(Provider):
             )
         return zone
 
-    def _lookup(self, name: str) -> Any:
-        if name not in self._zones:
-            page = self._call("finding the zone", self.client().zones.get_list, name=name)
-            self._zones[name] = page.zones[0] if page.zones else None
-        return self._zones[name]
+    def _list_zones(self) -> dict[str, Any]:
+        """The project's zones by name, once per run (50 a request, following next_page)."""
+        zones: dict[str, Any] = {}
+        page: int | None = 1
+        while page:
+            result = self._call("listing zones", self.client().zones.get_list, page=page, per_page=PER_PAGE)
+            zones.update({str(z.name).lower(): z for z in result.zones})
+            pagination = result.meta.pagination if result.meta else None
+            page = pagination.next_page if pagination else None
+        return zones
 
     # -- read ---------------------------------------------------------------
 
@@ -263,17 +278,23 @@ class HetznerProvider(Provider):
                 zone = self.zone_for(change.owner)
                 by_zone.setdefault(str(zone.id), (zone, []))[1].append(change)
         for zone, changes in by_zone.values():
-            current = self._list(zone, [c.owner for c in changes])  # compare right before the writes
+            # Compare every owner right before the writes, and before the first write: a
+            # conflict found there leaves the whole change set unapplied.
+            current = self._list(zone, [c.owner for c in changes])
+            todo = []
             for change in changes:
-                self._apply_owner(zone, change, current.get(change.owner))
+                found = _rrset(change.owner, current.get(change.owner), zone.ttl)
+                new = target(change, found.records, found.ttl)
+                if new is not None:
+                    todo.append((change, current.get(change.owner), found, new))
+            for change, rrset, found, new in todo:
+                self._apply_owner(zone, change, rrset, found, new)
 
-    def _apply_owner(self, zone: Any, change: OwnerChange, rrset: Any) -> None:
+    def _apply_owner(
+        self, zone: Any, change: OwnerChange, rrset: Any, found: RRset, new: frozenset[Tlsa]
+    ) -> None:
         from hcloud.zones import ZoneRecord
 
-        found = _rrset(change.owner, rrset, zone.ttl)
-        new = target(change, found.records, found.ttl)
-        if new is None:
-            return
         comments = {  # others' comments on records we keep stay as they are
             next(iter(parse_values("Hetzner", change.owner, [r.value]))): r.comment
             for r in (rrset.records if rrset is not None else [])
@@ -311,15 +332,12 @@ class HetznerProvider(Provider):
                 self._call("changing the TTL", zones.change_rrset_ttl, rrset, change.ttl), "changing the TTL"
             )
 
+    def _count(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self.requests += 1
+
     def _wait(self, action: Any, what: str) -> None:
         self.writes += 1
         self._call(what, action.wait_until_finished)
-
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        return config_nameservers(self.config)
-
-    def writes_count(self) -> int:
-        return self.writes
 
 
 class _NotFound(Exception):

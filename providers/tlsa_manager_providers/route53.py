@@ -1,7 +1,8 @@
 """Amazon Route 53 through ``boto3`` (the optional extra ``route53``, imported only when used).
 
-- The hosted zone is given as ``hosted_zone_id``, or found with ListHostedZonesByName
-  walking up the host's labels (private zones are skipped: DANE needs public DNS).
+- The hosted zone is given as ``hosted_zone_id``, or the longest public hosted zone
+  holding the host, from ListHostedZones once per run (private zones are skipped:
+  DANE needs public DNS).
 - Reads: one owner is one ListResourceRecordSets starting at that name and type;
   several owners list the zone page by page (300 record sets a page) until
   ``IsTruncated`` is false.
@@ -17,9 +18,10 @@
   the engine starts observing; bounded by ``change_timeout``.
 - Throttling (5 requests/s per account) and PriorRequestNotComplete are retried by
   botocore's "standard" mode with backoff, ``max_attempts`` in all.
-- Credentials: ``access_key_id`` with the secret from ``secret_access_key_file`` or
-  ``secret_access_key_env``; otherwise boto3's own chain (``profile``, the environment,
-  ~/.aws/credentials, an instance role).  Never printed, logged or put in an error.
+- Credentials: ``access_key_id`` with the secret from ``secret_access_key_file``,
+  ``secret_access_key_env`` or ``secret_access_key`` in a 0600 config; otherwise boto3's
+  own chain (``profile``, the environment, ~/.aws/credentials, an instance role).
+  Never printed, logged or put in an error.
 """
 
 from __future__ import annotations
@@ -32,11 +34,10 @@ from typing import Any, ClassVar
 import dns.name
 
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
 from tlsa_manager.secrets import read_secret
 from tlsa_manager_providers._rrsets import (
     check_ttl,
-    config_nameservers,
     parse_values,
     presentation,
     target,
@@ -56,6 +57,7 @@ class Route53Provider(Provider):
     capabilities = Capabilities(
         atomic=True, compare_and_swap=True, eventual_propagation=True, min_ttl=0, can_list_nameservers=False
     )
+    secret_settings: ClassVar[Mapping[str, str]] = {"secret_access_key": "AWS secret access key"}
     settings: ClassVar[Mapping[str, str]] = {
         "hosted_zone_id": "the hosted zone's id (skips the zone lookup and its permission)",
         "zone": "the zone name (with hosted_zone_id)",
@@ -63,6 +65,7 @@ class Route53Provider(Provider):
         "access_key_id": "access key id (its secret from secret_access_key_file or _env)",
         "secret_access_key_file": "file holding the secret access key",
         "secret_access_key_env": "environment variable holding it (default AWS_SECRET_ACCESS_KEY)",
+        "secret_access_key": "the secret inline (only in a config file of mode 0600)",
         "endpoint_url": "API endpoint (default AWS's; e.g. a local test server)",
         "max_attempts": "attempts per request incl. throttling retries (default 5)",
         "change_poll_seconds": "seconds between GetChange polls (default 5)",
@@ -79,9 +82,10 @@ class Route53Provider(Provider):
                 "AWS secret access key",
                 file_key="secret_access_key_file",
                 env_key="secret_access_key_env",
+                inline_key="secret_access_key",
                 default_env="AWS_SECRET_ACCESS_KEY",
             )
-        elif config.get("secret_access_key_file") or config.get("secret_access_key_env"):
+        elif any(config.get(k) for k in self.secret_keys()):
             raise ConfigError(
                 f"provider {config.get('name', self.name)}: a secret access key needs access_key_id",
                 "set access_key_id, or use profile / the environment",
@@ -89,8 +93,7 @@ class Route53Provider(Provider):
         self.poll = float(config.get("change_poll_seconds", 5))
         self.change_timeout = float(config.get("change_timeout", 600))
         self._client: Any = None
-        self._zones: dict[str, tuple[str, str] | None] = {}
-        self.writes = 0
+        self._public: dict[str, tuple[str, str]] | None = None
 
     # -- SDK ----------------------------------------------------------------
 
@@ -111,6 +114,8 @@ class Route53Provider(Provider):
                 endpoint_url=self.config.get("endpoint_url") or None,
                 config=Config(retries=retries, connect_timeout=10, read_timeout=30),
             )
+            # every HTTP request, botocore's retries included (provider.requests)
+            self._client.meta.events.register("before-send.route-53", self._count)
         return self._client
 
     def _call(self, what: str, method: str, **kwargs: Any) -> Any:
@@ -169,7 +174,9 @@ class Route53Provider(Provider):
         if self.config.get("hosted_zone_id"):
             zone = str(self.config.get("zone") or owner.parent().parent().parent().to_text())
             return _zone_id(str(self.config["hosted_zone_id"])), zone.rstrip(".").lower() + "."
-        found = walk_up(owner, self._lookup_zone)
+        if self._public is None:
+            self._public = self._list_zones()
+        found = walk_up(owner, self._public.get)
         if found is None:
             raise ProviderError(
                 f"no public Route 53 hosted zone holds {owner} for these credentials",
@@ -177,18 +184,21 @@ class Route53Provider(Provider):
             )
         return found  # type: ignore[no-any-return]
 
-    def _lookup_zone(self, name: str) -> tuple[str, str] | None:
-        if name not in self._zones:
-            found = None
-            answer = self._call(
-                "listing hosted zones", "list_hosted_zones_by_name", DNSName=name, MaxItems="10"
-            )
-            for zone in answer.get("HostedZones", []):
-                if zone["Name"].rstrip(".").lower() == name and not zone.get("Config", {}).get("PrivateZone"):
-                    found = (_zone_id(zone["Id"]), zone["Name"].lower())
-                    break
-            self._zones[name] = found
-        return self._zones[name]
+    def _list_zones(self) -> dict[str, tuple[str, str]]:
+        """The public hosted zones of the account by name, once per run (100 a request);
+        private zones are left out: DANE needs public DNS."""
+        zones: dict[str, tuple[str, str]] = {}
+        kwargs: dict[str, Any] = {"MaxItems": "100"}
+        while True:
+            page = self._call("listing hosted zones", "list_hosted_zones", **kwargs)
+            for zone in page.get("HostedZones", []):
+                if not zone.get("Config", {}).get("PrivateZone"):
+                    zones.setdefault(
+                        zone["Name"].rstrip(".").lower(), (_zone_id(zone["Id"]), zone["Name"].lower())
+                    )
+            if not page.get("IsTruncated"):
+                return zones
+            kwargs["Marker"] = page["NextMarker"]
 
     # -- read ---------------------------------------------------------------
 
@@ -293,11 +303,8 @@ class Route53Provider(Provider):
             time.sleep(self.poll)
             info = self._call("waiting for the change", "get_change", Id=info["Id"])["ChangeInfo"]
 
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        return config_nameservers(self.config)
-
-    def writes_count(self) -> int:
-        return self.writes
+    def _count(self, **_: Any) -> None:
+        self.requests += 1
 
     def close(self) -> None:
         if self._client is not None:
