@@ -82,3 +82,18 @@ def documented_settings(doc: str, secrets: dict[str, Path]) -> dict[str, Any]:
         assert key in table, (doc, key)
         table[key] = str(path)
     return dict(table)
+
+
+def inline_secret_needs_0600(cli: Callable[..., Any], tmp_path: Path, provider_toml: str, secret: str) -> None:
+    """An inline secret in a config others may read is refused (exit 2, one line, the secret
+    not shown); the same file at mode 0600 passes that check."""
+    config = tmp_path / "inline.toml"
+    config.write_text(f'[providers.cloud]\n{provider_toml.strip()}\n[hosts."mx.example.test"]\n'
+                      'provider = "cloud"\ncert = "/nonexistent.pem"\n')
+    config.chmod(0o644)
+    result = cli("--config", config, "plan")
+    assert result.code == 2 and "chmod 600" in result.err and result.err.count("\n") == 1, result.err
+    assert secret not in result.err + result.out
+    config.chmod(0o600)
+    result = cli("--config", config, "plan")
+    assert "chmod 600" not in result.err and secret not in result.err + result.out

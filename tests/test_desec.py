@@ -225,3 +225,11 @@ def test_documented_config_is_accepted(tmp_path) -> None:
     settings = documented_settings("provider-desec.md", {"api_token_file": secret})
     provider = provider_class(settings.pop("type"))(settings)
     assert type(provider).__name__ == "DesecProvider" and "a-test-secret" not in repr(provider)
+
+
+def test_inline_secret_only_in_a_0600_config(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cloud_rollover import inline_secret_needs_0600
+
+    secret = "inline-desec-token-0123456789"
+    inline_secret_needs_0600(cli, tmp_path, f'''type = "desec"
+api_token = "{secret}"''', secret)

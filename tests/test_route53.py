@@ -242,3 +242,12 @@ def test_documented_config_is_accepted(tmp_path) -> None:
     settings = documented_settings("provider-route53.md", {"secret_access_key_file": secret})
     provider = provider_class(settings.pop("type"))(settings)
     assert type(provider).__name__ == "Route53Provider" and "a-test-secret" not in repr(provider)
+
+
+def test_inline_secret_only_in_a_0600_config(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cloud_rollover import inline_secret_needs_0600
+
+    secret = "inline-aws-secret-0123456789"
+    inline_secret_needs_0600(cli, tmp_path, f'''type = "route53"
+access_key_id = "AKIDTEST"
+secret_access_key = "{secret}"''', secret)
