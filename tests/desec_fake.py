@@ -29,7 +29,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
@@ -37,6 +37,8 @@ import dns.exception
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+
+from fakehttp import FakeServer, JsonHandler
 
 NOW = "2026-11-25T00:00:00.000000Z"
 PAGE = 500
@@ -49,7 +51,7 @@ class FakeDomain:
     rrsets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
-class FakeDesec:
+class FakeDesec(FakeServer):
     """The API state and its HTTP server on 127.0.0.1."""
 
     def __init__(self, token: str = "desec-test-token-0123456789abcdef") -> None:
@@ -62,20 +64,11 @@ class FakeDesec:
         self.limits = [("dns_api_cheap", 10, 1.0, "read"), ("dns_api_per_domain_expensive", 2, 1.0, "write")]
         self.history: dict[str, deque[float]] = {}
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
-
-    def start(self) -> FakeDesec:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"http://127.0.0.1:{self.port}/api/v1"
 
     def add_domain(self, name: str, minimum_ttl: int = 3600) -> FakeDomain:
         self.domains[name] = FakeDomain(name, minimum_ttl)
@@ -115,20 +108,7 @@ class FakeDesec:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def _send(self, status: int, doc: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
-                payload = raw if raw is not None else (b"" if status == 204 else json.dumps(doc).encode())
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(payload)
-
+        class Handler(JsonHandler):
             def _fault(self, method: str) -> bool:
                 if not fake.faults:
                     return False

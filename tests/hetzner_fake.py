@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -32,6 +32,8 @@ import dns.exception
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+
+from fakehttp import FakeServer, JsonHandler
 
 NOW = "2026-11-25T00:00:00+00:00"
 ERRORS = {"unauthorized": 401, "token_readonly": 403, "forbidden": 403, "not_found": 404, "invalid_input": 400,
@@ -48,7 +50,7 @@ class FakeZone:
     rrsets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
-class FakeHetzner:
+class FakeHetzner(FakeServer):
     """The API state and its HTTP server on 127.0.0.1."""
 
     def __init__(self, token: str = "hcloud-test-token-" + "x" * 46) -> None:
@@ -64,20 +66,11 @@ class FakeHetzner:
         self.bucket, self.capacity, self.refilled = 3600.0, 3600.0, time.monotonic()
         self.ids = itertools.count(1000)
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def start(self) -> FakeHetzner:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def add_zone(self, name: str, mode: str = "primary", ttl: int = 3600) -> FakeZone:
         zone = FakeZone(next(self.ids), name, mode, ttl)
@@ -127,20 +120,7 @@ class FakeHetzner:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def _send(self, status: int, doc: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
-                payload = raw if raw is not None else json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(payload)
-
+        class Handler(JsonHandler):
             def _error(self, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> None:
                 self._send(ERRORS[code], {"error": {"code": code, "message": message, "details": details or {}}},
                            headers)
