@@ -2,7 +2,9 @@
 
 - rfc2136: a real BIND primary + secondary (DNSSEC, TSIG, NOTIFY/IXFR) on loopback;
 - zonefile: a zone file in a temp dir (and, in test_zonefile.py, loaded by a real BIND);
-- cloudflare: the real SDK against the local fake API (test_cloudflare.py adds its own faults).
+- cloudflare: the real SDK against the local fake API (test_cloudflare.py adds its own faults);
+- powerdns, route53, desec, hetzner: in their own modules (test_powerdns.py, test_route53.py,
+  test_desec.py, test_hetzner.py), each a ProviderContract subclass on its backend.
 Every write is checked by reading back through an independent path.
 """
 
