@@ -2,7 +2,10 @@
 
 - rfc2136: a real BIND primary + secondary (DNSSEC, TSIG, NOTIFY/IXFR) on loopback;
 - zonefile: a zone file in a temp dir (and, in test_zonefile.py, loaded by a real BIND);
-- cloudflare: the real SDK against the local fake API (test_cloudflare.py adds its own faults).
+- cloudflare: the real SDK against the local fake API (test_cloudflare.py adds its own faults);
+- powerdns: a real pdns_server with its HTTP API, read back by DNS from its own port
+  (test_powerdns.py adds two writers, injected races and errors).
+A new provider adds one ``class TestNAME(ProviderContract)`` with its ``backend`` fixture.
 Every write is checked by reading back through an independent path.
 """
 
