@@ -199,6 +199,12 @@ def test_wrong_key_unreachable_api_and_missing_zone_are_one_line(powerdns, tmp_p
         provider_for(powerdns, zone="nozone.test").read([dns.name.from_text("_25._tcp.mx.nozone.test.")])
     with pytest.raises(ConfigError, match="not an http"):
         PowerDnsProvider({"api_url": "ftp://x", "api_key_file": str(wrong)})
+    with pytest.raises(ConfigError, match="timeout must be seconds"):
+        PowerDnsProvider({"api_url": powerdns.api_url, "api_key_file": str(wrong), "timeout": "soon"})
+    with pytest.raises(ProviderError, match="cannot reach") as exc:
+        PowerDnsProvider({"api_url": f"http://admin:hunter2-pw@127.0.0.1:{free_port()}",
+                          "api_key_file": str(wrong)}).read([owner])
+    assert "hunter2-pw" not in str(exc.value) and "127.0.0.1" in str(exc.value)
 
 
 def test_longest_zone_wins_and_ns_come_from_the_core(powerdns) -> None:  # type: ignore[no-untyped-def]

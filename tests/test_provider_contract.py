@@ -3,8 +3,11 @@
 - rfc2136: a real BIND primary + secondary (DNSSEC, TSIG, NOTIFY/IXFR) on loopback;
 - zonefile: a zone file in a temp dir (and, in test_zonefile.py, loaded by a real BIND);
 - cloudflare: the real SDK against the local fake API (test_cloudflare.py adds its own faults);
-- powerdns, route53, desec, hetzner: in their own modules (test_powerdns.py, test_route53.py,
-  test_desec.py, test_hetzner.py), each a ProviderContract subclass on its backend.
+- powerdns: a real pdns_server with its HTTP API, read back by DNS from its own port
+  (test_powerdns.py adds two writers, injected races and errors);
+- route53 (moto's server made strict), desec and hetzner (local fakes of their APIs): in
+  test_route53.py, test_desec.py, test_hetzner.py, with their own faults.
+A new provider adds one ``class TestNAME(ProviderContract)`` with its ``backend`` fixture.
 Every write is checked by reading back through an independent path.
 """
 

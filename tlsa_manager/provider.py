@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import dns.name
 
-from tlsa_manager.endpoints import Endpoint, configured, zone_nameservers
+from tlsa_manager.endpoints import Endpoint, configured, zone_apex, zone_nameservers
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.records import Tlsa
 
@@ -162,15 +162,17 @@ class Provider(abc.ABC):
 
     def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
         """Authoritative servers to poll for propagation: the configured ``nameservers``,
-        else the zone's NS as :meth:`discovery_server` knows them, else none (then the
-        provider's own copy is the only view and the run says so)."""
+        else the NS of the zone holding ``zone`` (the apex or any name in it) as
+        :meth:`discovery_server` knows them, else none (then the provider's own copy is
+        the only view and the run says so)."""
         listed = configured(self.config.get("nameservers"))
         if listed:
             return listed
         server = self.discovery_server()
         if server is None:
             return []
-        return zone_nameservers(server, zone, float(self.config.get("timeout", 10)))
+        timeout = float(self.config.get("timeout", 10))
+        return zone_nameservers(server, zone_apex(server, zone, timeout), timeout)
 
     def discovery_server(self) -> Endpoint | None:
         """A DNS server that answers for the zone (its NS and their addresses), if known."""

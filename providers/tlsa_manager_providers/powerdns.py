@@ -81,11 +81,19 @@ class PowerDnsProvider(Provider):
         parts = urlsplit(self.api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
-                f"powerdns api_url {self.api_url!r} is not an http(s) URL",
+                f"powerdns api_url is not an http(s) URL (scheme {parts.scheme!r})",
                 'e.g. api_url = "http://127.0.0.1:8081"',
             )
+        # Messages name the server without any user:password the URL may carry.
+        self.where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self.server_id = str(config.get("server_id", "localhost"))
-        self.timeout = float(config.get("timeout", 30))
+        timeout = config.get("timeout", 30)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+            raise ConfigError(
+                f"powerdns timeout must be seconds above 0, at most 3600, not {timeout!r}",
+                "e.g. timeout = 30",
+            )
+        self.timeout = float(timeout)
         key = read_secret(
             config,
             "PowerDNS API key",
@@ -125,7 +133,7 @@ class PowerDnsProvider(Provider):
             raise _Unsure(f"the PowerDNS API did not answer {what} within {self.timeout:g}s") from None
         except requests.RequestException as exc:
             raise ProviderError(
-                f"cannot reach the PowerDNS API at {self.api_url} for {what} ({type(exc).__name__})",
+                f"cannot reach the PowerDNS API at {self.where} for {what} ({type(exc).__name__})",
                 "check api_url and that the webserver and API are on (api=yes, webserver=yes)",
             ) from None
         status = response.status_code
@@ -188,7 +196,7 @@ class PowerDnsProvider(Provider):
             if owner.is_subdomain(zone):
                 return zone, zone_id
         raise ProviderError(
-            f"PowerDNS at {self.api_url} has no zone holding {owner}", "create the zone, or set zone = ..."
+            f"PowerDNS at {self.where} has no zone holding {owner}", "create the zone, or set zone = ..."
         )
 
     def read_zone(self, zone_id: str, owners: Sequence[dns.name.Name], *, whole: bool = False) -> ZoneState:
