@@ -43,7 +43,7 @@ class StrictRoute53:
 
     def __init__(self, monkeypatch: Any, pending_polls: int = 1) -> None:
         self.counts: Counter[str] = Counter()
-        self.faults: list[tuple[str, str]] = []
+        self.faults: list[tuple[str, str, bool]] = []
         self.pending_polls = pending_polls
         self.before_change: list[Any] = []
         self._pending: dict[str, int] = {}
@@ -77,9 +77,10 @@ class StrictRoute53:
                           HostedZoneConfig={"PrivateZone": True, "Comment": "private"})
         return str(self.client().create_hosted_zone(**kwargs)["HostedZone"]["Id"]).rsplit("/", 1)[-1]
 
-    def fail_next(self, code: str, only: str = "") -> None:
-        """The next request (of action ``only``, if given) fails with this error code."""
-        self.faults.append((code, only))
+    def fail_next(self, code: str, only: str = "", after: bool = False) -> None:
+        """The next request (of action ``only``, if given) fails with this error code;
+        ``after``: it is carried out first and only its answer fails (a lost answer)."""
+        self.faults.append((code, only, after))
 
     # -- the additions to moto's handler ----------------------------------------
 
@@ -95,11 +96,15 @@ class StrictRoute53:
                         hook()
                 with fake.lock:
                     fake.counts[_action] += 1
-                    for index, (code, only) in enumerate(fake.faults):
-                        if not only or only == _action:
-                            fake.faults.pop(index)
-                            raise _Fault(code)
-                    return getattr(fake, f"_{_action}", lambda h, o: o(h))(handler, _original)
+                    fault = next((f for f in fake.faults if not f[1] or f[1] == _action), None)
+                    if fault is not None:
+                        fake.faults.remove(fault)
+                        if not fault[2]:
+                            raise _Fault(fault[0])
+                    result = getattr(fake, f"_{_action}", lambda h, o: o(h))(handler, _original)
+                    if fault is not None:
+                        raise _Fault(fault[0])
+                    return result
 
             monkeypatch.setattr(Route53Response, action, wrapped)
 

@@ -115,6 +115,18 @@ def test_same_result_written_meanwhile_counts_as_done(r53, monkeypatch) -> None:
     assert provider.read([OWNER])[OWNER].records == {A}
 
 
+def test_lost_answer_retried_by_botocore_counts_as_done(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The batch is applied but its answer is lost: botocore sends it again, Route 53 refuses
+    the repeat (the DELETE no longer matches), and the re-read shows the change is there."""
+    provider = make(r53, monkeypatch)
+    provider.apply(add())
+    r53.fail_next("Throttling", only="change_resource_record_sets", after=True)
+    provider.apply(ChangeSet((OwnerChange(OWNER, frozenset({A}), frozenset({B}), frozenset({A}), ttl=300,
+                                          expected_ttl=300),)))
+    assert r53.counts["change_resource_record_sets"] == 3  # the first, the applied one, its refused repeat
+    assert provider.read([OWNER])[OWNER].records == {B}
+
+
 def test_upper_case_hex_kept_and_deleted_exactly(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Route 53 stores values as written; the DELETE must repeat them byte for byte."""
     from route53_fake import read_tlsa, upsert_tlsa
