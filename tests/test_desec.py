@@ -214,22 +214,3 @@ api_token_file = "{token_file}"
 api_url = "{desec_fake.base_url}"
 """, lambda owner: held(desec_fake, owner)[0])
 
-
-def test_documented_config_is_accepted(tmp_path) -> None:
-    from tlsa_manager.registry import provider_class
-
-    from cloud_rollover import documented_settings
-
-    secret = tmp_path / "secret"
-    secret.write_text("a-test-secret\n")
-    settings = documented_settings("provider-desec.md", {"api_token_file": secret})
-    provider = provider_class(settings.pop("type"))(settings)
-    assert type(provider).__name__ == "DesecProvider" and "a-test-secret" not in repr(provider)
-
-
-def test_inline_secret_only_in_a_0600_config(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cloud_rollover import inline_secret_needs_0600
-
-    secret = "inline-desec-token-0123456789"
-    inline_secret_needs_0600(cli, tmp_path, f'''type = "desec"
-api_token = "{secret}"''', secret)

@@ -243,23 +243,3 @@ change_poll_seconds = 0.01
 """, lambda owner: frozenset(Tlsa.from_text(v) for v in read_tlsa(client, r53.zone_id, owner.to_text())[0]))
     assert r53.counts["get_change"] >= 3  # every write waited for INSYNC
 
-
-def test_documented_config_is_accepted(tmp_path) -> None:
-    from tlsa_manager.registry import provider_class
-
-    from cloud_rollover import documented_settings
-
-    secret = tmp_path / "secret"
-    secret.write_text("a-test-secret\n")
-    settings = documented_settings("provider-route53.md", {"secret_access_key_file": secret})
-    provider = provider_class(settings.pop("type"))(settings)
-    assert type(provider).__name__ == "Route53Provider" and "a-test-secret" not in repr(provider)
-
-
-def test_inline_secret_only_in_a_0600_config(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cloud_rollover import inline_secret_needs_0600
-
-    secret = "inline-aws-secret-0123456789"
-    inline_secret_needs_0600(cli, tmp_path, f'''type = "route53"
-access_key_id = "AKIDTEST"
-secret_access_key = "{secret}"''', secret)
