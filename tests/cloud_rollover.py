@@ -21,10 +21,11 @@ from test_sync_cli import le_shaped_chain
 TTL = 2
 
 
-def sync_and_rollover(cli: Callable[..., Any], tmp_path: Path, provider_toml: str,
-                      published: Callable[[Any], frozenset[Tlsa]], zone: str = "example.test") -> None:
+def one_host(tmp_path: Path, provider_toml: str, zone: str = "example.test",
+             ttl: int = TTL) -> tuple[Path, str, Any, Path, Path]:
+    """A config with one host served from ``live/ecdsa.pem`` (a chain shaped like Let's
+    Encrypt's YE1) and a ``staged`` folder: (config, host, owner, live, staged)."""
     host = f"mx-{secrets.token_hex(3)}.{zone}"
-    owner = owner_name(host)
     live, staged = tmp_path / "live", tmp_path / "staged"
     live.mkdir()
     staged.mkdir()
@@ -39,11 +40,17 @@ state_dir = "{tmp_path / 'state'}"
 provider = "cloud"
 cert = "{live / 'ecdsa.pem'}"
 staged_dir = "{staged}"
-ttl = {TTL}
+ttl = {ttl}
 slack = "1s"
 negative_ttl = 1
 """)
     config.chmod(0o600)
+    return config, host, owner_name(host), live, staged
+
+
+def sync_and_rollover(cli: Callable[..., Any], tmp_path: Path, provider_toml: str,
+                      published: Callable[[Any], frozenset[Tlsa]], zone: str = "example.test") -> None:
+    config, host, owner, live, staged = one_host(tmp_path, provider_toml, zone)
     cfg = ["--config", config]
     first = cli(*cfg, "sync", host)
     assert first.code == 0, first.err

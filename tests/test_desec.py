@@ -214,3 +214,22 @@ api_token_file = "{token_file}"
 api_url = "{desec_fake.base_url}"
 """, lambda owner: held(desec_fake, owner)[0])
 
+
+
+def test_ttl_below_the_domain_minimum_through_the_cli(cli, desec_fake, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """deSEC's default minimum is 3600: a host TTL of 300 stops the sync with one line
+    naming the fix, and nothing is written."""
+    from cloud_rollover import one_host
+
+    config, host, owner, _live, _staged = one_host(tmp_path, f"""
+type = "desec"
+api_token = "{desec_fake.token}"
+api_url = "{desec_fake.base_url}"
+""", ttl=300)
+    desec_fake.domains["example.test"].minimum_ttl = 3600
+    result = cli("--config", config, "sync", host)
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "deSEC does not accept TTL 300" in result.err and "set ttl = 3600 or more" in result.err
+    assert "Traceback" not in result.err and desec_fake.token not in result.err + result.out
+    assert desec_fake.counts["PATCH /domains/{name}/rrsets/"] == 0
+    assert held(desec_fake, owner) == (frozenset(), None)

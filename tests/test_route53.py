@@ -243,3 +243,30 @@ change_poll_seconds = 0.01
 """, lambda owner: frozenset(Tlsa.from_text(v) for v in read_tlsa(client, r53.zone_id, owner.to_text())[0]))
     assert r53.counts["get_change"] >= 3  # every write waited for INSYNC
 
+
+
+def test_edit_during_a_cli_sync_is_kept_by_one_re_plan(cli, r53, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Someone adds a record between the sync's read and its change batch: Route 53 refuses
+    the batch, the engine re-plans once on the new RRset, and both survive."""
+    from cloud_rollover import one_host
+    from route53_fake import read_tlsa, upsert_tlsa
+
+    secret_file = tmp_path / "aws.secret"
+    secret_file.write_text(SECRET + "\n")
+    config, host, owner, _live, _staged = one_host(tmp_path, f"""
+type = "route53"
+access_key_id = "AKIDTESTING"
+secret_access_key_file = "{secret_file}"
+endpoint_url = "{r53.endpoint}"
+change_poll_seconds = 0.01
+""")
+    client = r53.client()
+    theirs = Tlsa.from_text("3 1 1 " + "ee" * 32)
+    r53.before_change.append(lambda: upsert_tlsa(client, r53.zone_id, owner.to_text(), [theirs.to_text()], 2))
+    result = cli("--config", config, "sync", host)
+    assert result.code == 0, result.err
+    assert "re-planning once" in result.out + result.err
+    values = {Tlsa.from_text(v) for v in read_tlsa(client, r53.zone_id, owner.to_text())[0]}
+    assert theirs in values and len(values) == 5  # theirs + 3 1 1 + three issuer pins
+    assert r53.counts["change_resource_record_sets"] == 3  # theirs, our refused batch, our second
+    assert SECRET not in result.out + result.err
