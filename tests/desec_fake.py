@@ -2,8 +2,8 @@
 
 Modelled on deSEC's documented behaviour:
 - ``Authorization: Token ...``; 401 {"detail": "Invalid token."} otherwise;
-- ``GET /domains/?owns_qname=`` (the domain responsible for a name, [] if none),
-  ``GET /domains/{name}/`` with ``minimum_ttl`` (3600 by default);
+- ``GET /domains/`` (cursor pagination as below; ``owns_qname=`` for the domain
+  responsible for a name), ``GET /domains/{name}/`` with ``minimum_ttl`` (3600 by default);
 - ``GET /domains/{name}/rrsets/`` with ``type``/``subname`` filters; more than 500
   RRsets without ``cursor`` is 400 "Pagination required"; with ``cursor`` pages of 500
   and ``Link: <...>; rel="first", <...>; rel="next"`` headers;
@@ -173,8 +173,8 @@ class FakeDesec(FakeServer):
                 if parts == ["domains"] and method == "GET":
                     qname = query.get("owns_qname", "").rstrip(".").lower()
                     names = [d for d in fake.domains if not qname or qname == d or qname.endswith("." + d)]
-                    best = sorted(names, key=len, reverse=True)[:1] if qname else names
-                    self._send(200, [_domain_json(fake.domains[n]) for n in best])
+                    best = sorted(names, key=len, reverse=True)[:1] if qname else sorted(names)
+                    self._paged([_domain_json(fake.domains[n]) for n in best], f"{fake.base_url}/domains/", query)
                     return
                 if len(parts) < 2 or parts[0] != "domains" or parts[1] not in fake.domains:
                     self._send(404, {"detail": "Not found."})
@@ -203,7 +203,10 @@ class FakeDesec(FakeServer):
                 if "subname" in query:
                     items = [i for i in items if i[0][0] == query["subname"]]
                 docs = [_rrset_json(domain, s, t, r) for (s, t), r in items]
-                base = f"{fake.base_url}/domains/{quote(domain.name)}/rrsets/"
+                self._paged(docs, f"{fake.base_url}/domains/{quote(domain.name)}/rrsets/", query)
+
+            def _paged(self, docs: list[Any], base: str, query: dict[str, str]) -> None:
+                """deSEC's cursor pagination of a listing (RRsets, domains): 500 a page."""
                 keep = {k: v for k, v in query.items() if k != "cursor"}
                 link = lambda cursor: base + "?" + "&".join(  # noqa: E731
                     [f"{k}={quote(v)}" for k, v in keep.items()] + [f"cursor={cursor}"])

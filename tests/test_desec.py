@@ -125,6 +125,17 @@ def test_pagination_follows_link_headers(desec_fake, monkeypatch) -> None:  # ty
     assert desec_fake.counts["GET /domains/{name}/rrsets/"] == 3  # 500 + 500 + 200, no 400 "Pagination required"
 
 
+def test_domains_listed_once_per_run_past_one_page(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for i in range(600):
+        desec_fake.add_domain(f"d{i:03d}.test")
+    desec_fake.add_domain("zzz.example.test")
+    provider = make(desec_fake, monkeypatch)
+    owners = [dns.name.from_text(f"_25._tcp.mx{i}.zzz.example.test.") for i in range(3)]
+    assert {provider.domain_for(o)["name"] for o in owners} == {"zzz.example.test"}
+    assert provider.domain_for(OWNER)["name"] == "example.test"
+    assert desec_fake.counts["GET /domains/"] == 2  # 500 + 102, once for every host
+
+
 def test_429_waits_retry_after_then_applies(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     provider = make(desec_fake, monkeypatch)
     desec_fake.fail_next("429", retry_after=1, only="PATCH")
