@@ -2,7 +2,8 @@
 
 Each cloud provider's test module calls :func:`sync_and_rollover` with its provider
 section and a read-back of what the fake holds; the CLI runs in-process (the ``cli``
-fixture) with the provider's copy as the only view (no authoritative servers).
+fixture) with the provider's copy as the only view (no authoritative servers), so the
+host vouches for a ``propagation_delay`` (without one a new key would stay staged).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pki
 from test_sync_cli import le_shaped_chain
 
 TTL = 2
+#: what the test vouches every (fake) server takes to serve a change: the fakes have none
+PROPAGATION = 1
 
 
 def one_host(tmp_path: Path, provider_toml: str, zone: str = "example.test",
@@ -43,6 +46,7 @@ staged_dir = "{staged}"
 ttl = {ttl}
 slack = "1s"
 negative_ttl = 1
+propagation_delay = "{PROPAGATION}s"
 """)
     config.chmod(0o600)
     return config, host, owner_name(host), live, staged
@@ -65,7 +69,7 @@ def sync_and_rollover(cli: Callable[..., Any], tmp_path: Path, provider_toml: st
     pki.write(staged / "ecdsa.pem", new_leaf.key_pem, new_leaf.pem, chain)
     sync = cli(*cfg, "sync", host)
     assert sync.code == 0 and "1 added" in sync.out and "goes live not before" in sync.out, sync.out
-    time.sleep(2 * TTL + 1 + 0.5)
+    time.sleep(PROPAGATION + 2 * TTL + 1 + 0.5)
     deploy = cli(*cfg, "sync", host)
     assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.out, deploy.out
     assert new_leaf.pem in (live / "ecdsa.pem").read_bytes()
