@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +19,13 @@ import dns.name
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import load_chain
+from tlsa_manager.command import run_command
 from tlsa_manager.config import HostSpec
 from tlsa_manager.dnsview import DnsView, Endpoint, negative_ttl, parse_endpoint
 from tlsa_manager.engine import HostChains, HostSettings
 from tlsa_manager.errors import InputError, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, facts_from_chain
-from tlsa_manager.fsutil import fsync_dir
+from tlsa_manager.fsutil import move_into_place
 from tlsa_manager.observations import ServerView
 from tlsa_manager.policy import issuers_from_catalog
 from tlsa_manager.provider import ChangeSet, Provider, RRset
@@ -40,7 +39,9 @@ def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = Non
     try:
         chain = load_chain(path, key)
     except InputError as exc:
-        if "does not match" in exc.message:
+        # A staged key+chain file whose parts disagree is a hazard to report (H24); a
+        # separate key given for the live chain that does not match is an input error.
+        if "does not match" in exc.message and key is None:
             loaded = load_chain(path)
             facts = facts_from_chain(loaded, label)
             return ChainFacts(facts.label, facts.leaf, facts.key_type, facts.cas, problem=exc.message)
@@ -176,8 +177,7 @@ class LivePorts:
                 f"{self.spec.name}: no live file named {source.name} to replace",
                 f"add {source.name} to cert/certs in the host's config",
             )
-        os.replace(source, target)
-        fsync_dir(target.parent)
+        move_into_place(source, target)
         self._reload(target)
         self.verify_presented(chain)
 
@@ -189,17 +189,8 @@ class LivePorts:
     def _reload(self, target: Path | None) -> None:
         if not self.spec.reload:
             return
-        what = f"{target} is live but " if target else ""
-        try:
-            result = subprocess.run(list(self.spec.reload), capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise TlsaManagerError(
-                f"{what}the reload command failed ({exc})", "reload the MTA by hand"
-            ) from None
-        if result.returncode != 0:
-            raise TlsaManagerError(
-                f"{what}'{self.spec.reload[0]}' exited {result.returncode}", "reload the MTA by hand"
-            )
+        what = f"{target} is live" if target else ""
+        run_command(self.spec.reload, timeout=120, what=what, hint="reload the MTA by hand")
 
     def verify_presented(
         self, chain: ChainFacts, accepted: Sequence[ChainFacts] = (), wait: float = 15.0

@@ -28,11 +28,13 @@ import dns.rdatatype
 import dns.ttl
 import dns.zone
 
+from tlsa_manager.command import run_command
 from tlsa_manager.dnsview import parse_endpoint
-from tlsa_manager.errors import ConfigError, ProviderError
-from tlsa_manager.fsutil import atomic_write
+from tlsa_manager.errors import ConfigError, ProviderError, ProviderInputError, TlsaManagerError
+from tlsa_manager.fsutil import ZONE_LIMIT, atomic_write, read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
+from tlsa_manager.secrets import scrubbed_environ
 
 DIRECTIVES = ("$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE")
 _CLASSES = {"IN", "CH", "HS", "CS"}
@@ -103,6 +105,18 @@ def _paren_delta(line: str) -> int:
     return depth
 
 
+def _name(text: str, origin: dns.name.Name, path: Path | None, line: int) -> dns.name.Name:
+    """A domain name from zone text, or one ProviderError line naming where."""
+    try:
+        return dns.name.from_text(text, origin)
+    except (dns.exception.DNSException, ValueError) as exc:
+        where = f"{path}: " if path else ""
+        raise ProviderInputError(
+            f"{where}line {line}: {text!r} is not a domain name ({exc})",
+            "fix the zone file; nothing was changed",
+        ) from None
+
+
 def parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
     """Split a zone file into entries, tracking $ORIGIN and the implicit owner."""
     entries: list[Entry] = []
@@ -126,8 +140,12 @@ def parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
             continue
         head = tokens[0].text.upper()
         if head in DIRECTIVES:
-            if head == "$ORIGIN" and len(tokens) > 1:
-                current_origin = dns.name.from_text(tokens[1].text, current_origin)
+            if head == "$ORIGIN":
+                if len(tokens) < 2:
+                    raise ProviderInputError(
+                        f"line {first + 1}: $ORIGIN without a domain name", "write e.g. $ORIGIN example.com."
+                    )
+                current_origin = _name(tokens[1].text, current_origin, None, first + 1)
             entries.append(Entry(first, i, None, False, None, head))
             i += 1
             continue
@@ -136,7 +154,7 @@ def parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
         rest = tokens
         if explicit:
             text = tokens[0].text
-            owner = current_origin if text == "@" else dns.name.from_text(text, current_origin)
+            owner = current_origin if text == "@" else _name(text, current_origin, None, first + 1)
             rest = tokens[1:]
             last_owner = owner
         else:
@@ -175,11 +193,16 @@ def set_soa_serial(lines: list[str], entries: Sequence[Entry], today: dt.date) -
     """Raise the serial of the (first) SOA entry in place, keeping its formatting."""
     soa = next((e for e in entries if e.rdtype == dns.rdatatype.SOA), None)
     if soa is None:
-        raise ProviderError("the zone file has no SOA record", "point zone_file at the zone's main file")
+        raise ProviderInputError("the zone file has no SOA record", "point zone_file at the zone's main file")
     tokens = list(_tokens(lines, soa.first, soa.last))
     index = next(i for i, t in enumerate(tokens) if t.text.upper() == "SOA")
+    if len(tokens) <= index + 3 or not tokens[index + 3].text.isdigit():
+        raise ProviderInputError(
+            f"line {soa.first + 1}: the SOA record has no serial number where it belongs",
+            "write the SOA as: @ IN SOA ns1 hostmaster ( SERIAL REFRESH RETRY EXPIRE MINIMUM )",
+        )
     serial_token = tokens[index + 3]
-    new = bump_serial(int(serial_token.text), today)
+    new = bump_serial(int(serial_token.text) % 2**32, today)
     line = lines[serial_token.line]
     lines[serial_token.line] = line[: serial_token.start] + str(new) + line[serial_token.end :]
     return new
@@ -210,8 +233,15 @@ class ZoneFileProvider(Provider):
             raise ConfigError(
                 "zonefile provider needs zone_file", 'add zone_file = "/etc/bind/db.example.com"'
             )
-        self.path = Path(str(config["zone_file"]))
-        self.include = Path(str(config["include_file"])) if config.get("include_file") else None
+        #: the path as configured (absolute: a later chdir cannot change what it names)
+        self.link = Path(os.path.abspath(str(config["zone_file"])))
+        #: the file that counts: a symlinked zone is edited at its target, resolved once
+        self.path = Path(os.path.realpath(self.link))
+        self.include = (
+            Path(os.path.realpath(os.path.abspath(str(config["include_file"]))))
+            if config.get("include_file")
+            else None
+        )
         reload = config.get("reload", [])
         if isinstance(reload, str) or not all(isinstance(a, str) for a in reload):
             raise ConfigError(
@@ -221,31 +251,49 @@ class ZoneFileProvider(Provider):
         self.reload = list(reload)
         self.check = config.get("check", True)
         self.writes = 0
+        self._origin: dns.name.Name | None = None
+        self._zone: tuple[tuple[str, str], str, dns.zone.Zone] | None = None
 
     # -- helpers ---------------------------------------------------------------
 
     def _read_text(self, path: Path) -> str:
-        try:
-            return path.read_text()
-        except FileNotFoundError:
-            raise ProviderError(f"{path}: no such zone file", "check zone_file") from None
-        except OSError as exc:
-            raise ProviderError(f"{path}: cannot read ({exc.strerror})", "check permissions") from None
+        """The file's text; bytes that are not UTF-8 (a latin-1 comment) survive the
+        round trip unchanged (surrogateescape), so an edit stays byte-exact."""
+        data = read_regular(path, limit=ZONE_LIMIT, error=ProviderInputError, what="zone file")
+        return data.decode("utf-8", "surrogateescape")
 
     def origin(self) -> dns.name.Name:
+        """The zone's origin: ``zone``, else the first $ORIGIN, else the file name (once per run)."""
+        if self._origin is None:
+            self._origin = self._find_origin()
+        return self._origin
+
+    def _find_origin(self) -> dns.name.Name:
         if self.config.get("zone"):
-            return dns.name.from_text(str(self.config["zone"]))
-        for line in self._read_text(self.path).splitlines():
+            try:
+                return dns.name.from_text(str(self.config["zone"]))
+            except dns.exception.DNSException as exc:
+                raise ConfigError(
+                    f"zonefile zone {self.config['zone']!r} is not a domain name ({exc})",
+                    'e.g. zone = "example.com"',
+                ) from None
+        for number, line in enumerate(self._read_text(self.path).splitlines(), 1):
             if line.upper().startswith("$ORIGIN"):
-                return dns.name.from_text(line.split()[1])
+                words = line.split(";", 1)[0].split()
+                if len(words) < 2:
+                    raise ProviderInputError(
+                        f"{self.path}: line {number}: $ORIGIN without a domain name",
+                        "write e.g. $ORIGIN example.com.",
+                    )
+                return _name(words[1], dns.name.root, self.path, number)
         name = self.path.name.removeprefix("db.").removesuffix(".zone").removesuffix(".db")
-        return dns.name.from_text(name)
+        return _name(name, dns.name.root, self.path, 0)
 
     @contextlib.contextmanager
     def _in_dir(self) -> Iterator[None]:
         """$INCLUDE paths are relative to the zone file's folder, as for named."""
         old = os.getcwd()
-        os.chdir(self.path.parent)
+        os.chdir(self.link.parent)
         try:
             yield
         finally:
@@ -257,13 +305,31 @@ class ZoneFileProvider(Provider):
                 return dns.zone.from_text(
                     text, origin=self.origin(), relativize=False, allow_include=True, check_origin=True
                 )
-        except (dns.exception.DNSException, OSError, ValueError) as exc:
-            raise ProviderError(
+        except (dns.exception.DNSException, OSError, ValueError, RecursionError) as exc:
+            raise ProviderInputError(
                 f"{self.path}: the zone does not parse ({exc})", "fix the zone file; nothing was changed"
             ) from None
 
+    def _current(self) -> tuple[str, dns.zone.Zone]:
+        """The zone file's text and parsed zone: parsed once per content of the file (and
+        of the fragment), however often a run reads it."""
+        text = self._read_text(self.path)
+        fragment = self._read_fragment() if self.include is not None else ""
+        if self._zone is None or self._zone[0] != (text, fragment):
+            self._zone = ((text, fragment), text, self._parse(text))
+        return self._zone[1], self._zone[2]
+
+    def _read_fragment(self) -> str:
+        assert self.include is not None
+        try:
+            return self._read_text(self.include)
+        except ProviderError as exc:
+            if "no such" in exc.message:
+                return ""
+            raise
+
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        zone = self._parse(self._read_text(self.path))
+        _text, zone = self._current()
         out = {}
         for owner in owners:
             rdataset = zone.get_rdataset(owner, dns.rdatatype.TLSA)
@@ -336,19 +402,23 @@ class ZoneFileProvider(Provider):
         if self.check and checker:
             result = subprocess.run(
                 [checker, "-q", "-i", "none", self.origin().to_text(), str(candidate)],
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
-                cwd=self.path.parent,
+                errors="replace",
+                cwd=self.link.parent,
+                env=scrubbed_environ(),
             )
             if result.returncode != 0:
                 detail = (result.stdout + result.stderr).strip().splitlines()
+                last = detail[-1].replace(str(candidate), self.path.name) if detail else "error"
                 raise ProviderError(
-                    f"named-checkzone rejects the new {self.path.name}: {detail[-1] if detail else 'error'}",
+                    f"named-checkzone rejects the new {self.path.name}: {last}",
                     "nothing was changed; fix the zone",
                 )
 
     def _apply_in_place(self, changes: Sequence[OwnerChange]) -> None:
-        text = self._read_text(self.path)
+        text, _zone = self._current()
         for change in changes:
             if not change.owner.is_subdomain(self.origin()):
                 raise ProviderError(
@@ -358,24 +428,38 @@ class ZoneFileProvider(Provider):
         self._write_checked(self.path, new_text)
 
     def _write_checked(self, path: Path, text: str) -> None:
-        """Validate a candidate next to the file, then rename it into place."""
-        candidate = path.with_name(f".{path.name}.tlsa-manager-check")
-        try:
-            candidate.write_text(text)
-            self._check(candidate, text)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                candidate.unlink()
-        atomic_write(path, text.encode())
+        """Write a fresh temp file beside the zone (mkstemp: O_EXCL|O_NOFOLLOW, never a
+        fixed name someone could plant a link at), check it, then rename it into place."""
+        self._zone = None
+        atomic_write(
+            path,
+            text.encode("utf-8", "surrogateescape"),
+            check=lambda candidate: self._check(candidate, text),
+            error=ProviderError,
+        )
+
+    def _includes(self, zone_text: str) -> list[Path]:
+        """The files the zone really $INCLUDEs (directives, not words in comments)."""
+        lines = zone_text.splitlines(keepends=True)
+        found = []
+        for entry in parse_entries(lines, self.origin()):
+            if entry.directive == "$INCLUDE":
+                words = [t.text for t in _tokens(lines, entry.first, entry.last)]
+                if len(words) > 1:
+                    name = words[1].strip('"')
+                    found.append(Path(os.path.realpath(self.link.parent / name)))
+        return found
 
     def _apply_fragment(self, changes: Sequence[OwnerChange]) -> None:
         assert self.include is not None
         zone_text = self._read_text(self.path)
-        if str(self.include) not in zone_text and self.include.name not in zone_text:
+        included = self._includes(zone_text)
+        if self.include not in included and self.include.name not in {p.name for p in included}:
             raise ConfigError(
-                f"{self.path} does not $INCLUDE {self.include}", f'add the line: $INCLUDE "{self.include}"'
+                f"{self.path} does not $INCLUDE {self.include} (a $INCLUDE in a comment does not count)",
+                f'add the line: $INCLUDE "{self.include}"',
             )
-        old_fragment = self.include.read_text() if self.include.exists() else ""
+        old_fragment = self._read_fragment()
         fragment_zone = self._parse_fragment(old_fragment)
         records: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = dict(fragment_zone)
         for change in changes:
@@ -384,43 +468,42 @@ class ZoneFileProvider(Provider):
         for owner in sorted(records):
             recs, ttl = records[owner]
             body.extend(render_lines(owner, sorted(recs), ttl))
-        atomic_write(self.include, "".join(body).encode())
+        atomic_write(self.include, "".join(body).encode(), error=ProviderError)
         try:
             lines = zone_text.splitlines(keepends=True)
             set_soa_serial(lines, parse_entries(lines, self.origin()), dt.datetime.now(dt.UTC).date())
             self._write_checked(self.path, "".join(lines))
         except Exception:
-            atomic_write(self.include, old_fragment.encode())
+            atomic_write(self.include, old_fragment.encode("utf-8", "surrogateescape"), error=ProviderError)
             raise
 
     def _parse_fragment(self, text: str) -> dict[dns.name.Name, tuple[frozenset[Tlsa], int]]:
         out: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = {}
-        for line in text.splitlines():
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.startswith(";"):
                 continue
-            parts = line.split(None, 4)
-            owner = dns.name.from_text(parts[0])
-            record = Tlsa.from_text(parts[4].removeprefix("TLSA").strip())
-            recs, _ = out.get(owner, (frozenset(), int(parts[1])))
-            out[owner] = (recs | {record}, int(parts[1]))
+            try:
+                parts = line.split(None, 4)
+                owner = dns.name.from_text(parts[0])
+                record = Tlsa.from_text(parts[4].removeprefix("TLSA").strip())
+                ttl = int(parts[1])
+            except (IndexError, ValueError, dns.exception.DNSException, TlsaManagerError):
+                raise ProviderError(
+                    f"{self.include}: line {number} is not a TLSA line tlsa-manager wrote",
+                    "the fragment is tool-owned: remove the line (or the file) and sync again",
+                ) from None
+            recs, _ = out.get(owner, (frozenset(), ttl))
+            out[owner] = (recs | {record}, ttl)
         return out
 
     def _run_reload(self) -> None:
-        if not self.reload:
-            return
-        try:
-            result = subprocess.run(self.reload, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ProviderError(
-                f"the zone file was updated but the reload command failed ({exc})",
-                "reload the name server by hand",
-            ) from None
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise ProviderError(
-                f"the zone file was updated but '{self.reload[0]}' exited {result.returncode}"
-                f"{': ' + detail[-1] if detail else ''}",
-                "reload the name server by hand",
+        if self.reload:
+            run_command(
+                self.reload,
+                timeout=60,
+                what="the zone file was updated",
+                hint="reload the name server by hand",
+                error=ProviderError,
             )
 
     def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
