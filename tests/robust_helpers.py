@@ -83,7 +83,7 @@ def shared_dir() -> Iterator[Path]:
 def zone_site(base: Path) -> dict[str, Path]:
     """The README demo shape: a hand-written zone, a state dir, the example chain."""
     zones = base / "zones"
-    zones.mkdir(exist_ok=True)
+    zones.mkdir(parents=True, exist_ok=True)
     zone = zones / "db.example.com"
     shutil.copy(EXAMPLES / "db.example.com", zone)
     return {"zone": zone, "zones": zones, "state": base / "state", "chain": CHAIN}

@@ -109,7 +109,13 @@ def stage(spec: HostSpec, renewal: Renewal) -> Path:
         )
     kind = key_type(chain.key)
     target_name = _live_name(spec, kind)
-    spec.staged_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    try:
+        spec.staged_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise InputError(
+            f"{spec.staged_dir}: cannot use it as staged_dir ({exc.strerror})",
+            "point staged_dir at a folder this user may write",
+        ) from None
     target = spec.staged_dir / target_name
     key_pem = read_bytes(renewal.key)
     chain_pem = read_bytes(renewal.fullchain)

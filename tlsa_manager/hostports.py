@@ -46,6 +46,11 @@ def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = Non
             facts = facts_from_chain(loaded, label)
             return ChainFacts(facts.label, facts.leaf, facts.key_type, facts.cas, problem=exc.message)
         raise
+    if chain.leaf is None and chain.key is None:
+        raise InputError(
+            f"{path}: holds only CA certificates, no server certificate or key",
+            "point cert at the chain the MTA serves (leaf first), e.g. fullchain.pem",
+        )
     issuer = catalog.issuer_of(chain)
     return facts_from_chain(chain, label, issuer.name if issuer else None)
 
@@ -83,8 +88,11 @@ class LivePorts:
                 chain_facts(path, f"live {path.name}", self.catalog, self.spec.key if index == 0 else None)
             )
         staged = []
-        if self.spec.staged_dir and self.spec.staged_dir.is_dir():
-            for path in sorted(self.spec.staged_dir.glob("*.pem")):
+        staged_dir = self.spec.staged_dir
+        if staged_dir and staged_dir.exists() and not staged_dir.is_dir():
+            raise InputError(f"{staged_dir}: staged_dir is not a directory", "point staged_dir at a folder")
+        if staged_dir and staged_dir.is_dir():
+            for path in sorted(staged_dir.glob("*.pem")):
                 staged.append(chain_facts(path, f"staged {path.name}", self.catalog))
         next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.spec.next_keys]
         return HostChains(tuple(live), tuple(staged), tuple(next_keys))

@@ -80,7 +80,8 @@ def _tokens(lines: Sequence[str], first: int, last: int) -> Iterator[Token]:
                 i += 1
             else:
                 while i < len(line) and line[i] not in " \t\r\n();":
-                    i += 1
+                    i += 2 if line[i] == "\\" else 1  # an escaped "(" or ";" is part of the name
+                i = min(i, len(line))
             yield Token(index, start, i, line[start:i])
 
 
@@ -93,6 +94,8 @@ def _paren_delta(line: str) -> int:
                 i += 1
             elif c == '"':
                 quoted = False
+        elif c == "\\":
+            i += 1
         elif c == '"':
             quoted = True
         elif c == ";":
