@@ -73,7 +73,7 @@ def assert_refused(tmp_path: Path, result, code: int, *fragments: str) -> None: 
     ("provider", "fragment"),
     [
         (f'type = "cloudflare"\napi_token_env = "{TOKEN}"', "api_token_env must name an environment variable"),
-        (f'type = "cloudflare"\napi_token_file = "{TOKEN}"', "api_token_file: no such file"),
+        (f'type = "cloudflare"\napi_token_file = "{TOKEN}"', "cannot read the Cloudflare API token (no such file)"),
         (f'type = "rfc2136"\nserver = "127.0.0.1:53"\ntsig_name = "k."\ntsig_secret_env = "{TSIG_SECRET}"',
          "tsig_secret_env must name"),
         (f'type = "rfc2136"\nserver = "127.0.0.1:53"\ntsig_name = "k."\ntsig_secret_file = "{TSIG_SECRET}"',
@@ -311,8 +311,8 @@ def test_ca_only_file_as_cert(tmp_path: Path) -> None:
 
 
 ZONE_CASES = {
-    "origin without argument": (b"$ORIGIN\n", 2, "does not parse"),
-    "origin without argument, comment": (b"$ORIGIN ; nothing\n", 2, "does not parse"),
+    "origin without argument": (b"$ORIGIN\n", 2, "$ORIGIN without a domain name"),
+    "origin without argument, comment": (b"$ORIGIN ; nothing\n", 2, "$ORIGIN without a domain name"),
     "bad escape in owner": (b"a\\999b IN A 192.0.2.9\n", 2, "does not parse"),
     "label too long": (b"a" * 64 + b" IN A 192.0.2.9\n", 2, "does not parse"),
 }

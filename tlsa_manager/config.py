@@ -189,11 +189,6 @@ def _host_spec(
     certs: list[object] = (
         certs_value if isinstance(certs_value, list) else ([certs_value] if certs_value else [])
     )
-    if not certs:
-        raise ConfigError(
-            f"{where}: no certificate (cert or certs)",
-            'add cert = "/etc/ssl/mail/fullchain.pem": records are derived from the chain the MTA serves',
-        )
     records = merged.get("records", ["3 1 1", "2 1 1"])
     if not isinstance(records, list) or not records or not all(isinstance(k, str) for k in records):
         raise ConfigError(
@@ -216,7 +211,7 @@ def _host_spec(
             'e.g. reload = ["systemctl", "reload", "postfix"]',
         )
     neg = merged.get("negative_ttl")
-    return HostSpec(
+    spec = HostSpec(
         name=name.rstrip(".").lower(),
         provider=str(provider),
         ports=tuple(_int(p, f"{where}.ports", 1, 65535) for p in ports),
@@ -240,6 +235,12 @@ def _host_spec(
         probe=_string(merged["probe"], f"{where}.probe") if merged.get("probe") else None,
         probe_port=_int(merged.get("probe_port", 25), f"{where}.probe_port", 1, 65535),
     )
+    if not certs:
+        raise ConfigError(
+            f"{where}: no certificate (cert or certs)",
+            'add cert = "/etc/ssl/mail/fullchain.pem": records are derived from the chain the MTA serves',
+        )
+    return spec
 
 
 def check_secret_settings(name: str, settings: Mapping[str, Any], path: Path | None) -> None:

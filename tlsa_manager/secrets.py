@@ -67,7 +67,7 @@ def read_secret_file(path: Path, what: str, key: str) -> str:
     if not path.exists() and not path.is_symlink():
         shown = str(path) if path.parent.is_dir() and not _looks_like_secret(path.name) else None
         raise ConfigError(
-            f"{key}: {shown + ': ' if shown else ''}no such file (the {what} is read from it)",
+            f"{key}: {shown + ': ' if shown else ''}cannot read the {what} (no such file)",
             f"set {key} to the path of the file that holds the {what}",
         )
     data = read_regular(path, limit=SECRET_LIMIT, error=ConfigError, what=f"{what} file")

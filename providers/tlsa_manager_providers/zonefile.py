@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,180 +34,19 @@ from tlsa_manager.fsutil import ZONE_LIMIT, atomic_write, read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import scrubbed_environ
+from tlsa_manager_providers.zonetext import (
+    Entry,
+    bump_serial,
+    find_tlsa,
+    first_soa,
+    parse_entries,
+    parse_name,
+    set_soa_serial,
+    tokens_of,
+)
 
-DIRECTIVES = ("$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE")
-_CLASSES = {"IN", "CH", "HS", "CS"}
-
-
-@dataclass
-class Entry:
-    """One logical line of a zone file (a record may span lines inside parentheses)."""
-
-    first: int
-    last: int
-    owner: dns.name.Name | None
-    explicit_owner: bool
-    rdtype: int | None
-    directive: str | None = None
-
-
-@dataclass(frozen=True)
-class Token:
-    line: int
-    start: int
-    end: int
-    text: str
-
-
-def _tokens(lines: Sequence[str], first: int, last: int) -> Iterator[Token]:
-    """Tokens of lines[first..last], without comments and parentheses; quoted strings whole."""
-    for index in range(first, last + 1):
-        line = lines[index]
-        i = 0
-        while i < len(line):
-            c = line[i]
-            if c == ";":
-                break
-            if c in " \t\r\n()":
-                i += 1
-                continue
-            start = i
-            if c == '"':
-                i += 1
-                while i < len(line) and line[i] != '"':
-                    i += 2 if line[i] == "\\" else 1
-                i += 1
-            else:
-                while i < len(line) and line[i] not in " \t\r\n();":
-                    i += 2 if line[i] == "\\" else 1  # an escaped "(" or ";" is part of the name
-                i = min(i, len(line))
-            yield Token(index, start, i, line[start:i])
-
-
-def _paren_delta(line: str) -> int:
-    depth, quoted, i = 0, False, 0
-    while i < len(line):
-        c = line[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == "\\":
-            i += 1
-        elif c == '"':
-            quoted = True
-        elif c == ";":
-            break
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        i += 1
-    return depth
-
-
-def _name(text: str, origin: dns.name.Name, path: Path | None, line: int) -> dns.name.Name:
-    """A domain name from zone text, or one ProviderError line naming where."""
-    try:
-        return dns.name.from_text(text, origin)
-    except (dns.exception.DNSException, ValueError) as exc:
-        where = f"{path}: " if path else ""
-        raise ProviderInputError(
-            f"{where}line {line}: {text!r} is not a domain name ({exc})",
-            "fix the zone file; nothing was changed",
-        ) from None
-
-
-def parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
-    """Split a zone file into entries, tracking $ORIGIN and the implicit owner."""
-    entries: list[Entry] = []
-    current_origin = origin
-    last_owner: dns.name.Name | None = None
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        if not stripped or stripped.startswith(";"):
-            i += 1
-            continue
-        first = i
-        depth = _paren_delta(line)
-        while depth > 0 and i + 1 < len(lines):
-            i += 1
-            depth += _paren_delta(lines[i])
-        tokens = list(_tokens(lines, first, i))
-        if not tokens:
-            i += 1
-            continue
-        head = tokens[0].text.upper()
-        if head in DIRECTIVES:
-            if head == "$ORIGIN":
-                if len(tokens) < 2:
-                    raise ProviderInputError(
-                        f"line {first + 1}: $ORIGIN without a domain name", "write e.g. $ORIGIN example.com."
-                    )
-                current_origin = _name(tokens[1].text, current_origin, None, first + 1)
-            entries.append(Entry(first, i, None, False, None, head))
-            i += 1
-            continue
-        explicit = line[:1] not in (" ", "\t")
-        owner: dns.name.Name | None
-        rest = tokens
-        if explicit:
-            text = tokens[0].text
-            owner = current_origin if text == "@" else _name(text, current_origin, None, first + 1)
-            rest = tokens[1:]
-            last_owner = owner
-        else:
-            owner = last_owner
-        rdtype = None
-        for token in rest:
-            word = token.text.upper()
-            if word in _CLASSES or word.startswith("CLASS"):
-                continue
-            try:
-                dns.ttl.from_text(token.text)
-                continue
-            except dns.exception.DNSException:
-                pass
-            try:
-                rdtype = int(dns.rdatatype.from_text(word))
-            except dns.exception.DNSException:
-                rdtype = None
-            break
-        entries.append(Entry(first, i, owner, explicit, rdtype))
-        i += 1
-    return entries
-
-
-def bump_serial(serial: int, today: dt.date) -> int:
-    """The next serial (RFC 1982, never 0); YYYYMMDDnn stays in that form."""
-    stamp = int(today.strftime("%Y%m%d"))
-    if 1_970_010_100 <= serial <= 2_100_123_199 and serial // 100 <= stamp:
-        candidate = max(serial + 1, stamp * 100)
-    else:
-        candidate = (serial + 1) % 2**32
-    return candidate or 1
-
-
-def set_soa_serial(lines: list[str], entries: Sequence[Entry], today: dt.date) -> int:
-    """Raise the serial of the (first) SOA entry in place, keeping its formatting."""
-    soa = next((e for e in entries if e.rdtype == dns.rdatatype.SOA), None)
-    if soa is None:
-        raise ProviderInputError("the zone file has no SOA record", "point zone_file at the zone's main file")
-    tokens = list(_tokens(lines, soa.first, soa.last))
-    index = next(i for i, t in enumerate(tokens) if t.text.upper() == "SOA")
-    if len(tokens) <= index + 3 or not tokens[index + 3].text.isdigit():
-        raise ProviderInputError(
-            f"line {soa.first + 1}: the SOA record has no serial number where it belongs",
-            "write the SOA as: @ IN SOA ns1 hostmaster ( SERIAL REFRESH RETRY EXPIRE MINIMUM )",
-        )
-    serial_token = tokens[index + 3]
-    new = bump_serial(int(serial_token.text) % 2**32, today)
-    line = lines[serial_token.line]
-    lines[serial_token.line] = line[: serial_token.start] + str(new) + line[serial_token.end :]
-    return new
+__all__ = ["ZoneFileProvider", "bump_serial", "parse_entries", "render_lines"]
+MAX_INCLUDE_DEPTH = 8
 
 
 def render_lines(owner: dns.name.Name, records: Sequence[Tlsa], ttl: int) -> list[str]:
@@ -255,7 +93,7 @@ class ZoneFileProvider(Provider):
         self.check = config.get("check", True)
         self.writes = 0
         self._origin: dns.name.Name | None = None
-        self._zone: tuple[tuple[str, str], str, dns.zone.Zone] | None = None
+        self._zone: tuple[str, list[str], list[Entry]] | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -288,9 +126,9 @@ class ZoneFileProvider(Provider):
                         f"{self.path}: line {number}: $ORIGIN without a domain name",
                         "write e.g. $ORIGIN example.com.",
                     )
-                return _name(words[1], dns.name.root, self.path, number)
+                return parse_name(words[1], dns.name.root, number)
         name = self.path.name.removeprefix("db.").removesuffix(".zone").removesuffix(".db")
-        return _name(name, dns.name.root, self.path, 0)
+        return parse_name(name, dns.name.root, 0)
 
     @contextlib.contextmanager
     def _in_dir(self) -> Iterator[None]:
@@ -313,14 +151,20 @@ class ZoneFileProvider(Provider):
                 f"{self.path}: the zone does not parse ({exc})", "fix the zone file; nothing was changed"
             ) from None
 
-    def _current(self) -> tuple[str, dns.zone.Zone]:
-        """The zone file's text and parsed zone: parsed once per content of the file (and
-        of the fragment), however often a run reads it."""
+    def _current(self) -> tuple[str, list[str], list[Entry]]:
+        """The zone file's text, lines and entries: scanned once per content of the file,
+        however often a run reads it (a 200,000-line zone must not be parsed six times)."""
         text = self._read_text(self.path)
-        fragment = self._read_fragment() if self.include is not None else ""
-        if self._zone is None or self._zone[0] != (text, fragment):
-            self._zone = ((text, fragment), text, self._parse(text))
-        return self._zone[1], self._zone[2]
+        if self._zone is None or self._zone[0] != text:
+            lines = text.splitlines(keepends=True)
+            if lines and not lines[-1].endswith("\n"):
+                lines[-1] += "\n"
+            try:
+                entries = parse_entries(lines, self.origin())
+            except ProviderInputError as exc:
+                raise ProviderInputError(f"{self.path}: {exc.message}", exc.hint) from None
+            self._zone = (text, lines, entries)
+        return self._zone
 
     def _read_fragment(self) -> str:
         assert self.include is not None
@@ -332,14 +176,29 @@ class ZoneFileProvider(Provider):
             raise
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        _text, zone = self._current()
+        _text, lines, entries = self._current()
+
+        def include(name: str, origin: dns.name.Name, depth: int = 1) -> dict[Any, Any]:
+            if depth > MAX_INCLUDE_DEPTH:
+                raise ProviderInputError(f"{self.path}: $INCLUDE nested too deeply", "flatten the includes")
+            path = Path(name) if os.path.isabs(name) else self.link.parent / name
+            inc_lines = self._read_text(path).splitlines(keepends=True)
+            try:
+                inc_entries = parse_entries(inc_lines, origin)
+                return find_tlsa(inc_lines, inc_entries, owners, lambda n, o: include(n, o, depth + 1))
+            except ProviderInputError as exc:
+                raise ProviderInputError(f"{path}: {exc.message}", exc.hint) from None
+
+        try:
+            found = find_tlsa(lines, entries, owners, include)
+        except ProviderInputError as exc:
+            if exc.message.startswith("/"):
+                raise
+            raise ProviderInputError(f"{self.path}: {exc.message}", exc.hint) from None
         out = {}
         for owner in owners:
-            rdataset = zone.get_rdataset(owner, dns.rdatatype.TLSA)
-            if rdataset is None:
-                out[owner] = RRset(owner)
-            else:
-                out[owner] = RRset(owner, frozenset(Tlsa.from_rdata(r) for r in rdataset), rdataset.ttl)
+            records, ttl = found.get(owner, (set(), None))
+            out[owner] = RRset(owner, frozenset(records), ttl) if records else RRset(owner)
         return out
 
     # -- apply -------------------------------------------------------------------
@@ -365,69 +224,127 @@ class ZoneFileProvider(Provider):
         lines = text.splitlines(keepends=True)
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
-        entries = parse_entries(lines, self.origin())
-        by_first = {e.first: e for e in entries}
+        return self._render(lines, parse_entries(lines, self.origin()), changes, today)
+
+    def _render(
+        self, lines: Sequence[str], entries: Sequence[Entry], changes: Sequence[OwnerChange], today: dt.date
+    ) -> str:
+        tlsa = [(k, e) for k, e in enumerate(entries) if e.rdtype == "TLSA"]
         drop: set[int] = set()
+        dropped: list[int] = []
         insert_at: dict[int, tuple[dns.name.Name, list[str]]] = {}
         append: list[str] = []
         for change in changes:
-            mine = [e for e in entries if e.owner == change.owner and e.rdtype == dns.rdatatype.TLSA]
+            mine = [(k, e) for k, e in tlsa if e.owner == change.owner]
             new = render_lines(change.owner, sorted(change.result), change.ttl)
-            for entry in mine:
+            for k, entry in mine:
                 drop.update(range(entry.first, entry.last + 1))
+                dropped.append(k)
             if mine:
-                insert_at[mine[0].first] = (change.owner, new)
+                insert_at[mine[0][1].first] = (change.owner, new)
             else:
                 append.extend(new)
+        prefix = self._owners_to_write_out(entries, dropped, drop, insert_at)
+        soa = first_soa(entries)
         out: list[str] = []
-        last_owner: dns.name.Name | None = None
+        soa_at = -1
         for index, line in enumerate(lines):
             if index in insert_at:
-                owner, new = insert_at[index]
-                out.extend(new)
-                last_owner = owner
+                out.extend(insert_at[index][1])
             if index in drop:
                 continue
-            kept = by_first.get(index)
-            if kept is not None and kept.directive is None and kept.owner is not None:
-                if not kept.explicit_owner and kept.owner != last_owner:
-                    # It followed a removed TLSA line: write its owner out, same meaning.
-                    line = kept.owner.to_text() + line
-                last_owner = kept.owner
-            out.append(line)
+            if soa is not None and index == soa.first:
+                soa_at = len(out)
+            out.append(prefix[index] + line if index in prefix else line)
         out.extend(append)
-        set_soa_serial(out, parse_entries(out, self.origin()), today)
+        moved = None
+        if soa is not None and soa_at >= 0:
+            moved = Entry(soa_at, soa_at + soa.last - soa.first, None, True, "SOA")
+        set_soa_serial(out, moved, today)
         return "".join(out)
 
+    @staticmethod
+    def _owners_to_write_out(
+        entries: Sequence[Entry],
+        dropped: Sequence[int],
+        drop: set[int],
+        insert_at: Mapping[int, tuple[dns.name.Name, list[str]]],
+    ) -> dict[int, str]:
+        """Lines with an implicit owner that followed a removed TLSA line: their owner is
+        written out (same meaning), unless what now precedes them has that owner already."""
+        prefix: dict[int, str] = {}
+        for k in sorted(set(dropped)):
+            n = k + 1
+            while n < len(entries) and entries[n].directive is not None:
+                n += 1
+            if n >= len(entries):
+                continue
+            entry = entries[n]
+            if entry.explicit_owner or entry.first in drop or entry.owner is None:
+                continue
+            previous: dns.name.Name | None = None
+            j = n - 1
+            while j >= 0:
+                before = entries[j]
+                if before.directive is None:
+                    if before.first not in drop:
+                        previous = before.owner
+                        break
+                    inserted = insert_at.get(before.first)
+                    if inserted and inserted[1]:
+                        previous = inserted[0]
+                        break
+                j -= 1
+            if entry.owner != previous:
+                prefix[entry.first] = entry.owner.to_text()
+        return prefix
+
     def _check(self, candidate: Path, text: str) -> None:
-        self._parse(text)
+        """named-checkzone on the candidate when installed (fast, and the real loader);
+        else dnspython parses the whole candidate zone."""
         checker = shutil.which("named-checkzone")
-        if self.check and checker:
-            result = subprocess.run(
-                [checker, "-q", "-i", "none", self.origin().to_text(), str(candidate)],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                cwd=self.link.parent,
-                env=scrubbed_environ(),
-            )
-            if result.returncode != 0:
-                detail = (result.stdout + result.stderr).strip().splitlines()
-                last = detail[-1].replace(str(candidate), self.path.name) if detail else "error"
+        if not (self.check and checker):
+            self._parse(text)
+        else:
+            problem = self._named_checkzone(checker, candidate)
+            if problem is not None:
+                if self._named_checkzone(checker, self.path) is not None:
+                    raise ProviderInputError(
+                        f"{self.path}: the zone does not parse as it is, before any change "
+                        f"(named-checkzone: {problem})",
+                        "fix the zone file; nothing was changed",
+                    )
                 raise ProviderError(
-                    f"named-checkzone rejects the new {self.path.name}: {last}",
+                    f"named-checkzone rejects the new {self.path.name}: {problem}",
                     "nothing was changed; fix the zone",
                 )
 
+    def _named_checkzone(self, checker: str, path: Path) -> str | None:
+        """None if named would load the file, else its last message line."""
+        result = subprocess.run(
+            [checker, "-i", "none", self.origin().to_text(), str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            cwd=self.link.parent,
+            env=scrubbed_environ(),
+        )
+        if result.returncode == 0:
+            return None
+        detail = [
+            line for line in (result.stdout + result.stderr).strip().splitlines() if "zone" in line.lower()
+        ] or ["error"]
+        return detail[0].replace(str(path) + ":", "line").replace(str(path), self.path.name)
+
     def _apply_in_place(self, changes: Sequence[OwnerChange]) -> None:
-        text, _zone = self._current()
+        _text, lines, entries = self._current()
         for change in changes:
             if not change.owner.is_subdomain(self.origin()):
                 raise ProviderError(
                     f"{change.owner} is outside the zone {self.origin()}", "use the zone file of that zone"
                 )
-        new_text = self.render(text, changes, dt.datetime.now(dt.UTC).date())
+        new_text = self._render(lines, entries, changes, dt.datetime.now(dt.UTC).date())
         self._write_checked(self.path, new_text)
 
     def _write_checked(self, path: Path, text: str) -> None:
@@ -447,7 +364,7 @@ class ZoneFileProvider(Provider):
         found = []
         for entry in parse_entries(lines, self.origin()):
             if entry.directive == "$INCLUDE":
-                words = [t.text for t in _tokens(lines, entry.first, entry.last)]
+                words = [t.text for t in tokens_of(lines, entry.first, entry.last)]
                 if len(words) > 1:
                     name = words[1].strip('"')
                     found.append(Path(os.path.realpath(self.link.parent / name)))
@@ -474,7 +391,9 @@ class ZoneFileProvider(Provider):
         atomic_write(self.include, "".join(body).encode(), error=ProviderError)
         try:
             lines = zone_text.splitlines(keepends=True)
-            set_soa_serial(lines, parse_entries(lines, self.origin()), dt.datetime.now(dt.UTC).date())
+            set_soa_serial(
+                lines, first_soa(parse_entries(lines, self.origin())), dt.datetime.now(dt.UTC).date()
+            )
             self._write_checked(self.path, "".join(lines))
         except Exception:
             atomic_write(self.include, old_fragment.encode("utf-8", "surrogateescape"), error=ProviderError)
