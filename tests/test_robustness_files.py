@@ -259,3 +259,31 @@ def test_unwritable_state_directory_is_one_line(shared_dir: Path) -> None:
     site["state"].mkdir(mode=0o755)  # root's, readable: nobody may not write it
     result = tlsa_manager(*sync_args(site), user="nobody")
     result.one_line_error(1, str(site["state"]))
+
+
+COMMANDS = {
+    "records": ["records", "{f}"],
+    "catalog show": ["catalog", "show", "{f}"],
+    "simulate": ["simulate", "{f}"],
+    "check --records": ["check", "--records", "{f}", "mail.example.com"],
+    "plan --config": ["--config", "{f}", "plan"],
+    "sync --config": ["--config", "{f}", "sync"],
+    "status --config": ["--config", "{f}", "status"],
+    "export --config": ["--config", "{f}", "export"],
+    "hook --config": ["--config", "{f}", "hook", "generic", "--cert", "x", "--key", "y", "--host", "z"],
+}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_refuses_a_file_that_is_not_a_regular_file(
+    tmp_path: Path, command: str, kind: str
+) -> None:
+    """Every command that reads a file the user names: a FIFO, a directory or a device
+    is one line, exit 2, at once (never a hang, never an internal error)."""
+    target = {"fifo": tmp_path / "fifo", "directory": tmp_path, "device": Path("/dev/zero")}[kind]
+    if kind == "fifo":
+        os.mkfifo(target)
+    args = [a.format(f=target) for a in COMMANDS[command]]
+    result = tlsa_manager("--state-dir", tmp_path / "state", *args, timeout=30)
+    result.one_line_error(2, str(target))
