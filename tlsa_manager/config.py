@@ -244,8 +244,12 @@ def _host_spec(
 
 
 def check_secret_settings(name: str, settings: Mapping[str, Any], path: Path | None) -> None:
-    """Inline secrets only in a file nobody else can read."""
-    inline = [k for k in settings if is_secret_key(k)]
+    """Inline secrets only in a file nobody else can read; which keys are secrets, the
+    provider declares (``Provider.secret_settings``), the core lists none."""
+    from tlsa_manager.registry import secret_settings
+
+    secrets = secret_settings(str(settings.get("type", "")), settings)
+    inline = [k for k in settings if k in secrets or is_secret_key(k)]
     if not inline or path is None:
         return
     mode = stat.S_IMODE(os.stat(path).st_mode)

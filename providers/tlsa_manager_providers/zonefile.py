@@ -28,10 +28,9 @@ import dns.ttl
 import dns.zone
 
 from tlsa_manager.command import run_command
-from tlsa_manager.dnsview import parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderError, ProviderInputError, TlsaManagerError
 from tlsa_manager.fsutil import ZONE_LIMIT, atomic_write, read_regular
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import scrubbed_environ
 from tlsa_manager_providers.zonetext import (
@@ -91,7 +90,6 @@ class ZoneFileProvider(Provider):
             )
         self.reload = list(reload)
         self.check = config.get("check", True)
-        self.writes = 0
         self._origin: dns.name.Name | None = None
         self._zone: tuple[str, list[str], list[Entry]] | None = None
         self._written: tuple[str, dict[dns.name.Name, RRset]] | None = None
@@ -101,6 +99,7 @@ class ZoneFileProvider(Provider):
     def _read_text(self, path: Path) -> str:
         """The file's text; bytes that are not UTF-8 (a latin-1 comment) survive the
         round trip unchanged (surrogateescape), so an edit stays byte-exact."""
+        self.requests += 1
         data = read_regular(path, limit=ZONE_LIMIT, error=ProviderInputError, what="zone file")
         return data.decode("utf-8", "surrogateescape")
 
@@ -208,8 +207,7 @@ class ZoneFileProvider(Provider):
     # -- apply -------------------------------------------------------------------
 
     def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        changes = [c for c in changeset.changes if not c.is_noop]
+        changes = self.pending(changeset)
         if not changes:
             return
         current = self.read([c.owner for c in changes])
@@ -359,6 +357,7 @@ class ZoneFileProvider(Provider):
     def _write_checked(self, path: Path, text: str) -> None:
         """Write a fresh temp file beside the zone (mkstemp: O_EXCL|O_NOFOLLOW, never a
         fixed name someone could plant a link at), check it, then rename it into place."""
+        self.requests += 1
         self._zone = None
         self._written = None
         atomic_write(
@@ -437,9 +436,3 @@ class ZoneFileProvider(Provider):
                 hint="reload the name server by hand",
                 error=ProviderError,
             )
-
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        return [
-            NameServer(e.name, e.address, e.port)
-            for e in map(parse_endpoint, map(str, self.config.get("nameservers", [])))
-        ]
