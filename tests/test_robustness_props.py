@@ -183,3 +183,58 @@ def test_any_ledger_document_loads_or_one_state_error(hosts: Any, deploys: Any) 
             LedgerData.from_json(json.dumps(doc))
         except TlsaManagerError as exc:
             assert "\n" not in exc.one_line()
+
+
+owner_texts = st.sampled_from(["_25._tcp.mail", "_25._tcp.mail.example.com.", "@", "mail", "_465._tcp.mail", "www"])
+record_texts = st.sampled_from(["3 1 1 " + "aa" * 32, "2 1 1 " + "bb" * 32, "3 1 2 " + "cc" * 64, "3 0 1 " + "dd" * 32])
+
+
+@st.composite
+def zone_bodies(draw: st.DrawFn) -> str:
+    """Valid zone text in the shapes people write: implicit owners, TTLs or not, classes
+    or not, parentheses, $TTL changes, a $ORIGIN change and back."""
+    out = []
+    for _ in range(draw(st.integers(1, 8))):
+        explicit = draw(st.booleans()) or not out
+        owner = draw(owner_texts) if explicit else ""
+        ttl = draw(st.sampled_from(["", "300 ", "1h ", "60 "]))
+        cls = draw(st.sampled_from(["", "IN "]))
+        kind = draw(st.sampled_from(["TLSA", "TLSA", "A", "TXT", "directive"]))
+        lead = owner if explicit else draw(st.sampled_from([" ", "\t", "    "]))
+        if kind == "TLSA":
+            record = draw(record_texts)
+            if draw(st.booleans()):
+                usage, rest = record.split(" ", 1)
+                record = f"( {usage}\n        {rest} )"
+            out.append(f"{lead} {ttl}{cls}TLSA {record}\n")
+        elif kind == "A":
+            out.append(f"{lead} {ttl}{cls}A 192.0.2.7 ; an A record\n")
+        elif kind == "TXT":
+            out.append(f'{lead} {ttl}{cls}TXT "TLSA ; ( not a record" \n')
+        else:
+            out.append(draw(st.sampled_from(["$TTL 120\n", "$ORIGIN sub.example.com.\n$ORIGIN example.com.\n",
+                                             "; a comment line\n", "\n"])))
+    return "".join(out)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(zone_bodies())
+def test_the_fast_scan_reads_what_dnspython_reads(body: str) -> None:
+    """The one-pass scanner (item 9) against dnspython's full parse as the oracle."""
+    import dns.rdatatype
+    import dns.zone
+
+    head = "$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns1 hm ( 1 7200 3600 1209600 300 )\n  IN NS ns1\nns1 IN A 192.0.2.1\n"
+    owners = [dns.name.from_text(n) for n in ("_25._tcp.mail.example.com.", "_465._tcp.mail.example.com.",
+                                               "example.com.", "mail.example.com.")]
+    with tempfile.TemporaryDirectory() as tmp:
+        zone = Path(tmp) / "db.example.com"
+        zone.write_text(head + body)
+        oracle = dns.zone.from_text(head + body, origin="example.com.", relativize=False)
+        got = ZoneFileProvider({"zone_file": str(zone), "zone": "example.com"}).read(owners)
+        for owner in owners:
+            rdataset = oracle.get_rdataset(owner, dns.rdatatype.TLSA)
+            expected = frozenset(Tlsa.from_rdata(r) for r in rdataset) if rdataset else frozenset()
+            assert got[owner].records == expected, (owner, body)
+            if rdataset:
+                assert got[owner].ttl == rdataset.ttl, (owner, body)

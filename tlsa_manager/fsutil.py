@@ -52,14 +52,8 @@ def read_regular(
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise error(f"{path}: no such file", "check the path") from None
-    except IsADirectoryError:
-        raise error(f"{path}: is a directory, not a {what}", "name the file inside it") from None
-    except PermissionError:
-        raise error(f"{path}: permission denied", "run as a user that may read it") from None
     except OSError as exc:
-        raise error(f"{path}: cannot open ({exc.strerror})", "check the path") from None
+        raise _explained(exc, path, error, f"a {what}", "read") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -90,6 +84,32 @@ def read_regular(
         raise error(f"{path}: cannot read ({exc.strerror})", "check the file") from None
     finally:
         os.close(fd)
+
+
+def _explained(
+    exc: OSError, path: Path, error: type[TlsaManagerError], what: str, action: str
+) -> TlsaManagerError:
+    """One line for an OS failure on ``path``: what is wrong and what to do."""
+    if isinstance(exc, FileNotFoundError):
+        return error(f"{path}: no such file or directory", "check the path (or create it first)")
+    if isinstance(exc, IsADirectoryError):
+        return error(f"{path}: is a directory, not {what}", "name the file inside it")
+    if isinstance(exc, NotADirectoryError):
+        return error(f"{path}: is not {what}", "check the path")
+    if isinstance(exc, PermissionError):
+        return error(f"{path}: permission denied", f"run as a user that may {action} it")
+    return error(f"{path}: cannot {action} it ({exc.strerror})", "check the path and the disk")
+
+
+def make_dir(path: Path, mode: int, error: type[TlsaManagerError] = InputError, what: str = "folder") -> None:
+    """Create ``path`` (and parents) with ``mode`` if missing; one line if that fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+    except OSError as exc:
+        raise error(
+            f"{path}: cannot create the {what} ({exc.strerror})",
+            f"point the {what} at a folder this user may write",
+        ) from None
 
 
 def decode_text(data: bytes, path: Path, error: type[TlsaManagerError] = InputError) -> str:
@@ -135,14 +155,8 @@ def atomic_write(
         raise error(f"{path}: is not a regular file", "name a regular file")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except FileNotFoundError:
-        raise error(f"{directory}: no such directory", "create it first") from None
-    except NotADirectoryError:
-        raise error(f"{directory}: is not a directory", "name a directory") from None
-    except PermissionError:
-        raise error(f"{directory}: permission denied", "run as a user that may write it") from None
     except OSError as exc:
-        raise error(f"{directory}: cannot create a file ({exc.strerror})", "check the directory") from None
+        raise _explained(exc, directory, error, "a directory", "write") from None
     tmp = Path(tmp_name)
     try:
         try:

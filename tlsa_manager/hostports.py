@@ -179,6 +179,11 @@ class LivePorts:
         )
         if source is None:
             raise InputError(f"{chain.label}: staged file vanished", "run the hook again")
+        if source.is_symlink() or not source.is_file():
+            raise InputError(
+                f"{source}: the staged file is a link or not a regular file; it is not deployed",
+                "stage the chain with 'tlsa-manager hook' (it writes a regular file)",
+            )
         target = next((p for p in self.spec.certs if p.name == source.name), None)
         if target is None:
             raise InputError(

@@ -24,7 +24,14 @@ from typing import Any
 
 from tlsa_manager.errors import StateError, UnsafeError, UsageError
 from tlsa_manager.facts import chain_from_json
-from tlsa_manager.fsutil import atomic_write, check_private, check_trusted_dir, decode_text, read_regular
+from tlsa_manager.fsutil import (
+    atomic_write,
+    check_private,
+    check_trusted_dir,
+    decode_text,
+    make_dir,
+    read_regular,
+)
 from tlsa_manager.observations import History, Observation, ServerView
 from tlsa_manager.records import Tlsa
 
@@ -227,13 +234,7 @@ class Ledger:
     @contextlib.contextmanager
     def locked(self, wait: float = 0.0) -> Iterator[Ledger]:
         """Hold the exclusive lock; wait up to ``wait`` seconds for another run."""
-        try:
-            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise StateError(
-                f"{self.state_dir}: cannot create ({exc.strerror})",
-                "set --state-dir to a writable directory",
-            ) from None
+        make_dir(self.state_dir, 0o700, StateError, "state directory (--state-dir)")
         self.check_trusted()
         try:
             fd = os.open(
