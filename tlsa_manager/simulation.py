@@ -309,6 +309,9 @@ class World:
             tuple(self.live.values()), tuple(self.staged.values()), tuple(self.next_keys.values())
         )
 
+    def zone_of(self, owner: dns.name.Name) -> str:
+        return "simulated zone"
+
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         ttl = self.primary.ttl if self.primary.records else None
         return {o: RRset(o, self.primary.records, ttl) for o in owners}
