@@ -373,22 +373,41 @@ def _write_plan(plan: Any) -> None:
         sys.stdout.write(f"  {hazard.one_line()}\n")
 
 
+def _warn_notes(runs: list[Any]) -> None:
+    """The hosts' and providers' notes, each once (hosts of a fleet share providers)."""
+    notes = (n for run in runs for n in run.ports.notes + list(getattr(run.ports.provider, "notes", [])))
+    for note in dict.fromkeys(notes):
+        _warn(note)
+
+
+def _report_failures(failures: list[tuple[str, Any]], total: int) -> int:
+    """One stderr line per host that stopped, then which ones; the exit code they share
+    (1 when they differ), 0 when none failed."""
+    for host, error in failures:
+        _warn(f"{host}: failed: {error.one_line()}")
+    if not failures:
+        return ExitCode.OK
+    _warn(f"{len(failures)} of {total} hosts failed: {', '.join(h for h, _ in failures)}")
+    codes = {int(e.exit_code) for _, e in failures}
+    return codes.pop() if len(codes) == 1 else ExitCode.FAILURE
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from tlsa_manager.hazards import Severity
     from tlsa_manager.runner import plan_hosts
 
     _config_obj, runs = _runs(args, _at(args))
-    plans = plan_hosts(runs, state_dir(args))
-    for run in runs:
-        for note in run.ports.notes + list(getattr(run.ports.provider, "notes", [])):
-            _warn(note)
+    failures: list[tuple[str, Any]] = []
+    plans = plan_hosts(runs, state_dir(args), failures if len(runs) > 1 else None)
+    _warn_notes(runs)
     if args.json:
         _emit_json({"plans": [p.as_dict() for p in plans]})
     else:
         for plan in plans:
             _write_plan(plan)
+    failed = _report_failures(failures, len(runs))
     fatal = any(h.severity is Severity.FATAL for p in plans for h in p.hazards)
-    return ExitCode.HAZARD if fatal else ExitCode.OK
+    return failed or (ExitCode.HAZARD if fatal else ExitCode.OK)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -396,9 +415,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     _config_obj, runs = _runs(args)
     reports = sync_hosts(runs, state_dir(args), dry_run=args.dry_run, lock_wait=args.wait_lock)
-    for run in runs:
-        for note in run.ports.notes + list(getattr(run.ports.provider, "notes", [])):
-            _warn(note)
+    _warn_notes(runs)
     if args.json:
         _emit_json(
             {
@@ -410,13 +427,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
                         "applied": [len(cs.changes) for cs in r.applied],
                         "deployed": r.deployed,
                         "notes": r.notes,
+                        "error": r.error.one_line() if r.error else None,
                     }
                     for r in reports
                 ]
             }
         )
-        return ExitCode.OK
+        return _report_failures([(r.host, r.error) for r in reports if r.error], len(reports))
     for report in reports:
+        if report.error is not None:
+            continue
         first = report.first_plan
         if first is not None and args.dry_run:
             _write_plan(first)
@@ -445,7 +465,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if last is not None:
             for hazard in last.hazards:
                 sys.stdout.write(f"  {hazard.one_line()}\n")
-    return ExitCode.OK
+    return _report_failures([(r.host, r.error) for r in reports if r.error], len(reports))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

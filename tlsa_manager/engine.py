@@ -73,8 +73,9 @@ class ZonePorts(Protocol):
     def apply(self, changeset: ChangeSet) -> None: ...
 
     def wait_for_propagation(self, changeset: ChangeSet) -> Views | None:
-        """Wait until every server serves the change (bounded); the last observation of
-        every owner in it when they all do, else None (then the engine observes again)."""
+        """Wait until every server serves the change (bounded).  Returns the last
+        observation of the owners seen served by every server (the engine observes the
+        others again), or None."""
 
 
 class HostPorts(ZonePorts, Protocol):
@@ -301,7 +302,7 @@ class Run:
                 member.report.plans.append(plans[member.settings.host])
         return plans
 
-    def apply(self, plans: Mapping[str, Plan]) -> tuple[dict[str, Plan], list[Member], Views | None]:
+    def apply(self, plans: Mapping[str, Plan]) -> tuple[dict[str, Plan], list[Member], Views]:
         """Record intent, apply one compare-and-swap change set per zone (a zone that
         conflicts is re-planned once), record the result, wait once for all of it.
 
@@ -311,7 +312,6 @@ class Run:
         current = dict(plans)
         changed: dict[str, Member] = {}
         seen: dict[dns.name.Name, tuple[ServerView, ...]] = {}
-        waited_all = True
         for attempt in (1, 2):
             members = [m for m in self.active() if m.settings.host in current]
             todo: list[tuple[Member, ChangeSet]] = []
@@ -336,7 +336,9 @@ class Run:
             self.checkpoint("intent-saved")
             zones: dict[Hashable, list[tuple[Member, ChangeSet]]] = {}
             for member, changeset in todo:
-                zones.setdefault(self.zones.zone_of(member.settings.owners[0]), []).append((member, changeset))
+                zones.setdefault(self.zones.zone_of(member.settings.owners[0]), []).append(
+                    (member, changeset)
+                )
             conflicted: list[Member] = []
             written: list[OwnerChange] = []
             for group in zones.values():
@@ -367,17 +369,13 @@ class Run:
             if written:
                 self.save(self.ledger)
                 self.checkpoint("applied")
-                views = self.zones.wait_for_propagation(ChangeSet(tuple(written)))
-                if views is None:
-                    waited_all = False
-                else:
-                    seen.update(views)
+                seen.update(self.zones.wait_for_propagation(ChangeSet(tuple(written))) or {})
                 self.checkpoint("propagated")
             if not conflicted:
                 break
             current = self.replan(conflicted)
             latest.update(current)
-        return latest, list(changed.values()), (seen if waited_all else None)
+        return latest, list(changed.values()), seen
 
     def deploy(self, member: Member, after: Plan) -> bool:
         """Deploy the host's staged chains whose gate passed; True if any went live."""
@@ -387,13 +385,15 @@ class Run:
         for gate in after.ready:
             chain = next(c for c in ports.chains().staged if c.label == gate.chain)
             if any(result and not chain.covered_by(result) for result in written):
-                report.notes.append(f"{chain.label}: not deployed, a record kind just written does not match it")
+                report.notes.append(
+                    f"{chain.label}: not deployed, a record kind just written does not match it"
+                )
                 continue
             journal = self.ledger.host(member.settings.host).deploys
             if any(e["deployed"]["key_type"] == chain.key_type for e in journal.values()):
-                report.notes.append(
-                    f"{chain.label}: not deployed, the previous {chain.key_type.upper()} deploy is not confirmed"
-                )
+                kind = chain.key_type.upper()
+                why = f"the previous {kind} deploy is not confirmed"
+                report.notes.append(f"{chain.label}: not deployed, {why}")
                 continue
             self.checkpoint("before-deploy")
             journal[chain.label] = {

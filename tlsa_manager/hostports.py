@@ -30,7 +30,7 @@ from tlsa_manager.fsutil import fsync_dir
 from tlsa_manager.observations import ServerView
 from tlsa_manager.policy import issuers_from_catalog
 from tlsa_manager.provider import ChangeSet, Provider, RRset
-from tlsa_manager.records import owner_name, spki_der
+from tlsa_manager.records import Tlsa, owner_name, spki_der
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,61 @@ def staged_path(spec: HostSpec, key_type: str) -> Path | None:
     return spec.staged_dir / f"{key_type}.pem" if spec.staged_dir else None
 
 
+class Shared:
+    """What the hosts of one run share, so that a fleet costs per zone, not per host:
+    one :class:`DnsView` (and so one DNSKEY query per zone) per server list, one NS
+    lookup per provider and zone, one SOA query per zone and server."""
+
+    def __init__(self) -> None:
+        self.views: dict[tuple[Endpoint, ...], DnsView] = {}
+        self.servers: dict[tuple[int, dns.name.Name], list[Endpoint]] = {}
+        self.soa: dict[tuple[Endpoint, dns.name.Name], int | None] = {}
+
+    def view(self, endpoints: Sequence[Endpoint]) -> DnsView:
+        key = tuple(endpoints)
+        if key not in self.views:
+            self.views[key] = DnsView(endpoints)
+        return self.views[key]
+
+    def nameservers(self, provider: Provider, zone: dns.name.Name) -> list[Endpoint]:
+        key = (id(provider), zone)
+        if key not in self.servers:
+            self.servers[key] = [Endpoint(s.name, s.address, s.port) for s in provider.nameservers(zone)]
+        return self.servers[key]
+
+    def negative_ttl(self, endpoint: Endpoint, zone: dns.name.Name) -> int | None:
+        key = (endpoint, zone)
+        if key not in self.soa:
+            self.soa[key] = negative_ttl(endpoint, zone)
+        return self.soa[key]
+
+
+def wait_until_served(
+    view: DnsView,
+    wanted: dict[dns.name.Name, frozenset[Tlsa]],
+    timeout: float,
+    poll_interval: float = 2.0,
+) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+    """Poll every server until it serves ``wanted`` (bounded), asking again only for the
+    owners not served yet, first after 50 ms, then backing off to ``poll_interval``.
+    Returns the last views of the owners every server serves."""
+    served: dict[dns.name.Name, tuple[ServerView, ...]] = {}
+    left = list(wanted)
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while left:
+        views = view.observe(left)
+        for owner, owner_views in views.items():
+            if all(v.records == wanted[owner] for v in owner_views):
+                served[owner] = owner_views
+        left = [o for o in left if o not in served]
+        if not left or time.monotonic() + pause >= deadline:
+            break
+        time.sleep(pause)
+        pause = min(pause * 2, poll_interval)
+    return served
+
+
 class LivePorts:
     """HostPorts for one configured host."""
 
@@ -63,6 +118,7 @@ class LivePorts:
         catalog: Catalog,
         propagation_timeout: float = 300.0,
         poll_interval: float = 2.0,
+        shared: Shared | None = None,
     ) -> None:
         self.spec = spec
         self.provider = provider
@@ -70,7 +126,8 @@ class LivePorts:
         self.propagation_timeout = propagation_timeout
         self.poll_interval = poll_interval
         self.owners = tuple(owner_name(spec.name, port) for port in spec.ports)
-        self._view: DnsView | None = None
+        self.shared = shared or Shared()
+        self._endpoints: list[Endpoint] | None = None
         self.notes: list[str] = []
 
     # -- chains ---------------------------------------------------------------
@@ -91,33 +148,35 @@ class LivePorts:
     # -- DNS --------------------------------------------------------------------
 
     def endpoints(self) -> list[Endpoint]:
-        if self.spec.nameservers:
-            return [parse_endpoint(n) for n in self.spec.nameservers]
-        zone = self.owners[0].parent().parent()
-        servers = self.provider.nameservers(zone)
-        return [Endpoint(s.name, s.address, s.port) for s in servers]
+        if self._endpoints is None:
+            if self.spec.nameservers:
+                self._endpoints = [parse_endpoint(n) for n in self.spec.nameservers]
+            else:
+                self._endpoints = self.shared.nameservers(self.provider, self.owners[0].parent().parent())
+        return self._endpoints
 
     def view(self) -> DnsView | None:
-        if self._view is None:
-            endpoints = self.endpoints()
-            if endpoints:
-                self._view = DnsView(endpoints)
-        return self._view
+        endpoints = self.endpoints()
+        return self.shared.view(endpoints) if endpoints else None
+
+    def zone_of(self, owner: dns.name.Name) -> tuple[str, str]:
+        """Hosts of one provider under one parent domain share a change set."""
+        return self.spec.provider, owner.parent().parent().parent().to_text()
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         return self.provider.read(owners)
 
-    def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+    def observe(
+        self, owners: Sequence[dns.name.Name], published: dict[dns.name.Name, RRset] | None = None
+    ) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+        """Every server's answer; with no server to ask, the provider's copy (``published``
+        when the caller just read it)."""
         view = self.view()
         if view is not None:
             return view.observe(owners)
-        note = (
-            f"{self.spec.name}: no authoritative server to ask; the provider's copy is the only view "
-            "(set nameservers = [...] so gates wait for real servers)"
-        )
-        if note not in self.notes:
-            self.notes.append(note)
-        published = self.provider.read(owners)
+        self.note_no_servers()
+        if published is None or any(o not in published for o in owners):
+            published = self.provider.read(owners)
         return {
             o: (
                 ServerView(
@@ -127,24 +186,31 @@ class LivePorts:
             for o in owners
         }
 
+    def note_no_servers(self) -> None:
+        note = (
+            f"{self.spec.name}: no authoritative server to ask; the provider's copy is the only view "
+            "(set nameservers = [...] so gates wait for real servers)"
+        )
+        if note not in self.notes:
+            self.notes.append(note)
+
     def apply(self, changeset: ChangeSet) -> None:
         self.provider.apply(changeset)
 
-    def wait_for_propagation(self, changeset: ChangeSet) -> None:
+    def wait_for_propagation(self, changeset: ChangeSet) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         """Poll every server until it serves the new RRsets (bounded); gates decide, not this."""
         view = self.view()
         if view is None:
-            return
+            return {}
         wanted = {c.owner: c.result for c in changeset.changes}
-        deadline = time.monotonic() + self.propagation_timeout
-        while time.monotonic() < deadline:
-            views = view.observe(list(wanted))
-            if all(v.records == wanted[o] for o, vs in views.items() for v in vs):
-                return
-            time.sleep(self.poll_interval)
-        log.warning(
-            "%s: not every server serves the change after %.0f s", self.spec.name, self.propagation_timeout
-        )
+        served = wait_until_served(view, wanted, self.propagation_timeout, self.poll_interval)
+        if len(served) < len(wanted):
+            log.warning(
+                "%s: not every server serves the change after %.0f s",
+                self.spec.name,
+                self.propagation_timeout,
+            )
+        return served
 
     def negative_ttl(self) -> int:
         if self.spec.negative_ttl is not None:
@@ -153,7 +219,7 @@ class LivePorts:
         zone = self.owners[0].parent().parent().parent()
         if view is None:
             return 0
-        values = [negative_ttl(e, zone) for e in view.endpoints]
+        values = [self.shared.negative_ttl(e, zone) for e in view.endpoints]
         return max((v for v in values if v is not None), default=3600)
 
     # -- deploy -----------------------------------------------------------------

@@ -15,8 +15,10 @@ import dns.name
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.config import Config, HostSpec
-from tlsa_manager.engine import HostSettings, SyncReport, converge, make_plan
-from tlsa_manager.hostports import LivePorts, host_settings
+from tlsa_manager.engine import HostSettings, Member, SyncReport, converge_run, make_plan, plan_members
+from tlsa_manager.errors import TlsaManagerError
+from tlsa_manager.fleet import FleetZones
+from tlsa_manager.hostports import LivePorts, Shared, host_settings
 from tlsa_manager.ledger import Ledger, LedgerData
 from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Plan
@@ -49,6 +51,7 @@ def open_hosts(
     propagation_timeout: float = 300.0,
 ) -> list[HostRun]:
     providers: dict[str, Provider] = {}
+    shared = Shared()
     runs = []
     for spec in config.select(names, all_hosts):
         if spec.provider not in providers:
@@ -58,10 +61,10 @@ def open_hosts(
             providers[spec.provider] = cls(settings)
         ports: LivePorts
         if at is not None:
-            ports = AtPorts(spec, providers[spec.provider], catalog, propagation_timeout)
+            ports = AtPorts(spec, providers[spec.provider], catalog, propagation_timeout, shared=shared)
             ports.at = at
         else:
-            ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout)
+            ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout, shared=shared)
         runs.append(HostRun(spec, ports, host_settings(spec, catalog, ports.negative_ttl())))
     return runs
 
@@ -86,7 +89,9 @@ class LedgerPorts(LivePorts):
             out[owner] = RRset(owner, first.records or frozenset(), first.ttl) if first else RRset(owner)
         return out
 
-    def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+    def observe(
+        self, owners: Sequence[dns.name.Name], published: dict[dns.name.Name, RRset] | None = None
+    ) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         return {owner: self._latest(owner) for owner in owners}
 
     def now(self) -> float:
@@ -107,26 +112,45 @@ def status_plans(
     return plans
 
 
-def plan_hosts(runs: list[HostRun], state_dir: Path) -> list[Plan]:
-    """Read-only: nothing is written, not even the observation."""
+def _members(runs: list[HostRun]) -> tuple[list[Member], FleetZones]:
+    return [Member(run.settings, run.ports) for run in runs], FleetZones([run.ports for run in runs])
+
+
+def plan_hosts(
+    runs: list[HostRun], state_dir: Path, failures: list[tuple[str, TlsaManagerError]] | None = None
+) -> list[Plan]:
+    """Read-only: nothing is written, not even the observation.  Every host is read and
+    observed in one pass per zone.  A host that cannot be planned goes into
+    ``failures`` when given (the others are planned), else its error is raised."""
     data = Ledger(state_dir).load()
-    return [make_plan(run.settings, run.ports, data, record=False) for run in runs]
+    members, zones = _members(runs)
+    plans = plan_members(members, zones, data, record=False)
+    for member in members:
+        error = member.report.error
+        if error is not None:
+            if failures is None:
+                raise error
+            failures.append((member.settings.host, error))
+    return [plans[m.settings.host] for m in members if m.settings.host in plans]
 
 
 def sync_hosts(
     runs: list[HostRun], state_dir: Path, *, dry_run: bool = False, lock_wait: float = 0.0
 ) -> list[SyncReport]:
-    """Converge every host under the ledger lock; the ledger is saved after each step."""
+    """Converge every host together under the ledger lock (engine.converge_run); the
+    ledger is saved after each phase.  A host that failed has ``error`` set in its
+    report; a run of one host raises it instead (one line, its exit code)."""
     ledger = Ledger(state_dir)
+    members, zones = _members(runs)
     if dry_run:
-        data = ledger.load()
-        return [converge(run.settings, run.ports, data, lambda _d: None, dry_run=True) for run in runs]
-    reports = []
-    with ledger.locked(lock_wait):
-        data = ledger.load()
-        for run in runs:
-            reports.append(converge(run.settings, run.ports, data, ledger.save))
-        ledger.save(data)
+        reports = converge_run(members, zones, ledger.load(), lambda _d: None, dry_run=True)
+    else:
+        with ledger.locked(lock_wait):
+            data = ledger.load()
+            reports = converge_run(members, zones, data, ledger.save)
+            ledger.save(data)
+    if len(reports) == 1 and reports[0].error is not None:
+        raise reports[0].error
     return reports
 
 

@@ -31,7 +31,7 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
-from tlsa_manager.dnsview import Endpoint, ask, parse_endpoint
+from tlsa_manager.dnsview import Endpoint, ask, ask_many, parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset
 from tlsa_manager.records import Tlsa
@@ -135,26 +135,40 @@ class Rfc2136Provider(Provider):
 
     def zone_for(self, owner: dns.name.Name) -> dns.name.Name:
         """The zone apex holding ``owner``, from the configuration or by asking the server for SOA."""
+        return self.zones_for([owner])[owner]
+
+    def zones_for(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dns.name.Name]:
+        """Zone apexes of many owners: configured, learnt from a read, or one SOA query
+        per owner not yet known, all pipelined on one connection."""
         if self.config.get("zone"):
             zone = dns.name.from_text(str(self.config["zone"]))
-            if not owner.is_subdomain(zone):
-                raise ConfigError(f"{owner} is not inside the configured zone {zone}", "fix zone = ...")
-            return zone
-        if owner in self._zones:
-            return self._zones[owner]
-        try:
-            response = ask(self.endpoint, owner, dns.rdatatype.SOA, self.timeout, dnssec=False, tcp=True)
-        except (OSError, dns.exception.DNSException) as exc:
-            raise self._unreachable(exc) from None
+            for owner in owners:
+                if not owner.is_subdomain(zone):
+                    raise ConfigError(f"{owner} is not inside the configured zone {zone}", "fix zone = ...")
+            return {owner: zone for owner in owners}
+        unknown = list(dict.fromkeys(o for o in owners if o not in self._zones))
+        if unknown:
+            answers = ask_many(
+                self.endpoint, [(o, dns.rdatatype.SOA) for o in unknown], self.timeout, dnssec=False
+            )
+            for owner, response in zip(unknown, answers, strict=True):
+                if isinstance(response, Exception):
+                    raise self._unreachable(response) from None
+                if not self._learn_zone(owner, response):
+                    raise ProviderError(
+                        f"{self.endpoint} is not authoritative for {owner} (no SOA in its answer)",
+                        "point server at the primary of that zone, or set zone = ...",
+                    )
+        return {owner: self._zones[owner] for owner in owners}
+
+    def _learn_zone(self, owner: dns.name.Name, response: dns.message.Message) -> bool:
+        """Note the zone an authoritative answer names (an SOA in answer or authority)."""
         for section in (response.answer, response.authority):
             for rrset in section:
                 if rrset.rdtype == dns.rdatatype.SOA and owner.is_subdomain(rrset.name):
                     self._zones[owner] = rrset.name
-                    return rrset.name
-        raise ProviderError(
-            f"{self.endpoint} is not authoritative for {owner} (no SOA in its answer)",
-            "point server at the primary of that zone, or set zone = ...",
-        )
+                    return True
+        return False
 
     def _unreachable(self, exc: BaseException) -> ProviderError:
         if isinstance(exc, dns.exception.Timeout):
@@ -172,16 +186,14 @@ class Rfc2136Provider(Provider):
     # -- Provider ---------------------------------------------------------------
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        """The RRsets at the primary, every owner on one pipelined TCP connection."""
+        answers = ask_many(
+            self.endpoint, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout, dnssec=False
+        )
         out = {}
-        for owner in owners:
-            query = dns.message.make_query(owner, dns.rdatatype.TLSA)
-            query.flags &= ~dns.flags.RD
-            try:
-                response = dns.query.tcp(
-                    query, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
-                )
-            except (OSError, dns.exception.DNSException) as exc:
-                raise self._unreachable(exc) from None
+        for owner, response in zip(owners, answers, strict=True):
+            if isinstance(response, Exception):
+                raise self._unreachable(response) from None
             rcode = response.rcode()
             if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not response.flags & dns.flags.AA:
                 raise ProviderError(
@@ -189,6 +201,7 @@ class Rfc2136Provider(Provider):
                     f"({dns.rcode.to_text(rcode)})",
                     "point server at the zone's primary",
                 )
+            self._learn_zone(owner, response)
             rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
             if rrset is None:
                 out[owner] = RRset(owner)
@@ -219,9 +232,10 @@ class Rfc2136Provider(Provider):
     def apply(self, changeset: ChangeSet) -> None:
         changeset.check_safe()
         by_zone: dict[dns.name.Name, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if not change.is_noop:
-                by_zone.setdefault(self.zone_for(change.owner), []).append(change)
+        changes = [c for c in changeset.changes if not c.is_noop]
+        zones = self.zones_for([c.owner for c in changes])
+        for change in changes:
+            by_zone.setdefault(zones[change.owner], []).append(change)
         for zone, changes in by_zone.items():
             for chunk in self.chunks(changes):
                 self._send(zone, self.build_update(zone, chunk))
