@@ -23,11 +23,13 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from tlsa_manager.errors import ConfigError
+from tlsa_manager import wire
+from tlsa_manager.errors import ConfigError, UsageError
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
 
@@ -103,35 +105,31 @@ def ask(
     return response
 
 
-Answer = dns.message.Message | Exception
+Answer = wire.Reply | Exception
 
 
 def ask_many(
     endpoint: Endpoint,
-    questions: Sequence[tuple[dns.name.Name, dns.rdatatype.RdataType]],
+    questions: Sequence[tuple[dns.name.Name, int]],
     timeout: float = 5.0,
     dnssec: bool = True,
     window: int = 64,
 ) -> list[Answer]:
     """Many queries pipelined over one TCP connection (RFC 7766 §6.2.1).
 
-    Up to ``window`` queries are in flight; answers are matched by message id, in any
-    order.  A fleet of a thousand owner names is then a thousand queries on one
-    connection instead of a thousand connections (or round trips).  When the server
-    closes the connection part way, the rest go on a new one; when a connection makes
-    no progress at all, every question left gets that error (no per-query timeouts).
+    Up to ``window`` queries are in flight; answers are matched by message id and
+    question, in any order.  A fleet of a thousand owner names is then a thousand
+    queries on one connection instead of a thousand connections (or round trips).
+    When the server closes the connection part way, the rest go on a new one; when a
+    connection makes no progress at all, every question left gets that error (no
+    per-query timeouts).
     """
-    queries = []
-    for qname, rdtype in questions:
-        query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
-        query.flags &= ~dns.flags.RD
-        queries.append(query)
-    results: list[Answer | None] = [None] * len(queries)
+    results: list[Answer | None] = [None] * len(questions)
     while True:
         remaining = [i for i, r in enumerate(results) if r is None]
         if not remaining:
             break
-        progress, error = _pipeline(endpoint, queries, remaining, results, timeout, window)
+        progress, error = _pipeline(endpoint, questions, remaining, results, timeout, window, dnssec)
         if error is not None and not progress:
             for index in remaining:
                 if results[index] is None:
@@ -141,11 +139,12 @@ def ask_many(
 
 def _pipeline(
     endpoint: Endpoint,
-    queries: Sequence[dns.message.Message],
+    questions: Sequence[tuple[dns.name.Name, int]],
     todo: Sequence[int],
     results: list[Answer | None],
     timeout: float,
     window: int,
+    dnssec: bool,
 ) -> tuple[int, Exception | None]:
     """Send ``todo`` on one connection; fill ``results``; (answers received, error that ended it)."""
     progress = 0
@@ -153,26 +152,36 @@ def _pipeline(
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.connect((endpoint.address, endpoint.port))
+            reader = sock.makefile("rb")
             inflight: dict[int, int] = {}
             position = 0
             while position < len(todo) or inflight:
+                batch = []
                 while position < len(todo) and len(inflight) < window:
                     index = todo[position]
-                    query = queries[index]
-                    query.id = index % 65536
-                    while query.id in inflight:
-                        query.id = (query.id + 1) % 65536
-                    dns.query.send_tcp(sock, query, time.time() + timeout)
-                    inflight[query.id] = index
+                    qid = index % 65536
+                    while qid in inflight:
+                        qid = (qid + 1) % 65536
+                    name, rdtype = questions[index]
+                    message = wire.query(qid, name, rdtype, dnssec)
+                    batch.append(len(message).to_bytes(2, "big") + message)
+                    inflight[qid] = index
                     position += 1
-                response, _ = dns.query.receive_tcp(sock, time.time() + timeout)
-                index = inflight.pop(response.id, -1)
-                if index < 0 or not queries[index].is_response(response):
+                if batch:
+                    sock.sendall(b"".join(batch))
+                head = reader.read(2)
+                body = reader.read(int.from_bytes(head, "big")) if len(head) == 2 else b""
+                if not body:
+                    raise ConnectionResetError("the server closed the connection")
+                reply = wire.parse(body)
+                index = inflight.pop(reply.id, -1)
+                if index < 0 or reply.question != wire.labels(questions[index][0]):
                     raise ConnectionError("an answer to no question asked")
-                results[index] = response
+                results[index] = reply
                 progress += 1
-    except (OSError, dns.exception.DNSException) as exc:
+    except (OSError, ValueError) as exc:
         return progress, exc
     return progress, None
 
@@ -184,6 +193,9 @@ class DnsView:
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self._dnskeys: dict[tuple[Endpoint, dns.name.Name], dns.rrset.RRset | None] = {}
+        #: signature checks already made, by what was signed, the signature and the keys:
+        #: every server of a zone serves the same bytes, so each is checked once per run
+        self._checked: dict[tuple[bytes, ...], str | None] = {}
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         """Every owner from every server: one pipelined TCP connection per server."""
@@ -201,47 +213,85 @@ class DnsView:
         }
 
     def view(self, endpoint: Endpoint, owner: dns.name.Name) -> ServerView:
+        """One server's answer for one owner (UDP, TCP on truncation)."""
         try:
-            response: Answer = ask(endpoint, owner, dns.rdatatype.TLSA, self.timeout)
-        except (OSError, dns.exception.DNSException) as exc:
+            response: Answer = wire.parse(ask(endpoint, owner, dns.rdatatype.TLSA, self.timeout).to_wire())
+        except (OSError, ValueError, dns.exception.DNSException) as exc:
             response = exc
         return self._view(endpoint, owner, response)
 
     def _view(self, endpoint: Endpoint, owner: dns.name.Name, response: Answer) -> ServerView:
-        if isinstance(response, dns.exception.Timeout):
+        if isinstance(response, dns.exception.Timeout | TimeoutError):
             return ServerView(endpoint.name, None, None, "timeout")
         if isinstance(response, Exception):
             return ServerView(endpoint.name, None, None, f"no answer: {type(response).__name__}")
-        rcode = response.rcode()
-        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            return ServerView(endpoint.name, None, None, dns.rcode.to_text(rcode))
-        if not response.flags & dns.flags.AA:
+        if response.rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return ServerView(endpoint.name, None, None, dns.rcode.to_text(dns.rcode.Rcode(response.rcode)))
+        if not response.authoritative:
             return ServerView(endpoint.name, None, None, "not authoritative for this name")
-        rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
-        if rrset is None:
+        name = wire.labels(owner)
+        found = response.records(name, wire.TYPE_TLSA)
+        if not found:
             return ServerView(endpoint.name, frozenset(), None)
-        sigs = response.get_rrset(
-            response.answer, owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.TLSA
-        )
-        problem = self._signature_problem(endpoint, rrset, sigs)
+        try:
+            records = frozenset(Tlsa.from_wire(r.rdata) for r in found)
+        except (UsageError, ValueError):
+            return ServerView(endpoint.name, None, None, "a TLSA record that does not parse")
+        problem = self._signature_problem(endpoint, owner, response, found)
         if problem:
             return ServerView(endpoint.name, None, None, problem)
-        return ServerView(endpoint.name, frozenset(Tlsa.from_rdata(r) for r in rrset), rrset.ttl)
+        return ServerView(endpoint.name, records, min(r.ttl for r in found))
 
     def _signature_problem(
-        self, endpoint: Endpoint, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None
+        self, endpoint: Endpoint, owner: dns.name.Name, reply: wire.Reply, found: Sequence[wire.Record]
     ) -> str | None:
-        if sigs is None:
-            zone = self._signed_zone(endpoint, rrset.name)
+        sigs = reply.signatures(wire.labels(owner), wire.TYPE_TLSA)
+        if not sigs:
+            zone = self._signed_zone(endpoint, owner)
             return f"answer has no RRSIG although {zone} is signed" if zone else None
-        signer = next(iter(sigs)).signer
+        try:
+            signer, _ = dns.name.from_wire(reply.wire, sigs[0].offset + 18)
+        except dns.exception.DNSException:
+            return "an RRSIG that does not parse"
         keys = self._dnskey(endpoint, signer)
         if keys is None:
             return f"no DNSKEY for {signer} from this server"
+        key = (
+            owner.to_wire() or b"",
+            *sorted(r.rdata for r in found),
+            b"|",
+            *sorted(s.rdata for s in sigs),
+            b"|",
+            *sorted(k.to_digestable() for k in keys),
+        )
+        if key not in self._checked:
+            self._checked[key] = self._validate(owner, reply, found, sigs, signer, keys)
+        return self._checked[key]
+
+    @staticmethod
+    def _validate(
+        owner: dns.name.Name,
+        reply: wire.Reply,
+        found: Sequence[wire.Record],
+        sigs: Sequence[wire.Record],
+        signer: dns.name.Name,
+        keys: dns.rrset.RRset,
+    ) -> str | None:
+        rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
+        sigset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.TLSA)
         try:
-            dns.dnssec.validate(rrset, sigs, {signer: keys}, now=time.time())
+            for rdtype, target, records in (
+                (dns.rdatatype.TLSA, rrset, found),
+                (dns.rdatatype.RRSIG, sigset, sigs),
+            ):
+                for r in records:
+                    rdata = dns.rdata.from_wire(dns.rdataclass.IN, rdtype, reply.wire, r.offset, len(r.rdata))
+                    target.add(rdata, r.ttl)
+            dns.dnssec.validate(rrset, sigset, {signer: keys}, now=time.time())
         except dns.exception.ValidationFailure as exc:
             return f"RRSIG does not validate ({exc})"
+        except dns.exception.DNSException:
+            return "an RRSIG that does not parse"
         return None
 
     def _dnskey(self, endpoint: Endpoint, zone: dns.name.Name) -> dns.rrset.RRset | None:

@@ -28,7 +28,7 @@ from tlsa_manager.errors import InputError, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, facts_from_chain
 from tlsa_manager.fsutil import fsync_dir
 from tlsa_manager.observations import ServerView
-from tlsa_manager.policy import issuers_from_catalog
+from tlsa_manager.policy import IssuerFacts, issuers_from_catalog
 from tlsa_manager.provider import ChangeSet, Provider, RRset
 from tlsa_manager.records import Tlsa, owner_name, spki_der
 
@@ -299,13 +299,28 @@ class LivePorts:
         return time.time()
 
 
+_CATALOG_FACTS: dict[int, tuple[Catalog, tuple[IssuerFacts, ...], tuple[IssuerFacts, ...]]] = {}
+
+
+def catalog_facts(catalog: Catalog) -> tuple[tuple[IssuerFacts, ...], tuple[IssuerFacts, ...]]:
+    """(issuers, roots) of a catalog, computed once: every host of a run shares them (and
+    so their cached records), instead of hashing the catalog again per host."""
+    known = _CATALOG_FACTS.get(id(catalog))
+    if known is None or known[0] is not catalog:
+        known = (catalog, issuers_from_catalog(catalog), issuers_from_catalog(catalog, roots=True))
+        _CATALOG_FACTS.clear()
+        _CATALOG_FACTS[id(catalog)] = known
+    return known[1], known[2]
+
+
 def host_settings(spec: HostSpec, catalog: Catalog, negative: int) -> HostSettings:
+    issuers, roots = catalog_facts(catalog)
     return HostSettings(
         spec.name,
         tuple(owner_name(spec.name, p) for p in spec.ports),
         spec.policy,
-        issuers_from_catalog(catalog),
-        issuers_from_catalog(catalog, roots=True),
+        issuers,
+        roots,
         negative,
         spec.ttl,
         spec.slack,

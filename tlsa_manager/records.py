@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -152,8 +153,16 @@ class Tlsa:
         )
 
     @classmethod
+    def from_wire(cls, rdata: bytes) -> Tlsa:
+        """From TLSA RDATA as it travels (usage, selector, matching type, data)."""
+        return _from_wire(bytes(rdata))
+
+    @classmethod
     def from_text(cls, text: str) -> Tlsa:
         """Parse ``"3 1 1 <hex>"`` (any case, spaces in the hex allowed)."""
+        plain = _PLAIN.fullmatch(text)
+        if plain:  # the form the ledger and tlsa-manager write: no tokenizer needed
+            return _plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower())
         try:
             rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TLSA, text.strip())
         except (dns.exception.DNSException, ValueError) as exc:
@@ -165,6 +174,21 @@ class Tlsa:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+_PLAIN = re.compile(r"\s*([0-3]) ([01]) ([0-2]) ((?:[0-9a-fA-F]{2})+)\s*")
+
+
+@functools.lru_cache(maxsize=65536)
+def _plain(usage: str, selector: str, mtype: str, hexdata: str) -> Tlsa:
+    return Tlsa(Usage(int(usage)), Selector(int(selector)), MatchingType(int(mtype)), bytes.fromhex(hexdata))
+
+
+@functools.lru_cache(maxsize=65536)
+def _from_wire(rdata: bytes) -> Tlsa:
+    if len(rdata) < 4:
+        raise UsageError("TLSA RDATA is shorter than 4 bytes", "check the record at the server")
+    return Tlsa(to_usage(rdata[0]), to_selector(rdata[1]), to_mtype(rdata[2]), rdata[3:])
 
 
 @functools.lru_cache(maxsize=65536)

@@ -31,8 +31,9 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
+from tlsa_manager import wire
 from tlsa_manager.dnsview import Endpoint, ask, ask_many, parse_endpoint
-from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
+from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError, UsageError
 from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset
 from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import read_secret
@@ -161,17 +162,18 @@ class Rfc2136Provider(Provider):
                     )
         return {owner: self._zones[owner] for owner in owners}
 
-    def _learn_zone(self, owner: dns.name.Name, response: dns.message.Message) -> bool:
+    def _learn_zone(self, owner: dns.name.Name, response: wire.Reply) -> bool:
         """Note the zone an authoritative answer names (an SOA in answer or authority)."""
-        for section in (response.answer, response.authority):
-            for rrset in section:
-                if rrset.rdtype == dns.rdatatype.SOA and owner.is_subdomain(rrset.name):
-                    self._zones[owner] = rrset.name
+        for record in response.answer + response.authority:
+            if record.rdtype == wire.TYPE_SOA:
+                apex = dns.name.Name((*record.name, b""))
+                if owner.is_subdomain(apex):
+                    self._zones[owner] = apex
                     return True
         return False
 
     def _unreachable(self, exc: BaseException) -> ProviderError:
-        if isinstance(exc, dns.exception.Timeout):
+        if isinstance(exc, dns.exception.Timeout | TimeoutError):
             return ProviderError(
                 f"no answer from {self.endpoint} within {self.timeout:g}s",
                 "check that the server runs and the port is open",
@@ -194,19 +196,26 @@ class Rfc2136Provider(Provider):
         for owner, response in zip(owners, answers, strict=True):
             if isinstance(response, Exception):
                 raise self._unreachable(response) from None
-            rcode = response.rcode()
-            if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not response.flags & dns.flags.AA:
+            rcode = dns.rcode.Rcode(response.rcode)
+            if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not response.authoritative:
                 raise ProviderError(
                     f"{self.endpoint} did not answer authoritatively for {owner} "
                     f"({dns.rcode.to_text(rcode)})",
                     "point server at the zone's primary",
                 )
             self._learn_zone(owner, response)
-            rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
-            if rrset is None:
+            found = response.records(wire.labels(owner), wire.TYPE_TLSA)
+            if not found:
                 out[owner] = RRset(owner)
-            else:
-                out[owner] = RRset(owner, frozenset(Tlsa.from_rdata(r) for r in rrset), rrset.ttl)
+                continue
+            try:
+                records = frozenset(Tlsa.from_wire(r.rdata) for r in found)
+            except UsageError as exc:
+                raise ProviderError(
+                    f"{self.endpoint} serves a TLSA record at {owner} that does not parse ({exc.message})",
+                    "fix or remove that record at the server",
+                ) from None
+            out[owner] = RRset(owner, records, min(r.ttl for r in found))
         return out
 
     def build_update(self, zone: dns.name.Name, changes: Sequence[OwnerChange]) -> dns.update.UpdateMessage:
