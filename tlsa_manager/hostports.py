@@ -187,9 +187,10 @@ class LivePorts:
         }
 
     def note_no_servers(self) -> None:
+        # One text for every host of the provider: a fleet gets the note once, not per host.
         note = (
-            f"{self.spec.name}: no authoritative server to ask; the provider's copy is the only view "
-            "(set nameservers = [...] so gates wait for real servers)"
+            f"provider {self.spec.provider}: no authoritative server to ask; the provider's copy is "
+            "the only view (set nameservers = [...] so gates wait for real servers)"
         )
         if note not in self.notes:
             self.notes.append(note)

@@ -301,8 +301,12 @@ class ZoneFileProvider(Provider):
         drop: set[int] = set()
         insert_at: dict[int, tuple[dns.name.Name, list[str]]] = {}
         append: list[str] = []
+        tlsa: dict[dns.name.Name, list[Entry]] = {}  # one pass, not one per change
+        for entry in entries:
+            if entry.rdtype == dns.rdatatype.TLSA and entry.owner is not None:
+                tlsa.setdefault(entry.owner, []).append(entry)
         for change in changes:
-            mine = [e for e in entries if e.owner == change.owner and e.rdtype == dns.rdatatype.TLSA]
+            mine = tlsa.get(change.owner, [])
             new = render_lines(change.owner, sorted(change.result), change.ttl)
             for entry in mine:
                 drop.update(range(entry.first, entry.last + 1))
