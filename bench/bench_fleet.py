@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -80,16 +79,8 @@ def run_cli(config: Path, *args: str) -> Timed:
 
 def make_fleet(directory: Path, prefix: str, n: int) -> list[tuple[str, Path]]:
     """N hosts, each a certificate file (key, leaf, LE-shaped chain) of its own."""
-    from cryptography import x509
-
-    issuer_pem = (LE / "ye1.pem").read_bytes()
-    issuer = pki.Issued(x509.load_pem_x509_certificate(issuer_pem), pki.make_key("p384"))
-    hosts = []
-    for i in range(n):
-        name = f"{prefix}{i}.{ZONE}"
-        leaf = pki.make_leaf([name], issuer)
-        hosts.append((name, pki.write(directory / f"{prefix}{i}.pem", leaf.key_pem, leaf.pem, issuer_pem)))
-    return hosts
+    names = [f"{prefix}{i}.{ZONE}" for i in range(n)]
+    return list(zip(names, pki.fleet(directory, names, (LE / "ye1.pem").read_bytes()), strict=True))
 
 
 def fleet_config(path: Path, state: Path, provider: str, hosts: list[tuple[str, Path]], extra: str = "") -> Path:
@@ -98,21 +89,6 @@ def fleet_config(path: Path, state: Path, provider: str, hosts: list[tuple[str, 
         lines.append(f'[hosts."{name}"]\nprovider = "p"\ncert = "{cert}"\nttl = 60\n{extra}')
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def stats(named: Named, keys: Path) -> dict[str, int]:
-    """Counters of ``rndc stats``: incoming requests (UPDATE, QUERY) and queries by type."""
-    dump = named.directory / "named.stats"
-    dump.unlink(missing_ok=True)
-    named.rndc(keys, "stats")
-    text = dump.read_text()
-    out: dict[str, int] = {}
-    for section in ("Incoming Requests", "Incoming Queries"):
-        match = re.search(rf"\+\+ {section} \+\+\n((?:\s+\d+ \S+\n)+)", text)
-        for line in (match.group(1) if match else "").splitlines():
-            count, name = line.split()
-            out[name] = int(count)
-    return out
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -191,9 +167,9 @@ def bench_rfc2136(bind: Bind, root: Path, n: int, loop: bool) -> list[str]:
     rows = [f"| {n} | one batched nsupdate ({messages} UPDATE), + until both servers serve it | "
             f"{sent:.2f} + {floor - sent:.2f} = **{floor:.2f}** | | | {messages} UPDATE |"]
     for label, args in (("first sync", ("sync",)), ("no-op sync", ("sync",)), ("plan", ("plan",))):
-        before = (stats(bind.primary, bind.keys), stats(bind.secondary, bind.keys))
+        before = (bind.primary.stats(bind.keys), bind.secondary.stats(bind.keys))
         timed = run_cli(config, *args)
-        after = (stats(bind.primary, bind.keys), stats(bind.secondary, bind.keys))
+        after = (bind.primary.stats(bind.keys), bind.secondary.stats(bind.keys))
         if timed.code != 0:
             raise SystemExit(f"{label} failed ({timed.code}): {timed.err[-2000:]}")
         p, s = delta(before[0], after[0]), delta(before[1], after[1])

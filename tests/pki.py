@@ -128,3 +128,14 @@ def write(path: Path, *parts: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"".join(parts))
     return path
+
+
+def fleet(directory: Path, names: list[str], issuer_pem: bytes) -> list[Path]:
+    """One certificate file (key, leaf, chain) per host name, all 'issued' by the CA in
+    ``issuer_pem`` (its name and chain; our own signing key): a fleet for bench and tests."""
+    issuer = Issued(x509.load_pem_x509_certificate(issuer_pem), make_key("p384"))
+    paths = []
+    for name in names:
+        leaf = make_leaf([name], issuer)
+        paths.append(write(directory / f"{name}.pem", leaf.key_pem, leaf.pem, issuer_pem))
+    return paths

@@ -8,6 +8,7 @@ Facts behind the settings: ../shared/docs/test-servers.md.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -85,6 +86,21 @@ class Named:
 
     def rndc(self, keys: Path, *args: str) -> str:
         return run("rndc", "-k", str(keys / "rndc.key"), "-s", "127.0.0.1", "-p", str(self.rndc_port), *args)
+
+    def stats(self, keys: Path) -> dict[str, int]:
+        """What the server has seen (``rndc stats``): requests by opcode (QUERY, UPDATE)
+        and queries by type (TLSA, SOA, DNSKEY, ...), counted since it started."""
+        dump = self.directory / "named.stats"
+        dump.unlink(missing_ok=True)
+        self.rndc(keys, "stats")
+        text = dump.read_text()
+        out: dict[str, int] = {}
+        for section in ("Incoming Requests", "Incoming Queries"):
+            match = re.search(rf"\+\+ {section} \+\+\n((?:\s+\d+ \S+\n)+)", text)
+            for line in (match.group(1) if match else "").splitlines():
+                count, name = line.split()
+                out[name] = int(count)
+        return out
 
     def stop(self) -> None:
         if self.process is None:
