@@ -39,7 +39,7 @@ import dns.query  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
 import pki  # noqa: E402
-from servers import ZONE, Bind, Named  # noqa: E402
+from servers import ZONE, Bind  # noqa: E402
 
 LE = REPO / "tlsa_manager" / "data" / "letsencrypt"
 RECORDS_PER_HOST = 4  # 3 1 1 of the leaf, 2 1 1 of the three issuers of the key type
@@ -83,7 +83,9 @@ def make_fleet(directory: Path, prefix: str, n: int) -> list[tuple[str, Path]]:
     return list(zip(names, pki.fleet(directory, names, (LE / "ye1.pem").read_bytes()), strict=True))
 
 
-def fleet_config(path: Path, state: Path, provider: str, hosts: list[tuple[str, Path]], extra: str = "") -> Path:
+def fleet_config(
+    path: Path, state: Path, provider: str, hosts: list[tuple[str, Path]], extra: str = ""
+) -> Path:
     lines = [f'state_dir = "{state}"', provider]
     for name, cert in hosts:
         lines.append(f'[hosts."{name}"]\nprovider = "p"\ncert = "{cert}"\nttl = 60\n{extra}')
@@ -92,11 +94,17 @@ def fleet_config(path: Path, state: Path, provider: str, hosts: list[tuple[str, 
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before) if after.get(k, 0) != before.get(k, 0)}
+    return {
+        k: after.get(k, 0) - before.get(k, 0)
+        for k in set(after) | set(before)
+        if after.get(k, 0) != before.get(k, 0)
+    }
 
 
 def serial(port: int) -> int:
-    response = dns.query.tcp(dns.message.make_query(ZONE, dns.rdatatype.SOA), "127.0.0.1", port=port, timeout=5)
+    response = dns.query.tcp(
+        dns.message.make_query(ZONE, dns.rdatatype.SOA), "127.0.0.1", port=port, timeout=5
+    )
     return int(next(iter(response.answer[0])).serial)
 
 
@@ -125,14 +133,15 @@ def batched_floor(bind: Bind, prefix: str, n: int) -> tuple[float, float, int]:
     """One nsupdate process sending the same number of messages tlsa-manager sends
     (the provider's own split); then until the secondary serves the primary's serial."""
     import dns.name
-    from tlsa_manager_providers.rfc2136 import Rfc2136Provider
 
     from tlsa_manager.provider import OwnerChange
     from tlsa_manager.records import Tlsa
+    from tlsa_manager_providers.rfc2136 import Rfc2136Provider
 
     hosts = host_records(prefix, n)
     changes = [
-        OwnerChange(dns.name.from_text(o), frozenset(), frozenset(map(Tlsa.from_text, r)), ttl=60) for o, r in hosts
+        OwnerChange(dns.name.from_text(o), frozenset(), frozenset(map(Tlsa.from_text, r)), ttl=60)
+        for o, r in hosts
     ]
     chunks = Rfc2136Provider.chunks(changes)
     script, start_index = "", 0
@@ -164,8 +173,10 @@ def bench_rfc2136(bind: Bind, root: Path, n: int, loop: bool) -> list[str]:
     extra = f'nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]\n'
     config = fleet_config(root / f"fleet{n}.toml", root / f"state{n}", provider, hosts, extra)
     sent, floor, messages = batched_floor(bind, f"batch{n}-", n)
-    rows = [f"| {n} | one batched nsupdate ({messages} UPDATE), + until both servers serve it | "
-            f"{sent:.2f} + {floor - sent:.2f} = **{floor:.2f}** | | | {messages} UPDATE |"]
+    rows = [
+        f"| {n} | one batched nsupdate ({messages} UPDATE), + until both servers serve it | "
+        f"{sent:.2f} + {floor - sent:.2f} = **{floor:.2f}** | | | {messages} UPDATE |"
+    ]
     for label, args in (("first sync", ("sync",)), ("no-op sync", ("sync",)), ("plan", ("plan",))):
         before = (bind.primary.stats(bind.keys), bind.secondary.stats(bind.keys))
         timed = run_cli(config, *args)
@@ -182,14 +193,16 @@ def bench_rfc2136(bind: Bind, root: Path, n: int, loop: bool) -> list[str]:
             f"| {n} | tlsa-manager {label} | **{timed.wall:.2f}** | {timed.cpu:.2f} | {timed.peak_mib:.0f} | {seen} |"
         )
     if loop:
-        rows.append(f"| {n} | per-host nsupdate loop | {per_host_loop(bind, f'loop{n}-', n):.2f} | | | {n} UPDATE |")
+        rows.append(
+            f"| {n} | per-host nsupdate loop | {per_host_loop(bind, f'loop{n}-', n):.2f} | | | {n} UPDATE |"
+        )
     return rows
 
 
 def bench_zonefile(root: Path, n: int, other: int = 5000) -> list[str]:
     hosts = make_fleet(root / f"zcerts{n}", "z", n)
     zone = root / f"db.{ZONE}"
-    body = [f"$TTL 60\n@ IN SOA ns1 hostmaster ( 1 60 30 3600 30 )\n  IN NS ns1\nns1 IN A 127.0.0.1\n"]
+    body = ["$TTL 60\n@ IN SOA ns1 hostmaster ( 1 60 30 3600 30 )\n  IN NS ns1\nns1 IN A 127.0.0.1\n"]
     body += [f"www{i} IN A 192.0.2.{i % 250 + 1}\n" for i in range(other - 4)]
     zone.write_text("".join(body))
     pristine = zone.read_text()
@@ -208,7 +221,9 @@ def bench_zonefile(root: Path, n: int, other: int = 5000) -> list[str]:
     start = time.perf_counter()
     copy.write_text(pristine + script_for(host_records("zz", n)).replace("update add ", ""))
     subprocess.run(["named-checkzone", "-q", ZONE, str(copy)], check=True)
-    rows.append(f"| {n} in a zone of {other} lines | append + one named-checkzone | {time.perf_counter() - start:.2f} | | | |")
+    rows.append(
+        f"| {n} in a zone of {other} lines | append + one named-checkzone | {time.perf_counter() - start:.2f} | | | |"
+    )
     return rows
 
 

@@ -63,7 +63,7 @@ def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path,
     broken = tmp_path / "broken.pem"
     broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     bad_cert, elsewhere = f"broken-{os.getpid()}.{ZONE}", "mx.not-served.test"
-    config = write_config(tmp_path / "fleet.toml", bind, hosts + [(bad_cert, broken), elsewhere_host(elsewhere, hosts)],
+    config = write_config(tmp_path / "fleet.toml", bind, [*hosts, (bad_cert, broken), elsewhere_host(elsewhere, hosts)],
                           state=tmp_path / "state")
     before = bind.primary.stats(bind.keys), bind.secondary.stats(bind.keys)
     first = tlsa("--config", str(config), "sync")
@@ -71,7 +71,7 @@ def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path,
     assert first.returncode == 1, first.stderr
     assert f"{bad_cert}: failed:" in first.stderr and f"{elsewhere}: failed:" in first.stderr
     assert f"2 of 32 hosts failed: {bad_cert}, {elsewhere}" in first.stderr, first.stderr
-    for name, cert in hosts:
+    for name, _cert in hosts:
         primary, secondary = served(bind, name)
         assert primary == secondary and len(primary) == 4, name  # 3 1 1 + the three YE issuers
     for name, cert in hosts[:3]:
