@@ -190,7 +190,8 @@ def bench_rfc2136(bind: Bind, root: Path, n: int, loop: bool) -> list[str]:
             f"{s.get('DNSKEY', 0)} DNSKEY"
         )
         rows.append(
-            f"| {n} | tlsa-manager {label} | **{timed.wall:.2f}** | {timed.cpu:.2f} | {timed.peak_mib:.0f} | {seen} |"
+            f"| {n} | tlsa-manager {label} | **{timed.wall:.2f}** | {timed.cpu:.2f} | "
+            f"{timed.peak_mib:.0f} | {seen} |"
         )
     if loop:
         rows.append(
@@ -222,7 +223,8 @@ def bench_zonefile(root: Path, n: int, other: int = 5000) -> list[str]:
     copy.write_text(pristine + script_for(host_records("zz", n)).replace("update add ", ""))
     subprocess.run(["named-checkzone", "-q", ZONE, str(copy)], check=True)
     rows.append(
-        f"| {n} in a zone of {other} lines | append + one named-checkzone | {time.perf_counter() - start:.2f} | | | |"
+        f"| {n} in a zone of {other} lines | append + one named-checkzone | "
+        f"{time.perf_counter() - start:.2f} | | | |"
     )
     return rows
 
