@@ -16,19 +16,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import dns.dnssec
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
 import dns.query
 import dns.rcode
-import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from tlsa_manager import wire
+from tlsa_manager import rrsig, wire
 from tlsa_manager.errors import ConfigError, UsageError
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
@@ -196,6 +194,7 @@ class DnsView:
         #: signature checks already made, by what was signed, the signature and the keys:
         #: every server of a zone serves the same bytes, so each is checked once per run
         self._checked: dict[tuple[bytes, ...], str | None] = {}
+        self._keys: dict[tuple[Endpoint, dns.name.Name], rrsig.ZoneKeys | None] = {}
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         """Every owner from every server: one pipelined TCP connection per server."""
@@ -250,49 +249,29 @@ class DnsView:
             zone = self._signed_zone(endpoint, owner)
             return f"answer has no RRSIG although {zone} is signed" if zone else None
         try:
-            signer, _ = dns.name.from_wire(reply.wire, sigs[0].offset + 18)
-        except dns.exception.DNSException:
-            return "an RRSIG that does not parse"
-        keys = self._dnskey(endpoint, signer)
+            parsed = [rrsig.parse(s.rdata) for s in sigs]
+        except rrsig.SignatureError as exc:
+            return str(exc)
+        signer = parsed[0].signer
+        keys = self._zone_keys(endpoint, signer)
         if keys is None:
             return f"no DNSKEY for {signer} from this server"
-        key = (
-            owner.to_wire() or b"",
-            *sorted(r.rdata for r in found),
-            b"|",
-            *sorted(s.rdata for s in sigs),
-            b"|",
-            *sorted(k.to_digestable() for k in keys),
-        )
+        rdatas = sorted(r.rdata for r in found)
+        key = (owner.to_wire() or b"", *rdatas, b"|", *sorted(s.rdata for s in sigs), b"|", keys.digest)
         if key not in self._checked:
-            self._checked[key] = self._validate(owner, reply, found, sigs, signer, keys)
+            try:
+                rrsig.check(owner, wire.TYPE_TLSA, rdatas, parsed, keys, time.time())
+                self._checked[key] = None
+            except rrsig.SignatureError as exc:
+                self._checked[key] = f"RRSIG does not validate ({exc})"
         return self._checked[key]
 
-    @staticmethod
-    def _validate(
-        owner: dns.name.Name,
-        reply: wire.Reply,
-        found: Sequence[wire.Record],
-        sigs: Sequence[wire.Record],
-        signer: dns.name.Name,
-        keys: dns.rrset.RRset,
-    ) -> str | None:
-        rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
-        sigset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.TLSA)
-        try:
-            for rdtype, target, records in (
-                (dns.rdatatype.TLSA, rrset, found),
-                (dns.rdatatype.RRSIG, sigset, sigs),
-            ):
-                for r in records:
-                    rdata = dns.rdata.from_wire(dns.rdataclass.IN, rdtype, reply.wire, r.offset, len(r.rdata))
-                    target.add(rdata, r.ttl)
-            dns.dnssec.validate(rrset, sigset, {signer: keys}, now=time.time())
-        except dns.exception.ValidationFailure as exc:
-            return f"RRSIG does not validate ({exc})"
-        except dns.exception.DNSException:
-            return "an RRSIG that does not parse"
-        return None
+    def _zone_keys(self, endpoint: Endpoint, zone: dns.name.Name) -> rrsig.ZoneKeys | None:
+        key = (endpoint, zone)
+        if key not in self._keys:
+            found = self._dnskey(endpoint, zone)
+            self._keys[key] = rrsig.ZoneKeys(zone, found) if found is not None else None
+        return self._keys[key]
 
     def _dnskey(self, endpoint: Endpoint, zone: dns.name.Name) -> dns.rrset.RRset | None:
         key = (endpoint, zone)
