@@ -128,6 +128,7 @@ class LivePorts:
         self.owners = tuple(owner_name(spec.name, port) for port in spec.ports)
         self.shared = shared or Shared()
         self._endpoints: list[Endpoint] | None = None
+        self._chain_cache: dict[tuple[object, ...], ChainFacts] = {}
         self.notes: list[str] = []
 
     # -- chains ---------------------------------------------------------------
@@ -135,15 +136,28 @@ class LivePorts:
     def chains(self) -> HostChains:
         live = []
         for index, path in enumerate(self.spec.certs):
-            live.append(
-                chain_facts(path, f"live {path.name}", self.catalog, self.spec.key if index == 0 else None)
-            )
+            live.append(self._facts(path, f"live {path.name}", self.spec.key if index == 0 else None))
         staged = []
         if self.spec.staged_dir and self.spec.staged_dir.is_dir():
             for path in sorted(self.spec.staged_dir.glob("*.pem")):
-                staged.append(chain_facts(path, f"staged {path.name}", self.catalog))
-        next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.spec.next_keys]
+                staged.append(self._facts(path, f"staged {path.name}"))
+        next_keys = [self._facts(p, f"next {p.name}") for p in self.spec.next_keys]
         return HostChains(tuple(live), tuple(staged), tuple(next_keys))
+
+    def _facts(self, path: Path, label: str, key: Path | None = None) -> ChainFacts:
+        """chain_facts, loaded again only when a file changed (a run plans a host up to
+        three times; a deploy renames, which changes the inode)."""
+        try:
+            stamp = tuple(
+                (s.st_ino, s.st_mtime_ns, s.st_ctime_ns, s.st_size)
+                for s in map(os.stat, filter(None, (path, key)))
+            )
+        except OSError:
+            return chain_facts(path, label, self.catalog, key)  # says what is wrong with the file
+        cache_key = (path, label, key, stamp)
+        if cache_key not in self._chain_cache:
+            self._chain_cache[cache_key] = chain_facts(path, label, self.catalog, key)
+        return self._chain_cache[cache_key]
 
     # -- DNS --------------------------------------------------------------------
 

@@ -131,6 +131,9 @@ class Tlsa:
 
     def to_rdata(self) -> dns.rdata.Rdata:
         """dnspython's TLSA rdata for this record (presentation and wire format)."""
+        return _rdata(self)
+
+    def _make_rdata(self) -> dns.rdata.Rdata:
         return dns.rdata.from_wire(
             dns.rdataclass.IN,
             dns.rdatatype.TLSA,
@@ -192,6 +195,12 @@ def _from_wire(rdata: bytes) -> Tlsa:
 
 
 @functools.lru_cache(maxsize=65536)
+def _rdata(record: Tlsa) -> dns.rdata.Rdata:
+    """Immutable in dnspython, so shared: the issuer records of a fleet are the same few."""
+    return record._make_rdata()
+
+
+@functools.lru_cache(maxsize=65536)
 def _presentation(record: Tlsa) -> str:
     return str(record.to_rdata().to_text(chunksize=0))
 
@@ -249,6 +258,7 @@ def spki_sha256(key: PublicKeyTypes) -> str:
     return hashlib.sha256(spki_der(key)).hexdigest()
 
 
+@functools.lru_cache(maxsize=65536)
 def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Name:
     """``_25._tcp.<host>.``, the TLSA owner of RFC 7672 §2.2.3 (always absolute).
 
