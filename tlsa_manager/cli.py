@@ -616,6 +616,8 @@ def cmd_hook(args: argparse.Namespace) -> int:
     runs = open_hosts(config, [s.name for s in specs], False, catalog)
     reports = sync_hosts(runs, state_dir(args), lock_wait=args.wait_lock)
     for report in reports:
+        if report.error is not None:
+            continue
         if report.deployed:
             sys.stdout.write(
                 f"{report.host}: deployed {', '.join(report.deployed)} at once (already covered)\n"
@@ -632,7 +634,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
                     f"{report.host}: {gate.chain} stays staged; it goes live {when} "
                     "(the next 'tlsa-manager sync' does it)\n"
                 )
-    return ExitCode.OK
+    return _report_failures([(r.host, r.error) for r in reports if r.error], len(reports))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

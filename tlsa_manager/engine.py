@@ -34,6 +34,7 @@ Their reports carry the error; the other hosts go on.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -444,7 +445,13 @@ def converge_run(
 
     Errors that are not :class:`TlsaManagerError` (a crash) propagate; every expected
     failure stays in the report of the host it stopped."""
-    run = Run(members, zones, ledger, save, checkpoint)
+    started = time.monotonic()
+
+    def step(name: str) -> None:
+        log.info("%7.2f s  %s (%d hosts)", time.monotonic() - started, name, len(members))
+        checkpoint(name)
+
+    run = Run(members, zones, ledger, save, step)
     if not dry_run:
         _confirm_deploys(run)
     first = plan_members(run.active(), zones, ledger, record=not dry_run)
@@ -454,7 +461,7 @@ def converge_run(
     if dry_run:
         return [m.report for m in members]
     save(ledger)
-    checkpoint("observed")
+    step("observed")
     after, changed, seen = run.apply(first)
     # Observe again after the change, then decide deploys on fresh observations.
     if changed:
