@@ -250,6 +250,8 @@ def main() -> None:
     finally:
         bind.stop()
         shutil.rmtree(root, ignore_errors=True)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs\n")
     print("| hosts, one zone | what | wall s | CPU s | peak MiB | what the servers saw |")
     print("| --- | --- | ---: | ---: | ---: | --- |")
     print("\n".join(rows))
