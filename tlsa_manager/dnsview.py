@@ -11,10 +11,8 @@ SERVFAIL) is a view with ``records=None`` and the reason, which keeps gates clos
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import dns.exception
 import dns.flags
@@ -27,161 +25,15 @@ import dns.rdatatype
 import dns.rrset
 
 from tlsa_manager import rrsig, wire
-from tlsa_manager.errors import ConfigError, UsageError
+from tlsa_manager.endpoints import Answer, Endpoint, ask, ask_many, parse_endpoint
+from tlsa_manager.errors import UsageError
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
 
+#: re-exported: endpoints live in tlsa_manager.endpoints
+__all__ = ["DnsView", "Endpoint", "ask", "ask_many", "negative_ttl", "parse_endpoint"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """An authoritative server address: ``name`` for reports, ``address``/``port`` to query."""
-
-    name: str
-    address: str
-    port: int = 53
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def parse_endpoint(text: str) -> Endpoint:
-    """``127.0.0.1:5300``, ``[::1]:5300``, ``192.0.2.1`` or ``ns1.example.com[:53]``."""
-    value = text.strip()
-    port = 53
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":"):
-            port = _port(rest[1:], text)
-    elif value.count(":") == 1:
-        host, _, p = value.partition(":")
-        port = _port(p, text)
-    else:
-        host = value
-    if not host:
-        raise ConfigError(f"nameserver {text!r} has no address", 'write e.g. "127.0.0.1:5300"')
-    address = host
-    if not _is_ip(host):
-        try:
-            address = str(socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0][4][0])
-        except OSError:
-            raise ConfigError(f"nameserver {host!r} does not resolve", "give its address instead") from None
-    return Endpoint(value, str(address), port)
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ConfigError(f"nameserver {whole!r} has a bad port", 'write e.g. "127.0.0.1:5300"')
-    return int(text)
-
-
-def _is_ip(text: str) -> bool:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, text)
-            return True
-        except OSError:
-            continue
-    return False
-
-
-def ask(
-    endpoint: Endpoint,
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    timeout: float = 5.0,
-    dnssec: bool = True,
-    tcp: bool = False,
-) -> dns.message.Message:
-    """One query (UDP falling back to TCP on truncation, or TCP); raises dns.exception/OSError."""
-    query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
-    query.flags &= ~dns.flags.RD
-    if tcp:
-        return dns.query.tcp(query, endpoint.address, timeout=timeout, port=endpoint.port)
-    response, _ = dns.query.udp_with_fallback(query, endpoint.address, timeout=timeout, port=endpoint.port)
-    return response
-
-
-Answer = wire.Reply | Exception
-
-
-def ask_many(
-    endpoint: Endpoint,
-    questions: Sequence[tuple[dns.name.Name, int]],
-    timeout: float = 5.0,
-    dnssec: bool = True,
-    window: int = 64,
-) -> list[Answer]:
-    """Many queries pipelined over one TCP connection (RFC 7766 §6.2.1).
-
-    Up to ``window`` queries are in flight; answers are matched by message id and
-    question, in any order.  A fleet of a thousand owner names is then a thousand
-    queries on one connection instead of a thousand connections (or round trips).
-    When the server closes the connection part way, the rest go on a new one; when a
-    connection makes no progress at all, every question left gets that error (no
-    per-query timeouts).
-    """
-    results: list[Answer | None] = [None] * len(questions)
-    while True:
-        remaining = [i for i, r in enumerate(results) if r is None]
-        if not remaining:
-            break
-        progress, error = _pipeline(endpoint, questions, remaining, results, timeout, window, dnssec)
-        if error is not None and not progress:
-            for index in remaining:
-                if results[index] is None:
-                    results[index] = error
-    return [r for r in results if r is not None]
-
-
-def _pipeline(
-    endpoint: Endpoint,
-    questions: Sequence[tuple[dns.name.Name, int]],
-    todo: Sequence[int],
-    results: list[Answer | None],
-    timeout: float,
-    window: int,
-    dnssec: bool,
-) -> tuple[int, Exception | None]:
-    """Send ``todo`` on one connection; fill ``results``; (answers received, error that ended it)."""
-    progress = 0
-    family = socket.AF_INET6 if ":" in endpoint.address else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.connect((endpoint.address, endpoint.port))
-            reader = sock.makefile("rb")
-            inflight: dict[int, int] = {}
-            position = 0
-            while position < len(todo) or inflight:
-                batch = []
-                while position < len(todo) and len(inflight) < window:
-                    index = todo[position]
-                    qid = index % 65536
-                    while qid in inflight:
-                        qid = (qid + 1) % 65536
-                    name, rdtype = questions[index]
-                    message = wire.query(qid, name, rdtype, dnssec)
-                    batch.append(len(message).to_bytes(2, "big") + message)
-                    inflight[qid] = index
-                    position += 1
-                if batch:
-                    sock.sendall(b"".join(batch))
-                head = reader.read(2)
-                body = reader.read(int.from_bytes(head, "big")) if len(head) == 2 else b""
-                if not body:
-                    raise ConnectionResetError("the server closed the connection")
-                reply = wire.parse(body)
-                index = inflight.pop(reply.id, -1)
-                if index < 0 or reply.question != wire.labels(questions[index][0]):
-                    raise ConnectionError("an answer to no question asked")
-                results[index] = reply
-                progress += 1
-    except (OSError, ValueError) as exc:
-        return progress, exc
-    return progress, None
 
 
 class DnsView:

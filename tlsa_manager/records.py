@@ -12,17 +12,19 @@ import hashlib
 import re
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.name
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from tlsa_manager.errors import UsageError
+
+if TYPE_CHECKING:
+    # dnspython is imported where it is used: importing it costs more than the rest of
+    # `tlsa-manager records FILE` (dns._features loads importlib.metadata).
+    import dns.name
+    import dns.rdata
 
 
 class Usage(IntEnum):
@@ -134,6 +136,10 @@ class Tlsa:
         return _rdata(self)
 
     def _make_rdata(self) -> dns.rdata.Rdata:
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+
         return dns.rdata.from_wire(
             dns.rdataclass.IN,
             dns.rdatatype.TLSA,
@@ -166,6 +172,11 @@ class Tlsa:
         plain = _PLAIN.fullmatch(text)
         if plain:  # the form the ledger and tlsa-manager write: no tokenizer needed
             return _plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower())
+        import dns.exception
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+
         try:
             rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TLSA, text.strip())
         except (dns.exception.DNSException, ValueError) as exc:
@@ -200,9 +211,14 @@ def _rdata(record: Tlsa) -> dns.rdata.Rdata:
     return record._make_rdata()
 
 
-@functools.lru_cache(maxsize=65536)
 def _presentation(record: Tlsa) -> str:
-    return str(record.to_rdata().to_text(chunksize=0))
+    """RFC 6698 §2.2 presentation: three decimals and the data as one lower-case hex word.
+
+    Written here rather than through dnspython's rdata only so that printing a record
+    does not import dnspython; tests/test_records_oracle.py holds it equal to
+    ``to_rdata().to_text(chunksize=0)`` for every kind.
+    """
+    return f"{int(record.usage)} {int(record.selector)} {int(record.mtype)} {record.data.hex()}"
 
 
 def spki_der(public_key: PublicKeyTypes) -> bytes:
@@ -265,6 +281,8 @@ def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Nam
     Raises a UsageError for anything that is not a valid DNS host name, so a typo
     never reaches a zone.
     """
+    import dns.name
+
     if not 1 <= port <= 65535:
         raise UsageError(f"port {port} is outside 1-65535", "SMTP servers use port 25")
     return dns.name.from_text(f"_{port}._{protocol}", origin=None).concatenate(host_name(host))
@@ -272,6 +290,9 @@ def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Nam
 
 def host_name(host: str) -> dns.name.Name:
     """Parse and check a host name: letters, digits, hyphens, dots; absolute result."""
+    import dns.exception
+    import dns.name
+
     text = host.strip()
     if not text or text == ".":
         raise UsageError("the host name is empty", "give the MX host name, e.g. mail.example.com")

@@ -32,9 +32,9 @@ import dns.tsigkeyring
 import dns.update
 
 from tlsa_manager import wire
-from tlsa_manager.dnsview import Endpoint, ask, ask_many, parse_endpoint
+from tlsa_manager.endpoints import Endpoint, ask_many, parse_endpoint, unreachable
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError, UsageError
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import read_secret
 
@@ -86,6 +86,7 @@ class Rfc2136Provider(Provider):
         "timeout": "seconds per query (default 10)",
         "nameservers": "authoritative servers to poll, host:port list (default: the zone's NS)",
     }
+    secret_settings: ClassVar[Mapping[str, str]] = {"tsig_secret": "the TSIG key's base64 secret"}
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
@@ -97,7 +98,6 @@ class Rfc2136Provider(Provider):
         self.timeout = float(config.get("timeout", 10))
         self._keyring, self._keyname, self._algorithm = self._load_key(config)
         self._zones: dict[dns.name.Name, dns.name.Name] = {}
-        self.updates_sent = 0
 
     # -- TSIG -----------------------------------------------------------------
 
@@ -149,6 +149,7 @@ class Rfc2136Provider(Provider):
             return {owner: zone for owner in owners}
         unknown = list(dict.fromkeys(o for o in owners if o not in self._zones))
         if unknown:
+            self.requests += len(unknown)
             answers = ask_many(
                 self.endpoint, [(o, dns.rdatatype.SOA) for o in unknown], self.timeout, dnssec=False
             )
@@ -173,22 +174,13 @@ class Rfc2136Provider(Provider):
         return False
 
     def _unreachable(self, exc: BaseException) -> ProviderError:
-        if isinstance(exc, dns.exception.Timeout | TimeoutError):
-            return ProviderError(
-                f"no answer from {self.endpoint} within {self.timeout:g}s",
-                "check that the server runs and the port is open",
-            )
-        if isinstance(exc, ConnectionRefusedError):
-            return ProviderError(
-                f"{self.endpoint} refused the connection (server down?)",
-                "start the name server or fix server = ...",
-            )
-        return ProviderError(f"cannot talk to {self.endpoint} ({type(exc).__name__})", "check server = ...")
+        return unreachable(self.endpoint, exc, self.timeout)
 
     # -- Provider ---------------------------------------------------------------
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         """The RRsets at the primary, every owner on one pipelined TCP connection."""
+        self.requests += len(owners)
         answers = ask_many(
             self.endpoint, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout, dnssec=False
         )
@@ -239,13 +231,9 @@ class Rfc2136Provider(Provider):
         return update
 
     def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        by_zone: dict[dns.name.Name, list[OwnerChange]] = {}
-        changes = [c for c in changeset.changes if not c.is_noop]
-        zones = self.zones_for([c.owner for c in changes])
-        for change in changes:
-            by_zone.setdefault(zones[change.owner], []).append(change)
-        for zone, changes in by_zone.items():
+        pending = self.pending(changeset)
+        zones = self.zones_for([c.owner for c in pending])
+        for zone, changes in grouped(pending, lambda c: zones[c.owner]).items():
             for chunk in self.chunks(changes):
                 self._send(zone, self.build_update(zone, chunk))
 
@@ -269,6 +257,7 @@ class Rfc2136Provider(Provider):
         return out
 
     def _send(self, zone: dns.name.Name, update: dns.update.UpdateMessage) -> None:
+        self.requests += 1
         try:
             response = dns.query.tcp(
                 update, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
@@ -303,7 +292,7 @@ class Rfc2136Provider(Provider):
                 f"bad answer from {self.endpoint} to the update ({type(exc).__name__})",
                 "check the server's logs",
             ) from None
-        self.updates_sent += 1
+        self.writes += 1
         rcode = response.rcode()
         if rcode == dns.rcode.NOERROR:
             return
@@ -336,33 +325,9 @@ class Rfc2136Provider(Provider):
         message, hint = hints.get(rcode, (f"the update failed ({text})", "check the server's logs"))
         raise ProviderError(message, hint)
 
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        configured = self.config.get("nameservers")
-        if configured:
-            return [NameServer(e.name, e.address, e.port) for e in map(parse_endpoint, map(str, configured))]
-        try:
-            response = ask(self.endpoint, zone, dns.rdatatype.NS, self.timeout, dnssec=False, tcp=True)
-        except (OSError, dns.exception.DNSException) as exc:
-            raise self._unreachable(exc) from None
-        ns = response.get_rrset(response.answer, zone, dns.rdataclass.IN, dns.rdatatype.NS)
-        if ns is None:
-            raise ProviderError(f"{self.endpoint} returned no NS for {zone}", "set nameservers = [...]")
-        out = []
-        for rdata in ns:
-            target = rdata.target
-            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                try:
-                    answer = ask(self.endpoint, target, rdtype, self.timeout, dnssec=False, tcp=True)
-                except (OSError, dns.exception.DNSException):
-                    continue
-                addrs = answer.get_rrset(answer.answer, target, dns.rdataclass.IN, rdtype)
-                for addr in addrs or []:
-                    out.append(
-                        NameServer(
-                            f"{target.to_text(omit_final_dot=True)} ({addr.address})", addr.address, 53
-                        )
-                    )
-        return out
+    def discovery_server(self) -> Endpoint:
+        """The primary knows the zone's NS and their addresses."""
+        return self.endpoint
 
 
 def _estimate(change: OwnerChange) -> int:
