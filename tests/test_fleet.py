@@ -153,3 +153,27 @@ def test_eight_fleets_at_once_with_kill_9(tmp_path: Path, bind) -> None:  # type
         assert plan.returncode == 0 and all(not p["changes"] for p in json.loads(plan.stdout)["plans"])
     print(f"\n8 fleets x 50 hosts, {len(killed)} killed: converged in {converged:.1f} s, "
           f"{updates} UPDATEs, {conflicts} conflicts retried")
+
+
+def test_server_discovery_once_per_zone_for_the_fleet(bind) -> None:  # type: ignore[no-untyped-def]
+    """No nameservers configured: the NS of the zone are asked once for 20 hosts (the
+    zone of each host found by one pipelined SOA query), and every host gets what the
+    provider's own per-host discovery says."""
+    import dns.name
+
+    from tlsa_manager.catalog import load_bundled
+    from tlsa_manager.config import HostSpec
+    from tlsa_manager.hostports import LivePorts, Shared
+    from tlsa_manager_providers.rfc2136 import Rfc2136Provider
+
+    provider = Rfc2136Provider({"server": bind.primary.endpoint, "tsig_key_file": str(bind.key_file)})
+    shared = Shared()
+    hosts = [LivePorts(HostSpec(f"disc{i}.{ZONE}", "bind"), provider, load_bundled(), shared=shared) for i in range(20)]
+    before = bind.primary.stats(bind.keys)
+    shared.discover(hosts)
+    endpoints = [h.endpoints() for h in hosts]
+    after = bind.primary.stats(bind.keys)
+    seen = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert seen.get("NS") == 1 and seen.get("SOA") == 20, seen
+    expected = provider.nameservers(dns.name.from_text(f"disc0.{ZONE}"))
+    assert all(e == expected for e in endpoints) and len(expected) == 2

@@ -214,6 +214,17 @@ def zone_apex(server: Endpoint, owner: dns.name.Name, timeout: float = 10.0) -> 
     )
 
 
+def zone_of_reply(name: dns.name.Name, reply: object) -> dns.name.Name | None:
+    """The zone apex an authoritative answer names for ``name`` (its SOA), if any."""
+    if not isinstance(reply, wire.Reply) or not reply.authoritative:
+        return None
+    for record in reply.answer + reply.authority:
+        apex = dns.name.Name((*record.name, b""))
+        if record.rdtype == wire.TYPE_SOA and name.is_subdomain(apex):
+            return apex
+    return None
+
+
 def zone_nameservers(server: Endpoint, zone: dns.name.Name, timeout: float = 10.0) -> list[Endpoint]:
     """Every address of every NS name of ``zone`` as ``server`` knows them (port 53),
     named "ns1.example.com (192.0.2.1)"; NS names it has no address for are left out."""

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import dns.name
 
+from tlsa_manager import wire
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import load_chain
 from tlsa_manager.config import HostSpec
 from tlsa_manager.dnsview import DnsView, Endpoint, negative_ttl, parse_endpoint
+from tlsa_manager.endpoints import ask_many, zone_nameservers, zone_of_reply
 from tlsa_manager.engine import HostChains, HostSettings
 from tlsa_manager.errors import InputError, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, facts_from_chain
@@ -74,6 +76,39 @@ class Shared:
         if key not in self.servers:
             self.servers[key] = [Endpoint(s.name, s.address, s.port) for s in provider.nameservers(zone)]
         return self.servers[key]
+
+    def discover(self, hosts: Sequence[LivePorts]) -> None:
+        """The authoritative servers of many hosts at once, for providers that use the
+        default discovery (no ``nameservers`` configured): one pipelined SOA query per
+        host name to find its zone, then the NS and their addresses once per zone,
+        instead of all of that for every host.  What fails here is left to the
+        per-host path, which says what is wrong."""
+        by_provider: dict[int, tuple[Provider, list[dns.name.Name]]] = {}
+        for ports in hosts:
+            provider = ports.provider
+            if type(provider).nameservers is not Provider.nameservers or provider.config.get("nameservers"):
+                continue
+            by_provider.setdefault(id(provider), (provider, []))[1].append(ports.owners[0].parent().parent())
+        for provider, names in by_provider.values():
+            server = provider.discovery_server()
+            todo = [n for n in dict.fromkeys(names) if (id(provider), n) not in self.servers]
+            if server is None or not todo:
+                continue
+            timeout = float(provider.config.get("timeout", 10))
+            apexes: dict[dns.name.Name, list[dns.name.Name]] = {}
+            for name, reply in zip(
+                todo, ask_many(server, [(n, wire.TYPE_SOA) for n in todo], timeout, False), strict=True
+            ):
+                apex = zone_of_reply(name, reply)
+                if apex is not None:
+                    apexes.setdefault(apex, []).append(name)
+            for apex, members in apexes.items():
+                try:
+                    found = zone_nameservers(server, apex, timeout)
+                except TlsaManagerError:
+                    continue
+                for name in members:
+                    self.servers[(id(provider), name)] = found
 
     def negative_ttl(self, endpoint: Endpoint, zone: dns.name.Name) -> int | None:
         key = (endpoint, zone)

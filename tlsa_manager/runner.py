@@ -52,7 +52,7 @@ def open_hosts(
 ) -> list[HostRun]:
     providers: dict[str, Provider] = {}
     shared = Shared()
-    runs = []
+    ports_of = []
     for spec in config.select(names, all_hosts):
         if spec.provider not in providers:
             settings = dict(config.providers[spec.provider])
@@ -65,8 +65,9 @@ def open_hosts(
             ports.at = at
         else:
             ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout, shared=shared)
-        runs.append(HostRun(spec, ports, host_settings(spec, catalog, ports.negative_ttl())))
-    return runs
+        ports_of.append(ports)
+    shared.discover([p for p in ports_of if not p.spec.nameservers])
+    return [HostRun(p.spec, p, host_settings(p.spec, catalog, p.negative_ttl())) for p in ports_of]
 
 
 class LedgerPorts(LivePorts):

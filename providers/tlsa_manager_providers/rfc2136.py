@@ -32,7 +32,7 @@ import dns.tsigkeyring
 import dns.update
 
 from tlsa_manager import wire
-from tlsa_manager.endpoints import Endpoint, ask_many, parse_endpoint, unreachable
+from tlsa_manager.endpoints import Endpoint, ask_many, parse_endpoint, unreachable, zone_of_reply
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError, UsageError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager.records import Tlsa
@@ -165,13 +165,10 @@ class Rfc2136Provider(Provider):
 
     def _learn_zone(self, owner: dns.name.Name, response: wire.Reply) -> bool:
         """Note the zone an authoritative answer names (an SOA in answer or authority)."""
-        for record in response.answer + response.authority:
-            if record.rdtype == wire.TYPE_SOA:
-                apex = dns.name.Name((*record.name, b""))
-                if owner.is_subdomain(apex):
-                    self._zones[owner] = apex
-                    return True
-        return False
+        apex = zone_of_reply(owner, response)
+        if apex is not None:
+            self._zones[owner] = apex
+        return apex is not None
 
     def _unreachable(self, exc: BaseException) -> ProviderError:
         return unreachable(self.endpoint, exc, self.timeout)
