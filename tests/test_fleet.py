@@ -69,8 +69,9 @@ def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path,
     first = tlsa("--config", str(config), "sync")
     after = bind.primary.stats(bind.keys), bind.secondary.stats(bind.keys)
     assert first.returncode == 1, first.stderr
-    assert f"{bad_cert}: failed:" in first.stderr and f"{elsewhere}: failed:" in first.stderr
+    assert f"error: {bad_cert}: " in first.stderr and f"error: {elsewhere}: " in first.stderr
     assert f"2 of 32 hosts failed: {bad_cert}, {elsewhere}" in first.stderr, first.stderr
+    assert len(first.stderr.splitlines()) == 3, first.stderr  # one line each, then the summary
     for name, _cert in hosts:
         primary, secondary = served(bind, name)
         assert primary == secondary and len(primary) == 4, name  # 3 1 1 + the three YE issuers

@@ -414,10 +414,11 @@ def _report_failures(failures: list[tuple[str, Any]], total: int) -> int:
     """One stderr line per host that stopped, then which ones; the exit code they share
     (1 when they differ), 0 when none failed."""
     for host, error in failures:
-        _warn(f"{host}: failed: {error.one_line()}")
+        sys.stderr.write(f"tlsa-manager: error: {host}: {error.one_line()}\n")
     if not failures:
         return ExitCode.OK
-    _warn(f"{len(failures)} of {total} hosts failed: {', '.join(h for h, _ in failures)}")
+    names = ", ".join(h for h, _ in failures)
+    sys.stderr.write(f"tlsa-manager: {len(failures)} of {total} hosts failed: {names}\n")
     codes = {int(e.exit_code) for _, e in failures}
     return codes.pop() if len(codes) == 1 else ExitCode.FAILURE
 
