@@ -178,3 +178,37 @@ def test_server_discovery_once_per_zone_for_the_fleet(bind) -> None:  # type: ig
     assert seen.get("NS") == 1 and seen.get("SOA") == 20, seen
     expected = provider.nameservers(dns.name.from_text(f"disc0.{ZONE}"))
     assert all(e == expected for e in endpoints) and len(expected) == 2
+
+
+def test_kill_9_between_the_zone_write_and_its_observation(tmp_path: Path, bind) -> None:  # type: ignore[no-untyped-def]
+    """A fleet run killed after its one UPDATE, while it waits for a lagging secondary:
+    the next run converges every host (nothing written twice, nothing lost)."""
+    names = [f"kw{i}-{os.getpid()}.{ZONE}" for i in range(20)]
+    hosts = list(zip(names, pki.fleet(tmp_path / "certs", names, ISSUER), strict=True))
+    config = write_config(tmp_path / "fleet.toml", bind, hosts, state=tmp_path / "state")
+    bind.set_notify(False)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "tlsa_manager", "--config", str(config), "sync"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not all(served(bind, n)[0] for n in (names[0], names[-1])) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGKILL)  # the UPDATE is in, the secondary lags, the run was polling
+        process.communicate(timeout=10)
+        assert all(len(served(bind, n)[0]) == 4 and not served(bind, n)[1] for n in names)
+    finally:
+        bind.set_notify(True)
+    bind.secondary.rndc(bind.keys, "refresh", ZONE)
+    before = bind.primary.stats(bind.keys).get("UPDATE", 0)
+    again = tlsa("--config", str(config), "--json", "sync")
+    assert again.returncode == 0, again.stderr
+    assert all(h["applied"] == [] for h in json.loads(again.stdout)["hosts"])  # found written, not sent again
+    assert bind.primary.stats(bind.keys).get("UPDATE", 0) == before
+    deadline = time.monotonic() + 20  # the refreshed secondary catches up by itself
+    while not all(served(bind, n)[1] for n in names) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for name, cert in hosts:
+        primary, secondary = served(bind, name)
+        assert primary == secondary and len(primary) == 4 and leaf_311(cert, tmp_path) in primary, name
