@@ -212,3 +212,51 @@ def test_kill_9_between_the_zone_write_and_its_observation(tmp_path: Path, bind)
     for name, cert in hosts:
         primary, secondary = served(bind, name)
         assert primary == secondary and len(primary) == 4 and leaf_311(cert, tmp_path) in primary, name
+
+
+def test_a_server_without_tcp_is_observed_over_udp(bind) -> None:  # type: ignore[no-untyped-def]
+    """Some authoritative servers sit behind firewalls that drop TCP: the pipelined TCP
+    read finds no connection, and the view asks over UDP instead (here a UDP-only relay
+    in front of the real primary; nothing listens for TCP on its port)."""
+    import socket
+    import threading
+
+    import dns.name
+
+    from tlsa_manager.dnsview import DnsView, Endpoint
+    from tlsa_manager.records import Tlsa
+
+    from conftest import nsupdate_add
+    from servers import free_port
+
+    owner = owner_name(f"udp-{os.getpid()}.{ZONE}")
+    record = Tlsa.from_text("3 1 1 " + "ab" * 32)
+    nsupdate_add(bind, owner, record.to_text())
+    port = free_port()
+    relay = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    relay.bind(("127.0.0.1", port))
+    relay.settimeout(0.2)
+    stop = threading.Event()
+
+    def forward() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
+            upstream.settimeout(2)
+            while not stop.is_set():
+                try:
+                    data, client = relay.recvfrom(65535)
+                except TimeoutError:
+                    continue
+                upstream.sendto(data, ("127.0.0.1", bind.primary.port))
+                relay.sendto(upstream.recvfrom(65535)[0], client)
+
+    thread = threading.Thread(target=forward, daemon=True)
+    thread.start()
+    try:
+        others = [dns.name.from_text(f"_25._tcp.none{i}-{os.getpid()}.{ZONE}") for i in range(3)]
+        views = DnsView([Endpoint("udp-only", "127.0.0.1", port)], timeout=2).observe([owner, *others])
+    finally:
+        stop.set()
+        thread.join(5)
+        relay.close()
+    assert views[owner][0].records == {record} and views[owner][0].error is None
+    assert all(views[o][0].records == frozenset() for o in others)

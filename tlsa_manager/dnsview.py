@@ -49,19 +49,21 @@ class DnsView:
         self._keys: dict[tuple[Endpoint, dns.name.Name], rrsig.ZoneKeys | None] = {}
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
-        """Every owner from every server: one pipelined TCP connection per server."""
+        """Every owner from every server: one pipelined TCP connection per server.  A
+        server that takes no TCP at all but answers over UDP is asked over UDP, one query
+        per owner (slower, still an answer)."""
         if not owners:
             return {}
-        per_server = [
-            ask_many(e, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout) for e in self.endpoints
-        ]
-        return {
-            owner: tuple(
-                self._view(e, owner, answers[i])
-                for e, answers in zip(self.endpoints, per_server, strict=True)
-            )
-            for i, owner in enumerate(owners)
-        }
+        per_server = [self._server_views(e, owners) for e in self.endpoints]
+        return {owner: tuple(views[i] for views in per_server) for i, owner in enumerate(owners)}
+
+    def _server_views(self, endpoint: Endpoint, owners: Sequence[dns.name.Name]) -> list[ServerView]:
+        answers = ask_many(endpoint, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout)
+        if isinstance(answers[0], OSError) and all(a is answers[0] for a in answers):
+            first = self.view(endpoint, owners[0])  # no TCP connection at all: try UDP once
+            if first.records is not None:
+                return [first, *(self.view(endpoint, o) for o in owners[1:])]
+        return [self._view(endpoint, o, a) for o, a in zip(owners, answers, strict=True)]
 
     def view(self, endpoint: Endpoint, owner: dns.name.Name) -> ServerView:
         """One server's answer for one owner (UDP, TCP on truncation)."""
