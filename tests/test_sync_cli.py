@@ -62,14 +62,14 @@ def test_first_sync_then_new_key_rollover(cli, bind, site) -> None:  # type: ign
     new_leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
     pki.write(site["staged"] / "ecdsa.pem", new_leaf.key_pem, new_leaf.pem, chain)
     sync = cli(*cfg, "sync", site["host"])
-    assert sync.code == 0 and "1 added" in sync.out and "goes live not before" in sync.out
+    assert sync.code == 0 and "1 added" in sync.out and "may go live not before" in sync.out
     assert (site["live"] / "ecdsa.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 2
     plan = cli(*cfg, "--json", "plan", site["host"]).json()["plans"][0]
     assert plan["gates"][0]["ready"] is False and plan["gates"][0]["opens_at"]
     later = cli(*cfg, "--json", "plan", site["host"], "--at", "+1h").json()["plans"][0]
     assert later["gates"][0]["ready"] is True  # what-if: after the gate
     status = cli(*cfg, "status", site["host"])  # from the ledger alone
-    assert status.code == 0 and "staged ecdsa.pem: may go live 20" in status.out, status.out
+    assert status.code == 0 and "staged ecdsa.pem: may go live not before 20" in status.out, status.out
     assert "staged ecdsa.pem: may go live now" in cli(*cfg, "status", site["host"], "--at", "+1h").out
     time.sleep(2 * 2 + 1 + 0.5)
     deploy = cli(*cfg, "sync", site["host"])

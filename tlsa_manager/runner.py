@@ -102,9 +102,18 @@ def status_plans(
     for spec in config.select(names, not names):
         ports = LedgerPorts(spec, None, catalog)  # type: ignore[arg-type]
         ports.data, ports.at = data, at
-        settings = host_settings(spec, catalog, spec.negative_ttl or 0)
+        settings = host_settings(spec, catalog, status_negative_ttl(spec, data))
         plans.append(make_plan(settings, ports, data.copy(), record=False))
     return plans
+
+
+def status_negative_ttl(spec: HostSpec, data: LedgerData) -> int:
+    """The negative TTL the last sync used (configured, else its SOA reading), so `status`
+    shows the gate time `sync` acts on; never synced: the conservative 3600 s."""
+    if spec.negative_ttl is not None:
+        return spec.negative_ttl
+    host = data.hosts.get(spec.name)
+    return host.negative_ttl if host is not None and host.negative_ttl is not None else 3600
 
 
 def plan_hosts(runs: list[HostRun], state_dir: Path) -> list[Plan]:
@@ -125,6 +134,7 @@ def sync_hosts(
     with ledger.locked(lock_wait):
         data = ledger.load()
         for run in runs:
+            data.host(run.spec.name).negative_ttl = run.settings.negative_ttl
             reports.append(converge(run.settings, run.ports, data, ledger.save))
         ledger.save(data)
     return reports
