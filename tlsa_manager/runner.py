@@ -79,11 +79,16 @@ class LedgerPorts(LivePorts):
         return latest.views if latest else ()
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        """What the provider holds, as best the ledger knows: of the servers' last answers,
+        the one closest to the records this tool last wrote (a lagging secondary's is not)."""
         out = {}
+        host = self.data.hosts.get(self.spec.name)
         for owner in owners:
+            record = host.owners.get(owner.to_text()) if host else None
+            managed = record.managed if record else frozenset()
             views = [v for v in self._latest(owner) if v.records is not None]
-            first = views[0] if views else None
-            out[owner] = RRset(owner, first.records or frozenset(), first.ttl) if first else RRset(owner)
+            best = min(views, key=lambda v: len((v.records or frozenset()) ^ managed), default=None)
+            out[owner] = RRset(owner, best.records or frozenset(), best.ttl) if best else RRset(owner)
         return out
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
