@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_rfc2136 import wait_for
 
 import pki
 from conftest import rfc2136_config
-from servers import ZONE, Postfix, Unbound, posttls_finger, require
+from servers import ZONE, posttls_finger, require, start_resolver_and_mta
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 HOST = f"truth.{ZONE}"
@@ -67,15 +68,6 @@ def nsupdate(bind, *lines: str) -> None:  # type: ignore[no-untyped-def]
                    capture_output=True)
 
 
-def wait_until(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
-
-
 # ---------------------------------------------------------------- the world
 
 
@@ -84,19 +76,9 @@ def world(bind):  # type: ignore[no-untyped-def]
     require("unbound", "postfix", "posttls-finger", "openssl", "unshare", "dig", "nsupdate")
     root = Path(tempfile.mkdtemp(prefix="tlsa-truth-"))
     root.chmod(0o755)
-    ca_root = pki.make_ca("Truth Root X1", pki.make_key("p384"), not_before=NOW)
-    cas = {name: pki.make_ca(name, pki.make_key("p384"), issuer=ca_root, not_before=NOW)
-           for name in ("TE1", "TE2", "TE3")}
     state = root / "state"
-    catalog = state / "catalog"
-    catalog.mkdir(parents=True)
-    entries = [{"name": "root", "ca": "Truth Root X1", "file": "root.pem", "status": "root", "key_type": "ecdsa"}]
-    pki.write(catalog / "root.pem", ca_root.pem)
-    for name, issued in cas.items():
-        entries.append({"name": name.lower(), "ca": name, "file": f"{name.lower()}.pem",
-                        "status": "backup" if name == "TE3" else "active", "key_type": "ecdsa"})
-        pki.write(catalog / f"{name.lower()}.pem", issued.pem)
-    (catalog / "manifest.json").write_text(json.dumps(entries))
+    _ca_root, cas = pki.make_test_catalog(state / "catalog", "Truth Root X1",
+                                          [("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384")], NOW)
     live, staged, incoming = root / "live", root / "staged", root / "incoming"
     for d in (live, staged, incoming):
         d.mkdir()
@@ -104,15 +86,7 @@ def world(bind):  # type: ignore[no-untyped-def]
     leaf = pki.make_leaf([HOST], cas["TE1"], key=key, not_before=NOW)
     pki.write(live / "ecdsa.pem", leaf.key_pem, leaf.pem, cas["TE1"].pem)
     nsupdate(bind, f"update add {HOST} 2 IN A 127.0.0.1")
-    unbound = Unbound(root / "unbound", bind)
-    postfix = Postfix(root / "postfix", HOST, [live / "ecdsa.pem"])
-    try:
-        unbound.start()
-        postfix.start()
-    except Exception:
-        postfix.stop()
-        unbound.stop()
-        raise
+    unbound, postfix = start_resolver_and_mta(root, bind, HOST, [live / "ecdsa.pem"])
     config = root / "tlsa-manager.toml"
     # probe without probe_port: the host's own port is probed (issue 13.3)
     config.write_text(rfc2136_config(state, bind, HOST, f"""
@@ -258,7 +232,7 @@ def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  #
 
     # 4. the secondary stops taking transfers; the hook returns at once all the same (13.5)
     soa_refresh(bind, 3600)
-    assert wait_until(lambda: dig(bind.primary.endpoint, owner) == dig(bind.secondary.endpoint, owner))
+    assert wait_for(lambda: dig(bind.primary.endpoint, owner) == dig(bind.secondary.endpoint, owner))
     bind.set_notify(False)
     try:
         before = dig(bind.secondary.endpoint, owner)
@@ -279,7 +253,7 @@ def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  #
         bind.secondary.rndc(bind.keys, "refresh", bind.zone)
 
     # 5. caught up: the gate starts when both serve it, and the chain goes live after it
-    assert wait_until(lambda: dig(bind.primary.endpoint, owner) == dig(bind.secondary.endpoint, owner), 30)
+    assert wait_for(lambda: dig(bind.primary.endpoint, owner) == dig(bind.secondary.endpoint, owner), 30)
     caught = cli(*cfg, "sync", HOST)
     assert caught.code == 0 and "may go live not before" in caught.out, caught.out + caught.err
     seen = compare(world, cli, "caught-up secondary")
