@@ -347,6 +347,7 @@ def _runs(args: argparse.Namespace, at: float | None = None) -> tuple[Any, list[
         catalog,
         at=at,
         propagation_timeout=getattr(args, "propagation_timeout", 300.0),
+        state_dir=state_dir(args),
     )
     return config, runs
 
@@ -581,6 +582,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.config import load_config
     from tlsa_manager.hooks import hosts_for, renewal_from, stage
+    from tlsa_manager.nextkey import next_key_files
     from tlsa_manager.planner import short_time
     from tlsa_manager.runner import open_hosts, sync_hosts
 
@@ -590,12 +592,14 @@ def cmd_hook(args: argparse.Namespace) -> int:
     renewal = renewal_from(args.client, _os.environ, args.args, args.cert, args.key, args.host)
     specs = hosts_for(config, renewal)
     for spec in specs:
-        target = stage(spec, renewal)
+        target = stage(spec, renewal, next_key_files(spec, state_dir(args)))
         sys.stdout.write(f"{spec.name}: staged {target}\n")
     catalog = load_catalog(state_dir(args))
-    runs = open_hosts(config, [s.name for s in specs], False, catalog)
+    runs = open_hosts(config, [s.name for s in specs], False, catalog, state_dir=state_dir(args))
     reports = sync_hosts(runs, state_dir(args), lock_wait=args.wait_lock)
     for report in reports:
+        for note in report.notes:
+            sys.stdout.write(f"{report.host}: {note}\n")
         if report.deployed:
             sys.stdout.write(
                 f"{report.host}: deployed {', '.join(report.deployed)} at once (already covered)\n"
@@ -612,6 +616,21 @@ def cmd_hook(args: argparse.Namespace) -> int:
                     f"{report.host}: {gate.chain} stays staged; it goes live {when} "
                     "(the next 'tlsa-manager sync' does it)\n"
                 )
+    return ExitCode.OK
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    """``key next HOST`` / ``key csr HOST``: the tool-managed next keys (docs/key-rollover.md)."""
+    from tlsa_manager.nextkey import key_command
+
+    config = _config(args)
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+    lines, data = key_command(config.host(args.host), state_dir(args), args.action, args.type, args.name)
+    if data is not None:
+        sys.stdout.buffer.write(data)
+    for line in lines:
+        (sys.stderr if data is not None else sys.stdout).write(line + "\n")
     return ExitCode.OK
 
 
@@ -785,6 +804,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for a running sync (default 600)",
     )
     hk.set_defaults(func=cmd_hook)
+    ky = sub.add_parser("key", help="next keys for a zero-wait rollover: make them, or a CSR from one")
+    ky.add_argument(
+        "action", choices=["next", "csr"], help="next: make the missing next keys; csr: print a CSR"
+    )
+    ky.add_argument("host", help="the configured MX host")
+    ky.add_argument("--type", action="append", choices=["ecdsa", "rsa"], help="key type (repeat; csr: one)")
+    ky.add_argument("--name", action="append", default=[], help="csr: a further DNS name (repeat)")
+    ky.set_defaults(func=cmd_key, hosts=[], cert=None)
     ck = sub.add_parser("check", help="live DANE verification of a domain's MX hosts or one host")
     ck.add_argument("target", help="mail domain (its MX hosts are checked) or one MX host")
     ck.add_argument("--port", type=int, default=25, help="SMTP port and TLSA port label (default 25)")

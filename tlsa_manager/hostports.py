@@ -2,7 +2,8 @@
 
 - live chains: the files the MTA serves (``cert``/``certs`` in the host's config);
 - staged chains: ``STAGED_DIR/<key type>.pem`` written by a hook (key + chain);
-- next keys: ``next_keys`` files (bare keys, pre-published before any certificate);
+- next keys: ``next_keys`` files and the keys in ``next_dir`` (STATE_DIR/next-keys/HOST,
+  see nextkey.py): bare keys, pre-published before any certificate;
 - observations: every authoritative server (configured ``nameservers`` or the
   provider's), read directly; a zone file with no server to ask is its own only view;
 - deploy: the staged file replaces the live one by rename, then the reload command.
@@ -72,6 +73,8 @@ class LivePorts:
         self.owners = tuple(owner_name(spec.name, port) for port in spec.ports)
         self._view: DnsView | None = None
         self.notes: list[str] = []
+        #: the host's tool-managed next keys (nextkey.key_dir), when a state dir is known
+        self.next_dir: Path | None = None
 
     # -- chains ---------------------------------------------------------------
 
@@ -85,8 +88,15 @@ class LivePorts:
         if self.spec.staged_dir and self.spec.staged_dir.is_dir():
             for path in sorted(self.spec.staged_dir.glob("*.pem")):
                 staged.append(chain_facts(path, f"staged {path.name}", self.catalog))
-        next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.spec.next_keys]
+        next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.next_key_files()]
         return HostChains(tuple(live), tuple(staged), tuple(next_keys))
+
+    def next_key_files(self) -> list[Path]:
+        """Configured ``next_keys`` and the tool-managed ones (``tlsa-manager key next``)."""
+        from tlsa_manager.nextkey import existing
+
+        managed = existing(self.next_dir) if self.next_dir is not None and self.next_dir.is_dir() else []
+        return [*self.spec.next_keys, *managed]
 
     # -- DNS --------------------------------------------------------------------
 
