@@ -75,7 +75,7 @@ def test_key_next_and_csr(cli, site) -> None:  # type: ignore[no-untyped-def]  #
     assert missing.code == 2 and "has no next RSA key; make it first: key next" in missing.err
 
 
-def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli, bind, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811, E501
+def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli, bind, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     _auto(site)
     cfg = ["--config", site["config"]]
     first = cli(*cfg, "sync", site["host"])
