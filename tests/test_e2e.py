@@ -149,7 +149,7 @@ def test_renewals_end_to_end(world, cli) -> None:  # type: ignore[no-untyped-def
 
     # 2. renewal with the same key (issued by the sibling TE2): covered, live at once
     out, leaf = renew(world, cli, "ecdsa", "TE2", new_key=False)
-    assert "deployed staged ecdsa.pem at once" in out, out
+    assert "deployed staged ecdsa.pem (verified: " in out, out
     assert leaf.pem in (world["live"] / "ecdsa.pem").read_bytes()
     assert_senders_accept(world, "same-key renewal")
 
@@ -169,7 +169,7 @@ def test_renewals_end_to_end(world, cli) -> None:  # type: ignore[no-untyped-def
     # 4. renewal issued by the backup sibling TE3, same key: live at once
     time.sleep(GATE)
     out, leaf = renew(world, cli, "ecdsa", "TE3", new_key=False)
-    assert "at once" in out, out
+    assert "deployed staged ecdsa.pem (verified: " in out, out
     assert_senders_accept(world, "backup issuer")
 
     # 5. the RSA chain renewed on its own with a new key

@@ -73,7 +73,8 @@ class HostSpec:
     deploy: Path | None = None
     nameservers: tuple[str, ...] = ()
     probe: str | None = None
-    probe_port: int = 25
+    #: None: probe every port in ``ports``
+    probe_port: int | None = None
 
     @property
     def policy(self) -> HostPolicy:
@@ -187,7 +188,9 @@ def _host_spec(
         deploy=_path(merged["deploy"], f"{where}.deploy", base) if merged.get("deploy") else None,
         nameservers=tuple(str(n) for n in merged.get("nameservers", [])),
         probe=str(merged["probe"]) if merged.get("probe") else None,
-        probe_port=_int(merged.get("probe_port", 25), f"{where}.probe_port", 1, 65535),
+        probe_port=_int(merged["probe_port"], f"{where}.probe_port", 1, 65535)
+        if merged.get("probe_port") is not None
+        else None,
     )
 
 

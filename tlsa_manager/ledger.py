@@ -46,6 +46,9 @@ class HostRecord:
     #: deployed chain label: {"deployed": chain, "previous": [chains], "since": epoch}.
     #: Owned by the engine; the chains are public bytes only.
     deploys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the negative TTL the last sync's gates used (from the SOA), so that `status`,
+    #: which never asks the network, computes the same gate times
+    negative_ttl: int | None = None
 
     def owner(self, name: str) -> OwnerRecord:
         return self.owners.setdefault(name, OwnerRecord())
@@ -65,6 +68,7 @@ class LedgerData:
                 name: HostRecord(
                     {o: OwnerRecord(r.managed, r.history) for o, r in h.owners.items()},
                     json.loads(json.dumps(h.deploys)),
+                    h.negative_ttl,
                 )
                 for name, h in self.hosts.items()
             }
@@ -87,6 +91,7 @@ class LedgerData:
                                 for owner, rec in sorted(hr.owners.items())
                             },
                             "deploys": hr.deploys,
+                            **({"negative_ttl": hr.negative_ttl} if hr.negative_ttl is not None else {}),
                         }
                         for host, hr in sorted(self.hosts.items())
                     },
@@ -118,6 +123,8 @@ class LedgerData:
             for host, hdoc in doc["hosts"].items():
                 hr = data.host(host)
                 hr.deploys = dict(hdoc.get("deploys", {}))
+                neg = hdoc.get("negative_ttl")
+                hr.negative_ttl = int(neg) if neg is not None else None
                 for owner, odoc in hdoc["owners"].items():
                     hr.owners[owner] = OwnerRecord(
                         frozenset(Tlsa.from_text(t) for t in odoc["managed"]),

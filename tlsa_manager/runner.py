@@ -83,11 +83,16 @@ class LedgerPorts(LivePorts):
         return latest.views if latest else ()
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        """What the provider holds, as best the ledger knows: of the servers' last answers,
+        the one closest to the records this tool last wrote (a lagging secondary's is not)."""
         out = {}
+        host = self.data.hosts.get(self.spec.name)
         for owner in owners:
+            record = host.owners.get(owner.to_text()) if host else None
+            managed = record.managed if record else frozenset()
             views = [v for v in self._latest(owner) if v.records is not None]
-            first = views[0] if views else None
-            out[owner] = RRset(owner, first.records or frozenset(), first.ttl) if first else RRset(owner)
+            best = min(views, key=lambda v: len((v.records or frozenset()) ^ managed), default=None)
+            out[owner] = RRset(owner, best.records or frozenset(), best.ttl) if best else RRset(owner)
         return out
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
@@ -107,9 +112,18 @@ def status_plans(
         ports = LedgerPorts(spec, None, catalog)  # type: ignore[arg-type]
         ports.data, ports.at = data, at
         ports.next_dir = key_dir(state_dir, spec.name)
-        settings = host_settings(spec, catalog, spec.negative_ttl or 0)
+        settings = host_settings(spec, catalog, status_negative_ttl(spec, data))
         plans.append(make_plan(settings, ports, data.copy(), record=False))
     return plans
+
+
+def status_negative_ttl(spec: HostSpec, data: LedgerData) -> int:
+    """The negative TTL the last sync used (configured, else its SOA reading), so `status`
+    shows the gate time `sync` acts on; never synced: the conservative 3600 s."""
+    if spec.negative_ttl is not None:
+        return spec.negative_ttl
+    host = data.hosts.get(spec.name)
+    return host.negative_ttl if host is not None and host.negative_ttl is not None else 3600
 
 
 def plan_hosts(runs: list[HostRun], state_dir: Path) -> list[Plan]:
@@ -130,6 +144,7 @@ def sync_hosts(
     with ledger.locked(lock_wait):
         data = ledger.load()
         for run in runs:
+            data.host(run.spec.name).negative_ttl = run.settings.negative_ttl
             made = refresh_next_keys(run)
             report = converge(run.settings, run.ports, data, ledger.save)
             report.notes[:0] = made
