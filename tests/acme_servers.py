@@ -109,16 +109,25 @@ KEY_TYPES = {"certbot": {"ecdsa": "ecdsa", "rsa": "rsa"}, "lego": {"ecdsa": "ec2
 
 
 @dataclass
-class Certbot:
-    """certbot with its own config/work/logs folders; lineage ``mx-<kind>`` per key type."""
+class AcmeClient:
+    """A client's own folder, the Pebble it talks to, and the one name it asks for."""
 
     root: Path
     pebble: Pebble
     host: str
+    #: the environment variable through which the client trusts Pebble's TLS certificate
+    ca_variable: ClassVar[str] = ""
 
     @property
     def env(self) -> dict[str, str]:
-        return dict(os.environ, REQUESTS_CA_BUNDLE=str(self.pebble.tls_ca))
+        return dict(os.environ, **{self.ca_variable: str(self.pebble.tls_ca)})
+
+
+@dataclass
+class Certbot(AcmeClient):
+    """certbot with its own config/work/logs folders; lineage ``mx-<kind>`` per key type."""
+
+    ca_variable: ClassVar[str] = "REQUESTS_CA_BUNDLE"
 
     def _base(self) -> list[str]:
         return ["certbot", "--config-dir", str(self.root / "conf"), "--work-dir", str(self.root / "work"),
@@ -152,16 +161,10 @@ class Certbot:
 
 
 @dataclass
-class Lego:
+class Lego(AcmeClient):
     """lego with one ``--path`` per key type (its file names do not say the key type)."""
 
-    root: Path
-    pebble: Pebble
-    host: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return dict(os.environ, LEGO_CA_CERTIFICATES=str(self.pebble.tls_ca))
+    ca_variable: ClassVar[str] = "LEGO_CA_CERTIFICATES"
 
     def _base(self, kind: str) -> list[str]:
         return ["lego", "--server", self.pebble.directory, "--email", "hostmaster@example.test", "--accept-tos",
@@ -188,12 +191,10 @@ class Lego:
 
 
 @dataclass
-class Dehydrated:
-    """dehydrated with its own config; aliases ``mx-ecdsa`` and ``mx-rsa`` for one name."""
+class Dehydrated(AcmeClient):
+    """dehydrated with its own config (curl trusts Pebble through ``CURL_OPTS``);
+    aliases ``mx-ecdsa`` and ``mx-rsa`` for one name."""
 
-    root: Path
-    pebble: Pebble
-    host: str
     hook: list[str] = field(default_factory=list)
 
     @property

@@ -193,6 +193,14 @@ class Client:
     def chain_file(self, kind: str) -> Path:
         raise NotImplementedError
 
+    def hook_after(self, issued: Ran, fullchain: Path) -> Ran:
+        """The recipe's second line when the client runs no hook for a CSR: ``hook generic``
+        with the full chain and no key (it is the next key)."""
+        assert issued.code == 0, issued.output
+        hook = subprocess.run(self.site.hook("generic", "--cert", str(fullchain), "--host", HOST),
+                              capture_output=True, text=True, timeout=180)
+        return Ran(hook.returncode, issued.output + hook.stdout + hook.stderr)
+
 
 class CertbotClient(Client):
     name = "certbot"
@@ -211,11 +219,7 @@ class CertbotClient(Client):
     def renew_with_next_key(self, kind: str) -> Ran:
         # certonly --csr runs no deploy hook: the recipe calls the hook itself, without --key.
         out = self.site.root / f"certbot-csr-{kind}-{time.monotonic_ns()}"
-        issued = self.certbot.issue_csr(self.site.csr(kind), out)
-        assert issued.code == 0, issued.output
-        hook = subprocess.run(self.site.hook("generic", "--cert", str(out / "fullchain.pem"), "--host", HOST),
-                              capture_output=True, text=True, timeout=180)
-        return Ran(hook.returncode, issued.output + hook.stdout + hook.stderr)
+        return self.hook_after(self.certbot.issue_csr(self.site.csr(kind), out), out / "fullchain.pem")
 
     def chain_file(self, kind: str) -> Path:
         return self.certbot.lineage(kind) / "fullchain.pem"
@@ -269,11 +273,7 @@ class DehydratedClient(Client):
     def renew_with_next_key(self, kind: str) -> Ran:
         # --signcsr prints certificate + chain and runs no hook: the recipe calls it.
         out = self.site.root / f"dehydrated-csr-{kind}-{time.monotonic_ns()}.pem"
-        signed = self.dehydrated.sign_csr(self.site.csr(kind), out)
-        assert signed.code == 0, signed.output
-        hook = subprocess.run(self.site.hook("generic", "--cert", str(out), "--host", HOST),
-                              capture_output=True, text=True, timeout=180)
-        return Ran(hook.returncode, signed.output + hook.stdout + hook.stderr)
+        return self.hook_after(self.dehydrated.sign_csr(self.site.csr(kind), out), out)
 
     def chain_file(self, kind: str) -> Path:
         return self.dehydrated.files(kind)[1]

@@ -198,8 +198,8 @@ def _served(spec: HostSpec) -> list[tuple[str, bytes]]:
     from tlsa_manager.records import spki_der
 
     files = list(spec.certs)
-    if spec.staged_dir is not None and spec.staged_dir.is_dir():
-        files += sorted(spec.staged_dir.glob("*.pem"))
+    if spec.staged_dir is not None:  # staged under the live file's name (hooks.stage)
+        files += [spec.staged_dir / p.name for p in spec.certs if (spec.staged_dir / p.name).is_file()]
     out = []
     for path in files:
         chain = load_chain(path)
