@@ -16,21 +16,21 @@ import shlex
 import signal
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from conftest import CLI
 from servers import free_port, require, run
 
 HOOK_TIMEOUT = 180
 
 
 def tlsa_manager(*args: str | Path) -> list[str]:
-    """The CLI as a subprocess of this interpreter (never a bare name from PATH)."""
-    return [sys.executable, "-m", "tlsa_manager", *[str(a) for a in args]]
+    """The CLI of the environment under test as a command line (never a bare name from PATH)."""
+    return [*CLI, *[str(a) for a in args]]
 
 
 @dataclass
