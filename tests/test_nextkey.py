@@ -102,6 +102,12 @@ def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli, bind, site
 def test_hook_without_a_key_that_no_next_key_matches(cli, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     leaf, chain = le_shaped_chain(site["host"], "ye1.pem")
     fullchain = pki.write(site["tmp"] / "issued" / "fullchain.pem", leaf.pem, chain)
+    # A configured next key given as its public key only: pre-published, but never staged
+    # as the key Postfix would serve with.
+    public = pki.write(site["tmp"] / "next-public.pem", leaf.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    with open(site["config"], "a") as handle:
+        handle.write(f'next_keys = ["{public}"]\n')
     result = cli("--config", site["config"], "hook", "generic", "--cert", fullchain, "--host", site["host"])
     assert result.code == 2 and "its private key is neither (none given) nor a next key" in result.err
     assert not (site["staged"] / "ecdsa.pem").exists()

@@ -157,10 +157,16 @@ def refresh(directory: Path, key_types: Iterable[str], in_use: Iterable[bytes]) 
 
 
 def find_key(candidates: Sequence[Path], spki: bytes) -> Path | None:
-    """The candidate key file whose public key is ``spki`` (a CSR-issued cert's key)."""
+    """The candidate *private* key file whose public key is ``spki`` (a CSR-issued
+    certificate's key); a public-key-only file in ``next_keys`` never counts, since the
+    staged file must carry the private key the MTA serves with."""
+    from tlsa_manager.certs import load_material
+    from tlsa_manager.records import spki_der
+
     for path in candidates:
         with contextlib.suppress(InputError, StateError):
-            if public_spki(path) == spki:
+            private = load_material(path).private_keys
+            if len(private) == 1 and spki_der(private[0].public_key()) == spki:
                 return path
     return None
 
