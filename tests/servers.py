@@ -470,3 +470,17 @@ def posttls_finger(postfix: Postfix, unbound: Unbound, algorithm: str) -> str:
     result = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", inner],
                             capture_output=True, text=True, timeout=60)
     return result.stdout + result.stderr
+
+
+def start_resolver_and_mta(root: Path, bind: Bind, host: str, chain_files: list[Path]) -> tuple[Unbound, Postfix]:
+    """Unbound validating the test zone and Postfix serving ``chain_files`` as ``host``."""
+    unbound = Unbound(root / "unbound", bind)
+    postfix = Postfix(root / "postfix", host, chain_files)
+    try:
+        unbound.start()
+        postfix.start()
+    except Exception:
+        postfix.stop()
+        unbound.stop()
+        raise
+    return unbound, postfix

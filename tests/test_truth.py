@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_rfc2136 import wait_for
 
 import pki
 from conftest import rfc2136_config
-from servers import ZONE, Postfix, Unbound, posttls_finger, require
+from servers import ZONE, posttls_finger, require, start_resolver_and_mta
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 HOST = f"truth.{ZONE}"
@@ -67,15 +68,6 @@ def nsupdate(bind, *lines: str) -> None:  # type: ignore[no-untyped-def]
                    capture_output=True)
 
 
-def wait_until(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
-
-
 # ---------------------------------------------------------------- the world
 
 
@@ -84,19 +76,9 @@ def world(bind):  # type: ignore[no-untyped-def]
     require("unbound", "postfix", "posttls-finger", "openssl", "unshare", "dig", "nsupdate")
     root = Path(tempfile.mkdtemp(prefix="tlsa-truth-"))
     root.chmod(0o755)
-    ca_root = pki.make_ca("Truth Root X1", pki.make_key("p384"), not_before=NOW)
-    cas = {name: pki.make_ca(name, pki.make_key("p384"), issuer=ca_root, not_before=NOW)
-           for name in ("TE1", "TE2", "TE3")}
     state = root / "state"
-    catalog = state / "catalog"
-    catalog.mkdir(parents=True)
-    entries = [{"name": "root", "ca": "Truth Root X1", "file": "root.pem", "status": "root", "key_type": "ecdsa"}]
-    pki.write(catalog / "root.pem", ca_root.pem)
-    for name, issued in cas.items():
-        entries.append({"name": name.lower(), "ca": name, "file": f"{name.lower()}.pem",
-                        "status": "backup" if name == "TE3" else "active", "key_type": "ecdsa"})
-        pki.write(catalog / f"{name.lower()}.pem", issued.pem)
-    (catalog / "manifest.json").write_text(json.dumps(entries))
+    _ca_root, cas = pki.make_test_catalog(state / "catalog", "Truth Root X1",
+                                          [("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384")], NOW)
     live, staged, incoming = root / "live", root / "staged", root / "incoming"
     for d in (live, staged, incoming):
         d.mkdir()
@@ -104,15 +86,7 @@ def world(bind):  # type: ignore[no-untyped-def]
     leaf = pki.make_leaf([HOST], cas["TE1"], key=key, not_before=NOW)
     pki.write(live / "ecdsa.pem", leaf.key_pem, leaf.pem, cas["TE1"].pem)
     nsupdate(bind, f"update add {HOST} 2 IN A 127.0.0.1")
-    unbound = Unbound(root / "unbound", bind)
-    postfix = Postfix(root / "postfix", HOST, [live / "ecdsa.pem"])
-    try:
-        unbound.start()
-        postfix.start()
-    except Exception:
-        postfix.stop()
-        unbound.stop()
-        raise
+    unbound, postfix = start_resolver_and_mta(root, bind, HOST, [live / "ecdsa.pem"])
     config = root / "tlsa-manager.toml"
     # probe without probe_port: the host's own port is probed (issue 13.3)
     config.write_text(rfc2136_config(state, bind, HOST, f"""
@@ -258,7 +232,7 @@ def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  #
 
     # 4. the secondary stops taking transfers; the hook returns at once all the same (13.5)
     soa_refresh(bind, 3600)
-    assert wait_until(lambda: dig(bind.primary.endpoint, owner) == dig(bind.secondary.endpoint, owner))
+    assert wait_for(lambda: dig(bind.primary.endpoint, owner) == dig(bind.secondary.endpoint, owner))
     bind.set_notify(False)
     try:
         before = dig(bind.secondary.endpoint, owner)
@@ -279,7 +253,7 @@ def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  #
         bind.secondary.rndc(bind.keys, "refresh", bind.zone)
 
     # 5. caught up: the gate starts when both serve it, and the chain goes live after it
-    assert wait_until(lambda: dig(bind.primary.endpoint, owner) == dig(bind.secondary.endpoint, owner), 30)
+    assert wait_for(lambda: dig(bind.primary.endpoint, owner) == dig(bind.secondary.endpoint, owner), 30)
     caught = cli(*cfg, "sync", HOST)
     assert caught.code == 0 and "may go live not before" in caught.out, caught.out + caught.err
     seen = compare(world, cli, "caught-up secondary")
@@ -290,3 +264,99 @@ def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  #
     seen = compare(world, cli, "deployed after catching up")
     assert seen["presented"] == openssl_311(leaf.pem) and len(seen["primary"]) == 4
     soa_refresh(bind, 60)
+
+
+# ---------------------------------------------------------------- one item each (BIND only)
+
+
+def make_site(tmp_path: Path, bind, live_name: str, extra: str = "", negative_ttl: bool = True):  # type: ignore[no-untyped-def]
+    import secrets
+
+    from test_sync_cli import le_shaped_chain
+
+    host = f"mx-{secrets.token_hex(3)}.{ZONE}"
+    live, staged = tmp_path / "live", tmp_path / "staged"
+    staged.mkdir()
+    key = pki.make_key("p256")
+    leaf, chain = le_shaped_chain(host, "ye1.pem", key=key)
+    pki.write(live / live_name, leaf.key_pem, leaf.pem, chain)
+    text = rfc2136_config(tmp_path / "state", bind, host, f'cert = "{live / live_name}"\nstaged_dir = "{staged}"\n'
+                          + extra)
+    if not negative_ttl:
+        text = text.replace("negative_ttl = 1\n", "")
+    config = tmp_path / "tlsa-manager.toml"
+    config.write_text(text)
+    return {"host": host, "config": config, "live": live / live_name, "staged": staged, "key": key,
+            "tmp": tmp_path}
+
+
+def hook(cli, site, issuer: str, key=None):  # type: ignore[no-untyped-def]
+    from test_sync_cli import le_shaped_chain
+
+    leaf, chain = le_shaped_chain(site["host"], issuer, key=key)
+    d = site["tmp"] / "incoming"
+    pki.write(d / "fullchain.pem", leaf.pem, chain)
+    pki.write(d / "privkey.pem", leaf.key_pem)
+    result = cli("--config", site["config"], "hook", "generic", "--cert", d / "fullchain.pem",
+                 "--key", d / "privkey.pem", "--host", site["host"])
+    return result, leaf
+
+
+def test_gate_times_agree_and_name_the_negative_ttl(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """13.2: the negative TTL (from the SOA: min(60, 30) = 30 s) sets the first wait, and plan,
+    status, sync and hook give the same second for it and say so."""
+    site = make_site(tmp_path, bind, "ecdsa.pem", negative_ttl=False)
+    cfg = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0  # the name was absent: negative caching applies
+    result, _leaf = hook(cli, site, "ye2.pem")  # a new key: staged, gated
+    assert result.code == 0, result.out + result.err
+    gate = cli(*cfg, "--json", "plan", site["host"]).json()["plans"][0]["gates"][0]
+    assert gate["term"].startswith("2 x negative TTL 30 s (no TLSA record on 127.0.0.1:") and \
+        gate["term"].endswith(" + slack 1 s"), gate
+    assert gate["wait_seconds"] == 61
+    status = cli(*cfg, "--json", "status", site["host"]).json()["hosts"][0]["gates"][0]
+    assert (status["opens_at"], status["term"]) == (gate["opens_at"], gate["term"])
+    line = f"may go live not before {gate['opens_at'].replace('T', ' ')} "
+    assert line in result.out and gate["term"] in result.out, result.out
+    assert line in cli(*cfg, "sync", site["host"]).out
+    assert line in cli(*cfg, "status", site["host"]).out
+    assert line in cli(*cfg, "plan", site["host"]).out
+
+
+def test_live_file_not_named_pem_is_staged_and_deployed(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """13.4 and 13.3: a live file `mail.crt` is staged as `mail.crt`, found again and deployed;
+    a file that matches no live name is named, not ignored; without a probe nothing is claimed."""
+    site = make_site(tmp_path, bind, "mail.crt")
+    cfg = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    (site["staged"] / "other.pem").write_text("not a chain\n")
+    result, leaf = hook(cli, site, "ye2.pem")  # new key
+    assert result.code == 0 and f"staged {site['staged'] / 'mail.crt'}" in result.out, result.out + result.err
+    assert "staged mail.crt: may go live not before" in result.out, result.out
+    assert "other.pem in " in result.err and "matches no live file (mail.crt)" in result.err, result.err
+    time.sleep(GATE)
+    deploy = cli(*cfg, "sync", site["host"])
+    assert deploy.code == 0 and "deployed staged mail.crt (reloaded, not verified (no probe configured))" \
+        in deploy.out, deploy.out + deploy.err
+    assert leaf.pem in site["live"].read_bytes() and not (site["staged"] / "mail.crt").exists()
+    assert "presents it" not in deploy.out
+    status = cli(*cfg, "status", site["host"])
+    assert "deploys are reloaded, not verified: no probe configured" in status.out, status.out
+
+
+def test_exit_codes_when_the_reload_keeps_failing(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """13.6: a deploy whose reload fails exits 1 in sync, and so does every later sync while it
+    stays unconfirmed, and status; the replaced chain's records stay."""
+    site = make_site(tmp_path, bind, "ecdsa.pem", extra='reload = ["false"]\n')
+    cfg = ["--config", site["config"]]
+    first = cli(*cfg, "sync", site["host"])
+    assert first.code == 0, first.out + first.err
+    time.sleep(GATE)
+    result, _leaf = hook(cli, site, "ye2.pem", key=site["key"])  # same key: covered, deployed at once
+    assert result.code == 1 and "'false' exited 1" in result.err, result.out + result.err
+    again = cli(*cfg, "sync", site["host"])
+    assert again.code == 1 and "is not confirmed" in again.out, again.out + again.err
+    status = cli(*cfg, "status", site["host"])
+    assert status.code == 1 and "not confirmed" in status.out, status.out
+    plan = cli(*cfg, "plan", site["host"])
+    assert plan.code == 0, plan.out  # plan reads; nothing it found is a hazard

@@ -484,68 +484,6 @@ def _report_syncs(
     )
 
 
-def _status_from_ledger(args: argparse.Namespace, data: Any) -> int:
-    """``status`` without a configuration: the ledger alone says which hosts there are;
-    gates need the certificate files, which only a configuration names."""
-    from tlsa_manager.planner import iso
-
-    names = [h.rstrip(".").lower() for h in args.hosts] or sorted(data.hosts)
-    unknown = [n for n in names if n not in data.hosts]
-    if unknown:
-        raise UsageError(
-            f"{', '.join(unknown)}: not in the ledger of {state_dir(args)}",
-            f"known: {', '.join(sorted(data.hosts)) or 'none'}; or give --config FILE",
-        )
-    out = []
-    for name in names:
-        host = data.hosts.get(name)
-        owners = {}
-        for owner, rec in host.owners.items() if host else ():
-            latest = rec.history.latest()
-            owners[owner] = {
-                "managed": sorted(r.to_text() for r in rec.managed),
-                "observed_at": iso(latest.last) if latest else None,
-                "servers": {v.server: (None if v.records is None else len(v.records)) for v in latest.views}
-                if latest
-                else {},
-                "history_entries": len(rec.history.entries),
-            }
-        unconfirmed = [
-            {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
-            for label, entry in (host.deploys.items() if host else ())
-        ]
-        out.append({"host": name, "owners": owners, "gates": [], "unconfirmed_deploys": unconfirmed})
-    if args.json:
-        _emit_json({"state_dir": str(state_dir(args)), "configured": False, "hosts": out})
-        return ExitCode.OK
-    sys.stdout.write(
-        f"# from the ledger in {state_dir(args)} only: give --config for deploy gates\n"
-        if out
-        else f"# the ledger in {state_dir(args)} knows no host yet: run sync first\n"
-    )
-    for item in out:
-        sys.stdout.write(f"{item['host']}:\n")
-        if not item["owners"]:
-            sys.stdout.write("  never synced (no history: deploy gates start closed)\n")
-        for owner, info in item["owners"].items():
-            sys.stdout.write(
-                f"  {owner} last observed {info['observed_at']}: "
-                + ", ".join(
-                    f"{s} {'no answer' if n is None else str(n) + ' records'}"
-                    for s, n in info["servers"].items()
-                )
-                + "\n"
-            )
-            for record in info["managed"]:
-                sys.stdout.write(f"    managed: {record}\n")
-        for deploy in item["unconfirmed_deploys"]:
-            sys.stdout.write(
-                f"  deploy of {deploy['deployed']} since {deploy['since']} not confirmed (reload or probe "
-                "did not finish): the replaced chain's records stay until the next sync confirms it\n"
-            )
-    return ExitCode.OK
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.report import status_document, status_exit, status_lines
@@ -556,17 +494,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         args.state_dir = str(config.state_dir)
     data = ledger_data(state_dir(args))
     if config is None:
-        return _status_from_ledger(args, data)
-    specs = config.select(list(args.hosts), not args.hosts)
-    plans = status_plans(
-        config, [s.name for s in specs], load_catalog(state_dir(args)), state_dir(args), _at(args)
-    )
-    document = status_document(specs, data, plans, str(state_dir(args)))
+        # No configuration: the ledger alone says which hosts there are; gates need the
+        # certificate files, which only a configuration names.
+        names = [h.rstrip(".").lower() for h in args.hosts] or sorted(data.hosts)
+        unknown = [n for n in names if n not in data.hosts]
+        if unknown:
+            raise UsageError(
+                f"{', '.join(unknown)}: not in the ledger of {state_dir(args)}",
+                f"known: {', '.join(sorted(data.hosts)) or 'none'}; or give --config FILE",
+            )
+        specs, plans = None, None
+    else:
+        specs = config.select(list(args.hosts), not args.hosts)
+        names = [spec.name for spec in specs]
+        plans = status_plans(config, names, load_catalog(state_dir(args)), state_dir(args), _at(args))
+    document = status_document(names, data, plans, str(state_dir(args)), specs)
     if args.json:
         _emit_json(document)
     else:
         sys.stdout.write("".join(line + "\n" for line in status_lines(document)))
-    return status_exit(document, plans)
+    return status_exit(document, plans or [])
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -41,7 +41,6 @@ HOST_KEYS = {
     "negative_ttl",
     "reload",
     "staged_dir",
-    "deploy",
     "nameservers",
     "probe",
     "probe_port",
@@ -70,7 +69,6 @@ class HostSpec:
     negative_ttl: int | None = None
     reload: tuple[str, ...] = ()
     staged_dir: Path | None = None
-    deploy: Path | None = None
     nameservers: tuple[str, ...] = ()
     probe: str | None = None
     #: None: probe every port in ``ports``
@@ -185,7 +183,6 @@ def _host_spec(
         staged_dir=_path(merged["staged_dir"], f"{where}.staged_dir", base)
         if merged.get("staged_dir")
         else None,
-        deploy=_path(merged["deploy"], f"{where}.deploy", base) if merged.get("deploy") else None,
         nameservers=tuple(str(n) for n in merged.get("nameservers", [])),
         probe=str(merged["probe"]) if merged.get("probe") else None,
         probe_port=_int(merged["probe_port"], f"{where}.probe_port", 1, 65535)

@@ -264,7 +264,7 @@ def converge(
         _apply(settings, ports, ledger, save, cleanup, checkpoint, report)
         if len(report.applied) > before:
             # observe what the removal left, so the ledger (and `status`) shows what is served
-            report.plans.append(make_plan(settings, ports, ledger, record=True))
+            make_plan(settings, ports, ledger, record=True)
             save(ledger)
     return report
 

@@ -65,13 +65,20 @@ def sync_lines(
 
 
 def status_document(
-    specs: Sequence[HostSpec], data: LedgerData, plans: Sequence[Plan], state_dir: str
+    names: Sequence[str],
+    data: LedgerData,
+    plans: Sequence[Plan] | None,
+    state_dir: str,
+    specs: Sequence[HostSpec] | None = None,
 ) -> dict[str, Any]:
     """What `status` shows: per host the servers' last observation with its time, the
-    managed records, gates (the same function as plan/sync), hazards, open deploys."""
+    managed records, gates (the same function as plan/sync), hazards, open deploys.
+    Without a configuration (``specs``/``plans`` None) the ledger alone: no gates."""
+    by_name = {spec.name: spec for spec in specs or ()}
     hosts = []
-    for spec, plan in zip(specs, plans, strict=True):
-        host = data.hosts.get(spec.name)
+    for index, name in enumerate(names):
+        host = data.hosts.get(name)
+        plan = plans[index] if plans is not None else None
         owners = {}
         for owner, rec in sorted(host.owners.items()) if host else ():
             latest = rec.history.latest()
@@ -88,23 +95,29 @@ def status_document(
             {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
             for label, entry in (host.deploys.items() if host else ())
         ]
-        hosts.append(
-            {
-                "host": spec.name,
-                "owners": owners,
-                "gates": [g.as_dict() | {"line": gate_line(g)} for g in plan.gates],
-                "hazards": [h.as_dict() | {"line": h.one_line()} for h in plan.hazards],
-                "unconfirmed_deploys": unconfirmed,
-                "deploys_verified_by": (
-                    f"probe {spec.probe}" if spec.probe else None  # None: reloaded, never verified
-                ),
-            }
-        )
-    return {"state_dir": state_dir, "hosts": hosts}
+        item: dict[str, Any] = {
+            "host": name,
+            "owners": owners,
+            "gates": [g.as_dict() | {"line": gate_line(g)} for g in plan.gates] if plan else [],
+            "hazards": [h.as_dict() | {"line": h.one_line()} for h in plan.hazards] if plan else [],
+            "unconfirmed_deploys": unconfirmed,
+        }
+        spec = by_name.get(name)
+        if spec is not None:  # None: reloaded after a deploy, never verified
+            item["deploys_verified_by"] = f"probe {spec.probe}" if spec.probe else None
+        hosts.append(item)
+    return {"state_dir": state_dir, "configured": specs is not None, "hosts": hosts}
 
 
 def status_lines(document: dict[str, Any]) -> list[str]:
     lines = []
+    if not document["configured"]:
+        state_dir = document["state_dir"]
+        lines.append(
+            f"# from the ledger in {state_dir} only: give --config for deploy gates"
+            if document["hosts"]
+            else f"# the ledger in {state_dir} knows no host yet: run sync first"
+        )
     for item in document["hosts"]:
         lines.append(f"{item['host']}:")
         if not item["owners"]:
@@ -123,7 +136,7 @@ def status_lines(document: dict[str, Any]) -> list[str]:
                 f"  deploy of {deploy['deployed']} since {deploy['since']} not confirmed (reload or probe "
                 "did not finish): the replaced chain's records stay until the next sync confirms it"
             )
-        if item["deploys_verified_by"] is None:
+        if "deploys_verified_by" in item and item["deploys_verified_by"] is None:
             lines.append("  deploys are reloaded, not verified: no probe configured (set probe = ADDRESS)")
         for hazard in item["hazards"]:
             lines.append(f"  {hazard['line']}")
