@@ -38,6 +38,9 @@ def test_create_never_overwrites_and_refuses_planted_links(tmp_path: Path) -> No
     os.symlink("/etc/passwd", directory / "rsa.key")
     with pytest.raises(StateError, match="not a regular file"):
         existing(directory)
+    (tmp_path / "blocked").write_text("a file where the key folder should be")
+    with pytest.raises(StateError, match="cannot create the next-key folder"):
+        create(tmp_path / "blocked" / "ecdsa.key", first)
 
 
 def test_refresh_retires_a_used_key_and_makes_the_missing_ones(tmp_path: Path) -> None:

@@ -59,8 +59,14 @@ def existing(directory: Path) -> list[Path]:
 
 def _ensure_dir(directory: Path) -> None:
     """Create the key folder 0700 (parents 0700 too) and refuse a link planted in its place."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.lstat()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.lstat()
+    except OSError as exc:
+        raise StateError(
+            f"{directory}: cannot create the next-key folder ({exc.strerror})",
+            "run as the user that owns the state directory, or fix its permissions",
+        ) from None
     if not stat.S_ISDIR(info.st_mode):
         raise StateError(f"{directory}: not a directory", "remove it; tlsa-manager recreates it")
     if stat.S_IMODE(info.st_mode) & 0o077:
@@ -88,7 +94,10 @@ def generate(key_type: str) -> bytes:
 def create(path: Path, pem: bytes) -> bool:
     """Write a new key file 0600 without ever replacing one; False if it already exists."""
     _ensure_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StateError(f"{path.parent}: cannot write a key ({exc.strerror})", "fix its mode") from None
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
