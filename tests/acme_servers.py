@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import ssl
 import subprocess
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from conftest import CLI
-from servers import free_port, require, run
+from servers import free_port, require, run, terminate
 
 HOOK_TIMEOUT = 180
 
@@ -82,13 +81,8 @@ class Pebble:
         raise RuntimeError("pebble did not answer")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
 
 
