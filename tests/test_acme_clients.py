@@ -343,16 +343,19 @@ def rollover(site: Site, client: Client) -> None:
     # 4. renewal with a key the tool never saw: staged, gated, deployed by the next sync
     before = site.live("ecdsa").read_bytes()
     ran = client.renew("ecdsa", reuse_key=False)
-    assert ran.code == 0 and "may go live not before" in ran.output and "stays staged" in ran.output, ran.output
+    assert ran.code == 0 and "stays staged" in ran.output, ran.output  # "not before T", or a lagging server
     assert site.live("ecdsa").read_bytes() == before
     unknown = site.spki(site.root / "staged" / "ecdsa.pem")
     assert key_record(unknown) in site.senders_accept("unknown key staged")
-    # the timer's sync: the hook returned at once, maybe before the secondary served the
-    # new record; the gate counts from an observation of every server serving it
-    assert site.cli("sync", HOST).code == 0
-    time.sleep(GATE)
-    deploy = site.cli("sync", HOST)
-    assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.output, deploy.output
+    # the timer's syncs: the hook returned at once, maybe before the secondary served the
+    # new record (the gate counts from an observation of every server serving it), so the
+    # first may deploy already or only observe; after the gate the second surely deploys
+    observed = site.cli("sync", HOST)
+    assert observed.code == 0, observed.output
+    if "deployed staged ecdsa.pem" not in observed.output:
+        time.sleep(GATE)
+        deploy = site.cli("sync", HOST)
+        assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.output, deploy.output
     assert site.spki(site.live("ecdsa")) == unknown
     records = site.senders_accept("unknown key deployed", each_kind=True)
     assert key_record(next_spki["ecdsa"]) in records and len(
