@@ -292,6 +292,13 @@ class DehydratedClient(Client):
 # ---------------------------------------------------------------- the scenario
 
 
+def hook_ok(ran: Ran) -> bool:
+    """The client and its hook succeeded; or the hook did its work and exited 4 because
+    the secondary had not caught up within its few seconds (H18, cli.md's contract), which
+    the client then reports as the hook's failure (a loaded machine makes that happen)."""
+    return ran.code == 0 or "H18" in ran.output
+
+
 def leaf_pem_of(path: Path) -> bytes:
     text = path.read_bytes()
     start = text.index(b"-----BEGIN CERTIFICATE-----")
@@ -320,7 +327,7 @@ def rollover(site: Site, client: Client) -> None:
     for kind in ("ecdsa",):
         before = site.spki(site.live(kind))
         ran = client.renew(kind, reuse_key=True)
-        assert ran.code == 0 and f"deployed staged {kind}.pem (" in ran.output, ran.output
+        assert hook_ok(ran) and f"deployed staged {kind}.pem (" in ran.output, ran.output
         assert leaf_pem_of(client.chain_file(kind)) in site.live(kind).read_bytes()
         assert site.spki(site.live(kind)) == before
     site.senders_accept("renewal reusing the key")
@@ -329,7 +336,7 @@ def rollover(site: Site, client: Client) -> None:
     for kind in KINDS:
         old = site.spki(site.live(kind))
         ran = client.renew_with_next_key(kind)
-        assert ran.code == 0 and f"deployed staged {kind}.pem (" in ran.output, ran.output
+        assert hook_ok(ran) and f"deployed staged {kind}.pem (" in ran.output, ran.output
         assert "is in use now" in ran.output and "is pre-published" in ran.output, ran.output
         assert site.spki(site.live(kind)) == next_spki[kind], "the new chain uses the pre-published key"
         fresh = site.spki(site.next_key(kind))
@@ -343,7 +350,7 @@ def rollover(site: Site, client: Client) -> None:
     # 4. renewal with a key the tool never saw: staged, gated, deployed by the next sync
     before = site.live("ecdsa").read_bytes()
     ran = client.renew("ecdsa", reuse_key=False)
-    assert ran.code == 0 and "stays staged" in ran.output, ran.output  # "not before T", or a lagging server
+    assert hook_ok(ran) and "stays staged" in ran.output, ran.output  # "not before T", or a lagging server
     assert site.live("ecdsa").read_bytes() == before
     unknown = site.spki(site.root / "staged" / "ecdsa.pem")
     assert key_record(unknown) in site.senders_accept("unknown key staged")
