@@ -291,7 +291,9 @@ def _confirm_deploys(
             continue
         del journal[label]
         save(ledger)
-        report.notes.append(f"finished the deploy of {label}: {_checked(ports, label)}")
+        checked = _checked(ports, label)
+        verb = "confirmed" if checked.startswith(("verified", "the server presents")) else "finished"
+        report.notes.append(f"{verb} the deploy of {label}: {checked}")
 
 
 def _checked(ports: HostPorts, label: str) -> str:
