@@ -59,14 +59,10 @@ def existing(directory: Path) -> list[Path]:
 
 def _ensure_dir(directory: Path) -> None:
     """Create the key folder 0700 (parents 0700 too) and refuse a link planted in its place."""
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = directory.lstat()
-    except OSError as exc:
-        raise StateError(
-            f"{directory}: cannot create the next-key folder ({exc.strerror})",
-            "run as the user that owns the state directory, or fix its permissions",
-        ) from None
+    from tlsa_manager.fsutil import make_dir
+
+    make_dir(directory, 0o700, StateError, what="next-key folder")
+    info = directory.lstat()
     if not stat.S_ISDIR(info.st_mode):
         raise StateError(f"{directory}: not a directory", "remove it; tlsa-manager recreates it")
     if stat.S_IMODE(info.st_mode) & 0o077:
