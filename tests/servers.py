@@ -492,6 +492,15 @@ def start_resolver_and_mta(root: Path, bind: Bind, host: str, chain_files: list[
     return unbound, postfix
 
 
+def stop_resolver_and_mta(root: Path, unbound: Unbound, postfix: Postfix) -> None:
+    """Stop what :func:`start_resolver_and_mta` started (by pid) and remove ``root``."""
+    try:
+        postfix.stop()
+    finally:
+        unbound.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- PowerDNS
 
 

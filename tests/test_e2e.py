@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from tlsa_manager.records import Tlsa, owner_name
 
 import pki
 from conftest import rfc2136_config
-from servers import ZONE, posttls_finger, require, start_resolver_and_mta
+from servers import ZONE, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
 
 HOST = f"mx.{ZONE}"
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -66,11 +65,7 @@ probe_port = {postfix.port}
         yield {"root": root, "cas": cas, "keys": keys, "live": live, "incoming": incoming, "config": config,
                "unbound": unbound, "postfix": postfix, "bind": bind}
     finally:
-        try:
-            postfix.stop()
-        finally:
-            unbound.stop()
-            shutil.rmtree(root, ignore_errors=True)
+        stop_resolver_and_mta(root, unbound, postfix)
 
 
 def validated_rrset(world, port: int) -> list[Tlsa]:  # type: ignore[no-untyped-def]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import subprocess
 import tempfile
 import time
@@ -22,7 +21,7 @@ from test_rfc2136 import wait_for
 
 import pki
 from conftest import rfc2136_config
-from servers import ZONE, posttls_finger, require, start_resolver_and_mta
+from servers import ZONE, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 HOST = f"truth.{ZONE}"
@@ -101,11 +100,7 @@ probe = "127.0.0.1"
                "config": config, "unbound": unbound, "postfix": postfix, "bind": bind,
                "owner": f"_{postfix.port}._tcp.{HOST}."}
     finally:
-        try:
-            postfix.stop()
-        finally:
-            unbound.stop()
-            shutil.rmtree(root, ignore_errors=True)
+        stop_resolver_and_mta(root, unbound, postfix)
 
 
 def renew(world, cli, issuer: str, *, new_key: bool):  # type: ignore[no-untyped-def]
