@@ -381,6 +381,7 @@ def _runs(args: argparse.Namespace, at: float | None = None) -> tuple[Any, list[
         catalog,
         at=at,
         propagation_timeout=getattr(args, "propagation_timeout", 300.0),
+        state_dir=state_dir(args),
     )
     return config, runs
 
@@ -585,6 +586,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.config import load_config
     from tlsa_manager.hooks import hosts_for, renewal_from, stage
+    from tlsa_manager.nextkey import next_key_files
     from tlsa_manager.runner import open_hosts, sync_hosts
 
     config = load_config(Path(args.config or "/etc/tlsa-manager/config.toml"))
@@ -593,16 +595,38 @@ def cmd_hook(args: argparse.Namespace) -> int:
     renewal = renewal_from(args.client, _os.environ, args.args, args.cert, args.key, args.host)
     specs = hosts_for(config, renewal)
     for spec in specs:
-        target = stage(spec, renewal)
+        target = stage(spec, renewal, next_key_files(spec, state_dir(args)))
         if not args.json:
             sys.stdout.write(f"{spec.name}: staged {target}\n")
     catalog = load_catalog(state_dir(args))
     # At most a few seconds for the servers to take the change: the hook returns at once
     # (an ACME client waits on it); gates decide on observations and the timer's next
     # sync deploys (docs/hooks.md), so a lagging secondary never blocks it.
-    runs = open_hosts(config, [s.name for s in specs], False, catalog, propagation_timeout=HOOK_PROPAGATION)
+    runs = open_hosts(
+        config,
+        [s.name for s in specs],
+        False,
+        catalog,
+        propagation_timeout=HOOK_PROPAGATION,
+        state_dir=state_dir(args),
+    )
     reports = sync_hosts(runs, state_dir(args), lock_wait=args.wait_lock)
     return _report_syncs(args, runs, reports)
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    """``key next HOST`` / ``key csr HOST``: the tool-managed next keys (docs/key-rollover.md)."""
+    from tlsa_manager.nextkey import key_command
+
+    config = _config(args)
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+    lines, data = key_command(config.host(args.host), state_dir(args), args.action, args.type, args.name)
+    if data is not None:
+        sys.stdout.buffer.write(data)
+    for line in lines:
+        (sys.stderr if data is not None else sys.stdout).write(line + "\n")
+    return ExitCode.OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -851,6 +875,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="wait this long for a running sync (default 600)",
     )
     hk.set_defaults(func=cmd_hook)
+    ky = sub.add_parser("key", help="next keys for a zero-wait rollover: make them, or a CSR from one")
+    ky.add_argument(
+        "action", choices=["next", "csr"], help="next: make the missing next keys; csr: print a CSR"
+    )
+    ky.add_argument("host", help="the configured MX host")
+    ky.add_argument("--type", action="append", choices=["ecdsa", "rsa"], help="key type (repeat; csr: one)")
+    ky.add_argument("--name", action="append", default=[], help="csr: a further DNS name (repeat)")
+    ky.set_defaults(func=cmd_key, hosts=[], cert=None)
     ck = sub.add_parser("check", help="live DANE verification of a domain's MX hosts or one host")
     ck.add_argument("target", help="mail domain (its MX hosts are checked) or one MX host")
     ck.add_argument("--port", type=int, default=25, help="SMTP port and TLSA port label (default 25)")

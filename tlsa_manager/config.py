@@ -32,6 +32,7 @@ HOST_KEYS = {
     "key",
     "certs",
     "next_keys",
+    "auto_next_keys",
     "records",
     "ttl",
     "budget",
@@ -58,6 +59,8 @@ class HostSpec:
     certs: tuple[Path, ...] = ()
     key: Path | None = None
     next_keys: tuple[Path, ...] = ()
+    #: keep one next key per key type in STATE_DIR/next-keys/HOST (docs/key-rollover.md)
+    auto_next_keys: bool = False
     kinds: tuple[Params, ...] = DEFAULT_KINDS
     ttl: int = 3600
     budget: int = 12
@@ -217,6 +220,7 @@ def _host_spec(
         certs=tuple(_path(c, f"{where}.cert", base) for c in certs),
         key=_path(merged["key"], f"{where}.key", base) if merged.get("key") else None,
         next_keys=tuple(_path(k, f"{where}.next_keys", base) for k in _list(merged, "next_keys", where)),
+        auto_next_keys=_bool(merged.get("auto_next_keys", False), f"{where}.auto_next_keys"),
         kinds=kinds,
         ttl=_int(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1),
         budget=_int(merged.get("budget", 12), f"{where}.budget", 1, 100),

@@ -2,7 +2,8 @@
 
 - live chains: the files the MTA serves (``cert``/``certs`` in the host's config);
 - staged chains: ``STAGED_DIR/<live file name>`` written by a hook (key + chain);
-- next keys: ``next_keys`` files (bare keys, pre-published before any certificate);
+- next keys: ``next_keys`` files and the keys in ``next_dir`` (STATE_DIR/next-keys/HOST,
+  see nextkey.py): bare keys, pre-published before any certificate;
 - observations: every authoritative server (configured ``nameservers`` or the
   provider's), read directly; a zone file with no server to ask is its own only view;
 - deploy: the staged file replaces the live one by rename, then the reload command.
@@ -78,6 +79,8 @@ class LivePorts:
         self.owners = tuple(owner_name(spec.name, port) for port in spec.ports)
         self._view: DnsView | None = None
         self.notes: list[str] = []
+        #: the host's tool-managed next keys (nextkey.key_dir), when a state dir is known
+        self.next_dir: Path | None = None
         #: per deployed or confirmed chain, what was checked after the reload, in words
         self.checks: dict[str, str] = {}
 
@@ -89,13 +92,10 @@ class LivePorts:
             live.append(
                 chain_facts(path, f"live {path.name}", self.catalog, self.spec.key if index == 0 else None)
             )
-        staged_dir = self.spec.staged_dir
-        if staged_dir and staged_dir.exists() and not staged_dir.is_dir():
-            raise InputError(f"{staged_dir}: staged_dir is not a directory", "point staged_dir at a folder")
         staged = [
             chain_facts(path, f"staged {path.name}", self.catalog) for path in self.staged_files()
         ]
-        next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.spec.next_keys]
+        next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.next_key_files()]
         return HostChains(tuple(live), tuple(staged), tuple(next_keys))
 
     def staged_files(self) -> list[Path]:
@@ -105,6 +105,8 @@ class LivePorts:
         again; any other file there is named in a note rather than silently ignored.
         """
         staged_dir = self.spec.staged_dir
+        if staged_dir and staged_dir.exists() and not staged_dir.is_dir():
+            raise InputError(f"{staged_dir}: staged_dir is not a directory", "point staged_dir at a folder")
         if staged_dir is None or not staged_dir.is_dir():
             return []
         names = [p.name for p in self.spec.certs]
@@ -120,6 +122,13 @@ class LivePorts:
             if note not in self.notes:
                 self.notes.append(note)
         return found
+
+    def next_key_files(self) -> list[Path]:
+        """Configured ``next_keys`` and the tool-managed ones (``tlsa-manager key next``)."""
+        from tlsa_manager.nextkey import existing
+
+        managed = existing(self.next_dir) if self.next_dir is not None and self.next_dir.is_dir() else []
+        return [*self.spec.next_keys, *managed]
 
     # -- DNS --------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.engine import HostSettings, SyncReport, converge, make_plan
 from tlsa_manager.hostports import LivePorts, host_settings
 from tlsa_manager.ledger import Ledger, LedgerData
+from tlsa_manager.nextkey import key_dir, refresh
 from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Plan
 from tlsa_manager.provider import Provider, RRset
@@ -47,6 +48,7 @@ def open_hosts(
     catalog: Catalog,
     at: float | None = None,
     propagation_timeout: float = 300.0,
+    state_dir: Path | None = None,
 ) -> list[HostRun]:
     providers: dict[str, Provider] = {}
     runs = []
@@ -62,6 +64,8 @@ def open_hosts(
             ports.at = at
         else:
             ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout)
+        if state_dir is not None:
+            ports.next_dir = key_dir(state_dir, spec.name)
         runs.append(HostRun(spec, ports, host_settings(spec, catalog, ports.negative_ttl())))
     return runs
 
@@ -107,6 +111,7 @@ def status_plans(
     for spec in config.select(names, not names):
         ports = LedgerPorts(spec, None, catalog)  # type: ignore[arg-type]
         ports.data, ports.at = data, at
+        ports.next_dir = key_dir(state_dir, spec.name)
         settings = host_settings(spec, catalog, status_negative_ttl(spec, data))
         plans.append(make_plan(settings, ports, data.copy(), record=False))
     return plans
@@ -140,9 +145,23 @@ def sync_hosts(
         data = ledger.load()
         for run in runs:
             data.host(run.spec.name).negative_ttl = run.settings.negative_ttl
-            reports.append(converge(run.settings, run.ports, data, ledger.save))
+            made = refresh_next_keys(run)
+            report = converge(run.settings, run.ports, data, ledger.save)
+            report.notes[:0] = made
+            reports.append(report)
         ledger.save(data)
     return reports
+
+
+def refresh_next_keys(run: HostRun) -> list[str]:
+    """With ``auto_next_keys``: retire next keys a live or staged chain now uses and make
+    the missing ones, before the sync plans (so the new key is pre-published in this run)."""
+    if not run.spec.auto_next_keys or run.ports.next_dir is None:
+        return []
+    chains = run.ports.chains()
+    in_use = [*chains.live, *chains.staged]
+    done = refresh(run.ports.next_dir, {c.key_type for c in in_use}, {c.leaf.spki_der for c in in_use})
+    return done.notes()
 
 
 def ledger_data(state_dir: Path) -> LedgerData:
