@@ -116,6 +116,8 @@ class SyncReport:
     notes: list[str] = field(default_factory=list)
     #: why this host stopped early (its own problem or its zone's); None when it finished
     error: TlsaManagerError | None = None
+    #: what this run tried and could not finish (an unconfirmed deploy): exit code 1
+    failures: list[str] = field(default_factory=list)
 
     @property
     def first_plan(self) -> Plan | None:
@@ -426,10 +428,19 @@ def _confirm_deploys(run: Run) -> None:
                     f"the deploy of {label} is not confirmed ({exc.message}); "
                     "the records of the chain it replaced stay"
                 )
+                member.report.failures.append(f"the deploy of {label} is not confirmed")
                 continue
             del journal[label]
             run.save(run.ledger)
-            member.report.notes.append(f"confirmed the deploy of {label}: the server presents it")
+            checked = _checked(member.ports, label)
+            verb = "confirmed" if checked.startswith(("verified", "the server presents")) else "finished"
+            member.report.notes.append(f"{verb} the deploy of {label}: {checked}")
+
+
+def _checked(ports: HostPorts, label: str) -> str:
+    """What the ports checked after the reload (a probe, or nothing), in words."""
+    checks: dict[str, str] = getattr(ports, "checks", {})
+    return checks.get(label, "the server presents it")
 
 
 def converge_run(
@@ -480,7 +491,11 @@ def converge_run(
     if deployed:
         cleanup = run.replan(deployed)
         save(ledger)
-        run.apply(cleanup)
+        _, removed, seen = run.apply(cleanup)
+        if removed:
+            # observe what the removal left, so the ledger (and `status`) shows what is served
+            plan_members(run.active(removed), zones, ledger, record=True, seen=seen)
+            save(ledger)
     return [m.report for m in members]
 
 
