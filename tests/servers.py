@@ -8,6 +8,7 @@ Facts behind the settings: ../shared/docs/test-servers.md.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -96,6 +97,21 @@ class Named:
 
     def rndc(self, keys: Path, *args: str) -> str:
         return run("rndc", "-k", str(keys / "rndc.key"), "-s", "127.0.0.1", "-p", str(self.rndc_port), *args)
+
+    def stats(self, keys: Path) -> dict[str, int]:
+        """What the server has seen (``rndc stats``): requests by opcode (QUERY, UPDATE)
+        and queries by type (TLSA, SOA, DNSKEY, ...), counted since it started."""
+        dump = self.directory / "named.stats"
+        dump.unlink(missing_ok=True)
+        self.rndc(keys, "stats")
+        text = dump.read_text()
+        out: dict[str, int] = {}
+        for section in ("Incoming Requests", "Incoming Queries"):
+            match = re.search(rf"\+\+ {section} \+\+\n((?:\s+\d+ \S+\n)+)", text)
+            for line in (match.group(1) if match else "").splitlines():
+                count, name = line.split()
+                out[name] = int(count)
+        return out
 
     def stop(self) -> None:
         if self.process is None:
@@ -476,6 +492,29 @@ def posttls_finger(postfix: Postfix, unbound: Unbound, algorithm: str) -> str:
     result = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", inner],
                             capture_output=True, text=True, timeout=60)
     return result.stdout + result.stderr
+
+
+def start_resolver_and_mta(root: Path, bind: Bind, host: str, chain_files: list[Path]) -> tuple[Unbound, Postfix]:
+    """Unbound validating the test zone and Postfix serving ``chain_files`` as ``host``."""
+    unbound = Unbound(root / "unbound", bind)
+    postfix = Postfix(root / "postfix", host, chain_files)
+    try:
+        unbound.start()
+        postfix.start()
+    except Exception:
+        postfix.stop()
+        unbound.stop()
+        raise
+    return unbound, postfix
+
+
+def stop_resolver_and_mta(root: Path, unbound: Unbound, postfix: Postfix) -> None:
+    """Stop what :func:`start_resolver_and_mta` started (by pid) and remove ``root``."""
+    try:
+        postfix.stop()
+    finally:
+        unbound.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- PowerDNS

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-import dns.dnssec
 import dns.exception
 import dns.flags
 import dns.message
@@ -25,12 +24,14 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from tlsa_manager.endpoints import Endpoint, ask, parse_endpoint
+from tlsa_manager import rrsig, wire
+from tlsa_manager.endpoints import Answer, Endpoint, ask, ask_many, parse_endpoint
+from tlsa_manager.errors import UsageError
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
 
 #: re-exported: endpoints live in tlsa_manager.endpoints
-__all__ = ["DnsView", "Endpoint", "ask", "negative_ttl", "parse_endpoint"]
+__all__ = ["DnsView", "Endpoint", "ask", "ask_many", "negative_ttl", "parse_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -42,48 +43,89 @@ class DnsView:
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self._dnskeys: dict[tuple[Endpoint, dns.name.Name], dns.rrset.RRset | None] = {}
+        #: signature checks already made, by what was signed, the signature and the keys:
+        #: every server of a zone serves the same bytes, so each is checked once per run
+        self._checked: dict[tuple[bytes, ...], str | None] = {}
+        self._keys: dict[tuple[Endpoint, dns.name.Name], rrsig.ZoneKeys | None] = {}
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
-        return {owner: tuple(self.view(e, owner) for e in self.endpoints) for owner in owners}
+        """Every owner from every server: one pipelined TCP connection per server.  A
+        server that takes no TCP at all but answers over UDP is asked over UDP, one query
+        per owner (slower, still an answer)."""
+        if not owners:
+            return {}
+        per_server = [self._server_views(e, owners) for e in self.endpoints]
+        return {owner: tuple(views[i] for views in per_server) for i, owner in enumerate(owners)}
+
+    def _server_views(self, endpoint: Endpoint, owners: Sequence[dns.name.Name]) -> list[ServerView]:
+        answers = ask_many(endpoint, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout)
+        if isinstance(answers[0], OSError) and all(a is answers[0] for a in answers):
+            first = self.view(endpoint, owners[0])  # no TCP connection at all: try UDP once
+            if first.records is not None:
+                return [first, *(self.view(endpoint, o) for o in owners[1:])]
+        return [self._view(endpoint, o, a) for o, a in zip(owners, answers, strict=True)]
 
     def view(self, endpoint: Endpoint, owner: dns.name.Name) -> ServerView:
+        """One server's answer for one owner (UDP, TCP on truncation)."""
         try:
-            response = ask(endpoint, owner, dns.rdatatype.TLSA, self.timeout)
-        except dns.exception.Timeout:
+            response: Answer = wire.parse(ask(endpoint, owner, dns.rdatatype.TLSA, self.timeout).to_wire())
+        except (OSError, ValueError, dns.exception.DNSException) as exc:
+            response = exc
+        return self._view(endpoint, owner, response)
+
+    def _view(self, endpoint: Endpoint, owner: dns.name.Name, response: Answer) -> ServerView:
+        if isinstance(response, dns.exception.Timeout | TimeoutError):
             return ServerView(endpoint.name, None, None, "timeout")
-        except (OSError, dns.exception.DNSException) as exc:
-            return ServerView(endpoint.name, None, None, f"no answer: {type(exc).__name__}")
-        rcode = response.rcode()
-        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            return ServerView(endpoint.name, None, None, dns.rcode.to_text(rcode))
-        if not response.flags & dns.flags.AA:
+        if isinstance(response, Exception):
+            return ServerView(endpoint.name, None, None, f"no answer: {type(response).__name__}")
+        if response.rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return ServerView(endpoint.name, None, None, dns.rcode.to_text(dns.rcode.Rcode(response.rcode)))
+        if not response.authoritative:
             return ServerView(endpoint.name, None, None, "not authoritative for this name")
-        rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
-        if rrset is None:
+        name = wire.labels(owner)
+        found = response.records(name, wire.TYPE_TLSA)
+        if not found:
             return ServerView(endpoint.name, frozenset(), None)
-        sigs = response.get_rrset(
-            response.answer, owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.TLSA
-        )
-        problem = self._signature_problem(endpoint, rrset, sigs)
+        try:
+            records = frozenset(Tlsa.from_wire(r.rdata) for r in found)
+        except (UsageError, ValueError):
+            return ServerView(endpoint.name, None, None, "a TLSA record that does not parse")
+        problem = self._signature_problem(endpoint, owner, response, found)
         if problem:
             return ServerView(endpoint.name, None, None, problem)
-        return ServerView(endpoint.name, frozenset(Tlsa.from_rdata(r) for r in rrset), rrset.ttl)
+        return ServerView(endpoint.name, records, min(r.ttl for r in found))
 
     def _signature_problem(
-        self, endpoint: Endpoint, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None
+        self, endpoint: Endpoint, owner: dns.name.Name, reply: wire.Reply, found: Sequence[wire.Record]
     ) -> str | None:
-        if sigs is None:
-            zone = self._signed_zone(endpoint, rrset.name)
+        sigs = reply.signatures(wire.labels(owner), wire.TYPE_TLSA)
+        if not sigs:
+            zone = self._signed_zone(endpoint, owner)
             return f"answer has no RRSIG although {zone} is signed" if zone else None
-        signer = next(iter(sigs)).signer
-        keys = self._dnskey(endpoint, signer)
+        try:
+            parsed = [rrsig.parse(s.rdata) for s in sigs]
+        except rrsig.SignatureError as exc:
+            return str(exc)
+        signer = parsed[0].signer
+        keys = self._zone_keys(endpoint, signer)
         if keys is None:
             return f"no DNSKEY for {signer} from this server"
-        try:
-            dns.dnssec.validate(rrset, sigs, {signer: keys}, now=time.time())
-        except dns.exception.ValidationFailure as exc:
-            return f"RRSIG does not validate ({exc})"
-        return None
+        rdatas = sorted(r.rdata for r in found)
+        key = (owner.to_wire() or b"", *rdatas, b"|", *sorted(s.rdata for s in sigs), b"|", keys.digest)
+        if key not in self._checked:
+            try:
+                rrsig.check(owner, wire.TYPE_TLSA, rdatas, parsed, keys, time.time())
+                self._checked[key] = None
+            except rrsig.SignatureError as exc:
+                self._checked[key] = f"RRSIG does not validate ({exc})"
+        return self._checked[key]
+
+    def _zone_keys(self, endpoint: Endpoint, zone: dns.name.Name) -> rrsig.ZoneKeys | None:
+        key = (endpoint, zone)
+        if key not in self._keys:
+            found = self._dnskey(endpoint, zone)
+            self._keys[key] = rrsig.ZoneKeys(zone, found) if found is not None else None
+        return self._keys[key]
 
     def _dnskey(self, endpoint: Endpoint, zone: dns.name.Name) -> dns.rrset.RRset | None:
         key = (endpoint, zone)

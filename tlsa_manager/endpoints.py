@@ -10,6 +10,7 @@ only, not on the reading side (``dnsview``), so adding a provider never touches 
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dns.exception
@@ -20,6 +21,7 @@ import dns.query
 import dns.rdataclass
 import dns.rdatatype
 
+from tlsa_manager import wire
 from tlsa_manager.errors import ConfigError, ProviderError
 
 
@@ -92,9 +94,90 @@ def ask(
     return response
 
 
+Answer = wire.Reply | Exception
+
+
+def ask_many(
+    endpoint: Endpoint,
+    questions: Sequence[tuple[dns.name.Name, int]],
+    timeout: float = 5.0,
+    dnssec: bool = True,
+    window: int = 64,
+) -> list[Answer]:
+    """Many queries pipelined over one TCP connection (RFC 7766 §6.2.1).
+
+    Up to ``window`` queries are in flight; answers are matched by message id and
+    question, in any order.  A fleet of a thousand owner names is then a thousand
+    queries on one connection instead of a thousand connections (or round trips).
+    When the server closes the connection part way, the rest go on a new one; when a
+    connection makes no progress at all, every question left gets that error (no
+    per-query timeouts).
+    """
+    results: list[Answer | None] = [None] * len(questions)
+    while True:
+        remaining = [i for i, r in enumerate(results) if r is None]
+        if not remaining:
+            break
+        progress, error = _pipeline(endpoint, questions, remaining, results, timeout, window, dnssec)
+        if error is not None and not progress:
+            for index in remaining:
+                if results[index] is None:
+                    results[index] = error
+    return [r for r in results if r is not None]
+
+
+def _pipeline(
+    endpoint: Endpoint,
+    questions: Sequence[tuple[dns.name.Name, int]],
+    todo: Sequence[int],
+    results: list[Answer | None],
+    timeout: float,
+    window: int,
+    dnssec: bool,
+) -> tuple[int, Exception | None]:
+    """Send ``todo`` on one connection; fill ``results``; (answers received, error that ended it)."""
+    progress = 0
+    family = socket.AF_INET6 if ":" in endpoint.address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.connect((endpoint.address, endpoint.port))
+            reader = sock.makefile("rb")
+            inflight: dict[int, int] = {}
+            position = 0
+            while position < len(todo) or inflight:
+                batch = []
+                while position < len(todo) and len(inflight) < window:
+                    index = todo[position]
+                    qid = index % 65536
+                    while qid in inflight:
+                        qid = (qid + 1) % 65536
+                    name, rdtype = questions[index]
+                    message = wire.query(qid, name, rdtype, dnssec)
+                    batch.append(len(message).to_bytes(2, "big") + message)
+                    inflight[qid] = index
+                    position += 1
+                if batch:
+                    sock.sendall(b"".join(batch))
+                head = reader.read(2)
+                body = reader.read(int.from_bytes(head, "big")) if len(head) == 2 else b""
+                if not body:
+                    raise ConnectionResetError("the server closed the connection")
+                reply = wire.parse(body)
+                index = inflight.pop(reply.id, -1)
+                if index < 0 or reply.question != wire.labels(questions[index][0]):
+                    raise ConnectionError("an answer to no question asked")
+                results[index] = reply
+                progress += 1
+    except (OSError, ValueError) as exc:
+        return progress, exc
+    return progress, None
+
+
 def unreachable(endpoint: Endpoint, exc: BaseException, timeout: float) -> ProviderError:
     """One line for a server that did not answer, naming the cause and not the traffic."""
-    if isinstance(exc, dns.exception.Timeout):
+    if isinstance(exc, dns.exception.Timeout | TimeoutError):
         return ProviderError(
             f"no answer from {endpoint} within {timeout:g}s",
             "check that the server runs and the port is open",
@@ -129,6 +212,17 @@ def zone_apex(server: Endpoint, owner: dns.name.Name, timeout: float = 10.0) -> 
         f"{server} is not authoritative for {owner} (no SOA in its answer)",
         "point the provider at a server of that zone, or set zone = ...",
     )
+
+
+def zone_of_reply(name: dns.name.Name, reply: object) -> dns.name.Name | None:
+    """The zone apex an authoritative answer names for ``name`` (its SOA), if any."""
+    if not isinstance(reply, wire.Reply) or not reply.authoritative:
+        return None
+    for record in reply.answer + reply.authority:
+        apex = dns.name.Name((*record.name, b""))
+        if record.rdtype == wire.TYPE_SOA and name.is_subdomain(apex):
+            return apex
+    return None
 
 
 def zone_nameservers(server: Endpoint, zone: dns.name.Name, timeout: float = 10.0) -> list[Endpoint]:

@@ -62,6 +62,9 @@ class HostRecord:
     #: the history began again (lost ledger, clock step) and no probe showed what the
     #: MTA presents: only records this ledger added may be removed
     unverified: bool = False
+    #: the negative TTL the last sync's gates used (from the SOA), so that `status`,
+    #: which never asks the network, computes the same gate times
+    negative_ttl: int | None = None
 
     def owner(self, name: str) -> OwnerRecord:
         return self.owners.setdefault(name, OwnerRecord())
@@ -83,6 +86,7 @@ class LedgerData:
                     json.loads(json.dumps(h.deploys)) if h.deploys else {},
                     dict(h.clock),
                     h.unverified,
+                    h.negative_ttl,
                 )
                 for name, h in self.hosts.items()
             }
@@ -91,33 +95,32 @@ class LedgerData:
     # -- JSON ---------------------------------------------------------------
 
     def to_json(self) -> str:
-        return (
-            json.dumps(
+        """One host per line, each line by the C JSON encoder: a ledger of a thousand
+        hosts is written in milliseconds, and a diff of two ledgers stays per host."""
+        hosts = [
+            json.dumps(host)
+            + ": "
+            + json.dumps(
                 {
-                    "schema": SCHEMA,
-                    "hosts": {
-                        host: {
-                            "owners": {
-                                owner: {
-                                    "managed": sorted(r.to_text() for r in rec.managed),
-                                    "history": [_obs_to_json(o) for o in rec.history.entries],
-                                    "since": rec.history.since,
-                                    "blind": rec.history.blind,
-                                }
-                                for owner, rec in sorted(hr.owners.items())
-                            },
-                            "deploys": hr.deploys,
-                            "clock": hr.clock,
-                            "unverified": hr.unverified,
+                    "owners": {
+                        owner: {
+                            "managed": sorted(r.to_text() for r in rec.managed),
+                            "history": [_obs_to_json(o) for o in rec.history.entries],
+                            "since": rec.history.since,
+                            "blind": rec.history.blind,
                         }
-                        for host, hr in sorted(self.hosts.items())
+                        for owner, rec in sorted(hr.owners.items())
                     },
+                    "deploys": hr.deploys,
+                    "clock": hr.clock,
+                    "unverified": hr.unverified,
+                    **({"negative_ttl": hr.negative_ttl} if hr.negative_ttl is not None else {}),
                 },
-                indent=1,
                 sort_keys=True,
             )
-            + "\n"
-        )
+            for host, hr in sorted(self.hosts.items())
+        ]
+        return '{"hosts": {\n' + ",\n".join(hosts) + "\n}, " + f'"schema": {SCHEMA}}}\n'
 
     @classmethod
     def from_json(cls, text: str, source: str = "ledger") -> LedgerData:
@@ -145,6 +148,8 @@ class LedgerData:
             for host, hdoc in doc["hosts"].items():
                 hr = data.host(host)
                 hr.deploys = dict(hdoc.get("deploys", {}))
+                neg = hdoc.get("negative_ttl")
+                hr.negative_ttl = int(neg) if neg is not None else None
                 for entry in hr.deploys.values():
                     # Read now what the engine reads later: a damaged entry fails here, once.
                     chain_from_json(entry["deployed"])

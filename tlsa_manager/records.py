@@ -7,7 +7,9 @@ SMTP owner name of RFC 7672 §2.2.3.  Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -131,6 +133,9 @@ class Tlsa:
 
     def to_rdata(self) -> dns.rdata.Rdata:
         """dnspython's TLSA rdata for this record (presentation and wire format)."""
+        return _rdata(self)
+
+    def _make_rdata(self) -> dns.rdata.Rdata:
         import dns.rdata
         import dns.rdataclass
         import dns.rdatatype
@@ -157,8 +162,16 @@ class Tlsa:
         )
 
     @classmethod
+    def from_wire(cls, rdata: bytes) -> Tlsa:
+        """From TLSA RDATA as it travels (usage, selector, matching type, data)."""
+        return _from_wire(bytes(rdata))
+
+    @classmethod
     def from_text(cls, text: str) -> Tlsa:
         """Parse ``"3 1 1 <hex>"`` (any case, spaces in the hex allowed)."""
+        plain = _PLAIN.fullmatch(text)
+        if plain:  # the form the ledger and tlsa-manager write: no tokenizer needed
+            return _plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower())
         import dns.exception
         import dns.rdata
         import dns.rdataclass
@@ -175,6 +188,27 @@ class Tlsa:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+_PLAIN = re.compile(r"\s*([0-3]) ([01]) ([0-2]) ((?:[0-9a-fA-F]{2})+)\s*")
+
+
+@functools.lru_cache(maxsize=65536)
+def _plain(usage: str, selector: str, mtype: str, hexdata: str) -> Tlsa:
+    return Tlsa(Usage(int(usage)), Selector(int(selector)), MatchingType(int(mtype)), bytes.fromhex(hexdata))
+
+
+@functools.lru_cache(maxsize=65536)
+def _from_wire(rdata: bytes) -> Tlsa:
+    if len(rdata) < 4:
+        raise UsageError("TLSA RDATA is shorter than 4 bytes", "check the record at the server")
+    return Tlsa(to_usage(rdata[0]), to_selector(rdata[1]), to_mtype(rdata[2]), rdata[3:])
+
+
+@functools.lru_cache(maxsize=65536)
+def _rdata(record: Tlsa) -> dns.rdata.Rdata:
+    """Immutable in dnspython, so shared: the issuer records of a fleet are the same few."""
+    return record._make_rdata()
 
 
 def _presentation(record: Tlsa) -> str:
@@ -240,6 +274,7 @@ def spki_sha256(key: PublicKeyTypes) -> str:
     return hashlib.sha256(spki_der(key)).hexdigest()
 
 
+@functools.lru_cache(maxsize=65536)
 def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Name:
     """``_25._tcp.<host>.``, the TLSA owner of RFC 7672 §2.2.3 (always absolute).
 

@@ -16,9 +16,12 @@ import dns.name
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.config import Config, HostSpec
-from tlsa_manager.engine import HostSettings, SyncReport, converge, make_plan
-from tlsa_manager.hostports import LivePorts, host_settings
+from tlsa_manager.engine import HostSettings, Member, SyncReport, converge_run, make_plan, plan_members
+from tlsa_manager.errors import TlsaManagerError
+from tlsa_manager.fleet import FleetZones
+from tlsa_manager.hostports import LivePorts, Shared, host_settings
 from tlsa_manager.ledger import Ledger, LedgerData
+from tlsa_manager.nextkey import key_dir, refresh
 from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Plan
 from tlsa_manager.provider import Provider, RRset
@@ -48,9 +51,11 @@ def open_hosts(
     catalog: Catalog,
     at: float | None = None,
     propagation_timeout: float = 300.0,
+    state_dir: Path | None = None,
 ) -> list[HostRun]:
     providers: dict[str, Provider] = {}
-    runs = []
+    shared = Shared()
+    ports_of = []
     for spec in config.select(names, all_hosts):
         if spec.provider not in providers:
             settings = dict(config.providers[spec.provider])
@@ -60,12 +65,15 @@ def open_hosts(
             providers[spec.provider].instance = config.instance or socket.gethostname()
         ports: LivePorts
         if at is not None:
-            ports = AtPorts(spec, providers[spec.provider], catalog, propagation_timeout)
+            ports = AtPorts(spec, providers[spec.provider], catalog, propagation_timeout, shared=shared)
             ports.at = at
         else:
-            ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout)
-        runs.append(HostRun(spec, ports, host_settings(spec, catalog, ports.negative_ttl())))
-    return runs
+            ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout, shared=shared)
+        if state_dir is not None:
+            ports.next_dir = key_dir(state_dir, spec.name)
+        ports_of.append(ports)
+    shared.discover([p for p in ports_of if not p.spec.nameservers])
+    return [HostRun(p.spec, p, host_settings(p.spec, catalog, p.negative_ttl())) for p in ports_of]
 
 
 class LedgerPorts(LivePorts):
@@ -81,14 +89,21 @@ class LedgerPorts(LivePorts):
         return latest.views if latest else ()
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        """What the provider holds, as best the ledger knows: of the servers' last answers,
+        the one closest to the records this tool last wrote (a lagging secondary's is not)."""
         out = {}
+        host = self.data.hosts.get(self.spec.name)
         for owner in owners:
+            record = host.owners.get(owner.to_text()) if host else None
+            managed = record.managed if record else frozenset()
             views = [v for v in self._latest(owner) if v.records is not None]
-            first = views[0] if views else None
-            out[owner] = RRset(owner, first.records or frozenset(), first.ttl) if first else RRset(owner)
+            best = min(views, key=lambda v: len((v.records or frozenset()) ^ managed), default=None)
+            out[owner] = RRset(owner, best.records or frozenset(), best.ttl) if best else RRset(owner)
         return out
 
-    def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+    def observe(
+        self, owners: Sequence[dns.name.Name], published: dict[dns.name.Name, RRset] | None = None
+    ) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         return {owner: self._latest(owner) for owner in owners}
 
     def now(self) -> float:
@@ -104,15 +119,41 @@ def status_plans(
     for spec in config.select(names, not names):
         ports = LedgerPorts(spec, None, catalog)  # type: ignore[arg-type]
         ports.data, ports.at = data, at
-        settings = host_settings(spec, catalog, spec.negative_ttl or 0)
+        ports.next_dir = key_dir(state_dir, spec.name)
+        settings = host_settings(spec, catalog, status_negative_ttl(spec, data))
         plans.append(make_plan(settings, ports, data.copy(), record=False))
     return plans
 
 
-def plan_hosts(runs: list[HostRun], state_dir: Path) -> list[Plan]:
-    """Read-only: nothing is written, not even the observation."""
+def status_negative_ttl(spec: HostSpec, data: LedgerData) -> int:
+    """The negative TTL the last sync used (configured, else its SOA reading), so `status`
+    shows the gate time `sync` acts on; never synced: the conservative 3600 s."""
+    if spec.negative_ttl is not None:
+        return spec.negative_ttl
+    host = data.hosts.get(spec.name)
+    return host.negative_ttl if host is not None and host.negative_ttl is not None else 3600
+
+
+def _members(runs: list[HostRun]) -> tuple[list[Member], FleetZones]:
+    return [Member(run.settings, run.ports) for run in runs], FleetZones([run.ports for run in runs])
+
+
+def plan_hosts(
+    runs: list[HostRun], state_dir: Path, failures: list[tuple[str, TlsaManagerError]] | None = None
+) -> list[Plan]:
+    """Read-only: nothing is written, not even the observation.  Every host is read and
+    observed in one pass per zone.  A host that cannot be planned goes into
+    ``failures`` when given (the others are planned), else its error is raised."""
     data = Ledger(state_dir).load()
-    return [make_plan(run.settings, run.ports, data, record=False) for run in runs]
+    members, zones = _members(runs)
+    plans = plan_members(members, zones, data, record=False)
+    for member in members:
+        error = member.report.error
+        if error is not None:
+            if failures is None:
+                raise error
+            failures.append((member.settings.host, error))
+    return [plans[m.settings.host] for m in members if m.settings.host in plans]
 
 
 def sync_hosts(
@@ -123,24 +164,47 @@ def sync_hosts(
     lock_wait: float = 0.0,
     prepare: Callable[[], None] | None = None,
 ) -> list[SyncReport]:
-    """Converge every host under the ledger lock; the ledger is saved after each step.
+    """Converge every host together under the ledger lock (engine.converge_run); the
+    ledger is saved after each phase.  A host that failed has ``error`` set in its
+    report; a run of one host raises it instead (one line, its exit code).
 
     ``prepare`` runs under the lock first: the hook stages there, so a renewal can
     never replace a staged file between another run's gate and its deploy.
     """
     ledger = Ledger(state_dir)
+    members, zones = _members(runs)
     if dry_run:
-        data = ledger.load()
-        return [converge(run.settings, run.ports, data, lambda _d: None, dry_run=True) for run in runs]
-    reports = []
-    with ledger.locked(lock_wait):
-        if prepare is not None:
-            prepare()
-        data = ledger.load()
-        for run in runs:
-            reports.append(converge(run.settings, run.ports, data, ledger.save))
-        ledger.save(data)
+        reports = converge_run(members, zones, ledger.load(), lambda _d: None, dry_run=True)
+    else:
+        with ledger.locked(lock_wait):
+            if prepare is not None:
+                prepare()
+            data = ledger.load()
+            made: dict[str, list[str]] = {}
+            for run, member in zip(runs, members, strict=True):
+                data.host(run.spec.name).negative_ttl = run.settings.negative_ttl
+                try:
+                    made[run.spec.name] = refresh_next_keys(run)
+                except TlsaManagerError as exc:
+                    member.report.error = exc  # this host stops here; the others go on
+            reports = converge_run(members, zones, data, ledger.save)
+            for report in reports:
+                report.notes[:0] = made.get(report.host, [])
+            ledger.save(data)
+    if len(reports) == 1 and reports[0].error is not None:
+        raise reports[0].error
     return reports
+
+
+def refresh_next_keys(run: HostRun) -> list[str]:
+    """With ``auto_next_keys``: retire next keys a live or staged chain now uses and make
+    the missing ones, before the sync plans (so the new key is pre-published in this run)."""
+    if not run.spec.auto_next_keys or run.ports.next_dir is None:
+        return []
+    chains = run.ports.chains()
+    in_use = [*chains.live, *chains.staged]
+    done = refresh(run.ports.next_dir, {c.key_type for c in in_use}, {c.leaf.spki_der for c in in_use})
+    return done.notes()
 
 
 def ledger_data(state_dir: Path) -> LedgerData:

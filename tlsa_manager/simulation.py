@@ -435,6 +435,9 @@ class World:
             tuple(self.live.values()), tuple(self.staged.values()), tuple(self.next_keys.values())
         )
 
+    def zone_of(self, owner: dns.name.Name) -> str:
+        return "simulated zone"
+
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         """The provider's copy, with the records it marks as this instance's (per-instance marks)."""
         ttl = self.primary.ttl if self.primary.records else None

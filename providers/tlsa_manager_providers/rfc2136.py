@@ -31,9 +31,10 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
+from tlsa_manager import wire
 from tlsa_manager.durations import positive_seconds
-from tlsa_manager.endpoints import Endpoint, parse_endpoint, unreachable, zone_apex
-from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
+from tlsa_manager.endpoints import Endpoint, ask_many, parse_endpoint, unreachable, zone_of_reply
+from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError, UsageError
 from tlsa_manager.fsutil import read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager.records import Tlsa
@@ -140,15 +141,39 @@ class Rfc2136Provider(Provider):
 
     def zone_for(self, owner: dns.name.Name) -> dns.name.Name:
         """The zone apex holding ``owner``, from the configuration or by asking the server for SOA."""
+        return self.zones_for([owner])[owner]
+
+    def zones_for(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dns.name.Name]:
+        """Zone apexes of many owners: configured, learnt from a read, or one SOA query
+        per owner not yet known, all pipelined on one connection."""
         if self.config.get("zone"):
             zone = dns.name.from_text(str(self.config["zone"]))
-            if not owner.is_subdomain(zone):
-                raise ConfigError(f"{owner} is not inside the configured zone {zone}", "fix zone = ...")
-            return zone
-        if owner not in self._zones:
-            self.requests += 1
-            self._zones[owner] = zone_apex(self.endpoint, owner, self.timeout)
-        return self._zones[owner]
+            for owner in owners:
+                if not owner.is_subdomain(zone):
+                    raise ConfigError(f"{owner} is not inside the configured zone {zone}", "fix zone = ...")
+            return {owner: zone for owner in owners}
+        unknown = list(dict.fromkeys(o for o in owners if o not in self._zones))
+        if unknown:
+            self.requests += len(unknown)
+            answers = ask_many(
+                self.endpoint, [(o, dns.rdatatype.SOA) for o in unknown], self.timeout, dnssec=False
+            )
+            for owner, response in zip(unknown, answers, strict=True):
+                if isinstance(response, Exception):
+                    raise self._unreachable(response) from None
+                if not self._learn_zone(owner, response):
+                    raise ProviderError(
+                        f"{self.endpoint} is not authoritative for {owner} (no SOA in its answer)",
+                        "point server at the primary of that zone, or set zone = ...",
+                    )
+        return {owner: self._zones[owner] for owner in owners}
+
+    def _learn_zone(self, owner: dns.name.Name, response: wire.Reply) -> bool:
+        """Note the zone an authoritative answer names (an SOA in answer or authority)."""
+        apex = zone_of_reply(owner, response)
+        if apex is not None:
+            self._zones[owner] = apex
+        return apex is not None
 
     def _unreachable(self, exc: BaseException) -> ProviderError:
         return unreachable(self.endpoint, exc, self.timeout)
@@ -156,29 +181,35 @@ class Rfc2136Provider(Provider):
     # -- Provider ---------------------------------------------------------------
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        """The RRsets at the primary, every owner on one pipelined TCP connection."""
+        self.requests += len(owners)
+        answers = ask_many(
+            self.endpoint, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout, dnssec=False
+        )
         out = {}
-        for owner in owners:
-            query = dns.message.make_query(owner, dns.rdatatype.TLSA)
-            query.flags &= ~dns.flags.RD
-            self.requests += 1
-            try:
-                response = dns.query.tcp(
-                    query, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
-                )
-            except (OSError, dns.exception.DNSException) as exc:
-                raise self._unreachable(exc) from None
-            rcode = response.rcode()
-            if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not response.flags & dns.flags.AA:
+        for owner, response in zip(owners, answers, strict=True):
+            if isinstance(response, Exception):
+                raise self._unreachable(response) from None
+            rcode = dns.rcode.Rcode(response.rcode)
+            if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not response.authoritative:
                 raise ProviderError(
                     f"{self.endpoint} did not answer authoritatively for {owner} "
                     f"({dns.rcode.to_text(rcode)})",
                     "point server at the zone's primary",
                 )
-            rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
-            if rrset is None:
+            self._learn_zone(owner, response)
+            found = response.records(wire.labels(owner), wire.TYPE_TLSA)
+            if not found:
                 out[owner] = RRset(owner)
-            else:
-                out[owner] = RRset(owner, frozenset(Tlsa.from_rdata(r) for r in rrset), rrset.ttl)
+                continue
+            try:
+                records = frozenset(Tlsa.from_wire(r.rdata) for r in found)
+            except UsageError as exc:
+                raise ProviderError(
+                    f"{self.endpoint} serves a TLSA record at {owner} that does not parse ({exc.message})",
+                    "fix or remove that record at the server",
+                ) from None
+            out[owner] = RRset(owner, records, min(r.ttl for r in found))
         return out
 
     def build_update(self, zone: dns.name.Name, changes: Sequence[OwnerChange]) -> dns.update.UpdateMessage:
@@ -202,7 +233,9 @@ class Rfc2136Provider(Provider):
         return update
 
     def apply(self, changeset: ChangeSet) -> None:
-        for zone, changes in grouped(self.pending(changeset), lambda c: self.zone_for(c.owner)).items():
+        pending = self.pending(changeset)
+        zones = self.zones_for([c.owner for c in pending])
+        for zone, changes in grouped(pending, lambda c: zones[c.owner]).items():
             for chunk in self.chunks(changes):
                 self._send(zone, self.build_update(zone, chunk))
 

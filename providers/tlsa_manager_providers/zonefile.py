@@ -231,13 +231,16 @@ class ZoneFileProvider(Provider):
     def _render(
         self, lines: Sequence[str], entries: Sequence[Entry], changes: Sequence[OwnerChange], today: dt.date
     ) -> str:
-        tlsa = [(k, e) for k, e in enumerate(entries) if e.rdtype == "TLSA"]
+        by_owner: dict[dns.name.Name | None, list[tuple[int, Entry]]] = {}  # one pass, not one per change
+        for k, e in enumerate(entries):
+            if e.rdtype == "TLSA":
+                by_owner.setdefault(e.owner, []).append((k, e))
         drop: set[int] = set()
         dropped: list[int] = []
         insert_at: dict[int, tuple[dns.name.Name, list[str]]] = {}
         append: list[str] = []
         for change in changes:
-            mine = [(k, e) for k, e in tlsa if e.owner == change.owner]
+            mine = by_owner.get(change.owner, [])
             new = render_lines(change.owner, sorted(change.result), change.ttl)
             for k, entry in mine:
                 drop.update(range(entry.first, entry.last + 1))

@@ -1,0 +1,91 @@
+"""The engine's zone ports for every host of a run: owners routed to their provider
+and to their authoritative servers, so that a fleet costs per zone, not per host.
+
+The engine hands over all owners of a zone at once; here they go to the provider in
+one ``read`` and one ``apply`` per provider, to each server list in one pipelined
+observation (:meth:`DnsView.observe`), and the wait for propagation polls only the
+owners not served yet.  A zone without servers to ask is observed from the
+provider's copy just read, not read a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Sequence
+
+import dns.name
+
+from tlsa_manager.hostports import LivePorts, wait_until_served
+from tlsa_manager.observations import ServerView
+from tlsa_manager.provider import ChangeSet, RRset
+
+log = logging.getLogger(__name__)
+
+
+class FleetZones:
+    """ZonePorts over the LivePorts of a run's hosts."""
+
+    def __init__(self, hosts: Sequence[LivePorts]) -> None:
+        self.by_owner = {owner: ports for ports in hosts for owner in ports.owners}
+        self._read: dict[dns.name.Name, RRset] = {}
+
+    def _split(
+        self, owners: Sequence[dns.name.Name], key: str
+    ) -> list[tuple[LivePorts, list[dns.name.Name]]]:
+        """Owners grouped by provider (``key="provider"``) or by server list (``"view"``),
+        each group with the ports of its first host."""
+        groups: dict[object, tuple[LivePorts, list[dns.name.Name]]] = {}
+        for owner in owners:
+            ports = self.by_owner[owner]
+            if key == "provider":
+                ident: object = id(ports.provider)
+            else:
+                view = ports.view()
+                ident = id(view) if view is not None else ("provider", id(ports.provider))
+            groups.setdefault(ident, (ports, []))[1].append(owner)
+        return list(groups.values())
+
+    def zone_of(self, owner: dns.name.Name) -> Hashable:
+        return self.by_owner[owner].zone_of(owner)
+
+    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        out: dict[dns.name.Name, RRset] = {}
+        for ports, group in self._split(owners, "provider"):
+            out.update(ports.provider.read(group))
+        self._read.update(out)
+        return out
+
+    def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+        out: dict[dns.name.Name, tuple[ServerView, ...]] = {}
+        for ports, group in self._split(owners, "view"):
+            out.update(ports.observe(group, self._read))
+            if ports.view() is None:
+                for owner in group:
+                    self.by_owner[owner].note_no_servers()
+        return out
+
+    def apply(self, changeset: ChangeSet) -> None:
+        self._read.clear()
+        changes = {c.owner: c for c in changeset.changes}
+        for ports, group in self._split(list(changes), "provider"):
+            ports.apply(ChangeSet(tuple(changes[o] for o in group)))
+
+    def wait_for_propagation(self, changeset: ChangeSet) -> dict[dns.name.Name, tuple[ServerView, ...]]:
+        wanted = {c.owner: c.result for c in changeset.changes}
+        served: dict[dns.name.Name, tuple[ServerView, ...]] = {}
+        for ports, group in self._split(list(wanted), "view"):
+            view = ports.view()
+            if view is None or ports.propagation_timeout <= 0:
+                continue  # no server to ask, or the hook: it returns at once, the gates wait
+            got = wait_until_served(
+                view, {o: wanted[o] for o in group}, ports.propagation_timeout, ports.poll_interval
+            )
+            if len(got) < len(group):
+                log.warning(
+                    "%d of %d owners not served by every server after %.0f s",
+                    len(group) - len(got),
+                    len(group),
+                    ports.propagation_timeout,
+                )
+            served.update(got)
+        return served
