@@ -119,7 +119,9 @@ def timelines(draw: st.DrawFn) -> dict[str, Any]:
     for gap, ev in raw:
         t += gap
         if ev["do"] == "renew":
-            choices = [*SIBLINGS[ev["key_type"]], OUTSIDE]
+            # Issuers outside the catalog only with one instance: see docs/planner.md,
+            # "Assumptions" (a shared issuer record one instance stops wanting).
+            choices = [*SIBLINGS[ev["key_type"]], *([OUTSIDE] if instances == 1 else [])]
             ev = dict(ev, issuer=choices[ev["issuer"] % len(choices)])
         if ev["do"] == "lag" and ev["server"] == "ns1":
             continue  # ns1 is the primary: it serves the zone at once
