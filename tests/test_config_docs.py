@@ -33,9 +33,9 @@ def test_top_level_keys_match_the_code() -> None:
 
     source = Path(config.__file__).read_text()
     accepted = set(re.findall(r'"([a-z_]+)"', source.split("unknown = set(doc) - {", 1)[1].split("}", 1)[0]))
-    assert accepted == {"state_dir", "providers", "hosts", "defaults"}
+    assert accepted == {"state_dir", "instance", "providers", "hosts", "defaults"}
     top = DOC.split("## Top level\n", 1)[1].split("\n## ", 1)[0]
-    assert {"state_dir", "[defaults]", "[providers.NAME]", '[hosts."NAME"]'} == set(
+    assert {"state_dir", "instance", "[defaults]", "[providers.NAME]", '[hosts."NAME"]'} == set(
         re.findall(r"^\| `([^`]+)`", top, re.MULTILINE)
     )
 
