@@ -646,6 +646,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         records=records,
         nameservers=[parse_endpoint(n) for n in args.nameserver or []],
         rrsig_margin=dt.timedelta(days=args.rrsig_margin),
+        protocol=args.protocol,
     )
     result = checker.run(args.target)
     if args.nagios:
@@ -787,7 +788,12 @@ def build_parser() -> argparse.ArgumentParser:
     hk.set_defaults(func=cmd_hook)
     ck = sub.add_parser("check", help="live DANE verification of a domain's MX hosts or one host")
     ck.add_argument("target", help="mail domain (its MX hosts are checked) or one MX host")
-    ck.add_argument("--port", type=int, default=25, help="SMTP port and TLSA port label (default 25)")
+    ck.add_argument("--port", type=int, default=25, help="port connected to and TLSA port label (default 25)")
+    ck.add_argument(
+        "--protocol",
+        choices=["smtp", "imap", "pop3", "tls"],
+        help="how to reach TLS (default by port: 25/587 smtp, 143 imap, 110 pop3, 465/993/995/443 tls)",
+    )
     ck.add_argument("--resolver", help="validating resolver ADDR[:PORT] (default: the system's)")
     ck.add_argument("--records", help="check against the TLSA records in this file instead of DNS")
     ck.add_argument("--nagios", action="store_true", help="one status line, exit 0/1/2/3 (Nagios/Icinga)")

@@ -208,13 +208,19 @@ class LivePorts:
         old records stay: the engine stops and the next run tries again."""
         if not self.spec.probe:
             return
-        from tlsa_manager.smtp import starttls
+        from tlsa_manager.tlsprobe import handshake, protocol_for
 
         wanted = {c.leaf.spki_der for c in (chain, *accepted)}
         deadline = time.monotonic() + wait
         seen = "nothing"
         while True:
-            presented = starttls(self.spec.probe, self.spec.probe_port, self.spec.name, chain.key_type)
+            presented = handshake(
+                self.spec.probe,
+                self.spec.probe_port,
+                self.spec.name,
+                chain.key_type,
+                protocol_for(self.spec.probe_port),
+            )
             if presented.leaf is not None:
                 if spki_der(presented.leaf.public_key()) in wanted:
                     return
