@@ -29,6 +29,7 @@ from tlsa_manager.danecheck import verify
 from tlsa_manager.dnsview import DnsView
 from tlsa_manager.dnsview import Endpoint as Server
 from tlsa_manager.facts import facts_from_chain
+from tlsa_manager.freshness import stale_catalog
 from tlsa_manager.hazards import Hazard, Severity, worst
 from tlsa_manager.policy import issuers_from_catalog, lint
 from tlsa_manager.records import Tlsa, host_name, owner_name, spki_sha256
@@ -448,8 +449,11 @@ class Checker:
             if shown.chain:
                 leaf = shown.chain[0]
                 chain = Chain(leaf, leaf.public_key(), tuple(shown.chain[1:]))
-                chains.append(facts_from_chain(chain, f"{key_type(leaf.public_key())} chain of {host}"))
+                issuer = self.catalog.issuer_of(chain)
+                label = f"{key_type(leaf.public_key())} chain of {host}"
+                chains.append(facts_from_chain(chain, label, issuer.name if issuer else None))
         unique = {c.leaf.spki_der: c for c in chains}
+        out += stale_catalog(list(unique.values()), host)
         roots = issuers_from_catalog(self.catalog, roots=True)
         out += lint(
             frozenset(check.tlsa),

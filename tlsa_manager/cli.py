@@ -202,8 +202,10 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
 def cmd_catalog_update(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.catalog_update import update
+    from tlsa_manager.freshness import catalog_changes
 
     directory = state_dir(args)
+    before = load_catalog(directory)
     try:
         result = update(directory, url=args.url, timeout=args.timeout)
     except TlsaManagerError as exc:
@@ -220,6 +222,7 @@ def cmd_catalog_update(args: argparse.Namespace) -> int:
                 "origin": result.catalog.origin,
                 "accepted": result.accepted,
                 "rejected": result.rejected,
+                "changes": catalog_changes(before, result.catalog),
             }
         )
     else:
@@ -227,6 +230,9 @@ def cmd_catalog_update(args: argparse.Namespace) -> int:
             f"catalog updated: {len(result.accepted)} certificates accepted, "
             f"{len(result.rejected)} rejected; now using {result.catalog.origin}\n"
         )
+        changes = catalog_changes(before, result.catalog) or [f"no change from the {before.origin} catalog"]
+        for line in changes:
+            sys.stdout.write(f"  {line}\n")
     return ExitCode.OK
 
 
@@ -484,9 +490,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for item, plan in zip(out, plans, strict=True):
         item["gates"] = [g.as_dict() for g in plan.gates]
+    from tlsa_manager.freshness import catalog_as_of
+
+    as_of, origin = catalog_as_of(state_dir(args))
+    catalog_doc = {"origin": origin, "as_of": as_of.isoformat()}
     if args.json:
-        _emit_json({"state_dir": str(state_dir(args)), "hosts": out})
+        _emit_json({"state_dir": str(state_dir(args)), "catalog": catalog_doc, "hosts": out})
         return ExitCode.OK
+    sys.stdout.write(f"catalog: {origin}, current as of {as_of:%Y-%m-%d %H:%MZ}\n")
     for item in out:
         sys.stdout.write(f"{item['host']}:\n")
         if not item["owners"]:
