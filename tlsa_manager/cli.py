@@ -685,6 +685,95 @@ def cmd_check(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _metrics_source(args: argparse.Namespace) -> Callable[[], list[Any]]:
+    import functools
+
+    from tlsa_manager.metrics import gather
+
+    config = _config(args)
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+    return functools.partial(
+        gather,
+        config,
+        state_dir(args),
+        list(args.hosts),
+        live=not args.no_check,
+        resolver=args.resolver,
+        timeout=args.timeout,
+    )
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from tlsa_manager.fsutil import atomic_write
+    from tlsa_manager.metrics import render
+
+    data = render(_metrics_source(args)())
+    if args.output == "-":
+        sys.stdout.write(data.decode())
+    else:
+        atomic_write(Path(args.output), data, 0o644)
+    return ExitCode.OK
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    from tlsa_manager.metrics import CachedSource, serve
+
+    server, thread = serve(args.listen, CachedSource(_metrics_source(args), args.interval))
+    sys.stderr.write(f"tlsa-manager: serving http://{args.listen}/metrics\n")
+    sys.stderr.flush()
+    try:
+        thread.join()
+    finally:
+        server.shutdown()
+    return ExitCode.OK
+
+
+def cmd_install_units(args: argparse.Namespace) -> int:
+    from tlsa_manager.units import TIMERS, cron_text, install
+
+    if args.cron:
+        sys.stdout.write(cron_text())
+        return ExitCode.OK
+    for path in install(Path(args.dir)):
+        sys.stdout.write(f"wrote {path}\n")
+    sys.stdout.write(f"now: systemctl daemon-reload && systemctl enable --now {' '.join(TIMERS)}\n")
+    return ExitCode.OK
+
+
+def _add_monitoring(sub: Any) -> None:
+    for name, text in (
+        ("metrics", "write Prometheus metrics (node_exporter textfile format) of a live check and the state"),
+        ("exporter", "serve the same metrics on http://ADDR/metrics"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _add_host_flags(p)
+        p.add_argument("--resolver", help="validating resolver ADDR[:PORT] for the live check")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds per connection or query")
+        p.add_argument("--no-check", action="store_true", help="state only: no live check (offline)")
+        if name == "metrics":
+            p.add_argument(
+                "--output", required=True, metavar="FILE", help="the .prom file (written atomically), or -"
+            )
+            p.set_defaults(func=cmd_metrics)
+        else:
+            p.add_argument(
+                "--listen", default="127.0.0.1:9469", metavar="ADDR:PORT", help="default 127.0.0.1:9469"
+            )
+            p.add_argument(
+                "--interval", type=float, default=300.0, help="collect at most this often (seconds)"
+            )
+            p.set_defaults(func=cmd_exporter)
+    iu = sub.add_parser(
+        "install-units", help="install the systemd service and timer files (or print a cron file)"
+    )
+    iu.add_argument(
+        "--dir", default="/etc/systemd/system", help="where to write them (default /etc/systemd/system)"
+    )
+    iu.add_argument("--cron", action="store_true", help="print an /etc/cron.d file instead")
+    iu.set_defaults(func=cmd_install_units)
+
+
 def _add_host_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to handle (default: all configured)")
     p.add_argument("--all", action="store_true", help="every configured host")
@@ -824,6 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="warn when signatures expire within this many days (default 3)",
     )
     ck.set_defaults(func=cmd_check)
+    _add_monitoring(sub)
     sim = sub.add_parser("simulate", help="replay a renewal timeline through the planner")
     sim.add_argument("scenario", help="scenario file (TOML), e.g. examples/scenarios/new-key.toml")
     sim.set_defaults(func=cmd_simulate)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dns.name
 
+from tlsa_manager import lastsync
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.engine import HostSettings, SyncReport, converge, make_plan
@@ -127,6 +128,7 @@ def sync_hosts(
         for run in runs:
             reports.append(converge(run.settings, run.ports, data, ledger.save))
         ledger.save(data)
+        lastsync.record(state_dir, [run.spec.name for run in runs], time.time())
     return reports
 
 
