@@ -6,6 +6,7 @@ import functools
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +151,7 @@ def test_stale_catalog_is_noticed_and_update_says_what_changed(cli, le_site: str
     assert not [h for p in cli(*plan).json()["plans"] for h in p["hazards"] if h["code"] == "H26"]
     again = cli("catalog", "update", "--url", le_site)
     assert "no change from the refreshed" in again.out
+    from tlsa_manager.freshness import catalog_as_of
+
+    when, origin = catalog_as_of(tmp_path / "state")  # the cli fixture's state directory
+    assert origin == "refreshed" and abs(when.timestamp() - time.time()) < 60

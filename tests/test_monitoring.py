@@ -263,7 +263,7 @@ def test_units_refuse_a_planted_link_and_cron_is_printed(tmp_path: Path) -> None
     assert any("sync" in j for j in jobs) and any("metrics" in j for j in jobs)
 
 
-def test_alert_rules_in_the_docs_are_valid() -> None:
+def test_alert_rules_in_the_docs_are_valid(tmp_path: Path) -> None:
     import yaml
 
     text = (REPO / "docs" / "monitoring.md").read_text()
@@ -275,10 +275,11 @@ def test_alert_rules_in_the_docs_are_valid() -> None:
     exported = set((REPO / "tlsa_manager" / "metrics.py").read_text().split('"tlsa_manager_')[1:])
     known = {"tlsa_manager_" + s.split('"', 1)[0] for s in exported}
     assert names <= known, names - known
-    promtool = shutil.which("promtool")
+    promtool = shutil.which("promtool")  # Debian package prometheus
+    if promtool is None and os.environ.get("CI") == "true":
+        pytest.fail("promtool missing (Debian package prometheus): alert rules not checked")
     if promtool:
-        path = REPO / "build" / "rules.yml"
-        path.parent.mkdir(exist_ok=True)
+        path = tmp_path / "rules.yml"
         path.write_text(block)
         check = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
