@@ -283,3 +283,63 @@ def test_alert_rules_in_the_docs_are_valid(tmp_path: Path) -> None:
         path.write_text(block)
         check = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_alert_rules_fire_as_documented(tmp_path: Path) -> None:
+    """promtool's rule unit tests: a failing verdict alerts after 5 minutes, not before;
+    an unverified endpoint alerts; a sync that stopped succeeding alerts after 2 hours."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        message = "ALERT RULES NOT EXERCISED: promtool missing (Debian package prometheus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    text = (REPO / "docs" / "monitoring.md").read_text()
+    (tmp_path / "rules.yml").write_text(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    labels = 'host="mail.example.com",port="25"'
+    (tmp_path / "test.yml").write_text(textwrap.dedent(f"""
+        rule_files: [rules.yml]
+        evaluation_interval: 1m
+        tests:
+          - interval: 1m
+            input_series:
+              - series: 'tlsa_manager_dane_verdict{{{labels},verdict="fail"}}'
+                values: '0 0 1x20'
+              - series: 'tlsa_manager_endpoints{{{labels}}}'
+                values: '2x22'
+              - series: 'tlsa_manager_endpoints_verified{{{labels}}}'
+                values: '2 2 1x20'
+            alert_rule_test:
+              - eval_time: 4m
+                alertname: DaneFailing
+                exp_alerts: []
+              - eval_time: 10m
+                alertname: DaneFailing
+                exp_alerts:
+                  - exp_labels: {{severity: critical, host: mail.example.com, port: "25", verdict: fail}}
+                    exp_annotations:
+                      summary: "DANE fails on mail.example.com port 25: DANE senders defer mail"
+                      description: "run: tlsa-manager check mail.example.com --port 25"
+              - eval_time: 20m
+                alertname: DaneEndpointsUnverified
+                exp_alerts:
+                  - exp_labels: {{severity: critical, host: mail.example.com, port: "25"}}
+                    exp_annotations:
+                      summary: "mail.example.com port 25: some address or key type is not authenticated by TLSA"
+          - interval: 1m
+            input_series:  # the last success at minute 30, then none (the sample is still there)
+              - series: 'tlsa_manager_last_sync_success_timestamp_seconds{{host="mail.example.com"}}'
+                values: '0x29 1800x200'
+            alert_rule_test:
+              - eval_time: 2h
+                alertname: DaneSyncNotSucceeding
+                exp_alerts: []
+              - eval_time: 3h
+                alertname: DaneSyncNotSucceeding
+                exp_alerts:
+                  - exp_labels: {{severity: warning, host: mail.example.com}}
+                    exp_annotations:
+                      summary: "tlsa-manager sync of mail.example.com has not succeeded for 2 hours: staged chains do not go live"
+    """))
+    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
