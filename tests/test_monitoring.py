@@ -138,6 +138,8 @@ def check_samples(site: dict[str, Any], samples: dict[Any, float]) -> None:
                                        capture_output=True, text=True, check=True).stdout)
     gates = {g["chain"]: g for h in status["hosts"] for g in h["gates"]}
     assert gates and status["catalog"]["origin"] == "bundled"
+    assert abs(status["catalog"]["age_seconds"] - value(samples, "tlsa_manager_catalog_age_seconds",
+                                                        origin="bundled")) < 120
     for chain, gate in gates.items():
         ready = value(samples, "tlsa_manager_staged_chain_ready", host=host, chain=chain)
         left = value(samples, "tlsa_manager_staged_chain_live_in_seconds", host=host, chain=chain)

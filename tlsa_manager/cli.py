@@ -455,6 +455,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
     from tlsa_manager.planner import iso
     from tlsa_manager.runner import ledger_data
 
@@ -490,14 +492,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for item, plan in zip(out, plans, strict=True):
         item["gates"] = [g.as_dict() for g in plan.gates]
-    from tlsa_manager.freshness import catalog_as_of
+    from tlsa_manager.freshness import age_text, catalog_as_of
 
     as_of, origin = catalog_as_of(state_dir(args))
-    catalog_doc = {"origin": origin, "as_of": as_of.isoformat()}
+    age = max(0.0, (datetime.now(UTC) - as_of).total_seconds())
+    catalog_doc = {"origin": origin, "as_of": as_of.isoformat(), "age_seconds": int(age)}
     if args.json:
         _emit_json({"state_dir": str(state_dir(args)), "catalog": catalog_doc, "hosts": out})
         return ExitCode.OK
-    sys.stdout.write(f"catalog: {origin}, current as of {as_of:%Y-%m-%d %H:%MZ}\n")
+    sys.stdout.write(f"catalog: {origin}, current as of {as_of:%Y-%m-%d %H:%MZ} ({age_text(age)} old)\n")
     for item in out:
         sys.stdout.write(f"{item['host']}:\n")
         if not item["owners"]:
