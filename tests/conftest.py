@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,27 @@ import pki
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 LE_DATA = REPO / "tlsa_manager" / "data" / "letsencrypt"
+
+# The CLI of the environment under test: the console script installed next to this
+# interpreter, never whatever `tlsa-manager` the PATH happens to find.
+VENV_BIN = Path(sys.executable).parent
+CONSOLE_SCRIPT = VENV_BIN / "tlsa-manager"
+CLI = [sys.executable, "-m", "tlsa_manager"]
+# PATH for commands run "as written" (README blocks): this environment first, then the
+# system's directories only, so nothing installed elsewhere on the machine can answer.
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def env_path(*front: Path) -> str:
+    return ":".join([*(str(p) for p in front), str(VENV_BIN), SYSTEM_PATH])
+
+
+def stray_cli() -> str | None:
+    """A `tlsa-manager` on the PATH that is not this environment's (a hand install)."""
+    found = shutil.which("tlsa-manager")
+    if found is None or Path(found).resolve() == CONSOLE_SCRIPT.resolve():
+        return None
+    return found
 
 
 @dataclass

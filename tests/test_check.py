@@ -16,6 +16,7 @@ import pytest
 from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute
 
 import pki
+from conftest import CLI
 from servers import Bind, Postfix, Unbound, free_port, posttls_finger, require
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -77,10 +78,10 @@ def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
         for t in threads:
             t.start()
         port = postfix.port
-        r311 = {k: Tlsa.from_text(subprocess.run(["tlsa-manager", "records", str(f), "--usage", "3"],
+        r311 = {k: Tlsa.from_text(subprocess.run([*CLI, "records", str(f), "--usage", "3"],
                                                  capture_output=True, text=True, check=True).stdout)
                 for k, f in zip(("ecdsa", "rsa"), files, strict=True)}
-        r301 = {k: Tlsa.from_text(subprocess.run(["tlsa-manager", "records", str(f), "--usage", "3",
+        r301 = {k: Tlsa.from_text(subprocess.run([*CLI, "records", str(f), "--usage", "3",
                                                   "--selector", "0"], capture_output=True, text=True,
                                                  check=True).stdout)
                 for k, f in zip(("ecdsa", "rsa"), files, strict=True)}

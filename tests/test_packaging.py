@@ -13,6 +13,8 @@ from tlsa_manager import registry
 from tlsa_manager.errors import ConfigError
 from tlsa_manager.provider import Provider
 
+from conftest import CONSOLE_SCRIPT, stray_cli
+
 
 def test_help_does_not_import_heavy_modules() -> None:
     """`tlsa-manager --help` must stay fast: no provider SDK, no requests."""
@@ -30,6 +32,26 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert out.strip().splitlines()[-1] == "HEAVY="
 
 
+def test_start_up_imports_only_what_the_command_uses() -> None:
+    """`--help` loads no certificate or DNS library; `records FILE` prints without dnspython
+    (its import alone costs more than the rest of the command: docs/performance.md)."""
+    code = textwrap.dedent("""
+        import sys
+        from tlsa_manager.cli import main
+        try:
+            main(["--help"])
+        except SystemExit:
+            pass
+        print("HELP=" + ",".join(m for m in ("cryptography.x509", "dns.name", "logging") if m in sys.modules))
+        main(["records", sys.argv[1]])
+        print("RECORDS=" + ",".join(m for m in ("dns.name", "dns.rdata") if m in sys.modules))
+    """)
+    example = Path(__file__).resolve().parent.parent / "examples" / "mail.example.com" / "fullchain.pem"
+    out = subprocess.run([sys.executable, "-c", code, str(example)], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert "HELP=" in lines and "RECORDS=" in lines, out.stdout
+
+
 def test_core_modules_do_not_import_provider_sdks() -> None:
     code = textwrap.dedent("""
         import importlib, pkgutil, sys, tlsa_manager
@@ -43,9 +65,21 @@ def test_core_modules_do_not_import_provider_sdks() -> None:
 
 
 def test_python_dash_m_and_console_script() -> None:
-    for cmd in ([sys.executable, "-m", "tlsa_manager", "--version"], ["tlsa-manager", "--version"]):
+    """Both entry points of the environment under test work (not one found on the PATH)."""
+    for cmd in ([sys.executable, "-m", "tlsa_manager", "--version"], [str(CONSOLE_SCRIPT), "--version"]):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         assert out.startswith("tlsa-manager ")
+
+
+def test_no_other_tlsa_manager_on_the_path() -> None:
+    """A `tlsa-manager` installed by hand elsewhere could answer for a broken install:
+    the suite runs with only this environment's `bin` and the system directories."""
+    stray = stray_cli()
+    assert stray is None, (
+        f"{stray} is on the PATH but is not this environment's {CONSOLE_SCRIPT}: "
+        "run the suite as scripts/test does (PATH of .venv/bin and the system directories), "
+        "or remove the stray install"
+    )
 
 
 def test_third_party_provider_is_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,8 +9,6 @@ code; a traceback appears only under ``--debug``.  Heavy imports (provider SDKs,
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +19,6 @@ from tlsa_manager import __version__
 from tlsa_manager.errors import ExitCode, TlsaManagerError, UsageError
 
 DEFAULT_STATE_DIR = Path("/var/lib/tlsa-manager")
-log = logging.getLogger("tlsa_manager")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _emit_json(document: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
@@ -51,6 +50,8 @@ def state_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
+    import logging
+
     from tlsa_manager.advice import kind_warnings
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.certs import load_chain, read_passphrase
@@ -84,14 +85,33 @@ def cmd_records(args: argparse.Namespace) -> int:
     derived = derive(chain, kinds, strict=args.usage is not None)
     warnings = sorted({w for kind in kinds for w in kind_warnings(kind)})
     catalog = load_catalog(state_dir(args))
-    for d in derived:
+    # The default output is the set that is safe to publish: a Let's Encrypt root in the
+    # file is only a cross-sign the chain may drop, so its "2 1 1" is left out unless asked.
+    left_out = []
+    for d in list(derived):
         if d.role == "ca" and d.certificate is not None:
             known = catalog.by_spki(spki_sha256(d.certificate.public_key()))
             if known is not None and known.is_root:
-                warnings.append(
-                    f"{d.record.kind} for {known.name} pins a root key that Let's Encrypt "
-                    "chains carry only as a cross-sign and may drop; pin the intermediates"
-                )
+                if explicit or args.include_roots:
+                    warnings.append(
+                        f"{d.record.kind} for {known.name} pins a root key that Let's Encrypt "
+                        "chains carry only as a cross-sign and may drop; pin the intermediates"
+                    )
+                else:
+                    derived.remove(d)
+                    left_out.append(known.name)
+    issuer = catalog.issuer_of(chain) if not explicit else None
+    siblings = ", ".join(i.name for i in catalog.siblings(issuer)) if issuer is not None else ""
+    if issuer is not None and siblings:
+        warnings.append(
+            f"Let's Encrypt may sign the next certificate with {siblings} instead of {issuer.name}: "
+            "publish what 'tlsa-manager export HOST --cert FILE' prints"
+        )
+    if left_out:
+        warnings.append(
+            f"left out 2 1 1 for {', '.join(left_out)}: Let's Encrypt roots that the chain carries "
+            "only as cross-signs (--include-roots shows them)"
+        )
     for warning in warnings:
         _warn(warning)
     ttl = args.ttl if args.ttl is not None else 3600
@@ -122,7 +142,7 @@ def cmd_records(args: argparse.Namespace) -> int:
             sys.stdout.write(f"{owner.to_text()} {ttl} IN TLSA {d.record.to_text()}\n")
         else:
             sys.stdout.write(d.record.to_text() + "\n")
-        log.info("%s pins %s %r (%s)", d.record.kind, d.role, d.subject, d.key)
+        logging.getLogger("tlsa_manager").info("%s pins %s %r (%s)", d.record.kind, d.role, d.subject, d.key)
     return ExitCode.OK
 
 
@@ -201,13 +221,13 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
 
 def cmd_catalog_update(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
-    from tlsa_manager.catalog_update import update
+    from tlsa_manager.catalog_update import DEFAULT_URL, update
     from tlsa_manager.freshness import catalog_changes
 
     directory = state_dir(args)
     before = load_catalog(directory)
     try:
-        result = update(directory, url=args.url, timeout=args.timeout)
+        result = update(directory, url=args.url or DEFAULT_URL, timeout=args.timeout)
     except TlsaManagerError as exc:
         current = load_catalog(directory)
         raise type(exc)(
@@ -278,17 +298,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- plan / sync / status / export
 
 
-def _config(args: argparse.Namespace) -> Any:
-    """The configuration file, or a one-off configuration from flags."""
+DEFAULT_CONFIG = Path("/etc/tlsa-manager/config.toml")
+
+
+def _has_config(args: argparse.Namespace) -> bool:
+    """Whether a configuration file or one-off flags say which hosts there are."""
+    return bool(args.config or getattr(args, "cert", None) or DEFAULT_CONFIG.exists())
+
+
+def _config(args: argparse.Namespace, *, publishing: bool = True) -> Any:
+    """The configuration file, or a one-off configuration from flags (without
+    ``publishing``, as for ``export``, no provider is needed: nothing is published)."""
     from tlsa_manager.config import config_from_flags, load_config
 
     flag_cert = getattr(args, "cert", None)
     if args.config and not flag_cert:
         return load_config(Path(args.config))
     if not flag_cert:
-        default = Path("/etc/tlsa-manager/config.toml")
-        if default.exists():
-            return load_config(default)
+        if DEFAULT_CONFIG.exists():
+            return load_config(DEFAULT_CONFIG)
         raise UsageError(
             "no configuration: give --config FILE, or --cert and a provider",
             "e.g. sync mail.example.com --cert fullchain.pem --zone-file db.example.com",
@@ -297,6 +325,8 @@ def _config(args: argparse.Namespace) -> Any:
     if len(hosts) != 1:
         raise UsageError("with --cert, name exactly one host", "e.g. sync mail.example.com --cert ...")
     provider = args.provider or ("zonefile" if args.zone_file else None)
+    if provider is None and not publishing:
+        provider = "none"  # export prints the records; no provider is ever opened
     if provider is None:
         raise UsageError("with --cert, say where to publish", "add --zone-file FILE or --provider NAME")
     settings: dict[str, Any] = dict(item.split("=", 1) for item in (args.provider_option or []))
@@ -460,14 +490,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     from tlsa_manager.planner import iso
     from tlsa_manager.runner import ledger_data
 
-    config = _config(args)
-    if config.state_dir and not getattr(args, "state_dir", None):
+    config = _config(args) if _has_config(args) else None
+    if config is not None and config.state_dir and not getattr(args, "state_dir", None):
         args.state_dir = str(config.state_dir)
     data = ledger_data(state_dir(args))
-    specs = config.select(list(args.hosts), not args.hosts)
+    if config is None:
+        # No configuration: the ledger alone says which hosts there are; gates need the
+        # certificate files, which only a configuration names.
+        names = [h.rstrip(".").lower() for h in args.hosts] or sorted(data.hosts)
+        unknown = [n for n in names if n not in data.hosts]
+        if unknown:
+            raise UsageError(
+                f"{', '.join(unknown)}: not in the ledger of {state_dir(args)}",
+                f"known: {', '.join(sorted(data.hosts)) or 'none'}; or give --config FILE",
+            )
+    else:
+        names = [spec.name for spec in config.select(list(args.hosts), not args.hosts)]
     out = []
-    for spec in specs:
-        host = data.hosts.get(spec.name)
+    for name in names:
+        host = data.hosts.get(name)
         owners = {}
         for owner, rec in host.owners.items() if host else ():
             latest = rec.history.latest()
@@ -483,24 +524,36 @@ def cmd_status(args: argparse.Namespace) -> int:
             {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
             for label, entry in (host.deploys.items() if host else ())
         ]
-        out.append({"host": spec.name, "owners": owners, "gates": [], "unconfirmed_deploys": unconfirmed})
-    from tlsa_manager.catalog import load as load_catalog
-    from tlsa_manager.runner import status_plans
+        out.append({"host": name, "owners": owners, "gates": [], "unconfirmed_deploys": unconfirmed})
+    if config is not None:
+        from tlsa_manager.catalog import load as load_catalog
+        from tlsa_manager.runner import status_plans
 
-    plans = status_plans(
-        config, [s.name for s in specs], load_catalog(state_dir(args)), state_dir(args), _at(args)
-    )
-    for item, plan in zip(out, plans, strict=True):
-        item["gates"] = [g.as_dict() for g in plan.gates]
+        plans = status_plans(config, names, load_catalog(state_dir(args)), state_dir(args), _at(args))
+        for item, plan in zip(out, plans, strict=True):
+            item["gates"] = [g.as_dict() for g in plan.gates]
     from tlsa_manager.freshness import age_text, catalog_as_of
 
     as_of, origin = catalog_as_of(state_dir(args))
     age = max(0.0, (datetime.now(UTC) - as_of).total_seconds())
     catalog_doc = {"origin": origin, "as_of": as_of.isoformat(), "age_seconds": int(age)}
     if args.json:
-        _emit_json({"state_dir": str(state_dir(args)), "catalog": catalog_doc, "hosts": out})
+        _emit_json(
+            {
+                "state_dir": str(state_dir(args)),
+                "configured": config is not None,
+                "catalog": catalog_doc,
+                "hosts": out,
+            }
+        )
         return ExitCode.OK
     sys.stdout.write(f"catalog: {origin}, current as of {as_of:%Y-%m-%d %H:%MZ} ({age_text(age)} old)\n")
+    if config is None:
+        sys.stdout.write(
+            f"# from the ledger in {state_dir(args)} only: give --config for deploy gates\n"
+            if out
+            else f"# the ledger in {state_dir(args)} knows no host yet: run sync first\n"
+        )
     for item in out:
         sys.stdout.write(f"{item['host']}:\n")
         if not item["owners"]:
@@ -533,7 +586,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tlsa_manager.policy import desired, issuers_from_catalog
     from tlsa_manager.records import owner_name
 
-    config = _config(args)
+    config = _config(args, publishing=False)
     catalog = load_catalog(state_dir(args))
     documents = []
     for spec in config.select(list(args.hosts), bool(args.all)):
@@ -806,6 +859,11 @@ def _add_records(sub: Any) -> None:
     p.add_argument("--host", help="print zone-file lines at _PORT._tcp.HOST.")
     p.add_argument("--port", type=int, default=None, help="TCP port for the owner name (default 25)")
     p.add_argument("--ttl", type=int, help="TTL of the zone-file lines (default 3600)")
+    p.add_argument(
+        "--include-roots",
+        action="store_true",
+        help="also print 2 1 1 for Let's Encrypt roots the file carries as cross-signs (not safe to pin)",
+    )
     p.add_argument("--passphrase-file", type=Path, help="file whose first line decrypts the key")
     p.add_argument("--passphrase-env", help="environment variable that holds the key passphrase")
     p.set_defaults(func=cmd_records)
@@ -813,7 +871,7 @@ def _add_records(sub: Any) -> None:
 
 def _add_catalog(sub: Any) -> None:
     p = sub.add_parser("catalog", help="the Let's Encrypt issuer catalog")
-    csub = p.add_subparsers(dest="catalog_command", metavar="list|show|update", parser_class=_Parser)
+    csub = p.add_subparsers(dest="catalog_command", metavar="list|show|update", parser_class=_CommandParser)
     csub.required = True
     lp = csub.add_parser("list", help="every CA key: name, key type, status, validity, 2 1 1")
     lp.add_argument("--status", help="only these statuses, e.g. active,backup")
@@ -822,26 +880,97 @@ def _add_catalog(sub: Any) -> None:
     sp.add_argument("file", help="certificate or chain file")
     sp.set_defaults(func=cmd_catalog_show)
     up = csub.add_parser("update", help="fetch and verify the current list from letsencrypt.org")
-    from tlsa_manager.catalog_update import DEFAULT_URL
-
-    up.add_argument("--url", default=DEFAULT_URL, help="the certificates page to read")
+    # No default here: importing catalog_update (cryptography.x509) would slow every --help.
+    up.add_argument("--url", help="the certificates page to read (default: letsencrypt.org's)")
     up.add_argument("--timeout", type=float, default=20.0, help="seconds per request")
     up.set_defaults(func=cmd_catalog_update)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes, before or after its name (`sync HOST --state-dir X`
+    works like `--state-dir X sync HOST`).  After the command they default to SUPPRESS, so
+    an option given before it is not reset by the command's own parser."""
+
+    def d(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    g = parser.add_argument_group("global options (before or after the command)")
+    g.add_argument("--config", default=d(None), help="configuration file (TOML)")
+    g.add_argument("--state-dir", default=d(None), help="state directory (default /var/lib/tlsa-manager)")
+    g.add_argument("--json", action="store_true", default=d(False), help="print one JSON document on stdout")
+    g.add_argument("-v", "--verbose", action="count", default=d(0), help="say more on stderr")
+    g.add_argument("-q", "--quiet", action="store_true", default=d(False), help="errors only")
+    g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks and debug logs")
+
+
+class _CommandParser(_Parser):
+    """A command's parser: it takes the global options too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_global_options(self, defaults=False)
+
+
+class _Unbuilt:
+    """Stands in for the parser of a command this run does not use: every call is a
+    no-op.  Building all thirteen parsers costs more than the rest of ``--help``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
+
+
+class _NeedsFullParser(Exception):
+    """The command guessed from argv was not the one argparse chose: build them all."""
+
+
+class _LazySubParsers(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Subcommands whose parsers are built only for the command being run; the others
+    appear in ``--help`` and in "invalid choice" errors by name and help line alone."""
+
+    wanted: str | None = None
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if self.wanted is None or name == self.wanted:
+            return super().add_parser(name, **kwargs)
+        self._choices_actions.append(self._ChoicesPseudoAction(name, (), kwargs.get("help")))
+        self._name_parser_map[name] = _Unbuilt()
+        return _Unbuilt()
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if isinstance(self._name_parser_map.get(values[0]), _Unbuilt):
+            raise _NeedsFullParser
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word of argv: the first word that is not a global option or its value."""
+    takes_value = {"--config", "--state-dir"}
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--":
+            return None
+        elif word in takes_value:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return ""  # no command at all: `--help`, `--version`
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command's own parser is built in full."""
     parser = _Parser(
         prog="tlsa-manager",
         description="Keep the DANE TLSA records of mail servers correct through renewals.",
     )
+    parser.register("action", "lazy_parsers", _LazySubParsers)
     parser.add_argument("--version", action="version", version=f"tlsa-manager {__version__}")
-    parser.add_argument("--config", help="configuration file (TOML)")
-    parser.add_argument("--state-dir", help="state directory (default /var/lib/tlsa-manager)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more on stderr")
-    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_global_options(parser, defaults=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_CommandParser, action="lazy_parsers"
+    )
+    sub.wanted = command  # type: ignore[attr-defined]
     sub.required = True
     _add_records(sub)
     _add_catalog(sub)
@@ -924,6 +1053,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
+    import logging
+
     level = logging.WARNING
     if args.debug:
         level = logging.DEBUG
@@ -938,18 +1069,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser(_command_in(argv)).parse_args(argv)
+        except _NeedsFullParser:
+            args = build_parser().parse_args(argv)
         args.port_given = getattr(args, "port", None) is not None
         if getattr(args, "port", 0) is None:
             args.port = 25
         _configure_logging(args)
         func: Callable[[argparse.Namespace], int] = args.func
-        return int(func(args))
+        code = int(func(args))
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return code
     except TlsaManagerError as exc:
         if debug:
             raise
         sys.stderr.write(f"tlsa-manager: error: {exc.one_line()}\n")
         return int(exc.exit_code)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a bug of ours: one line unless --debug
         if debug:
             raise

@@ -7,21 +7,22 @@ SMTP owner name of RFC 7672 §2.2.3.  Pure: no I/O.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.name
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from tlsa_manager.errors import UsageError
+
+if TYPE_CHECKING:
+    # dnspython is imported where it is used: importing it costs more than the rest of
+    # `tlsa-manager records FILE` (dns._features loads importlib.metadata).
+    import dns.name
+    import dns.rdata
 
 
 class Usage(IntEnum):
@@ -130,6 +131,10 @@ class Tlsa:
 
     def to_rdata(self) -> dns.rdata.Rdata:
         """dnspython's TLSA rdata for this record (presentation and wire format)."""
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+
         return dns.rdata.from_wire(
             dns.rdataclass.IN,
             dns.rdatatype.TLSA,
@@ -154,6 +159,11 @@ class Tlsa:
     @classmethod
     def from_text(cls, text: str) -> Tlsa:
         """Parse ``"3 1 1 <hex>"`` (any case, spaces in the hex allowed)."""
+        import dns.exception
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+
         try:
             rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TLSA, text.strip())
         except (dns.exception.DNSException, ValueError) as exc:
@@ -167,9 +177,14 @@ class Tlsa:
         return self.to_text()
 
 
-@functools.lru_cache(maxsize=65536)
 def _presentation(record: Tlsa) -> str:
-    return str(record.to_rdata().to_text(chunksize=0))
+    """RFC 6698 §2.2 presentation: three decimals and the data as one lower-case hex word.
+
+    Written here rather than through dnspython's rdata only so that printing a record
+    does not import dnspython; tests/test_records_oracle.py holds it equal to
+    ``to_rdata().to_text(chunksize=0)`` for every kind.
+    """
+    return f"{int(record.usage)} {int(record.selector)} {int(record.mtype)} {record.data.hex()}"
 
 
 def spki_der(public_key: PublicKeyTypes) -> bytes:
@@ -231,6 +246,8 @@ def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Nam
     Raises a UsageError for anything that is not a valid DNS host name, so a typo
     never reaches a zone.
     """
+    import dns.name
+
     if not 1 <= port <= 65535:
         raise UsageError(f"port {port} is outside 1-65535", "SMTP servers use port 25")
     return dns.name.from_text(f"_{port}._{protocol}", origin=None).concatenate(host_name(host))
@@ -238,6 +255,9 @@ def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Nam
 
 def host_name(host: str) -> dns.name.Name:
     """Parse and check a host name: letters, digits, hyphens, dots; absolute result."""
+    import dns.exception
+    import dns.name
+
     text = host.strip()
     if not text or text == ".":
         raise UsageError("the host name is empty", "give the MX host name, e.g. mail.example.com")

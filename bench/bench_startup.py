@@ -1,0 +1,62 @@
+"""Benchmark: how long the user waits for the command to start, as installed.
+
+A plain (non-editable) `pip install .` into a fresh venv, then each command run as a
+process N times: `python -c pass` (the floor), `tlsa-manager --help`, `--version`,
+`records FILE` on the bundled example.  Reports the minimum and the median wall time
+and each command's excess over the floor.  Usage:
+
+    python bench/bench_startup.py [--runs 30] [--python /usr/bin/python3]
+
+The minimum is the figure to compare: it is the run least disturbed by other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed(cmd: list[str], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--python", default="python3", help="interpreter for the fresh venv")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        venv = Path(tmp) / "venv"
+        subprocess.run([args.python, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(REPO)], check=True)
+        py, cli = str(venv / "bin" / "python"), str(venv / "bin" / "tlsa-manager")
+        example = str(REPO / "examples" / "mail.example.com" / "fullchain.pem")
+        cases = {
+            "python -c pass": [py, "-c", "pass"],
+            "tlsa-manager --help": [cli, "--help"],
+            "tlsa-manager --version": [cli, "--version"],
+            "tlsa-manager records fullchain.pem": [cli, "records", example],
+        }
+        for cmd in cases.values():  # warm the page cache and .pyc files
+            timed(cmd, 2)
+        results = {name: timed(cmd, args.runs) for name, cmd in cases.items()}
+    floor = min(results["python -c pass"])
+    print(f"| command ({args.runs} runs) | min (s) | median (s) | min over `python -c pass` (s) |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, times in results.items():
+        print(f"| `{name}` | {min(times):.3f} | {statistics.median(times):.3f} | {min(times) - floor:+.3f} |")
+
+
+if __name__ == "__main__":
+    main()
