@@ -363,10 +363,15 @@ stub-zone:
         raise RuntimeError(f"unbound did not answer: {(self.root / 'unbound.log').read_text()[-1500:]}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_process(self.process)
         self.process = None
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server we started, by its pid (never by name)."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        process.wait(10)
 
 
 # ---------------------------------------------------------------- Postfix

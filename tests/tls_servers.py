@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers import free_port, require
+from servers import free_port, require, stop_process
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes] | None, what: str, log: Path) -> None:
@@ -34,7 +34,18 @@ def wait_listening(port: int, process: subprocess.Popen[bytes] | None, what: str
 
 
 @dataclass
-class Dovecot:
+class Daemon:
+    """A server process of ours, stopped by its pid."""
+
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+
+@dataclass
+class Dovecot(Daemon):
     """Dovecot IMAP + POP3, each with STARTTLS/STLS and implicit TLS, RSA + ECDSA chains.
 
     ``chains`` maps ``ecdsa``/``rsa`` to (certificate chain file, key file).
@@ -45,7 +56,12 @@ class Dovecot:
     ports: dict[str, int] = field(
         default_factory=lambda: {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
     )
-    process: subprocess.Popen[bytes] | None = None
+
+    def _listeners(self, protocol: str) -> str:
+        """The login service of ``protocol``: one plain (STARTTLS/STLS) and one implicit-TLS port."""
+        return (f"service {protocol}-login {{\n"
+                f"  inet_listener {protocol} {{\n    port = {self.ports[protocol]}\n  }}\n"
+                f"  inet_listener {protocol}s {{\n    port = {self.ports[protocol + 's']}\n    ssl = yes\n  }}\n}}\n")
 
     def start(self) -> Dovecot:
         require("dovecot")
@@ -77,25 +93,7 @@ userdb {{
   driver = static
   args = uid=nobody gid=nogroup home=/nonexistent
 }}
-service imap-login {{
-  inet_listener imap {{
-    port = {self.ports['imap']}
-  }}
-  inet_listener imaps {{
-    port = {self.ports['imaps']}
-    ssl = yes
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {self.ports['pop3']}
-  }}
-  inet_listener pop3s {{
-    port = {self.ports['pop3s']}
-    ssl = yes
-  }}
-}}
-service anvil {{
+{self._listeners("imap")}{self._listeners("pop3")}service anvil {{
   unix_listener anvil-auth-penalty {{
     mode = 0
   }}
@@ -107,21 +105,14 @@ service anvil {{
             wait_listening(port, self.process, "dovecot", self.root / "dovecot.log")
         return self
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
-
 
 @dataclass
-class SServer:
+class SServer(Daemon):
     """``openssl s_server`` serving an ECDSA chain and (``-dcert``) an RSA chain on one port."""
 
     root: Path
     chains: dict[str, tuple[Path, Path, Path]]  # algorithm -> (leaf, key, intermediates)
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SServer:
         require("openssl")
@@ -136,12 +127,6 @@ class SServer:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, env={**os.environ, "OPENSSL_CONF": "/dev/null"})
         wait_listening(self.port, self.process, "openssl s_server", log)
         return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
 
 
 def s_client_dane(port: int, host: str, records: list[str], algorithm: str, starttls: str | None) -> bool:

@@ -44,32 +44,74 @@ class Metric:
         self.samples.append((labels, float(value)))
 
 
+#: every metric: help text and label names (docs/monitoring.md lists the same)
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "tlsa_manager_dane_verdict": (
+        "1 for the verdict of the last live check of this host and port (pass, fail, "
+        "dane not in force, unknown), 0 for the others",
+        ("host", "port", "verdict"),
+    ),
+    "tlsa_manager_endpoints": (
+        "Address and key-algorithm endpoints the last check reached or tried",
+        ("host", "port"),
+    ),
+    "tlsa_manager_endpoints_verified": (
+        "Endpoints whose chain the TLSA records authenticate (DANE pass)",
+        ("host", "port"),
+    ),
+    "tlsa_manager_check_hazards": (
+        "Hazards the last live check found, by severity",
+        ("host", "port", "severity"),
+    ),
+    "tlsa_manager_staged_chain_live_in_seconds": (
+        "Seconds until this staged chain may go live (0: the next sync deploys it); "
+        "absent while the time is not yet known",
+        ("host", "chain"),
+    ),
+    "tlsa_manager_staged_chain_ready": (
+        "1 when the staged chain may go live now, 0 while its gate is closed",
+        ("host", "chain"),
+    ),
+    "tlsa_manager_plan_hazards": (
+        "Hazards the planner sees from the last observation (offline), by severity",
+        ("host", "severity"),
+    ),
+    "tlsa_manager_leaf_expiry_timestamp_seconds": (
+        "When the live certificate's leaf expires (Unix time)",
+        ("host", "chain", "file"),
+    ),
+    "tlsa_manager_last_sync_success_timestamp_seconds": (
+        "When the last sync of this host finished without error (Unix time; 0: never)",
+        ("host",),
+    ),
+    "tlsa_manager_collect_errors": (
+        "Things this collection could not read (a certificate file, the ledger); see the log",
+        ("host",),
+    ),
+    "tlsa_manager_catalog_age_seconds": (
+        "Seconds since the issuer catalog in use was current (refresh: tlsa-manager catalog update)",
+        ("origin",),
+    ),
+    "tlsa_manager_collected_timestamp_seconds": ("When these metrics were collected (Unix time)", ()),
+    "tlsa_manager_collect_duration_seconds": ("How long collecting these metrics took", ()),
+    "tlsa_manager_collect_failed": ("1: the last collection failed; see the log", ()),
+}
+
+
+def _new(name: str) -> Metric:
+    text, labels = METRICS[name]
+    return Metric(name, text, labels)
+
+
 def check_metrics(results: Sequence[tuple[str, int, Any]]) -> list[Metric]:
     """Per host and port: the DANE verdict, endpoints (verified), hazards by severity (pure).
 
     ``results`` holds (host, port, CheckResult).
     """
-    verdict = Metric(
-        "tlsa_manager_dane_verdict",
-        "1 for the verdict of the last live check of this host and port (pass, fail, "
-        "dane not in force, unknown), 0 for the others",
-        ("host", "port", "verdict"),
-    )
-    endpoints = Metric(
-        "tlsa_manager_endpoints",
-        "Address and key-algorithm endpoints the last check reached or tried",
-        ("host", "port"),
-    )
-    verified = Metric(
-        "tlsa_manager_endpoints_verified",
-        "Endpoints whose chain the TLSA records authenticate (DANE pass)",
-        ("host", "port"),
-    )
-    hazards = Metric(
-        "tlsa_manager_check_hazards",
-        "Hazards the last live check found, by severity",
-        ("host", "port", "severity"),
-    )
+    verdict = _new("tlsa_manager_dane_verdict")
+    endpoints = _new("tlsa_manager_endpoints")
+    verified = _new("tlsa_manager_endpoints_verified")
+    hazards = _new("tlsa_manager_check_hazards")
     for host, port, result in results:
         labels = (host, str(port))
         for name in VERDICTS:
@@ -92,37 +134,12 @@ def state_metrics(
     from tlsa_manager.runner import status_plans
 
     specs = config.select(list(hosts), not hosts)
-    live_in = Metric(
-        "tlsa_manager_staged_chain_live_in_seconds",
-        "Seconds until this staged chain may go live (0: the next sync deploys it); "
-        "absent while the time is not yet known",
-        ("host", "chain"),
-    )
-    ready = Metric(
-        "tlsa_manager_staged_chain_ready",
-        "1 when the staged chain may go live now, 0 while its gate is closed",
-        ("host", "chain"),
-    )
-    plan_hazards = Metric(
-        "tlsa_manager_plan_hazards",
-        "Hazards the planner sees from the last observation (offline), by severity",
-        ("host", "severity"),
-    )
-    expiry = Metric(
-        "tlsa_manager_leaf_expiry_timestamp_seconds",
-        "When the live certificate's leaf expires (Unix time)",
-        ("host", "chain", "file"),
-    )
-    synced = Metric(
-        "tlsa_manager_last_sync_success_timestamp_seconds",
-        "When the last sync of this host finished without error (Unix time; 0: never)",
-        ("host",),
-    )
-    errors = Metric(
-        "tlsa_manager_collect_errors",
-        "Things this collection could not read (a certificate file, the ledger); see the log",
-        ("host",),
-    )
+    live_in = _new("tlsa_manager_staged_chain_live_in_seconds")
+    ready = _new("tlsa_manager_staged_chain_ready")
+    plan_hazards = _new("tlsa_manager_plan_hazards")
+    expiry = _new("tlsa_manager_leaf_expiry_timestamp_seconds")
+    synced = _new("tlsa_manager_last_sync_success_timestamp_seconds")
+    errors = _new("tlsa_manager_collect_errors")
     plans = status_plans(config, [s.name for s in specs], catalog, state_dir, now)
     last = lastsync.load(state_dir)
     for spec, plan in zip(specs, plans, strict=True):
@@ -147,11 +164,7 @@ def state_metrics(
         synced.add(last.get(spec.name, 0.0), spec.name)
         errors.add(failures, spec.name)
     age, origin = catalog_age(state_dir, dt.datetime.fromtimestamp(now, dt.UTC))
-    catalog_metric = Metric(
-        "tlsa_manager_catalog_age_seconds",
-        "Seconds since the issuer catalog in use was current (refresh: tlsa-manager catalog update)",
-        ("origin",),
-    )
+    catalog_metric = _new("tlsa_manager_catalog_age_seconds")
     catalog_metric.add(age, origin)
     return [live_in, ready, plan_hazards, expiry, synced, errors, catalog_metric]
 
@@ -208,11 +221,9 @@ def gather(
     if live:
         metrics += check_metrics(run_checks(config, catalog, hosts, resolver, timeout))
     finished = clock()
-    stamp = Metric(
-        "tlsa_manager_collected_timestamp_seconds", "When these metrics were collected (Unix time)", ()
-    )
+    stamp = _new("tlsa_manager_collected_timestamp_seconds")
     stamp.add(finished)
-    duration = Metric("tlsa_manager_collect_duration_seconds", "How long collecting these metrics took", ())
+    duration = _new("tlsa_manager_collect_duration_seconds")
     duration.add(finished - started)
     return [*metrics, stamp, duration]
 
@@ -270,9 +281,7 @@ class CachedSource:
                     self.cached = self.produce()
                 except TlsaManagerError as exc:
                     log.error("collecting metrics failed: %s", exc.one_line())
-                    failed = Metric(
-                        "tlsa_manager_collect_failed", "1: the last collection failed; see the log", ()
-                    )
+                    failed = _new("tlsa_manager_collect_failed")
                     failed.add(1)
                     return [failed]
                 self.at = time.monotonic()
