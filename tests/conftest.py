@@ -194,9 +194,8 @@ def cf_fake():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
+    from tlsa_manager.testing import Backend
     from tlsa_manager_providers.cloudflare import CloudflareProvider
-
-    from test_provider_contract import Backend
 
     monkeypatch.setenv("CF_TEST_TOKEN", cf_fake.token)
     # The SDK would send these instead of the token; the provider must clear them.
@@ -218,4 +217,37 @@ def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
     def external_add(owner, record):  # type: ignore[no-untyped-def]
         cf_fake.add_record(zone, owner.to_text(omit_final_dot=True), record.to_text())
 
-    return Backend(provider, read_back, external_add, provider.writes_count)
+    return Backend(provider, read_back, external_add, zone="example.test")
+
+
+@pytest.fixture(scope="session")
+def powerdns(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real PowerDNS Authoritative with its API for the whole session (tests use unique names)."""
+    from servers import PowerDns
+
+    server = PowerDns(tmp_path_factory.mktemp("pdns"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def pdnsutil_add(powerdns, owner, record) -> None:  # type: ignore[no-untyped-def]
+    """Someone else's change, made with PowerDNS's own pdnsutil (straight into the database),
+    hex in upper case as some tools write it."""
+    zone = powerdns.zone
+    relative = owner.to_text(omit_final_dot=True).removesuffix("." + zone)
+    text = record.to_text()
+    head, _, data = text.rpartition(" ")
+    powerdns.pdnsutil("add-record", zone, relative, "TLSA", "300", f"{head} {data.upper()}")
+
+
+def powerdns_backend_for(powerdns, **settings):  # type: ignore[no-untyped-def]
+    from tlsa_manager.testing import Backend
+    from tlsa_manager_providers.powerdns import PowerDnsProvider
+
+    provider = PowerDnsProvider({"api_url": powerdns.api_url, "api_key_file": str(powerdns.key_file),
+                                 "nameservers": [powerdns.endpoint], **settings})
+    return Backend(provider, lambda o: bind_read(powerdns.port, o), lambda o, r: pdnsutil_add(powerdns, o, r),
+                   zone=powerdns.zone)

@@ -64,6 +64,22 @@ def test_core_modules_do_not_import_provider_sdks() -> None:
     assert out.strip() == ""
 
 
+def test_only_the_contract_module_imports_pytest() -> None:
+    """tlsa_manager.testing is for plugin tests; nothing the tool runs may pull pytest in."""
+    code = textwrap.dedent("""
+        import importlib, pkgutil, sys, tlsa_manager, tlsa_manager_providers
+        for pkg in (tlsa_manager, tlsa_manager_providers):
+            for m in pkgutil.iter_modules(pkg.__path__):
+                if m.name not in ("__main__", "testing"):
+                    importlib.import_module(pkg.__name__ + "." + m.name)
+        print("PYTEST=" + str("pytest" in sys.modules or "_pytest" in sys.modules))
+        import tlsa_manager.testing
+        print("PYTEST=" + str("pytest" in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["PYTEST=False", "PYTEST=True"]
+
+
 def test_python_dash_m_and_console_script() -> None:
     """Both entry points of the environment under test work (not one found on the PATH)."""
     for cmd in ([sys.executable, "-m", "tlsa_manager", "--version"], [str(CONSOLE_SCRIPT), "--version"]):
@@ -108,3 +124,48 @@ def test_third_party_provider_is_discovered(tmp_path: Path, monkeypatch: pytest.
 def test_unknown_provider_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown provider type 'nope'"):
         registry.provider_class("nope")
+
+
+def test_a_plugin_declares_its_own_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core lists no provider keys: a third-party provider's ``secret_settings`` decide
+    which inline values need a 0600 config, and what ``redacted`` hides."""
+    from tlsa_manager.config import load_config
+
+    (tmp_path / "vault_dns_provider.py").write_text(textwrap.dedent("""
+        from tlsa_manager.provider import Capabilities, Provider
+        class VaultDns(Provider):
+            name = "vaultdns"
+            capabilities = Capabilities(atomic=True, compare_and_swap=True, eventual_propagation=True)
+            settings = {"passphrase": "x", "passphrase_file": "x", "url": "x"}
+            secret_settings = {"passphrase": "the vault passphrase"}
+            def read(self, owners): return {}
+            def apply(self, changeset): pass
+    """))
+    dist = tmp_path / "vault_dns_provider-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vault-dns-provider\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[tlsa_manager.providers]\nvaultdns = vault_dns_provider:VaultDns\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "c.toml"
+    config.write_text('[providers.v]\ntype = "vaultdns"\npassphrase = "open-sesame-42"\nurl = "https://v"\n')
+    config.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"providers\.v\.passphrase is inline") as exc:
+        load_config(config)
+    assert "open-sesame-42" not in str(exc.value)
+    config.chmod(0o600)
+    load_config(config)
+    cls = registry.provider_class("vaultdns")
+    assert cls.secret_keys() == {"passphrase", "passphrase_file", "passphrase_env"}
+    assert cls.redacted({"passphrase": "open-sesame-42", "url": "https://v"}) == {
+        "passphrase": "<redacted>", "url": "https://v"}
+    # "url" is no secret of this provider: a 0644 file without the passphrase is fine
+    config.write_text('[providers.v]\ntype = "vaultdns"\nurl = "https://v"\n')
+    config.chmod(0o644)
+    load_config(config)
+
+
+def test_built_in_providers_declare_their_secrets() -> None:
+    assert set(registry.provider_class("cloudflare").secret_settings) == {"api_token"}
+    assert set(registry.provider_class("powerdns").secret_settings) == {"api_key"}
+    assert set(registry.provider_class("rfc2136").secret_settings) == {"tsig_secret"}
+    assert not registry.provider_class("zonefile").secret_settings

@@ -53,9 +53,22 @@ def test_update_reaches_the_secondary_signed(bind) -> None:  # type: ignore[no-u
     assert wait_for(lambda: all(v.records == {REC} for v in view.observe([o])[o]))
     views = view.observe([o])[o]
     assert all(v.error is None and v.ttl == 60 for v in views)
-    assert p.updates_sent == 1
+    assert p.writes == 1
     assert [ns.port for ns in provider(bind, nameservers=bind.nameservers).nameservers(dns.name.from_text(ZONE))] == [
         bind.primary.port, bind.secondary.port]
+
+
+def test_nameservers_default_to_the_zone_ns_found_by_the_core(bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """No nameservers configured: the core asks the primary for the zone's NS and their addresses."""
+    from tlsa_manager_providers.zonefile import ZoneFileProvider
+
+    for name in (ZONE, f"mx.{ZONE}"):  # the engine passes the host's name; the core finds the apex
+        found = provider(bind).nameservers(dns.name.from_text(name))
+        assert [(s.name, s.address, s.port) for s in found] == [
+            ("ns1.example.test (127.0.0.1)", "127.0.0.1", 53), ("ns2.example.test (127.0.0.1)", "127.0.0.1", 53)]
+    assert ZoneFileProvider({"zone_file": str(tmp_path / "db")}).nameservers(dns.name.from_text(ZONE)) == []
+    with pytest.raises(ProviderError, match="refused the connection"):
+        provider(bind, server=f"127.0.0.1:{free_port()}").nameservers(dns.name.from_text(ZONE))
 
 
 def test_lagging_secondary_is_seen_as_lagging(bind) -> None:  # type: ignore[no-untyped-def]

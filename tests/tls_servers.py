@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers import free_port, require, stop_process
+from servers import free_port, require, terminate
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes] | None, what: str, log: Path) -> None:
@@ -40,7 +40,8 @@ class Daemon:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def stop(self) -> None:
-        stop_process(self.process)
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
 
 

@@ -22,7 +22,6 @@ from tlsa_manager.errors import ConfigError, InputError
 from tlsa_manager.policy import HostPolicy, validate_kinds
 from tlsa_manager.records import Params, host_name, parse_params
 
-SECRET_KEYS = ("tsig_secret", "api_token", "token", "secret")
 HOST_KEYS = {
     "provider",
     "ports",
@@ -188,8 +187,12 @@ def _host_spec(
 
 
 def check_secret_settings(name: str, settings: Mapping[str, Any], path: Path | None) -> None:
-    """Inline secrets only in a file nobody else can read."""
-    inline = [k for k in settings if k in SECRET_KEYS]
+    """Inline secrets only in a file nobody else can read; which keys are secrets, the
+    provider declares (``Provider.secret_settings``), the core lists none."""
+    from tlsa_manager.registry import secret_settings
+
+    secrets = secret_settings(str(settings.get("type", "")), settings)
+    inline = [k for k in settings if k in secrets]
     if not inline or path is None:
         return
     mode = stat.S_IMODE(os.stat(path).st_mode)

@@ -11,10 +11,8 @@ SERVFAIL) is a view with ``records=None`` and the reason, which keeps gates clos
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import dns.dnssec
 import dns.exception
@@ -27,80 +25,14 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from tlsa_manager.errors import ConfigError
+from tlsa_manager.endpoints import Endpoint, ask, parse_endpoint
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
 
+#: re-exported: endpoints live in tlsa_manager.endpoints
+__all__ = ["DnsView", "Endpoint", "ask", "negative_ttl", "parse_endpoint"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """An authoritative server address: ``name`` for reports, ``address``/``port`` to query."""
-
-    name: str
-    address: str
-    port: int = 53
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def parse_endpoint(text: str) -> Endpoint:
-    """``127.0.0.1:5300``, ``[::1]:5300``, ``192.0.2.1`` or ``ns1.example.com[:53]``."""
-    value = text.strip()
-    port = 53
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":"):
-            port = _port(rest[1:], text)
-    elif value.count(":") == 1:
-        host, _, p = value.partition(":")
-        port = _port(p, text)
-    else:
-        host = value
-    if not host:
-        raise ConfigError(f"nameserver {text!r} has no address", 'write e.g. "127.0.0.1:5300"')
-    address = host
-    if not _is_ip(host):
-        try:
-            address = str(socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0][4][0])
-        except OSError:
-            raise ConfigError(f"nameserver {host!r} does not resolve", "give its address instead") from None
-    return Endpoint(value, str(address), port)
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ConfigError(f"nameserver {whole!r} has a bad port", 'write e.g. "127.0.0.1:5300"')
-    return int(text)
-
-
-def _is_ip(text: str) -> bool:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, text)
-            return True
-        except OSError:
-            continue
-    return False
-
-
-def ask(
-    endpoint: Endpoint,
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    timeout: float = 5.0,
-    dnssec: bool = True,
-    tcp: bool = False,
-) -> dns.message.Message:
-    """One query (UDP falling back to TCP on truncation, or TCP); raises dns.exception/OSError."""
-    query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
-    query.flags &= ~dns.flags.RD
-    if tcp:
-        return dns.query.tcp(query, endpoint.address, timeout=timeout, port=endpoint.port)
-    response, _ = dns.query.udp_with_fallback(query, endpoint.address, timeout=timeout, port=endpoint.port)
-    return response
 
 
 class DnsView:

@@ -10,14 +10,18 @@ record additions and deletions, each owner guarded by the RRset it expects to fi
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import dns.name
 
+from tlsa_manager.endpoints import Endpoint, configured, zone_apex, zone_nameservers
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.records import Tlsa
+
+_T = TypeVar("_T")
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True)
@@ -94,13 +98,8 @@ class Capabilities:
     can_list_nameservers: bool = True
 
 
-@dataclass(frozen=True)
-class NameServer:
-    """One authoritative endpoint to poll: a name for reports and an address to query."""
-
-    name: str
-    address: str
-    port: int = 53
+#: one authoritative endpoint to poll (a name for reports, an address and port to query)
+NameServer = Endpoint
 
 
 class Provider(abc.ABC):
@@ -111,6 +110,11 @@ class Provider(abc.ABC):
     capabilities: ClassVar[Capabilities]
     #: config keys this provider accepts, with a one-line description each
     settings: ClassVar[Mapping[str, str]] = {}
+    #: the secrets this provider takes, by setting name (e.g. ``api_token``), with what
+    #: each is.  The inline key (if ``settings`` accepts it) is allowed only in a 0600
+    #: config file; ``NAME_file`` and ``NAME_env`` name where the secret is read from.
+    #: The core knows no provider's keys: validation and redaction use this.
+    secret_settings: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         unknown = set(config) - set(self.settings) - {"type", "name"}
@@ -122,6 +126,31 @@ class Provider(abc.ABC):
                 f"known settings: {', '.join(sorted(self.settings))}",
             )
         self.config = dict(config)
+        #: backend writes so far (UPDATE messages, API calls that change, file rewrites):
+        #: one name for every provider, so a no-op can be proven to write nothing
+        self.writes = 0
+        #: every request to the backend, reads and writes (DNS messages, HTTP calls, file
+        #: reads and rewrites): what docs/performance.md counts
+        self.requests = 0
+        #: things the operator should know (printed with the run's report)
+        self.notes: list[str] = []
+
+    def check_changes(self, changeset: ChangeSet) -> None:
+        """Refuse, before anything is written, a change set that would empty a managed
+        RRset or set a TTL the backend does not take (one line naming the fix)."""
+        changeset.check_safe()
+        minimum = self.capabilities.min_ttl
+        for change in changeset.changes:
+            if not change.is_noop and change.ttl < minimum:
+                raise ProviderError(
+                    f"TTL {change.ttl} at {change.owner} is below the {self.name} minimum of {minimum} s",
+                    f"set ttl = {minimum} or more for this host; nothing was changed",
+                )
+
+    def pending(self, changeset: ChangeSet) -> list[OwnerChange]:
+        """The changes that write something, after :meth:`check_changes` allowed them all."""
+        self.check_changes(changeset)
+        return [c for c in changeset.changes if not c.is_noop]
 
     @abc.abstractmethod
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
@@ -132,14 +161,50 @@ class Provider(abc.ABC):
         """Apply all changes, or none; raise ProviderConflict if an expectation fails."""
 
     def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        """Authoritative servers to poll for propagation (config may override)."""
-        return []
+        """Authoritative servers to poll for propagation: the configured ``nameservers``,
+        else the NS of the zone holding ``zone`` (the apex or any name in it) as
+        :meth:`discovery_server` knows them, else none (then the provider's own copy is
+        the only view and the run says so)."""
+        listed = configured(self.config.get("nameservers"))
+        if listed:
+            return listed
+        server = self.discovery_server()
+        if server is None:
+            return []
+        timeout = float(self.config.get("timeout", 10))
+        return zone_nameservers(server, zone_apex(server, zone, timeout), timeout)
+
+    def discovery_server(self) -> Endpoint | None:
+        """A DNS server that answers for the zone (its NS and their addresses), if known."""
+        return None
+
+    @classmethod
+    def secret_keys(cls) -> frozenset[str]:
+        """Every setting that holds or names a secret: the inline key, ``_file``, ``_env``."""
+        return frozenset(
+            f"{name}{suffix}" for name in cls.secret_settings for suffix in ("", "_file", "_env")
+        )
+
+    @classmethod
+    def redacted(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings with every secret replaced, for messages and debug output; also the
+        ``_file``/``_env`` values, which hold the secret itself when mistyped."""
+        keys = cls.secret_keys()
+        return {k: ("<redacted>" if k in keys else v) for k, v in config.items()}
 
     def close(self) -> None:
         """Release sessions and connections."""
 
     def __repr__(self) -> str:  # never show settings: they may hold secrets
         return f"<{type(self).__name__} provider>"
+
+
+def grouped(items: Iterable[_T], key: Callable[[_T], _K]) -> dict[_K, list[_T]]:
+    """``items`` by ``key`` (e.g. owners or changes by zone), in their first-seen order."""
+    out: dict[_K, list[_T]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
 
 
 def conflict(owner: dns.name.Name, expected: frozenset[Tlsa], found: frozenset[Tlsa]) -> ProviderConflict:

@@ -8,6 +8,7 @@ uses is imported, so the Cloudflare SDK is never loaded for a zone-file user.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
 from tlsa_manager.errors import ConfigError
@@ -37,3 +38,17 @@ def provider_class(name: str) -> type[Provider]:
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         raise ConfigError(f"entry point {name!r} is not a tlsa-manager provider", "reinstall it")
     return cls
+
+
+def secret_settings(name: str, keys: Iterable[str] = ()) -> frozenset[str]:
+    """The inline secret keys provider type ``name`` declares.  For a type that cannot be
+    loaded (its error comes when it is used), those of ``keys`` that look like a secret."""
+    try:
+        return frozenset(provider_class(name).secret_settings)
+    except ConfigError:
+        return frozenset(
+            k for k in keys if any(w in k for w in _SECRET_WORDS) and not k.endswith(("_file", "_env"))
+        )
+
+
+_SECRET_WORDS = ("secret", "token", "password", "api_key")

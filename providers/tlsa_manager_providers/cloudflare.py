@@ -25,9 +25,8 @@ from typing import Any, ClassVar
 
 import dns.name
 
-from tlsa_manager.dnsview import parse_endpoint
 from tlsa_manager.errors import ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
 from tlsa_manager.secrets import read_secret
 
@@ -54,6 +53,7 @@ class CloudflareProvider(Provider):
         "max_retry_after": "longest Retry-After to honour on 429, seconds (default 60)",
         "nameservers": "servers to poll for propagation, host:port list",
     }
+    secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "Cloudflare API token"}
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
@@ -110,6 +110,7 @@ class CloudflareProvider(Provider):
         """Run an SDK call; turn every SDK exception into one ProviderError line."""
         import cloudflare
 
+        self.requests += 1
         try:
             return func(*args, **kwargs)
         except cloudflare.RateLimitError as exc:
@@ -238,11 +239,8 @@ class CloudflareProvider(Provider):
         return out
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        by_zone: dict[str, list[dns.name.Name]] = {}
-        for owner in owners:
-            by_zone.setdefault(self.zone_for(owner)[0], []).append(owner)
         out = {}
-        for zone_id, zone_owners in by_zone.items():
+        for zone_id, zone_owners in grouped(owners, lambda o: self.zone_for(o)[0]).items():
             for owner, records in self._by_owner(self._list(zone_id, zone_owners), zone_owners).items():
                 out[owner] = _rrset(owner, records)
         return out
@@ -250,12 +248,7 @@ class CloudflareProvider(Provider):
     # -- apply --------------------------------------------------------------
 
     def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        by_zone: dict[str, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if not change.is_noop:
-                by_zone.setdefault(self.zone_for(change.owner)[0], []).append(change)
-        for zone_id, changes in by_zone.items():
+        for zone_id, changes in grouped(self.pending(changeset), lambda c: self.zone_for(c.owner)[0]).items():
             self._apply_zone(zone_id, changes)
 
     def _apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:
@@ -289,7 +282,7 @@ class CloudflareProvider(Provider):
                     deletes=deletes,
                     posts=posts,
                 )
-                self.writes = getattr(self, "writes", 0) + 1
+                self.writes += 1
                 return
             except _RateLimited as limited:
                 if limited.seconds > self.max_retry_after or attempt == 2:
@@ -312,15 +305,6 @@ class CloudflareProvider(Provider):
                     "nothing was applied; check the records and the token's rights",
                 ) from None
         raise ProviderConflict("the TLSA records kept changing during the update", "run again")
-
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        return [
-            NameServer(e.name, e.address, e.port)
-            for e in map(parse_endpoint, map(str, self.config.get("nameservers", [])))
-        ]
-
-    def writes_count(self) -> int:
-        return int(getattr(self, "writes", 0))
 
 
 class _RateLimited(Exception):

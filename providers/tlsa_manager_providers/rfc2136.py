@@ -31,9 +31,9 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
-from tlsa_manager.dnsview import Endpoint, ask, parse_endpoint
+from tlsa_manager.endpoints import Endpoint, parse_endpoint, unreachable, zone_apex
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import read_secret
 
@@ -85,6 +85,7 @@ class Rfc2136Provider(Provider):
         "timeout": "seconds per query (default 10)",
         "nameservers": "authoritative servers to poll, host:port list (default: the zone's NS)",
     }
+    secret_settings: ClassVar[Mapping[str, str]] = {"tsig_secret": "the TSIG key's base64 secret"}
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
@@ -96,7 +97,6 @@ class Rfc2136Provider(Provider):
         self.timeout = float(config.get("timeout", 10))
         self._keyring, self._keyname, self._algorithm = self._load_key(config)
         self._zones: dict[dns.name.Name, dns.name.Name] = {}
-        self.updates_sent = 0
 
     # -- TSIG -----------------------------------------------------------------
 
@@ -140,34 +140,13 @@ class Rfc2136Provider(Provider):
             if not owner.is_subdomain(zone):
                 raise ConfigError(f"{owner} is not inside the configured zone {zone}", "fix zone = ...")
             return zone
-        if owner in self._zones:
-            return self._zones[owner]
-        try:
-            response = ask(self.endpoint, owner, dns.rdatatype.SOA, self.timeout, dnssec=False, tcp=True)
-        except (OSError, dns.exception.DNSException) as exc:
-            raise self._unreachable(exc) from None
-        for section in (response.answer, response.authority):
-            for rrset in section:
-                if rrset.rdtype == dns.rdatatype.SOA and owner.is_subdomain(rrset.name):
-                    self._zones[owner] = rrset.name
-                    return rrset.name
-        raise ProviderError(
-            f"{self.endpoint} is not authoritative for {owner} (no SOA in its answer)",
-            "point server at the primary of that zone, or set zone = ...",
-        )
+        if owner not in self._zones:
+            self.requests += 1
+            self._zones[owner] = zone_apex(self.endpoint, owner, self.timeout)
+        return self._zones[owner]
 
     def _unreachable(self, exc: BaseException) -> ProviderError:
-        if isinstance(exc, dns.exception.Timeout):
-            return ProviderError(
-                f"no answer from {self.endpoint} within {self.timeout:g}s",
-                "check that the server runs and the port is open",
-            )
-        if isinstance(exc, ConnectionRefusedError):
-            return ProviderError(
-                f"{self.endpoint} refused the connection (server down?)",
-                "start the name server or fix server = ...",
-            )
-        return ProviderError(f"cannot talk to {self.endpoint} ({type(exc).__name__})", "check server = ...")
+        return unreachable(self.endpoint, exc, self.timeout)
 
     # -- Provider ---------------------------------------------------------------
 
@@ -176,6 +155,7 @@ class Rfc2136Provider(Provider):
         for owner in owners:
             query = dns.message.make_query(owner, dns.rdatatype.TLSA)
             query.flags &= ~dns.flags.RD
+            self.requests += 1
             try:
                 response = dns.query.tcp(
                     query, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
@@ -217,12 +197,7 @@ class Rfc2136Provider(Provider):
         return update
 
     def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        by_zone: dict[dns.name.Name, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if not change.is_noop:
-                by_zone.setdefault(self.zone_for(change.owner), []).append(change)
-        for zone, changes in by_zone.items():
+        for zone, changes in grouped(self.pending(changeset), lambda c: self.zone_for(c.owner)).items():
             for chunk in self.chunks(changes):
                 self._send(zone, self.build_update(zone, chunk))
 
@@ -246,6 +221,7 @@ class Rfc2136Provider(Provider):
         return out
 
     def _send(self, zone: dns.name.Name, update: dns.update.UpdateMessage) -> None:
+        self.requests += 1
         try:
             response = dns.query.tcp(
                 update, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
@@ -280,7 +256,7 @@ class Rfc2136Provider(Provider):
                 f"bad answer from {self.endpoint} to the update ({type(exc).__name__})",
                 "check the server's logs",
             ) from None
-        self.updates_sent += 1
+        self.writes += 1
         rcode = response.rcode()
         if rcode == dns.rcode.NOERROR:
             return
@@ -313,33 +289,9 @@ class Rfc2136Provider(Provider):
         message, hint = hints.get(rcode, (f"the update failed ({text})", "check the server's logs"))
         raise ProviderError(message, hint)
 
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        configured = self.config.get("nameservers")
-        if configured:
-            return [NameServer(e.name, e.address, e.port) for e in map(parse_endpoint, map(str, configured))]
-        try:
-            response = ask(self.endpoint, zone, dns.rdatatype.NS, self.timeout, dnssec=False, tcp=True)
-        except (OSError, dns.exception.DNSException) as exc:
-            raise self._unreachable(exc) from None
-        ns = response.get_rrset(response.answer, zone, dns.rdataclass.IN, dns.rdatatype.NS)
-        if ns is None:
-            raise ProviderError(f"{self.endpoint} returned no NS for {zone}", "set nameservers = [...]")
-        out = []
-        for rdata in ns:
-            target = rdata.target
-            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                try:
-                    answer = ask(self.endpoint, target, rdtype, self.timeout, dnssec=False, tcp=True)
-                except (OSError, dns.exception.DNSException):
-                    continue
-                addrs = answer.get_rrset(answer.answer, target, dns.rdataclass.IN, rdtype)
-                for addr in addrs or []:
-                    out.append(
-                        NameServer(
-                            f"{target.to_text(omit_final_dot=True)} ({addr.address})", addr.address, 53
-                        )
-                    )
-        return out
+    def discovery_server(self) -> Endpoint:
+        """The primary knows the zone's NS and their addresses."""
+        return self.endpoint
 
 
 def _estimate(change: OwnerChange) -> int:

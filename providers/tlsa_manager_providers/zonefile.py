@@ -28,10 +28,9 @@ import dns.rdatatype
 import dns.ttl
 import dns.zone
 
-from tlsa_manager.dnsview import parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderError
 from tlsa_manager.fsutil import atomic_write
-from tlsa_manager.provider import Capabilities, ChangeSet, NameServer, OwnerChange, Provider, RRset, conflict
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
 
 DIRECTIVES = ("$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE")
@@ -220,11 +219,11 @@ class ZoneFileProvider(Provider):
             )
         self.reload = list(reload)
         self.check = config.get("check", True)
-        self.writes = 0
 
     # -- helpers ---------------------------------------------------------------
 
     def _read_text(self, path: Path) -> str:
+        self.requests += 1
         try:
             return path.read_text()
         except FileNotFoundError:
@@ -276,8 +275,7 @@ class ZoneFileProvider(Provider):
     # -- apply -------------------------------------------------------------------
 
     def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        changes = [c for c in changeset.changes if not c.is_noop]
+        changes = self.pending(changeset)
         if not changes:
             return
         current = self.read([c.owner for c in changes])
@@ -359,6 +357,7 @@ class ZoneFileProvider(Provider):
 
     def _write_checked(self, path: Path, text: str) -> None:
         """Validate a candidate next to the file, then rename it into place."""
+        self.requests += 1
         candidate = path.with_name(f".{path.name}.tlsa-manager-check")
         try:
             candidate.write_text(text)
@@ -422,9 +421,3 @@ class ZoneFileProvider(Provider):
                 f"{': ' + detail[-1] if detail else ''}",
                 "reload the name server by hand",
             )
-
-    def nameservers(self, zone: dns.name.Name) -> list[NameServer]:
-        return [
-            NameServer(e.name, e.address, e.port)
-            for e in map(parse_endpoint, map(str, self.config.get("nameservers", [])))
-        ]

@@ -1,0 +1,155 @@
+"""Authoritative endpoints and zone discovery: one place for both, below every provider.
+
+A provider talks to its backend (an UPDATE port, an HTTP API, a file); which servers
+then *serve* the zone is a DNS question with one answer for all of them: the zone's NS
+names and their addresses, asked of a server that knows the zone (or the ``nameservers``
+list the operator configured).  Providers depend on this module and ``provider.py``
+only, not on the reading side (``dnsview``), so adding a provider never touches it.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rdataclass
+import dns.rdatatype
+
+from tlsa_manager.errors import ConfigError, ProviderError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An authoritative server address: ``name`` for reports, ``address``/``port`` to query."""
+
+    name: str
+    address: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``127.0.0.1:5300``, ``[::1]:5300``, ``192.0.2.1`` or ``ns1.example.com[:53]``."""
+    value = text.strip()
+    port = 53
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest.startswith(":"):
+            port = _port(rest[1:], text)
+    elif value.count(":") == 1:
+        host, _, p = value.partition(":")
+        port = _port(p, text)
+    else:
+        host = value
+    if not host:
+        raise ConfigError(f"nameserver {text!r} has no address", 'write e.g. "127.0.0.1:5300"')
+    address = host
+    if not _is_ip(host):
+        try:
+            address = str(socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0][4][0])
+        except OSError:
+            raise ConfigError(f"nameserver {host!r} does not resolve", "give its address instead") from None
+    return Endpoint(value, str(address), port)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(f"nameserver {whole!r} has a bad port", 'write e.g. "127.0.0.1:5300"')
+    return int(text)
+
+
+def _is_ip(text: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def ask(
+    endpoint: Endpoint,
+    qname: dns.name.Name,
+    rdtype: dns.rdatatype.RdataType,
+    timeout: float = 5.0,
+    dnssec: bool = True,
+    tcp: bool = False,
+) -> dns.message.Message:
+    """One query (UDP falling back to TCP on truncation, or TCP); raises dns.exception/OSError."""
+    query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
+    query.flags &= ~dns.flags.RD
+    if tcp:
+        return dns.query.tcp(query, endpoint.address, timeout=timeout, port=endpoint.port)
+    response, _ = dns.query.udp_with_fallback(query, endpoint.address, timeout=timeout, port=endpoint.port)
+    return response
+
+
+def unreachable(endpoint: Endpoint, exc: BaseException, timeout: float) -> ProviderError:
+    """One line for a server that did not answer, naming the cause and not the traffic."""
+    if isinstance(exc, dns.exception.Timeout):
+        return ProviderError(
+            f"no answer from {endpoint} within {timeout:g}s",
+            "check that the server runs and the port is open",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return ProviderError(
+            f"{endpoint} refused the connection (server down?)", "start the name server or fix its address"
+        )
+    return ProviderError(f"cannot talk to {endpoint} ({type(exc).__name__})", "check the server's address")
+
+
+def configured(values: object) -> list[Endpoint]:
+    """The ``nameservers = [...]`` list of a provider or host, parsed."""
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, list | tuple):
+        raise ConfigError("nameservers must be a list of host:port strings", 'e.g. ["127.0.0.1:5300"]')
+    return [parse_endpoint(str(v)) for v in values]
+
+
+def zone_apex(server: Endpoint, owner: dns.name.Name, timeout: float = 10.0) -> dns.name.Name:
+    """The apex of the zone holding ``owner``, from the SOA in ``server``'s answer."""
+    try:
+        response = ask(server, owner, dns.rdatatype.SOA, timeout, dnssec=False, tcp=True)
+    except (OSError, dns.exception.DNSException) as exc:
+        raise unreachable(server, exc, timeout) from None
+    for section in (response.answer, response.authority):
+        for rrset in section:
+            if rrset.rdtype == dns.rdatatype.SOA and owner.is_subdomain(rrset.name):
+                return rrset.name
+    raise ProviderError(
+        f"{server} is not authoritative for {owner} (no SOA in its answer)",
+        "point the provider at a server of that zone, or set zone = ...",
+    )
+
+
+def zone_nameservers(server: Endpoint, zone: dns.name.Name, timeout: float = 10.0) -> list[Endpoint]:
+    """Every address of every NS name of ``zone`` as ``server`` knows them (port 53),
+    named "ns1.example.com (192.0.2.1)"; NS names it has no address for are left out."""
+    try:
+        response = ask(server, zone, dns.rdatatype.NS, timeout, dnssec=False, tcp=True)
+    except (OSError, dns.exception.DNSException) as exc:
+        raise unreachable(server, exc, timeout) from None
+    ns = response.get_rrset(response.answer, zone, dns.rdataclass.IN, dns.rdatatype.NS)
+    if ns is None:
+        raise ProviderError(f"{server} returned no NS for {zone}", "set nameservers = [...]")
+    out = []
+    for target in sorted(rdata.target for rdata in ns):
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            try:
+                answer = ask(server, target, rdtype, timeout, dnssec=False, tcp=True)
+            except (OSError, dns.exception.DNSException):
+                continue
+            addrs = answer.get_rrset(answer.answer, target, dns.rdataclass.IN, rdtype)
+            for addr in addrs or []:
+                text = target.to_text(omit_final_dot=True)
+                out.append(Endpoint(f"{text} ({addr.address})", addr.address, 53))
+    return out
