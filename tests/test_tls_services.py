@@ -65,10 +65,17 @@ def services() -> Iterator[dict[str, Any]]:
     unbound = Unbound(root / "unbound", bind)
     postfix = Postfix(root / "postfix", f"mx.{ZONE}", postfix_files, wrapper_port=free_port())
     dovecot = Dovecot(root / "dovecot", dovecot_chains)
+    plain = Dovecot(root / "dovecot-plain", dovecot_chains, tls=False)
     https = SServer(root / "s_server", s_chains)
+    # a Let's Encrypt-named intermediate the catalog does not know (a stale catalog, H26)
+    le_ca = pki.make_ca("YR9", pki.make_key("rsa2048"), issuer=ca, org="Let's Encrypt", not_before=NOW)
+    le_leaf = pki.make_leaf([f"le.{ZONE}"], le_ca, key=pki.make_key("rsa2048"), not_before=NOW)
+    le_files = (pki.write(pem / "le-leaf.pem", le_leaf.pem), pki.write(pem / "le-key.pem", le_leaf.key_pem),
+                pki.write(pem / "le-inter.pem", le_ca.pem))
+    le_https = SServer(root / "s_server_le", {"ecdsa": le_files, "rsa": le_files})
     started: list[Any] = []
     try:
-        for server in (bind, unbound, postfix, dovecot, https):
+        for server in (bind, unbound, postfix, dovecot, plain, https, le_https):
             server.start()
             started.append(server)
         ports = {"smtps": postfix.wrapper_port, "smtp": postfix.port, "https": https.port, **dovecot.ports}
@@ -85,11 +92,17 @@ def services() -> Iterator[dict[str, Any]]:
             script.append(f"update add {host}.{ZONE} 60 IN A 127.0.0.1\n")
             script += [f"update add _{port}._tcp.{host}.{ZONE} 60 IN TLSA {r}\n" for port in ports.values()
                        for r in recs]
+        for port in (plain.ports["imap"], plain.ports["pop3"]):  # TLSA for a service without TLS
+            script += [f"update add _{port}._tcp.svc.{ZONE} 60 IN TLSA {r}\n" for r in records["svc"]]
+        le311 = compute(Usage.DANE_EE, Selector.SPKI, MatchingType.SHA2_256, cert=le_leaf.cert)
+        script += [f"update add le.{ZONE} 60 IN A 127.0.0.1\n",
+                   f"update add _{le_https.port}._tcp.le.{ZONE} 60 IN TLSA {le311}\n"]
         script.append("send\n")
         subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
                        capture_output=True)
-        wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in HOSTS])
-        yield {"bind": bind, "resolver": f"127.0.0.1:{unbound.port}", "ports": ports,
+        wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in (*HOSTS, "le")])
+        ports |= {"plain-imap": plain.ports["imap"], "plain-pop3": plain.ports["pop3"], "le": le_https.port}
+        yield {"bind": bind, "resolver": f"127.0.0.1:{unbound.port}", "ports": ports, "le311": le311.to_text(),
                "records": {h: [r.to_text() for r in recs] for h, recs in records.items()}}
     finally:
         for server in reversed(started):
@@ -140,3 +153,32 @@ def test_protocol_follows_the_port() -> None:
 def test_unknown_protocol_is_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("check", "mail.example.test", "--protocol", "gopher")
     assert result.code == 2 and "gopher" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(("service", "protocol", "word"), [("plain-imap", "imap", "STARTTLS"),
+                                                          ("plain-pop3", "pop3", "STLS")])
+def test_upgrade_missing_while_tlsa_published(cli, services, service: str, protocol: str,
+                                              word: str) -> None:  # type: ignore[no-untyped-def]
+    """Dovecot with TLS off offers no STARTTLS/STLS: H20, and openssl cannot start TLS either."""
+    nameservers = [a for s in services["bind"].nameservers for a in ("--nameserver", s)]
+    port = services["ports"][service]
+    result = cli("--json", "check", f"svc.{ZONE}", "--port", str(port), "--protocol", protocol,
+                 "--resolver", services["resolver"], "--timeout", "5", *nameservers)
+    doc = result.json()
+    assert result.code == 4 and doc["verdict"] == "fail", result.out
+    assert {e["verdict"] for h in doc["hosts"] for e in h["endpoints"]} == {"no-starttls"}
+    h20 = [h for h in doc["hosts"][0]["hazards"] if h["code"] == "H20"]
+    assert h20 and word in h20[0]["message"] and h20[0]["severity"] == "fatal"
+    assert not s_client_dane(port, f"svc.{ZONE}", services["records"]["svc"], "rsa", protocol)
+
+
+def test_stale_catalog_seen_live(cli, services) -> None:  # type: ignore[no-untyped-def]
+    """A live chain from a Let's Encrypt intermediate the catalog lacks: DANE passes now (3 1 1,
+    as openssl agrees) and H26 names `catalog update`."""
+    nameservers = [a for s in services["bind"].nameservers for a in ("--nameserver", s)]
+    port = services["ports"]["le"]
+    doc = cli("--json", "check", f"le.{ZONE}", "--port", str(port), "--protocol", "tls",
+              "--resolver", services["resolver"], "--timeout", "5", *nameservers).json()
+    assert doc["verdict"] == "pass" and s_client_dane(port, f"le.{ZONE}", [services["le311"]], "rsa", None)
+    h26 = [h for h in doc["hosts"][0]["hazards"] if h["code"] == "H26"]
+    assert h26 and "YR9" in h26[0]["message"] and "catalog update" in h26[0]["fix"], doc["hosts"][0]["hazards"]

@@ -57,12 +57,15 @@ class Dovecot(Daemon):
     ports: dict[str, int] = field(
         default_factory=lambda: {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
     )
+    #: False: no TLS at all (``ssl = no``): IMAP without STARTTLS, POP3 without STLS
+    tls: bool = True
 
     def _listeners(self, protocol: str) -> str:
         """The login service of ``protocol``: one plain (STARTTLS/STLS) and one implicit-TLS port."""
+        implicit = f"  inet_listener {protocol}s {{\n    port = {self.ports[protocol + 's']}\n    ssl = yes\n  }}\n"
         return (f"service {protocol}-login {{\n"
                 f"  inet_listener {protocol} {{\n    port = {self.ports[protocol]}\n  }}\n"
-                f"  inet_listener {protocol}s {{\n    port = {self.ports[protocol + 's']}\n    ssl = yes\n  }}\n}}\n")
+                f"{implicit if self.tls else ''}}}\n")
 
     def start(self) -> Dovecot:
         require("dovecot")
@@ -78,7 +81,7 @@ log_path = {self.root}/dovecot.log
 instance_name = tlsa-test-{self.ports['imap']}
 protocols = imap pop3
 listen = 127.0.0.1
-ssl = yes
+ssl = {"yes" if self.tls else "no"}
 ssl_cert = <{ecdsa_cert}
 ssl_key = <{ecdsa_key}
 ssl_alt_cert = <{rsa_cert}
@@ -102,8 +105,9 @@ userdb {{
 """)
         self.process = subprocess.Popen(["dovecot", "-F", "-c", str(conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for port in self.ports.values():
-            wait_listening(port, self.process, "dovecot", self.root / "dovecot.log")
+        for name, port in self.ports.items():
+            if self.tls or not name.endswith("s"):
+                wait_listening(port, self.process, "dovecot", self.root / "dovecot.log")
         return self
 
 
