@@ -142,6 +142,8 @@ def test_wrong_protocol_is_one_clear_verdict(cli, services) -> None:  # type: ig
         endpoints = [e for h in result.json()["hosts"] for e in h["endpoints"]]
         assert result.code in (1, 4) and "Traceback" not in result.err
         assert {e["verdict"] for e in endpoints} <= {"unreachable", "no-tls", "no-starttls"}, endpoints
+        hint = "not an IMAP greeting" if protocol == "imap" else "implicit TLS? try --protocol tls"
+        assert all(hint in e["detail"] for e in endpoints), endpoints
 
 
 def test_protocol_follows_the_port() -> None:

@@ -100,10 +100,12 @@ class _Lines:
         self.sock = sock
         self.protocol = protocol
         self.buffer = bytearray()
+        self.seen = False  # anything received at all
 
     def line(self) -> str:
         while b"\n" not in self.buffer:
             chunk = self.sock.recv(4096)
+            self.seen = self.seen or bool(chunk)
             if not chunk:
                 raise NetworkError(
                     "the server closed the connection", f"check that it speaks {self.protocol.upper()}"
@@ -221,8 +223,18 @@ def handshake(
     context.set_ciphers(_CIPHERS[algorithm])
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
+            lines = _Lines(sock, protocol)
             try:
-                upgrade(_Lines(sock, protocol))
+                upgrade(lines)
+            except TimeoutError:
+                if protocol == "tls" or lines.seen:
+                    raise
+                # silence before a greeting: the server waits for a TLS ClientHello
+                return Presented(
+                    algorithm,
+                    None,
+                    f"no {protocol.upper()} greeting within {timeout:g} s (implicit TLS? try --protocol tls)",
+                )
             except _NoUpgrade:
                 return Presented(algorithm, None, f"{UPGRADE_NAMES[protocol]} not offered", starttls=False)
             except _Refused as exc:
