@@ -9,7 +9,8 @@ with one port each does today).  ``provider.requests`` counts every backend requ
 writes; the Cloudflare fake's own per-endpoint count is the cross-check.
 
 Backends: RFC 2136 against a real BIND, PowerDNS against a real pdns_server (API),
-Cloudflare against the local fake, a zone file in a temp dir.  Propagation polling
+Cloudflare, deSEC and Hetzner against their local fakes, Route 53 against moto's server
+made strict (tests/route53_fake.py), a zone file in a temp dir.  Propagation polling
 (DNS queries to every authoritative server) is the core's and the same for all, so it
 is not counted here.  Usage: python bench/bench_requests.py [--owners 100]
 Prints a Markdown table for docs/performance.md.
@@ -115,6 +116,64 @@ def pdns_server() -> Iterator[PowerDns]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def cloud_rows(n: int) -> list[Row]:
+    """Route 53 (moto made strict), deSEC and Hetzner (local fakes); each fake's own count
+    of the requests it served is the cross-check of ``provider.requests``."""
+    import pytest
+
+    from tlsa_manager_providers.desec import DesecProvider
+    from tlsa_manager_providers.hetzner import HetznerProvider
+    from tlsa_manager_providers.route53 import Route53Provider
+
+    from desec_fake import FakeDesec
+    from hetzner_fake import FakeHetzner
+    from route53_fake import StrictRoute53
+
+    rows: list[Row] = []
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        r53 = StrictRoute53(monkeypatch).start()
+        try:
+            zone_id = r53.add_zone(ZONE)
+            os.environ["BENCH_AWS_SECRET"] = "bench-secret"
+            settings = {
+                "access_key_id": "AKIDBENCH",
+                "secret_access_key_env": "BENCH_AWS_SECRET",
+                "endpoint_url": r53.endpoint,
+                "change_poll_seconds": 0.01,
+            }
+            r53.counts.clear()
+            found = measure("route53 (moto, strict)", lambda: Route53Provider(settings), n)
+            with_id = {**settings, "hosted_zone_id": zone_id}
+            found += measure("route53, hosted_zone_id set", lambda: Route53Provider(with_id), n)
+            assert sum(r[2] for r in found) == sum(r53.counts.values()), (found, r53.counts)
+            rows += found
+        finally:
+            r53.stop()
+    desec = FakeDesec().start()
+    desec.limits = []  # counted here; deSEC's own limits are in docs/provider-desec.md
+    try:
+        desec.add_domain(ZONE, minimum_ttl=60)  # the bench's TTL is 300
+        os.environ["BENCH_DESEC_TOKEN"] = desec.token
+        settings = {"api_token_env": "BENCH_DESEC_TOKEN", "api_url": desec.base_url}
+        found = measure("desec (local fake)", lambda: DesecProvider(settings), n)
+        assert sum(r[2] for r in found) == sum(desec.counts.values()), (found, desec.counts)
+        rows += found
+    finally:
+        desec.stop()
+    hetzner = FakeHetzner().start()
+    hetzner.action_polls = 0  # each write's action is done at the first poll
+    try:
+        hetzner.add_zone(ZONE)
+        os.environ["BENCH_HZ_TOKEN"] = hetzner.token
+        settings = {"api_token_env": "BENCH_HZ_TOKEN", "api_url": hetzner.base_url, "poll_interval": 0.01}
+        found = measure("hetzner (local fake)", lambda: HetznerProvider(settings), n)
+        assert sum(r[2] for r in found) == sum(hetzner.counts.values()), (found, hetzner.counts)
+        rows += found
+    finally:
+        hetzner.stop()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--owners", type=int, default=100)
@@ -155,6 +214,8 @@ def main() -> None:
         rows += cf_rows
     finally:
         fake.stop()
+
+    rows += cloud_rows(n)
 
     from tlsa_manager_providers.zonefile import ZoneFileProvider
 

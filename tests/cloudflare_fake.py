@@ -16,9 +16,11 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from fakehttp import FakeServer, JsonHandler
 
 NOW = "2026-11-25T00:00:00.000000Z"
 
@@ -31,7 +33,7 @@ class FakeZone:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class FakeCloudflare:
+class FakeCloudflare(FakeServer):
     """The API state and its HTTP server on 127.0.0.1."""
 
     def __init__(self, token: str = "test-token-0123456789") -> None:
@@ -41,21 +43,12 @@ class FakeCloudflare:
         self.faults: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
         self.before_batch: list[Any] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.seq = itertools.count(1)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/client/v4"
-
-    def start(self) -> FakeCloudflare:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"http://127.0.0.1:{self.port}/client/v4"
 
     def add_zone(self, name: str, dnssec: str = "active") -> FakeZone:
         zone = FakeZone(uuid.uuid4().hex, name, dnssec)
@@ -120,20 +113,7 @@ class FakeCloudflare:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def _send(self, status: int, doc: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
-                payload = raw if raw is not None else json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(payload)
-
+        class Handler(JsonHandler):
             def _error(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> None:
                 self._send(status, {"success": False, "errors": [{"code": code, "message": message}],
                                     "messages": [], "result": None}, headers)

@@ -169,3 +169,15 @@ def test_built_in_providers_declare_their_secrets() -> None:
     assert set(registry.provider_class("powerdns").secret_settings) == {"api_key"}
     assert set(registry.provider_class("rfc2136").secret_settings) == {"tsig_secret"}
     assert not registry.provider_class("zonefile").secret_settings
+
+
+def test_cloud_provider_modules_import_their_sdks_only_when_used() -> None:
+    """route53, desec, hetzner load (for `secret_settings`, config checks) without boto3,
+    hcloud or requests; the SDK comes with the first request."""
+    code = textwrap.dedent("""
+        import sys
+        import tlsa_manager_providers.route53, tlsa_manager_providers.desec, tlsa_manager_providers.hetzner
+        print("SDKS=" + ",".join(m for m in ("boto3", "botocore", "hcloud", "requests") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "SDKS="

@@ -4,7 +4,9 @@
 - zonefile: a zone file in a temp dir (and, in test_zonefile.py, loaded by a real BIND);
 - cloudflare: the real SDK against the local fake API (test_cloudflare.py adds its own faults);
 - powerdns: a real pdns_server with its HTTP API, read back by DNS from its own port
-  (test_powerdns.py adds two writers, injected races and errors).
+  (test_powerdns.py adds two writers, injected races and errors);
+- route53 (moto's server made strict), desec and hetzner (local fakes of their APIs): in
+  test_route53.py, test_desec.py, test_hetzner.py, with their own faults.
 A new provider adds one ``class TestNAME(ProviderContract)`` with its ``backend`` fixture.
 Every write is checked by reading back through an independent path.
 """

@@ -25,6 +25,7 @@ from cryptography import x509
 
 from tlsa_manager.certs import Chain, describe_key, is_self_signed, issued_by, key_type
 from tlsa_manager.errors import InputError
+from tlsa_manager.fsutil import check_trusted_dir
 from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute, spki_sha256
 
 STATUSES = ("active", "backup", "retired", "root")
@@ -241,5 +242,8 @@ def refreshed_dir(state_dir: Path) -> Path:
 def load(state_dir: Path | None) -> Catalog:
     """The refreshed catalog from the state directory if there is one, else the bundled one."""
     if state_dir is not None and (refreshed_dir(state_dir) / MANIFEST).is_file():
+        # A forged catalog would pin the wrong issuers: trust it only where nobody else writes.
+        check_trusted_dir(state_dir)
+        check_trusted_dir(refreshed_dir(state_dir), "catalog directory")
         return load_directory(refreshed_dir(state_dir), origin=f"refreshed ({refreshed_dir(state_dir)})")
     return load_bundled()

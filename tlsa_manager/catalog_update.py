@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from tlsa_manager.catalog import MANIFEST, Catalog, bundled_roots, load_directory, refreshed_dir
 from tlsa_manager.certs import is_self_signed, issued_by, key_type, subject_text
 from tlsa_manager.errors import NetworkError
-from tlsa_manager.fsutil import fsync_dir
+from tlsa_manager.fsutil import check_trusted_dir, fsync_dir
 from tlsa_manager.records import spki_sha256
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,8 @@ def update(
 
 def _write_directory(target: Path, entries: list[dict[str, object]], files: dict[str, bytes]) -> None:
     """Write a complete catalog folder next to the old one, then swap it in."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_trusted_dir(target.parent)  # the state directory: nobody else may swap our files
     staging = Path(tempfile.mkdtemp(prefix=".catalog.", dir=target.parent))
     try:
         for name, data in files.items():

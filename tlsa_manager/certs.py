@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from tlsa_manager.errors import InputError
+from tlsa_manager.fsutil import read_regular
 from tlsa_manager.records import spki_der
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
@@ -36,6 +37,8 @@ _PRIVATE_LABELS = {
 }
 _PUBLIC_LABELS = {b"PUBLIC KEY", b"RSA PUBLIC KEY"}
 _IGNORED_LABELS = {b"EC PARAMETERS"}
+#: A chain of a few certificates is a few KiB; a bundle of every CA is about 250 KiB.
+CERT_LIMIT = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,20 +66,12 @@ class Chain:
 
 
 def read_bytes(path: Path) -> bytes:
-    """Read a file, turning every OS failure into one clear line."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file", "check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a file", "name the file inside it") from None
-    except PermissionError:
-        raise InputError(
-            f"{path}: permission denied",
-            "run as a user that may read it (keys are often root-only)",
-        ) from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})", "check the file") from None
+    """Read a certificate or key file, turning every failure into one clear line.
+
+    Only a regular file is read (a FIFO would block the run) and at most
+    :data:`CERT_LIMIT` bytes (``/dev/zero`` or a huge file would exhaust memory).
+    """
+    data = read_regular(path, limit=CERT_LIMIT, what="certificate or key file")
     if not data.strip():
         raise InputError(f"{path}: the file is empty", "point at the certificate or key file")
     return data

@@ -329,7 +329,9 @@ def _config(args: argparse.Namespace, *, publishing: bool = True) -> Any:
         provider = "none"  # export prints the records; no provider is ever opened
     if provider is None:
         raise UsageError("with --cert, say where to publish", "add --zone-file FILE or --provider NAME")
-    settings: dict[str, Any] = dict(item.split("=", 1) for item in (args.provider_option or []))
+    from tlsa_manager.secrets import parse_provider_options
+
+    settings: dict[str, Any] = parse_provider_options(args.provider_option or [])
     if args.zone_file:
         settings["zone_file"] = args.zone_file
     extra: dict[str, Any] = {}

@@ -18,10 +18,13 @@ from typing import Any
 
 from tlsa_manager.derive import DEFAULT_KINDS
 from tlsa_manager.durations import parse_duration
-from tlsa_manager.errors import ConfigError, InputError
+from tlsa_manager.errors import ConfigError, InputError, TlsaManagerError
+from tlsa_manager.fsutil import decode_text, read_regular
 from tlsa_manager.policy import HostPolicy, validate_kinds
 from tlsa_manager.records import Params, host_name, parse_params
+from tlsa_manager.secrets import is_secret_key
 
+CONFIG_LIMIT = 4 * 1024 * 1024
 HOST_KEYS = {
     "provider",
     "ports",
@@ -107,6 +110,45 @@ def _path(value: object, key: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def _list(doc: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = doc.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}.{key} must be a list, not {_kind(value)}", f'e.g. {key} = ["..."]')
+    return value
+
+
+def _string(value: object, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} must be a non-empty string, not {_kind(value)}", f'e.g. {key} = "..."')
+    return value
+
+
+def check_host_name(name: object, where: str) -> None:
+    """An MX host name: a DNS name, not empty, not an IP literal (records need a name)."""
+    import ipaddress
+
+    if not isinstance(name, str) or not name.strip().rstrip("."):
+        raise ConfigError(f"{where}: the host name is empty", 'write [hosts."mail.example.com"]')
+    try:
+        ipaddress.ip_address(name.strip().strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(
+            f"{where}: {name!r} is an IP address, not a host name",
+            "TLSA records live at _25._tcp.<MX host name>; give the name the MX record points to",
+        )
+    labels = name.strip().rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):
+        raise ConfigError(
+            f"{where}: {name!r} is not a host name", "give the MX host name, e.g. mail.example.com"
+        )
+    try:
+        host_name(name)
+    except TlsaManagerError as exc:
+        raise ConfigError(exc.message, exc.hint) from None
+
+
 def _bool(value: object, key: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, not {value!r}", f"write {key} = true")
@@ -131,14 +173,14 @@ def _host_spec(
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}", "see docs/config.md for the host keys"
         )
-    host_name(name)
+    check_host_name(name, where)
     provider = merged.get("provider")
     if not provider:
         if len(providers) == 1:
             provider = next(iter(providers))
         else:
             raise ConfigError(f"{where}: no provider", 'add provider = "NAME" naming a [providers.NAME]')
-    if provider not in providers:
+    if not isinstance(provider, str) or provider not in providers:
         raise ConfigError(
             f"{where}: provider {provider!r} is not defined",
             f"define [providers.{provider}] or use one of: {', '.join(sorted(providers)) or 'none'}",
@@ -147,26 +189,35 @@ def _host_spec(
     certs: list[object] = (
         certs_value if isinstance(certs_value, list) else ([certs_value] if certs_value else [])
     )
-    kinds = tuple(parse_params(k) for k in merged.get("records", ["3 1 1", "2 1 1"]))
+    records = merged.get("records", ["3 1 1", "2 1 1"])
+    if not isinstance(records, list) or not records or not all(isinstance(k, str) for k in records):
+        raise ConfigError(
+            f"{where}.records must be a list of record kinds", 'e.g. records = ["3 1 1", "2 1 1"]'
+        )
+    kinds = tuple(parse_params(k) for k in records)
+    if len(set(kinds)) != len(kinds):
+        raise ConfigError(f"{where}.records names a kind twice", "list each kind once")
     unsafe = _bool(merged.get("unsafe_allow_fragile_kinds", False), f"{where}.unsafe_allow_fragile_kinds")
     validate_kinds(kinds, unsafe)
     ports = merged.get("ports", [25])
     if not isinstance(ports, list) or not ports:
         raise ConfigError(f"{where}.ports must be a list of ports", "e.g. ports = [25]")
+    if len(set(map(repr, ports))) != len(ports):
+        raise ConfigError(f"{where}.ports lists a port twice", "list each port once, e.g. ports = [25, 465]")
     reload = merged.get("reload", [])
-    if isinstance(reload, str) or not all(isinstance(a, str) for a in reload):
+    if not isinstance(reload, list) or not all(isinstance(a, str) and a for a in reload):
         raise ConfigError(
             f"{where}.reload must be a list of strings (no shell)",
             'e.g. reload = ["systemctl", "reload", "postfix"]',
         )
     neg = merged.get("negative_ttl")
-    return HostSpec(
+    spec = HostSpec(
         name=name.rstrip(".").lower(),
         provider=str(provider),
         ports=tuple(_int(p, f"{where}.ports", 1, 65535) for p in ports),
         certs=tuple(_path(c, f"{where}.cert", base) for c in certs),
         key=_path(merged["key"], f"{where}.key", base) if merged.get("key") else None,
-        next_keys=tuple(_path(k, f"{where}.next_keys", base) for k in merged.get("next_keys", [])),
+        next_keys=tuple(_path(k, f"{where}.next_keys", base) for k in _list(merged, "next_keys", where)),
         kinds=kinds,
         ttl=_int(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1),
         budget=_int(merged.get("budget", 12), f"{where}.budget", 1, 100),
@@ -180,10 +231,16 @@ def _host_spec(
         if merged.get("staged_dir")
         else None,
         deploy=_path(merged["deploy"], f"{where}.deploy", base) if merged.get("deploy") else None,
-        nameservers=tuple(str(n) for n in merged.get("nameservers", [])),
-        probe=str(merged["probe"]) if merged.get("probe") else None,
+        nameservers=tuple(_string(n, f"{where}.nameservers") for n in _list(merged, "nameservers", where)),
+        probe=_string(merged["probe"], f"{where}.probe") if merged.get("probe") else None,
         probe_port=_int(merged.get("probe_port", 25), f"{where}.probe_port", 1, 65535),
     )
+    if not certs:
+        raise ConfigError(
+            f"{where}: no certificate (cert or certs)",
+            'add cert = "/etc/ssl/mail/fullchain.pem": records are derived from the chain the MTA serves',
+        )
+    return spec
 
 
 def check_secret_settings(name: str, settings: Mapping[str, Any], path: Path | None) -> None:
@@ -192,7 +249,7 @@ def check_secret_settings(name: str, settings: Mapping[str, Any], path: Path | N
     from tlsa_manager.registry import secret_settings
 
     secrets = secret_settings(str(settings.get("type", "")), settings)
-    inline = [k for k in settings if k in secrets]
+    inline = [k for k in settings if k in secrets or is_secret_key(k)]
     if not inline or path is None:
         return
     mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -204,17 +261,47 @@ def check_secret_settings(name: str, settings: Mapping[str, Any], path: Path | N
 
 
 def load_config(path: Path) -> Config:
-    """Parse and check a configuration file."""
+    """Parse and check a configuration file (a regular file only: a FIFO would hang us)."""
     try:
-        with open(path, "rb") as handle:
-            doc = tomllib.load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such configuration file", "give --config PATH, or use flags") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied", "run as a user that may read it") from None
+        raw = read_regular(path, limit=CONFIG_LIMIT, what="configuration file")
+    except InputError as exc:
+        if "no such" in exc.message:
+            raise InputError(
+                f"{path}: no such configuration file", "give --config PATH, or use flags"
+            ) from None
+        raise
+    text = decode_text(raw, path, ConfigError)
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})", "fix the syntax at that line") from None
-    return config_from_dict(doc, path.parent, str(path), path)
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: nested too deeply", "a tlsa-manager configuration is flat tables"
+        ) from None
+    return config_from_dict(doc, Path(os.path.abspath(path)).parent, str(path), path)
+
+
+def _table(value: object, key: str, example: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a table, not {_kind(value)}", f"write {example}")
+    return value
+
+
+def _kind(value: object) -> str:
+    return {list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _provider_settings(name: str, settings: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Provider settings with relative file paths resolved against the config file's folder
+    (as for ``cert``): a run from another directory must not read an unrelated file."""
+    out = dict(settings, name=name)
+    for key, value in settings.items():
+        if (key.endswith("_file") or key == "zone_file") and isinstance(value, str) and value:
+            out[key] = str(_path(value, f"providers.{name}.{key}", base))
+    return out
 
 
 def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path | None = None) -> Config:
@@ -225,16 +312,25 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
             "use state_dir, [defaults], [providers.NAME], [hosts.NAME]",
         )
     providers: dict[str, Mapping[str, Any]] = {}
-    for name, settings in dict(doc.get("providers", {})).items():
+    for name, settings in _table(doc.get("providers", {}), "providers", "[providers.NAME]").items():
         if not isinstance(settings, dict) or "type" not in settings:
             raise ConfigError(f"providers.{name} needs a type", 'e.g. type = "rfc2136"')
+        if not isinstance(settings["type"], str):
+            raise ConfigError(f"providers.{name}.type must be a string", 'e.g. type = "rfc2136"')
         check_secret_settings(name, settings, path)
-        providers[name] = dict(settings, name=name)
-    defaults = dict(doc.get("defaults", {}))
-    hosts = {
-        name.rstrip(".").lower(): _host_spec(name, hdoc, defaults, base, providers)
-        for name, hdoc in dict(doc.get("hosts", {})).items()
-    }
+        providers[name] = _provider_settings(name, settings, base)
+    defaults = _table(doc.get("defaults", {}), "defaults", "[defaults] with host keys")
+    hosts: dict[str, HostSpec] = {}
+    for name, hdoc in _table(doc.get("hosts", {}), "hosts", '[hosts."mail.example.com"]').items():
+        where = f'hosts."{name}"'
+        table = _table(hdoc, where, f'[hosts."{name}"] with cert = "..." under it')
+        spec = _host_spec(name, table, defaults, base, providers)
+        if spec.name in hosts:
+            raise ConfigError(
+                f"{where}: the same host as another entry (names differ only by case or a trailing dot)",
+                "keep one entry per host",
+            )
+        hosts[spec.name] = spec
     state = _path(doc["state_dir"], "state_dir", base) if doc.get("state_dir") else None
     return Config(providers, hosts, state, source)
 

@@ -85,3 +85,11 @@ class ProviderError(TlsaManagerError):
 
 class ProviderConflict(ProviderError):
     """The published RRset changed between read and apply (compare-and-swap failed)."""
+
+
+class ProviderInputError(ProviderError):
+    """A file or setting the provider was given is wrong: a zone file that is missing, not
+    a regular file or does not parse.  Still a provider error (one ``except``), but the
+    user's input, so exit 2 like every other bad input."""
+
+    exit_code = ExitCode.USAGE

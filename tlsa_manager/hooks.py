@@ -19,7 +19,7 @@ from pathlib import Path
 from tlsa_manager.certs import key_type, load_chain, read_bytes
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.errors import ConfigError, InputError, UsageError
-from tlsa_manager.fsutil import atomic_write
+from tlsa_manager.fsutil import atomic_write, make_dir
 
 CLIENTS = ("certbot", "acme.sh", "lego", "dehydrated", "generic")
 
@@ -109,7 +109,7 @@ def stage(spec: HostSpec, renewal: Renewal) -> Path:
         )
     kind = key_type(chain.key)
     target_name = _live_name(spec, kind)
-    spec.staged_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    make_dir(spec.staged_dir, 0o750, what="staged_dir")
     target = spec.staged_dir / target_name
     key_pem = read_bytes(renewal.key)
     chain_pem = read_bytes(renewal.fullchain)

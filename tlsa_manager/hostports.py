@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +19,13 @@ import dns.name
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import load_chain
+from tlsa_manager.command import run_command
 from tlsa_manager.config import HostSpec
 from tlsa_manager.dnsview import DnsView, Endpoint, negative_ttl, parse_endpoint
 from tlsa_manager.engine import HostChains, HostSettings
 from tlsa_manager.errors import InputError, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, facts_from_chain
-from tlsa_manager.fsutil import fsync_dir
+from tlsa_manager.fsutil import move_into_place
 from tlsa_manager.observations import ServerView
 from tlsa_manager.policy import issuers_from_catalog
 from tlsa_manager.provider import ChangeSet, Provider, RRset
@@ -40,11 +39,18 @@ def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = Non
     try:
         chain = load_chain(path, key)
     except InputError as exc:
-        if "does not match" in exc.message:
+        # A staged key+chain file whose parts disagree is a hazard to report (H24); a
+        # separate key given for the live chain that does not match is an input error.
+        if "does not match" in exc.message and key is None:
             loaded = load_chain(path)
             facts = facts_from_chain(loaded, label)
             return ChainFacts(facts.label, facts.leaf, facts.key_type, facts.cas, problem=exc.message)
         raise
+    if chain.leaf is None and chain.key is None:
+        raise InputError(
+            f"{path}: holds only CA certificates, no server certificate or key",
+            "point cert at the chain the MTA serves (leaf first), e.g. fullchain.pem",
+        )
     issuer = catalog.issuer_of(chain)
     return facts_from_chain(chain, label, issuer.name if issuer else None)
 
@@ -82,8 +88,11 @@ class LivePorts:
                 chain_facts(path, f"live {path.name}", self.catalog, self.spec.key if index == 0 else None)
             )
         staged = []
-        if self.spec.staged_dir and self.spec.staged_dir.is_dir():
-            for path in sorted(self.spec.staged_dir.glob("*.pem")):
+        staged_dir = self.spec.staged_dir
+        if staged_dir and staged_dir.exists() and not staged_dir.is_dir():
+            raise InputError(f"{staged_dir}: staged_dir is not a directory", "point staged_dir at a folder")
+        if staged_dir and staged_dir.is_dir():
+            for path in sorted(staged_dir.glob("*.pem")):
                 staged.append(chain_facts(path, f"staged {path.name}", self.catalog))
         next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.spec.next_keys]
         return HostChains(tuple(live), tuple(staged), tuple(next_keys))
@@ -170,14 +179,18 @@ class LivePorts:
         )
         if source is None:
             raise InputError(f"{chain.label}: staged file vanished", "run the hook again")
+        if source.is_symlink() or not source.is_file():
+            raise InputError(
+                f"{source}: the staged file is a link or not a regular file; it is not deployed",
+                "stage the chain with 'tlsa-manager hook' (it writes a regular file)",
+            )
         target = next((p for p in self.spec.certs if p.name == source.name), None)
         if target is None:
             raise InputError(
                 f"{self.spec.name}: no live file named {source.name} to replace",
                 f"add {source.name} to cert/certs in the host's config",
             )
-        os.replace(source, target)
-        fsync_dir(target.parent)
+        move_into_place(source, target)
         self._reload(target)
         self.verify_presented(chain)
 
@@ -189,17 +202,8 @@ class LivePorts:
     def _reload(self, target: Path | None) -> None:
         if not self.spec.reload:
             return
-        what = f"{target} is live but " if target else ""
-        try:
-            result = subprocess.run(list(self.spec.reload), capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise TlsaManagerError(
-                f"{what}the reload command failed ({exc})", "reload the MTA by hand"
-            ) from None
-        if result.returncode != 0:
-            raise TlsaManagerError(
-                f"{what}'{self.spec.reload[0]}' exited {result.returncode}", "reload the MTA by hand"
-            )
+        what = f"{target} is live" if target else ""
+        run_command(self.spec.reload, timeout=120, what=what, hint="reload the MTA by hand")
 
     def verify_presented(
         self, chain: ChainFacts, accepted: Sequence[ChainFacts] = (), wait: float = 15.0

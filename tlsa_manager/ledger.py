@@ -15,20 +15,31 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlsa_manager.errors import StateError, UsageError
-from tlsa_manager.fsutil import atomic_write
+from tlsa_manager.errors import StateError, UnsafeError, UsageError
+from tlsa_manager.facts import chain_from_json
+from tlsa_manager.fsutil import (
+    atomic_write,
+    check_private,
+    check_trusted_dir,
+    decode_text,
+    make_dir,
+    read_regular,
+)
 from tlsa_manager.observations import History, Observation, ServerView
 from tlsa_manager.records import Tlsa
 
 SCHEMA = 1
 FILE_NAME = "ledger.json"
 LOCK_NAME = "lock"
+#: A ledger is history of a few hosts: far below this; the cap keeps a planted file harmless.
+LEDGER_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass
@@ -101,6 +112,11 @@ class LedgerData:
     def from_json(cls, text: str, source: str = "ledger") -> LedgerData:
         try:
             doc = json.loads(text)
+        except RecursionError:
+            raise StateError(
+                f"{source} is nested too deeply to be a ledger",
+                "restore it from backup or move it aside knowingly: a new ledger restarts all gates",
+            ) from None
         except ValueError as exc:
             raise StateError(
                 f"{source} is not valid JSON ({exc})",
@@ -108,7 +124,7 @@ class LedgerData:
             ) from None
         if not isinstance(doc, dict) or "schema" not in doc:
             raise StateError(f"{source} is not a tlsa-manager ledger", "check --state-dir")
-        if doc["schema"] != SCHEMA:
+        if doc["schema"] != SCHEMA or isinstance(doc["schema"], bool):
             raise StateError(
                 f"{source} has schema {doc['schema']!r}; this version reads schema {SCHEMA}",
                 "use the tlsa-manager version that wrote it",
@@ -118,12 +134,18 @@ class LedgerData:
             for host, hdoc in doc["hosts"].items():
                 hr = data.host(host)
                 hr.deploys = dict(hdoc.get("deploys", {}))
+                for entry in hr.deploys.values():
+                    # Read now what the engine reads later: a damaged entry fails here, once.
+                    chain_from_json(entry["deployed"])
+                    for chain in entry["previous"]:
+                        chain_from_json(chain)
+                    float(entry["since"])
                 for owner, odoc in hdoc["owners"].items():
                     hr.owners[owner] = OwnerRecord(
                         frozenset(Tlsa.from_text(t) for t in odoc["managed"]),
                         History(tuple(_obs_from_json(o) for o in odoc["history"])),
                     )
-        except (KeyError, TypeError, ValueError, AttributeError, UsageError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, UsageError, OverflowError) as exc:
             raise StateError(
                 f"{source} is damaged ({type(exc).__name__}: {exc})",
                 "restore it from backup or move it aside knowingly: a new ledger restarts all gates",
@@ -167,29 +189,62 @@ class Ledger:
         self.state_dir = state_dir
         self.path = state_dir / FILE_NAME
 
+    def check_trusted(self) -> bool:
+        """Refuse a state directory or ledger another user could have written (exit 3).
+
+        The ledger decides when a new key may go live: whoever can rewrite its history
+        can open a deploy gate at once.  So the directory, every folder above it and the
+        ledger must be owned by this user or root and writable by nobody else.  False if
+        the directory does not exist yet (nothing to trust, nothing to read).
+        """
+        if not check_trusted_dir(self.state_dir):
+            return False
+        for name in (FILE_NAME, LOCK_NAME):
+            try:
+                finfo = os.lstat(self.state_dir / name)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(finfo.st_mode):
+                raise UnsafeError(
+                    f"{self.state_dir / name}: is not a regular file (a link or special file)",
+                    "remove it; tlsa-manager writes only regular files it created",
+                )
+            check_private(
+                self.state_dir / name,
+                finfo,
+                "ledger",
+                f"chmod 600 {self.state_dir / name} and check its history",
+            )
+        return True
+
     def load(self) -> LedgerData:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
+        if not self.check_trusted():
             return LedgerData()
-        except OSError as exc:
-            raise StateError(f"{self.path}: cannot read ({exc.strerror})", "check permissions") from None
-        return LedgerData.from_json(text, str(self.path))
+        try:
+            raw = read_regular(self.path, limit=LEDGER_LIMIT, error=StateError, what="ledger")
+        except StateError as exc:
+            if "no such" in exc.message:
+                return LedgerData()
+            raise
+        return LedgerData.from_json(decode_text(raw, self.path, StateError), str(self.path))
 
     def save(self, data: LedgerData) -> None:
-        atomic_write(self.path, data.to_json().encode(), mode=0o600)
+        atomic_write(self.path, data.to_json().encode(), mode=0o600, error=StateError)
 
     @contextlib.contextmanager
     def locked(self, wait: float = 0.0) -> Iterator[Ledger]:
         """Hold the exclusive lock; wait up to ``wait`` seconds for another run."""
+        make_dir(self.state_dir, 0o700, StateError, "state directory (--state-dir)")
+        self.check_trusted()
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(
+                self.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
         except OSError as exc:
             raise StateError(
-                f"{self.state_dir}: cannot create ({exc.strerror})",
-                "set --state-dir to a writable directory",
+                f"{self.state_dir / LOCK_NAME}: cannot open the lock ({exc.strerror})",
+                "set --state-dir to a directory this user may write",
             ) from None
-        fd = os.open(self.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait
         try:
             while True:

@@ -18,6 +18,7 @@ import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dns.name
@@ -559,15 +560,20 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
 
     from tlsa_manager.durations import parse_duration
     from tlsa_manager.errors import ConfigError, InputError
+    from tlsa_manager.fsutil import decode_text, read_regular
     from tlsa_manager.records import parse_params
 
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"{path}: no such scenario file", "see examples/scenarios/")
+    # A regular file only, size-capped: a FIFO or /dev/zero must not hang the run.
+    text = decode_text(read_regular(file, limit=4 * 1024 * 1024, what="scenario file"), file)
     try:
-        with open(path, "rb") as handle:
-            doc = tomllib.load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such scenario file", "see examples/scenarios/") from None
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})", "fix the syntax") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply", "a scenario is flat tables") from None
     world_doc = doc.get("world", {})
     servers = {
         str(name): parse_duration(lag, f"world.servers.{name}")

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import dns.name
 
+from tlsa_manager.durations import positive_seconds
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
@@ -61,8 +62,10 @@ class CloudflareProvider(Provider):
         self._client: Any = None
         self._zones: dict[str, tuple[str, str]] = {}
         self._dnssec_checked: set[str] = set()
-        self.timeout = float(config.get("timeout", 30))
-        self.max_retry_after = float(config.get("max_retry_after", 60))
+        self.timeout = positive_seconds(config.get("timeout", 30), "cloudflare timeout")
+        self.max_retry_after = positive_seconds(
+            config.get("max_retry_after", 60), "cloudflare max_retry_after"
+        )
         self.notes: list[str] = []
 
     @staticmethod

@@ -31,11 +31,13 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
+from tlsa_manager.durations import positive_seconds
 from tlsa_manager.endpoints import Endpoint, parse_endpoint, unreachable, zone_apex
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
+from tlsa_manager.fsutil import read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager.records import Tlsa
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.secrets import SECRET_LIMIT, read_secret, warn_if_readable
 
 _KEY_BLOCK = re.compile(r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}', re.IGNORECASE | re.DOTALL)
 _ALGO = re.compile(r"algorithm\s+\"?(?P<algo>[\w.-]+)\"?\s*;", re.IGNORECASE)
@@ -46,12 +48,9 @@ _CONFLICT_RCODES = {dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dn
 
 def read_bind_key_file(path: Path, wanted: str | None = None) -> tuple[str, str, str]:
     """(name, algorithm, secret) from a BIND key file such as tsig-keygen writes."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the TSIG key file ({exc.strerror})", "check the path"
-        ) from None
+    raw = read_regular(path, limit=SECRET_LIMIT, error=ConfigError, what="TSIG key file")
+    warn_if_readable(path, "TSIG key file")
+    text = raw.decode("utf-8", "replace")
     for match in _KEY_BLOCK.finditer(text):
         name, body = match.group("name"), match.group("body")
         if wanted and name.rstrip(".") != wanted.rstrip("."):
@@ -94,7 +93,7 @@ class Rfc2136Provider(Provider):
                 f"provider {config.get('name', self.name)}: no server", 'add server = "ns1.example.com"'
             )
         self.endpoint: Endpoint = parse_endpoint(str(config["server"]))
-        self.timeout = float(config.get("timeout", 10))
+        self.timeout = positive_seconds(config.get("timeout", 10), "rfc2136 timeout")
         self._keyring, self._keyname, self._algorithm = self._load_key(config)
         self._zones: dict[dns.name.Name, dns.name.Name] = {}
 
@@ -126,9 +125,15 @@ class Rfc2136Provider(Provider):
             raise ConfigError(
                 f"the TSIG secret of key {name!r} is not valid base64", "copy it again from the key file"
             ) from None
-        keyname = dns.name.from_text(name)
-        algo = dns.name.from_text(algorithm)
-        keyring = dns.tsigkeyring.from_text({name: (algorithm, secret)})
+        try:
+            keyname = dns.name.from_text(name)
+            algo = dns.name.from_text(algorithm)
+            keyring = dns.tsigkeyring.from_text({name: (algorithm, secret)})
+        except (dns.exception.DNSException, ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"TSIG key name {name!r} or algorithm {algorithm!r} is not usable ({type(exc).__name__})",
+                'write the key name as a domain name, e.g. tsig_name = "tlsa-manager."',
+            ) from None
         return keyring, keyname, algo
 
     # -- zones -------------------------------------------------------------------

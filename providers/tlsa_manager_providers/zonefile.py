@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,160 +27,25 @@ import dns.rdatatype
 import dns.ttl
 import dns.zone
 
-from tlsa_manager.errors import ConfigError, ProviderError
-from tlsa_manager.fsutil import atomic_write
+from tlsa_manager.command import run_command
+from tlsa_manager.errors import ConfigError, ProviderError, ProviderInputError, TlsaManagerError
+from tlsa_manager.fsutil import ZONE_LIMIT, atomic_write, read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
+from tlsa_manager.secrets import scrubbed_environ
+from tlsa_manager_providers.zonetext import (
+    Entry,
+    bump_serial,
+    find_tlsa,
+    first_soa,
+    parse_entries,
+    parse_name,
+    set_soa_serial,
+    tokens_of,
+)
 
-DIRECTIVES = ("$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE")
-_CLASSES = {"IN", "CH", "HS", "CS"}
-
-
-@dataclass
-class Entry:
-    """One logical line of a zone file (a record may span lines inside parentheses)."""
-
-    first: int
-    last: int
-    owner: dns.name.Name | None
-    explicit_owner: bool
-    rdtype: int | None
-    directive: str | None = None
-
-
-@dataclass(frozen=True)
-class Token:
-    line: int
-    start: int
-    end: int
-    text: str
-
-
-def _tokens(lines: Sequence[str], first: int, last: int) -> Iterator[Token]:
-    """Tokens of lines[first..last], without comments and parentheses; quoted strings whole."""
-    for index in range(first, last + 1):
-        line = lines[index]
-        i = 0
-        while i < len(line):
-            c = line[i]
-            if c == ";":
-                break
-            if c in " \t\r\n()":
-                i += 1
-                continue
-            start = i
-            if c == '"':
-                i += 1
-                while i < len(line) and line[i] != '"':
-                    i += 2 if line[i] == "\\" else 1
-                i += 1
-            else:
-                while i < len(line) and line[i] not in " \t\r\n();":
-                    i += 1
-            yield Token(index, start, i, line[start:i])
-
-
-def _paren_delta(line: str) -> int:
-    depth, quoted, i = 0, False, 0
-    while i < len(line):
-        c = line[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == ";":
-            break
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        i += 1
-    return depth
-
-
-def parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
-    """Split a zone file into entries, tracking $ORIGIN and the implicit owner."""
-    entries: list[Entry] = []
-    current_origin = origin
-    last_owner: dns.name.Name | None = None
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        if not stripped or stripped.startswith(";"):
-            i += 1
-            continue
-        first = i
-        depth = _paren_delta(line)
-        while depth > 0 and i + 1 < len(lines):
-            i += 1
-            depth += _paren_delta(lines[i])
-        tokens = list(_tokens(lines, first, i))
-        if not tokens:
-            i += 1
-            continue
-        head = tokens[0].text.upper()
-        if head in DIRECTIVES:
-            if head == "$ORIGIN" and len(tokens) > 1:
-                current_origin = dns.name.from_text(tokens[1].text, current_origin)
-            entries.append(Entry(first, i, None, False, None, head))
-            i += 1
-            continue
-        explicit = line[:1] not in (" ", "\t")
-        owner: dns.name.Name | None
-        rest = tokens
-        if explicit:
-            text = tokens[0].text
-            owner = current_origin if text == "@" else dns.name.from_text(text, current_origin)
-            rest = tokens[1:]
-            last_owner = owner
-        else:
-            owner = last_owner
-        rdtype = None
-        for token in rest:
-            word = token.text.upper()
-            if word in _CLASSES or word.startswith("CLASS"):
-                continue
-            try:
-                dns.ttl.from_text(token.text)
-                continue
-            except dns.exception.DNSException:
-                pass
-            try:
-                rdtype = int(dns.rdatatype.from_text(word))
-            except dns.exception.DNSException:
-                rdtype = None
-            break
-        entries.append(Entry(first, i, owner, explicit, rdtype))
-        i += 1
-    return entries
-
-
-def bump_serial(serial: int, today: dt.date) -> int:
-    """The next serial (RFC 1982, never 0); YYYYMMDDnn stays in that form."""
-    stamp = int(today.strftime("%Y%m%d"))
-    if 1_970_010_100 <= serial <= 2_100_123_199 and serial // 100 <= stamp:
-        candidate = max(serial + 1, stamp * 100)
-    else:
-        candidate = (serial + 1) % 2**32
-    return candidate or 1
-
-
-def set_soa_serial(lines: list[str], entries: Sequence[Entry], today: dt.date) -> int:
-    """Raise the serial of the (first) SOA entry in place, keeping its formatting."""
-    soa = next((e for e in entries if e.rdtype == dns.rdatatype.SOA), None)
-    if soa is None:
-        raise ProviderError("the zone file has no SOA record", "point zone_file at the zone's main file")
-    tokens = list(_tokens(lines, soa.first, soa.last))
-    index = next(i for i, t in enumerate(tokens) if t.text.upper() == "SOA")
-    serial_token = tokens[index + 3]
-    new = bump_serial(int(serial_token.text), today)
-    line = lines[serial_token.line]
-    lines[serial_token.line] = line[: serial_token.start] + str(new) + line[serial_token.end :]
-    return new
+__all__ = ["ZoneFileProvider", "bump_serial", "parse_entries", "render_lines"]
+MAX_INCLUDE_DEPTH = 8
 
 
 def render_lines(owner: dns.name.Name, records: Sequence[Tlsa], ttl: int) -> list[str]:
@@ -209,8 +73,15 @@ class ZoneFileProvider(Provider):
             raise ConfigError(
                 "zonefile provider needs zone_file", 'add zone_file = "/etc/bind/db.example.com"'
             )
-        self.path = Path(str(config["zone_file"]))
-        self.include = Path(str(config["include_file"])) if config.get("include_file") else None
+        #: the path as configured (absolute: a later chdir cannot change what it names)
+        self.link = Path(os.path.abspath(str(config["zone_file"])))
+        #: the file that counts: a symlinked zone is edited at its target, resolved once
+        self.path = Path(os.path.realpath(self.link))
+        self.include = (
+            Path(os.path.realpath(os.path.abspath(str(config["include_file"]))))
+            if config.get("include_file")
+            else None
+        )
         reload = config.get("reload", [])
         if isinstance(reload, str) or not all(isinstance(a, str) for a in reload):
             raise ConfigError(
@@ -219,32 +90,51 @@ class ZoneFileProvider(Provider):
             )
         self.reload = list(reload)
         self.check = config.get("check", True)
+        self._origin: dns.name.Name | None = None
+        self._zone: tuple[str, list[str], list[Entry]] | None = None
+        self._written: tuple[str, dict[dns.name.Name, RRset]] | None = None
 
     # -- helpers ---------------------------------------------------------------
 
     def _read_text(self, path: Path) -> str:
+        """The file's text; bytes that are not UTF-8 (a latin-1 comment) survive the
+        round trip unchanged (surrogateescape), so an edit stays byte-exact."""
         self.requests += 1
-        try:
-            return path.read_text()
-        except FileNotFoundError:
-            raise ProviderError(f"{path}: no such zone file", "check zone_file") from None
-        except OSError as exc:
-            raise ProviderError(f"{path}: cannot read ({exc.strerror})", "check permissions") from None
+        data = read_regular(path, limit=ZONE_LIMIT, error=ProviderInputError, what="zone file")
+        return data.decode("utf-8", "surrogateescape")
 
     def origin(self) -> dns.name.Name:
+        """The zone's origin: ``zone``, else the first $ORIGIN, else the file name (once per run)."""
+        if self._origin is None:
+            self._origin = self._find_origin()
+        return self._origin
+
+    def _find_origin(self) -> dns.name.Name:
         if self.config.get("zone"):
-            return dns.name.from_text(str(self.config["zone"]))
-        for line in self._read_text(self.path).splitlines():
+            try:
+                return dns.name.from_text(str(self.config["zone"]))
+            except dns.exception.DNSException as exc:
+                raise ConfigError(
+                    f"zonefile zone {self.config['zone']!r} is not a domain name ({exc})",
+                    'e.g. zone = "example.com"',
+                ) from None
+        for number, line in enumerate(self._read_text(self.path).splitlines(), 1):
             if line.upper().startswith("$ORIGIN"):
-                return dns.name.from_text(line.split()[1])
+                words = line.split(";", 1)[0].split()
+                if len(words) < 2:
+                    raise ProviderInputError(
+                        f"{self.path}: line {number}: $ORIGIN without a domain name",
+                        "write e.g. $ORIGIN example.com.",
+                    )
+                return parse_name(words[1], dns.name.root, number)
         name = self.path.name.removeprefix("db.").removesuffix(".zone").removesuffix(".db")
-        return dns.name.from_text(name)
+        return parse_name(name, dns.name.root, 0)
 
     @contextlib.contextmanager
     def _in_dir(self) -> Iterator[None]:
         """$INCLUDE paths are relative to the zone file's folder, as for named."""
         old = os.getcwd()
-        os.chdir(self.path.parent)
+        os.chdir(self.link.parent)
         try:
             yield
         finally:
@@ -256,20 +146,62 @@ class ZoneFileProvider(Provider):
                 return dns.zone.from_text(
                     text, origin=self.origin(), relativize=False, allow_include=True, check_origin=True
                 )
-        except (dns.exception.DNSException, OSError, ValueError) as exc:
-            raise ProviderError(
+        except (dns.exception.DNSException, OSError, ValueError, RecursionError) as exc:
+            raise ProviderInputError(
                 f"{self.path}: the zone does not parse ({exc})", "fix the zone file; nothing was changed"
             ) from None
 
+    def _current(self) -> tuple[str, list[str], list[Entry]]:
+        """The zone file's text, lines and entries: scanned once per content of the file,
+        however often a run reads it (a 200,000-line zone must not be parsed six times)."""
+        text = self._read_text(self.path)
+        if self._zone is None or self._zone[0] != text:
+            lines = text.splitlines(keepends=True)
+            if lines and not lines[-1].endswith("\n"):
+                lines[-1] += "\n"
+            try:
+                entries = parse_entries(lines, self.origin())
+            except ProviderInputError as exc:
+                raise ProviderInputError(f"{self.path}: {exc.message}", exc.hint) from None
+            self._zone = (text, lines, entries)
+        return self._zone
+
+    def _read_fragment(self) -> str:
+        assert self.include is not None
+        try:
+            return self._read_text(self.include)
+        except ProviderError as exc:
+            if "no such" in exc.message:
+                return ""
+            raise
+
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        zone = self._parse(self._read_text(self.path))
+        known = self._written
+        if known and all(o in known[1] for o in owners) and self._read_text(self.path) == known[0]:
+            return {o: known[1][o] for o in owners}
+        _text, lines, entries = self._current()
+
+        def include(name: str, origin: dns.name.Name, depth: int = 1) -> dict[Any, Any]:
+            if depth > MAX_INCLUDE_DEPTH:
+                raise ProviderInputError(f"{self.path}: $INCLUDE nested too deeply", "flatten the includes")
+            path = Path(name) if os.path.isabs(name) else self.link.parent / name
+            inc_lines = self._read_text(path).splitlines(keepends=True)
+            try:
+                inc_entries = parse_entries(inc_lines, origin)
+                return find_tlsa(inc_lines, inc_entries, owners, lambda n, o: include(n, o, depth + 1))
+            except ProviderInputError as exc:
+                raise ProviderInputError(f"{path}: {exc.message}", exc.hint) from None
+
+        try:
+            found = find_tlsa(lines, entries, owners, include)
+        except ProviderInputError as exc:
+            if exc.message.startswith("/"):
+                raise
+            raise ProviderInputError(f"{self.path}: {exc.message}", exc.hint) from None
         out = {}
         for owner in owners:
-            rdataset = zone.get_rdataset(owner, dns.rdatatype.TLSA)
-            if rdataset is None:
-                out[owner] = RRset(owner)
-            else:
-                out[owner] = RRset(owner, frozenset(Tlsa.from_rdata(r) for r in rdataset), rdataset.ttl)
+            records, ttl = found.get(owner, (set(), None))
+            out[owner] = RRset(owner, frozenset(records), ttl) if records else RRset(owner)
         return out
 
     # -- apply -------------------------------------------------------------------
@@ -294,87 +226,169 @@ class ZoneFileProvider(Provider):
         lines = text.splitlines(keepends=True)
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
-        entries = parse_entries(lines, self.origin())
-        by_first = {e.first: e for e in entries}
+        return self._render(lines, parse_entries(lines, self.origin()), changes, today)
+
+    def _render(
+        self, lines: Sequence[str], entries: Sequence[Entry], changes: Sequence[OwnerChange], today: dt.date
+    ) -> str:
+        tlsa = [(k, e) for k, e in enumerate(entries) if e.rdtype == "TLSA"]
         drop: set[int] = set()
+        dropped: list[int] = []
         insert_at: dict[int, tuple[dns.name.Name, list[str]]] = {}
         append: list[str] = []
         for change in changes:
-            mine = [e for e in entries if e.owner == change.owner and e.rdtype == dns.rdatatype.TLSA]
+            mine = [(k, e) for k, e in tlsa if e.owner == change.owner]
             new = render_lines(change.owner, sorted(change.result), change.ttl)
-            for entry in mine:
+            for k, entry in mine:
                 drop.update(range(entry.first, entry.last + 1))
+                dropped.append(k)
             if mine:
-                insert_at[mine[0].first] = (change.owner, new)
+                insert_at[mine[0][1].first] = (change.owner, new)
             else:
                 append.extend(new)
+        prefix = self._owners_to_write_out(entries, dropped, drop, insert_at)
+        soa = first_soa(entries)
         out: list[str] = []
-        last_owner: dns.name.Name | None = None
+        soa_at = -1
         for index, line in enumerate(lines):
             if index in insert_at:
-                owner, new = insert_at[index]
-                out.extend(new)
-                last_owner = owner
+                out.extend(insert_at[index][1])
             if index in drop:
                 continue
-            kept = by_first.get(index)
-            if kept is not None and kept.directive is None and kept.owner is not None:
-                if not kept.explicit_owner and kept.owner != last_owner:
-                    # It followed a removed TLSA line: write its owner out, same meaning.
-                    line = kept.owner.to_text() + line
-                last_owner = kept.owner
-            out.append(line)
+            if soa is not None and index == soa.first:
+                soa_at = len(out)
+            out.append(prefix[index] + line if index in prefix else line)
         out.extend(append)
-        set_soa_serial(out, parse_entries(out, self.origin()), today)
+        moved = None
+        if soa is not None and soa_at >= 0:
+            moved = Entry(soa_at, soa_at + soa.last - soa.first, None, True, "SOA")
+        set_soa_serial(out, moved, today)
         return "".join(out)
 
+    @staticmethod
+    def _owners_to_write_out(
+        entries: Sequence[Entry],
+        dropped: Sequence[int],
+        drop: set[int],
+        insert_at: Mapping[int, tuple[dns.name.Name, list[str]]],
+    ) -> dict[int, str]:
+        """Lines with an implicit owner that followed a removed TLSA line: their owner is
+        written out (same meaning), unless what now precedes them has that owner already."""
+        prefix: dict[int, str] = {}
+        for k in sorted(set(dropped)):
+            n = k + 1
+            while n < len(entries) and entries[n].directive is not None:
+                n += 1
+            if n >= len(entries):
+                continue
+            entry = entries[n]
+            if entry.explicit_owner or entry.first in drop or entry.owner is None:
+                continue
+            previous: dns.name.Name | None = None
+            j = n - 1
+            while j >= 0:
+                before = entries[j]
+                if before.directive is None:
+                    if before.first not in drop:
+                        previous = before.owner
+                        break
+                    inserted = insert_at.get(before.first)
+                    if inserted and inserted[1]:
+                        previous = inserted[0]
+                        break
+                j -= 1
+            if entry.owner != previous:
+                prefix[entry.first] = entry.owner.to_text()
+        return prefix
+
     def _check(self, candidate: Path, text: str) -> None:
-        self._parse(text)
+        """named-checkzone on the candidate when installed (fast, and the real loader);
+        else dnspython parses the whole candidate zone."""
         checker = shutil.which("named-checkzone")
-        if self.check and checker:
-            result = subprocess.run(
-                [checker, "-q", "-i", "none", self.origin().to_text(), str(candidate)],
-                capture_output=True,
-                text=True,
-                cwd=self.path.parent,
-            )
-            if result.returncode != 0:
-                detail = (result.stdout + result.stderr).strip().splitlines()
+        if not (self.check and checker):
+            self._parse(text)
+        else:
+            problem = self._named_checkzone(checker, candidate)
+            if problem is not None:
+                if self._named_checkzone(checker, self.path) is not None:
+                    raise ProviderInputError(
+                        f"{self.path}: the zone does not parse as it is, before any change "
+                        f"(named-checkzone: {problem})",
+                        "fix the zone file; nothing was changed",
+                    )
                 raise ProviderError(
-                    f"named-checkzone rejects the new {self.path.name}: {detail[-1] if detail else 'error'}",
+                    f"named-checkzone rejects the new {self.path.name}: {problem}",
                     "nothing was changed; fix the zone",
                 )
 
+    def _named_checkzone(self, checker: str, path: Path) -> str | None:
+        """None if named would load the file, else its last message line."""
+        result = subprocess.run(
+            [checker, "-i", "none", self.origin().to_text(), str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            cwd=self.link.parent,
+            env=scrubbed_environ(),
+        )
+        if result.returncode == 0:
+            return None
+        detail = [
+            line for line in (result.stdout + result.stderr).strip().splitlines() if "zone" in line.lower()
+        ] or ["error"]
+        return detail[0].replace(str(path) + ":", "line").replace(str(path), self.path.name)
+
     def _apply_in_place(self, changes: Sequence[OwnerChange]) -> None:
-        text = self._read_text(self.path)
+        _text, lines, entries = self._current()
         for change in changes:
             if not change.owner.is_subdomain(self.origin()):
                 raise ProviderError(
                     f"{change.owner} is outside the zone {self.origin()}", "use the zone file of that zone"
                 )
-        new_text = self.render(text, changes, dt.datetime.now(dt.UTC).date())
+        new_text = self._render(lines, entries, changes, dt.datetime.now(dt.UTC).date())
         self._write_checked(self.path, new_text)
+        # What we just wrote is known: the next read of these owners needs no new scan.
+        self._written = (
+            new_text,
+            {c.owner: RRset(c.owner, c.result, c.ttl) if c.result else RRset(c.owner) for c in changes},
+        )
 
     def _write_checked(self, path: Path, text: str) -> None:
-        """Validate a candidate next to the file, then rename it into place."""
+        """Write a fresh temp file beside the zone (mkstemp: O_EXCL|O_NOFOLLOW, never a
+        fixed name someone could plant a link at), check it, then rename it into place."""
         self.requests += 1
-        candidate = path.with_name(f".{path.name}.tlsa-manager-check")
-        try:
-            candidate.write_text(text)
-            self._check(candidate, text)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                candidate.unlink()
-        atomic_write(path, text.encode())
+        self._zone = None
+        self._written = None
+        atomic_write(
+            path,
+            text.encode("utf-8", "surrogateescape"),
+            check=lambda candidate: self._check(candidate, text),
+            error=ProviderError,
+        )
+
+    def _includes(self, zone_text: str) -> list[Path]:
+        """The files the zone really $INCLUDEs (directives, not words in comments)."""
+        lines = zone_text.splitlines(keepends=True)
+        found = []
+        for entry in parse_entries(lines, self.origin()):
+            if entry.directive == "$INCLUDE":
+                words = [t.text for t in tokens_of(lines, entry.first, entry.last)]
+                if len(words) > 1:
+                    name = words[1].strip('"')
+                    found.append(Path(os.path.realpath(self.link.parent / name)))
+        return found
 
     def _apply_fragment(self, changes: Sequence[OwnerChange]) -> None:
         assert self.include is not None
         zone_text = self._read_text(self.path)
-        if str(self.include) not in zone_text and self.include.name not in zone_text:
+        included = self._includes(zone_text)
+        if self.include not in included and self.include.name not in {p.name for p in included}:
             raise ConfigError(
-                f"{self.path} does not $INCLUDE {self.include}", f'add the line: $INCLUDE "{self.include}"'
+                f"{self.path} does not $INCLUDE {self.include} (a $INCLUDE in a comment does not count)",
+                f'add the line: $INCLUDE "{self.include}"',
             )
-        old_fragment = self.include.read_text() if self.include.exists() else ""
+        old_fragment = self._read_fragment()
         fragment_zone = self._parse_fragment(old_fragment)
         records: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = dict(fragment_zone)
         for change in changes:
@@ -383,41 +397,42 @@ class ZoneFileProvider(Provider):
         for owner in sorted(records):
             recs, ttl = records[owner]
             body.extend(render_lines(owner, sorted(recs), ttl))
-        atomic_write(self.include, "".join(body).encode())
+        atomic_write(self.include, "".join(body).encode(), error=ProviderError)
         try:
             lines = zone_text.splitlines(keepends=True)
-            set_soa_serial(lines, parse_entries(lines, self.origin()), dt.datetime.now(dt.UTC).date())
+            set_soa_serial(
+                lines, first_soa(parse_entries(lines, self.origin())), dt.datetime.now(dt.UTC).date()
+            )
             self._write_checked(self.path, "".join(lines))
         except Exception:
-            atomic_write(self.include, old_fragment.encode())
+            atomic_write(self.include, old_fragment.encode("utf-8", "surrogateescape"), error=ProviderError)
             raise
 
     def _parse_fragment(self, text: str) -> dict[dns.name.Name, tuple[frozenset[Tlsa], int]]:
         out: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = {}
-        for line in text.splitlines():
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.startswith(";"):
                 continue
-            parts = line.split(None, 4)
-            owner = dns.name.from_text(parts[0])
-            record = Tlsa.from_text(parts[4].removeprefix("TLSA").strip())
-            recs, _ = out.get(owner, (frozenset(), int(parts[1])))
-            out[owner] = (recs | {record}, int(parts[1]))
+            try:
+                parts = line.split(None, 4)
+                owner = dns.name.from_text(parts[0])
+                record = Tlsa.from_text(parts[4].removeprefix("TLSA").strip())
+                ttl = int(parts[1])
+            except (IndexError, ValueError, dns.exception.DNSException, TlsaManagerError):
+                raise ProviderError(
+                    f"{self.include}: line {number} is not a TLSA line tlsa-manager wrote",
+                    "the fragment is tool-owned: remove the line (or the file) and sync again",
+                ) from None
+            recs, _ = out.get(owner, (frozenset(), ttl))
+            out[owner] = (recs | {record}, ttl)
         return out
 
     def _run_reload(self) -> None:
-        if not self.reload:
-            return
-        try:
-            result = subprocess.run(self.reload, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ProviderError(
-                f"the zone file was updated but the reload command failed ({exc})",
-                "reload the name server by hand",
-            ) from None
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise ProviderError(
-                f"the zone file was updated but '{self.reload[0]}' exited {result.returncode}"
-                f"{': ' + detail[-1] if detail else ''}",
-                "reload the name server by hand",
+        if self.reload:
+            run_command(
+                self.reload,
+                timeout=60,
+                what="the zone file was updated",
+                hint="reload the name server by hand",
+                error=ProviderError,
             )

@@ -1,0 +1,98 @@
+"""Shared pieces of the providers whose API writes whole RRsets (Route 53, deSEC, Hetzner).
+
+These services have no "add one record" with a guard: a write replaces the owner's
+whole TLSA RRset.  So every one of them reads the owner right before writing, decides
+from what it found (:func:`target`), and writes the complete new set.  The helpers
+here are that decision, parsing the text a service hands back (it may have changed
+hex case or spacing), the zone walk, and the TTL floor check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import dns.name
+
+from tlsa_manager.errors import ProviderError, TlsaManagerError
+from tlsa_manager.provider import OwnerChange, conflict
+from tlsa_manager.records import Tlsa
+
+
+def parse_values(service: str, owner: dns.name.Name, values: Iterable[str]) -> frozenset[Tlsa]:
+    """TLSA records from a service's presentation strings: any hex case, hex split by spaces
+    (deSEC and Hetzner hand back dnspython's canonical form, chunked and lower-case)."""
+    out = set()
+    for value in values:
+        try:
+            out.add(Tlsa.from_text(" ".join(str(value).split())))
+        except TlsaManagerError:
+            raise ProviderError(
+                f"{service} holds a TLSA record at {owner} that is not valid: {str(value)[:60]!r}",
+                "fix or remove it in the provider's console",
+            ) from None
+    return frozenset(out)
+
+
+def presentation(records: Iterable[Tlsa]) -> list[str]:
+    """What we send: lower-case hex in one piece, sorted (a stable request body)."""
+    return sorted(r.to_text() for r in records)
+
+
+def target(change: OwnerChange, found: frozenset[Tlsa], found_ttl: int | None) -> frozenset[Tlsa] | None:
+    """The whole RRset to write at ``change.owner``, or None when it is already there.
+
+    Raises the compare-and-swap conflict when the owner holds something else than the
+    plan expected (someone edited it since it was read)."""
+    done_ttl = not change.ttl_change or found_ttl == change.ttl
+    if found == change.result and done_ttl:
+        return None
+    if found != change.expected:
+        raise conflict(change.owner, change.expected, found)
+    return change.result
+
+
+def check_ttl(service: str, owner: dns.name.Name, ttl: int, minimum: int, maximum: int) -> None:
+    """Refuse a TTL the service would reject or rewrite.  Never round up in silence: the
+    planner times its gates by the TTL it asked for, a longer one would make them early."""
+    if ttl < minimum:
+        raise ProviderError(
+            f"{service} does not accept TTL {ttl} at {owner} (its minimum there is {minimum})",
+            f"set ttl = {minimum} or more for this host; nothing was changed",
+        )
+    if ttl > maximum:
+        raise ProviderError(
+            f"{service} does not accept TTL {ttl} at {owner} (its maximum is {maximum})",
+            f"set ttl = {maximum} or less for this host; nothing was changed",
+        )
+
+
+def host_of(owner: dns.name.Name) -> dns.name.Name:
+    """``_25._tcp.mx.example.com`` -> ``mx.example.com`` (the name whose zone we look for)."""
+    return owner.parent().parent() if owner.labels and owner.labels[0].startswith(b"_") else owner
+
+
+def walk_up(owner: dns.name.Name, lookup: Callable[[str], Any]) -> Any:
+    """The first non-None ``lookup(name)`` from the owner's host name up to the TLD's child:
+    the longest zone name that holds the owner."""
+    candidate = host_of(owner)
+    while len(candidate.labels) > 2:  # never ask about the TLD itself
+        found = lookup(candidate.to_text(omit_final_dot=True).lower())
+        if found is not None:
+            return found
+        candidate = candidate.parent()
+    return None
+
+
+def relative(owner: dns.name.Name, zone: str) -> str:
+    """The owner's name inside ``zone`` (``_25._tcp.mx``); "" or "@" are never TLSA owners."""
+    origin = dns.name.from_text(zone)
+    return owner.relativize(origin).to_text().lower()
+
+
+def retry_after(value: str | None, default: float = 1.0) -> float:
+    """Seconds from a Retry-After header (only the delta-seconds form is used by these APIs)."""
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default

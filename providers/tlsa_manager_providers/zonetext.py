@@ -1,0 +1,332 @@
+"""Zone-file text as the zone-file provider needs it: entries, owners, TLSA records, serial.
+
+One pass over the lines, fast enough for a 200,000-line zone (docs/performance.md):
+a plain line is split by ``str.split``; only lines with parentheses, quotes or escapes
+go through the character tokenizer; an owner name is turned into a ``dns.name.Name``
+only when someone asks for it (the TLSA owners, the lines next to an edit).  Checking
+that the *whole* zone is valid is left to ``named-checkzone`` (or dnspython) on the
+candidate before it replaces the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import dns.exception
+import dns.name
+import dns.ttl
+
+from tlsa_manager.errors import ProviderInputError, TlsaManagerError
+from tlsa_manager.records import Tlsa
+
+DIRECTIVES = ("$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE")
+_CLASSES = {"IN", "CH", "HS", "CS"}
+_SPECIAL = ("(", '"', "\\")
+
+
+@dataclass(frozen=True)
+class Token:
+    line: int
+    start: int
+    end: int
+    text: str
+
+
+class Entry:
+    """One logical line of a zone file (a record may span lines inside parentheses).
+
+    ``owner`` is computed on first use: most entries of a big zone are never asked.
+    """
+
+    __slots__ = (
+        "_owner",
+        "arg",
+        "directive",
+        "explicit_owner",
+        "first",
+        "last",
+        "owner_key",
+        "rdtype",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        first: int,
+        last: int,
+        owner_key: tuple[str, dns.name.Name, int] | None,
+        explicit_owner: bool,
+        rdtype: str | None,
+        directive: str | None = None,
+        ttl: str | None = None,
+        arg: str | None = None,
+    ) -> None:
+        self.first, self.last = first, last
+        self.owner_key = owner_key
+        self.explicit_owner = explicit_owner
+        self.rdtype = rdtype  # upper-case type name: "TLSA", "SOA", ...
+        self.directive = directive
+        self.ttl = ttl  # the record's TTL as written, if any
+        self.arg = arg  # a directive's first argument
+        self._owner: dns.name.Name | None = None
+
+    @property
+    def owner(self) -> dns.name.Name | None:
+        if self._owner is None and self.owner_key is not None:
+            text, origin, line = self.owner_key
+            self._owner = origin if text == "@" else parse_name(text, origin, line)
+        return self._owner
+
+
+def parse_name(text: str, origin: dns.name.Name, line: int) -> dns.name.Name:
+    """A domain name from zone text, or one ProviderInputError line naming where."""
+    try:
+        return dns.name.from_text(text, origin)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise ProviderInputError(
+            f"line {line}: {text!r} is not a domain name ({exc})", "fix the zone file; nothing was changed"
+        ) from None
+
+
+def tokens_of(lines: Sequence[str], first: int, last: int) -> Iterator[Token]:
+    """Tokens of lines[first..last], without comments and parentheses; quoted strings whole."""
+    for index in range(first, last + 1):
+        line = lines[index]
+        i = 0
+        while i < len(line):
+            c = line[i]
+            if c == ";":
+                break
+            if c in " \t\r\n()":
+                i += 1
+                continue
+            start = i
+            if c == '"':
+                i += 1
+                while i < len(line) and line[i] != '"':
+                    i += 2 if line[i] == "\\" else 1
+                i = min(i + 1, len(line))
+            else:
+                while i < len(line) and line[i] not in " \t\r\n();":
+                    i += 2 if line[i] == "\\" else 1  # an escaped "(" or ";" is part of the name
+                i = min(i, len(line))
+            yield Token(index, start, i, line[start:i])
+
+
+def _paren_delta(line: str) -> int:
+    depth, quoted, i = 0, False, 0
+    while i < len(line):
+        c = line[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == "\\":
+            i += 1
+        elif c == '"':
+            quoted = True
+        elif c == ";":
+            break
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        i += 1
+    return depth
+
+
+def _words(lines: Sequence[str], first: int, last: int) -> list[str]:
+    if first == last:
+        line = lines[first]
+        if not any(s in line for s in _SPECIAL):
+            return line.split(";", 1)[0].split()
+    return [t.text for t in tokens_of(lines, first, last)]
+
+
+def parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
+    """Split a zone file into entries, tracking $ORIGIN and the implicit owner.
+
+    The hot loop of a big zone: plain lines are split by ``str.split`` (C speed), and
+    only lines with parentheses, quotes or escapes use the character tokenizer.  The
+    cyclic garbage collector is paused meanwhile: 200,000 new objects with no cycles
+    would otherwise trigger it over and over (a third of the time).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_entries(lines, origin)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
+    entries: list[Entry] = []
+    append = entries.append
+    current_origin = origin
+    owner_key: tuple[str, dns.name.Name, int] | None = None
+    count = len(lines)
+    i = 0
+    while i < count:
+        line = lines[i]
+        head_char = line[:1]
+        if head_char in (" ", "\t"):
+            stripped = line.lstrip()
+            if not stripped or stripped[0] == ";":
+                i += 1
+                continue
+        elif head_char in (";", "\n", "\r", ""):
+            i += 1
+            continue
+        first = i
+        if "(" in line or '"' in line or "\\" in line:
+            if "(" in line:
+                depth = _paren_delta(line)
+                while depth > 0 and i + 1 < count:
+                    i += 1
+                    depth += _paren_delta(lines[i])
+            words = [t.text for t in tokens_of(lines, first, i)]
+        elif ";" in line:
+            words = line[: line.index(";")].split()
+        else:
+            words = line.split()
+        if not words:
+            i += 1
+            continue
+        head = words[0]
+        if head[0] == "$" and head.upper() in DIRECTIVES:
+            head = head.upper()
+            if head == "$ORIGIN":
+                if len(words) < 2:
+                    raise ProviderInputError(
+                        f"line {first + 1}: $ORIGIN without a domain name", "write e.g. $ORIGIN example.com."
+                    )
+                current_origin = parse_name(words[1], current_origin, first + 1)
+            # A directive's owner_key records the origin in effect (for $INCLUDE).
+            arg = words[1] if len(words) > 1 else None
+            append(Entry(first, i, ("@", current_origin, first + 1), False, None, head, None, arg))
+            i += 1
+            continue
+        explicit = head_char not in (" ", "\t")
+        start = 0
+        if explicit:
+            owner_key = (head, current_origin, first + 1)
+            start = 1
+        rdtype = None
+        ttl = None
+        for word in words[start:]:
+            if word[0].isdigit():
+                ttl = word
+                continue
+            upper = word.upper()
+            if upper in _CLASSES or upper.startswith("CLASS"):
+                continue
+            rdtype = upper
+            break
+        append(Entry(first, i, owner_key, explicit, rdtype, None, ttl))
+        i += 1
+    return entries
+
+
+def find_tlsa(
+    lines: Sequence[str],
+    entries: Sequence[Entry],
+    owners: Sequence[dns.name.Name],
+    include: Callable[[str, dns.name.Name], dict[dns.name.Name, tuple[set[Tlsa], int | None]]] | None = None,
+) -> dict[dns.name.Name, tuple[set[Tlsa], int | None]]:
+    """The TLSA records (and TTL) at ``owners``, with named's TTL rules ($TTL, else the
+    last explicit TTL); ``include(file, origin)`` reads an $INCLUDEd file the same way."""
+    wanted = set(owners)
+    labels = {o.labels[0].decode("ascii", "replace").lower() for o in owners if o.labels}
+    out: dict[dns.name.Name, tuple[set[Tlsa], int | None]] = {}
+    default_ttl: int | None = None
+    last_ttl: int | None = None
+    for entry in entries:
+        if entry.directive == "$TTL" and entry.arg:
+            default_ttl = _ttl(entry.arg, entry.first)
+        elif entry.directive == "$INCLUDE" and include is not None and entry.arg:
+            words = _words(lines, entry.first, entry.last)
+            assert entry.owner_key is not None
+            here = entry.owner_key[1]
+            origin = parse_name(words[2], here, entry.first + 1) if len(words) > 2 else here
+            for name, (records, ttl) in include(entry.arg.strip('"'), origin).items():
+                _add(out, name, records, ttl)
+        if entry.directive is not None:
+            continue
+        if entry.ttl is not None and default_ttl is None:
+            last_ttl = _ttl(entry.ttl, entry.first)
+        if entry.rdtype != "TLSA" or entry.owner_key is None:
+            continue
+        text = entry.owner_key[0]
+        if text != "@" and "\\" not in text and text.split(".", 1)[0].lower() not in labels:
+            continue  # cheap test first: the first label must be "_25" (or the port's)
+        owner = entry.owner
+        if owner not in wanted:
+            continue
+        assert owner is not None
+        words = _words(lines, entry.first, entry.last)
+        index = next(i for i, w in enumerate(words) if w.upper() == "TLSA")
+        try:
+            record = Tlsa.from_text(" ".join(words[index + 1 :]))
+        except TlsaManagerError:
+            raise ProviderInputError(
+                f"line {entry.first + 1}: not a valid TLSA record", "fix the zone file; nothing was changed"
+            ) from None
+        ttl = _ttl(entry.ttl, entry.first) if entry.ttl is not None else (default_ttl or last_ttl)
+        _add(out, owner, {record}, ttl)
+    return out
+
+
+def _add(
+    out: dict[dns.name.Name, tuple[set[Tlsa], int | None]],
+    owner: dns.name.Name,
+    records: set[Tlsa],
+    ttl: int | None,
+) -> None:
+    """Merge records into an RRset; its TTL is the lowest seen (as named and dnspython do)."""
+    old, old_ttl = out.get(owner, (set(), None))
+    low = min((t for t in (old_ttl, ttl) if t is not None), default=None)
+    out[owner] = (old | records, low)
+
+
+def _ttl(text: str, line: int) -> int:
+    try:
+        return int(dns.ttl.from_text(text))
+    except dns.exception.DNSException:
+        raise ProviderInputError(f"line {line + 1}: {text!r} is not a TTL", "fix the zone file") from None
+
+
+def bump_serial(serial: int, today: dt.date) -> int:
+    """The next serial (RFC 1982, never 0); YYYYMMDDnn stays in that form."""
+    stamp = int(today.strftime("%Y%m%d"))
+    if 1_970_010_100 <= serial <= 2_100_123_199 and serial // 100 <= stamp:
+        candidate = max(serial + 1, stamp * 100)
+    else:
+        candidate = (serial + 1) % 2**32
+    return candidate or 1
+
+
+def set_soa_serial(lines: list[str], soa: Entry | None, today: dt.date) -> int:
+    """Raise the serial of the SOA entry (at its lines in ``lines``), keeping its formatting."""
+    if soa is None:
+        raise ProviderInputError("the zone file has no SOA record", "point zone_file at the zone's main file")
+    tokens = list(tokens_of(lines, soa.first, soa.last))
+    index = next((i for i, t in enumerate(tokens) if t.text.upper() == "SOA"), None)
+    if index is None or len(tokens) <= index + 3 or not tokens[index + 3].text.isdigit():
+        raise ProviderInputError(
+            f"line {soa.first + 1}: the SOA record has no serial number where it belongs",
+            "write the SOA as: @ IN SOA ns1 hostmaster ( SERIAL REFRESH RETRY EXPIRE MINIMUM )",
+        )
+    serial_token = tokens[index + 3]
+    new = bump_serial(int(serial_token.text) % 2**32, today)
+    line = lines[serial_token.line]
+    lines[serial_token.line] = line[: serial_token.start] + str(new) + line[serial_token.end :]
+    return new
+
+
+def first_soa(entries: Sequence[Entry]) -> Entry | None:
+    return next((e for e in entries if e.rdtype == "SOA"), None)
