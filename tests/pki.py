@@ -128,3 +128,24 @@ def write(path: Path, *parts: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"".join(parts))
     return path
+
+
+def make_test_catalog(
+    catalog: Path, root_name: str, cas: list[tuple[str, str]], not_before: dt.datetime = EPOCH
+) -> tuple[Issued, dict[str, Issued]]:
+    """A Let's-Encrypt-shaped catalog folder (manifest + PEMs) for a test PKI: a root and
+    intermediates ``(name, key kind)``; a name ending in 3 is a backup, the others active."""
+    import json
+
+    root = make_ca(root_name, make_key("p384"), not_before=not_before)
+    issued = {name: make_ca(name, make_key(kind), issuer=root, not_before=not_before) for name, kind in cas}
+    catalog.mkdir(parents=True, exist_ok=True)
+    entries = [{"name": "root", "ca": root_name, "file": "root.pem", "status": "root", "key_type": "ecdsa"}]
+    write(catalog / "root.pem", root.pem)
+    for name, kind in cas:
+        entries.append({"name": name.lower(), "ca": name, "file": f"{name.lower()}.pem",
+                        "status": "backup" if name.endswith("3") else "active",
+                        "key_type": "rsa" if kind.startswith("rsa") else "ecdsa"})
+        write(catalog / f"{name.lower()}.pem", issued[name].pem)
+    (catalog / "manifest.json").write_text(json.dumps(entries))
+    return root, issued

@@ -481,6 +481,29 @@ def posttls_finger(postfix: Postfix, unbound: Unbound, algorithm: str) -> str:
     return result.stdout + result.stderr
 
 
+def start_resolver_and_mta(root: Path, bind: Bind, host: str, chain_files: list[Path]) -> tuple[Unbound, Postfix]:
+    """Unbound validating the test zone and Postfix serving ``chain_files`` as ``host``."""
+    unbound = Unbound(root / "unbound", bind)
+    postfix = Postfix(root / "postfix", host, chain_files)
+    try:
+        unbound.start()
+        postfix.start()
+    except Exception:
+        postfix.stop()
+        unbound.stop()
+        raise
+    return unbound, postfix
+
+
+def stop_resolver_and_mta(root: Path, unbound: Unbound, postfix: Postfix) -> None:
+    """Stop what :func:`start_resolver_and_mta` started (by pid) and remove ``root``."""
+    try:
+        postfix.stop()
+    finally:
+        unbound.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- PowerDNS
 
 

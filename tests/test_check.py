@@ -61,7 +61,7 @@ def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
     ca = pki.make_ca("Test Root C", pki.make_key("p384"), not_before=NOW)
     inter = pki.make_ca("TC1", pki.make_key("p384"), issuer=ca, not_before=NOW)
     names = [f"mx.{ZONE}", f"good.{ZONE}", f"wrong.{ZONE}", f"rsaonly.{ZONE}", f"tanotsent.{ZONE}",
-             f"le301.{ZONE}", "mx.insecure.test", "mx.bogus.test"]
+             f"le301.{ZONE}", f"privateca.{ZONE}", "mx.insecure.test", "mx.bogus.test"]
     leaves = {k: pki.make_leaf(names, inter, key=pki.make_key(k), not_before=NOW) for k in ("p256", "rsa2048")}
     live = root / "live"
     files = [pki.write(live / f"{k}.pem", leaf.key_pem, leaf.pem, inter.pem) for k, leaf in leaves.items()]
@@ -94,6 +94,9 @@ def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
             # DANE-TA for the root, which the server does not send (it sends leaf + TC1)
             (ZONE, "tanotsent", [compute(Usage.DANE_TA, Selector.SPKI, MatchingType.SHA2_256, cert=ca.cert)]),
             (ZONE, "le301", [r301["ecdsa"], r301["rsa"]]),
+            # the chain's own issuer pinned, as sync publishes for a CA the catalog does not know
+            (ZONE, "privateca", [r311["ecdsa"], r311["rsa"],
+                                 compute(Usage.DANE_TA, Selector.SPKI, MatchingType.SHA2_256, cert=inter.cert)]),
             ("insecure.test", "mx", [r311["ecdsa"], r311["rsa"]]),
             ("bogus.test", "mx", [r311["ecdsa"], r311["rsa"]]),
             (ZONE, "nostarttls", [r311["ecdsa"]]),
@@ -109,7 +112,7 @@ def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
         subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
                        capture_output=True)
         wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in ("good", "wrong", "rsaonly", "tanotsent", "le301",
-                                                                 "nostarttls", "lag")] + ["mx.insecure.test"])
+                                                                 "privateca", "nostarttls", "lag")] + ["mx.insecure.test"])
         yield {"bind": bind, "unbound": unbound, "postfix": postfix, "port": port, "nost": nost,
                "garbage": garbage, "resolver": f"127.0.0.1:{unbound.port}", "r311": r311}
     finally:
@@ -203,6 +206,20 @@ def test_3_0_1_passes_now_with_a_warning(cli, env) -> None:  # type: ignore[no-u
     doc = result.json()
     assert doc["verdict"] == "pass" and "H3" in codes(doc) and result.code == 4
     assert finger(env, f"le301.{ZONE}", "ecdsa")
+
+
+def test_chain_from_a_ca_the_catalog_does_not_know(cli, env) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13.1: a private CA's chain pinned by its own issuer is OK; check never asks for
+    Let's Encrypt issuers (H12) on it, and Nagios says OK exactly when Postfix verifies."""
+    host = f"privateca.{ZONE}"
+    result = run_check(cli, env, host)
+    doc = result.json()
+    assert doc["verdict"] == "pass" and "H12" not in codes(doc), doc
+    assert result.code == 0, result.out
+    nagios = cli("check", host, "--port", str(env["port"]), "--resolver", env["resolver"], "--nagios",
+                 *authoritative(env))
+    assert nagios.code == 0 and nagios.out.startswith("DANE OK - "), nagios.out
+    assert finger(env, host, "ecdsa") and finger(env, host, "rsa")
 
 
 def test_unsigned_zone_is_dane_not_in_force(cli, env) -> None:  # type: ignore[no-untyped-def]

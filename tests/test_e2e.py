@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from tlsa_manager.records import Tlsa, owner_name
 
 import pki
 from conftest import rfc2136_config
-from servers import ZONE, Postfix, Unbound, posttls_finger, require
+from servers import ZONE, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
 
 HOST = f"mx.{ZONE}"
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -40,22 +39,11 @@ def world(bind, tmp_path_factory):  # type: ignore[no-untyped-def]
     require("unbound", "postfix", "posttls-finger", "openssl", "unshare")
     root = Path(tempfile.mkdtemp(prefix="tlsa-e2e-"))
     (root).chmod(0o755)
-    ca_root = pki.make_ca("Test Root X9", pki.make_key("p384"), not_before=NOW)
-    cas = {name: pki.make_ca(name, pki.make_key(kind), issuer=ca_root, not_before=NOW)
-           for name, kind in [("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384"),
-                              ("TR1", "rsa2048"), ("TR2", "rsa2048"), ("TR3", "rsa2048")]}
     state = root / "state"
-    catalog = state / "catalog"
-    catalog.mkdir(parents=True)
-    entries = [{"name": "root", "ca": "Test Root X9", "file": "root.pem", "status": "root",
-                "key_type": "ecdsa"}]
-    pki.write(catalog / "root.pem", ca_root.pem)
-    for name, issued in cas.items():
-        status = "backup" if name.endswith("3") else "active"
-        entries.append({"name": name.lower(), "ca": name, "file": f"{name.lower()}.pem", "status": status,
-                        "key_type": "ecdsa" if name.startswith("TE") else "rsa"})
-        pki.write(catalog / f"{name.lower()}.pem", issued.pem)
-    (catalog / "manifest.json").write_text(json.dumps(entries))
+    _ca_root, cas = pki.make_test_catalog(
+        state / "catalog", "Test Root X9",
+        [("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384"), ("TR1", "rsa2048"), ("TR2", "rsa2048"), ("TR3", "rsa2048")],
+        NOW)
     live, staged, incoming = root / "live", root / "staged", root / "incoming"
     for d in (live, staged, incoming):
         d.mkdir()
@@ -63,15 +51,7 @@ def world(bind, tmp_path_factory):  # type: ignore[no-untyped-def]
     for kind, issuer in (("ecdsa", "TE1"), ("rsa", "TR1")):
         leaf = pki.make_leaf([HOST], cas[issuer], key=keys[kind], not_before=NOW)
         pki.write(live / f"{kind}.pem", leaf.key_pem, leaf.pem, cas[issuer].pem)
-    unbound = Unbound(root / "unbound", bind)
-    postfix = Postfix(root / "postfix", HOST, [live / "ecdsa.pem", live / "rsa.pem"])
-    try:
-        unbound.start()
-        postfix.start()
-    except Exception:
-        postfix.stop()
-        unbound.stop()
-        raise
+    unbound, postfix = start_resolver_and_mta(root, bind, HOST, [live / "ecdsa.pem", live / "rsa.pem"])
     config = root / "tlsa-manager.toml"
     config.write_text(rfc2136_config(state, bind, HOST, f"""
 ports = [25, {postfix.port}]
@@ -85,11 +65,7 @@ probe_port = {postfix.port}
         yield {"root": root, "cas": cas, "keys": keys, "live": live, "incoming": incoming, "config": config,
                "unbound": unbound, "postfix": postfix, "bind": bind}
     finally:
-        try:
-            postfix.stop()
-        finally:
-            unbound.stop()
-            shutil.rmtree(root, ignore_errors=True)
+        stop_resolver_and_mta(root, unbound, postfix)
 
 
 def validated_rrset(world, port: int) -> list[Tlsa]:  # type: ignore[no-untyped-def]
@@ -149,7 +125,7 @@ def test_renewals_end_to_end(world, cli) -> None:  # type: ignore[no-untyped-def
 
     # 2. renewal with the same key (issued by the sibling TE2): covered, live at once
     out, leaf = renew(world, cli, "ecdsa", "TE2", new_key=False)
-    assert "deployed staged ecdsa.pem at once" in out, out
+    assert "deployed staged ecdsa.pem (verified: " in out, out
     assert leaf.pem in (world["live"] / "ecdsa.pem").read_bytes()
     assert_senders_accept(world, "same-key renewal")
 
@@ -169,7 +145,7 @@ def test_renewals_end_to_end(world, cli) -> None:  # type: ignore[no-untyped-def
     # 4. renewal issued by the backup sibling TE3, same key: live at once
     time.sleep(GATE)
     out, leaf = renew(world, cli, "ecdsa", "TE3", new_key=False)
-    assert "at once" in out, out
+    assert "deployed staged ecdsa.pem (verified: " in out, out
     assert_senders_accept(world, "backup issuer")
 
     # 5. the RSA chain renewed on its own with a new key

@@ -180,6 +180,20 @@ def issuers_from_catalog_roots():  # type: ignore[no-untyped-def]
             for i in load_bundled().issuers if i.is_root]
 
 
+def test_unknown_issuer_is_pinned_alone_without_catalog_siblings() -> None:
+    """Issue 13.1: a chain from a CA the catalog does not know gets its own issuer's 2 1 1 and no
+    YE1-3, also for its next key; lint does not ask for YE1-3 either."""
+    private = ChainFacts("live", CertFacts(os.urandom(40), os.urandom(80), "live"), "ecdsa",
+                         (CertFacts(os.urandom(40), os.urandom(80), "Private CA"),))
+    nxt = key("next")
+    want = desired([private], next_keys=[nxt], issuers=ISSUERS)
+    own = private.cas[0].record(K211)
+    assert want.as_set() == {r311(private), own, r311(nxt)}
+    assert not [h for h in lint(want.as_set(), [private], issuers=ISSUERS) if h.code == "H12"]
+    mixed = desired([private, chain("rsa live", "rsa", "YR1")], issuers=ISSUERS).as_set()
+    assert {r211("YR1"), r211("YR2"), r211("YR3")} <= mixed and not {r211("YE1"), r211("YE2")} & mixed
+
+
 def test_h11_retired_and_h12_missing_sibling() -> None:
     live = chain("live")
     hazards = lint(frozenset({r311(live), r211("YE1"), r211("E5")}), [live], issuers=ISSUERS)

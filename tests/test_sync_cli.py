@@ -13,7 +13,7 @@ import pytest
 from tlsa_manager.records import Tlsa, owner_name
 
 import pki
-from conftest import LE_DATA, bind_read, rfc2136_config
+from conftest import LE_DATA, bind_read, openssl_tlsa_data, rfc2136_config
 from servers import ZONE
 
 YE_FILES = ("ye1.pem", "ye2.pem")
@@ -62,14 +62,14 @@ def test_first_sync_then_new_key_rollover(cli, bind, site) -> None:  # type: ign
     new_leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
     pki.write(site["staged"] / "ecdsa.pem", new_leaf.key_pem, new_leaf.pem, chain)
     sync = cli(*cfg, "sync", site["host"])
-    assert sync.code == 0 and "1 added" in sync.out and "goes live not before" in sync.out
+    assert sync.code == 0 and "1 added" in sync.out and "may go live not before" in sync.out
     assert (site["live"] / "ecdsa.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 2
     plan = cli(*cfg, "--json", "plan", site["host"]).json()["plans"][0]
     assert plan["gates"][0]["ready"] is False and plan["gates"][0]["opens_at"]
     later = cli(*cfg, "--json", "plan", site["host"], "--at", "+1h").json()["plans"][0]
     assert later["gates"][0]["ready"] is True  # what-if: after the gate
     status = cli(*cfg, "status", site["host"])  # from the ledger alone
-    assert status.code == 0 and "staged ecdsa.pem: may go live 20" in status.out, status.out
+    assert status.code == 0 and "staged ecdsa.pem: may go live not before 20" in status.out, status.out
     assert "staged ecdsa.pem: may go live now" in cli(*cfg, "status", site["host"], "--at", "+1h").out
     time.sleep(2 * 2 + 1 + 0.5)
     deploy = cli(*cfg, "sync", site["host"])
@@ -135,3 +135,32 @@ def test_config_errors_are_one_line(cli, tmp_path: Path) -> None:
         assert "sekrit-token-value" not in result.err
     assert "no such configuration file" in cli("--config", tmp_path / "none.toml", "plan").err
     assert json.loads("{}") == {}
+
+
+def test_chain_from_a_ca_the_catalog_does_not_know(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13.1: a private CA (or a test ACME server) has no Let's Encrypt siblings: sync pins
+    the chain's own issuer and its leaf key, nothing else, and plan reports no missing YE1-3."""
+    host = f"mx-{secrets.token_hex(3)}.{ZONE}"
+    root = pki.make_ca("Private Root", pki.make_key("p384"))
+    inter = pki.make_ca("Private Issuing CA", pki.make_key("p384"), issuer=root)
+    leaf = pki.make_leaf([host], inter, key=pki.make_key("p256"))
+    live = pki.write(tmp_path / "live" / "ecdsa.pem", leaf.key_pem, leaf.pem, inter.pem)
+    config = tmp_path / "tlsa-manager.toml"
+    config.write_text(rfc2136_config(tmp_path / "state", bind, host, f'cert = "{live}"'))
+    cfg = ["--config", config]
+    plan = cli(*cfg, "--json", "plan", host)
+    assert plan.code == 0, plan.err
+    doc = plan.json()["plans"][0]
+    assert not [h for h in doc["hazards"] if h["code"] == "H12"], doc["hazards"]
+    first = cli(*cfg, "sync", host)
+    assert first.code == 0 and "2 added" in first.out, first.out + first.err
+    # openssl is the oracle for the hashes
+    own_issuer = Tlsa.from_text("2 1 1 " + openssl_tlsa_data(pki.write(tmp_path / "inter.pem", inter.pem), 1, 1))
+    leaf_311 = Tlsa.from_text("3 1 1 " + openssl_tlsa_data(live, 1, 1))
+    for port in (bind.primary.port, bind.secondary.port):
+        deadline = time.monotonic() + 10
+        while bind_read(port, owner_name(host))[0] != {own_issuer, leaf_311} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert bind_read(port, owner_name(host))[0] == {own_issuer, leaf_311}
+    again = cli(*cfg, "--json", "plan", host).json()["plans"][0]
+    assert again["changes"] == [] and not [h for h in again["hazards"] if h["code"] == "H12"]

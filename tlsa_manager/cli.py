@@ -19,6 +19,8 @@ from tlsa_manager import __version__
 from tlsa_manager.errors import ExitCode, TlsaManagerError, UsageError
 
 DEFAULT_STATE_DIR = Path("/var/lib/tlsa-manager")
+#: seconds the hook polls the servers after publishing (sync: --propagation-timeout)
+HOOK_PROPAGATION = 5.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -385,12 +387,13 @@ def _runs(args: argparse.Namespace, at: float | None = None) -> tuple[Any, list[
         catalog,
         at=at,
         propagation_timeout=getattr(args, "propagation_timeout", 300.0),
+        state_dir=state_dir(args),
     )
     return config, runs
 
 
 def _write_plan(plan: Any) -> None:
-    from tlsa_manager.planner import short_time
+    from tlsa_manager.report import gate_line
 
     reasons = dict(plan.reasons)
     sys.stdout.write(plan.summary() + "\n")
@@ -403,8 +406,7 @@ def _write_plan(plan: Any) -> None:
         if change.ttl_change:
             sys.stdout.write(f"    TTL {change.expected_ttl} -> {change.ttl}\n")
     for gate in plan.gates:
-        when = "now" if gate.ready else (short_time(gate.opens_at) if gate.opens_at else "not yet known")
-        sys.stdout.write(f"  deploy {gate.chain}: {when} ({gate.reason})\n")
+        sys.stdout.write(f"  deploy {gate_line(gate)}\n")
     for owner, record in plan.unmanaged:
         sys.stdout.write(f"  unmanaged, kept: {owner} {record}\n")
     for hazard in plan.hazards:
@@ -412,7 +414,7 @@ def _write_plan(plan: Any) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tlsa_manager.hazards import Severity
+    from tlsa_manager.report import exit_code
     from tlsa_manager.runner import plan_hosts
 
     _config_obj, runs = _runs(args, _at(args))
@@ -425,15 +427,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         for plan in plans:
             _write_plan(plan)
-    fatal = any(h.severity is Severity.FATAL for p in plans for h in p.hazards)
-    return ExitCode.HAZARD if fatal else ExitCode.OK
+    return exit_code(h for p in plans for h in p.hazards)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from tlsa_manager.report import exit_code
     from tlsa_manager.runner import sync_hosts
 
     _config_obj, runs = _runs(args)
     reports = sync_hosts(runs, state_dir(args), dry_run=args.dry_run, lock_wait=args.wait_lock)
+    code = _report_syncs(args, runs, reports, dry_run=args.dry_run)
+    if args.dry_run:
+        return exit_code(h for r in reports if r.first_plan for h in r.first_plan.hazards)
+    return code
+
+
+def _report_syncs(
+    args: argparse.Namespace, runs: list[Any], reports: list[Any], dry_run: bool = False
+) -> int:
+    """What sync and hook print, and their exit code (report.exit_code)."""
+    from tlsa_manager.report import exit_code, sync_lines
+
+    checks: dict[str, dict[str, str]] = {run.spec.name: run.ports.checks for run in runs}
     for run in runs:
         for note in run.ports.notes + list(getattr(run.ports.provider, "notes", [])):
             _warn(note)
@@ -443,54 +458,45 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 "hosts": [
                     {
                         "host": r.host,
-                        "dry_run": args.dry_run,
+                        "dry_run": dry_run,
                         "plans": [p.as_dict() for p in r.plans],
                         "applied": [len(cs.changes) for cs in r.applied],
                         "deployed": r.deployed,
+                        "checks": checks.get(r.host, {}),
                         "notes": r.notes,
+                        "failures": r.failures,
                     }
                     for r in reports
                 ]
             }
         )
-        return ExitCode.OK
     for report in reports:
-        first = report.first_plan
-        if first is not None and args.dry_run:
-            _write_plan(first)
+        if args.json:
+            break
+        if report.first_plan is not None and dry_run:
+            _write_plan(report.first_plan)
             continue
-        done = []
-        if report.applied:
-            done.append(
-                f"{sum(len(c.add) for cs in report.applied for c in cs.changes)} added, "
-                f"{sum(len(c.delete) for cs in report.applied for c in cs.changes)} removed"
-            )
-        if report.deployed:
-            done.append("deployed " + ", ".join(report.deployed))
-        last = report.last_plan
-        pending = [g for g in (last.gates if last else ()) if not g.ready]
-        sys.stdout.write(f"{report.host}: {'; '.join(done) if done else 'nothing to change'}\n")
-        for gate in pending:
-            from tlsa_manager.planner import short_time
-
-            when = short_time(gate.opens_at) if gate.opens_at else "when every server serves its records"
-            sys.stdout.write(
-                f"  {gate.chain} goes live {('not before ' + when) if gate.opens_at else when}; "
-                f"the next sync deploys it\n"
-            )
-        for note in report.notes:
-            sys.stdout.write(f"  note: {note}\n")
-        if last is not None:
-            for hazard in last.hazards:
-                sys.stdout.write(f"  {hazard.one_line()}\n")
-    return ExitCode.OK
+        lines = sync_lines(
+            report.host,
+            report.last_plan,
+            sum(len(c.add) for cs in report.applied for c in cs.changes),
+            sum(len(c.delete) for cs in report.applied for c in cs.changes),
+            report.deployed,
+            checks.get(report.host, {}),
+            report.notes,
+        )
+        sys.stdout.write("".join(line + "\n" for line in lines))
+    return exit_code(
+        (h for r in reports if r.last_plan for h in r.last_plan.hazards),
+        [f for r in reports for f in r.failures],
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from tlsa_manager.planner import iso
-    from tlsa_manager.runner import ledger_data
+    from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.freshness import catalog_line, catalog_summary
+    from tlsa_manager.report import status_document, status_exit, status_lines
+    from tlsa_manager.runner import ledger_data, status_plans
 
     config = _config(args) if _has_config(args) else None
     if config is not None and config.state_dir and not getattr(args, "state_dir", None):
@@ -506,80 +512,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"{', '.join(unknown)}: not in the ledger of {state_dir(args)}",
                 f"known: {', '.join(sorted(data.hosts)) or 'none'}; or give --config FILE",
             )
+        specs, plans = None, None
     else:
-        names = [spec.name for spec in config.select(list(args.hosts), not args.hosts)]
-    out = []
-    for name in names:
-        host = data.hosts.get(name)
-        owners = {}
-        for owner, rec in host.owners.items() if host else ():
-            latest = rec.history.latest()
-            owners[owner] = {
-                "managed": sorted(r.to_text() for r in rec.managed),
-                "observed_at": iso(latest.last) if latest else None,
-                "servers": {v.server: (None if v.records is None else len(v.records)) for v in latest.views}
-                if latest
-                else {},
-                "history_entries": len(rec.history.entries),
-            }
-        unconfirmed = [
-            {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
-            for label, entry in (host.deploys.items() if host else ())
-        ]
-        out.append({"host": name, "owners": owners, "gates": [], "unconfirmed_deploys": unconfirmed})
-    if config is not None:
-        from tlsa_manager.catalog import load as load_catalog
-        from tlsa_manager.runner import status_plans
-
+        specs = config.select(list(args.hosts), not args.hosts)
+        names = [spec.name for spec in specs]
         plans = status_plans(config, names, load_catalog(state_dir(args)), state_dir(args), _at(args))
-        for item, plan in zip(out, plans, strict=True):
-            item["gates"] = [g.as_dict() for g in plan.gates]
-    from tlsa_manager.freshness import age_text, catalog_as_of
-
-    as_of, origin = catalog_as_of(state_dir(args))
-    age = max(0.0, (datetime.now(UTC) - as_of).total_seconds())
-    catalog_doc = {"origin": origin, "as_of": as_of.isoformat(), "age_seconds": int(age)}
+    document = status_document(names, data, plans, str(state_dir(args)), specs)
+    document["catalog"] = catalog_summary(state_dir(args))
     if args.json:
-        _emit_json(
-            {
-                "state_dir": str(state_dir(args)),
-                "configured": config is not None,
-                "catalog": catalog_doc,
-                "hosts": out,
-            }
-        )
-        return ExitCode.OK
-    sys.stdout.write(f"catalog: {origin}, current as of {as_of:%Y-%m-%d %H:%MZ} ({age_text(age)} old)\n")
-    if config is None:
-        sys.stdout.write(
-            f"# from the ledger in {state_dir(args)} only: give --config for deploy gates\n"
-            if out
-            else f"# the ledger in {state_dir(args)} knows no host yet: run sync first\n"
-        )
-    for item in out:
-        sys.stdout.write(f"{item['host']}:\n")
-        if not item["owners"]:
-            sys.stdout.write("  never synced (no history: deploy gates start closed)\n")
-        for owner, info in item["owners"].items():
-            sys.stdout.write(
-                f"  {owner} last observed {info['observed_at']}: "
-                + ", ".join(
-                    f"{s} {'no answer' if n is None else str(n) + ' records'}"
-                    for s, n in info["servers"].items()
-                )
-                + "\n"
-            )
-            for record in info["managed"]:
-                sys.stdout.write(f"    managed: {record}\n")
-        for gate in item["gates"]:
-            when = "now" if gate["ready"] else (gate["opens_at"] or "not yet known")
-            sys.stdout.write(f"  {gate['chain']}: may go live {when} ({gate['reason']})\n")
-        for deploy in item["unconfirmed_deploys"]:
-            sys.stdout.write(
-                f"  deploy of {deploy['deployed']} since {deploy['since']} not confirmed (reload or probe "
-                "did not finish): the replaced chain's records stay until the next sync confirms it\n"
-            )
-    return ExitCode.OK
+        _emit_json(document)
+    else:
+        lines = [catalog_line(document["catalog"]), *status_lines(document)]
+        sys.stdout.write("".join(line + "\n" for line in lines))
+    return status_exit(document, plans or [])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -650,7 +595,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.config import load_config
     from tlsa_manager.hooks import hosts_for, renewal_from, stage
-    from tlsa_manager.planner import short_time
+    from tlsa_manager.nextkey import next_key_files
     from tlsa_manager.runner import open_hosts, sync_hosts
 
     config = load_config(Path(args.config or "/etc/tlsa-manager/config.toml"))
@@ -659,28 +604,37 @@ def cmd_hook(args: argparse.Namespace) -> int:
     renewal = renewal_from(args.client, _os.environ, args.args, args.cert, args.key, args.host)
     specs = hosts_for(config, renewal)
     for spec in specs:
-        target = stage(spec, renewal)
-        sys.stdout.write(f"{spec.name}: staged {target}\n")
+        target = stage(spec, renewal, next_key_files(spec, state_dir(args)))
+        if not args.json:
+            sys.stdout.write(f"{spec.name}: staged {target}\n")
     catalog = load_catalog(state_dir(args))
-    runs = open_hosts(config, [s.name for s in specs], False, catalog)
+    # At most a few seconds for the servers to take the change: the hook returns at once
+    # (an ACME client waits on it); gates decide on observations and the timer's next
+    # sync deploys (docs/hooks.md), so a lagging secondary never blocks it.
+    runs = open_hosts(
+        config,
+        [s.name for s in specs],
+        False,
+        catalog,
+        propagation_timeout=HOOK_PROPAGATION,
+        state_dir=state_dir(args),
+    )
     reports = sync_hosts(runs, state_dir(args), lock_wait=args.wait_lock)
-    for report in reports:
-        if report.deployed:
-            sys.stdout.write(
-                f"{report.host}: deployed {', '.join(report.deployed)} at once (already covered)\n"
-            )
-        last = report.last_plan
-        for gate in last.gates if last else ():
-            if not gate.ready:
-                when = (
-                    f"not before {short_time(gate.opens_at)}"
-                    if gate.opens_at
-                    else "once every server serves it"
-                )
-                sys.stdout.write(
-                    f"{report.host}: {gate.chain} stays staged; it goes live {when} "
-                    "(the next 'tlsa-manager sync' does it)\n"
-                )
+    return _report_syncs(args, runs, reports)
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    """``key next HOST`` / ``key csr HOST``: the tool-managed next keys (docs/key-rollover.md)."""
+    from tlsa_manager.nextkey import key_command
+
+    config = _config(args)
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+    lines, data = key_command(config.host(args.host), state_dir(args), args.action, args.type, args.name)
+    if data is not None:
+        sys.stdout.buffer.write(data)
+    for line in lines:
+        (sys.stderr if data is not None else sys.stdout).write(line + "\n")
     return ExitCode.OK
 
 
@@ -1020,6 +974,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="wait this long for a running sync (default 600)",
     )
     hk.set_defaults(func=cmd_hook)
+    ky = sub.add_parser("key", help="next keys for a zero-wait rollover: make them, or a CSR from one")
+    ky.add_argument(
+        "action", choices=["next", "csr"], help="next: make the missing next keys; csr: print a CSR"
+    )
+    ky.add_argument("host", help="the configured MX host")
+    ky.add_argument("--type", action="append", choices=["ecdsa", "rsa"], help="key type (repeat; csr: one)")
+    ky.add_argument("--name", action="append", default=[], help="csr: a further DNS name (repeat)")
+    ky.set_defaults(func=cmd_key, hosts=[], cert=None)
     ck = sub.add_parser("check", help="live DANE verification of a domain's MX hosts or one host")
     ck.add_argument("target", help="mail domain (its MX hosts are checked) or one MX host")
     ck.add_argument("--port", type=int, default=25, help="port connected to and TLSA port label (default 25)")

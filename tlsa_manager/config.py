@@ -32,6 +32,7 @@ HOST_KEYS = {
     "key",
     "certs",
     "next_keys",
+    "auto_next_keys",
     "records",
     "ttl",
     "budget",
@@ -42,7 +43,6 @@ HOST_KEYS = {
     "negative_ttl",
     "reload",
     "staged_dir",
-    "deploy",
     "nameservers",
     "probe",
     "probe_port",
@@ -59,6 +59,8 @@ class HostSpec:
     certs: tuple[Path, ...] = ()
     key: Path | None = None
     next_keys: tuple[Path, ...] = ()
+    #: keep one next key per key type in STATE_DIR/next-keys/HOST (docs/key-rollover.md)
+    auto_next_keys: bool = False
     kinds: tuple[Params, ...] = DEFAULT_KINDS
     ttl: int = 3600
     budget: int = 12
@@ -69,10 +71,10 @@ class HostSpec:
     negative_ttl: int | None = None
     reload: tuple[str, ...] = ()
     staged_dir: Path | None = None
-    deploy: Path | None = None
     nameservers: tuple[str, ...] = ()
     probe: str | None = None
-    probe_port: int = 25
+    #: None: probe every port in ``ports``
+    probe_port: int | None = None
 
     @property
     def policy(self) -> HostPolicy:
@@ -218,6 +220,7 @@ def _host_spec(
         certs=tuple(_path(c, f"{where}.cert", base) for c in certs),
         key=_path(merged["key"], f"{where}.key", base) if merged.get("key") else None,
         next_keys=tuple(_path(k, f"{where}.next_keys", base) for k in _list(merged, "next_keys", where)),
+        auto_next_keys=_bool(merged.get("auto_next_keys", False), f"{where}.auto_next_keys"),
         kinds=kinds,
         ttl=_int(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1),
         budget=_int(merged.get("budget", 12), f"{where}.budget", 1, 100),
@@ -230,10 +233,11 @@ def _host_spec(
         staged_dir=_path(merged["staged_dir"], f"{where}.staged_dir", base)
         if merged.get("staged_dir")
         else None,
-        deploy=_path(merged["deploy"], f"{where}.deploy", base) if merged.get("deploy") else None,
         nameservers=tuple(_string(n, f"{where}.nameservers") for n in _list(merged, "nameservers", where)),
         probe=_string(merged["probe"], f"{where}.probe") if merged.get("probe") else None,
-        probe_port=_int(merged.get("probe_port", 25), f"{where}.probe_port", 1, 65535),
+        probe_port=_int(merged["probe_port"], f"{where}.probe_port", 1, 65535)
+        if merged.get("probe_port") is not None
+        else None,
     )
     if not certs:
         raise ConfigError(

@@ -90,6 +90,8 @@ class SyncReport:
     applied: list[ChangeSet] = field(default_factory=list)
     deployed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: what this run tried and could not finish (an unconfirmed deploy): exit code 1
+    failures: list[str] = field(default_factory=list)
 
     @property
     def first_plan(self) -> Plan | None:
@@ -258,7 +260,12 @@ def converge(
         cleanup = make_plan(settings, ports, ledger, record=True)
         report.plans.append(cleanup)
         save(ledger)
+        before = len(report.applied)
         _apply(settings, ports, ledger, save, cleanup, checkpoint, report)
+        if len(report.applied) > before:
+            # observe what the removal left, so the ledger (and `status`) shows what is served
+            make_plan(settings, ports, ledger, record=True)
+            save(ledger)
     return report
 
 
@@ -280,7 +287,16 @@ def _confirm_deploys(
                 f"the deploy of {label} is not confirmed ({exc.message}); "
                 "the records of the chain it replaced stay"
             )
+            report.failures.append(f"the deploy of {label} is not confirmed")
             continue
         del journal[label]
         save(ledger)
-        report.notes.append(f"confirmed the deploy of {label}: the server presents it")
+        checked = _checked(ports, label)
+        verb = "confirmed" if checked.startswith(("verified", "the server presents")) else "finished"
+        report.notes.append(f"{verb} the deploy of {label}: {checked}")
+
+
+def _checked(ports: HostPorts, label: str) -> str:
+    """What the ports checked after the reload (a probe, or nothing), in words."""
+    checks: dict[str, str] = getattr(ports, "checks", {})
+    return checks.get(label, "the server presents it")

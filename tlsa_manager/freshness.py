@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hazards import Hazard, Severity
@@ -80,6 +80,21 @@ def catalog_age(state_dir: Path | None, now: dt.datetime) -> tuple[float, str]:
 def age_text(seconds: float) -> str:
     days = int(seconds // 86400)
     return f"{days} d" if days else f"{int(seconds // 3600)} h"
+
+
+def catalog_summary(state_dir: Path | None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """For `status`: which catalog is in use, as of when, and how old that is."""
+    as_of, origin = catalog_as_of(state_dir)
+    age = max(0.0, ((now or dt.datetime.now(dt.UTC)) - as_of).total_seconds())
+    return {"origin": origin, "as_of": as_of.isoformat(), "age_seconds": int(age)}
+
+
+def catalog_line(summary: dict[str, Any]) -> str:
+    as_of = dt.datetime.fromisoformat(summary["as_of"])
+    return (
+        f"catalog: {summary['origin']}, current as of {as_of:%Y-%m-%d %H:%MZ} "
+        f"({age_text(summary['age_seconds'])} old)"
+    )
 
 
 def catalog_changes(old: Catalog, new: Catalog) -> list[str]:

@@ -4,7 +4,10 @@ Each ACME client hands over the renewed key and chain its own way; this module t
 that into one :class:`Renewal` (domains, key file, full chain file) and stages it for
 every configured host it covers: ``STAGED_DIR/<live file name>``, key and chain in one
 file (what Postfix's ``smtpd_tls_chain_files`` reads), written atomically, mode 0640.
-The key must match the certificate, or nothing is staged (H24).  Publishing and
+The key must match the certificate, or nothing is staged (H24).  A certificate issued
+from a CSR made with a next key (``tlsa-manager key csr``; certbot/lego/dehydrated
+``--csr``/``--signcsr``) comes without a key file: its key is looked up among the
+host's next keys, so that renewal goes live at once (docs/key-rollover.md).  Publishing and
 deploying is then the ordinary ``sync``: deploy at once only when the new chain is
 already covered by records whose gate has passed (key reused, issuer pre-published).
 """
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tlsa_manager.certs import key_type, load_chain, read_bytes
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.errors import ConfigError, InputError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
+from tlsa_manager.nextkey import find_key
+from tlsa_manager.records import spki_der
 
 CLIENTS = ("certbot", "acme.sh", "lego", "dehydrated", "generic")
 
@@ -27,7 +32,7 @@ CLIENTS = ("certbot", "acme.sh", "lego", "dehydrated", "generic")
 @dataclass(frozen=True)
 class Renewal:
     domains: tuple[str, ...]
-    key: Path
+    key: Path | None
     fullchain: Path
 
 
@@ -78,9 +83,12 @@ def renewal_from(
         rest = list(args[1:] if args[0] == "deploy_cert" else args)
         return Renewal((rest[0],), Path(rest[1]), Path(rest[3]))
     if client == "generic":
-        if not (cert and key and host):
-            raise UsageError("hook generic needs --cert FULLCHAIN --key KEY --host HOST", "give all three")
-        return Renewal((host,), Path(key), Path(cert))
+        if not (cert and host):
+            raise UsageError(
+                "hook generic needs --cert FULLCHAIN --host HOST (and --key KEY)",
+                "leave out --key only for a certificate issued with a next key",
+            )
+        return Renewal((host,), Path(key) if key else None, Path(cert))
     raise UsageError(f"unknown ACME client {client!r}", f"use one of: {', '.join(CLIENTS)}")
 
 
@@ -96,12 +104,43 @@ def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
     return found
 
 
-def stage(spec: HostSpec, renewal: Renewal) -> Path:
+def with_known_key(renewal: Renewal, next_keys: Sequence[Path]) -> Renewal:
+    """The renewal with the key that belongs to its certificate: the client's key file if it
+    matches, else the next key the certificate was issued for (CSR mode: the client has no
+    key file, or a stale one from an earlier run)."""
+    mismatch: InputError | None = None
+    if renewal.key is not None and renewal.key.exists():
+        try:
+            load_chain(renewal.fullchain, renewal.key)
+            return renewal
+        except InputError as exc:
+            if "does not match" not in exc.message:
+                raise
+            mismatch = exc
+    chain = load_chain(renewal.fullchain)
+    if chain.leaf is None or chain.key is None:
+        raise InputError(
+            f"{renewal.fullchain}: no server certificate in it", "point the hook at the full chain"
+        )
+    found = find_key(next_keys, spki_der(chain.key))
+    if found is not None:
+        return replace(renewal, key=found)
+    if mismatch is not None:
+        raise mismatch
+    raise InputError(
+        f"{renewal.fullchain}: its private key is neither {renewal.key or '(none given)'} nor a next key",
+        "give the key file (--key), or issue from a CSR of 'tlsa-manager key csr HOST'",
+    )
+
+
+def stage(spec: HostSpec, renewal: Renewal, next_keys: Sequence[Path] = ()) -> Path:
     """Write key + chain to the host's staged folder, under the live file's name."""
     if spec.staged_dir is None:
         raise ConfigError(
             f"host {spec.name} has no staged_dir", 'add staged_dir = "/etc/tlsa-manager/staged/..."'
         )
+    renewal = with_known_key(renewal, next_keys)
+    assert renewal.key is not None
     chain = load_chain(renewal.fullchain, renewal.key)  # raises if the key does not match
     if chain.leaf is None or chain.key is None:
         raise InputError(

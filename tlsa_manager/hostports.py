@@ -1,8 +1,9 @@
 """The engine's ports for a real host: files, a provider, authoritative servers, the MTA.
 
 - live chains: the files the MTA serves (``cert``/``certs`` in the host's config);
-- staged chains: ``STAGED_DIR/<key type>.pem`` written by a hook (key + chain);
-- next keys: ``next_keys`` files (bare keys, pre-published before any certificate);
+- staged chains: ``STAGED_DIR/<live file name>`` written by a hook (key + chain);
+- next keys: ``next_keys`` files and the keys in ``next_dir`` (STATE_DIR/next-keys/HOST,
+  see nextkey.py): bare keys, pre-published before any certificate;
 - observations: every authoritative server (configured ``nameservers`` or the
   provider's), read directly; a zone file with no server to ask is its own only view;
 - deploy: the staged file replaces the live one by rename, then the reload command.
@@ -78,6 +79,10 @@ class LivePorts:
         self.owners = tuple(owner_name(spec.name, port) for port in spec.ports)
         self._view: DnsView | None = None
         self.notes: list[str] = []
+        #: the host's tool-managed next keys (nextkey.key_dir), when a state dir is known
+        self.next_dir: Path | None = None
+        #: per deployed or confirmed chain, what was checked after the reload, in words
+        self.checks: dict[str, str] = {}
 
     # -- chains ---------------------------------------------------------------
 
@@ -87,15 +92,43 @@ class LivePorts:
             live.append(
                 chain_facts(path, f"live {path.name}", self.catalog, self.spec.key if index == 0 else None)
             )
-        staged = []
+        staged = [
+            chain_facts(path, f"staged {path.name}", self.catalog) for path in self.staged_files()
+        ]
+        next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.next_key_files()]
+        return HostChains(tuple(live), tuple(staged), tuple(next_keys))
+
+    def staged_files(self) -> list[Path]:
+        """``STAGED_DIR/<live file name>`` for each live file, whatever its suffix.
+
+        A hook stages under the live file's own name, so this is where it is found
+        again; any other file there is named in a note rather than silently ignored.
+        """
         staged_dir = self.spec.staged_dir
         if staged_dir and staged_dir.exists() and not staged_dir.is_dir():
             raise InputError(f"{staged_dir}: staged_dir is not a directory", "point staged_dir at a folder")
-        if staged_dir and staged_dir.is_dir():
-            for path in sorted(staged_dir.glob("*.pem")):
-                staged.append(chain_facts(path, f"staged {path.name}", self.catalog))
-        next_keys = [chain_facts(p, f"next {p.name}", self.catalog) for p in self.spec.next_keys]
-        return HostChains(tuple(live), tuple(staged), tuple(next_keys))
+        if staged_dir is None or not staged_dir.is_dir():
+            return []
+        names = [p.name for p in self.spec.certs]
+        found = [staged_dir / n for n in names if (staged_dir / n).is_file()]
+        strays = sorted(
+            p.name for p in staged_dir.iterdir() if p.name not in names and not p.name.startswith(".")
+        )
+        if strays:
+            note = (
+                f"{self.spec.name}: {', '.join(strays)} in {staged_dir} matches no live file "
+                f"({', '.join(names) or 'none configured'}) and is ignored; stage under a live file's name"
+            )
+            if note not in self.notes:
+                self.notes.append(note)
+        return found
+
+    def next_key_files(self) -> list[Path]:
+        """Configured ``next_keys`` and the tool-managed ones (``tlsa-manager key next``)."""
+        from tlsa_manager.nextkey import existing
+
+        managed = existing(self.next_dir) if self.next_dir is not None and self.next_dir.is_dir() else []
+        return [*self.spec.next_keys, *managed]
 
     # -- DNS --------------------------------------------------------------------
 
@@ -142,8 +175,8 @@ class LivePorts:
     def wait_for_propagation(self, changeset: ChangeSet) -> None:
         """Poll every server until it serves the new RRsets (bounded); gates decide, not this."""
         view = self.view()
-        if view is None:
-            return
+        if view is None or self.propagation_timeout <= 0:
+            return  # the hook: it must return at once, the gates (and the timer) wait
         wanted = {c.owner: c.result for c in changeset.changes}
         deadline = time.monotonic() + self.propagation_timeout
         while time.monotonic() < deadline:
@@ -169,14 +202,7 @@ class LivePorts:
 
     def deploy(self, chain: ChainFacts) -> None:
         """Swap the staged file into the live path by rename, then reload the MTA."""
-        source = next(
-            (
-                p
-                for p in (self.spec.staged_dir or Path("/nonexistent")).glob("*.pem")
-                if f"staged {p.name}" == chain.label
-            ),
-            None,
-        )
+        source = next((p for p in self.staged_files() if f"staged {p.name}" == chain.label), None)
         if source is None:
             raise InputError(f"{chain.label}: staged file vanished", "run the hook again")
         if source.is_symlink() or not source.is_file():
@@ -192,12 +218,13 @@ class LivePorts:
             )
         move_into_place(source, target)
         self._reload(target)
-        self.verify_presented(chain)
+        self.checks[chain.label] = self.verify_presented(chain)
 
     def confirm(self, chain: ChainFacts) -> None:
         """Re-run the reload and probe of a deploy a killed or failed run left unconfirmed."""
         self._reload(None)
-        self.verify_presented(chain, [c for c in self.chains().live if c.key_type == chain.key_type])
+        live = [c for c in self.chains().live if c.key_type == chain.key_type]
+        self.checks[chain.label] = self.verify_presented(chain, live)
 
     def _reload(self, target: Path | None) -> None:
         if not self.spec.reload:
@@ -205,39 +232,43 @@ class LivePorts:
         what = f"{target} is live" if target else ""
         run_command(self.spec.reload, timeout=120, what=what, hint="reload the MTA by hand")
 
+    def probe_ports(self) -> tuple[int, ...]:
+        """``probe_port`` if set, else every port of the host (what senders connect to)."""
+        return (self.spec.probe_port,) if self.spec.probe_port else self.spec.ports
+
     def verify_presented(
         self, chain: ChainFacts, accepted: Sequence[ChainFacts] = (), wait: float = 15.0
-    ) -> None:
-        """After a deploy, STARTTLS must show the new leaf (or one of ``accepted``), or the
-        old records stay: the engine stops and the next run tries again."""
+    ) -> str:
+        """After a deploy, STARTTLS on every probed port must show the new leaf (or one of
+        ``accepted``), or the old records stay: the engine stops and the next run tries
+        again.  Returns what was checked, in words: without a probe nothing was."""
         if not self.spec.probe:
-            return
+            return "reloaded, not verified (no probe configured)"
         from tlsa_manager.tlsprobe import handshake, protocol_for
 
         wanted = {c.leaf.spki_der for c in (chain, *accepted)}
-        deadline = time.monotonic() + wait
-        seen = "nothing"
-        while True:
-            presented = handshake(
-                self.spec.probe,
-                self.spec.probe_port,
-                self.spec.name,
-                chain.key_type,
-                protocol_for(self.spec.probe_port),
-            )
-            if presented.leaf is not None:
-                if spki_der(presented.leaf.public_key()) in wanted:
-                    return
-                seen = "the previous certificate"
-            elif presented.error:
-                seen = presented.error
-            if time.monotonic() >= deadline:
-                raise TlsaManagerError(
-                    f"{self.spec.name}: after the deploy, {self.spec.probe}:{self.spec.probe_port} still "
-                    f"presents {seen} for {chain.key_type.upper()}; the old records stay published",
-                    "check the MTA's certificate settings and reload it",
+        for port in self.probe_ports():
+            deadline = time.monotonic() + wait
+            seen = "nothing"
+            while True:
+                presented = handshake(
+                    self.spec.probe, port, self.spec.name, chain.key_type, protocol_for(port)
                 )
-            time.sleep(0.5)
+                if presented.leaf is not None:
+                    if spki_der(presented.leaf.public_key()) in wanted:
+                        break
+                    seen = "the previous certificate"
+                elif presented.error:
+                    seen = presented.error
+                if time.monotonic() >= deadline:
+                    raise TlsaManagerError(
+                        f"{self.spec.name}: after the deploy, {self.spec.probe}:{port} still "
+                        f"presents {seen} for {chain.key_type.upper()}; the old records stay published",
+                        "check the MTA's certificate settings and reload it",
+                    )
+                time.sleep(0.5)
+        where = ", ".join(f"{self.spec.probe}:{p}" for p in self.probe_ports())
+        return f"verified: {where} presents it"
 
     def now(self) -> float:
         return time.time()

@@ -57,6 +57,9 @@ class HostRecord:
     #: deployed chain label: {"deployed": chain, "previous": [chains], "since": epoch}.
     #: Owned by the engine; the chains are public bytes only.
     deploys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the negative TTL the last sync's gates used (from the SOA), so that `status`,
+    #: which never asks the network, computes the same gate times
+    negative_ttl: int | None = None
 
     def owner(self, name: str) -> OwnerRecord:
         return self.owners.setdefault(name, OwnerRecord())
@@ -76,6 +79,7 @@ class LedgerData:
                 name: HostRecord(
                     {o: OwnerRecord(r.managed, r.history) for o, r in h.owners.items()},
                     json.loads(json.dumps(h.deploys)),
+                    h.negative_ttl,
                 )
                 for name, h in self.hosts.items()
             }
@@ -98,6 +102,7 @@ class LedgerData:
                                 for owner, rec in sorted(hr.owners.items())
                             },
                             "deploys": hr.deploys,
+                            **({"negative_ttl": hr.negative_ttl} if hr.negative_ttl is not None else {}),
                         }
                         for host, hr in sorted(self.hosts.items())
                     },
@@ -134,6 +139,8 @@ class LedgerData:
             for host, hdoc in doc["hosts"].items():
                 hr = data.host(host)
                 hr.deploys = dict(hdoc.get("deploys", {}))
+                neg = hdoc.get("negative_ttl")
+                hr.negative_ttl = int(neg) if neg is not None else None
                 for entry in hr.deploys.values():
                     # Read now what the engine reads later: a damaged entry fails here, once.
                     chain_from_json(entry["deployed"])

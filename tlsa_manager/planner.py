@@ -73,6 +73,8 @@ class Gate:
     wait: float
     ready: bool
     reason: str
+    #: the term that sets the wait (``2 x negative TTL 60 s ...``), or why there is no time yet
+    term: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,7 @@ class Gate:
             "wait_seconds": self.wait,
             "ready": self.ready,
             "reason": self.reason,
+            "term": self.term,
         }
 
 
@@ -182,7 +185,8 @@ def iso(ts: float | None) -> str | None:
 
 
 def short_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
+    """To the second: a gate 50 s away must not print as "now" or as the minute before."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _protected(records: frozenset[Tlsa], chains: Sequence[ChainFacts]) -> frozenset[Tlsa]:
@@ -268,42 +272,70 @@ def gate_for(inp: PlanInput, chain: ChainFacts) -> Gate:
             False,
             f"no {', '.join(missing_kinds)} record for it fits the budget",
         )
-    opens: list[float] = []
-    syncs: list[float] = []
-    wait = 0.0
-    for owner in inp.owners:
-        servers = frozenset(v.server for v in owner.views)
-        if not servers:
-            return Gate(
-                chain.label,
-                None,
-                None,
-                0,
-                False,
-                f"no authoritative server known for {owner.owner}",
-            )
-        t_sync = owner.history.t_sync(chain, servers)
-        if t_sync is None:
-            lag = owner.history.lagging(chain, servers)
-            published = chain.covered_by(owner.published.records) if owner.published.records else False
-            why = (
-                ("not yet served by " + ", ".join(lag)) if published else "its records are not published yet"
-            )
-            return Gate(chain.label, None, None, 0, False, why)
-        ttl_pos = max(owner.history.max_ttl(), owner.published.ttl or 0)
-        ttl_neg = inp.negative_ttl if owner.history.was_absent() else 0
-        w = 2 * max(ttl_pos, ttl_neg) + inp.slack
-        wait = max(wait, w)
-        syncs.append(t_sync)
-        opens.append(t_sync + w)
-    opens_at = max(opens)
-    ready = opens_at <= inp.now
-    reason = (
-        "gate passed"
-        if ready
-        else f"served everywhere since {short_time(max(syncs))}; waiting 2 TTLs + slack"
+    times = [gate_time(owner, chain, inp.negative_ttl, inp.slack) for owner in inp.owners]
+    pending = next((t for t in times if t.opens_at is None), None)
+    if pending is not None or not times:
+        why = pending.term if pending is not None else "no owner name to publish at"
+        return Gate(chain.label, None, None, 0, False, why, why)
+    latest = max(times, key=lambda t: t.opens_at or 0.0)
+    assert latest.opens_at is not None and latest.t_sync is not None
+    ready = latest.opens_at <= inp.now
+    since = f"served by every server since {short_time(latest.t_sync)}; waits {latest.term}"
+    reason = f"gate passed at {short_time(latest.opens_at)} ({since})" if ready else since
+    return Gate(
+        chain.label,
+        latest.opens_at,
+        latest.t_sync,
+        max(t.wait for t in times),
+        ready,
+        reason,
+        latest.term,
     )
-    return Gate(chain.label, opens_at, max(syncs), wait, ready, reason)
+
+
+@dataclass(frozen=True)
+class GateTime:
+    """When one owner name lets a chain go live (F6), and the term that sets the wait."""
+
+    t_sync: float | None
+    opens_at: float | None
+    wait: float
+    #: ``2 x negative TTL 60 s (...) + slack 1 s``, or why there is no time yet
+    term: str
+
+
+def gate_time(owner: OwnerInput, chain: ChainFacts, negative_ttl: int, slack: float) -> GateTime:
+    """The one gate-time computation behind plan, status, sync and hook (issue 13).
+
+    ``t_sync + 2 x max(TTL_pos, TTL_neg) + slack`` with the term that is largest named:
+    the current TTL, an older larger TTL still in caches (with the server and time it
+    was seen), the negative TTL (when a server had no TLSA record, with when), or the
+    server that does not serve the chain's records yet.
+    """
+    servers = frozenset(v.server for v in owner.views)
+    if not servers:
+        return GateTime(None, None, 0, f"no authoritative server known for {owner.owner}")
+    t_sync = owner.history.t_sync(chain, servers)
+    if t_sync is None:
+        lag = owner.history.lagging(chain, servers)
+        published = chain.covered_by(owner.published.records) if owner.published.records else False
+        why = ("not yet served by " + ", ".join(lag)) if published else "its records are not published yet"
+        return GateTime(None, None, 0, why)
+    current = owner.published.ttl or 0
+    seen = [(v.ttl, e.last, v.server) for e in owner.history.entries for v in e.views if v.ttl is not None]
+    ttl_pos = max([current, *(t for t, _, _ in seen)])
+    absent = [(e.last, v.server) for e in owner.history.entries for v in e.views if v.records == frozenset()]
+    ttl_neg = negative_ttl if absent else 0
+    if ttl_neg > ttl_pos:
+        when, server = max(absent)
+        term = f"2 x negative TTL {ttl_neg} s (no TLSA record on {server} at {short_time(when)})"
+    elif ttl_pos > current and seen:
+        _ttl, when, server = max(x for x in seen if x[0] == ttl_pos)
+        term = f"2 x old TTL {ttl_pos} s (seen on {server} at {short_time(when)})"
+    else:
+        term = f"2 x TTL {ttl_pos} s"
+    wait = 2 * max(ttl_pos, ttl_neg) + slack
+    return GateTime(t_sync, t_sync + wait, wait, f"{term} + slack {slack:g} s")
 
 
 def server_hazards(inp: PlanInput, owner: OwnerInput) -> list[Hazard]:

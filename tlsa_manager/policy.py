@@ -116,6 +116,34 @@ def _key_label(chain: ChainFacts) -> str:
     return chain.label
 
 
+def catalog_issued(chain: ChainFacts, issuers: Sequence[IssuerFacts]) -> bool:
+    """True when the CA that signed the chain's leaf is a key of the catalog.
+
+    Only then may the next certificate come from one of that CA's catalog siblings;
+    a private CA, a test ACME server or another public CA has no siblings we know of,
+    so its chain is pinned by its own issuer alone (issue 13, item 1).
+    """
+    if not chain.cas:
+        return False
+    issuer_spki = chain.cas[0].spki_der
+    return any(c.spki_der == issuer_spki for i in issuers for c in i.certs)
+
+
+def catalog_key_types(
+    chains: Sequence[ChainFacts], next_keys: Sequence[ChainFacts], issuers: Sequence[IssuerFacts]
+) -> frozenset[str]:
+    """Key types whose next certificate may come from any catalog CA of that type.
+
+    The key types of the chains a catalog CA issued, plus those of the next keys when
+    the host gets any of its certificates from the catalog's CAs (a next key has no
+    issuer yet; it will be issued by the same CA operator as the host's chains).
+    """
+    known = {c.key_type for c in chains if catalog_issued(c, issuers)}
+    if known:
+        known |= {k.key_type for k in next_keys}
+    return frozenset(known)
+
+
 def desired(
     live: Sequence[ChainFacts],
     staged: Sequence[ChainFacts] = (),
@@ -172,7 +200,7 @@ def desired(
                     )
         if end_entity or not issuers:
             continue
-        key_types = {c.key_type for c in (*live, *staged, *next_keys)}
+        key_types = catalog_key_types((*live, *staged), next_keys, issuers)
         statuses = ("active", "backup") if policy.pin_backup_issuers else ("active",)
         for issuer in issuers:
             if issuer.key_type in key_types and issuer.status in statuses:
@@ -324,7 +352,7 @@ def lint(
                 )
             )
     ta_kinds = [k for k in groups if k[0] is Usage.DANE_TA]
-    key_types = {c.key_type for c in live}
+    key_types = catalog_key_types(live, (), issuers)
     for kind in ta_kinds:
         for issuer in issuers:
             if (

@@ -19,6 +19,7 @@ from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.engine import HostSettings, SyncReport, converge, make_plan
 from tlsa_manager.hostports import LivePorts, host_settings
 from tlsa_manager.ledger import Ledger, LedgerData
+from tlsa_manager.nextkey import key_dir, refresh
 from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Plan
 from tlsa_manager.provider import Provider, RRset
@@ -48,6 +49,7 @@ def open_hosts(
     catalog: Catalog,
     at: float | None = None,
     propagation_timeout: float = 300.0,
+    state_dir: Path | None = None,
 ) -> list[HostRun]:
     providers: dict[str, Provider] = {}
     runs = []
@@ -63,6 +65,8 @@ def open_hosts(
             ports.at = at
         else:
             ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout)
+        if state_dir is not None:
+            ports.next_dir = key_dir(state_dir, spec.name)
         runs.append(HostRun(spec, ports, host_settings(spec, catalog, ports.negative_ttl())))
     return runs
 
@@ -80,11 +84,16 @@ class LedgerPorts(LivePorts):
         return latest.views if latest else ()
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        """What the provider holds, as best the ledger knows: of the servers' last answers,
+        the one closest to the records this tool last wrote (a lagging secondary's is not)."""
         out = {}
+        host = self.data.hosts.get(self.spec.name)
         for owner in owners:
+            record = host.owners.get(owner.to_text()) if host else None
+            managed = record.managed if record else frozenset()
             views = [v for v in self._latest(owner) if v.records is not None]
-            first = views[0] if views else None
-            out[owner] = RRset(owner, first.records or frozenset(), first.ttl) if first else RRset(owner)
+            best = min(views, key=lambda v: len((v.records or frozenset()) ^ managed), default=None)
+            out[owner] = RRset(owner, best.records or frozenset(), best.ttl) if best else RRset(owner)
         return out
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
@@ -103,9 +112,19 @@ def status_plans(
     for spec in config.select(names, not names):
         ports = LedgerPorts(spec, None, catalog)  # type: ignore[arg-type]
         ports.data, ports.at = data, at
-        settings = host_settings(spec, catalog, spec.negative_ttl or 0)
+        ports.next_dir = key_dir(state_dir, spec.name)
+        settings = host_settings(spec, catalog, status_negative_ttl(spec, data))
         plans.append(make_plan(settings, ports, data.copy(), record=False))
     return plans
+
+
+def status_negative_ttl(spec: HostSpec, data: LedgerData) -> int:
+    """The negative TTL the last sync used (configured, else its SOA reading), so `status`
+    shows the gate time `sync` acts on; never synced: the conservative 3600 s."""
+    if spec.negative_ttl is not None:
+        return spec.negative_ttl
+    host = data.hosts.get(spec.name)
+    return host.negative_ttl if host is not None and host.negative_ttl is not None else 3600
 
 
 def plan_hosts(runs: list[HostRun], state_dir: Path) -> list[Plan]:
@@ -126,10 +145,25 @@ def sync_hosts(
     with ledger.locked(lock_wait):
         data = ledger.load()
         for run in runs:
-            reports.append(converge(run.settings, run.ports, data, ledger.save))
+            data.host(run.spec.name).negative_ttl = run.settings.negative_ttl
+            made = refresh_next_keys(run)
+            report = converge(run.settings, run.ports, data, ledger.save)
+            report.notes[:0] = made
+            reports.append(report)
         ledger.save(data)
         lastsync.record(state_dir, [run.spec.name for run in runs], time.time())
     return reports
+
+
+def refresh_next_keys(run: HostRun) -> list[str]:
+    """With ``auto_next_keys``: retire next keys a live or staged chain now uses and make
+    the missing ones, before the sync plans (so the new key is pre-published in this run)."""
+    if not run.spec.auto_next_keys or run.ports.next_dir is None:
+        return []
+    chains = run.ports.chains()
+    in_use = [*chains.live, *chains.staged]
+    done = refresh(run.ports.next_dir, {c.key_type for c in in_use}, {c.leaf.spki_der for c in in_use})
+    return done.notes()
 
 
 def ledger_data(state_dir: Path) -> LedgerData:

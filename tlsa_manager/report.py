@@ -1,0 +1,148 @@
+"""What plan, status, sync and hook say, built in one place so that they agree (no printing).
+
+Issue 13: an operator acts on these words, so every command words a gate the same
+way (from the planner's one gate-time function, to the second), claims a check only
+when one ran, and maps what it found to one exit-code contract (docs/cli.md):
+
+- 1 when something the run tried did not finish (a deploy whose reload or probe
+  fails, so the chain it replaced stays live);
+- else 4 when a hazard of severity fatal or risk is found;
+- else 0 (a pending gate is not an error; info hazards never change the code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tlsa_manager.config import HostSpec
+from tlsa_manager.errors import ExitCode
+from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.ledger import LedgerData
+from tlsa_manager.planner import Gate, Plan, iso, short_time
+
+
+def exit_code(hazards: Iterable[Hazard], failures: Sequence[str] = ()) -> ExitCode:
+    """The one contract: failure 1, else fatal/risk hazard 4, else 0."""
+    if failures:
+        return ExitCode.FAILURE
+    if any(h.severity in (Severity.FATAL, Severity.RISK) for h in hazards):
+        return ExitCode.HAZARD
+    return ExitCode.OK
+
+
+def gate_line(gate: Gate) -> str:
+    """``staged ecdsa.pem: may go live not before 2026-11-25 14:05:07Z (served by ...)``."""
+    if gate.ready:
+        return f"{gate.chain}: may go live now ({gate.reason})"
+    if gate.opens_at is not None:
+        return f"{gate.chain}: may go live not before {short_time(gate.opens_at)} ({gate.reason})"
+    return f"{gate.chain}: may not go live yet ({gate.reason})"
+
+
+def sync_lines(
+    host: str,
+    plan: Plan | None,
+    added: int,
+    removed: int,
+    deployed: Sequence[str],
+    checks: dict[str, str],
+    notes: Sequence[str],
+) -> list[str]:
+    """The lines `sync` and `hook` print for one host."""
+    done = []
+    if added or removed:
+        done.append(f"{added} added, {removed} removed")
+    for label in deployed:
+        done.append(f"deployed {label} ({checks.get(label, 'the server presents it')})")
+    lines = [f"{host}: {'; '.join(done) if done else 'nothing to change'}"]
+    for gate in plan.gates if plan else ():
+        if not gate.ready:
+            lines.append(f"  {gate_line(gate)}; it stays staged, the next sync deploys it")
+    lines += [f"  note: {note}" for note in notes]
+    lines += [f"  {hazard.one_line()}" for hazard in (plan.hazards if plan else ())]
+    return lines
+
+
+def status_document(
+    names: Sequence[str],
+    data: LedgerData,
+    plans: Sequence[Plan] | None,
+    state_dir: str,
+    specs: Sequence[HostSpec] | None = None,
+) -> dict[str, Any]:
+    """What `status` shows: per host the servers' last observation with its time, the
+    managed records, gates (the same function as plan/sync), hazards, open deploys.
+    Without a configuration (``specs``/``plans`` None) the ledger alone: no gates."""
+    by_name = {spec.name: spec for spec in specs or ()}
+    hosts = []
+    for index, name in enumerate(names):
+        host = data.hosts.get(name)
+        plan = plans[index] if plans is not None else None
+        owners = {}
+        for owner, rec in sorted(host.owners.items()) if host else ():
+            latest = rec.history.latest()
+            owners[owner] = {
+                "managed": sorted(r.to_text() for r in rec.managed),
+                "observed_at": iso(latest.last) if latest else None,
+                "servers": {
+                    v.server: (None if v.records is None else sorted(r.to_text() for r in v.records))
+                    for v in (latest.views if latest else ())
+                },
+                "history_entries": len(rec.history.entries),
+            }
+        unconfirmed = [
+            {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
+            for label, entry in (host.deploys.items() if host else ())
+        ]
+        item: dict[str, Any] = {
+            "host": name,
+            "owners": owners,
+            "gates": [g.as_dict() | {"line": gate_line(g)} for g in plan.gates] if plan else [],
+            "hazards": [h.as_dict() | {"line": h.one_line()} for h in plan.hazards] if plan else [],
+            "unconfirmed_deploys": unconfirmed,
+        }
+        spec = by_name.get(name)
+        if spec is not None:  # None: reloaded after a deploy, never verified
+            item["deploys_verified_by"] = f"probe {spec.probe}" if spec.probe else None
+        hosts.append(item)
+    return {"state_dir": state_dir, "configured": specs is not None, "hosts": hosts}
+
+
+def status_lines(document: dict[str, Any]) -> list[str]:
+    lines = []
+    if not document["configured"]:
+        state_dir = document["state_dir"]
+        lines.append(
+            f"# from the ledger in {state_dir} only: give --config for deploy gates"
+            if document["hosts"]
+            else f"# the ledger in {state_dir} knows no host yet: run sync first"
+        )
+    for item in document["hosts"]:
+        lines.append(f"{item['host']}:")
+        if not item["owners"]:
+            lines.append("  never synced (no history: deploy gates start closed)")
+        for owner, info in item["owners"].items():
+            lines.append(f"  {owner} as last observed at {info['observed_at']}:")
+            for server, records in info["servers"].items():
+                served = "no answer" if records is None else f"{len(records)} record(s)"
+                lines.append(f"    {server}: {served}")
+            for record in info["managed"]:
+                lines.append(f"    managed: {record}")
+        for gate in item["gates"]:
+            lines.append(f"  {gate['line']}")
+        for deploy in item["unconfirmed_deploys"]:
+            lines.append(
+                f"  deploy of {deploy['deployed']} since {deploy['since']} not confirmed (reload or probe "
+                "did not finish): the replaced chain's records stay until the next sync confirms it"
+            )
+        if "deploys_verified_by" in item and item["deploys_verified_by"] is None:
+            lines.append("  deploys are reloaded, not verified: no probe configured (set probe = ADDRESS)")
+        for hazard in item["hazards"]:
+            lines.append(f"  {hazard['line']}")
+    return lines
+
+
+def status_exit(document: dict[str, Any], plans: Sequence[Plan]) -> ExitCode:
+    failures = [d["deployed"] for item in document["hosts"] for d in item["unconfirmed_deploys"]]
+    return exit_code([h for p in plans for h in p.hazards], failures)
