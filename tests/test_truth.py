@@ -233,7 +233,9 @@ def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  #
         before = dig(bind.secondary.endpoint, owner)
         result, seconds, leaf = renew(world, cli, "TE1", new_key=True)
         assert seconds < 20, f"the hook took {seconds:.0f} s"
-        assert result.code == 4, result.out + result.err  # H18 risk: a hazard was found
+        # H18 risk is printed, but a hook exits 0 for it: the ACME client would count the
+        # renewal as failed, and waiting for the secondary is the timer's job (cli.md).
+        assert result.code == 0 and "[H18 risk]" in result.out, result.out + result.err
         assert "staged ecdsa.pem: may not go live yet (not yet served by " \
             f"{bind.secondary.endpoint} (old records))" in result.out, result.out
         assert dig(bind.secondary.endpoint, owner) == before

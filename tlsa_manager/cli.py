@@ -443,10 +443,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _report_syncs(
-    args: argparse.Namespace, runs: list[Any], reports: list[Any], dry_run: bool = False
+    args: argparse.Namespace, runs: list[Any], reports: list[Any], dry_run: bool = False, hook: bool = False
 ) -> int:
     """What sync and hook print, and their exit code (report.exit_code)."""
-    from tlsa_manager.report import exit_code, sync_lines
+    from tlsa_manager.report import FAILING, HOOK_FAILING, exit_code, sync_lines
 
     checks: dict[str, dict[str, str]] = {run.spec.name: run.ports.checks for run in runs}
     for run in runs:
@@ -489,6 +489,7 @@ def _report_syncs(
     return exit_code(
         (h for r in reports if r.last_plan for h in r.last_plan.hazards),
         [f for r in reports for f in r.failures],
+        HOOK_FAILING if hook else FAILING,
     )
 
 
@@ -620,7 +621,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
         state_dir=state_dir(args),
     )
     reports = sync_hosts(runs, state_dir(args), lock_wait=args.wait_lock)
-    return _report_syncs(args, runs, reports)
+    return _report_syncs(args, runs, reports, hook=True)
 
 
 def cmd_key(args: argparse.Namespace) -> int:

@@ -21,12 +21,20 @@ from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.ledger import LedgerData
 from tlsa_manager.planner import Gate, Plan, iso, short_time
 
+FAILING = (Severity.FATAL, Severity.RISK)
+# An ACME client treats any non-zero exit of its hook as a failed renewal step
+# (dehydrated stops there): right after the hook's own write a secondary that has not
+# caught up yet (H18 risk) is the normal case, which the timer's next sync handles.
+HOOK_FAILING = (Severity.FATAL,)
 
-def exit_code(hazards: Iterable[Hazard], failures: Sequence[str] = ()) -> ExitCode:
-    """The one contract: failure 1, else fatal/risk hazard 4, else 0."""
+
+def exit_code(
+    hazards: Iterable[Hazard], failures: Sequence[str] = (), failing: Sequence[Severity] = FAILING
+) -> ExitCode:
+    """The one contract: failure 1, else a hazard of a ``failing`` severity 4, else 0."""
     if failures:
         return ExitCode.FAILURE
-    if any(h.severity in (Severity.FATAL, Severity.RISK) for h in hazards):
+    if any(h.severity in failing for h in hazards):
         return ExitCode.HAZARD
     return ExitCode.OK
 
