@@ -359,14 +359,16 @@ class LivePorts:
         again.  Returns what was checked, in words: without a probe nothing was."""
         if not self.spec.probe:
             return "reloaded, not verified (no probe configured)"
-        from tlsa_manager.smtp import starttls
+        from tlsa_manager.tlsprobe import handshake, protocol_for
 
         wanted = {c.leaf.spki_der for c in (chain, *accepted)}
         for port in self.probe_ports():
             deadline = time.monotonic() + wait
             seen = "nothing"
             while True:
-                presented = starttls(self.spec.probe, port, self.spec.name, chain.key_type)
+                presented = handshake(
+                    self.spec.probe, port, self.spec.name, chain.key_type, protocol_for(port)
+                )
                 if presented.leaf is not None:
                     if spki_der(presented.leaf.public_key()) in wanted:
                         break

@@ -25,6 +25,7 @@ from typing import Any
 import dns.name
 
 from tlsa_manager.facts import ChainFacts
+from tlsa_manager.freshness import stale_catalog
 from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.observations import History, ServerView
 from tlsa_manager.policy import DesiredSet, HostPolicy, IssuerFacts, group_by_kind, lint
@@ -414,6 +415,7 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
                     )
                 )
                 break
+    out += stale_catalog([*inp.live, *inp.staged], inp.host)
     for chain in inp.staged:
         if chain.problem:
             out.append(
