@@ -385,9 +385,8 @@ stub-zone:
         raise RuntimeError(f"unbound did not answer: {(self.root / 'unbound.log').read_text()[-1500:]}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
 
 
@@ -402,6 +401,8 @@ class Postfix:
     hostname: str
     chain_files: list[Path]
     port: int = field(default_factory=free_port)
+    #: an implicit-TLS (smtps, port 465 style) listener too, on this port
+    wrapper_port: int | None = None
 
     @property
     def conf(self) -> Path:
@@ -443,6 +444,8 @@ smtp_tls_loglevel = 1
 """)
         (self.conf / "master.cf").write_text(
             f"127.0.0.1:{self.port} inet n - n - - smtpd\n[::1]:{self.port} inet n - n - - smtpd\n"
+            + (f"127.0.0.1:{self.wrapper_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes "
+               "-o smtpd_tls_security_level=encrypt\n" if self.wrapper_port else "")
             + "".join(f"{name} unix {flags}\n" for name, flags in [
                 ("pickup", "n - n 60 1 pickup"), ("cleanup", "n - n - 0 cleanup"), ("qmgr", "n - n 300 1 qmgr"),
                 ("tlsmgr", "- - n 1000? 1 tlsmgr"), ("rewrite", "- - n - - trivial-rewrite"),

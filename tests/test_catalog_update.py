@@ -6,6 +6,7 @@ import functools
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +122,36 @@ def test_page_without_certificates_keeps_old_catalog(cli, tmp_path: Path) -> Non
         server.shutdown()
         server.server_close()
     assert result.code == 1 and "lists no PEM certificates" in result.err
+
+
+def test_stale_catalog_is_noticed_and_update_says_what_changed(cli, le_site: str, tmp_path: Path) -> None:
+    """A Let's Encrypt chain from a CA the catalog lacks is H26 naming `catalog update`;
+    the update reports the CA it added, and the hazard is gone."""
+    from cryptography import x509
+
+    index = tmp_path / "site" / "certificates" / "index.html"
+    full = index.read_text()
+    index.write_text(full.replace('<li>YR3 <a href="/certs/gen-y/int-yr3.pem">pem</a></li>', ""))
+    first = cli("catalog", "update", "--url", le_site)
+    assert first.code == 0 and "removed YR3 (backup)" in first.out, first.out
+    yr3 = x509.load_pem_x509_certificate((LE_DATA / "yr3.pem").read_bytes())
+    # a leaf naming YR3 as its issuer, served with YR3's certificate (as Let's Encrypt would)
+    leaf = pki.make_leaf(["mail.example.test"], pki.Issued(yr3, pki.make_key("rsa2048")))
+    chain = pki.write(tmp_path / "fullchain.pem", leaf.pem, (LE_DATA / "yr3.pem").read_bytes())
+    key = pki.write(tmp_path / "privkey.pem", leaf.key_pem)
+    zone = tmp_path / "db.example.test"
+    zone.write_text("$ORIGIN example.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n"
+                    "  IN NS ns1\nns1 IN A 192.0.2.1\nmail IN A 192.0.2.25\n")
+    plan = ["--json", "plan", "mail.example.test", "--cert", str(chain), "--key", str(key), "--zone-file", str(zone)]
+    stale = [h for p in cli(*plan).json()["plans"] for h in p["hazards"] if h["code"] == "H26"]
+    assert stale and "YR3" in stale[0]["message"] and "catalog update" in stale[0]["fix"], stale
+    index.write_text(full)
+    second = cli("catalog", "update", "--url", le_site)
+    assert second.code == 0 and "added YR3 (RSA 2048, active)" in second.out, second.out
+    assert not [h for p in cli(*plan).json()["plans"] for h in p["hazards"] if h["code"] == "H26"]
+    again = cli("catalog", "update", "--url", le_site)
+    assert "no change from the refreshed" in again.out
+    from tlsa_manager.freshness import catalog_as_of
+
+    when, origin = catalog_as_of(tmp_path / "state")  # the cli fixture's state directory
+    assert origin == "refreshed" and abs(when.timestamp() - time.time()) < 60

@@ -217,7 +217,7 @@ def test_an_mta_presenting_another_chain_is_covered_and_blocks_deploys() -> None
                (hour, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})],
               until=DAY, timer=600)
     assert other.covered_by(world.primary.records)  # probed before the first publish
-    assert not any("  deploy " in line for line in world.timeline)  # H26 blocks the rollover
+    assert not any("  deploy " in line for line in world.timeline)  # H27 blocks the rollover
     assert any("not confirmed" in line for line in world.timeline)
     world.run_event({"do": "mta-fixed"})
     world.run([], until=2 * DAY, timer=600)

@@ -3,10 +3,12 @@
 For a domain: the MX RRset in preference order (or the name itself when it has no MX);
 for each host: its addresses and their DNSSEC status, the TLSA RRset at
 ``_PORT._tcp.<host>`` (trying the CNAME-expanded name first, RFC 7672 §2.2.3), then per
-address STARTTLS offering ECDSA and RSA separately, and :func:`danecheck.verify` on the
-chain each sent.  Hazards come from the same lint the planner uses, plus what only a
-live check can see (bogus or insecure lookups, STARTTLS missing, the same key on every
-MX).  No printing here.
+address a handshake offering ECDSA and RSA separately, and :func:`danecheck.verify` on the
+chain each sent.  The handshake follows the port's protocol (SMTP, IMAP or POP3 with
+their TLS upgrade, or implicit TLS, :mod:`tlsprobe`); only SMTP on a relay port follows
+MX records, every other service is checked at the name given.  Hazards come from the
+same lint the planner uses, plus what only a live check can see (bogus or insecure
+lookups, STARTTLS missing, the same key on every MX).  No printing here.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from tlsa_manager.danecheck import verify
 from tlsa_manager.dnsview import DnsView
 from tlsa_manager.dnsview import Endpoint as Server
 from tlsa_manager.facts import facts_from_chain
+from tlsa_manager.freshness import stale_catalog
 from tlsa_manager.hazards import Hazard, Severity, worst
 from tlsa_manager.policy import issuers_from_catalog, lint
 from tlsa_manager.records import Tlsa, host_name, owner_name, spki_sha256
 from tlsa_manager.resolve import Lookup, ValidatingResolver
-from tlsa_manager.smtp import Presented, starttls
+from tlsa_manager.tlsprobe import UPGRADE_NAMES, Presented, handshake, protocol_for
 
 ALGORITHMS = ("ecdsa", "rsa")
 
@@ -129,6 +132,7 @@ class Checker:
         now: dt.datetime | None = None,
         nameservers: Sequence[Server] | None = None,
         rrsig_margin: dt.timedelta = dt.timedelta(days=3),
+        protocol: str | None = None,
     ) -> None:
         self.resolver = resolver
         self.catalog = catalog
@@ -140,14 +144,21 @@ class Checker:
         self.now = now or dt.datetime.now(dt.UTC)
         self.nameservers = list(nameservers) if nameservers else None
         self.rrsig_margin = rrsig_margin
+        self.protocol = protocol_for(port, protocol)
+        # MX records name relays: only SMTP on a relay port (not submission) follows them
+        self.follow_mx = self.protocol == "smtp" and port != 587
+        self.upgrade = UPGRADE_NAMES[self.protocol]
         # shared by all hosts of one run: each server's DNSKEY is fetched once
         self.view = DnsView([], timeout=min(timeout, 5.0))
         self.zone_servers: dict[dns.name.Name, list[Server]] = {}
 
     def run(self, target: str) -> CheckResult:
         name = host_name(target)
-        mx = self.resolver.lookup(name, dns.rdatatype.MX)
         hazards: list[Hazard] = []
+        if not self.follow_mx:
+            check = self.check_host(name, None, name, False)
+            return CheckResult(target, f"not used ({self.protocol} on port {self.port})", [check], hazards)
+        mx = self.resolver.lookup(name, dns.rdatatype.MX)
         if mx.status == "bogus":
             return CheckResult(
                 target,
@@ -283,7 +294,8 @@ class Checker:
         else:
             check.dane, check.detail = "in force", f"{len(records)} TLSA record(s) at {owner}"
         check.tlsa = records
-        reference = [text] + ([next_hop.to_text(omit_final_dot=True)] if mx_secure else [])
+        # RFC 7672 §3.2.2: an SMTP client also accepts the next-hop domain of a secure MX
+        reference = [text] + ([next_hop.to_text(omit_final_dot=True)] if mx_secure and self.follow_mx else [])
         jobs = [(a, alg) for a in addresses for alg in ALGORITHMS]
         dane = check.dane == "in force"
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
@@ -392,12 +404,14 @@ class Checker:
     def _endpoint(
         self, host: str, address: str, algorithm: str, records: list[Tlsa], reference: list[str], dane: bool
     ) -> tuple[Endpoint | None, Presented]:
-        """One STARTTLS handshake offering one algorithm; None when the server has no such chain."""
-        presented = starttls(self.connect.get(address, address), self.port, host, algorithm, self.timeout)
+        """One handshake offering one algorithm; None when the server has no such chain."""
+        presented = handshake(
+            self.connect.get(address, address), self.port, host, algorithm, self.protocol, self.timeout
+        )
         if presented.error:
             if not presented.starttls:
                 verdict = "no-starttls" if dane else "not-applicable"
-                detail = "STARTTLS is not offered" + (" but TLSA is published" if dane else "")
+                detail = f"{self.upgrade} is not offered" + (" but TLSA is published" if dane else "")
                 return Endpoint(host, address, algorithm, verdict, detail), presented
             if "handshake failed" in presented.error:
                 return None, presented
@@ -422,9 +436,9 @@ class Checker:
                     Hazard(
                         "H20",
                         Severity.FATAL,
-                        f"{e.address} does not offer STARTTLS while TLSA is "
-                        "published: DANE senders defer mail",
-                        "enable STARTTLS for every client",
+                        f"{e.address} does not offer {self.upgrade} while TLSA is "
+                        "published: DANE clients refuse to connect (senders defer mail)",
+                        f"enable {self.upgrade} for every client",
                         host,
                     )
                 )
@@ -435,8 +449,11 @@ class Checker:
             if shown.chain:
                 leaf = shown.chain[0]
                 chain = Chain(leaf, leaf.public_key(), tuple(shown.chain[1:]))
-                chains.append(facts_from_chain(chain, f"{key_type(leaf.public_key())} chain of {host}"))
+                issuer = self.catalog.issuer_of(chain)
+                label = f"{key_type(leaf.public_key())} chain of {host}"
+                chains.append(facts_from_chain(chain, label, issuer.name if issuer else None))
         unique = {c.leaf.spki_der: c for c in chains}
+        out += stale_catalog(list(unique.values()), host)
         roots = issuers_from_catalog(self.catalog, roots=True)
         out += lint(
             frozenset(check.tlsa),

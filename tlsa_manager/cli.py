@@ -224,8 +224,10 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
 def cmd_catalog_update(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.catalog_update import DEFAULT_URL, update
+    from tlsa_manager.freshness import catalog_changes
 
     directory = state_dir(args)
+    before = load_catalog(directory)
     try:
         result = update(directory, url=args.url or DEFAULT_URL, timeout=args.timeout)
     except TlsaManagerError as exc:
@@ -242,6 +244,7 @@ def cmd_catalog_update(args: argparse.Namespace) -> int:
                 "origin": result.catalog.origin,
                 "accepted": result.accepted,
                 "rejected": result.rejected,
+                "changes": catalog_changes(before, result.catalog),
             }
         )
     else:
@@ -249,6 +252,9 @@ def cmd_catalog_update(args: argparse.Namespace) -> int:
             f"catalog updated: {len(result.accepted)} certificates accepted, "
             f"{len(result.rejected)} rejected; now using {result.catalog.origin}\n"
         )
+        changes = catalog_changes(before, result.catalog) or [f"no change from the {before.origin} catalog"]
+        for line in changes:
+            sys.stdout.write(f"  {line}\n")
     return ExitCode.OK
 
 
@@ -511,6 +517,7 @@ def _report_syncs(
 
 def cmd_status(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.freshness import catalog_line, catalog_summary
     from tlsa_manager.report import status_document, status_exit, status_lines
     from tlsa_manager.runner import ledger_data, status_plans
 
@@ -534,10 +541,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         names = [spec.name for spec in specs]
         plans = status_plans(config, names, load_catalog(state_dir(args)), state_dir(args), _at(args))
     document = status_document(names, data, plans, str(state_dir(args)), specs)
+    document["catalog"] = catalog_summary(state_dir(args))
     if args.json:
         _emit_json(document)
     else:
-        sys.stdout.write("".join(line + "\n" for line in status_lines(document)))
+        lines = [catalog_line(document["catalog"]), *status_lines(document)]
+        sys.stdout.write("".join(line + "\n" for line in lines))
     return status_exit(document, plans or [])
 
 
@@ -690,6 +699,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         records=records,
         nameservers=[parse_endpoint(n) for n in args.nameserver or []],
         rrsig_margin=dt.timedelta(days=args.rrsig_margin),
+        protocol=args.protocol,
     )
     result = checker.run(args.target)
     if args.nagios:
@@ -715,6 +725,95 @@ def cmd_check(args: argparse.Namespace) -> int:
     if result.verdict != "pass" or level in (Severity.FATAL, Severity.RISK):
         return ExitCode.HAZARD
     return ExitCode.OK
+
+
+def _metrics_source(args: argparse.Namespace) -> Callable[[], list[Any]]:
+    import functools
+
+    from tlsa_manager.metrics import gather
+
+    config = _config(args)
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+    return functools.partial(
+        gather,
+        config,
+        state_dir(args),
+        list(args.hosts),
+        live=not args.no_check,
+        resolver=args.resolver,
+        timeout=args.timeout,
+    )
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from tlsa_manager.fsutil import atomic_write
+    from tlsa_manager.metrics import render
+
+    data = render(_metrics_source(args)())
+    if args.output == "-":
+        sys.stdout.write(data.decode())
+    else:
+        atomic_write(Path(args.output), data, 0o644)
+    return ExitCode.OK
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    from tlsa_manager.metrics import CachedSource, serve
+
+    server, thread = serve(args.listen, CachedSource(_metrics_source(args), args.interval))
+    sys.stderr.write(f"tlsa-manager: serving http://{args.listen}/metrics\n")
+    sys.stderr.flush()
+    try:
+        thread.join()
+    finally:
+        server.shutdown()
+    return ExitCode.OK
+
+
+def cmd_install_units(args: argparse.Namespace) -> int:
+    from tlsa_manager.units import TIMERS, cron_text, install
+
+    if args.cron:
+        sys.stdout.write(cron_text())
+        return ExitCode.OK
+    for path in install(Path(args.dir)):
+        sys.stdout.write(f"wrote {path}\n")
+    sys.stdout.write(f"now: systemctl daemon-reload && systemctl enable --now {' '.join(TIMERS)}\n")
+    return ExitCode.OK
+
+
+def _add_monitoring(sub: Any) -> None:
+    for name, text in (
+        ("metrics", "write Prometheus metrics (node_exporter textfile format) of a live check and the state"),
+        ("exporter", "serve the same metrics on http://ADDR/metrics"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _add_host_flags(p)
+        p.add_argument("--resolver", help="validating resolver ADDR[:PORT] for the live check")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds per connection or query")
+        p.add_argument("--no-check", action="store_true", help="state only: no live check (offline)")
+        if name == "metrics":
+            p.add_argument(
+                "--output", required=True, metavar="FILE", help="the .prom file (written atomically), or -"
+            )
+            p.set_defaults(func=cmd_metrics)
+        else:
+            p.add_argument(
+                "--listen", default="127.0.0.1:9469", metavar="ADDR:PORT", help="default 127.0.0.1:9469"
+            )
+            p.add_argument(
+                "--interval", type=float, default=300.0, help="collect at most this often (seconds)"
+            )
+            p.set_defaults(func=cmd_exporter)
+    iu = sub.add_parser(
+        "install-units", help="install the systemd service and timer files (or print a cron file)"
+    )
+    iu.add_argument(
+        "--dir", default="/etc/systemd/system", help="where to write them (default /etc/systemd/system)"
+    )
+    iu.add_argument("--cron", action="store_true", help="print an /etc/cron.d file instead")
+    iu.set_defaults(func=cmd_install_units)
 
 
 def _add_host_flags(p: argparse.ArgumentParser) -> None:
@@ -915,7 +1014,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     ky.set_defaults(func=cmd_key, hosts=[], cert=None)
     ck = sub.add_parser("check", help="live DANE verification of a domain's MX hosts or one host")
     ck.add_argument("target", help="mail domain (its MX hosts are checked) or one MX host")
-    ck.add_argument("--port", type=int, default=25, help="SMTP port and TLSA port label (default 25)")
+    ck.add_argument("--port", type=int, default=25, help="port connected to and TLSA port label (default 25)")
+    ck.add_argument(
+        "--protocol",
+        choices=["smtp", "imap", "pop3", "tls"],
+        help="how to reach TLS (default by port: 25/587 smtp, 143 imap, 110 pop3, 465/993/995/443 tls)",
+    )
     ck.add_argument("--resolver", help="validating resolver ADDR[:PORT] (default: the system's)")
     ck.add_argument("--records", help="check against the TLSA records in this file instead of DNS")
     ck.add_argument("--nagios", action="store_true", help="one status line, exit 0/1/2/3 (Nagios/Icinga)")
@@ -935,6 +1039,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="warn when signatures expire within this many days (default 3)",
     )
     ck.set_defaults(func=cmd_check)
+    _add_monitoring(sub)
     sim = sub.add_parser("simulate", help="replay a renewal timeline through the planner")
     sim.add_argument("scenario", help="scenario file (TOML), e.g. examples/scenarios/new-key.toml")
     sim.set_defaults(func=cmd_simulate)

@@ -307,10 +307,10 @@ PRESENTED = "presented by the MTA"
 
 
 def mismatch_hazards(ledger: LedgerData, host: str) -> tuple[Hazard, ...]:
-    """H26: the MTA presents a chain other than the configured live file (blocks deploys)."""
+    """H27: the MTA presents a chain other than the configured live file (blocks deploys)."""
     return tuple(
         Hazard(
-            "H26",
+            "H27",
             Severity.RISK,
             f"the MTA presents {chain.label}, not the configured live {entry['deployed']['label']}; "
             f"its records stay and no {chain.key_type.upper()} deploy happens until it presents that file",
@@ -498,7 +498,7 @@ def begin_run(settings: HostSettings, ports: HostPorts, ledger: LedgerData, repo
     history (first run, lost ledger, clock step) the MTA is probed before anything is
     published: a chain it presents that is not the configured live file goes into the
     deploy journal, so its records are published and kept and deploys of its key type
-    wait (H26) until a later probe shows the live file.
+    wait (H27) until a later probe shows the live file.
     """
     existed = settings.host in ledger.hosts and any(
         o.history.entries for o in ledger.hosts[settings.host].owners.values()

@@ -61,6 +61,10 @@ class ChainFacts:
     problem: str | None = None
     issuer_name: str | None = None
     extra: tuple[str, ...] = field(default=())
+    #: the leaf's issuer (CN, O) as the certificate names it: a Let's Encrypt chain
+    #: whose issuer the catalog does not know means the catalog is stale (H26)
+    leaf_issuer_cn: str = ""
+    leaf_issuer_org: str = ""
 
     @property
     def leaf_id(self) -> bytes:
@@ -120,7 +124,22 @@ def facts_from_chain(chain: Chain, label: str, issuer_name: str | None = None) -
     bare_key = CertFacts(spki_der(chain.key), None, "(key)")
     leaf = cert_facts(chain.leaf) if chain.leaf is not None else bare_key
     cas = tuple(cert_facts(c) for c in chain.cas if not is_self_signed(c))
-    return ChainFacts(label, leaf, key_type(chain.key), cas, issuer_name=issuer_name)
+    cn, org = _issuer_names(chain.leaf) if chain.leaf is not None else ("", "")
+    return ChainFacts(
+        label, leaf, key_type(chain.key), cas, issuer_name=issuer_name, leaf_issuer_cn=cn, leaf_issuer_org=org
+    )
+
+
+def _issuer_names(cert: object) -> tuple[str, str]:
+    from cryptography import x509
+
+    assert isinstance(cert, x509.Certificate)
+
+    def first(oid: x509.ObjectIdentifier) -> str:
+        values = cert.issuer.get_attributes_for_oid(oid)
+        return str(values[0].value) if values else ""
+
+    return first(x509.NameOID.COMMON_NAME), first(x509.NameOID.ORGANIZATION_NAME)
 
 
 def _cert_to_json(c: CertFacts) -> dict[str, str | None]:

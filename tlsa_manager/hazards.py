@@ -18,7 +18,7 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True, order=True)
 class Hazard:
-    """One finding: code (H1...H25), severity, what is wrong, what to do."""
+    """One finding: code (H1...H26), severity, what is wrong, what to do."""
 
     code: str
     severity: Severity

@@ -428,14 +428,16 @@ class LivePorts:
         again.  Returns what was checked, in words: without a probe nothing was."""
         if not self.spec.probe:
             return "reloaded, not verified (no probe configured)"
-        from tlsa_manager.smtp import starttls
+        from tlsa_manager.tlsprobe import handshake, protocol_for
 
         wanted = {c.leaf.spki_der for c in (chain, *accepted)}
         for port in self.probe_ports():
             deadline = time.monotonic() + wait
             seen = "nothing"
             while True:
-                presented = starttls(self.spec.probe, port, self.spec.name, chain.key_type)
+                presented = handshake(
+                    self.spec.probe, port, self.spec.name, chain.key_type, protocol_for(port)
+                )
                 if presented.leaf is not None:
                     if spki_der(presented.leaf.public_key()) in wanted:
                         break
@@ -458,12 +460,12 @@ class LivePorts:
         if not self.spec.probe:
             return None
         from tlsa_manager.certs import Chain
-        from tlsa_manager.smtp import starttls
+        from tlsa_manager.tlsprobe import handshake, protocol_for
 
         out = []
         for port in self.probe_ports():
             for kind in sorted({c.key_type for c in self.chains().live}):
-                seen = starttls(self.spec.probe, port, self.spec.name, kind)
+                seen = handshake(self.spec.probe, port, self.spec.name, kind, protocol_for(port))
                 if seen.leaf is None:
                     return None
                 sent = Chain(seen.leaf, seen.leaf.public_key(), seen.chain[1:])

@@ -26,6 +26,7 @@ from typing import Any
 import dns.name
 
 from tlsa_manager.facts import ChainFacts
+from tlsa_manager.freshness import stale_catalog
 from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.observations import History, ServerView
 from tlsa_manager.policy import ROLES, DesiredSet, HostPolicy, IssuerFacts, group_by_kind, lint
@@ -72,7 +73,7 @@ class PlanInput:
     #: when no authoritative server can be asked: the time the operator vouches that
     #: every server takes at most to serve a change (None: new keys and issuers wait)
     propagation_delay: float | None = None
-    #: hazards found outside the planner's inputs (e.g. H26, the MTA presents another chain)
+    #: hazards found outside the planner's inputs (e.g. H27, the MTA presents another chain)
     notices: tuple[Hazard, ...] = ()
 
 
@@ -556,6 +557,7 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
                     )
                 )
                 break
+    out += stale_catalog([*inp.live, *inp.staged], inp.host)
     for chain in inp.staged:
         if chain.problem:
             out.append(

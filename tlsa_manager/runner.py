@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dns.name
 
+from tlsa_manager import lastsync
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.engine import HostSettings, Member, SyncReport, converge_run, make_plan, plan_members
@@ -191,6 +192,9 @@ def sync_hosts(
             for report in reports:
                 report.notes[:0] = made.get(report.host, [])
             ledger.save(data)
+            lastsync.record(
+                state_dir, [r.host for r in reports if r.error is None and not r.failures], time.time()
+            )
     if len(reports) == 1 and reports[0].error is not None:
         raise reports[0].error
     return reports
