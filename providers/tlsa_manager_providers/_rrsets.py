@@ -4,13 +4,13 @@ These services have no "add one record" with a guard: a write replaces the owner
 whole TLSA RRset.  So every one of them reads the owner right before writing, decides
 from what it found (:func:`target`), and writes the complete new set.  The helpers
 here are that decision, parsing the text a service hands back (it may have changed
-hex case or spacing), the zone walk, and the TTL floor check.
+hex case or spacing), and the TTL floor check.  The zone walk is
+:func:`tlsa_manager.endpoints.enclosing`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import dns.name
 
@@ -65,23 +65,6 @@ def check_ttl(service: str, owner: dns.name.Name, ttl: int, minimum: int, maximu
             f"{service} does not accept TTL {ttl} at {owner} (its maximum is {maximum})",
             f"set ttl = {maximum} or less for this host; nothing was changed",
         )
-
-
-def host_of(owner: dns.name.Name) -> dns.name.Name:
-    """``_25._tcp.mx.example.com`` -> ``mx.example.com`` (the name whose zone we look for)."""
-    return owner.parent().parent() if owner.labels and owner.labels[0].startswith(b"_") else owner
-
-
-def walk_up(owner: dns.name.Name, lookup: Callable[[str], Any]) -> Any:
-    """The first non-None ``lookup(name)`` from the owner's host name up to the TLD's child:
-    the longest zone name that holds the owner."""
-    candidate = host_of(owner)
-    while len(candidate.labels) > 2:  # never ask about the TLD itself
-        found = lookup(candidate.to_text(omit_final_dot=True).lower())
-        if found is not None:
-            return found
-        candidate = candidate.parent()
-    return None
 
 
 def relative(owner: dns.name.Name, zone: str) -> str:

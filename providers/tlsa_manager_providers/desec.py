@@ -36,9 +36,10 @@ from urllib.parse import quote
 
 import dns.name
 
+from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
+from tlsa_manager.secrets import secret_options
 from tlsa_manager_providers._rrsets import (
     check_ttl,
     parse_values,
@@ -46,7 +47,6 @@ from tlsa_manager_providers._rrsets import (
     relative,
     retry_after,
     target,
-    walk_up,
 )
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,7 @@ class DesecProvider(Provider):
     )
     secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "deSEC token"}
     settings: ClassVar[Mapping[str, str]] = {
-        "api_token_env": "environment variable holding the token (default DESEC_TOKEN)",
-        "api_token_file": "file holding the token",
-        "api_token": "the token inline (only in a config file of mode 0600)",
+        **secret_options("api_token", "token", "DESEC_TOKEN"),
         "domain": "the deSEC domain (skips the owns_qname lookup)",
         "api_url": f"API base URL (default {API})",
         "timeout": "seconds per request (default 30)",
@@ -79,16 +77,7 @@ class DesecProvider(Provider):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        token = read_secret(
-            config,
-            "deSEC token",
-            file_key="api_token_file",
-            env_key="api_token_env",
-            inline_key="api_token",
-            default_env="DESEC_TOKEN",
-        )
-        assert token is not None  # a default variable is always named
-        self._token = token
+        self._token = self.secret("api_token", "deSEC token", "DESEC_TOKEN")
         self.api = str(config.get("api_url") or API).rstrip("/")
         self.timeout = float(config.get("timeout", 30))
         self.max_retry_after = float(config.get("max_retry_after", 60))
@@ -179,12 +168,12 @@ class DesecProvider(Provider):
             self._all = {
                 str(d["name"]).lower(): d for d in self._pages("/domains/", {"cursor": ""}, "listing domains")
             }
-        domain = walk_up(owner, self._all.get)
+        domain = enclosing(owner, self._all.get)
         if domain is None:
             raise ProviderError(
                 f"no deSEC domain holds {owner} for this token", "add the domain, or set domain"
             )
-        return domain  # type: ignore[no-any-return]
+        return domain
 
     def _pages(self, url: str, params: dict[str, str], what: str) -> list[Any]:
         """Every item of a listing, following ``Link: <...>; rel="next"`` (500 a page)."""
@@ -223,14 +212,10 @@ class DesecProvider(Provider):
         return out
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        by_domain: dict[str, list[dns.name.Name]] = {}
-        for owner in owners:
-            by_domain.setdefault(str(self.domain_for(owner)["name"]), []).append(owner)
         out = {}
-        for domain, domain_owners in by_domain.items():
-            raw = self._list(domain, domain_owners)
-            for owner in domain_owners:
-                out[owner] = _rrset(owner, raw.get(owner))
+        for domain, group in grouped(owners, lambda o: str(self.domain_for(o)["name"])).items():
+            raw = self._list(domain, group)
+            out.update({owner: _rrset(owner, raw.get(owner)) for owner in group})
         return out
 
     # -- apply --------------------------------------------------------------

@@ -33,15 +33,14 @@ from typing import Any, ClassVar
 
 import dns.name
 
+from tlsa_manager.endpoints import enclosing, parent_domain
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager_providers._rrsets import (
     check_ttl,
     parse_values,
     presentation,
     target,
-    walk_up,
 )
 
 log = logging.getLogger(__name__)
@@ -77,14 +76,7 @@ class Route53Provider(Provider):
         super().__init__(config)
         self._secret: str | None = None
         if config.get("access_key_id"):
-            self._secret = read_secret(
-                config,
-                "AWS secret access key",
-                file_key="secret_access_key_file",
-                env_key="secret_access_key_env",
-                inline_key="secret_access_key",
-                default_env="AWS_SECRET_ACCESS_KEY",
-            )
+            self._secret = self.secret("secret_access_key", "AWS secret access key", "AWS_SECRET_ACCESS_KEY")
         elif any(config.get(k) for k in self.secret_keys()):
             raise ConfigError(
                 f"provider {config.get('name', self.name)}: a secret access key needs access_key_id",
@@ -172,17 +164,17 @@ class Route53Provider(Provider):
     def zone_for(self, owner: dns.name.Name) -> tuple[str, str]:
         """(hosted zone id, zone name with trailing dot) holding ``owner``."""
         if self.config.get("hosted_zone_id"):
-            zone = str(self.config.get("zone") or owner.parent().parent().parent().to_text())
+            zone = str(self.config.get("zone") or parent_domain(owner).to_text())
             return _zone_id(str(self.config["hosted_zone_id"])), zone.rstrip(".").lower() + "."
         if self._public is None:
             self._public = self._list_zones()
-        found = walk_up(owner, self._public.get)
+        found = enclosing(owner, self._public.get)
         if found is None:
             raise ProviderError(
                 f"no public Route 53 hosted zone holds {owner} for these credentials",
                 "create the zone, or set hosted_zone_id",
             )
-        return found  # type: ignore[no-any-return]
+        return found
 
     def _list_zones(self) -> dict[str, tuple[str, str]]:
         """The public hosted zones of the account by name, once per run (100 a request);
@@ -220,14 +212,10 @@ class Route53Provider(Provider):
             kwargs.update(StartRecordName=page["NextRecordName"], StartRecordType=page["NextRecordType"])
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        by_zone: dict[str, list[dns.name.Name]] = {}
-        for owner in owners:
-            by_zone.setdefault(self.zone_for(owner)[0], []).append(owner)
         out = {}
-        for zone_id, zone_owners in by_zone.items():
-            raw = self._list(zone_id, zone_owners)
-            for owner in zone_owners:
-                out[owner] = _rrset(owner, raw.get(owner))
+        for zone_id, group in grouped(owners, lambda o: self.zone_for(o)[0]).items():
+            raw = self._list(zone_id, group)
+            out.update({owner: _rrset(owner, raw.get(owner)) for owner in group})
         return out
 
     # -- apply --------------------------------------------------------------
