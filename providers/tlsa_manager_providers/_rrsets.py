@@ -10,12 +10,14 @@ hex case or spacing), and the TTL floor check.  The zone walk is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import dns.name
 
 from tlsa_manager.errors import ProviderError, TlsaManagerError
-from tlsa_manager.provider import OwnerChange, conflict
+from tlsa_manager.provider import ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa
 
 
@@ -79,3 +81,54 @@ def retry_after(value: str | None, default: float = 1.0) -> float:
         return max(0.0, float(value)) if value is not None else default
     except ValueError:
         return default
+
+
+class ZonedProvider(Provider):
+    """A provider whose API lists and writes whole TLSA RRsets per zone (deSEC, Route 53):
+    one listing per zone for a read; for a write, every TTL checked before anything is
+    sent, then one :meth:`apply_zone` per zone (which reads again right before writing)."""
+
+    #: the service's name in messages ("deSEC", "Route 53")
+    service: ClassVar[str]
+
+    @abc.abstractmethod
+    def zone_key(self, owner: dns.name.Name) -> str:
+        """The zone (name or id) holding ``owner``: what one listing and one write cover."""
+
+    @abc.abstractmethod
+    def ttl_range(self, owner: dns.name.Name) -> tuple[int, int]:
+        """The smallest and largest TTL the service takes at ``owner``."""
+
+    @abc.abstractmethod
+    def listing(self, zone: str, owners: Sequence[dns.name.Name]) -> Mapping[dns.name.Name, Any]:
+        """The service's raw TLSA RRset of each of ``owners`` that has one."""
+
+    @abc.abstractmethod
+    def parsed(self, owner: dns.name.Name, raw: Any) -> RRset:
+        """One raw RRset of :meth:`listing` (or None) as an :class:`RRset`."""
+
+    @abc.abstractmethod
+    def apply_zone(self, zone: str, changes: Sequence[OwnerChange]) -> None:
+        """Write the changes of one zone (each checked by :func:`target` first)."""
+
+    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        out = {}
+        for zone, group in grouped(owners, self.zone_key).items():
+            raw = self.listing(zone, group)
+            out.update({owner: self.parsed(owner, raw.get(owner)) for owner in group})
+        return out
+
+    def apply(self, changeset: ChangeSet) -> None:
+        changeset.check_safe()
+        todo = []
+        for change in changeset.changes:
+            if not change.is_noop:
+                check_ttl(self.service, change.owner, change.ttl, *self.ttl_range(change.owner))
+                todo.append(change)
+        for zone, changes in grouped(todo, lambda c: self.zone_key(c.owner)).items():
+            self.apply_zone(zone, changes)
+
+    def applied(self, zone: str, changes: Sequence[OwnerChange]) -> bool:
+        """Read again after a write whose outcome is unknown: is every change there?"""
+        after = self.listing(zone, [c.owner for c in changes])
+        return all(self.parsed(c.owner, after.get(c.owner)).records == c.result for c in changes)

@@ -38,10 +38,10 @@ import dns.name
 
 from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
+from tlsa_manager.provider import Capabilities, OwnerChange, RRset
 from tlsa_manager.secrets import secret_options
 from tlsa_manager_providers._rrsets import (
-    check_ttl,
+    ZonedProvider,
     parse_values,
     presentation,
     relative,
@@ -54,10 +54,11 @@ API = "https://desec.io/api/v1"
 MAX_TTL = 86400
 
 
-class DesecProvider(Provider):
+class DesecProvider(ZonedProvider):
     """deSEC, one bulk PATCH per domain."""
 
     name = "desec"
+    service = "deSEC"
     capabilities = Capabilities(
         atomic=True,
         compare_and_swap=False,
@@ -194,7 +195,7 @@ class DesecProvider(Provider):
 
     # -- read ---------------------------------------------------------------
 
-    def _list(self, domain: str, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dict[str, Any]]:
+    def listing(self, domain: str, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dict[str, Any]]:
         """The raw TLSA RRset of each owner that has one."""
         subnames = {relative(o, domain): o for o in owners}
         path = f"/domains/{quote(domain)}/rrsets/"
@@ -211,30 +212,20 @@ class DesecProvider(Provider):
                 out[owner] = rrset
         return out
 
-    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        out = {}
-        for domain, group in grouped(owners, lambda o: str(self.domain_for(o)["name"])).items():
-            raw = self._list(domain, group)
-            out.update({owner: _rrset(owner, raw.get(owner)) for owner in group})
-        return out
-
     # -- apply --------------------------------------------------------------
 
-    def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        by_domain: dict[str, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if change.is_noop:
-                continue
-            info = self.domain_for(change.owner)
-            check_ttl("deSEC", change.owner, change.ttl, int(info.get("minimum_ttl") or 3600), MAX_TTL)
-            by_domain.setdefault(str(info["name"]), []).append(change)
-        for domain, changes in by_domain.items():
-            self._apply_domain(domain, changes)
+    def zone_key(self, owner: dns.name.Name) -> str:
+        return str(self.domain_for(owner)["name"])
 
-    def _apply_domain(self, domain: str, changes: Sequence[OwnerChange]) -> None:
+    def ttl_range(self, owner: dns.name.Name) -> tuple[int, int]:
+        return int(self.domain_for(owner).get("minimum_ttl") or 3600), MAX_TTL
+
+    def parsed(self, owner: dns.name.Name, raw: Any) -> RRset:
+        return _rrset(owner, raw)
+
+    def apply_zone(self, domain: str, changes: Sequence[OwnerChange]) -> None:
         owners = [c.owner for c in changes]
-        current = self._list(domain, owners)  # compare right before the write
+        current = self.listing(domain, owners)  # compare right before the write
         body = []
         for change in changes:
             found = _rrset(change.owner, current.get(change.owner))
@@ -253,8 +244,7 @@ class DesecProvider(Provider):
         try:
             self._request("PATCH", f"/domains/{quote(domain)}/rrsets/", "the bulk update", json=body)
         except _Unsure as unsure:
-            after = self._list(domain, owners)
-            if all(_rrset(c.owner, after.get(c.owner)).records == c.result for c in changes):
+            if self.applied(domain, changes):
                 return
             raise ProviderError(f"{unsure.args[0]}; nothing was applied", "run again later") from None
         self.writes += 1

@@ -35,9 +35,9 @@ import dns.name
 
 from tlsa_manager.endpoints import enclosing, parent_domain
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
+from tlsa_manager.provider import Capabilities, OwnerChange, RRset
 from tlsa_manager_providers._rrsets import (
-    check_ttl,
+    ZonedProvider,
     parse_values,
     presentation,
     target,
@@ -49,10 +49,11 @@ BATCH_RECORDS = 1000  # ResourceRecord elements Route 53 accepts in one change b
 MAX_TTL = 2147483647
 
 
-class Route53Provider(Provider):
+class Route53Provider(ZonedProvider):
     """Route 53, one compare-and-swap change batch per hosted zone."""
 
     name = "route53"
+    service = "Route 53"
     capabilities = Capabilities(
         atomic=True, compare_and_swap=True, eventual_propagation=True, min_ttl=0, can_list_nameservers=False
     )
@@ -194,7 +195,7 @@ class Route53Provider(Provider):
 
     # -- read ---------------------------------------------------------------
 
-    def _list(self, zone_id: str, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dict[str, Any]]:
+    def listing(self, zone_id: str, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dict[str, Any]]:
         """The raw TLSA record set of each owner (absent owners left out)."""
         wanted = {o.to_text().lower(): o for o in owners}
         out: dict[dns.name.Name, dict[str, Any]] = {}
@@ -211,28 +212,20 @@ class Route53Provider(Provider):
                 return out
             kwargs.update(StartRecordName=page["NextRecordName"], StartRecordType=page["NextRecordType"])
 
-    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        out = {}
-        for zone_id, group in grouped(owners, lambda o: self.zone_for(o)[0]).items():
-            raw = self._list(zone_id, group)
-            out.update({owner: _rrset(owner, raw.get(owner)) for owner in group})
-        return out
-
     # -- apply --------------------------------------------------------------
 
-    def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        by_zone: dict[str, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if not change.is_noop:
-                check_ttl("Route 53", change.owner, change.ttl, 0, MAX_TTL)
-                by_zone.setdefault(self.zone_for(change.owner)[0], []).append(change)
-        for zone_id, changes in by_zone.items():
-            self._apply_zone(zone_id, changes)
+    def zone_key(self, owner: dns.name.Name) -> str:
+        return self.zone_for(owner)[0]
 
-    def _apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:
+    def ttl_range(self, owner: dns.name.Name) -> tuple[int, int]:
+        return 0, MAX_TTL
+
+    def parsed(self, owner: dns.name.Name, raw: Any) -> RRset:
+        return _rrset(owner, raw)
+
+    def apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:
         owners = [c.owner for c in changes]
-        raw = self._list(zone_id, owners)
+        raw = self.listing(zone_id, owners)
         pairs: list[list[dict[str, Any]]] = []
         for change in changes:
             current = raw.get(change.owner)
@@ -267,8 +260,7 @@ class Route53Provider(Provider):
             except _BatchRejected as rejected:
                 # Nothing of this batch was applied, or a retry of it after a lost answer
                 # found it already done: read again to tell which.
-                after = self._list(zone_id, owners)
-                if all(_rrset(c.owner, after.get(c.owner)).records == c.result for c in changes):
+                if self.applied(zone_id, changes):
                     return
                 raise ProviderConflict(
                     f"Route 53 refused the change: the TLSA records changed since they were read "
