@@ -19,6 +19,7 @@ import dns.name
 from tlsa_manager.endpoints import Endpoint, configured, zone_apex, zone_nameservers
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.records import Tlsa
+from tlsa_manager.secrets import read_secret
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
@@ -186,8 +187,6 @@ class Provider(abc.ABC):
         """The secret setting ``key`` from the file ``KEY_file``, inline ``KEY`` (0600 config
         only) or the variable named by ``KEY_env`` (default ``default_env``).  Errors name
         the setting, never the value."""
-        from tlsa_manager.secrets import read_secret
-
         value = read_secret(
             self.config,
             what,
