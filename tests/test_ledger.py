@@ -94,3 +94,24 @@ def test_lock_keeps_a_second_run_out(tmp_path: Path) -> None:
         holder.join(10)
     with Ledger(tmp_path).locked():
         pass  # free again once the other run ended
+
+
+def test_a_ledger_of_the_untyped_journal_loads_as_typed_intents(tmp_path: Path) -> None:
+    """The deploy journal became a typed DeployIntent (issue 15) without a schema change: a
+    ledger written before, with an integer ``since``, loads and is written back the same."""
+    import json
+
+    from tlsa_manager.facts import chain_to_json
+
+    entry = {"deployed": chain_to_json(CHAIN), "previous": [chain_to_json(OLD)], "since": 1000}
+    doc = {"schema": 1, "hosts": {"mail.example.com": {"owners": {}, "deploys": {"staged ecdsa.pem": entry},
+                                                      "clock": {}, "unverified": False}}}
+    ledger = Ledger(tmp_path / "state")
+    with ledger.locked():
+        fd = os.open(ledger.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, json.dumps(doc).encode())
+        os.close(fd)
+    loaded = ledger.load()
+    assert loaded.host("mail.example.com").deploys == {"staged ecdsa.pem": DeployIntent(CHAIN, (OLD,), 1000.0)}
+    again = json.loads(encode(loaded))["hosts"]["mail.example.com"]["deploys"]["staged ecdsa.pem"]
+    assert again == entry
