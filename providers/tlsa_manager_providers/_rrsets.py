@@ -75,14 +75,6 @@ def relative(owner: dns.name.Name, zone: str) -> str:
     return owner.relativize(origin).to_text().lower()
 
 
-def retry_after(value: str | None, default: float = 1.0) -> float:
-    """Seconds from a Retry-After header (only the delta-seconds form is used by these APIs)."""
-    try:
-        return max(0.0, float(value)) if value is not None else default
-    except ValueError:
-        return default
-
-
 class ZonedProvider(Provider):
     """A provider whose API lists and writes whole TLSA RRsets per zone (deSEC, Route 53):
     one listing per zone for a read; for a write, every TTL checked before anything is

@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -34,6 +33,7 @@ from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
 from tlsa_manager.secrets import secret_options
+from tlsa_manager_providers._http import backoff, wait_rate_limit
 
 log = logging.getLogger(__name__)
 MARKER = "managed by tlsa-manager"
@@ -139,15 +139,12 @@ class CloudflareProvider(Provider):
             except _ServerError as exc:
                 if attempt >= 2:
                     raise ProviderError(str(exc.args[0]), "try again later") from None
-                time.sleep(0.5 * (attempt + 1))
+                backoff(attempt)
             except _RateLimited as limited:
-                wait = min(limited.seconds, self.max_retry_after)
-                if attempt == 3 or limited.seconds > self.max_retry_after:
-                    raise ProviderError(
-                        f"Cloudflare rate-limits {what} (Retry-After {limited.seconds:g}s)", "run again later"
-                    ) from None
-                log.info("Cloudflare rate limit on %s: waiting %.0f s", what, wait)
-                time.sleep(wait)
+                last, hint = attempt == 3, "run again later"
+                wait_rate_limit(
+                    "Cloudflare", what, limited.seconds, self.max_retry_after, last=last, hint=hint
+                )
         raise AssertionError("unreachable")
 
     # -- zones --------------------------------------------------------------
@@ -271,12 +268,11 @@ class CloudflareProvider(Provider):
                 self.writes += 1
                 return
             except _RateLimited as limited:
-                if limited.seconds > self.max_retry_after or attempt == 2:
-                    raise ProviderError(
-                        f"Cloudflare rate-limits the batch update (Retry-After {limited.seconds:g}s)",
-                        "nothing was applied; run again later",
-                    ) from None
-                time.sleep(limited.seconds)
+                last, hint = attempt == 2, "nothing was applied; run again later"
+                what = "the batch update"
+                wait_rate_limit(
+                    "Cloudflare", what, limited.seconds, self.max_retry_after, last=last, hint=hint
+                )
             except _ServerError as exc:
                 # The batch is all or nothing; list again to learn which it was.
                 after = self._by_owner(self._list(zone_id, owners), owners)

@@ -29,7 +29,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -40,12 +39,12 @@ from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderError
 from tlsa_manager.provider import Capabilities, OwnerChange, RRset
 from tlsa_manager.secrets import secret_options
+from tlsa_manager_providers._http import backoff, retry_after, wait_rate_limit
 from tlsa_manager_providers._rrsets import (
     ZonedProvider,
     parse_values,
     presentation,
     relative,
-    retry_after,
     target,
 )
 
@@ -115,23 +114,18 @@ class DesecProvider(ZonedProvider):
                 if method != "GET" or attempt >= 2:
                     kind = "did not answer" if isinstance(exc, requests.Timeout) else "cannot be reached for"
                     raise _Unsure(f"deSEC {kind} {what}") from None
-                time.sleep(0.5 * (attempt + 1))
+                backoff(attempt)
                 continue
             status = response.status_code
             if status == 429:
                 seconds = retry_after(response.headers.get("Retry-After"))
-                if seconds > self.max_retry_after or attempt == 3:
-                    raise ProviderError(
-                        f"deSEC rate-limits {what} (Retry-After {seconds:g}s)",
-                        "nothing was changed; run again later",
-                    )
-                log.info("deSEC rate limit on %s: waiting %.0f s", what, seconds)
-                time.sleep(seconds)
+                hint = "nothing was changed; run again later"
+                wait_rate_limit("deSEC", what, seconds, self.max_retry_after, last=attempt == 3, hint=hint)
                 continue
             if status >= 500:
                 if method != "GET" or attempt >= 2:
                     raise _Unsure(f"deSEC answered {status} to {what}")
-                time.sleep(0.5 * (attempt + 1))
+                backoff(attempt)
                 continue
             if status in (401, 403):
                 raise ProviderError(
