@@ -29,6 +29,10 @@ of an unconfirmed deploy, and until that succeeds the replaced chain counts as l
 A failure is confined to what it touches: a host whose certificate does not load, or
 whose deploy fails, stops alone; a zone whose read or write fails stops its hosts.
 Their reports carry the error; the other hosts go on.
+
+The ports and reports are in ``ports.py``, the deploy journal and what a run does
+before planning (step 0: clocks, the MTA's chain, unconfirmed deploys) in
+``journal.py``, one host's planner input in ``hostplan.py``.
 """
 
 from __future__ import annotations

@@ -12,14 +12,11 @@ from collections.abc import Mapping
 import dns.name
 
 from tlsa_manager.journal import mismatch_hazards
-from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import OwnerInput, Plan, PlanInput, name_text, plan
 from tlsa_manager.policy import desired
-from tlsa_manager.ports import HostChains, HostSettings
+from tlsa_manager.ports import HostChains, HostSettings, Views
 from tlsa_manager.provider import RRset
 from tlsa_manager.state import LedgerData
-
-Views = Mapping[dns.name.Name, tuple[ServerView, ...]]
 
 
 def plan_host(
@@ -31,6 +28,7 @@ def plan_host(
     ledger: LedgerData,
     record: bool,
 ) -> Plan:
+    """Plan one host at ``now``; with ``record`` its owners' histories take the views."""
     host = ledger.host(settings.host)
     owners = []
     for owner in settings.owners:
