@@ -10,9 +10,10 @@ import pytest
 from tlsa_manager.catalog import load_bundled
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
+from tlsa_manager.lint import lint
 from tlsa_manager.observations import History, ServerView
 from tlsa_manager.planner import OwnerInput, PlanInput, plan
-from tlsa_manager.policy import HostPolicy, desired, issuers_from_catalog, lint
+from tlsa_manager.policy import HostPolicy, desired, issuers_from_catalog
 from tlsa_manager.provider import RRset
 from tlsa_manager.records import Tlsa, owner_name, parse_params
 

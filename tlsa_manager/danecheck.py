@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from tlsa_manager.certs import issued_by
-from tlsa_manager.facts import cert_facts
-from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage
-
-_STRENGTH = {MatchingType.FULL: 0, MatchingType.SHA2_256: 1, MatchingType.SHA2_512: 2}
+from tlsa_manager.facts import cert_facts, usable
+from tlsa_manager.records import Tlsa, Usage
 
 
 @dataclass(frozen=True)
@@ -30,17 +28,6 @@ class Match:
     ok: bool
     detail: str
     record: Tlsa | None = None
-
-
-def usable(records: Sequence[Tlsa]) -> list[Tlsa]:
-    """Usable records after digest agility: usages 2/3, strongest digest per (usage, selector)."""
-    candidates = [r for r in records if r.usage in (Usage.DANE_TA, Usage.DANE_EE)]
-    best: dict[tuple[Usage, Selector], MatchingType] = {}
-    for r in candidates:
-        key = (r.usage, r.selector)
-        if key not in best or _STRENGTH[r.mtype] > _STRENGTH[best[key]]:
-            best[key] = r.mtype
-    return [r for r in candidates if best[(r.usage, r.selector)] == r.mtype]
 
 
 def _matches(cert: x509.Certificate, record: Tlsa) -> bool:
