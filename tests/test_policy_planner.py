@@ -281,6 +281,17 @@ def test_unknown_history_keeps_gate_closed_and_unreachable_server_too() -> None:
     assert p.gates[0].opens_at is None and "ns2 (no answer)" in p.gates[0].reason
 
 
+def test_unreadable_server_is_h7_as_in_check() -> None:
+    """One code per condition: a server that cannot be read is H7 (a lame server), as
+    `check` reports it, not H18 (servers that answer and disagree)."""
+    live = chain("live")
+    want = desired([live], issuers=ISSUERS).as_set()
+    p = make([live], owners=[owner_input(want, {"ns1": want, "ns2": None})])
+    unread = [h for h in p.hazards if "cannot read ns2" in h.message]
+    assert [(h.code, h.severity) for h in unread] == [("H7", "risk")]
+    assert not any(h.code == "H18" for h in p.hazards)
+
+
 def test_lowered_ttl_counts_with_old_value_and_negative_ttl_when_absent() -> None:
     live, staged = chain("live"), chain("staged", issuer="YE2")
     want = desired([live], [staged], issuers=ISSUERS).as_set()

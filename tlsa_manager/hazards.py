@@ -64,7 +64,8 @@ class Kind:
 
     def hazard(self, message: str, fix: str, owner: str = "", severity: Severity | None = None) -> Hazard:
         """A finding of this kind (at the usual severity unless ``severity`` is given)."""
-        assert not self.retired, f"{self.code} is retired"
+        if self.retired:
+            raise ValueError(f"{self.code} is retired: {self.retired}")
         return Hazard(self.code, severity or self.severity, message, fix, owner)
 
 
@@ -167,10 +168,11 @@ SHARED_KEY = Kind(
     "H21", _R, "every MX host uses the same key", "give each MX host its own key", "TBX",
 )
 NEXT_KEY_UNSTAGED = Kind(
-    "H22", _R, "the next key cannot be pre-published (certbot --new-key with no staging)",
+    "H22", _R, "the next key cannot be pre-published (certbot `--new-key` without staging)",
     "-", "CB; D2",
-    retired="never a state here: the hook stages every renewed chain and the planner gates it "
-    "until its records are in every cache (next keys are pre-published), docs/hooks.md",
+    retired="never a state with tlsa-manager: the hook stages every renewed chain, and the "
+    "planner keeps a new key staged until its records are in every cache (docs/hooks.md); "
+    "next keys (`auto_next_keys`, `key next`) are pre-published, docs/key-rollover.md",
 )
 TTL_INCONSISTENT = Kind(
     "H23", _I, "the TTL differs between servers or changed recently; waits use the largest",
@@ -227,7 +229,7 @@ def markdown() -> str:
         for k in CATALOG
         if not k.retired
     ]
-    retired = [f"- **{k.code}** ({_cell(k.meaning)}): retired, {k.retired}." for k in CATALOG if k.retired]
+    retired = [f"- **{k.code}**, {k.meaning}: retired, {k.retired}." for k in CATALOG if k.retired]
     return "\n".join(
         [
             "# Hazard codes",
