@@ -55,10 +55,10 @@ class Kind:
 
     code: str
     severity: Severity
+    escalation: str
     meaning: str
     fix: str
     source: str
-    escalation: str = ""
     #: why the state is no longer reported (the code stays reserved)
     retired: str = ""
 
@@ -72,129 +72,172 @@ class Kind:
 # fmt: off
 _F, _R, _I = Severity.FATAL, Severity.RISK, Severity.INFO
 
+# One layout for every row: code, usual severity, escalation; meaning; fix; source.
+
 LIVE_UNMATCHED = Kind(
-    "H1", _F, "a live chain, on any address or algorithm, matches no usable record",
-    "publish its 3 1 1 record at once (tlsa-manager sync)", "RFC 7672 §3.2, §9.1",
+    "H1", _F, "",
+    "a live chain, on any address or algorithm, matches no usable record",
+    "publish its 3 1 1 record at once (tlsa-manager sync)",
+    "RFC 7672 §3.2, §9.1",
 )
 KIND_OFF_LIVE = Kind(
-    "H2", _F, "a record kind (usage, selector, matching type) matches only past or future chains",
-    "keep or add the live chain's record of that kind before anything else", "RFC 7671 §8",
+    "H2", _F, "",
+    "a record kind (usage, selector, matching type) matches only past or future chains",
+    "keep or add the live chain's record of that kind before anything else",
+    "RFC 7671 §8",
 )
 EE_WHOLE_CERT = Kind(
-    "H3", _R, '"3 0 x" published: it pins the whole certificate, which changes at every renewal',
-    'replace it with "3 1 1" (pre-publish 3 1 1, then remove it)', "VD-7022",
-    "fatal if it is the only kind",
+    "H3", _R, "fatal if it is the only kind",
+    '"3 0 x" published: it pins the whole certificate, which changes at every renewal',
+    'replace it with "3 1 1" (pre-publish 3 1 1, then remove it)',
+    "VD-7022",
 )
 TA_WHOLE_CERT = Kind(
-    "H4", _R, '"2 0 x" for a CA that cross-signs and reissues its certificates',
-    'use "2 1 1" instead', "VD-2019, VD-X3",
+    "H4", _R, "",
+    '"2 0 x" for a CA that cross-signs and reissues its certificates',
+    'use "2 1 1" instead',
+    "VD-2019, VD-X3",
 )
 DIGEST_AGILITY = Kind(
-    "H5", _F, "SHA2-512 records cover other keys than the SHA2-256 records of the same usage and selector",
-    "publish SHA2-512 for exactly the keys that have SHA2-256, or drop it", "RFC 7671 §9",
+    "H5", _F, "",
+    "SHA2-512 records cover other keys than the SHA2-256 records of the same usage and selector",
+    "publish SHA2-512 for exactly the keys that have SHA2-256, or drop it",
+    "RFC 7671 §9",
 )
 TLSA_INSECURE = Kind(
-    "H6", _I, "a TLSA RRset is published but the zone or its delegation is not signed: DANE is inert",
-    "sign the zone (and the delegation)", "RFC 7672 §2.2",
+    "H6", _I, "",
+    "a TLSA RRset is published but the zone or its delegation is not signed: DANE is inert",
+    "sign the zone (and the delegation)",
+    "RFC 7672 §2.2",
 )
 LOOKUP_FAILS = Kind(
-    "H7", _F, "a TLSA, MX or address lookup is bogus, its signatures are about to lapse, or an "
-    "authoritative server cannot be read (lame, unreachable, no valid answer)",
+    "H7", _F, "risk for signatures about to lapse and for a server that cannot be read",
+    "a TLSA, MX or address lookup is bogus or its signatures about to lapse, or a server cannot be read",
     "fix the signatures / DS of the zone; keep the signer running; repair or remove the server",
     "RFC 7672 §2.1.1-2.1.2; TBX",
-    "risk for signatures about to lapse and for a server that cannot be read",
 )
 MX_INSECURE = Kind(
-    "H8", _I, "the MX RRset or the MX host's A/AAAA is not DNSSEC-signed: senders do not apply DANE",
-    "sign the zone", "RFC 7672 §2.2.1-2.2.2",
+    "H8", _I, "",
+    "the MX RRset or the MX host's A/AAAA is not DNSSEC-signed: senders do not apply DANE",
+    "sign the zone",
+    "RFC 7672 §2.2.1-2.2.2",
 )
 TA_NOT_SENT = Kind(
-    "H9", _R, '"2 x x" for a certificate the server does not send (a root, a dropped cross-sign, '
-    "a chain without CA certificates)",
-    "pin the intermediates; serve fullchain.pem, not cert.pem", "RFC 7671 §5.2.2; VD-X1; LE-134172",
+    "H9", _R, "",
+    '"2 x x" for a certificate the server does not send (a root, a dropped cross-sign, no CA sent)',
+    "pin the intermediates; serve fullchain.pem, not cert.pem",
+    "RFC 7671 §5.2.2; VD-X1; LE-134172",
 )
 TA_NAME_OR_DATES = Kind(
-    "H10", _F, "DANE-TA matches, but the certificate does not name the MX host or a certificate "
-    "of the chain is outside its dates",
-    "the certificate must name the MX host and be within its dates", "RFC 7672 §3.2.2",
+    "H10", _F, "",
+    "DANE-TA matches, but the leaf does not name the MX host or the chain is outside its dates",
+    "the certificate must name the MX host and be within its dates",
+    "RFC 7672 §3.2.2",
 )
 RETIRED_CA = Kind(
-    "H11", _I, "records for a retired CA that no live chain uses",
-    "remove them once no live chain uses that CA (sync does this)", "VD-2021, VD-X3, LE-CERTS",
-    'fatal if they are the only "2 1 1" records',
+    "H11", _I, 'fatal if they are the only "2 1 1" records',
+    "records for a retired CA that no live chain uses",
+    "remove them once no live chain uses that CA (sync does this)",
+    "VD-2021, VD-X3, LE-CERTS",
 )
 ISSUER_MISSING = Kind(
-    "H12", _R, "an active or backup intermediate of a key type in use is missing from the DANE-TA records",
-    "add its 2 1 1 record (sync does this)", "LE-INT24, LE-GENY, LE-CERTS",
+    "H12", _R, "",
+    "an active or backup intermediate of a key type in use is missing from the DANE-TA records",
+    "add its 2 1 1 record (sync does this)",
+    "LE-INT24, LE-GENY, LE-CERTS",
 )
 TOO_MANY_RECORDS = Kind(
-    "H13", _R, "more records at one name than the budget (some senders fail above about 12)",
-    "drop retired issuers and unused key types, or raise budget", "VD-X3; RFC 7671 §10.1.1",
-    "fatal when the live chain's own records need more than the budget",
+    "H13", _R, "fatal when the live chain's own records need more than the budget",
+    "more records at one name than the budget (some senders fail above about 12)",
+    "drop retired issuers and unused key types, or raise budget",
+    "VD-X3; RFC 7671 §10.1.1",
 )
 PKIX_USAGE = Kind(
-    "H14", _I, "usage 0 or 1 records, which SMTP senders treat as unusable",
-    "remove them; use 3 1 1 / 2 1 1", "RFC 7672 §3.1.3, §2.2",
+    "H14", _I, "",
+    "usage 0 or 1 records, which SMTP senders treat as unusable",
+    "remove them; use 3 1 1 / 2 1 1",
+    "RFC 7672 §3.1.3, §2.2",
 )
 WRONG_OWNER = Kind(
-    "H15", _I, "TLSA at an owner senders never look up (not `_25._tcp.<mx-host>`), or at a name "
-    "that repeats its zone suffix",
-    "publish at _25._tcp.<mx-host>; write host names fully qualified", "RFC 7672 §2.2.3; B1",
-    "fatal for a doubled zone suffix (a missing trailing dot)",
+    "H15", _I, "fatal for a doubled zone suffix (a missing trailing dot)",
+    "TLSA at an owner senders never look up (not `_25._tcp.<mx-host>`, or a doubled zone suffix)",
+    "publish at _25._tcp.<mx-host>; write host names fully qualified",
+    "RFC 7672 §2.2.3; B1",
 )
 CNAME_MX = Kind(
-    "H16", _R, "the MX host is a CNAME (RFC 2181 §10.3)",
-    "point the MX at the real host name", "RFC 7672 §2.2.2-2.2.3",
+    "H16", _R, "",
+    "the MX host is a CNAME (RFC 2181 §10.3)",
+    "point the MX at the real host name",
+    "RFC 7672 §2.2.2-2.2.3",
 )
 CNAME_OWNER = Kind(
-    "H17", _R, "the TLSA owner is a CNAME (to a shared RRset)",
-    "publish the TLSA RRset at the owner itself", "RFC 7672 §2.2.3; RFC 7671 §6",
+    "H17", _R, "",
+    "the TLSA owner is a CNAME (to a shared RRset)",
+    "publish the TLSA RRset at the owner itself",
+    "RFC 7672 §2.2.3; RFC 7671 §6",
 )
 SERVERS_DISAGREE = Kind(
-    "H18", _R, "the authoritative servers serve different TLSA RRsets (a lagging secondary); "
-    "deploy gates stay closed",
-    "fix zone transfers to the lagging server (NOTIFY, IXFR, allow-transfer, TSIG)", "F1",
-    "fatal if a version some server serves fails a live chain",
+    "H18", _R, "fatal if a version some server serves fails a live chain",
+    "the authoritative servers serve different TLSA RRsets (a lagging secondary); deploy gates stay closed",
+    "fix zone transfers to the lagging server (NOTIFY, IXFR, allow-transfer, TSIG)",
+    "F1",
 )
 KEY_TYPE_UNMATCHED = Kind(
-    "H19", _F, "RSA and ECDSA chains are live but the records cover only one of them",
-    "publish the 3 1 1 record of every live key (tlsa-manager sync)", "TBX; RFC 7671 §8",
+    "H19", _F, "",
+    "RSA and ECDSA chains are live but the records cover only one of them",
+    "publish the 3 1 1 record of every live key (tlsa-manager sync)",
+    "TBX; RFC 7671 §8",
 )
 NO_STARTTLS = Kind(
-    "H20", _F, "STARTTLS (or the port's TLS) is not offered while TLSA is published",
-    "enable STARTTLS for every client", "RFC 7672 §2.2, §9.2",
+    "H20", _F, "",
+    "STARTTLS (or the port's TLS) is not offered while TLSA is published",
+    "enable STARTTLS for every client",
+    "RFC 7672 §2.2, §9.2",
 )
 SHARED_KEY = Kind(
-    "H21", _R, "every MX host uses the same key", "give each MX host its own key", "TBX",
+    "H21", _R, "",
+    "every MX host uses the same key",
+    "give each MX host its own key",
+    "TBX",
 )
 NEXT_KEY_UNSTAGED = Kind(
-    "H22", _R, "the next key cannot be pre-published (certbot `--new-key` without staging)",
-    "-", "CB; D2",
-    retired="never a state with tlsa-manager: the hook stages every renewed chain, and the "
-    "planner keeps a new key staged until its records are in every cache (docs/hooks.md); "
-    "next keys (`auto_next_keys`, `key next`) are pre-published, docs/key-rollover.md",
+    "H22", _R, "",
+    "the next key cannot be pre-published (certbot `--new-key` without staging)",
+    "-",
+    "CB; D2",
+    retired="never a state with tlsa-manager: the hook stages every renewed chain, and the planner "
+    "keeps a new key staged until its records are in every cache (docs/hooks.md); next keys "
+    "(`auto_next_keys`, `key next`) are pre-published, docs/key-rollover.md",
 )
 TTL_INCONSISTENT = Kind(
-    "H23", _I, "the TTL differs between servers or changed recently; waits use the largest",
-    "keep one TTL and change it as a step of its own", "RFC 2136 §7.12; F3",
+    "H23", _I, "",
+    "the TTL differs between servers or changed recently; waits use the largest",
+    "keep one TTL and change it as a step of its own",
+    "RFC 2136 §7.12; F3",
 )
 STAGED_MISMATCH = Kind(
-    "H24", _R, "the staged key and certificate do not match, or the staged chain does not verify "
-    "(blocks its deploy)",
-    "stage a certificate that matches its key and verifies", "DB-T, DB-S",
+    "H24", _R, "",
+    "the staged key and certificate do not match, or the staged chain does not verify (blocks its deploy)",
+    "stage a certificate that matches its key and verifies",
+    "DB-T, DB-S",
 )
 EMPTY_RRSET = Kind(
-    "H25", _F, "a change would leave the RRset empty (refused: nothing is removed)",
-    "check the configuration: the host has no live key?", "E1, E6",
+    "H25", _F, "",
+    "a change would leave the RRset empty (refused: nothing is removed)",
+    "check the configuration: the host has no live key?",
+    "E1, E6",
 )
 STALE_CATALOG = Kind(
-    "H26", _R, "a live or staged Let's Encrypt chain whose issuer the catalog does not know",
-    "run 'tlsa-manager catalog update' (the timer does it daily)", "LE-CERTS; issue 18",
+    "H26", _R, "",
+    "a live or staged Let's Encrypt chain whose issuer the catalog does not know",
+    "run 'tlsa-manager catalog update' (the timer does it daily)",
+    "LE-CERTS; issue 18",
 )
 MTA_OTHER_CHAIN = Kind(
-    "H27", _R, "the MTA presents a chain other than the configured live file (blocks deploys of "
-    "that key type; its records are published and kept)",
-    "point the MTA at the configured certificate file and reload it", "issue 18",
+    "H27", _R, "",
+    "the MTA presents another chain than the configured live file (deploys of that key type wait)",
+    "point the MTA at the configured certificate file and reload it",
+    "issue 18",
 )
 
 #: every kind, in code order; docs/hazards.md is this table

@@ -27,6 +27,7 @@ from tlsa_manager.hazards import (
     TA_WHOLE_CERT,
     TOO_MANY_RECORDS,
     Hazard,
+    Kind,
     Severity,
 )
 from tlsa_manager.policy import IssuerFacts, catalog_key_types, group_by_kind
@@ -54,6 +55,10 @@ class Context:
     def everything(self) -> tuple[ChainFacts, ...]:
         return (*self.live, *self.staged, *self.next_keys)
 
+    def finding(self, kind: Kind, message: str, fix: str, severity: Severity | None = None) -> list[Hazard]:
+        """One finding at this owner, as the list a rule returns."""
+        return [kind.hazard(message, fix, self.owner, severity)]
+
 
 Rule = Callable[[Context], list[Hazard]]
 KindRule = Callable[[Context, Params, frozenset[Tlsa]], list[Hazard]]
@@ -78,40 +83,35 @@ def kind_off_live(ctx: Context, kind: Params, group: frozenset[Tlsa]) -> list[Ha
     if not ctx.live or any(c.matching(kind) & group for c in ctx.live):
         return []
     text = params_text(kind)
-    return [
-        KIND_OFF_LIVE.hazard(
-            f'"{text}" records match only past or future chains, not the live one',
-            f'add the "{text}" record of the live chain before anything else',
-            ctx.owner,
-        )
-    ]
+    return ctx.finding(
+        KIND_OFF_LIVE,
+        f'"{text}" records match only past or future chains, not the live one',
+        f'add the "{text}" record of the live chain before anything else',
+    )
 
 
-def ee_whole_cert(ctx: Context, kind: Params, group: frozenset[Tlsa]) -> list[Hazard]:
-    """H3: "3 0 x" changes at every renewal (fatal when it is the only kind)."""
-    if kind[0] is not Usage.DANE_EE or kind[1] is not Selector.CERT:
+def whole_cert(ctx: Context, kind: Params, group: frozenset[Tlsa]) -> list[Hazard]:
+    """H3 / H4: selector 0 pins a whole certificate.  The leaf's ("3 0 x") changes at every
+    renewal (fatal when it is the only kind); a CA's ("2 0 x") when it is cross-signed or
+    reissued with the same key."""
+    usage, selector, _ = kind
+    if selector is not Selector.CERT:
         return []
-    return [
-        EE_WHOLE_CERT.hazard(
-            f'"{params_text(kind)}" pins the whole certificate, which changes at every renewal',
+    text = params_text(kind)
+    if usage is Usage.DANE_EE:
+        return ctx.finding(
+            EE_WHOLE_CERT,
+            f'"{text}" pins the whole certificate, which changes at every renewal',
             'replace it with "3 1 1" (pre-publish 3 1 1, then remove it)',
-            ctx.owner,
             Severity.FATAL if len(ctx.groups) == 1 else Severity.RISK,
         )
-    ]
-
-
-def ta_whole_cert(ctx: Context, kind: Params, group: frozenset[Tlsa]) -> list[Hazard]:
-    """H4: "2 0 x" pins one certificate of a CA that cross-signs and reissues."""
-    if kind[0] is not Usage.DANE_TA or kind[1] is not Selector.CERT:
-        return []
-    return [
-        TA_WHOLE_CERT.hazard(
-            f'"{params_text(kind)}" pins one certificate of a CA that cross-signs and reissues',
+    if usage is Usage.DANE_TA:
+        return ctx.finding(
+            TA_WHOLE_CERT,
+            f'"{text}" pins one certificate of a CA that cross-signs and reissues',
             'use "2 1 1" instead',
-            ctx.owner,
         )
-    ]
+    return []
 
 
 def pkix_usage(ctx: Context, kind: Params, group: frozenset[Tlsa]) -> list[Hazard]:
@@ -119,13 +119,11 @@ def pkix_usage(ctx: Context, kind: Params, group: frozenset[Tlsa]) -> list[Hazar
     usage = kind[0]
     if usage not in (Usage.PKIX_TA, Usage.PKIX_EE):
         return []
-    return [
-        PKIX_USAGE.hazard(
-            f'"{params_text(kind)}" uses usage {int(usage)}, which SMTP senders treat as unusable',
-            "remove it; use 3 1 1 / 2 1 1",
-            ctx.owner,
-        )
-    ]
+    return ctx.finding(
+        PKIX_USAGE,
+        f'"{params_text(kind)}" uses usage {int(usage)}, which SMTP senders treat as unusable',
+        "remove it; use 3 1 1 / 2 1 1",
+    )
 
 
 def digest_agility(ctx: Context, kind: Params, group: frozenset[Tlsa]) -> list[Hazard]:
@@ -139,13 +137,11 @@ def digest_agility(ctx: Context, kind: Params, group: frozenset[Tlsa]) -> list[H
     covered_256 = {c.label for c in ctx.everything if c.matching(sha256) & weaker}
     if covered_512 == covered_256:
         return []
-    return [
-        DIGEST_AGILITY.hazard(
-            f'"{params_text(kind)}" and "{int(usage)} {int(selector)} 1" cover different keys',
-            "publish SHA2-512 for exactly the keys that have SHA2-256, or drop it",
-            ctx.owner,
-        )
-    ]
+    return ctx.finding(
+        DIGEST_AGILITY,
+        f'"{params_text(kind)}" and "{int(usage)} {int(selector)} 1" cover different keys',
+        "publish SHA2-512 for exactly the keys that have SHA2-256, or drop it",
+    )
 
 
 def per_kind(*rules: KindRule) -> Rule:
@@ -217,19 +213,17 @@ def over_budget(ctx: Context) -> list[Hazard]:
     """H13: more records at one name than some senders accept."""
     if len(ctx.records) <= ctx.budget:
         return []
-    return [
-        TOO_MANY_RECORDS.hazard(
-            f"{len(ctx.records)} records at one name; some senders fail above about {ctx.budget}",
-            "drop retired issuers and unused key types",
-            ctx.owner,
-        )
-    ]
+    return ctx.finding(
+        TOO_MANY_RECORDS,
+        f"{len(ctx.records)} records at one name; some senders fail above about {ctx.budget}",
+        "drop retired issuers and unused key types",
+    )
 
 
 #: the rules, in the order their findings are reported
 RULES: tuple[Rule, ...] = (
     live_unmatched,
-    per_kind(kind_off_live, ee_whole_cert, ta_whole_cert, pkix_usage, digest_agility),
+    per_kind(kind_off_live, whole_cert, pkix_usage, digest_agility),
     root_pinned,
     retired_ca,
     issuer_missing,
