@@ -3,6 +3,7 @@
 RFC 7671 / RFC 7672 as a DANE SMTP client applies them:
 - only usages 2 (DANE-TA) and 3 (DANE-EE) are usable; 0/1 are ignored (RFC 7672 §3.1.3);
 - for each (usage, selector) only the strongest matching type present counts (RFC 7671 §9);
+  both rules are :func:`tlsa_manager.facts.usable`, the planner's too;
 - DANE-EE: the leaf's certificate or SPKI matches; no name or date checks (§5.1);
 - DANE-TA: a certificate the server actually sent matches and becomes the trust anchor;
   the chain from the leaf up to it must verify by signature, the leaf must name the MX
