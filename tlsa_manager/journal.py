@@ -17,7 +17,7 @@ from tlsa_manager.clock import future as clock_future
 from tlsa_manager.clock import step as clock_step
 from tlsa_manager.errors import TlsaManagerError
 from tlsa_manager.facts import ChainFacts
-from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
 from tlsa_manager.observations import History
 from tlsa_manager.plans import chain_identity
 from tlsa_manager.ports import HostPorts, HostSettings, Member, Save, SyncReport
@@ -38,9 +38,7 @@ def unconfirmed(ledger: LedgerData, host: str) -> tuple[ChainFacts, ...]:
 def mismatch_hazards(ledger: LedgerData, host: str) -> tuple[Hazard, ...]:
     """H27: the MTA presents a chain other than the configured live file (blocks deploys)."""
     return tuple(
-        Hazard(
-            "H27",
-            Severity.RISK,
+        MTA_OTHER_CHAIN.hazard(
             f"the MTA presents {chain.label}, not the configured live {entry.deployed.label}; "
             f"its records stay and no {chain.key_type.upper()} deploy happens until it presents that file",
             "point the MTA at the configured certificate file and reload it (or fix cert/certs)",
