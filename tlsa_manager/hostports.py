@@ -292,7 +292,7 @@ class LivePorts:
 
     def zone_of(self, owner: dns.name.Name) -> tuple[str, str]:
         """Hosts of one provider under one parent domain share a change set."""
-        return self.spec.provider, owner.parent().parent().parent().to_text()
+        return self.spec.provider, dns.name.Name(owner.labels[3:]).to_text()  # parent of the host
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         return self.provider.read(owners)
@@ -351,7 +351,7 @@ class LivePorts:
         if self.spec.negative_ttl is not None:
             return self.spec.negative_ttl
         view = self.view()
-        zone = self.owners[0].parent().parent().parent()
+        zone = dns.name.Name(self.owners[0].labels[3:])  # the host's parent domain
         if view is None:
             return 0
         values = [self.shared.negative_ttl(e, zone) for e in view.endpoints]
