@@ -274,6 +274,10 @@ def spki_sha256(key: PublicKeyTypes) -> str:
     return hashlib.sha256(spki_der(key)).hexdigest()
 
 
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_SERVICE_LABEL = re.compile(r"[A-Za-z0-9-]{1,62}")
+
+
 @functools.lru_cache(maxsize=65536)
 def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Name:
     """``_25._tcp.<host>.``, the TLSA owner of RFC 7672 §2.2.3 (always absolute).
@@ -285,11 +289,18 @@ def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Nam
 
     if not 1 <= port <= 65535:
         raise UsageError(f"port {port} is outside 1-65535", "SMTP servers use port 25")
+    if _SERVICE_LABEL.fullmatch(protocol):
+        # the labels as they are: what from_text gives for "_25._tcp", without its tokenizer
+        return dns.name.Name((f"_{port}".encode(), f"_{protocol}".encode(), *host_name(host).labels))
     return dns.name.from_text(f"_{port}._{protocol}", origin=None).concatenate(host_name(host))
 
 
+@functools.lru_cache(maxsize=65536)
 def host_name(host: str) -> dns.name.Name:
-    """Parse and check a host name: letters, digits, hyphens, dots; absolute result."""
+    """Parse and check a host name: letters, digits, hyphens, dots; absolute result.
+
+    Cached: the configuration checks every host's name and the run then builds its
+    owner names from it (dnspython names are immutable, so one object is shared)."""
     import dns.exception
     import dns.name
 
@@ -298,18 +309,13 @@ def host_name(host: str) -> dns.name.Name:
         raise UsageError("the host name is empty", "give the MX host name, e.g. mail.example.com")
     labels = text.rstrip(".").split(".")
     for label in labels:
-        if (
-            not label
-            or len(label) > 63
-            or label.startswith("-")
-            or label.endswith("-")
-            or not all(c.isascii() and (c.isalnum() or c == "-") for c in label)
-        ):
+        if not _LABEL.fullmatch(label):
             raise UsageError(
                 f"{host!r} is not a valid DNS host name",
                 "use letters, digits and hyphens between dots, e.g. mail.example.com",
             )
     try:
-        return dns.name.from_text(text.rstrip(".") + ".")
+        # every label is ASCII letters, digits and hyphens: nothing for from_text to unescape
+        return dns.name.Name((*(label.encode() for label in labels), b""))
     except dns.exception.DNSException as exc:
         raise UsageError(f"{host!r} is not a valid DNS host name ({exc})", "shorten it") from None
