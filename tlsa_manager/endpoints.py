@@ -148,7 +148,9 @@ def _pipeline(
             position = 0
             while position < len(todo) or inflight:
                 batch = []
-                while position < len(todo) and len(inflight) < window:
+                # refill once half the window is answered: one send per 32 queries, not per answer
+                refill = len(inflight) <= window // 2
+                while refill and position < len(todo) and len(inflight) < window:
                     index = todo[position]
                     qid = index % 65536
                     while qid in inflight:
