@@ -169,9 +169,16 @@ class Tlsa:
     @classmethod
     def from_text(cls, text: str) -> Tlsa:
         """Parse ``"3 1 1 <hex>"`` (any case, spaces in the hex allowed)."""
+        known = _PLAIN_TEXT.get(text)
+        if known is not None:  # the ledger holds the same few issuer records for every host
+            return known
         plain = _PLAIN.fullmatch(text)
         if plain:  # the form the ledger and tlsa-manager write: no tokenizer needed
-            return _plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower())
+            record = _plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower())
+            if len(_PLAIN_TEXT) >= 65536:
+                _PLAIN_TEXT.clear()
+            _PLAIN_TEXT[text] = record
+            return record
         import dns.exception
         import dns.rdata
         import dns.rdataclass
@@ -191,6 +198,7 @@ class Tlsa:
 
 
 _PLAIN = re.compile(r"\s*([0-3]) ([01]) ([0-2]) ((?:[0-9a-fA-F]{2})+)\s*")
+_PLAIN_TEXT: dict[str, Tlsa] = {}
 
 
 @functools.lru_cache(maxsize=65536)
@@ -274,6 +282,36 @@ def spki_sha256(key: PublicKeyTypes) -> str:
     return hashlib.sha256(spki_der(key)).hexdigest()
 
 
+def hashed_name(labels: tuple[bytes, ...]) -> dns.name.Name:
+    """A dnspython name that computes its hash once.
+
+    dnspython hashes a name by a Python loop over every byte, on every dict lookup; a
+    fleet run looks its owner names up (views, published RRsets, plans) tens of
+    thousands of times.  Equal to, and hashing like, the plain name of the same labels.
+    """
+    return _name_class()(labels)
+
+
+@functools.cache
+def _name_class() -> type[dns.name.Name]:
+    import dns.name
+
+    class HashedName(dns.name.Name):
+        __slots__ = ("_hash",)
+
+        def __init__(self, labels: tuple[bytes, ...]) -> None:
+            super().__init__(labels)
+            object.__setattr__(self, "_hash", dns.name.Name.__hash__(self))
+
+        def __hash__(self) -> int:
+            return self._hash  # type: ignore[attr-defined,no-any-return]
+
+        def __reduce__(self) -> tuple[type[dns.name.Name], tuple[tuple[bytes, ...]]]:
+            return dns.name.Name, (self.labels,)  # pickles and copies as the plain name
+
+    return HashedName
+
+
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _SERVICE_LABEL = re.compile(r"[A-Za-z0-9-]{1,62}")
 
@@ -291,7 +329,7 @@ def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Nam
         raise UsageError(f"port {port} is outside 1-65535", "SMTP servers use port 25")
     if _SERVICE_LABEL.fullmatch(protocol):
         # the labels as they are: what from_text gives for "_25._tcp", without its tokenizer
-        return dns.name.Name((f"_{port}".encode(), f"_{protocol}".encode(), *host_name(host).labels))
+        return hashed_name((f"_{port}".encode(), f"_{protocol}".encode(), *host_name(host).labels))
     return dns.name.from_text(f"_{port}._{protocol}", origin=None).concatenate(host_name(host))
 
 
@@ -316,6 +354,6 @@ def host_name(host: str) -> dns.name.Name:
             )
     try:
         # every label is ASCII letters, digits and hyphens: nothing for from_text to unescape
-        return dns.name.Name((*(label.encode() for label in labels), b""))
+        return hashed_name((*(label.encode() for label in labels), b""))
     except dns.exception.DNSException as exc:
         raise UsageError(f"{host!r} is not a valid DNS host name ({exc})", "shorten it") from None
