@@ -136,17 +136,13 @@ class Tlsa:
         return _rdata(self)
 
     def _make_rdata(self) -> dns.rdata.Rdata:
-        import dns.rdata
         import dns.rdataclass
         import dns.rdatatype
+        from dns.rdtypes.ANY.TLSA import TLSA
 
-        return dns.rdata.from_wire(
-            dns.rdataclass.IN,
-            dns.rdatatype.TLSA,
-            bytes([self.usage, self.selector, self.mtype]) + self.data,
-            0,
-            3 + len(self.data),
-        )
+        # the class from_wire would pick, built from the fields (no wire parser per record)
+        fields = (int(self.usage), int(self.selector), int(self.mtype), self.data)
+        return TLSA(dns.rdataclass.IN, dns.rdatatype.TLSA, *fields)  # type: ignore[no-untyped-call]
 
     def to_text(self) -> str:
         """Presentation format, lower-case hex in one piece: ``3 1 1 ab12...``."""

@@ -10,6 +10,7 @@ here straight from the bytes.  Signatures are still checked by dnspython
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -69,8 +70,10 @@ class Reply:
         return [r for r in self.records(owner, TYPE_RRSIG) if struct.unpack_from("!H", r.rdata)[0] == covered]
 
 
+@functools.lru_cache(maxsize=65536)
 def labels(name: dns.name.Name) -> Labels:
-    """The lower-case labels of an absolute name, as :func:`parse` returns them."""
+    """The lower-case labels of an absolute name, as :func:`parse` returns them (asked for
+    every answer of a run, for the same owner names: remembered)."""
     return tuple(label.lower() for label in name.labels if label)
 
 
