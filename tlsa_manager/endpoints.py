@@ -151,7 +151,9 @@ def _pipeline(
             position = 0
             while position < len(todo) or inflight:
                 batch = []
-                while position < len(todo) and len(inflight) < window:
+                # refill once half the window is answered: one send per 32 queries, not per answer
+                refill = len(inflight) <= window // 2
+                while refill and position < len(todo) and len(inflight) < window:
                     index = todo[position]
                     qid = index % 65536
                     while qid in inflight:
@@ -209,8 +211,10 @@ def host_of(owner: dns.name.Name) -> dns.name.Name:
 
 def parent_domain(owner: dns.name.Name) -> dns.name.Name:
     """The parent of the owner's host: where its zone is assumed to be when nothing better
-    is known (the unit of a change set, the SOA asked for a negative TTL)."""
-    return host_of(owner).parent()
+    is known (the unit of a change set, the SOA asked for a negative TTL).  Sliced from the
+    labels, not three ``parent()`` calls: a fleet asks this for every owner (issue 14)."""
+    labels = owner.labels
+    return dns.name.Name(labels[3:] if labels and labels[0].startswith(b"_") else labels[1:])
 
 
 def enclosing(owner: dns.name.Name, lookup: Callable[[str], _T | None], *, tld: bool = False) -> _T | None:
@@ -247,8 +251,10 @@ def zone_of_reply(name: dns.name.Name, reply: object) -> dns.name.Name | None:
     if not isinstance(reply, wire.Reply) or not reply.authoritative:
         return None
     for record in reply.answer + reply.authority:
+        if record.rdtype != wire.TYPE_SOA:
+            continue  # no name object for the records an SOA is looked for among
         apex = dns.name.Name((*record.name, b""))
-        if record.rdtype == wire.TYPE_SOA and name.is_subdomain(apex):
+        if name.is_subdomain(apex):
             return apex
     return None
 
