@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -27,7 +27,7 @@ class ClockSample:
     boot_id: str
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"wall": self.wall, "boot": self.boot, "boot_id": self.boot_id}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any] | None) -> ClockSample | None:

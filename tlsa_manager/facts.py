@@ -9,12 +9,12 @@ match a CA certificate the server actually sends.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tlsa_manager.certs import Chain, is_self_signed, key_type, subject_text
+from tlsa_manager.memo import memo_method
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -37,7 +37,7 @@ class CertFacts:
     def selected(self, selector: Selector) -> bytes | None:
         return self.spki_der if selector is Selector.SPKI else self.cert_der
 
-    @functools.cache  # noqa: B019 - frozen value objects; the planner asks again and again
+    @memo_method  # frozen value objects; the planner asks again and again
     def record(self, params: Params) -> Tlsa | None:
         usage, selector, mtype = params
         content = self.selected(selector)
@@ -70,7 +70,7 @@ class ChainFacts:
     def leaf_id(self) -> bytes:
         return self.leaf.spki_der
 
-    @functools.cache  # noqa: B019
+    @memo_method
     def matching(self, params: Params) -> frozenset[Tlsa]:
         """Every record of this kind that would authenticate this chain."""
         usage = params[0]

@@ -20,6 +20,7 @@ from tlsa_manager.derive import DEFAULT_KINDS
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
 from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.memo import memo_method
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -43,11 +44,11 @@ class IssuerFacts:
     status: str
     certs: tuple[CertFacts, ...]
 
-    @functools.cache  # noqa: B019 - frozen value object, asked on every plan
+    @memo_method  # frozen value object, asked on every plan
     def records(self, params: Params) -> frozenset[Tlsa]:
         return frozenset(r for c in self.certs if (r := c.record(params)) is not None)
 
-    @functools.cache  # noqa: B019
+    @memo_method
     def records_of(self, kinds: frozenset[Params]) -> frozenset[Tlsa]:
         """Its records of every kind in ``kinds`` (lint asks this for each plan)."""
         return frozenset(r for k in kinds for r in self.records(k))
