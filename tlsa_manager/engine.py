@@ -43,6 +43,7 @@ import dns.name
 
 from tlsa_manager.clock import ClockSample
 from tlsa_manager.clock import future as clock_future
+from tlsa_manager.clock import signed_future as clock_signed_future
 from tlsa_manager.clock import step as clock_step
 from tlsa_manager.errors import ProviderConflict, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, chain_from_json, chain_to_json
@@ -218,12 +219,9 @@ def plan_members(
     chains: dict[str, HostChains] = {}
     for member in members:
         try:
-            found = member.ports.chains()
+            chains[member.settings.host] = _host_chains(member, ledger)
         except TlsaManagerError as exc:
             _fail(member, exc)
-            continue
-        extra = unconfirmed(ledger, member.settings.host)
-        chains[member.settings.host] = HostChains(found.live + extra, found.staged, found.next_keys)
     ready = [m for m in members if m.settings.host in chains]
     owners = [o for m in ready for o in m.settings.owners]
     published: dict[dns.name.Name, RRset] = {}
@@ -244,10 +242,19 @@ def plan_members(
         if problem is not None:
             _fail(member, problem)
             continue
+        if record and _clock_behind_dns(member, views, ledger):
+            chains[settings.host] = _host_chains(member, ledger)  # with what the probe journalled
         plans[settings.host] = _plan_host(
             settings, chains[settings.host], member.ports.now(), published, views, ledger, record
         )
     return plans
+
+
+def _host_chains(member: Member, ledger: LedgerData) -> HostChains:
+    """The host's chains, the live ones with those the MTA may still present (journal)."""
+    found = member.ports.chains()
+    extra = unconfirmed(ledger, member.settings.host)
+    return HostChains(found.live + extra, found.staged, found.next_keys)
 
 
 def _plan_host(
@@ -512,11 +519,43 @@ def begin_run(settings: HostSettings, ports: HostPorts, ledger: LedgerData, repo
     )
     host.clock = sample.as_json()
     if why:
-        report.notes.append(f"{why}: the history starts again; gates wait as after a lost ledger")
-        for rec in host.owners.values():
-            rec.history = History()
+        _restart_history(ledger, settings.host, why, report)
     if existed and not why:
         return
+    _probe_after_restart(settings, ports, ledger, report, sample.wall)
+
+
+HISTORY_RESTARTS = "the history starts again; gates wait as after a lost ledger"
+
+
+def _restart_history(ledger: LedgerData, host: str, why: str, report: SyncReport) -> None:
+    report.notes.append(f"{why}: {HISTORY_RESTARTS}")
+    for rec in ledger.host(host).owners.values():
+        rec.history = History()
+
+
+def _clock_behind_dns(member: Member, views: Views, ledger: LedgerData) -> bool:
+    """A clock behind the DNS's signers (an RRSIG made after our "now") is a step not
+    yet taken: the history restarts before anything is planned on it (once a run).
+    True when it restarted (the probe may have journalled what the MTA presents)."""
+    settings, report = member.settings, member.report
+    if any(HISTORY_RESTARTS in note for note in report.notes):
+        return False
+    signed = [v.signed_at for o in settings.owners for v in views.get(o, ()) if v.signed_at is not None]
+    now = member.ports.now()
+    why = clock_signed_future(signed, now, settings.slack)
+    if not why:
+        return False
+    _restart_history(ledger, settings.host, why, report)
+    _probe_after_restart(settings, member.ports, ledger, report, now)
+    return True
+
+
+def _probe_after_restart(
+    settings: HostSettings, ports: HostPorts, ledger: LedgerData, report: SyncReport, wall: float
+) -> None:
+    """With no history: what does the MTA present (journalled if not the live file)?"""
+    host = ledger.host(settings.host)
     found = ports.presented()
     if found is None:
         host.unverified = True
@@ -537,7 +576,7 @@ def begin_run(settings: HostSettings, ports: HostPorts, ledger: LedgerData, repo
         host.deploys[f"{PRESENTED} ({chain.key_type})"] = {
             "deployed": chain_to_json(same[0]),
             "previous": [chain_to_json(replace(chain, label=f"{chain.key_type} chain {PRESENTED}"))],
-            "since": sample.wall,
+            "since": wall,
         }
 
 
