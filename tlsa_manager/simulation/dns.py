@@ -118,6 +118,8 @@ class Dns:
         self.clock = start
         self.serial = itertools.count(1)
         self.primary = Version(frozenset(), ttl, 0)
+        #: serial -> when the primary published (and signed) it, true time
+        self.published: dict[int, float] = {0: start}
         self.servers = {name: Server(name, lag) for name, lag in servers.items()}
         for server in self.servers.values():
             server.serve(self.primary, start)
@@ -138,6 +140,7 @@ class Dns:
     def publish(self, records: frozenset[Tlsa], ttl: int, budget: int) -> None:
         """A new version at the primary; each server serves it after its lag (or when resumed)."""
         self.primary = Version(records, ttl, next(self.serial))
+        self.published[self.primary.serial] = self.clock
         for server in self.servers.values():
             if server.stopped:
                 server.held = self.primary

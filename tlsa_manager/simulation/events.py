@@ -40,6 +40,7 @@ EVENTS = (
     "stage-race",
     "mta-fixed",
     "interleave",
+    "reboot",
 )
 
 
@@ -97,6 +98,10 @@ def dispatch(world: World, event: dict[str, Any]) -> None:
     elif kind == "clock-step":
         world.skew += float(event["seconds"])
         world.log(f"the host clock steps by {event['seconds']:+.0f} s (now off by {world.skew:+.0f} s)")
+    elif kind == "reboot":
+        world.boot_id = f"boot-{int(world.boot_id.rsplit('-', 1)[-1]) + 1}"
+        world.booted = world.clock
+        world.log("the host reboots (the boot-time clock starts again)")
     elif kind == "lose-reply":
         world.lose_reply_next = True
     elif kind == "partial-write":

@@ -46,6 +46,7 @@ class Instance:
         can_probe: bool = True,
         unobserved: bool = False,
         propagation_delay: float | None = None,
+        signer_backdate: float | None = None,
         dns: Dns | None = None,
         name: str = "",
     ) -> None:
@@ -109,6 +110,11 @@ class Instance:
         #: the host clock runs ``skew`` seconds off the true time (steps change it)
         self.skew = skew
         self.boot_id = "boot-1"
+        #: true time of the last boot (the boot-time clock counts from it)
+        self.booted = self.dns.t0
+        #: the zone is signed, each RRSIG's inception this long before the signing
+        #: (BIND: 3600 s); the engine compares it with the host clock.  None: unsigned
+        self.signer_backdate = signer_backdate
         #: the MTA can be probed on its own port (``probe`` configured)
         self.can_probe = can_probe
         #: this instance's MTA gets mail (a peer: once its first records are everywhere)

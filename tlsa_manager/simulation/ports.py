@@ -66,8 +66,16 @@ class InstancePorts(Instance):
             if server.down or version is None:
                 views.append(ServerView(server.name, None, None, "timeout"))
             else:
+                signed = None
+                if self.signer_backdate is not None:  # a signed zone: re-signed when it changes
+                    signed = self.dns.published[version.serial] - self.signer_backdate
                 views.append(
-                    ServerView(server.name, version.records, version.ttl if version.records else None)
+                    ServerView(
+                        server.name,
+                        version.records,
+                        version.ttl if version.records else None,
+                        signed_at=signed,
+                    )
                 )
         return {o: tuple(views) for o in owners}
 
@@ -154,7 +162,7 @@ class InstancePorts(Instance):
         return tuple(self.serving.values()) if self.can_probe else None
 
     def read_clocks(self) -> ClockSample:
-        return ClockSample(self.clock + self.skew, self.clock - self.t0 + 1000.0, self.boot_id)
+        return ClockSample(self.clock + self.skew, self.clock - self.booted + 1000.0, self.boot_id)
 
     def now(self) -> float:
         return float(self.clock + self.skew)
