@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tlsa_manager.certs import Chain, is_self_signed, key_type, subject_text
-from tlsa_manager.memo import memo_method
+from tlsa_manager.memo import frozen_hash, memo_method
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -33,6 +33,9 @@ class CertFacts:
     spki_der: bytes
     cert_der: bytes | None = None
     name: str = ""
+
+    def __hash__(self) -> int:
+        return frozen_hash(self)
 
     def selected(self, selector: Selector) -> bytes | None:
         return self.spki_der if selector is Selector.SPKI else self.cert_der
@@ -65,6 +68,9 @@ class ChainFacts:
     #: whose issuer the catalog does not know means the catalog is stale (H26)
     leaf_issuer_cn: str = ""
     leaf_issuer_org: str = ""
+
+    def __hash__(self) -> int:
+        return frozen_hash(self)
 
     @property
     def leaf_id(self) -> bytes:

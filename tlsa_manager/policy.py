@@ -20,7 +20,7 @@ from tlsa_manager.derive import DEFAULT_KINDS
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
 from tlsa_manager.hazards import Hazard, Severity
-from tlsa_manager.memo import memo_method
+from tlsa_manager.memo import frozen_hash, memo_method, pure_cache
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -43,6 +43,9 @@ class IssuerFacts:
     key_type: str
     status: str
     certs: tuple[CertFacts, ...]
+
+    def __hash__(self) -> int:
+        return frozen_hash(self)
 
     @memo_method  # frozen value object, asked on every plan
     def records(self, params: Params) -> frozenset[Tlsa]:
@@ -157,6 +160,7 @@ def catalog_key_types(
     return frozenset(known)
 
 
+@pure_cache(maxsize=4096)  # the same chains and policy run after run
 def desired(
     live: Sequence[ChainFacts],
     staged: Sequence[ChainFacts] = (),
@@ -249,6 +253,7 @@ def group_by_kind(records: Iterable[Tlsa]) -> dict[Params, frozenset[Tlsa]]:
     return {k: frozenset(v) for k, v in groups.items()}
 
 
+@pure_cache(maxsize=4096)  # the same RRset and chains run after run
 def lint(
     records: frozenset[Tlsa],
     live: Sequence[ChainFacts],
