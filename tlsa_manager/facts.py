@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tlsa_manager.certs import Chain, is_self_signed, key_type, subject_text
+from tlsa_manager.certs import Chain, cert_spki, der, is_self_signed, key_type, subject_text
 from tlsa_manager.memo import frozen_hash, memo_method
 from tlsa_manager.records import (
     MatchingType,
@@ -123,22 +123,16 @@ def usable(records: Iterable[Tlsa]) -> list[Tlsa]:
 
 def cert_facts(cert: object) -> CertFacts:
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     assert isinstance(cert, x509.Certificate)
-    return CertFacts(
-        spki_der(cert.public_key()),
-        cert.public_bytes(serialization.Encoding.DER),
-        subject_text(cert),
-    )
+    return CertFacts(cert_spki(cert), der(cert), subject_text(cert))
 
 
 def facts_from_chain(chain: Chain, label: str, issuer_name: str | None = None) -> ChainFacts:
     """ChainFacts of a loaded chain (self-signed roots dropped: servers need not send them)."""
     if chain.key is None:
         raise ValueError("a chain without leaf or key has no facts")
-    bare_key = CertFacts(spki_der(chain.key), None, "(key)")
-    leaf = cert_facts(chain.leaf) if chain.leaf is not None else bare_key
+    leaf = cert_facts(chain.leaf) if chain.leaf is not None else CertFacts(spki_der(chain.key), None, "(key)")
     cas = tuple(cert_facts(c) for c in chain.cas if not is_self_signed(c))
     cn, org = _issuer_names(chain.leaf) if chain.leaf is not None else ("", "")
     return ChainFacts(
