@@ -15,8 +15,6 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import dns.name
-
 from tlsa_manager.records import Tlsa, owner_name
 
 if TYPE_CHECKING:
@@ -85,28 +83,9 @@ def dur(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-class _Owner(dns.name.Name):
-    """The owner name with its hash computed once.
-
-    dnspython hashes a name by looping over its characters in Python on every dict
-    lookup; the engine looks owners up a dozen times a run, and the simulation runs
-    millions.  Equal to, and hashing like, the plain name (only faster).
-    """
-
-    __slots__ = ("_hash",)
-    _hash: int
-
-    def __init__(self, name: dns.name.Name) -> None:
-        super().__init__(name.labels)
-        object.__setattr__(self, "_hash", super().__hash__())
-
-    def __hash__(self) -> int:
-        return self._hash
-
-
-#: one object for every world: caches keyed by the owner (``name_text``) then find
-#: it by identity, without dnspython's character-by-character comparison
-OWNER = _Owner(owner_name(HOST))
+#: one object for every world (``owner_name`` remembers it, hashed once): caches keyed
+#: by the owner (``name_text``) find it by identity, without dnspython's comparison
+OWNER = owner_name(HOST)
 
 
 class Dns:
