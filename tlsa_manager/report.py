@@ -100,7 +100,7 @@ def status_document(
                 "history_entries": len(rec.history.entries),
             }
         unconfirmed = [
-            {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
+            {"deployed": label, "since": iso(entry.since), "replaced": len(entry.previous)}
             for label, entry in (host.deploys.items() if host else ())
         ]
         item: dict[str, Any] = {
