@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from tlsa_manager.cli.common import emit_json, seconds, state_dir, warn
+from tlsa_manager.cli.common import Subparsers, emit_json, seconds, state_dir, warn
 from tlsa_manager.cli.main import CommandParser
 from tlsa_manager.errors import ExitCode, TlsaManagerError
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     csub = p.add_subparsers(dest="catalog_command", metavar="list|show|update", parser_class=CommandParser)
     csub.required = True

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from tlsa_manager.cli.common import bounded_int, emit_json, seconds, state_dir
+from tlsa_manager.cli.common import Subparsers, bounded_int, emit_json, seconds, state_dir
 from tlsa_manager.errors import ExitCode
 
 #: the longest --rrsig-margin: ten years (a longer one cannot be a date)
 MAX_MARGIN_DAYS = 3650.0
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument("target", help="mail domain (its MX hosts are checked) or one MX host")
     p.add_argument(

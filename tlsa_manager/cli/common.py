@@ -12,12 +12,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from tlsa_manager.errors import UsageError
 
 if TYPE_CHECKING:
+    from tlsa_manager.cli.main import CommandParser
     from tlsa_manager.config import Config
+
+#: what each command module's ``add_parser`` adds its parser to
+Subparsers: TypeAlias = "argparse._SubParsersAction[CommandParser]"
 
 DEFAULT_STATE_DIR = Path("/var/lib/tlsa-manager")
 DEFAULT_CONFIG = Path("/etc/tlsa-manager/config.toml")

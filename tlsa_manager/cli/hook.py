@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from tlsa_manager.cli.common import DEFAULT_CONFIG, add_wait_lock, adopt_state_dir, state_dir
+from tlsa_manager.cli.common import DEFAULT_CONFIG, Subparsers, add_wait_lock, adopt_state_dir, state_dir
 from tlsa_manager.cli.output import report_syncs
 
 #: seconds the hook polls the servers after publishing (sync: --propagation-timeout)
 HOOK_PROPAGATION = 5.0
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument("client", choices=["certbot", "acme.sh", "lego", "dehydrated", "generic"])
     p.add_argument("args", nargs="*", help="dehydrated: its deploy_cert arguments")

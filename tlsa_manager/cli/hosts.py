@@ -4,9 +4,10 @@ docs/sync.md, docs/status.md, docs/export.md)."""
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tlsa_manager.cli.common import (
+    Subparsers,
     add_host_flags,
     add_wait_lock,
     at_time,
@@ -30,7 +31,7 @@ AT_HELP = {
 }
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     add_host_flags(p)
     if name in AT_HELP:

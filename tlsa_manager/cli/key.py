@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from tlsa_manager.cli.common import configured, state_dir
+from tlsa_manager.cli.common import Subparsers, configured, state_dir
 from tlsa_manager.errors import ExitCode
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument(
         "action", choices=["next", "csr"], help="next: make the missing next keys; csr: print a CSR"

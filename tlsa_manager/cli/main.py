@@ -13,10 +13,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from tlsa_manager import __version__
 from tlsa_manager.errors import ExitCode, TlsaManagerError, UsageError
+
+if TYPE_CHECKING:
+    from tlsa_manager.cli.common import Subparsers
 
 #: command -> (module in this package that adds its parser and runs it, help line).
 #: The help lines live here so that ``--help`` imports no command module.
@@ -43,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class CommandModule(Protocol):
     """What every module of a command group provides."""
 
-    def add_parser(self, sub: Any, name: str, help: str) -> None: ...
+    def add_parser(self, sub: Subparsers, name: str, help: str) -> None: ...
 
     def run(self, args: argparse.Namespace) -> int: ...
 

@@ -7,16 +7,16 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from tlsa_manager.cli.common import add_host_flags, configured, seconds, state_dir
-from tlsa_manager.errors import ExitCode
+from tlsa_manager.cli.common import Subparsers, add_host_flags, configured, seconds, state_dir
+from tlsa_manager.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from tlsa_manager.metrics import Metric
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     add_host_flags(p)
     p.add_argument("--resolver", help="validating resolver ADDR[:PORT] for the live check")
@@ -62,6 +62,8 @@ def metrics(args: argparse.Namespace) -> int:
     from tlsa_manager.fsutil import atomic_write
     from tlsa_manager.metrics import render
 
+    if not args.output:
+        raise UsageError("--output is empty", "give the .prom file, or - for stdout")
     data = render(source(args)())
     if args.output == "-":
         sys.stdout.write(data.decode())

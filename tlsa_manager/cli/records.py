@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tlsa_manager.cli.common import emit_json, state_dir, warn
+from tlsa_manager.cli.common import Subparsers, emit_json, state_dir, warn
 from tlsa_manager.errors import ExitCode, UsageError
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument("file", help="PEM or DER certificate, chain (fullchain.pem) or key file")
     p.add_argument("--key", help="the private or public key that belongs to the certificate")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from tlsa_manager.cli.common import emit_json, state_dir
+from tlsa_manager.cli.common import Subparsers, emit_json, state_dir
 from tlsa_manager.errors import ExitCode
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument("scenario", help="scenario file (TOML), e.g. examples/scenarios/new-key.toml")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from tlsa_manager.errors import ExitCode
+from tlsa_manager.cli.common import Subparsers
+from tlsa_manager.errors import ExitCode, UsageError
 
 
-def add_parser(sub: Any, name: str, help: str) -> None:
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument(
         "--dir", default="/etc/systemd/system", help="where to write them (default /etc/systemd/system)"
@@ -24,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cron:
         sys.stdout.write(cron_text())
         return ExitCode.OK
+    if not args.dir:
+        raise UsageError(
+            "--dir is empty", "give the folder of the unit files, e.g. --dir /etc/systemd/system"
+        )
     for path in install(Path(args.dir)):
         sys.stdout.write(f"wrote {path}\n")
     sys.stdout.write(f"now: systemctl daemon-reload && systemctl enable --now {' '.join(TIMERS)}\n")
