@@ -27,7 +27,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/tlsa-manager")
 DEFAULT_CONFIG = Path("/etc/tlsa-manager/config.toml")
 
 
-def emit_json(document: Any) -> None:
+def emit_json(document: object) -> None:
     import json
 
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")

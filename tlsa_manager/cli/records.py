@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from tlsa_manager.cli.common import Subparsers, emit_json, state_dir, warn
 from tlsa_manager.errors import ExitCode, UsageError
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         rows = []
         for d in derived:
-            row: dict[str, Any] = {
+            row: dict[str, object] = {
                 "usage": int(d.record.usage),
                 "selector": int(d.record.selector),
                 "mtype": int(d.record.mtype),
