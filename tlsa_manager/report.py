@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import ExitCode
 from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.ledger import LedgerData
 from tlsa_manager.planner import Gate, Plan, iso, short_time
+
+if TYPE_CHECKING:
+    from tlsa_manager.engine import SyncReport
 
 FAILING = (Severity.FATAL, Severity.RISK)
 # An ACME client treats any non-zero exit of its hook as a failed renewal step
@@ -141,6 +144,21 @@ class StatusReport:
     def _deploys(self, name: str) -> list[str]:
         host = self.data.hosts.get(name)
         return list(host.deploys) if host else []
+
+
+def sync_as_dict(report: SyncReport, checks: dict[str, str], dry_run: bool) -> dict[str, Any]:
+    """One host of `sync --json` / `hook --json`: its plans, what was applied and deployed."""
+    return {
+        "host": report.host,
+        "dry_run": dry_run,
+        "plans": [p.as_dict() for p in report.plans],
+        "applied": [len(cs.changes) for cs in report.applied],
+        "deployed": report.deployed,
+        "checks": checks,
+        "notes": report.notes,
+        "error": report.error.one_line() if report.error else None,
+        "failures": report.failures,
+    }
 
 
 def status_lines(document: dict[str, Any]) -> list[str]:

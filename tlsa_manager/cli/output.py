@@ -69,29 +69,12 @@ def report_syncs(
     hook: bool = False,
 ) -> int:
     """What sync and hook print, and their exit code (report.exit_code)."""
-    from tlsa_manager.report import FAILING, HOOK_FAILING, exit_code, sync_lines
+    from tlsa_manager.report import FAILING, HOOK_FAILING, exit_code, sync_as_dict, sync_lines
 
     checks: dict[str, dict[str, str]] = {run.spec.name: run.ports.checks for run in runs}
     warn_notes(runs)
     if args.json:
-        emit_json(
-            {
-                "hosts": [
-                    {
-                        "host": r.host,
-                        "dry_run": dry_run,
-                        "plans": [p.as_dict() for p in r.plans],
-                        "applied": [len(cs.changes) for cs in r.applied],
-                        "deployed": r.deployed,
-                        "checks": checks.get(r.host, {}),
-                        "notes": r.notes,
-                        "error": r.error.one_line() if r.error else None,
-                        "failures": r.failures,
-                    }
-                    for r in reports
-                ]
-            }
-        )
+        emit_json({"hosts": [sync_as_dict(r, checks.get(r.host, {}), dry_run) for r in reports]})
     for report in reports:
         if args.json:
             break
