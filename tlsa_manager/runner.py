@@ -113,10 +113,16 @@ class LedgerPorts(LivePorts):
 
 
 def status_plans(
-    config: Config, names: list[str], catalog: Catalog, state_dir: Path, at: float | None
+    config: Config,
+    names: list[str],
+    catalog: Catalog,
+    state_dir: Path,
+    at: float | None,
+    data: LedgerData | None = None,
 ) -> list[Plan]:
-    """Plans computed from the ledger alone (offline), for `status`: gates and next safe times."""
-    data = Ledger(state_dir).load()
+    """Plans computed from the ledger alone (offline), for `status`: gates and next safe
+    times.  ``data``: the ledger as already read (else it is read here)."""
+    data = data if data is not None else Ledger(state_dir).load()
     plans = []
     for spec in config.select(names, not names):
         ports = LedgerPorts(spec, None, catalog)  # type: ignore[arg-type]
@@ -236,5 +242,5 @@ def status_report(
     else:
         specs = config.select(list(hosts), not hosts)
         names = [spec.name for spec in specs]
-        plans = status_plans(config, names, load_catalog(state_dir), state_dir, at)
+        plans = status_plans(config, names, load_catalog(state_dir), state_dir, at, data)
     return StatusReport(names, data, plans, str(state_dir), specs, catalog_summary(state_dir))
