@@ -226,8 +226,11 @@ def key_command(
 
     Returns the lines to print and, for ``csr``, the CSR bytes (stdout; lines go to stderr).
     """
+    from tlsa_manager.fsutil import check_trusted_dir
     from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, digest
 
+    # A folder another user may write could hand us their key to certify: refused (exit 3).
+    check_trusted_dir(state_dir)
     directory = key_dir(state_dir, spec.name)
     served = _served(spec)
     if action == "next":

@@ -353,3 +353,15 @@ def host_name(host: str) -> dns.name.Name:
         return hashed_name((*(label.encode() for label in labels), b""))
     except dns.exception.DNSException as exc:
         raise UsageError(f"{host!r} is not a valid DNS host name ({exc})", "shorten it") from None
+
+
+def parse_records(text: str) -> list[Tlsa]:
+    """The TLSA records of a records file (``check --records``), one a line: bare
+    ``3 1 1 HEX`` or a zone-file line ``OWNER [TTL] IN TLSA 3 1 1 HEX``; ``;`` starts a
+    comment, blank lines are skipped.  A line that is not a record is a usage error."""
+    records = []
+    for line in text.splitlines():
+        record = line.split(";", 1)[0].strip()
+        if record:
+            records.append(Tlsa.from_text(record.split(" TLSA ", 1)[1] if " TLSA " in record else record))
+    return records

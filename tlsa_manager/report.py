@@ -13,13 +13,17 @@ when one ran, and maps what it found to one exit-code contract (docs/cli.md):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import ExitCode
 from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.ledger import LedgerData
 from tlsa_manager.planner import Gate, Plan, iso, short_time
+
+if TYPE_CHECKING:
+    from tlsa_manager.engine import SyncReport
 
 FAILING = (Severity.FATAL, Severity.RISK)
 # An ACME client treats any non-zero exit of its hook as a failed renewal step
@@ -72,21 +76,34 @@ def sync_lines(
     return lines
 
 
-def status_document(
-    names: Sequence[str],
-    data: LedgerData,
-    plans: Sequence[Plan] | None,
-    state_dir: str,
-    specs: Sequence[HostSpec] | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StatusReport:
     """What `status` shows: per host the servers' last observation with its time, the
-    managed records, gates (the same function as plan/sync), hazards, open deploys.
-    Without a configuration (``specs``/``plans`` None) the ledger alone: no gates."""
-    by_name = {spec.name: spec for spec in specs or ()}
-    hosts = []
-    for index, name in enumerate(names):
-        host = data.hosts.get(name)
-        plan = plans[index] if plans is not None else None
+    managed records, gates (the same function as plan/sync), hazards, open deploys, and
+    which issuer catalog is in use.  Without a configuration (``specs``/``plans`` None)
+    the ledger alone: no gates."""
+
+    names: Sequence[str]
+    data: LedgerData
+    plans: Sequence[Plan] | None
+    state_dir: str
+    specs: Sequence[HostSpec] | None
+    #: freshness.catalog_summary: origin, as of, age
+    catalog: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        by_name = {spec.name: spec for spec in self.specs or ()}
+        hosts = [self._host(index, name, by_name.get(name)) for index, name in enumerate(self.names)]
+        return {
+            "state_dir": self.state_dir,
+            "configured": self.specs is not None,
+            "hosts": hosts,
+            "catalog": self.catalog,
+        }
+
+    def _host(self, index: int, name: str, spec: HostSpec | None) -> dict[str, Any]:
+        host = self.data.hosts.get(name)
+        plan = self.plans[index] if self.plans is not None else None
         owners = {}
         for owner, rec in sorted(host.owners.items()) if host else ():
             latest = rec.history.latest()
@@ -110,11 +127,38 @@ def status_document(
             "hazards": [h.as_dict() | {"line": h.one_line()} for h in plan.hazards] if plan else [],
             "unconfirmed_deploys": unconfirmed,
         }
-        spec = by_name.get(name)
         if spec is not None:  # None: reloaded after a deploy, never verified
             item["deploys_verified_by"] = f"probe {spec.probe}" if spec.probe else None
-        hosts.append(item)
-    return {"state_dir": state_dir, "configured": specs is not None, "hosts": hosts}
+        return item
+
+    def lines(self) -> list[str]:
+        from tlsa_manager.freshness import catalog_line
+
+        document = self.as_dict()
+        return [catalog_line(self.catalog), *status_lines(document)]
+
+    def exit_code(self) -> ExitCode:
+        failures = [label for name in self.names for label in self._deploys(name)]
+        return exit_code([h for p in self.plans or () for h in p.hazards], failures)
+
+    def _deploys(self, name: str) -> list[str]:
+        host = self.data.hosts.get(name)
+        return list(host.deploys) if host else []
+
+
+def sync_as_dict(report: SyncReport, checks: dict[str, str], dry_run: bool) -> dict[str, Any]:
+    """One host of `sync --json` / `hook --json`: its plans, what was applied and deployed."""
+    return {
+        "host": report.host,
+        "dry_run": dry_run,
+        "plans": [p.as_dict() for p in report.plans],
+        "applied": [len(cs.changes) for cs in report.applied],
+        "deployed": report.deployed,
+        "checks": checks,
+        "notes": report.notes,
+        "error": report.error.one_line() if report.error else None,
+        "failures": report.failures,
+    }
 
 
 def status_lines(document: dict[str, Any]) -> list[str]:
@@ -149,8 +193,3 @@ def status_lines(document: dict[str, Any]) -> list[str]:
         for hazard in item["hazards"]:
             lines.append(f"  {hazard['line']}")
     return lines
-
-
-def status_exit(document: dict[str, Any], plans: Sequence[Plan]) -> ExitCode:
-    failures = [d["deployed"] for item in document["hosts"] for d in item["unconfirmed_deploys"]]
-    return exit_code([h for p in plans for h in p.hazards], failures)

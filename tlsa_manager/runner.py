@@ -18,7 +18,7 @@ from tlsa_manager import lastsync
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.engine import HostSettings, Member, SyncReport, converge_run, make_plan, plan_members
-from tlsa_manager.errors import TlsaManagerError
+from tlsa_manager.errors import TlsaManagerError, UsageError
 from tlsa_manager.fleet import FleetZones
 from tlsa_manager.hostports import LivePorts, Shared, fixed_clock, host_settings
 from tlsa_manager.ledger import Ledger, LedgerData
@@ -27,6 +27,7 @@ from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Plan
 from tlsa_manager.provider import Provider, RRset
 from tlsa_manager.registry import provider_class
+from tlsa_manager.report import StatusReport
 
 
 @dataclass
@@ -97,10 +98,16 @@ class LedgerPorts(LivePorts):
 
 
 def status_plans(
-    config: Config, names: list[str], catalog: Catalog, state_dir: Path, at: float | None
+    config: Config,
+    names: list[str],
+    catalog: Catalog,
+    state_dir: Path,
+    at: float | None,
+    data: LedgerData | None = None,
 ) -> list[Plan]:
-    """Plans computed from the ledger alone (offline), for `status`: gates and next safe times."""
-    data = Ledger(state_dir).load()
+    """Plans computed from the ledger alone (offline), for `status`: gates and next safe
+    times.  ``data``: the ledger as already read (else it is read here)."""
+    data = data if data is not None else Ledger(state_dir).load()
     plans = []
     for spec in config.select(names, not names):
         clock = fixed_clock(at) if at is not None else time.time
@@ -197,5 +204,29 @@ def refresh_next_keys(run: HostRun) -> list[str]:
     return done.notes()
 
 
-def ledger_data(state_dir: Path) -> LedgerData:
-    return Ledger(state_dir).load()
+def status_report(
+    config: Config | None, hosts: Sequence[str], state_dir: Path, at: float | None
+) -> StatusReport:
+    """`status`, offline: the ledger, and with a configuration the gates and hazards the
+    last observation gives (:func:`status_plans`).  Without one the ledger alone says
+    which hosts there are; gates need the certificate files, which only a configuration
+    names.  Unknown hosts are a usage error."""
+    from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.freshness import catalog_summary
+
+    data = Ledger(state_dir).load()
+    specs: list[HostSpec] | None = None
+    plans: list[Plan] | None = None
+    if config is None:
+        names = [h.rstrip(".").lower() for h in hosts] or sorted(data.hosts)
+        unknown = [n for n in names if n not in data.hosts]
+        if unknown:
+            raise UsageError(
+                f"{', '.join(unknown)}: not in the ledger of {state_dir}",
+                f"known: {', '.join(sorted(data.hosts)) or 'none'}; or give --config FILE",
+            )
+    else:
+        specs = config.select(list(hosts), not hosts)
+        names = [spec.name for spec in specs]
+        plans = status_plans(config, names, load_catalog(state_dir), state_dir, at, data)
+    return StatusReport(names, data, plans, str(state_dir), specs, catalog_summary(state_dir))

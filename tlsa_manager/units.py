@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from tlsa_manager.errors import InputError
-from tlsa_manager.fsutil import atomic_write
+from tlsa_manager.fsutil import atomic_write, check_trusted_dir
 
 PLACEHOLDER = "@TLSA_MANAGER@"
 TIMERS = ("tlsa-manager-sync.timer", "tlsa-manager-check.timer", "tlsa-manager-catalog.timer")
@@ -46,8 +46,12 @@ def unit_texts(command: str) -> dict[str, str]:
 
 def install(directory: Path, command: str | None = None) -> list[Path]:
     """Write every unit into ``directory`` atomically (mode 0644); returns the paths."""
-    if not directory.is_dir():
+    if not directory.exists():
         raise InputError(f"{directory}: no such directory", "create it or give --dir")
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory", "give the folder of the unit files as --dir")
+    # systemd runs these units as root: a folder another user may write is refused (exit 3)
+    check_trusted_dir(directory, "unit folder")
     written = []
     for name, text in unit_texts(command or command_path()).items():
         path = directory / name

@@ -1,0 +1,187 @@
+"""What several commands share: output helpers, the state directory, the configuration
+(a file or one-off flags), ``--at``, host flags and checked option values.
+
+Nothing heavy at module level: every command module imports this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from tlsa_manager.errors import UsageError
+
+if TYPE_CHECKING:
+    from tlsa_manager.cli.main import CommandParser
+    from tlsa_manager.config import Config
+
+#: what each command module's ``add_parser`` adds its parser to
+Subparsers: TypeAlias = "argparse._SubParsersAction[CommandParser]"
+
+DEFAULT_STATE_DIR = Path("/var/lib/tlsa-manager")
+DEFAULT_CONFIG = Path("/etc/tlsa-manager/config.toml")
+
+
+def emit_json(document: object) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def write_lines(lines: list[str]) -> None:
+    sys.stdout.write("".join(line + "\n" for line in lines))
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    """--state-dir, then $TLSA_MANAGER_STATE_DIR, then /var/lib/tlsa-manager."""
+    if getattr(args, "state_dir", None):
+        return Path(args.state_dir)
+    env = os.environ.get("TLSA_MANAGER_STATE_DIR")
+    return Path(env) if env else DEFAULT_STATE_DIR
+
+
+def adopt_state_dir(args: argparse.Namespace, config: Config) -> None:
+    """The configuration's ``state_dir`` counts unless --state-dir was given."""
+    if config.state_dir and not getattr(args, "state_dir", None):
+        args.state_dir = str(config.state_dir)
+
+
+def has_config(args: argparse.Namespace) -> bool:
+    """Whether a configuration file or one-off flags say which hosts there are."""
+    return bool(args.config or getattr(args, "cert", None) or DEFAULT_CONFIG.exists())
+
+
+def load_cli_config(args: argparse.Namespace, *, publishing: bool = True) -> Config:
+    """The configuration file, or a one-off configuration from flags (without
+    ``publishing``, as for ``export``, no provider is needed: nothing is published)."""
+    from tlsa_manager.config import config_from_flags, load_config
+
+    flag_cert = getattr(args, "cert", None)
+    if args.config and not flag_cert:
+        return load_config(Path(args.config))
+    if not flag_cert:
+        if DEFAULT_CONFIG.exists():
+            return load_config(DEFAULT_CONFIG)
+        raise UsageError(
+            "no configuration: give --config FILE, or --cert and a provider",
+            "e.g. sync mail.example.com --cert fullchain.pem --zone-file db.example.com",
+        )
+    hosts = getattr(args, "hosts", [])
+    if len(hosts) != 1:
+        raise UsageError("with --cert, name exactly one host", "e.g. sync mail.example.com --cert ...")
+    provider = args.provider or ("zonefile" if args.zone_file else None)
+    if provider is None and not publishing:
+        provider = "none"  # export prints the records; no provider is ever opened
+    if provider is None:
+        raise UsageError("with --cert, say where to publish", "add --zone-file FILE or --provider NAME")
+    from tlsa_manager.secrets import parse_provider_options
+
+    settings: dict[str, Any] = parse_provider_options(args.provider_option or [])
+    if args.zone_file:
+        settings["zone_file"] = args.zone_file
+    extra: dict[str, Any] = {}
+    if args.next_key:
+        extra["next_keys"] = args.next_key
+    if args.nameserver:
+        extra["nameservers"] = args.nameserver
+    if args.ttl is not None:
+        extra["ttl"] = args.ttl
+    if args.record:
+        extra["records"] = args.record
+    if args.staged_dir:
+        extra["staged_dir"] = args.staged_dir
+    return config_from_flags(
+        hosts[0], certs=flag_cert, key=args.key, provider=provider, provider_settings=settings, extra=extra
+    )
+
+
+def configured(args: argparse.Namespace, *, publishing: bool = True) -> Config:
+    """:func:`load_cli_config`, its ``state_dir`` adopted (:func:`adopt_state_dir`)."""
+    config = load_cli_config(args, publishing=publishing)
+    adopt_state_dir(args, config)
+    return config
+
+
+def at_time(args: argparse.Namespace) -> float | None:
+    """``--at``: an ISO 8601 time with a zone, or ``+DURATION`` from now; None without it."""
+    import time
+    from datetime import datetime
+
+    from tlsa_manager.durations import parse_duration
+
+    value = getattr(args, "at", None)
+    if not value:
+        return None
+    if value.startswith("+"):
+        return time.time() + parse_duration(value[1:], "--at")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {value!r} is not a time", "use e.g. 2026-12-01T12:00Z or +6h") from None
+    if parsed.tzinfo is None:
+        raise UsageError(f"--at {value!r} has no time zone", "append Z for UTC") from None
+    return parsed.timestamp()
+
+
+def add_host_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to handle (default: all configured)")
+    p.add_argument("--all", action="store_true", help="every configured host")
+    g = p.add_argument_group("one-off configuration (no config file)")
+    g.add_argument("--cert", action="append", help="chain file the MTA serves (repeat for RSA + ECDSA)")
+    g.add_argument("--key", help="the key of the first --cert, if not in the same file")
+    g.add_argument("--next-key", action="append", help="a pre-generated next key to pre-publish")
+    g.add_argument("--zone-file", help="publish by editing this zone file (provider zonefile)")
+    g.add_argument("--provider", help="provider type (zonefile, rfc2136, cloudflare, or a plugin)")
+    g.add_argument("--provider-option", action="append", metavar="KEY=VALUE", help="a provider setting")
+    g.add_argument("--nameserver", action="append", metavar="HOST:PORT", help="authoritative server to poll")
+    g.add_argument("--ttl", type=int, help="TTL of the TLSA RRset (default 3600)")
+    g.add_argument("--record", action="append", metavar="KIND", help='record kind, e.g. "3 1 1" (repeatable)')
+    g.add_argument("--staged-dir", help="folder of staged chains (key + chain files)")
+
+
+def add_wait_lock(p: argparse.ArgumentParser, default: float, help: str) -> None:
+    p.add_argument("--wait-lock", type=seconds(0.0), default=default, metavar="SECONDS", help=help)
+
+
+# ---------------------------------------------------------------- checked option values
+
+
+def seconds(lowest: float, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds (or days) not below ``lowest`` (with
+    ``above``, greater than it).  NaN or infinity would reach timers and thread pools."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < lowest or (above and value == lowest):
+            bound = f"greater than {lowest:g}" if above else f"at least {lowest:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number {bound}")
+        return value
+
+    return parse
+
+
+def bounded_int(lowest: int, highest: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``lowest`` to ``highest``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lowest <= value <= highest:
+            raise argparse.ArgumentTypeError(f"{value} is outside {lowest}-{highest}")
+        return value
+
+    return parse

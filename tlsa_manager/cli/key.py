@@ -1,0 +1,32 @@
+"""``key next HOST`` / ``key csr HOST``: the tool-managed next keys (docs/key-rollover.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tlsa_manager.cli.common import Subparsers, configured, state_dir
+from tlsa_manager.errors import ExitCode
+
+
+def add_parser(sub: Subparsers, name: str, help: str) -> None:
+    p = sub.add_parser(name, help=help)
+    p.add_argument(
+        "action", choices=["next", "csr"], help="next: make the missing next keys; csr: print a CSR"
+    )
+    p.add_argument("host", help="the configured MX host")
+    p.add_argument("--type", action="append", choices=["ecdsa", "rsa"], help="key type (repeat; csr: one)")
+    p.add_argument("--name", action="append", default=[], help="csr: a further DNS name (repeat)")
+    p.set_defaults(hosts=[], cert=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tlsa_manager.nextkey import key_command
+
+    config = configured(args)
+    lines, data = key_command(config.host(args.host), state_dir(args), args.action, args.type, args.name)
+    if data is not None:
+        sys.stdout.buffer.write(data)
+    for line in lines:
+        (sys.stderr if data is not None else sys.stdout).write(line + "\n")
+    return ExitCode.OK
