@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 KEY_KINDS = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519")
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -32,7 +32,7 @@ def make_key(kind: str) -> CertificateIssuerPrivateKeyTypes:
     raise ValueError(kind)
 
 
-def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm | None:
+def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
@@ -118,7 +118,7 @@ def make_leaf(
             critical=False,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
     )
     return Issued(builder.sign(issuer.key, _hash_for(issuer.key)), key)
