@@ -8,12 +8,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import CLI, EXAMPLES, LE_DATA, openssl_tlsa_data
+from conftest import CLI, EXAMPLES, LE_DATA, CliRunner, openssl_tlsa_data
 
 EXAMPLE = EXAMPLES / "mail.example.com"
 
 
-def _sync_example(cli, tmp_path: Path, *where: str):  # type: ignore[no-untyped-def]
+def _sync_example(cli: CliRunner, tmp_path: Path, *where: str):
     zone = tmp_path / "db.example.com"
     shutil.copy(EXAMPLES / "db.example.com", zone)
     return cli("sync", "mail.example.com", "--cert", EXAMPLE / "fullchain.pem", "--zone-file", zone, *where)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,7 +16,12 @@ from tlsa_manager.engine import StagedChanged
 from tlsa_manager.hostports import LivePorts
 
 import pki
-from test_sync_cli import le_shaped_chain, site  # noqa: F401  (fixture)
+from conftest import CliRunner
+from servers import Bind
+from test_sync_cli import SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
+
+if TYPE_CHECKING:
+    from cloudflare_fake import FakeCloudflare
 
 HOST = "mx.edges.example"
 
@@ -59,7 +65,7 @@ def test_deploy_of_the_gated_file_swaps_it_in(tmp_path: Path) -> None:
     assert not list(staged.parent.iterdir())
 
 
-def test_hook_stages_only_under_the_ledger_lock(cli, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_hook_stages_only_under_the_ledger_lock(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     from tlsa_manager.ledger import Ledger
 
     leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
@@ -130,7 +136,7 @@ def test_a_long_ttl_counts_until_every_server_stopped_serving_it() -> None:
 # ---------------------------------------------------------------- 2: lost ledger
 
 
-def _sim(**kw):  # type: ignore[no-untyped-def]
+def _sim(**kw: Any):
     from test_simulation import ISSUERS
 
     from tlsa_manager.simulation import World
@@ -232,7 +238,7 @@ DAY = 86400
 # ---------------------------------------------------------------- 6: unobserved servers
 
 
-def test_rfc2136_without_nameservers_watches_the_zones_ns_not_the_host(bind) -> None:  # type: ignore[no-untyped-def]
+def test_rfc2136_without_nameservers_watches_the_zones_ns_not_the_host(bind: Bind) -> None:
     """Real BIND: the NS lookup goes to the zone apex (example.test), found by SOA."""
     from test_rfc2136 import provider
 
@@ -267,7 +273,7 @@ def test_with_no_server_to_ask_a_new_key_waits_for_an_explicit_propagation_delay
 # ---------------------------------------------------------------- 4: two machines, one owner
 
 
-def test_two_instances_on_one_owner_never_remove_each_others_records(cli, cf_fake, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_two_instances_on_one_owner_never_remove_each_others_records(cli: CliRunner, cf_fake: FakeCloudflare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two MTAs behind one MX name, each with its own key and its own tlsa-manager, both
     publishing through Cloudflare with prune off: each removes only what it published."""
     from tlsa_manager.records import Tlsa
@@ -307,7 +313,7 @@ cert = "{tmp_path / name / 'ecdsa.pem'}"
     assert comments == {"managed by tlsa-manager [mx-a]", "managed by tlsa-manager [mx-b]"}
 
 
-def _two_instances(shared_marks: bool):  # type: ignore[no-untyped-def]
+def _two_instances(shared_marks: bool):
     hour = 3600
     from tlsa_manager.policy import HostPolicy
     from tlsa_manager.records import parse_params

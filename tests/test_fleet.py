@@ -19,12 +19,12 @@ from tlsa_manager.records import Tlsa, owner_name
 
 import pki
 from conftest import LE_DATA, bind_read, openssl_tlsa_data
-from servers import ZONE
+from servers import ZONE, Bind
 
 ISSUER = (LE_DATA / "ye1.pem").read_bytes()
 
 
-def write_config(path: Path, bind, hosts: list[tuple[str, Path]], *, state: Path) -> Path:  # type: ignore[no-untyped-def]
+def write_config(path: Path, bind: Bind, hosts: list[tuple[str, Path]], *, state: Path) -> Path:
     servers = f'nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]'
     lines = [
         f'state_dir = "{state}"',
@@ -49,12 +49,12 @@ def leaf_311(cert: Path, tmp: Path) -> Tlsa:
     return Tlsa.from_text("3 1 1 " + openssl_tlsa_data(leaf, 1, 1))
 
 
-def served(bind, host: str) -> tuple[frozenset[Tlsa], frozenset[Tlsa]]:  # type: ignore[no-untyped-def]
+def served(bind: Bind, host: str) -> tuple[frozenset[Tlsa], frozenset[Tlsa]]:
     owner = owner_name(host)
     return bind_read(bind.primary.port, owner)[0], bind_read(bind.secondary.port, owner)[0]
 
 
-def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path, bind) -> None:  # type: ignore[no-untyped-def]
+def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path, bind: Bind) -> None:
     """30 hosts: one UPDATE, one DNSKEY per server, one TLSA query per owner and server
     per observation; a host with a broken certificate and a host in a zone the server
     does not serve fail alone, named on stderr, exit code 1."""
@@ -97,7 +97,7 @@ def elsewhere_host(name: str, hosts: list[tuple[str, Path]]) -> tuple[str, Path]
     return name, hosts[0][1]
 
 
-def test_eight_fleets_at_once_with_kill_9(tmp_path: Path, bind) -> None:  # type: ignore[no-untyped-def]
+def test_eight_fleets_at_once_with_kill_9(tmp_path: Path, bind: Bind) -> None:
     """8 sync processes, each its own config and state, 50 hosts each, one zone; some
     are killed with SIGKILL at random moments and run again.  Every host converges to
     its own records and no process removes another's."""
@@ -156,7 +156,7 @@ def test_eight_fleets_at_once_with_kill_9(tmp_path: Path, bind) -> None:  # type
           f"{updates} UPDATEs, {conflicts} conflicts retried")
 
 
-def test_server_discovery_once_per_zone_for_the_fleet(bind) -> None:  # type: ignore[no-untyped-def]
+def test_server_discovery_once_per_zone_for_the_fleet(bind: Bind) -> None:
     """No nameservers configured: the NS of the zone are asked once for 20 hosts (the
     zone of each host found by one pipelined SOA query), and every host gets what the
     provider's own per-host discovery says."""
@@ -180,7 +180,7 @@ def test_server_discovery_once_per_zone_for_the_fleet(bind) -> None:  # type: ig
     assert all(e == expected for e in endpoints) and len(expected) == 2
 
 
-def test_kill_9_between_the_zone_write_and_its_observation(tmp_path: Path, bind) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_between_the_zone_write_and_its_observation(tmp_path: Path, bind: Bind) -> None:
     """A fleet run killed after its one UPDATE, while it waits for a lagging secondary:
     the next run converges every host (nothing written twice, nothing lost)."""
     names = [f"kw{i}-{os.getpid()}.{ZONE}" for i in range(20)]
@@ -214,7 +214,7 @@ def test_kill_9_between_the_zone_write_and_its_observation(tmp_path: Path, bind)
         assert primary == secondary and len(primary) == 4 and leaf_311(cert, tmp_path) in primary, name
 
 
-def test_a_server_without_tcp_is_observed_over_udp(bind) -> None:  # type: ignore[no-untyped-def]
+def test_a_server_without_tcp_is_observed_over_udp(bind: Bind) -> None:
     """Some authoritative servers sit behind firewalls that drop TCP: the pipelined TCP
     read finds no connection, and the view asks over UDP instead (here a UDP-only relay
     in front of the real primary; nothing listens for TCP on its port)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import dns.name
 import pytest
@@ -174,7 +175,7 @@ def test_h9_root_pinned() -> None:
     assert "H9" in codes(lint(frozenset({r311(live), r211("YE1"), root_record}), [live], catalog_roots=roots))
 
 
-def issuers_from_catalog_roots():  # type: ignore[no-untyped-def]
+def issuers_from_catalog_roots():
     from tlsa_manager.facts import cert_facts
     from tlsa_manager.policy import IssuerFacts
 
@@ -220,7 +221,7 @@ def owner_input(records: frozenset[Tlsa], servers: dict[str, frozenset[Tlsa] | N
     return OwnerInput(OWNER, RRset(OWNER, records, ttl if records else None), views, hist, managed)
 
 
-def make(live, staged=(), nxt=(), owners=(), now=T0, policy=None, **kw):  # type: ignore[no-untyped-def]
+def make(live, staged=(), nxt=(), owners=(), now=T0, policy=None, **kw: Any):
     policy = policy or HostPolicy()
     want = desired(live, staged, nxt, ISSUERS, policy)
     return plan(PlanInput("mail.example.com", tuple(owners), want, now, tuple(live), tuple(staged), tuple(nxt),

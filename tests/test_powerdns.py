@@ -23,12 +23,12 @@ from tlsa_manager.testing import record
 from tlsa_manager_providers.powerdns import PowerDnsProvider, other_edits
 
 import pki
-from conftest import bind_read
-from servers import ZONE, free_port
+from conftest import CliRunner, bind_read
+from servers import ZONE, PowerDns, free_port
 from test_sync_cli import le_shaped_chain
 
 
-def provider_for(powerdns, **settings: Any) -> PowerDnsProvider:  # type: ignore[no-untyped-def]
+def provider_for(powerdns: PowerDns, **settings: Any) -> PowerDnsProvider:
     return PowerDnsProvider({"api_url": powerdns.api_url, "api_key_file": str(powerdns.key_file), **settings})
 
 
@@ -40,13 +40,13 @@ def add(owner: dns.name.Name, *records: Tlsa, expected: frozenset[Tlsa] = frozen
     return ChangeSet((OwnerChange(owner, expected, frozenset(records), ttl=300, expected_ttl=300),))
 
 
-def api_replace(powerdns, owner: dns.name.Name, *texts: str) -> None:  # type: ignore[no-untyped-def]
+def api_replace(powerdns: PowerDns, owner: dns.name.Name, *texts: str) -> None:
     powerdns.api("PATCH", f"/zones/{ZONE}.", {"rrsets": [{
         "name": owner.to_text(), "type": "TLSA", "ttl": 300, "changetype": "REPLACE",
         "records": [{"content": t, "disabled": False} for t in texts]}]})
 
 
-def test_written_records_are_served_signed(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_written_records_are_served_signed(powerdns: PowerDns) -> None:
     owner = fresh_owner()
     provider_for(powerdns).apply(add(owner, record(1), record(2, "2 1 1")))
     view = DnsView([parse_endpoint(powerdns.endpoint)]).view(parse_endpoint(powerdns.endpoint), owner)
@@ -54,7 +54,7 @@ def test_written_records_are_served_signed(powerdns) -> None:  # type: ignore[no
     assert view.records == {record(1), record(2, "2 1 1")} and view.ttl == 300
 
 
-def test_one_owner_is_one_filtered_get_and_a_write_is_get_patch_get(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_one_owner_is_one_filtered_get_and_a_write_is_get_patch_get(powerdns: PowerDns) -> None:
     provider = provider_for(powerdns, zone=ZONE)
     owner = fresh_owner()
     provider.read([owner])
@@ -63,13 +63,13 @@ def test_one_owner_is_one_filtered_get_and_a_write_is_get_patch_get(powerdns) ->
     assert provider.requests == 1 + 3 and provider.writes == 1
 
 
-def test_someone_writes_between_our_patch_and_our_read_back(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_someone_writes_between_our_patch_and_our_read_back(powerdns: PowerDns) -> None:
     """A second writer at the worst moment (right after our PATCH) is a conflict, not a success."""
     provider = provider_for(powerdns)
     owner = fresh_owner()
     provider.apply(add(owner, record(1)))
 
-    def after_patch(response, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def after_patch(response, *args: Any, **kwargs: Any):
         if response.request.method == "PATCH":
             api_replace(powerdns, owner, record(9).to_text())
         return response
@@ -80,7 +80,7 @@ def test_someone_writes_between_our_patch_and_our_read_back(powerdns) -> None:  
     assert bind_read(powerdns.port, owner)[0] == {record(9)}
 
 
-def test_someone_writes_between_our_read_and_our_patch(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_someone_writes_between_our_read_and_our_patch(powerdns: PowerDns) -> None:
     """The API has no precondition: an edit between our read and our PATCH is found by the
     zone's serial (SOA-EDIT-API DEFAULT) and reported, naming the owners."""
     provider = provider_for(powerdns)
@@ -88,7 +88,7 @@ def test_someone_writes_between_our_read_and_our_patch(powerdns) -> None:  # typ
     provider.apply(add(owner, record(1)))
     reads = []
 
-    def after_get(response, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def after_get(response, *args: Any, **kwargs: Any):
         if response.request.method == "GET":
             reads.append(1)
             if len(reads) == 1:
@@ -126,7 +126,7 @@ def race(powerdns, owner: dns.name.Name, base: frozenset[Tlsa],  # type: ignore[
     return results, writers
 
 
-def test_two_writers_at_once(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_two_writers_at_once(powerdns: PowerDns) -> None:
     """Two tlsa-manager runs change one owner at the same moment, 12 times over: the RRset
     always ends as one writer's whole result, a writer told "ok" whose result is not
     there was overwritten by one that noticed and said so, and never both fail."""
@@ -159,7 +159,7 @@ def test_other_edits_by_serial() -> None:
     assert not other_edits(7, 99, "EPOCH") and not other_edits(7, 7, "")
 
 
-def test_disabled_records_are_kept_disabled(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_disabled_records_are_kept_disabled(powerdns: PowerDns) -> None:
     owner = fresh_owner()
     powerdns.api("PATCH", f"/zones/{ZONE}.", {"rrsets": [{
         "name": owner.to_text(), "type": "TLSA", "ttl": 300, "changetype": "REPLACE",
@@ -174,7 +174,7 @@ def test_disabled_records_are_kept_disabled(powerdns) -> None:  # type: ignore[n
     assert records == {(record(1).to_text(), False), (record(2).to_text(), False), (record(66).to_text(), True)}
 
 
-def test_upper_case_hex_from_other_tools_is_the_same_record(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_upper_case_hex_from_other_tools_is_the_same_record(powerdns: PowerDns) -> None:
     owner = fresh_owner()
     api_replace(powerdns, owner, record(0xABC).to_text().upper())
     provider = provider_for(powerdns)
@@ -184,7 +184,7 @@ def test_upper_case_hex_from_other_tools_is_the_same_record(powerdns) -> None:  
     assert provider.writes == before  # same record: nothing to write
 
 
-def test_wrong_key_unreachable_api_and_missing_zone_are_one_line(powerdns, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_key_unreachable_api_and_missing_zone_are_one_line(powerdns: PowerDns, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.key"
     wrong.write_text("not-the-key-0123\n")
     owner = fresh_owner()
@@ -207,7 +207,7 @@ def test_wrong_key_unreachable_api_and_missing_zone_are_one_line(powerdns, tmp_p
     assert "hunter2-pw" not in str(exc.value) and "127.0.0.1" in str(exc.value)
 
 
-def test_longest_zone_wins_and_ns_come_from_the_core(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_longest_zone_wins_and_ns_come_from_the_core(powerdns: PowerDns) -> None:
     inner = f"inner-{secrets.token_hex(3)}.{ZONE}."
     powerdns.api("POST", "/zones", {"name": inner, "kind": "Native", "nameservers": [f"ns1.{ZONE}."]})
     owner = dns.name.from_text(f"_25._tcp.mx.{inner}")
@@ -224,7 +224,7 @@ def test_longest_zone_wins_and_ns_come_from_the_core(powerdns) -> None:  # type:
 # ---------------------------------------------------------------- through the CLI
 
 
-def powerdns_config(state: Path, powerdns, host: str, host_lines: str) -> str:  # type: ignore[no-untyped-def]
+def powerdns_config(state: Path, powerdns: PowerDns, host: str, host_lines: str) -> str:
     return f"""
 state_dir = "{state}"
 [providers.pdns]
@@ -241,7 +241,7 @@ nameservers = ["{powerdns.endpoint}"]
 """
 
 
-def test_sync_and_new_key_rollover_through_the_cli(cli, powerdns, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sync_and_new_key_rollover_through_the_cli(cli: CliRunner, powerdns: PowerDns, tmp_path: Path) -> None:
     host = f"mx-{secrets.token_hex(3)}.{ZONE}"
     owner = owner_name(host)
     live, staged = tmp_path / "live", tmp_path / "staged"

@@ -61,7 +61,7 @@ cert = "{CHAIN}"
     return site
 
 
-def assert_refused(tmp_path: Path, result, code: int, *fragments: str) -> None:  # type: ignore[no-untyped-def]
+def assert_refused(tmp_path: Path, result, code: int, *fragments: str) -> None:
     result.one_line_error(code, *fragments)
     no_secret_anywhere(tmp_path, result)
 

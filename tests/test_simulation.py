@@ -285,7 +285,7 @@ def test_invariant_holds_over_random_timelines() -> None:
 def _no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     original = planner._gate
 
-    def gate(inp, chain):  # type: ignore[no-untyped-def]
+    def gate(inp, chain):
         found = original(inp, chain)
         return dataclasses.replace(found, ready=found.t_sync is not None)
 
@@ -308,7 +308,7 @@ def _no_ttl_memory(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _pruned_by_last_observation(monkeypatch: pytest.MonkeyPatch) -> None:
-    def pruned(self, now, slack=300.0):  # type: ignore[no-untyped-def]
+    def pruned(self, now, slack=300.0):
         if len(self.entries) <= 1:
             return self
         keep_after = now - (2 * self.max_ttl() + slack + 3600)

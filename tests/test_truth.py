@@ -15,13 +15,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_rfc2136 import wait_for
 
 import pki
-from conftest import rfc2136_config
-from servers import ZONE, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
+from conftest import CliRunner, rfc2136_config
+from servers import ZONE, Bind, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 HOST = f"truth.{ZONE}"
@@ -61,7 +62,7 @@ def presented_311(port: int) -> str:
     return openssl_311(text[start:end] + b"\n")
 
 
-def nsupdate(bind, *lines: str) -> None:  # type: ignore[no-untyped-def]
+def nsupdate(bind: Bind, *lines: str) -> None:
     script = f"server 127.0.0.1 {bind.primary.port}\nzone {bind.zone}\n" + "".join(f"{x}\n" for x in lines)
     subprocess.run(["nsupdate", "-k", str(bind.key_file)], input=(script + "send\n").encode(), check=True,
                    capture_output=True)
@@ -71,7 +72,7 @@ def nsupdate(bind, *lines: str) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def world(bind):  # type: ignore[no-untyped-def]
+def world(bind: Bind):
     require("unbound", "postfix", "posttls-finger", "openssl", "unshare", "dig", "nsupdate")
     root = Path(tempfile.mkdtemp(prefix="tlsa-truth-"))
     root.chmod(0o755)
@@ -103,7 +104,7 @@ probe = "127.0.0.1"
         stop_resolver_and_mta(root, unbound, postfix)
 
 
-def renew(world, cli, issuer: str, *, new_key: bool):  # type: ignore[no-untyped-def]
+def renew(world: dict[str, Any], cli: CliRunner, issuer: str, *, new_key: bool):
     """The ACME client renewed: `hook generic` with the new chain; returns (result, seconds, leaf)."""
     key = pki.make_key("p256") if new_key else world["key"]
     leaf = pki.make_leaf([HOST], world["cas"][issuer], key=key, not_before=NOW)
@@ -173,7 +174,7 @@ def compare(world, cli, step: str, *, lagging: bool = False) -> dict:  # type: i
     return {"plan": pdoc, "status": doc, "primary": on_primary, "secondary": on_secondary, "presented": presented}
 
 
-def soa_refresh(bind, refresh: int) -> None:  # type: ignore[no-untyped-def]
+def soa_refresh(bind: Bind, refresh: int) -> None:
     """Set the zone's SOA refresh/retry (a secondary that misses a NOTIFY then stays behind)."""
     out = subprocess.run(["dig", "+short", "-p", str(bind.primary.port), "@127.0.0.1", bind.zone, "SOA"],
                          capture_output=True, text=True, check=True).stdout.split()
@@ -182,7 +183,7 @@ def soa_refresh(bind, refresh: int) -> None:  # type: ignore[no-untyped-def]
                    f"{max(3600, 2 * refresh)} 30")
 
 
-def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  # type: ignore[no-untyped-def]
+def test_rollover_every_step_says_what_the_servers_serve(world: dict[str, Any], cli: CliRunner) -> None:
     cfg = ["--config", world["config"]]
     bind, owner = world["bind"], world["owner"]
     te = {n: openssl_311(world["cas"][n].pem).replace("3 1 1", "2 1 1") for n in ("TE1", "TE2", "TE3")}
@@ -266,7 +267,7 @@ def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  #
 # ---------------------------------------------------------------- one item each (BIND only)
 
 
-def make_site(tmp_path: Path, bind, live_name: str, extra: str = "", negative_ttl: bool = True):  # type: ignore[no-untyped-def]
+def make_site(tmp_path: Path, bind: Bind, live_name: str, extra: str = "", negative_ttl: bool = True):
     import secrets
 
     from test_sync_cli import le_shaped_chain
@@ -287,7 +288,7 @@ def make_site(tmp_path: Path, bind, live_name: str, extra: str = "", negative_tt
             "tmp": tmp_path}
 
 
-def hook(cli, site, issuer: str, key=None):  # type: ignore[no-untyped-def]
+def hook(cli: CliRunner, site, issuer: str, key=None):
     from test_sync_cli import le_shaped_chain
 
     leaf, chain = le_shaped_chain(site["host"], issuer, key=key)
@@ -299,7 +300,7 @@ def hook(cli, site, issuer: str, key=None):  # type: ignore[no-untyped-def]
     return result, leaf
 
 
-def test_gate_times_agree_and_name_the_negative_ttl(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_gate_times_agree_and_name_the_negative_ttl(cli: CliRunner, bind: Bind, tmp_path: Path) -> None:
     """13.2: the negative TTL (from the SOA: min(60, 30) = 30 s) sets the first wait, and plan,
     status, sync and hook give the same second for it and say so."""
     site = make_site(tmp_path, bind, "ecdsa.pem", negative_ttl=False)
@@ -320,7 +321,7 @@ def test_gate_times_agree_and_name_the_negative_ttl(cli, bind, tmp_path: Path) -
     assert line in cli(*cfg, "plan", site["host"]).out
 
 
-def test_live_file_not_named_pem_is_staged_and_deployed(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_live_file_not_named_pem_is_staged_and_deployed(cli: CliRunner, bind: Bind, tmp_path: Path) -> None:
     """13.4 and 13.3: a live file `mail.crt` is staged as `mail.crt`, found again and deployed;
     a file that matches no live name is named, not ignored; without a probe nothing is claimed."""
     site = make_site(tmp_path, bind, "mail.crt")
@@ -341,7 +342,7 @@ def test_live_file_not_named_pem_is_staged_and_deployed(cli, bind, tmp_path: Pat
     assert "deploys are reloaded, not verified: no probe configured" in status.out, status.out
 
 
-def test_exit_codes_when_the_reload_keeps_failing(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_exit_codes_when_the_reload_keeps_failing(cli: CliRunner, bind: Bind, tmp_path: Path) -> None:
     """13.6: a deploy whose reload fails exits 1 in sync, and so does every later sync while it
     stays unconfirmed, and status; the replaced chain's records stay."""
     site = make_site(tmp_path, bind, "ecdsa.pem", extra='reload = ["false"]\n')
