@@ -22,7 +22,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ GATE = 2 * 2 + 1 + 0.7  # 2 x TTL(2 s) + slack(1 s), and a little
 
 
 @pytest.fixture(scope="module")
-def acme(bind: Bind):
+def acme(bind: Bind) -> Iterator[dict[str, Any]]:
     require("pebble", "certbot", "lego", "dehydrated", "unbound", "postfix", "posttls-finger", "openssl", "unshare")
     root = Path(tempfile.mkdtemp(prefix="tlsa-acme-"))
     root.chmod(0o755)
@@ -388,7 +388,7 @@ CLIENTS: dict[str, Callable[[Site], Client]] = {
 
 
 @pytest.fixture(scope="module")
-def rollovers(acme: dict[str, Any]):
+def rollovers(acme: dict[str, Any]) -> dict[str, str | None]:
     """The three clients' rollovers run side by side (each has its own Postfix, port and
     TLSA owner name; they share Pebble, BIND and Unbound): most of the time is spent
     waiting for gates and clients, so this keeps the file within a few minutes."""

@@ -17,7 +17,7 @@ import pytest
 from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute
 
 import pki
-from conftest import CLI, CliRunner
+from conftest import CLI, CliRunner, Result
 from servers import Bind, Postfix, Unbound, free_port, posttls_finger, require
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -53,7 +53,7 @@ def serve_lines(port: int, greeting: bytes, stop: threading.Event) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     require("named", "unbound", "postfix", "posttls-finger", "nsupdate", "unshare")
     root = Path(tempfile.mkdtemp(prefix="tlsa-check-"))
     root.chmod(0o755)
@@ -149,7 +149,7 @@ def authoritative(env: dict[str, Any]) -> list[str]:
     return [a for server in env["bind"].nameservers for a in ("--nameserver", server)]
 
 
-def run_check(cli: CliRunner, env: dict[str, Any], target: str, *extra: str, port: int | None = None):
+def run_check(cli: CliRunner, env: dict[str, Any], target: str, *extra: str, port: int | None = None) -> Result:
     return cli("--json", "check", target, "--port", str(port or env["port"]), "--resolver", env["resolver"],
                "--timeout", "5", *authoritative(env), *extra)
 
@@ -164,11 +164,11 @@ def finger(env: dict[str, Any], host: str, algorithm: str) -> bool:
         postfix.hostname = original
 
 
-def verdicts(doc: dict) -> dict[str, str]:  # type: ignore[type-arg]
+def verdicts(doc: dict[str, Any]) -> dict[str, str]:
     return {e["algorithm"]: e["verdict"] for h in doc["hosts"] for e in h["endpoints"]}
 
 
-def codes(doc: dict) -> set[str]:  # type: ignore[type-arg]
+def codes(doc: dict[str, Any]) -> set[str]:
     return {h["code"] for h in doc["hazards"]} | {h["code"] for host in doc["hosts"] for h in host["hazards"]}
 
 

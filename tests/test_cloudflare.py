@@ -22,7 +22,7 @@ OWNER = dns.name.from_text("_25._tcp.mail.example.test.")
 
 
 @pytest.fixture
-def cf(cf_fake: FakeCloudflare, monkeypatch: pytest.MonkeyPatch):
+def cf(cf_fake: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> CloudflareProvider:
     monkeypatch.setenv("CF_TOKEN", cf_fake.token)
     return CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url, "max_retry_after": 2})
 

@@ -42,7 +42,7 @@ shutil.copyfile(d / "live" / "ecdsa.pem", d / "presented.pem")
 
 
 @pytest.fixture
-def rollover(tmp_path: Path, bind: Bind):
+def rollover(tmp_path: Path, bind: Bind) -> dict[str, Any]:
     """A host synced once on a YE1 chain, with a new-key YE2 renewal staged and published."""
     host = f"crash-{secrets.token_hex(3)}.{ZONE}"
     live, staged = tmp_path / "live", tmp_path / "staged"
@@ -107,15 +107,15 @@ def assert_covered(site: dict[str, Any]) -> None:
                 assert want[kind] in values, f"{server}: no {kind} record matches the {what} chain: {values}"
 
 
-def ledger_loads(site) -> dict:  # type: ignore[type-arg]
+def ledger_loads(site: dict[str, Any]) -> dict[str, Any]:
     status = subprocess.run([sys.executable, "-m", "tlsa_manager", "--config", str(site["config"]), "--json",
                              "status", site["host"]], capture_output=True, text=True, timeout=60)
     import json
 
-    host = json.loads(status.stdout)["hosts"][0]
+    host: dict[str, Any] = json.loads(status.stdout)["hosts"][0]
     # the exit-code contract (docs/cli.md): an unconfirmed deploy is a failure (1)
     assert status.returncode == (1 if host["unconfirmed_deploys"] else 0), status.stderr
-    return host  # type: ignore[no-any-return]
+    return host
 
 
 def converge(site: dict[str, Any]) -> None:

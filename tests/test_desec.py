@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,9 @@ from cloud_rollover import sync_and_rollover
 from conftest import CliRunner
 
 if TYPE_CHECKING:
+    from tlsa_manager.testing import Held
+    from tlsa_manager_providers.desec import DesecProvider
+
     from desec_fake import FakeDesec
 
 A = Tlsa.from_text("3 1 1 " + "AA" * 32)
@@ -25,7 +29,7 @@ OWNER = dns.name.from_text("_25._tcp.mail.example.test.")
 
 
 @pytest.fixture
-def desec_fake():
+def desec_fake() -> Iterator[FakeDesec]:
     from desec_fake import FakeDesec
 
     fake = FakeDesec().start()
@@ -34,7 +38,7 @@ def desec_fake():
     fake.stop()
 
 
-def make(fake: FakeDesec, monkeypatch: pytest.MonkeyPatch, **extra: Any):
+def make(fake: FakeDesec, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> DesecProvider:
     from tlsa_manager_providers.desec import DesecProvider
 
     monkeypatch.setenv("DESEC_TEST_TOKEN", fake.token)
@@ -42,7 +46,7 @@ def make(fake: FakeDesec, monkeypatch: pytest.MonkeyPatch, **extra: Any):
                           **extra})
 
 
-def held(fake: FakeDesec, owner: dns.name.Name):
+def held(fake: FakeDesec, owner: dns.name.Name) -> Held:
     rrset = fake.domains["example.test"].rrsets.get((owner.relativize(dns.name.from_text("example.test.")).to_text(),
                                                      "TLSA"))
     if rrset is None:
@@ -55,7 +59,7 @@ def desec_backend(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> Bac
     desec_fake.domains["example.test"].minimum_ttl = 3600  # deSEC's default, for the contract
     provider = make(desec_fake, monkeypatch)
 
-    def external_add(owner: dns.name.Name, record: Tlsa):
+    def external_add(owner: dns.name.Name, record: Tlsa) -> None:
         records, ttl = held(desec_fake, owner)
         subname = owner.relativize(dns.name.from_text("example.test.")).to_text()
         desec_fake.set_rrset("example.test", subname, [r.to_text() for r in records | {record}], ttl or 3600)
@@ -107,7 +111,7 @@ def test_ttl_below_the_domain_minimum_is_refused_before_any_write(desec_fake: Fa
         provider.apply(add(ttl=86401))
     assert desec_fake.counts["PATCH /domains/{name}/rrsets/"] == 0
     provider.apply(add(ttl=3600))
-    assert held(desec_fake, OWNER) == ({A}, 3600)
+    assert held(desec_fake, OWNER) == (frozenset({A}), 3600)
 
 
 def test_validation_errors_are_one_line_per_item(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:

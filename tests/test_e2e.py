@@ -15,6 +15,7 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ GATE = 2 * 2 + 1 + 0.7  # 2 x TTL(2 s) + slack(1 s), and a little
 
 
 @pytest.fixture(scope="module")
-def world(bind: Bind, tmp_path_factory: pytest.TempPathFactory):
+def world(bind: Bind, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     require("unbound", "postfix", "posttls-finger", "openssl", "unshare")
     root = Path(tempfile.mkdtemp(prefix="tlsa-e2e-"))
     (root).chmod(0o755)
@@ -102,7 +103,7 @@ def assert_senders_accept(world: dict[str, Any], step: str) -> None:
         assert "Verified TLS connection established" in out, f"{step}: posttls-finger {algorithm}: {out[-800:]}"
 
 
-def renew(world: dict[str, Any], cli: CliRunner, kind: str, issuer: str, *, new_key: bool) -> tuple[str, object]:
+def renew(world: dict[str, Any], cli: CliRunner, kind: str, issuer: str, *, new_key: bool) -> tuple[str, pki.Issued]:
     key = pki.make_key("p256" if kind == "ecdsa" else "rsa2048") if new_key else world["keys"][kind]
     leaf = pki.make_leaf([HOST], world["cas"][issuer], key=key, not_before=NOW)
     d = world["incoming"]

@@ -21,6 +21,8 @@ from servers import Bind
 from test_sync_cli import SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
 
 if TYPE_CHECKING:
+    from tlsa_manager.simulation import World
+
     from cloudflare_fake import FakeCloudflare
 
 HOST = "mx.edges.example"
@@ -136,7 +138,7 @@ def test_a_long_ttl_counts_until_every_server_stopped_serving_it() -> None:
 # ---------------------------------------------------------------- 2: lost ledger
 
 
-def _sim(**kw: Any):
+def _sim(**kw: Any) -> World:
     from test_simulation import ISSUERS
 
     from tlsa_manager.simulation import World
@@ -246,14 +248,15 @@ def test_rfc2136_without_nameservers_watches_the_zones_ns_not_the_host(bind: Bin
 
     spec = HostSpec(f"mx.{ZONE}", "bind")
     ports = LivePorts(spec, provider(bind), load_bundled())
-    assert ports.zone().to_text() == f"{ZONE}."  # type: ignore[union-attr]
+    zone = ports.zone()
+    assert zone is not None and zone.to_text() == f"{ZONE}."
     names = sorted(e.name for e in ports.endpoints())
     assert names == [f"ns1.{ZONE} (127.0.0.1)", f"ns2.{ZONE} (127.0.0.1)"]
 
 
 def test_with_no_server_to_ask_a_new_key_waits_for_an_explicit_propagation_delay() -> None:
     hour = 3600
-    events = [(0, {"do": "sync"}), (DAY, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})]
+    events: list[tuple[float, dict[str, Any]]] = [(0, {"do": "sync"}), (DAY, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})]
     blind = _sim(ttl=300, servers={"ns1": 0, "ns2": 3 * hour, "ns3": 60}, unobserved=True)
     blind.run(events, until=4 * DAY, timer=600)
     assert not any("  deploy " in line for line in blind.timeline)
@@ -313,7 +316,7 @@ cert = "{tmp_path / name / 'ecdsa.pem'}"
     assert comments == {"managed by tlsa-manager [mx-a]", "managed by tlsa-manager [mx-b]"}
 
 
-def _two_instances(shared_marks: bool):
+def _two_instances(shared_marks: bool) -> tuple[World, World]:
     hour = 3600
     from tlsa_manager.policy import HostPolicy
     from tlsa_manager.records import parse_params

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tlsa_manager.records import Tlsa, owner_name
 
@@ -77,12 +78,12 @@ def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path,
         assert primary == secondary and len(primary) == 4, name  # 3 1 1 + the three YE issuers
     for name, cert in hosts[:3]:
         assert leaf_311(cert, tmp_path) in served(bind, name)[0]
-    primary = {k: after[0].get(k, 0) - before[0].get(k, 0) for k in after[0]}
-    secondary = {k: after[1].get(k, 0) - before[1].get(k, 0) for k in after[1]}
-    assert primary.get("UPDATE") == 1, primary  # one change set for the zone, not 30
-    assert primary.get("DNSKEY") == 1 and secondary.get("DNSKEY") == 1, (primary, secondary)
+    to_primary = {k: after[0].get(k, 0) - before[0].get(k, 0) for k in after[0]}
+    to_secondary = {k: after[1].get(k, 0) - before[1].get(k, 0) for k in after[1]}
+    assert to_primary.get("UPDATE") == 1, to_primary  # one change set for the zone, not 30
+    assert to_primary.get("DNSKEY") == 1 and to_secondary.get("DNSKEY") == 1, (to_primary, to_secondary)
     # read + observe before, observe after (the wait's last poll is the observation)
-    assert secondary.get("TLSA", 0) <= 2 * 30 + 1, secondary
+    assert to_secondary.get("TLSA", 0) <= 2 * 30 + 1, to_secondary
     # The next run has nothing to write, and says so for the good hosts.
     again = tlsa("--config", str(config), "--json", "sync")
     assert again.returncode == 1
@@ -102,12 +103,12 @@ def test_eight_fleets_at_once_with_kill_9(tmp_path: Path, bind: Bind) -> None:
     are killed with SIGKILL at random moments and run again.  Every host converges to
     its own records and no process removes another's."""
     rng = random.Random(1414)
-    fleets = []
-    for f in range(8):
-        names = [f"f{f}h{i}-{os.getpid()}.{ZONE}" for i in range(50)]
-        certs = pki.fleet(tmp_path / f"certs{f}", names, ISSUER)
-        config = write_config(tmp_path / f"fleet{f}.toml", bind, list(zip(names, certs, strict=True)),
-                              state=tmp_path / f"state{f}")
+    fleets: list[dict[str, Any]] = []
+    for n in range(8):
+        names = [f"f{n}h{i}-{os.getpid()}.{ZONE}" for i in range(50)]
+        certs = pki.fleet(tmp_path / f"certs{n}", names, ISSUER)
+        config = write_config(tmp_path / f"fleet{n}.toml", bind, list(zip(names, certs, strict=True)),
+                              state=tmp_path / f"state{n}")
         fleets.append({"names": names, "certs": certs, "config": config})
     before = bind.primary.stats(bind.keys)
     start = time.monotonic()
@@ -258,5 +259,5 @@ def test_a_server_without_tcp_is_observed_over_udp(bind: Bind) -> None:
         stop.set()
         thread.join(5)
         relay.close()
-    assert views[owner][0].records == {record} and views[owner][0].error is None
+    assert views[owner][0].records == frozenset({record}) and views[owner][0].error is None
     assert all(views[o][0].records == frozenset() for o in others)

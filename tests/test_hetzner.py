@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,9 @@ from cloud_rollover import sync_and_rollover
 from conftest import CliRunner
 
 if TYPE_CHECKING:
+    from tlsa_manager.testing import Held
+    from tlsa_manager_providers.hetzner import HetznerProvider
+
     from hetzner_fake import FakeHetzner
 
 A = Tlsa.from_text("3 1 1 " + "aa" * 32)
@@ -26,7 +30,7 @@ NAME = "_25._tcp.mail"
 
 
 @pytest.fixture
-def hz():
+def hz() -> Iterator[FakeHetzner]:
     from hetzner_fake import FakeHetzner
 
     fake = FakeHetzner().start()
@@ -35,7 +39,7 @@ def hz():
     fake.stop()
 
 
-def make(fake: FakeHetzner, monkeypatch: pytest.MonkeyPatch, **extra: Any):
+def make(fake: FakeHetzner, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> HetznerProvider:
     from tlsa_manager_providers.hetzner import HetznerProvider
 
     monkeypatch.setenv("HZ_TEST_TOKEN", fake.token)
@@ -43,7 +47,7 @@ def make(fake: FakeHetzner, monkeypatch: pytest.MonkeyPatch, **extra: Any):
                             **extra})
 
 
-def held(fake: FakeHetzner, owner: dns.name.Name, zone="example.test"):
+def held(fake: FakeHetzner, owner: dns.name.Name, zone: str = "example.test") -> Held:
     rrset = fake.zone(zone).rrsets.get((owner.relativize(dns.name.from_text(zone + ".")).to_text(), "TLSA"))
     if rrset is None:
         return frozenset(), None
@@ -54,7 +58,7 @@ def held(fake: FakeHetzner, owner: dns.name.Name, zone="example.test"):
 def hetzner_backend(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> Backend:
     provider = make(hz, monkeypatch)
 
-    def external_add(owner: dns.name.Name, record: Tlsa):
+    def external_add(owner: dns.name.Name, record: Tlsa) -> None:
         records, ttl = held(hz, owner)
         hz.set_rrset("example.test", owner.relativize(dns.name.from_text("example.test.")).to_text(),
                       [r.to_text() for r in records | {record}], ttl or 300)

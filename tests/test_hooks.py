@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from tlsa_manager.errors import UsageError
 from tlsa_manager.hooks import renewal_from
@@ -36,7 +37,8 @@ def test_each_client_convention() -> None:
         renewal_from("generic", {}, [])
 
 
-def _lineage(tmp: Path, host: str, issuer: str, key=None) -> tuple[Path, object]:
+def _lineage(tmp: Path, host: str, issuer: str,
+             key: CertificateIssuerPrivateKeyTypes | None = None) -> tuple[Path, pki.Issued]:
     leaf, chain = le_shaped_chain(host, issuer, key=key)
     lineage = tmp / f"lineage-{issuer}-{os.urandom(2).hex()}"
     pki.write(lineage / "privkey.pem", leaf.key_pem)
@@ -75,7 +77,7 @@ def test_certbot_new_key_stays_staged(cli: CliRunner, bind: Bind, site: SyncSite
 
 def test_mismatched_key_is_not_staged(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
-    pki.write(lineage / "privkey.pem", pki.Issued(None, pki.make_key("p256")).key_pem)  # type: ignore[arg-type]
+    pki.write(lineage / "privkey.pem", pki.key_pem(pki.make_key("p256")))
     result = cli("--config", site["config"], "hook", "generic", "--cert", lineage / "fullchain.pem",
                  "--key", lineage / "privkey.pem", "--host", site["host"])
     assert result.code == 2 and "does not match the certificate" in result.err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tlsa_manager.errors import StateError
 from tlsa_manager.nextkey import create, existing, generate, key_dir, refresh
@@ -91,6 +92,7 @@ def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli: CliRunner,
     # A certificate issued from the next key's CSR: the client hands over no key file.
     used = next_key.read_bytes()
     key = serialization.load_pem_private_key(used, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
     leaf, chain = le_shaped_chain(site["host"], "ye1.pem", key=key)
     fullchain = pki.write(site["tmp"] / "issued" / "fullchain.pem", leaf.pem, chain)
     hooked = cli(*cfg, "hook", "generic", "--cert", fullchain, "--host", site["host"])

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.name
 import pytest
@@ -26,6 +26,9 @@ import pki
 from conftest import CliRunner, bind_read
 from servers import ZONE, PowerDns, free_port
 from test_sync_cli import le_shaped_chain
+
+if TYPE_CHECKING:
+    import requests
 
 
 def provider_for(powerdns: PowerDns, **settings: Any) -> PowerDnsProvider:
@@ -51,7 +54,7 @@ def test_written_records_are_served_signed(powerdns: PowerDns) -> None:
     provider_for(powerdns).apply(add(owner, record(1), record(2, "2 1 1")))
     view = DnsView([parse_endpoint(powerdns.endpoint)]).view(parse_endpoint(powerdns.endpoint), owner)
     assert view.error is None, view.error  # RRSIG present and valid against the zone's DNSKEY
-    assert view.records == {record(1), record(2, "2 1 1")} and view.ttl == 300
+    assert view.records == frozenset({record(1), record(2, "2 1 1")}) and view.ttl == 300
 
 
 def test_one_owner_is_one_filtered_get_and_a_write_is_get_patch_get(powerdns: PowerDns) -> None:
@@ -69,7 +72,7 @@ def test_someone_writes_between_our_patch_and_our_read_back(powerdns: PowerDns) 
     owner = fresh_owner()
     provider.apply(add(owner, record(1)))
 
-    def after_patch(response, *args: Any, **kwargs: Any):
+    def after_patch(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
         if response.request.method == "PATCH":
             api_replace(powerdns, owner, record(9).to_text())
         return response
@@ -88,7 +91,7 @@ def test_someone_writes_between_our_read_and_our_patch(powerdns: PowerDns) -> No
     provider.apply(add(owner, record(1)))
     reads = []
 
-    def after_get(response, *args: Any, **kwargs: Any):
+    def after_get(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
         if response.request.method == "GET":
             reads.append(1)
             if len(reads) == 1:
@@ -101,7 +104,7 @@ def test_someone_writes_between_our_read_and_our_patch(powerdns: PowerDns) -> No
     assert any("edited by someone else" in n and str(owner) in n for n in provider.notes), provider.notes
 
 
-def race(powerdns, owner: dns.name.Name, base: frozenset[Tlsa],  # type: ignore[no-untyped-def]
+def race(powerdns: PowerDns, owner: dns.name.Name, base: frozenset[Tlsa],
          wanted: dict[str, frozenset[Tlsa]]) -> tuple[dict[str, str], dict[str, PowerDnsProvider]]:
     """Each writer (its own provider, as two runs would have) applies base -> wanted[name] at once."""
     writers = {name: provider_for(powerdns) for name in wanted}

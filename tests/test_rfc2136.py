@@ -6,6 +6,7 @@ import base64
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def provider(bind: Bind, **over: Any) -> Rfc2136Provider:
     return Rfc2136Provider(config)
 
 
-def wait_for(predicate, seconds: float = 10.0) -> bool:
+def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
@@ -51,7 +52,7 @@ def test_update_reaches_the_secondary_signed(bind: Bind) -> None:
     p = provider(bind)
     p.apply(add(o))
     view = DnsView([parse_endpoint(e) for e in bind.nameservers])
-    assert wait_for(lambda: all(v.records == {REC} for v in view.observe([o])[o]))
+    assert wait_for(lambda: all(v.records == frozenset({REC}) for v in view.observe([o])[o]))
     views = view.observe([o])[o]
     assert all(v.error is None and v.ttl == 60 for v in views)
     assert p.writes == 1
@@ -80,12 +81,12 @@ def test_lagging_secondary_is_seen_as_lagging(bind: Bind) -> None:
         provider(bind).apply(add(o))
         time.sleep(0.5)
         views = {v.server: v for v in view.observe([o])[o]}
-        assert views[bind.primary.endpoint].records == {REC}
+        assert views[bind.primary.endpoint].records == frozenset({REC})
         assert views[bind.secondary.endpoint].records == frozenset()
     finally:
         bind.set_notify(True)
         bind.secondary.rndc(bind.keys, "refresh", ZONE)
-    assert wait_for(lambda: all(v.records == {REC} for v in view.observe([o])[o]))
+    assert wait_for(lambda: all(v.records == frozenset({REC}) for v in view.observe([o])[o]))
 
 
 def test_server_down(bind: Bind) -> None:

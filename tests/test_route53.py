@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,9 @@ from tlsa_manager.testing import Backend, ProviderContract
 from conftest import CliRunner
 
 if TYPE_CHECKING:
+    from tlsa_manager.testing import Held
+    from tlsa_manager_providers.route53 import Route53Provider
+
     from route53_fake import StrictRoute53
 
 # moto warns that an injected error code (Throttling) has no shape in its Route 53 model; it
@@ -28,7 +32,7 @@ OWNER = dns.name.from_text("_25._tcp.mail.example.test.")
 
 
 @pytest.fixture
-def r53(monkeypatch: pytest.MonkeyPatch):
+def r53(monkeypatch: pytest.MonkeyPatch) -> Iterator[StrictRoute53]:
     from route53_fake import StrictRoute53
 
     fake = StrictRoute53(monkeypatch).start()
@@ -37,7 +41,7 @@ def r53(monkeypatch: pytest.MonkeyPatch):
     fake.stop()
 
 
-def make(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch, **extra: Any):
+def make(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> Route53Provider:
     from tlsa_manager_providers.route53 import Route53Provider
 
     monkeypatch.setenv("R53_TEST_SECRET", SECRET)
@@ -53,11 +57,11 @@ def route53_backend(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> Back
     provider = make(r53, monkeypatch)
     client = r53.client()
 
-    def read_back(owner: dns.name.Name):
+    def read_back(owner: dns.name.Name) -> Held:
         values, ttl = read_tlsa(client, r53.zone_id, owner.to_text())
         return frozenset(Tlsa.from_text(v) for v in values), ttl
 
-    def external_add(owner: dns.name.Name, record: Tlsa):
+    def external_add(owner: dns.name.Name, record: Tlsa) -> None:
         values, ttl = read_tlsa(client, r53.zone_id, owner.to_text())
         upsert_tlsa(client, r53.zone_id, owner.to_text(), [*values, record.to_text()], ttl or 300)
 

@@ -129,7 +129,7 @@ def test_lock_and_corrupt_ledger(cli: CliRunner, site: SyncSite) -> None:
     assert (state / "ledger.json").read_text() == "{broken"
 
 
-def test_config_errors_are_one_line(cli, tmp_path: Path) -> None:
+def test_config_errors_are_one_line(cli: CliRunner, tmp_path: Path) -> None:
     cases = {
         "[hosts.\"mx.example.com\"]\nprovider = \"nope\"\n": "provider 'nope' is not defined",
         "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx.example.com\"]\nrecords = [\"3 0 1\"]\n":

@@ -23,7 +23,7 @@ from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute
 from tlsa_manager.tlsprobe import protocol_for
 
 import pki
-from conftest import CliRunner
+from conftest import CliRunner, Result
 from servers import Bind, Postfix, Unbound, free_port, require
 from test_check import wait_resolvable
 from tls_servers import Dovecot, SServer, s_client_dane
@@ -111,7 +111,7 @@ def services() -> Iterator[dict[str, Any]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_check(cli: CliRunner, services: dict[str, Any], host: str, service: str, *extra: str):
+def run_check(cli: CliRunner, services: dict[str, Any], host: str, service: str, *extra: str) -> Result:
     nameservers = [a for s in services["bind"].nameservers for a in ("--nameserver", s)]
     return cli("--json", "check", f"{host}.{ZONE}", "--port", str(services["ports"][service]),
                "--protocol", SERVICES[service][0], "--resolver", services["resolver"], "--timeout", "5",

@@ -14,14 +14,16 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from test_rfc2136 import wait_for
 
 import pki
-from conftest import CliRunner, rfc2136_config
+from conftest import CliRunner, Result, rfc2136_config
 from servers import ZONE, Bind, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -72,7 +74,7 @@ def nsupdate(bind: Bind, *lines: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(bind: Bind):
+def world(bind: Bind) -> Iterator[dict[str, Any]]:
     require("unbound", "postfix", "posttls-finger", "openssl", "unshare", "dig", "nsupdate")
     root = Path(tempfile.mkdtemp(prefix="tlsa-truth-"))
     root.chmod(0o755)
@@ -104,7 +106,7 @@ probe = "127.0.0.1"
         stop_resolver_and_mta(root, unbound, postfix)
 
 
-def renew(world: dict[str, Any], cli: CliRunner, issuer: str, *, new_key: bool):
+def renew(world: dict[str, Any], cli: CliRunner, issuer: str, *, new_key: bool) -> tuple[Result, float, pki.Issued]:
     """The ACME client renewed: `hook generic` with the new chain; returns (result, seconds, leaf)."""
     key = pki.make_key("p256") if new_key else world["key"]
     leaf = pki.make_leaf([HOST], world["cas"][issuer], key=key, not_before=NOW)
@@ -122,7 +124,7 @@ def renew(world: dict[str, Any], cli: CliRunner, issuer: str, *, new_key: bool):
 # ---------------------------------------------------------------- what everyone says
 
 
-def compare(world, cli, step: str, *, lagging: bool = False) -> dict:  # type: ignore[type-arg]
+def compare(world: dict[str, Any], cli: CliRunner, step: str, *, lagging: bool = False) -> dict[str, Any]:
     """After a step: plan, status and check against dig (both servers) and Postfix."""
     cfg = ["--config", world["config"]]
     bind, owner, port = world["bind"], world["owner"], world["postfix"].port
@@ -267,7 +269,7 @@ def test_rollover_every_step_says_what_the_servers_serve(world: dict[str, Any], 
 # ---------------------------------------------------------------- one item each (BIND only)
 
 
-def make_site(tmp_path: Path, bind: Bind, live_name: str, extra: str = "", negative_ttl: bool = True):
+def make_site(tmp_path: Path, bind: Bind, live_name: str, extra: str = "", negative_ttl: bool = True) -> dict[str, Any]:
     import secrets
 
     from test_sync_cli import le_shaped_chain
@@ -288,7 +290,8 @@ def make_site(tmp_path: Path, bind: Bind, live_name: str, extra: str = "", negat
             "tmp": tmp_path}
 
 
-def hook(cli: CliRunner, site, issuer: str, key=None):
+def hook(cli: CliRunner, site: dict[str, Any], issuer: str,
+         key: CertificateIssuerPrivateKeyTypes | None = None) -> tuple[Result, pki.Issued]:
     from test_sync_cli import le_shaped_chain
 
     leaf, chain = le_shaped_chain(site["host"], issuer, key=key)
