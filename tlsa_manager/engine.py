@@ -181,7 +181,8 @@ def _no_checkpoint(step: str) -> None:
 def unconfirmed(ledger: LedgerData, host: str) -> tuple[ChainFacts, ...]:
     """Chains the MTA may still present: replaced by a deploy whose reload is not confirmed."""
     return tuple(
-        replace(chain, label=f"previous {chain.label} (deploy of {label} not confirmed)")
+        replace(chain, label=chain.label if label.startswith(PRESENTED)
+                else f"previous {chain.label} (deploy of {label} not confirmed)")
         for label, entry in ledger.host(host).deploys.items()
         for chain in map(chain_from_json, entry["previous"])
     )
@@ -312,8 +313,9 @@ def mismatch_hazards(ledger: LedgerData, host: str) -> tuple[Hazard, ...]:
         Hazard(
             "H27",
             Severity.RISK,
-            f"the MTA presents {chain.label}, not the configured live {entry['deployed']['label']}; "
-            f"its records stay and no {chain.key_type.upper()} deploy happens until it presents that file",
+            f"the MTA presents another {chain.key_type.upper()} chain than the configured "
+            f"{entry['deployed']['label']}; its records stay and no {chain.key_type.upper()} deploy "
+            "happens until it presents that file",
             "point the MTA at the configured certificate file and reload it (or fix cert/certs)",
             host,
         )
@@ -454,9 +456,12 @@ class Run:
                 )
                 continue
             journal = self.ledger.host(member.settings.host).deploys
-            if any(e["deployed"]["key_type"] == chain.key_type for e in journal.values()):
+            pending = [k for k, e in journal.items() if e["deployed"]["key_type"] == chain.key_type]
+            if pending:
                 kind = chain.key_type.upper()
                 why = f"the previous {kind} deploy is not confirmed"
+                if all(k.startswith(PRESENTED) for k in pending):
+                    why = f"the MTA presents another {kind} chain than the configured one (H27)"
                 report.notes.append(f"{chain.label}: not deployed, {why}")
                 continue
             self.checkpoint("before-deploy")
@@ -558,6 +563,12 @@ def _confirm_deploys(run: Run) -> None:
             try:
                 member.ports.confirm(chain_from_json(entry["deployed"]))
             except TlsaManagerError as exc:
+                if label.startswith(PRESENTED):  # no deploy of ours: H27 says it, not a failure
+                    member.report.notes.append(
+                        f"the configured {entry['deployed']['label']} is not confirmed live: "
+                        f"the MTA still presents another chain (H27)"
+                    )
+                    continue
                 member.report.notes.append(
                     f"the deploy of {label} is not confirmed ({exc.message}); "
                     "the records of the chain it replaced stay"
@@ -566,6 +577,10 @@ def _confirm_deploys(run: Run) -> None:
                 continue
             del journal[label]
             run.save(run.ledger)
+            if label.startswith(PRESENTED):
+                configured = entry["deployed"]["label"]
+                member.report.notes.append(f"the MTA now presents the configured {configured} (H27 is over)")
+                continue
             checked = _checked(member.ports, label)
             verb = "confirmed" if checked.startswith(("verified", "the server presents")) else "finished"
             member.report.notes.append(f"{verb} the deploy of {label}: {checked}")
