@@ -4,10 +4,7 @@ errors, zone and NS discovery, and a sync + new-key rollover through the CLI."""
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +15,12 @@ from tlsa_manager.dnsview import DnsView
 from tlsa_manager.endpoints import parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
-from tlsa_manager.records import Tlsa, owner_name
+from tlsa_manager.records import Tlsa
 from tlsa_manager.testing import record
 from tlsa_manager_providers.powerdns import PowerDnsProvider, other_edits
 
-import pki
 from conftest import CliRunner, bind_read
 from servers import ZONE, PowerDns, free_port
-from test_sync_cli import le_shaped_chain
 
 if TYPE_CHECKING:
     import requests
@@ -227,61 +222,14 @@ def test_longest_zone_wins_and_ns_come_from_the_core(powerdns: PowerDns) -> None
 # ---------------------------------------------------------------- through the CLI
 
 
-def powerdns_config(state: Path, powerdns: PowerDns, host: str, host_lines: str) -> str:
-    return f"""
-state_dir = "{state}"
-[providers.pdns]
+def test_sync_and_new_key_rollover_through_the_cli(cli: CliRunner, powerdns: PowerDns, tmp_path: Path) -> None:
+    from cloud_rollover import sync_and_rollover
+
+    owner, served = sync_and_rollover(cli, tmp_path, f"""
 type = "powerdns"
 api_url = "{powerdns.api_url}"
 api_key_file = "{powerdns.key_file}"
-[hosts."{host}"]
-provider = "pdns"
-{host_lines.strip()}
-ttl = 2
-slack = "1s"
-negative_ttl = 1
-nameservers = ["{powerdns.endpoint}"]
-"""
-
-
-def test_sync_and_new_key_rollover_through_the_cli(cli: CliRunner, powerdns: PowerDns, tmp_path: Path) -> None:
-    host = f"mx-{secrets.token_hex(3)}.{ZONE}"
-    owner = owner_name(host)
-    live, staged = tmp_path / "live", tmp_path / "staged"
-    live.mkdir()
-    staged.mkdir()
-    leaf, chain = le_shaped_chain(host, "ye1.pem")
-    pki.write(live / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
-    config = tmp_path / "tlsa-manager.toml"
-    config.write_text(powerdns_config(tmp_path / "state", powerdns, host,
-                                      f'cert = "{live / "ecdsa.pem"}"\nstaged_dir = "{staged}"\n'))
-    cfg = ["--config", str(config)]
-
-    # the first sync as a user runs it: the console entry point in a subprocess
-    first = subprocess.run([sys.executable, "-m", "tlsa_manager", *cfg, "sync", host],
-                           capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stderr
-    assert "4 added" in first.stdout and powerdns.api_key not in first.stdout + first.stderr
-    live_311 = Tlsa.from_text(cli("records", live / "ecdsa.pem", "--usage", "3").out)
-    assert live_311 in bind_read(powerdns.port, owner)[0] and len(bind_read(powerdns.port, owner)[0]) == 4
-
-    again = cli(*cfg, "sync", host)
-    assert again.code == 0 and "added" not in again.out, again.out
-
-    new_leaf, chain = le_shaped_chain(host, "ye2.pem")
-    pki.write(staged / "ecdsa.pem", new_leaf.key_pem, new_leaf.pem, chain)
-    sync = cli(*cfg, "sync", host)
-    assert sync.code == 0 and "1 added" in sync.out and "may go live not before" in sync.out, sync.out
-    time.sleep(2 * 2 + 1 + 0.5)
-    deploy = cli(*cfg, "sync", host)
-    assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.out, deploy.out
-    assert new_leaf.pem in (live / "ecdsa.pem").read_bytes()
-    new_311 = Tlsa.from_text(cli("records", live / "ecdsa.pem", "--usage", "3").out)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and live_311 in bind_read(powerdns.port, owner)[0]:
-        time.sleep(0.2)
-        cli(*cfg, "sync", host)
-    served = bind_read(powerdns.port, owner)[0]
-    assert new_311 in served and live_311 not in served
+""", lambda o: bind_read(powerdns.port, o)[0], ZONE, nameservers=[powerdns.endpoint], secret=powerdns.api_key,
+        removal_wait=10)
     view = DnsView([parse_endpoint(powerdns.endpoint)]).view(parse_endpoint(powerdns.endpoint), owner)
     assert view.error is None and view.records == served
