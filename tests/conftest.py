@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the fixtures import these lazily: the servers are optional 
     from tlsa_manager.testing import Backend, Held
 
     from cloudflare_fake import FakeCloudflare
-    from servers import Bind, PowerDns
+    from servers import Bind, Postfix, PowerDns
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -155,6 +155,18 @@ ttl = 2
 slack = "1s"
 negative_ttl = 1
 nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]
+"""
+
+
+def probed_host_lines(postfix: Postfix, cert: Path, staged: Path) -> str:
+    """Host lines for a host whose MTA is a test Postfix: the host's own port (probed there
+    without ``probe_port``), ``cert`` live, ``staged`` for renewals, Postfix reloaded."""
+    return f"""
+ports = [{postfix.port}]
+cert = "{cert}"
+staged_dir = "{staged}"
+reload = {json.dumps(postfix.reload)}
+probe = "127.0.0.1"
 """
 
 

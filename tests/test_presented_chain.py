@@ -28,7 +28,7 @@ import pytest
 from test_truth import dig, openssl_311, presented_311
 
 import pki
-from conftest import rfc2136_config
+from conftest import probed_host_lines, rfc2136_config
 from servers import ZONE, Bind, Postfix, require
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -94,13 +94,7 @@ def site(bind: Bind) -> Iterator[Site]:
     leaves["C"] = new.pem
     postfix = Postfix(root / "postfix", HOST, [mta / "ecdsa.pem"])
     config = root / "tlsa-manager.toml"
-    config.write_text(rfc2136_config(state, bind, HOST, f"""
-ports = [{postfix.port}]
-cert = "{live / 'ecdsa.pem'}"
-staged_dir = "{staged}"
-reload = {json.dumps(postfix.reload)}
-probe = "127.0.0.1"
-"""))
+    config.write_text(rfc2136_config(state, bind, HOST, probed_host_lines(postfix, live / "ecdsa.pem", staged)))
     try:
         postfix.start()
         site = Site(root, config, live / "ecdsa.pem", staged / "ecdsa.pem", mta / "ecdsa.pem", postfix, bind,

@@ -10,7 +10,6 @@ Postfix's own posttls-finger in DANE mode).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from test_rfc2136 import wait_for
 
 import pki
-from conftest import CliRunner, Result, rfc2136_config
+from conftest import CliRunner, Result, probed_host_lines, rfc2136_config
 from servers import ZONE, Bind, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -91,13 +90,7 @@ def world(bind: Bind) -> Iterator[dict[str, Any]]:
     unbound, postfix = start_resolver_and_mta(root, bind, HOST, [live / "ecdsa.pem"])
     config = root / "tlsa-manager.toml"
     # probe without probe_port: the host's own port is probed (issue 13.3)
-    config.write_text(rfc2136_config(state, bind, HOST, f"""
-ports = [{postfix.port}]
-cert = "{live / 'ecdsa.pem'}"
-staged_dir = "{staged}"
-reload = {json.dumps(postfix.reload)}
-probe = "127.0.0.1"
-"""))
+    config.write_text(rfc2136_config(state, bind, HOST, probed_host_lines(postfix, live / "ecdsa.pem", staged)))
     try:
         yield {"root": root, "cas": cas, "key": key, "live": live, "staged": staged, "incoming": incoming,
                "config": config, "unbound": unbound, "postfix": postfix, "bind": bind,
