@@ -14,6 +14,7 @@ from tlsa_manager.catalog import load_bundled
 from tlsa_manager.config import HostSpec
 from tlsa_manager.engine import StagedChanged
 from tlsa_manager.hostports import LivePorts
+from tlsa_manager.provider import Provider
 
 import pki
 from conftest import CliRunner
@@ -40,11 +41,19 @@ def _files(tmp: Path) -> tuple[HostSpec, Path, Path]:
     return spec, live / "ecdsa.pem", staged / "ecdsa.pem"
 
 
+def _unused_provider(spec: HostSpec) -> Provider:
+    """A provider for ports whose deploy never asks it (a zone file nobody reads)."""
+    from tlsa_manager_providers.zonefile import ZoneFileProvider
+
+    assert spec.staged_dir is not None
+    return ZoneFileProvider({"zone_file": str(spec.staged_dir.parent / "unused.db")})
+
+
 def test_deploy_refuses_a_staged_file_replaced_after_its_gate(tmp_path: Path) -> None:
     spec, live, staged = _files(tmp_path)
     gated_leaf, chain = le_shaped_chain(HOST, "ye2.pem")
     pki.write(staged, gated_leaf.key_pem, gated_leaf.pem, chain)
-    ports = LivePorts(spec, None, load_bundled())  # type: ignore[arg-type]  # deploy never asks the provider
+    ports = LivePorts(spec, _unused_provider(spec), load_bundled())
     gated = ports.chains().staged[0]  # what the gate was computed for
     # A second renewal lands under the same name before the deploy.
     newer_leaf, chain = le_shaped_chain(HOST, "ye3.pem")
@@ -61,7 +70,7 @@ def test_deploy_of_the_gated_file_swaps_it_in(tmp_path: Path) -> None:
     spec, live, staged = _files(tmp_path)
     leaf, chain = le_shaped_chain(HOST, "ye2.pem")
     pki.write(staged, leaf.key_pem, leaf.pem, chain)
-    ports = LivePorts(spec, None, load_bundled())  # type: ignore[arg-type]
+    ports = LivePorts(spec, _unused_provider(spec), load_bundled())
     ports.deploy(ports.chains().staged[0])
     assert leaf.pem in live.read_bytes() and not staged.exists()
     assert not list(staged.parent.iterdir())
