@@ -60,6 +60,10 @@ class Site:
                                  "sync", HOST], capture_output=True, text=True, timeout=120)
         return result.returncode, json.loads(result.stdout) if result.stdout.strip() else {}, result.stderr
 
+    def status(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tlsa_manager", "--config", str(self.config), "status", HOST],
+                              capture_output=True, text=True, timeout=120)
+
     def served(self) -> list[str]:
         """The TLSA RRset, once both servers agree on it (read with dig)."""
         primary, secondary = self.bind.primary.endpoint, self.bind.secondary.endpoint
@@ -121,6 +125,9 @@ def test_an_mta_serving_another_chain_is_h27_and_blocks_deploys_until_it_serves_
     assert {a, b, c} <= set(site.served())
     assert site.live.read_bytes().count(site.leaves["B"]) == 1 and site.staged.exists()
     assert presented_311(site.postfix.port) == a
+    status = site.status()  # says the same: a hazard (4), not an unconfirmed deploy of ours (1)
+    assert status.returncode == 4, status.stdout + status.stderr
+    assert "H27" in status.stdout and "not confirmed" not in status.stdout, status.stdout
 
     # 2. The staged key's gate has passed; Postfix still serves A: still H27, still no deploy.
     time.sleep(GATE)

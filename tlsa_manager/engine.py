@@ -47,7 +47,7 @@ from tlsa_manager.clock import step as clock_step
 from tlsa_manager.errors import ProviderConflict, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, chain_from_json, chain_to_json
 from tlsa_manager.hazards import Hazard, Severity
-from tlsa_manager.ledger import LedgerData
+from tlsa_manager.ledger import PRESENTED, LedgerData
 from tlsa_manager.observations import History, ServerView
 from tlsa_manager.planner import (
     DEFAULT_SLACK,
@@ -302,9 +302,6 @@ def _plan_host(
             notices=mismatch_hazards(ledger, settings.host),
         )
     )
-
-
-PRESENTED = "presented by the MTA"
 
 
 def mismatch_hazards(ledger: LedgerData, host: str) -> tuple[Hazard, ...]:

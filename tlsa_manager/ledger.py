@@ -50,6 +50,11 @@ class OwnerRecord:
     history: History = field(default_factory=History)
 
 
+#: label prefix of a deploy-journal entry that is no deploy of ours: before the first
+#: publish the MTA presented another chain than the configured file (H27)
+PRESENTED = "presented by the MTA"
+
+
 @dataclass
 class HostRecord:
     owners: dict[str, OwnerRecord] = field(default_factory=dict)

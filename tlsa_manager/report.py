@@ -18,7 +18,7 @@ from typing import Any
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import ExitCode
 from tlsa_manager.hazards import Hazard, Severity
-from tlsa_manager.ledger import LedgerData
+from tlsa_manager.ledger import PRESENTED, LedgerData
 from tlsa_manager.planner import Gate, Plan, iso, short_time
 
 FAILING = (Severity.FATAL, Severity.RISK)
@@ -102,6 +102,7 @@ def status_document(
         unconfirmed = [
             {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
             for label, entry in (host.deploys.items() if host else ())
+            if not label.startswith(PRESENTED)  # no deploy of ours: the plan's H27 says it
         ]
         item: dict[str, Any] = {
             "host": name,
