@@ -70,7 +70,7 @@ def sync_and_rollover(cli: CliRunner, tmp_path: Path, provider_toml: str,
     With ``secret`` the first sync runs as a user runs it (a subprocess) and the secret
     must not show.  Returns the owner and what the backend holds at the end."""
     config, host, owner, live, staged = one_host(tmp_path, provider_toml, zone, nameservers=nameservers)
-    cfg = ["--config", config]
+    cfg: list[str | Path] = ["--config", config]
     if secret is None:
         first = cli(*cfg, "sync", host)
         assert first.code == 0, first.err

@@ -6,10 +6,10 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import dns.name
 import pytest
@@ -61,8 +61,10 @@ class Result:
         return json.loads(self.out)
 
 
-#: the ``cli`` fixture: run ``tlsa-manager ARGS`` (strings or paths) in-process
-CliRunner = Callable[..., Result]
+class CliRunner(Protocol):
+    """The ``cli`` fixture: run ``tlsa-manager ARGS`` (strings, paths, numbers) in-process."""
+
+    def __call__(self, *args: str | Path | int) -> Result: ...
 
 
 @pytest.fixture
@@ -70,7 +72,7 @@ def cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.
     """Run ``tlsa-manager ARGS`` in-process with a private state directory."""
     monkeypatch.setenv("TLSA_MANAGER_STATE_DIR", str(tmp_path / "state"))
 
-    def run(*args: str | Path) -> Result:
+    def run(*args: str | Path | int) -> Result:
         code = main([str(a) for a in args])
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)

@@ -47,7 +47,7 @@ def _lineage(tmp: Path, host: str, issuer: str,
 
 
 def test_certbot_reuse_key_sibling_goes_live_at_once(cli: CliRunner, bind: Bind, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     assert cli(*cfg, "sync", site["host"]).code == 0
     time.sleep(2 * 2 + 1 + 0.5)  # the records have now been served for 2 TTLs + slack
     # --reuse-key renewal, and Let's Encrypt picked the sibling YE2: everything is published already
@@ -63,7 +63,7 @@ def test_certbot_reuse_key_sibling_goes_live_at_once(cli: CliRunner, bind: Bind,
 
 
 def test_certbot_new_key_stays_staged(cli: CliRunner, bind: Bind, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     assert cli(*cfg, "sync", site["host"]).code == 0
     before = (site["live"] / "ecdsa.pem").read_bytes()
     lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")

@@ -60,7 +60,7 @@ def test_refresh_retires_a_used_key_and_makes_the_missing_ones(tmp_path: Path) -
 
 
 def test_key_next_and_csr(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     made = cli(*cfg, "key", "next", site["host"])
     assert made.code == 0, made.err
     path = site["tmp"] / "state" / "next-keys" / site["host"] / "ecdsa.key"
@@ -82,7 +82,7 @@ def test_key_next_and_csr(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
 
 def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli: CliRunner, bind: Bind, site: SyncSite) -> None:  # noqa: F811
     _auto(site)
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     first = cli(*cfg, "sync", site["host"])
     assert first.code == 0, first.err
     next_key = site["tmp"] / "state" / "next-keys" / site["host"] / "ecdsa.key"

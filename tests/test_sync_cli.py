@@ -67,7 +67,7 @@ def served(bind: Bind, site: SyncSite) -> frozenset[Tlsa]:
 
 
 def test_first_sync_then_new_key_rollover(cli: CliRunner, bind: Bind, site: SyncSite) -> None:
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     first = cli(*cfg, "sync", site["host"])
     assert first.code == 0, first.err
     assert "4 added" in first.out  # 3 1 1 + YE1, YE2, YE3
@@ -102,7 +102,7 @@ def test_first_sync_then_new_key_rollover(cli: CliRunner, bind: Bind, site: Sync
 
 
 def test_plan_dry_run_export_write_nothing(cli: CliRunner, bind: Bind, site: SyncSite) -> None:
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     assert cli(*cfg, "plan", site["host"]).out.startswith(f"{site['host']}: add 4")
     assert cli(*cfg, "sync", "--dry-run", site["host"]).code == 0
     assert served(bind, site) == frozenset()
@@ -118,7 +118,7 @@ def test_plan_dry_run_export_write_nothing(cli: CliRunner, bind: Bind, site: Syn
 def test_lock_and_corrupt_ledger(cli: CliRunner, site: SyncSite) -> None:
     from tlsa_manager.ledger import Ledger
 
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     state = site["tmp"] / "state"
     with Ledger(state).locked():
         busy = cli(*cfg, "sync", site["host"])
@@ -163,7 +163,7 @@ def test_chain_from_a_ca_the_catalog_does_not_know(cli: CliRunner, bind: Bind, t
     live = pki.write(tmp_path / "live" / "ecdsa.pem", leaf.key_pem, leaf.pem, inter.pem)
     config = tmp_path / "tlsa-manager.toml"
     config.write_text(rfc2136_config(tmp_path / "state", bind, host, f'cert = "{live}"'))
-    cfg = ["--config", config]
+    cfg: list[str | Path] = ["--config", config]
     plan = cli(*cfg, "--json", "plan", host)
     assert plan.code == 0, plan.err
     doc = plan.json()["plans"][0]
