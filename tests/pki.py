@@ -7,6 +7,7 @@ Used by the tests and by ``examples/make_examples.py``; everything is generated 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,8 +147,12 @@ def fleet(directory: Path, names: list[str], issuer_pem: bytes) -> list[Path]:
     return paths
 
 
+#: the ECDSA intermediates of a test catalog: two active, one backup, as Let's Encrypt's E-series
+ECDSA_CAS = (("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384"))
+
+
 def make_test_catalog(
-    catalog: Path, root_name: str, cas: list[tuple[str, str]], not_before: dt.datetime = EPOCH
+    catalog: Path, root_name: str, cas: Sequence[tuple[str, str]] = ECDSA_CAS, not_before: dt.datetime = EPOCH
 ) -> tuple[Issued, dict[str, Issued]]:
     """A Let's-Encrypt-shaped catalog folder (manifest + PEMs) for a test PKI: a root and
     intermediates ``(name, key kind)``; a name ending in 3 is a backup, the others active."""

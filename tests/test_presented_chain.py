@@ -85,8 +85,7 @@ def site(bind: Bind) -> Iterator[Site]:
     root = Path(tempfile.mkdtemp(prefix="tlsa-presented-"))
     root.chmod(0o755)
     state = root / "state"
-    _ca_root, cas = pki.make_test_catalog(state / "catalog", "Presented Root X1",
-                                          [("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384")], NOW)
+    _ca_root, cas = pki.make_test_catalog(state / "catalog", "Presented Root X1", not_before=NOW)
     live, staged, mta = root / "live", root / "staged", root / "mta"
     leaves = {}
     for name, where in (("A", mta), ("B", live)):

@@ -78,8 +78,7 @@ def world(bind: Bind) -> Iterator[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="tlsa-truth-"))
     root.chmod(0o755)
     state = root / "state"
-    _ca_root, cas = pki.make_test_catalog(state / "catalog", "Truth Root X1",
-                                          [("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384")], NOW)
+    _ca_root, cas = pki.make_test_catalog(state / "catalog", "Truth Root X1", not_before=NOW)
     live, staged, incoming = root / "live", root / "staged", root / "incoming"
     for d in (live, staged, incoming):
         d.mkdir()
