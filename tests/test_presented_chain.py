@@ -81,7 +81,7 @@ def hazard_codes(doc: dict[str, Any]) -> set[str]:
 
 @pytest.fixture
 def site(bind: Bind) -> Iterator[Site]:
-    require("postfix", "openssl", "dig")
+    require("postfix", "postconf", "openssl", "dig")
     root = Path(tempfile.mkdtemp(prefix="tlsa-presented-"))
     root.chmod(0o755)
     state = root / "state"
