@@ -14,7 +14,7 @@ What the servers saw comes from ``rndc stats`` (UPDATEs, queries by type).  Then
 zone-file provider: N hosts in a zone of 5,000 other lines, against appending the
 records and one ``named-checkzone``.
 
-Usage: python bench/bench_fleet.py [--hosts 100 1000] [--zonefile 1000] [--big 10000]
+Usage: python bench/bench_fleet.py [--hosts 100 1000] [--zonefile 1000] [--big 10000] [--runs 3]
 Prints Markdown tables for docs/performance.md.
 """
 
@@ -164,7 +164,7 @@ def per_host_loop(bind: Bind, prefix: str, n: int) -> float:
     return time.perf_counter() - start
 
 
-def bench_rfc2136(bind: Bind, root: Path, n: int, loop: bool) -> list[str]:
+def bench_rfc2136(bind: Bind, root: Path, n: int, loop: bool, runs: int = 1) -> list[str]:
     hosts = make_fleet(root / f"certs{n}", f"tm{n}-", n)
     provider = (
         f'[providers.p]\ntype = "rfc2136"\nserver = "{bind.primary.endpoint}"\n'
@@ -183,6 +183,18 @@ def bench_rfc2136(bind: Bind, root: Path, n: int, loop: bool) -> list[str]:
         after = (bind.primary.stats(bind.keys), bind.secondary.stats(bind.keys))
         if timed.code != 0:
             raise SystemExit(f"{label} failed ({timed.code}): {timed.err[-2000:]}")
+        if label != "first sync" and runs > 1:
+            # a shared machine: the least disturbed of ``runs`` runs (wall and CPU each)
+            more = [run_cli(config, *args) for _ in range(runs - 1)]
+            label += f" (best of {runs})"
+            timed = Timed(
+                min(t.wall for t in (timed, *more)),
+                min(t.cpu for t in (timed, *more)),
+                max(t.peak_mib for t in (timed, *more)),
+                timed.code,
+                timed.out,
+                timed.err,
+            )
         p, s = delta(before[0], after[0]), delta(before[1], after[1])
         seen = (
             f"{p.get('UPDATE', 0)} UPDATE; primary {p.get('TLSA', 0)} TLSA, {p.get('SOA', 0)} SOA, "
@@ -235,6 +247,9 @@ def main() -> None:
     parser.add_argument("--loop-max", type=int, default=1000, help="no per-host loop above this many hosts")
     parser.add_argument("--zonefile", type=int, default=1000, help="hosts for the zone-file case (0: skip)")
     parser.add_argument("--big", type=int, default=0, help="also this many hosts (e.g. 10000), no loop")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="no-op sync and plan: the best of this many runs"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tlsa-fleet-"))
     os.chmod(root, 0o755)  # named runs as user bind
@@ -243,7 +258,7 @@ def main() -> None:
     rows = []
     try:
         for n in args.hosts + ([args.big] if args.big else []):
-            rows += bench_rfc2136(bind, root, n, n <= args.loop_max)
+            rows += bench_rfc2136(bind, root, n, n <= args.loop_max, args.runs)
             print("\n".join(rows[-5:]), file=sys.stderr, flush=True)
         if args.zonefile:
             rows += bench_zonefile(root, args.zonefile)

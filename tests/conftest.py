@@ -271,3 +271,28 @@ def powerdns_backend_for(powerdns: PowerDns, **settings: Any) -> Backend:
                                  "nameservers": [powerdns.endpoint], **settings})
     return Backend(provider, lambda o: bind_read(powerdns.port, o), lambda o, r: pdnsutil_add(powerdns, o, r),
                    zone=powerdns.zone)
+
+
+# The longest tests, started first: with `pytest -n 2` (scripts/test) a long test picked
+# up last would leave one worker running alone at the end of the run.
+LONGEST_FIRST = (
+    "test_simulation.py::test_invariant_holds_over_random_timelines",
+    "test_acme_clients.py::",
+    "test_e2e.py::",
+    "test_truth.py::test_rollover_every_step_says_what_the_servers_serve",
+    "test_fleet.py::test_eight_fleets_at_once_with_kill_9",
+    "test_crash.py::",
+    "test_readme.py::",
+)
+
+
+def _start_rank(item: pytest.Item) -> int:
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if prefix in item.nodeid:
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the longest tests first; the rest keep their order (the sort is stable)."""
+    items.sort(key=_start_rank)

@@ -13,9 +13,10 @@ from tlsa_manager.catalog import load_bundled
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
 from tlsa_manager.hazards import Hazard
+from tlsa_manager.lint import lint
 from tlsa_manager.observations import History, ServerView
 from tlsa_manager.planner import OwnerInput, Plan, PlanInput, plan
-from tlsa_manager.policy import HostPolicy, IssuerFacts, desired, issuers_from_catalog, lint
+from tlsa_manager.policy import HostPolicy, IssuerFacts, desired, issuers_from_catalog
 from tlsa_manager.provider import RRset
 from tlsa_manager.records import Tlsa, owner_name, parse_params
 
@@ -281,6 +282,17 @@ def test_unknown_history_keeps_gate_closed_and_unreachable_server_too() -> None:
     want = desired([live], [staged], issuers=ISSUERS).as_set()
     p = make([live], [staged], owners=[owner_input(want, {"ns1": want, "ns2": None})])
     assert p.gates[0].opens_at is None and "ns2 (no answer)" in p.gates[0].reason
+
+
+def test_unreadable_server_is_h7_as_in_check() -> None:
+    """One code per condition: a server that cannot be read is H7 (a lame server), as
+    `check` reports it, not H18 (servers that answer and disagree)."""
+    live = chain("live")
+    want = desired([live], issuers=ISSUERS).as_set()
+    p = make([live], owners=[owner_input(want, {"ns1": want, "ns2": None})])
+    unread = [h for h in p.hazards if "cannot read ns2" in h.message]
+    assert [(h.code, h.severity) for h in unread] == [("H7", "risk")]
+    assert not any(h.code == "H18" for h in p.hazards)
 
 
 def test_lowered_ttl_counts_with_old_value_and_negative_ttl_when_absent() -> None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from cryptography import x509
 
 from tlsa_manager.danecheck import verify
-from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.hazards import LOOKUP_FAILS, SERVERS_DISAGREE, Hazard, Severity
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
 
@@ -40,13 +40,12 @@ def server_hazards(
     FATAL if some served version fails a live chain, RISK otherwise (the next change is
     what breaks)."""
     out = [
-        Hazard(
-            "H7",
-            Severity.RISK,
+        LOOKUP_FAILS.hazard(
             f"authoritative server {v.server} gives no usable answer for {owner} ({v.error}): resolvers "
             "that ask it retry elsewhere or fail",
             "repair the server or take it out of the NS set",
             host,
+            Severity.RISK,
         )
         for v in views
         if v.records is None
@@ -69,20 +68,17 @@ def server_hazards(
     ]
     if failing:
         out.append(
-            Hazard(
-                "H18",
-                Severity.FATAL,
+            SERVERS_DISAGREE.hazard(
                 f"authoritative servers disagree on {owner} ({spread}) and {'; '.join(failing)}: "
                 "senders whose resolver asks that server defer mail",
                 TRANSFER_FIX,
                 host,
+                Severity.FATAL,
             )
         )
     else:
         out.append(
-            Hazard(
-                "H18",
-                Severity.RISK,
+            SERVERS_DISAGREE.hazard(
                 f"authoritative servers disagree on {owner} ({spread}); every version still matches the live "
                 "server, but the next key or issuer change would not wait for the lagging one",
                 TRANSFER_FIX,

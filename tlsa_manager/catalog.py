@@ -13,6 +13,7 @@ key share one SPKI hash, so certificates are grouped by SPKI into :class:`Issuer
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 from cryptography import x509
 
-from tlsa_manager.certs import Chain, describe_key, is_self_signed, issued_by, key_type
+from tlsa_manager.certs import Chain, cert_spki, describe_key, is_self_signed, issued_by, key_type
 from tlsa_manager.errors import InputError
 from tlsa_manager.fsutil import check_trusted_dir
 from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute, spki_sha256
@@ -132,7 +133,7 @@ class Catalog:
             return None
         for ca in chain.cas:
             if ca.subject == leaf.issuer:
-                found = self.by_spki(spki_sha256(ca.public_key()))
+                found = self.by_spki(hashlib.sha256(cert_spki(ca)).hexdigest())
                 if found is not None:
                     return found
         for issuer in self.issuers:

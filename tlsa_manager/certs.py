@@ -8,6 +8,8 @@ key with no certificate yet.  Every way such a file can be wrong becomes one
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,6 +30,9 @@ from tlsa_manager.records import spki_der
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+#: the same blocks when no body holds a "-" (no RFC 1421 headers): ten times faster than
+#: _PEM_BLOCK's lazy scan, and the same matches whenever it finds every BEGIN line
+_PEM_PLAIN_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----([^-]*)-----END \1-----")
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _PRIVATE_LABELS = {
     b"PRIVATE KEY",
@@ -89,8 +94,11 @@ def _load_pem(path: Path, data: bytes, passphrase: bytes | None) -> Material:
     certs: list[x509.Certificate] = []
     private: list[PrivateKeyTypes] = []
     public: list[PublicKeyTypes] = []
-    complete = list(_PEM_BLOCK.finditer(data))
-    if len(complete) < len(_PEM_BEGIN.findall(data)):
+    begins = len(_PEM_BEGIN.findall(data))
+    complete = list(_PEM_PLAIN_BLOCK.finditer(data))
+    if len(complete) < begins:
+        complete = list(_PEM_BLOCK.finditer(data))
+    if len(complete) < begins:
         raise InputError(
             f"{path}: a PEM block has no matching END line (the file is truncated)",
             "copy the file again whole",
@@ -99,7 +107,7 @@ def _load_pem(path: Path, data: bytes, passphrase: bytes | None) -> Material:
         label, block = match.group(1), match.group(0)
         if label in _CERT_LABELS:
             try:
-                certs.append(x509.load_pem_x509_certificate(block))
+                certs.append(_pem_certificate(block, match.group(2)))
             except ValueError:
                 raise InputError(
                     f"{path}: certificate number {len(certs) + 1} is damaged",
@@ -123,6 +131,62 @@ def _load_pem(path: Path, data: bytes, passphrase: bytes | None) -> Material:
             "point at a PEM or DER certificate, chain or key",
         )
     return Material(path, tuple(certs), tuple(private), tuple(public))
+
+
+#: Certificates already parsed in this process, by their PEM block: the CA certificates
+#: of a fleet's chain files are the same few, parsed (and described, see _memo) once.
+_PARSED: dict[bytes, x509.Certificate] = {}
+_MEMO: dict[tuple[int, str], tuple[x509.Certificate, object]] = {}
+_CACHE_LIMIT = 4096
+
+
+def _pem_certificate(block: bytes, body: bytes) -> x509.Certificate:
+    """The certificate of one PEM block; its DER is remembered (``der`` needs no re-encoding)."""
+    cert = _PARSED.get(block)
+    if cert is not None:
+        return cert
+    try:
+        der = base64.b64decode(b"".join(body.split()), validate=True)
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, binascii.Error):
+        cert = x509.load_pem_x509_certificate(block)  # its own error, or headers we do not read
+        der = cert.public_bytes(serialization.Encoding.DER)
+    if len(_PARSED) >= _CACHE_LIMIT:
+        _PARSED.clear()
+    _PARSED[block] = cert
+    _remember(cert, "der", der)
+    return cert
+
+
+def _remember(cert: x509.Certificate, what: str, value: object) -> None:
+    if len(_MEMO) >= _CACHE_LIMIT:
+        _MEMO.clear()
+    _MEMO[(id(cert), what)] = (cert, value)  # holds the certificate, so its id stays its own
+
+
+def _recall(cert: x509.Certificate, what: str) -> tuple[bool, object]:
+    hit = _MEMO.get((id(cert), what))
+    return (True, hit[1]) if hit is not None and hit[0] is cert else (False, None)
+
+
+def der(cert: x509.Certificate) -> bytes:
+    """The certificate's DER bytes (what selector 0 selects), encoded once per certificate."""
+    known, value = _recall(cert, "der")
+    if not known:
+        value = cert.public_bytes(serialization.Encoding.DER)
+        _remember(cert, "der", value)
+    assert isinstance(value, bytes)
+    return value
+
+
+def cert_spki(cert: x509.Certificate) -> bytes:
+    """The DER SPKI of the certificate's key (what selector 1 selects), once per certificate."""
+    known, value = _recall(cert, "spki")
+    if not known:
+        value = spki_der(cert.public_key())
+        _remember(cert, "spki", value)
+    assert isinstance(value, bytes)
+    return value
 
 
 def _load_der(path: Path, data: bytes, passphrase: bytes | None) -> Material:
@@ -175,17 +239,23 @@ def _private_key(path: Path, blob: bytes, passphrase: bytes | None, *, pem: bool
 
 def is_ca(cert: x509.Certificate) -> bool:
     """True for a CA certificate (basicConstraints cA=TRUE)."""
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
+    known, value = _recall(cert, "ca")
+    if not known:
+        try:
+            value = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        except x509.ExtensionNotFound:
+            value = False
+        _remember(cert, "ca", value)
+    return bool(value)
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
     """True when the certificate is signed by its own key (a root, or a test cert)."""
-    if cert.issuer != cert.subject:
-        return False
-    return issued_by(cert, cert)
+    known, value = _recall(cert, "self")
+    if not known:
+        value = cert.issuer == cert.subject and issued_by(cert, cert)
+        _remember(cert, "self", value)
+    return bool(value)
 
 
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -224,16 +294,14 @@ def describe_key(key: PublicKeyTypes) -> str:
     return type(key).__name__
 
 
-def same_key(a: PublicKeyTypes, b: PublicKeyTypes) -> bool:
-    return spki_der(a) == spki_der(b)
-
-
 def subject_text(cert: x509.Certificate) -> str:
     """The subject's CN if it has one, else the whole RFC 4514 string."""
-    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    if cns:
-        return str(cns[0].value)
-    return cert.subject.rfc4514_string() or "(empty subject)"
+    known, value = _recall(cert, "subject")
+    if not known:
+        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        value = str(cns[0].value) if cns else (cert.subject.rfc4514_string() or "(empty subject)")
+        _remember(cert, "subject", value)
+    return str(value)
 
 
 def chain_from_material(material: Material, key_material: Material | None = None) -> Chain:
@@ -266,7 +334,7 @@ def chain_from_material(material: Material, key_material: Material | None = None
             return Chain(leaf=None, key=None, cas=tuple(certs), source=path)
         cas = tuple(c for c in certs if c is not leaf)
         for key in keys:
-            if not same_key(key, leaf.public_key()):
+            if spki_der(key) != cert_spki(leaf):
                 where = key_material.path if key_material is not None else path
                 raise InputError(
                     f"{where}: the key does not match the certificate {subject_text(leaf)!r} in {path}",

@@ -17,177 +17,82 @@ import datetime as dt
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import dns.name
 import dns.rdatatype
 
+from tlsa_manager import checkhazards
 from tlsa_manager.agreement import server_hazards
 from tlsa_manager.catalog import Catalog
-from tlsa_manager.certs import Chain, key_type
+from tlsa_manager.checkresult import CheckResult, Dane, Endpoint, HostCheck, nagios
 from tlsa_manager.danecheck import verify
 from tlsa_manager.dnsview import DnsView
 from tlsa_manager.dnsview import Endpoint as Server
-from tlsa_manager.facts import facts_from_chain
-from tlsa_manager.freshness import stale_catalog
-from tlsa_manager.hazards import Hazard, Severity, worst
-from tlsa_manager.policy import issuers_from_catalog, lint
+from tlsa_manager.hazards import Hazard
 from tlsa_manager.records import Tlsa, host_name, owner_name, spki_sha256
 from tlsa_manager.resolve import Lookup, ValidatingResolver
 from tlsa_manager.tlsprobe import UPGRADE_NAMES, Presented, handshake, protocol_for
+
+__all__ = ["CheckResult", "Checker", "Dane", "Endpoint", "HostCheck", "nagios"]
 
 ALGORITHMS = ("ecdsa", "rsa")
 
 
 @dataclass
-class Endpoint:
-    host: str
-    address: str
-    algorithm: str
-    verdict: str  # pass | fail | no-starttls | no-tls | not-applicable | unreachable
-    detail: str
-    spki: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "address": self.address,
-            "algorithm": self.algorithm,
-            "verdict": self.verdict,
-            "detail": self.detail,
-        }
-
-
-@dataclass
-class HostCheck:
-    host: str
-    preference: int | None
-    dane: str  # in force | not in force | bogus | error
-    detail: str
-    tlsa: list[Tlsa] = field(default_factory=list)
-    tlsa_owner: str = ""
-    endpoints: list[Endpoint] = field(default_factory=list)
-    hazards: list[Hazard] = field(default_factory=list)
-    #: what each authoritative server serves at the TLSA owner, one line per server
-    authoritative: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "preference": self.preference,
-            "dane": self.dane,
-            "detail": self.detail,
-            "tlsa_owner": self.tlsa_owner,
-            "tlsa": [r.to_text() for r in self.tlsa],
-            "authoritative": self.authoritative,
-            "endpoints": [e.as_dict() for e in self.endpoints],
-            "hazards": [h.as_dict() for h in self.hazards],
-        }
-
-
-@dataclass
-class CheckResult:
-    target: str
-    mx: str
-    hosts: list[HostCheck]
-    hazards: list[Hazard]
-
-    @property
-    def all_hazards(self) -> list[Hazard]:
-        return self.hazards + [h for host in self.hosts for h in host.hazards]
-
-    @property
-    def verdict(self) -> str:
-        endpoints = [e for h in self.hosts for e in h.endpoints]
-        if any(h.dane == "bogus" for h in self.hosts) or any(
-            e.verdict in ("fail", "no-starttls", "no-tls") for e in endpoints
-        ):
-            return "fail"
-        if any(h.dane == "error" for h in self.hosts) or any(e.verdict == "unreachable" for e in endpoints):
-            return "unknown"
-        if all(h.dane == "in force" for h in self.hosts) and endpoints:
-            return "pass"
-        return "dane not in force"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "mx": self.mx,
-            "verdict": self.verdict,
-            "hosts": [h.as_dict() for h in self.hosts],
-            "hazards": [h.as_dict() for h in self.hazards],
-        }
-
-
 class Checker:
-    def __init__(
-        self,
-        resolver: ValidatingResolver,
-        catalog: Catalog,
-        port: int = 25,
-        timeout: float = 10.0,
-        workers: int = 8,
-        records: Sequence[Tlsa] | None = None,
-        connect: dict[str, str] | None = None,
-        now: dt.datetime | None = None,
-        nameservers: Sequence[Server] | None = None,
-        rrsig_margin: dt.timedelta = dt.timedelta(days=3),
-        protocol: str | None = None,
-    ) -> None:
-        self.resolver = resolver
-        self.catalog = catalog
-        self.port = port
-        self.timeout = timeout
-        self.workers = workers
-        self.records = list(records) if records is not None else None
-        self.connect = connect or {}
-        self.now = now or dt.datetime.now(dt.UTC)
-        self.nameservers = list(nameservers) if nameservers else None
-        self.rrsig_margin = rrsig_margin
-        self.protocol = protocol_for(port, protocol)
+    """One ``check`` run's settings, and the DNSKEYs and zone servers its hosts share."""
+
+    resolver: ValidatingResolver
+    catalog: Catalog
+    port: int = 25
+    timeout: float = 10.0
+    workers: int = 8
+    #: records to check instead of the published ones (``--records``)
+    records: Sequence[Tlsa] | None = None
+    #: address -> where to connect instead (tests)
+    connect: dict[str, str] = field(default_factory=dict)
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: the authoritative servers to compare (none: every address of the zone's NS names)
+    nameservers: Sequence[Server] | None = None
+    rrsig_margin: dt.timedelta = dt.timedelta(days=3)
+    #: the protocol asked for (None: the port's usual one)
+    protocol: str | None = None
+    service: str = field(init=False)
+    follow_mx: bool = field(init=False)
+    upgrade: str = field(init=False)
+    view: DnsView = field(init=False)
+    zone_servers: dict[dns.name.Name, list[Server]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.service = protocol_for(self.port, self.protocol)
         # MX records name relays: only SMTP on a relay port (not submission) follows them
-        self.follow_mx = self.protocol == "smtp" and port != 587
-        self.upgrade = UPGRADE_NAMES[self.protocol]
+        self.follow_mx = self.service == "smtp" and self.port != 587
+        self.upgrade = UPGRADE_NAMES[self.service]
         # shared by all hosts of one run: each server's DNSKEY is fetched once
-        self.view = DnsView([], timeout=min(timeout, 5.0))
-        self.zone_servers: dict[dns.name.Name, list[Server]] = {}
+        self.view = DnsView([], timeout=min(self.timeout, 5.0))
 
     def run(self, target: str) -> CheckResult:
         name = host_name(target)
         hazards: list[Hazard] = []
         if not self.follow_mx:
             check = self.check_host(name, None, name, False)
-            return CheckResult(target, f"not used ({self.protocol} on port {self.port})", [check], hazards)
+            return CheckResult(target, f"not used ({self.service} on port {self.port})", [check], hazards)
         mx = self.resolver.lookup(name, dns.rdatatype.MX)
         if mx.status == "bogus":
-            return CheckResult(
+            failed = HostCheck(
                 target,
-                "bogus",
-                [
-                    HostCheck(
-                        target,
-                        None,
-                        "bogus",
-                        "MX lookup bogus: mail deferred",
-                        hazards=[_bogus(target, "MX")],
-                    )
-                ],
-                hazards,
+                None,
+                Dane.BOGUS,
+                "MX lookup bogus: mail deferred",
+                hazards=[checkhazards.bogus(target, "MX")],
             )
+            return CheckResult(target, "bogus", [failed], hazards)
         if mx.found and mx.rrset is not None:
             hosts = sorted(
                 ((r.preference, r.exchange) for r in mx.rrset), key=lambda t: (t[0], t[1].to_text())
             )
             if not mx.secure:
-                hazards.append(
-                    Hazard(
-                        "H8",
-                        Severity.INFO,
-                        f"the MX RRset of {target} is not DNSSEC-signed: senders do not apply DANE",
-                        "sign the zone",
-                        target,
-                    )
-                )
+                hazards.append(checkhazards.insecure_mx(target))
             mx_text = "secure" if mx.secure else "insecure"
         else:
             hosts = [(None, name)]
@@ -199,108 +104,56 @@ class Checker:
         if mx.found and self.records is None and all(h != name for _p, h in hosts):
             stray = self.resolver.lookup(owner_name(target, self.port), dns.rdatatype.TLSA)
             if stray.found:
-                hazards.append(
-                    Hazard(
-                        "H15",
-                        Severity.INFO,
-                        f"TLSA records at {owner_name(target, self.port)} are never used: senders look "
-                        "them up at each MX host's name",
-                        "publish them at _25._tcp.<mx-host> and remove these",
-                        target,
-                    )
-                )
-        keys = {e.spki for c in checks for e in c.endpoints if e.spki}
-        if len(checks) > 1 and len(keys) == 1:
-            hazards.append(
-                Hazard(
-                    "H21",
-                    Severity.RISK,
-                    "every MX host uses the same key",
-                    "give each MX host its own key so one mistake cannot stop all",
-                    target,
-                )
-            )
+                hazards.append(checkhazards.stray_owner(target, str(owner_name(target, self.port))))
+        hazards += checkhazards.shared_key(checks, target)
         return CheckResult(target, mx_text, checks, hazards)
 
     def check_host(
         self, host: dns.name.Name, preference: int | None, next_hop: dns.name.Name, mx_secure: bool
     ) -> HostCheck:
+        """Lookups decide the host's DANE state; handshakes then give a verdict per endpoint."""
         text = host.to_text(omit_final_dot=True)
         lookups = [self.resolver.lookup(host, t) for t in (dns.rdatatype.A, dns.rdatatype.AAAA)]
         addresses = [str(r) for lk in lookups if lk.rrset is not None for r in lk.rrset]
-        check = HostCheck(text, preference, "error", "")
-        if any(lk.status == "bogus" for lk in lookups):
-            check.dane, check.detail = "bogus", "address lookup bogus: mail deferred"
-            check.hazards.append(_bogus(text, "A/AAAA"))
+        check = HostCheck(text, preference, Dane.ERROR, "")
+        decided = checkhazards.address_state(text, lookups, addresses)
+        if decided is not None:
+            check.settle(decided)
             return check
-        if not addresses:
-            check.detail = "no address: " + ", ".join(lk.error or lk.status for lk in lookups)
-            return check
-        secure_addresses = all(lk.secure for lk in lookups if lk.found)
         expanded = next((lk.final for lk in lookups if lk.cname and lk.final is not None), None)
         if expanded is not None:
-            check.hazards.append(
-                Hazard(
-                    "H16",
-                    Severity.RISK,
-                    f"{text} is a CNAME to {expanded}",
-                    "point the MX at the real host name",
-                    text,
-                )
-            )
+            check.hazards.append(checkhazards.cname_mx(text, expanded))
         records, tlsa_lookup, owner = self._tlsa(host, expanded)
         check.tlsa_owner = owner
         if tlsa_lookup is not None and tlsa_lookup.cname:
-            check.hazards.append(
-                Hazard(
-                    "H17",
-                    Severity.RISK,
-                    f"the TLSA owner {owner} is a CNAME",
-                    "publish the TLSA RRset at the owner itself",
-                    text,
-                )
-            )
-        if tlsa_lookup is not None and tlsa_lookup.status == "bogus":
-            check.dane, check.detail = "bogus", "TLSA lookup bogus: mail deferred"
-            check.hazards.append(_bogus(text, "TLSA"))
+            check.hazards.append(checkhazards.cname_owner(text, owner))
+        secure_addresses = all(lk.secure for lk in lookups if lk.found)
+        check.settle(checkhazards.dane_state(text, owner, records, tlsa_lookup, secure_addresses))
+        if not check.dane.probes:
             return check
-        if tlsa_lookup is not None and tlsa_lookup.status == "error":
-            check.detail = f"TLSA lookup failed: {tlsa_lookup.error}"
-            return check
-        if not secure_addresses:
-            check.dane, check.detail = "not in force", "the host's addresses are not DNSSEC-signed"
-            check.hazards.append(
-                Hazard(
-                    "H8",
-                    Severity.INFO,
-                    f"A/AAAA of {text} insecure: senders skip TLSA",
-                    "sign the zone that holds the MX host",
-                    text,
-                )
-            )
-        elif records and tlsa_lookup is not None and not tlsa_lookup.secure:
-            check.dane, check.detail = "not in force", "the TLSA RRset is not DNSSEC-signed"
-            check.hazards.append(
-                Hazard(
-                    "H6",
-                    Severity.INFO,
-                    f"TLSA at {owner} is insecure: DANE is inert",
-                    "sign the zone (and the delegation)",
-                    text,
-                )
-            )
-        elif not records:
-            check.dane, check.detail = "not in force", f"no TLSA record at {owner}"
-        else:
-            check.dane, check.detail = "in force", f"{len(records)} TLSA record(s) at {owner}"
         check.tlsa = records
         # RFC 7672 §3.2.2: an SMTP client also accepts the next-hop domain of a secure MX
         reference = [text] + ([next_hop.to_text(omit_final_dot=True)] if mx_secure and self.follow_mx else [])
+        presented = self._probe(check, addresses, reference)
+        check.hazards += checkhazards.endpoint_hazards(text, check, presented, self.catalog, self.upgrade)
+        if check.dane is Dane.IN_FORCE and tlsa_lookup is not None:
+            check.hazards += self._authoritative(text, check, tlsa_lookup, presented, reference)
+        for lookup in [*lookups, *([tlsa_lookup] if tlsa_lookup is not None else [])]:
+            check.hazards += checkhazards.expiry(text, lookup, self.now, self.rrsig_margin)
+        return check
+
+    def _probe(
+        self, check: HostCheck, addresses: list[str], reference: list[str]
+    ) -> dict[tuple[str, str], Presented]:
+        """A handshake per address and algorithm, in parallel: the host's endpoints, and
+        the chain each handshake was sent."""
         jobs = [(a, alg) for a in addresses for alg in ALGORITHMS]
-        dane = check.dane == "in force"
+        dane = check.dane is Dane.IN_FORCE
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             results = list(
-                pool.map(lambda job: self._endpoint(text, job[0], job[1], records, reference, dane), jobs)
+                pool.map(
+                    lambda job: self._endpoint(check.host, job[0], job[1], check.tlsa, reference, dane), jobs
+                )
             )
         presented = {(a, alg): p for (a, alg), (_e, p) in zip(jobs, results, strict=True)}
         for address in addresses:
@@ -311,7 +164,7 @@ class Checker:
                 errors = "; ".join(sorted({p.error or "" for (a, _), p in presented.items() if a == address}))
                 found = [
                     Endpoint(
-                        text,
+                        check.host,
                         address,
                         "any",
                         "no-tls" if dane else "not-applicable",
@@ -319,12 +172,7 @@ class Checker:
                     )
                 ]
             check.endpoints += found
-        check.hazards += self._hazards(text, check, presented)
-        if check.dane == "in force" and tlsa_lookup is not None:
-            check.hazards += self._authoritative(text, check, tlsa_lookup, presented, reference)
-        for lookup in [*lookups, *([tlsa_lookup] if tlsa_lookup is not None else [])]:
-            check.hazards += self._expiry(text, lookup)
-        return check
+        return presented
 
     def _authoritative(
         self,
@@ -354,35 +202,14 @@ class Checker:
     def _servers(self, owner: dns.name.Name) -> list[Server]:
         """The configured servers, or every address of the zone's NS names (once per zone:
         the MX hosts of a domain usually share one)."""
-        if self.nameservers is not None:
-            return self.nameservers
+        if self.nameservers:
+            return list(self.nameservers)
         zone = self.resolver.zone_of(owner)
         if zone is None:
             return []
         if zone not in self.zone_servers:
             self.zone_servers[zone] = self.resolver.authoritative_servers(zone)
         return self.zone_servers[zone]
-
-    def _expiry(self, host: str, lookup: Lookup) -> list[Hazard]:
-        """H7 ahead of time: signatures that lapse within the margin mean the signer has stalled."""
-        if not lookup.secure or lookup.expires is None:
-            return []
-        expires = dt.datetime.fromtimestamp(lookup.expires, dt.UTC)
-        left = expires - self.now
-        if left > self.rrsig_margin:
-            return []
-        what = dns.rdatatype.to_text(lookup.rdtype)
-        return [
-            Hazard(
-                "H7",
-                Severity.RISK,
-                f"the signatures over {what} at {(lookup.final or lookup.name).to_text(omit_final_dot=True)} "
-                f"expire {expires:%Y-%m-%d %H:%MZ} (in {_hours(left)}): when they lapse the lookup is bogus "
-                "and mail is deferred",
-                "check that the zone is being re-signed (signer running, keys readable)",
-                host,
-            )
-        ]
 
     def _tlsa(
         self, host: dns.name.Name, expanded: dns.name.Name | None
@@ -406,7 +233,7 @@ class Checker:
     ) -> tuple[Endpoint | None, Presented]:
         """One handshake offering one algorithm; None when the server has no such chain."""
         presented = handshake(
-            self.connect.get(address, address), self.port, host, algorithm, self.protocol, self.timeout
+            self.connect.get(address, address), self.port, host, algorithm, self.service, self.timeout
         )
         if presented.error:
             if not presented.starttls:
@@ -425,94 +252,3 @@ class Checker:
         return Endpoint(
             host, address, algorithm, "pass" if match.ok else "fail", match.detail, spki
         ), presented
-
-    def _hazards(
-        self, host: str, check: HostCheck, presented: dict[tuple[str, str], Presented]
-    ) -> list[Hazard]:
-        out: list[Hazard] = []
-        for e in check.endpoints:
-            if e.verdict == "no-starttls":
-                out.append(
-                    Hazard(
-                        "H20",
-                        Severity.FATAL,
-                        f"{e.address} does not offer {self.upgrade} while TLSA is "
-                        "published: DANE clients refuse to connect (senders defer mail)",
-                        f"enable {self.upgrade} for every client",
-                        host,
-                    )
-                )
-        if check.dane != "in force" or not check.tlsa:
-            return out
-        chains = []
-        for (_address, _algorithm), shown in presented.items():
-            if shown.chain:
-                leaf = shown.chain[0]
-                chain = Chain(leaf, leaf.public_key(), tuple(shown.chain[1:]))
-                issuer = self.catalog.issuer_of(chain)
-                label = f"{key_type(leaf.public_key())} chain of {host}"
-                chains.append(facts_from_chain(chain, label, issuer.name if issuer else None))
-        unique = {c.leaf.spki_der: c for c in chains}
-        out += stale_catalog(list(unique.values()), host)
-        roots = issuers_from_catalog(self.catalog, roots=True)
-        out += lint(
-            frozenset(check.tlsa),
-            list(unique.values()),
-            issuers=issuers_from_catalog(self.catalog),
-            catalog_roots=roots,
-            owner=check.tlsa_owner,
-        )
-        for e in check.endpoints:
-            if e.verdict == "fail" and "DANE-TA" not in e.detail and "matches, but" in e.detail:
-                out.append(
-                    Hazard(
-                        "H10",
-                        Severity.FATAL,
-                        f"{e.address} {e.algorithm}: {e.detail}",
-                        "the certificate must name the MX host and be within its dates",
-                        host,
-                    )
-                )
-        return list(dict.fromkeys(out))
-
-
-def _hours(left: dt.timedelta) -> str:
-    hours = max(0, int(left.total_seconds() // 3600))
-    return f"{hours // 24} d {hours % 24} h" if hours >= 24 else f"{hours} h"
-
-
-def _bogus(where: str, what: str) -> Hazard:
-    return Hazard(
-        "H7",
-        Severity.FATAL,
-        f"{what} lookup for {where} is bogus (DNSSEC fails): mail is deferred",
-        "fix the signatures / DS of the zone",
-        where,
-    )
-
-
-def nagios(result: CheckResult) -> tuple[int, str]:
-    """Exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and the one status line with perfdata."""
-    endpoints = [e for h in result.hosts for e in h.endpoints]
-    passed = sum(1 for e in endpoints if e.verdict == "pass")
-    failed = sum(1 for e in endpoints if e.verdict in ("fail", "no-starttls"))
-    level = worst(result.all_hazards)
-    verdict = result.verdict
-    if verdict == "fail" or level is Severity.FATAL:
-        code, word = 2, "CRITICAL"
-    elif verdict == "unknown":
-        code, word = 3, "UNKNOWN"
-    elif verdict != "pass" or level is Severity.RISK:
-        code, word = 1, "WARNING"
-    else:
-        code, word = 0, "OK"
-    first = next((h for h in result.all_hazards if h.severity is Severity.FATAL), None) or next(
-        iter(result.all_hazards), None
-    )
-    why = f"; {first.code} {first.message}" if first else ""
-    line = (
-        f"DANE {word} - {result.target}: {verdict}, {passed}/{len(endpoints)} endpoints verified{why} | "
-        f"hosts={len(result.hosts)} endpoints={len(endpoints)} verified={passed} failed={failed} "
-        f"hazards={len(result.all_hazards)}"
-    )
-    return code, line

@@ -12,6 +12,7 @@ after a lost ledger (docs/planner.md, "Assumptions").
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -41,13 +42,19 @@ class ClockSample:
 
 def sample() -> ClockSample:
     """Read the clocks of this machine (the only I/O in this module)."""
+    boot = time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+    return ClockSample(time.time(), boot, _boot_id())
+
+
+@functools.cache
+def _boot_id() -> str:
+    """Read once per process: a process does not outlive its boot (a fleet run samples
+    the clocks twice per host)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as handle:
-            boot_id = handle.read().strip()
+            return handle.read().strip()
     except OSError:
-        boot_id = "unknown"
-    boot = time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
-    return ClockSample(time.time(), boot, boot_id)
+        return "unknown"
 
 
 def step(before: ClockSample | None, now: ClockSample, tolerance: float) -> str | None:

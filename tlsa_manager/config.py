@@ -8,6 +8,7 @@ readable by its owner only (0600): a TSIG secret or API token comes from a file
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import tomllib
@@ -137,8 +138,13 @@ def check_host_name(name: object, where: str) -> None:
 
     if not isinstance(name, str) or not name.strip().rstrip("."):
         raise ConfigError(f"{where}: the host name is empty", 'write [hosts."mail.example.com"]')
+    literal = name.strip().strip("[]")
     try:
-        ipaddress.ip_address(name.strip().strip("[]"))
+        # only a text with a colon (IPv6) or of digits and dots (IPv4) can be an address
+        if ":" in literal or literal.replace(".", "").isdigit():
+            ipaddress.ip_address(literal)
+        else:
+            raise ValueError(literal)
     except ValueError:
         pass
     else:
@@ -169,6 +175,17 @@ def _int(value: object, key: str, lo: int, hi: int) -> int:
             f"{key} must be a whole number from {lo} to {hi}, not {value!r}", f"e.g. {key} = {lo}"
         )
     return value
+
+
+@functools.lru_cache(maxsize=256)
+def _kinds(records: tuple[str, ...]) -> tuple[Params, ...]:
+    """Parsed once per distinct list: a fleet's hosts mostly share one (errors are not cached)."""
+    return tuple(parse_params(k) for k in records)
+
+
+@functools.lru_cache(maxsize=256)
+def _validate_kinds(kinds: tuple[Params, ...], unsafe: bool) -> None:
+    validate_kinds(kinds, unsafe)
 
 
 def _host_spec(
@@ -202,11 +219,11 @@ def _host_spec(
         raise ConfigError(
             f"{where}.records must be a list of record kinds", 'e.g. records = ["3 1 1", "2 1 1"]'
         )
-    kinds = tuple(parse_params(k) for k in records)
+    kinds = _kinds(tuple(records))
     if len(set(kinds)) != len(kinds):
         raise ConfigError(f"{where}.records names a kind twice", "list each kind once")
     unsafe = _bool(merged.get("unsafe_allow_fragile_kinds", False), f"{where}.unsafe_allow_fragile_kinds")
-    validate_kinds(kinds, unsafe)
+    _validate_kinds(kinds, unsafe)
     ports = merged.get("ports", [25])
     if not isinstance(ports, list) or not ports:
         raise ConfigError(f"{where}.ports must be a list of ports", "e.g. ports = [25]")

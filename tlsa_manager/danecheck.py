@@ -3,6 +3,7 @@
 RFC 7671 / RFC 7672 as a DANE SMTP client applies them:
 - only usages 2 (DANE-TA) and 3 (DANE-EE) are usable; 0/1 are ignored (RFC 7672 §3.1.3);
 - for each (usage, selector) only the strongest matching type present counts (RFC 7671 §9);
+  both rules are :func:`tlsa_manager.facts.usable`, the planner's too;
 - DANE-EE: the leaf's certificate or SPKI matches; no name or date checks (§5.1);
 - DANE-TA: a certificate the server actually sent matches and becomes the trust anchor;
   the chain from the leaf up to it must verify by signature, the leaf must name the MX
@@ -19,10 +20,8 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from tlsa_manager.certs import issued_by
-from tlsa_manager.facts import cert_facts
-from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage
-
-_STRENGTH = {MatchingType.FULL: 0, MatchingType.SHA2_256: 1, MatchingType.SHA2_512: 2}
+from tlsa_manager.facts import cert_facts, usable
+from tlsa_manager.records import Tlsa, Usage
 
 
 @dataclass(frozen=True)
@@ -30,17 +29,6 @@ class Match:
     ok: bool
     detail: str
     record: Tlsa | None = None
-
-
-def usable(records: Sequence[Tlsa]) -> list[Tlsa]:
-    """Usable records after digest agility: usages 2/3, strongest digest per (usage, selector)."""
-    candidates = [r for r in records if r.usage in (Usage.DANE_TA, Usage.DANE_EE)]
-    best: dict[tuple[Usage, Selector], MatchingType] = {}
-    for r in candidates:
-        key = (r.usage, r.selector)
-        if key not in best or _STRENGTH[r.mtype] > _STRENGTH[best[key]]:
-            best[key] = r.mtype
-    return [r for r in candidates if best[(r.usage, r.selector)] == r.mtype]
 
 
 def _matches(cert: x509.Certificate, record: Tlsa) -> bool:

@@ -148,7 +148,9 @@ def _pipeline(
             position = 0
             while position < len(todo) or inflight:
                 batch = []
-                while position < len(todo) and len(inflight) < window:
+                # refill once half the window is answered: one send per 32 queries, not per answer
+                refill = len(inflight) <= window // 2
+                while refill and position < len(todo) and len(inflight) < window:
                     index = todo[position]
                     qid = index % 65536
                     while qid in inflight:
@@ -219,8 +221,10 @@ def zone_of_reply(name: dns.name.Name, reply: object) -> dns.name.Name | None:
     if not isinstance(reply, wire.Reply) or not reply.authoritative:
         return None
     for record in reply.answer + reply.authority:
+        if record.rdtype != wire.TYPE_SOA:
+            continue  # no name object for the records an SOA is looked for among
         apex = dns.name.Name((*record.name, b""))
-        if record.rdtype == wire.TYPE_SOA and name.is_subdomain(apex):
+        if name.is_subdomain(apex):
             return apex
     return None
 

@@ -46,7 +46,7 @@ from tlsa_manager.clock import future as clock_future
 from tlsa_manager.clock import step as clock_step
 from tlsa_manager.errors import ProviderConflict, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, chain_from_json, chain_to_json
-from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
 from tlsa_manager.ledger import PRESENTED, LedgerData
 from tlsa_manager.observations import History, ServerView
 from tlsa_manager.planner import (
@@ -307,9 +307,7 @@ def _plan_host(
 def mismatch_hazards(ledger: LedgerData, host: str) -> tuple[Hazard, ...]:
     """H27: the MTA presents a chain other than the configured live file (blocks deploys)."""
     return tuple(
-        Hazard(
-            "H27",
-            Severity.RISK,
+        MTA_OTHER_CHAIN.hazard(
             f"the MTA presents another {chain.key_type.upper()} chain than the configured "
             f"{entry['deployed']['label']}; its records stay and no {chain.key_type.upper()} deploy "
             "happens until it presents that file",

@@ -24,7 +24,13 @@ class ExitCode(IntEnum):
 class TlsaManagerError(Exception):
     """Root of every error tlsa-manager raises on purpose."""
 
+    #: FAILURE unless a subclass names another: ``class X(TlsaManagerError, exit_code=...)``
     exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init_subclass__(cls, exit_code: ExitCode | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -41,55 +47,39 @@ class TlsaManagerError(Exception):
         return self.message
 
 
-class UsageError(TlsaManagerError):
+class UsageError(TlsaManagerError, exit_code=ExitCode.USAGE):
     """A flag, a value or a combination of them that cannot work."""
 
-    exit_code = ExitCode.USAGE
 
-
-class InputError(TlsaManagerError):
+class InputError(TlsaManagerError, exit_code=ExitCode.USAGE):
     """A file the user named is missing, unreadable, or not what it should be."""
 
-    exit_code = ExitCode.USAGE
 
-
-class ConfigError(TlsaManagerError):
+class ConfigError(TlsaManagerError, exit_code=ExitCode.USAGE):
     """The configuration file is wrong."""
 
-    exit_code = ExitCode.USAGE
 
-
-class UnsafeError(TlsaManagerError):
+class UnsafeError(TlsaManagerError, exit_code=ExitCode.UNSAFE):
     """An action was refused because it could make DANE senders defer mail."""
-
-    exit_code = ExitCode.UNSAFE
 
 
 class StateError(TlsaManagerError):
     """The ledger (state directory) is corrupt, locked or of an unknown version."""
 
-    exit_code = ExitCode.FAILURE
-
 
 class NetworkError(TlsaManagerError):
     """A server or API could not be reached or answered with an error."""
 
-    exit_code = ExitCode.FAILURE
-
 
 class ProviderError(TlsaManagerError):
     """Root of every error a DNS provider raises."""
-
-    exit_code = ExitCode.FAILURE
 
 
 class ProviderConflict(ProviderError):
     """The published RRset changed between read and apply (compare-and-swap failed)."""
 
 
-class ProviderInputError(ProviderError):
+class ProviderInputError(ProviderError, exit_code=ExitCode.USAGE):
     """A file or setting the provider was given is wrong: a zone file that is missing, not
     a regular file or does not parse.  Still a provider error (one ``except``), but the
     user's input, so exit 2 like every other bad input."""
-
-    exit_code = ExitCode.USAGE

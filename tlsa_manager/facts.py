@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tlsa_manager.certs import Chain, is_self_signed, key_type, subject_text
+from tlsa_manager.certs import Chain, cert_spki, der, is_self_signed, key_type, subject_text
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -91,38 +91,42 @@ class ChainFacts:
         return all(self.matching(k) & records for k in kinds)
 
     def authenticates(self, records: Iterable[Tlsa]) -> bool:
-        """What a DANE sender concludes (RFC 7672 §3, RFC 7671 §9): usable records only,
-        and per (usage, selector) only the strongest digest present counts."""
-        usable = [r for r in records if r.usage in (Usage.DANE_TA, Usage.DANE_EE)]
-        strongest: dict[tuple[Usage, Selector], MatchingType] = {}
-        for r in usable:
-            key = (r.usage, r.selector)
-            strength = {MatchingType.FULL: 0, MatchingType.SHA2_256: 1, MatchingType.SHA2_512: 2}
-            if key not in strongest or strength[r.mtype] > strength[strongest[key]]:
-                strongest[key] = r.mtype
-        return any(
-            r in self.matching(r.params) for r in usable if strongest[(r.usage, r.selector)] == r.mtype
-        )
+        """What a DANE sender concludes (RFC 7672 §3): some record it uses matches."""
+        return any(r in self.matching(r.params) for r in usable(records))
+
+
+#: digest agility (RFC 7671 §9): per usage and selector a sender uses the strongest present
+DIGEST_STRENGTH = {MatchingType.FULL: 0, MatchingType.SHA2_256: 1, MatchingType.SHA2_512: 2}
+
+
+def usable(records: Iterable[Tlsa]) -> list[Tlsa]:
+    """The records a DANE SMTP sender uses: usages 2/3 only (RFC 7672 §3.1.3), and per
+    (usage, selector) only those of the strongest matching type present (RFC 7671 §9).
+
+    The one rule for both the planner's view (:meth:`ChainFacts.authenticates`) and the
+    live check's (:func:`tlsa_manager.danecheck.verify`), so they cannot disagree.
+    """
+    candidates = [r for r in records if r.usage in (Usage.DANE_TA, Usage.DANE_EE)]
+    best: dict[tuple[Usage, Selector], MatchingType] = {}
+    for r in candidates:
+        key = (r.usage, r.selector)
+        if key not in best or DIGEST_STRENGTH[r.mtype] > DIGEST_STRENGTH[best[key]]:
+            best[key] = r.mtype
+    return [r for r in candidates if best[(r.usage, r.selector)] == r.mtype]
 
 
 def cert_facts(cert: object) -> CertFacts:
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     assert isinstance(cert, x509.Certificate)
-    return CertFacts(
-        spki_der(cert.public_key()),
-        cert.public_bytes(serialization.Encoding.DER),
-        subject_text(cert),
-    )
+    return CertFacts(cert_spki(cert), der(cert), subject_text(cert))
 
 
 def facts_from_chain(chain: Chain, label: str, issuer_name: str | None = None) -> ChainFacts:
     """ChainFacts of a loaded chain (self-signed roots dropped: servers need not send them)."""
     if chain.key is None:
         raise ValueError("a chain without leaf or key has no facts")
-    bare_key = CertFacts(spki_der(chain.key), None, "(key)")
-    leaf = cert_facts(chain.leaf) if chain.leaf is not None else bare_key
+    leaf = cert_facts(chain.leaf) if chain.leaf is not None else CertFacts(spki_der(chain.key), None, "(key)")
     cas = tuple(cert_facts(c) for c in chain.cas if not is_self_signed(c))
     cn, org = _issuer_names(chain.leaf) if chain.leaf is not None else ("", "")
     return ChainFacts(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlsa_manager.facts import ChainFacts
-from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.hazards import STALE_CATALOG, Hazard
 
 if TYPE_CHECKING:  # the planner imports this module; it never loads certificates
     from tlsa_manager.catalog import Catalog
@@ -33,9 +33,7 @@ def stale_catalog(chains: Sequence[ChainFacts], owner: str = "") -> list[Hazard]
         if chain.issuer_name is None and chain.leaf_issuer_org == LETS_ENCRYPT:
             ca = chain.leaf_issuer_cn or "an unknown CA"
             out.append(
-                Hazard(
-                    "H26",
-                    Severity.RISK,
+                STALE_CATALOG.hazard(
                     f"{chain.label} is issued by {ca} of Let's Encrypt, which the issuer catalog does "
                     f'not know: its "2 1 1" siblings cannot be pre-published, so the next issuer switch '
                     "may leave the chain uncovered",

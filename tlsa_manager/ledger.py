@@ -219,6 +219,9 @@ class Ledger:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.path = state_dir / FILE_NAME
+        #: what this object last wrote and the file it made: a save of the same text to
+        #: the same, untouched file is skipped (a run saves after every phase)
+        self._written: tuple[str, tuple[int, int, int]] | None = None
 
     def check_trusted(self) -> bool:
         """Refuse a state directory or ledger another user could have written (exit 3).
@@ -260,7 +263,18 @@ class Ledger:
         return LedgerData.from_json(decode_text(raw, self.path, StateError), str(self.path))
 
     def save(self, data: LedgerData) -> None:
-        atomic_write(self.path, data.to_json().encode(), mode=0o600, error=StateError)
+        text = data.to_json()
+        if self._written is not None and self._written == (text, self._stamp()):
+            return
+        atomic_write(self.path, text.encode(), mode=0o600, error=StateError)
+        self._written = (text, self._stamp())
+
+    def _stamp(self) -> tuple[int, int, int]:
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return (-1, -1, -1)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     @contextlib.contextmanager
     def locked(self, wait: float = 0.0) -> Iterator[Ledger]:

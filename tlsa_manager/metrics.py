@@ -177,7 +177,7 @@ def run_checks(
     timeout: float,
 ) -> list[tuple[str, int, Any]]:
     """The live check of every configured host on each of its ports (as `check` would)."""
-    from tlsa_manager.check import Checker, CheckResult, HostCheck
+    from tlsa_manager.check import Checker, CheckResult, Dane, HostCheck
     from tlsa_manager.dnsview import parse_endpoint
     from tlsa_manager.resolve import ValidatingResolver
 
@@ -196,7 +196,7 @@ def run_checks(
                 result = checker.run(spec.name)
             except TlsaManagerError as exc:
                 log.warning("check of %s port %d failed: %s", spec.name, port, exc.one_line())
-                failed = HostCheck(spec.name, None, "error", exc.message)
+                failed = HostCheck(spec.name, None, Dane.ERROR, exc.message)
                 result = CheckResult(spec.name, "error", [failed], [])
             out.append((spec.name, port, result))
     return out

@@ -27,9 +27,21 @@ import dns.name
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.freshness import stale_catalog
-from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.hazards import (
+    EMPTY_RRSET,
+    KIND_OFF_LIVE,
+    LOOKUP_FAILS,
+    SERVERS_DISAGREE,
+    STAGED_MISMATCH,
+    TOO_MANY_RECORDS,
+    TTL_INCONSISTENT,
+    WRONG_OWNER,
+    Hazard,
+    Severity,
+)
+from tlsa_manager.lint import lint
 from tlsa_manager.observations import History, ServerView
-from tlsa_manager.policy import ROLES, DesiredSet, HostPolicy, IssuerFacts, group_by_kind, lint
+from tlsa_manager.policy import ROLES, DesiredSet, HostPolicy, IssuerFacts, group_by_kind
 from tlsa_manager.provider import OwnerChange, RRset
 from tlsa_manager.records import Tlsa, params_text
 
@@ -254,9 +266,7 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
     result = (published - delete) | add
     if published and not result:
         hazards.append(
-            Hazard(
-                "H25",
-                Severity.FATAL,
+            EMPTY_RRSET.hazard(
                 "the planned change would leave no TLSA record; keeping them all",
                 "check the configuration: the host has no live key?",
                 name,
@@ -266,9 +276,7 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
     for chain in inp.live:
         if result and not chain.covered_by(result):
             hazards.append(
-                Hazard(
-                    "H2",
-                    Severity.FATAL,
+                KIND_OFF_LIVE.hazard(
                     f"after this change a record kind would not match the live chain {chain.label}",
                     "keep the live chain's records; check the configured record kinds",
                     name,
@@ -321,9 +329,7 @@ def _within_budget(
     hazards = []
     if left:
         hazards.append(
-            Hazard(
-                "H13",
-                Severity.RISK,
+            TOO_MANY_RECORDS.hazard(
                 f"budget {budget}: {len(kept)} records stay, so {len(left)} wanted addition(s) are left out "
                 f"({', '.join(roles) or 'other'}); their chains cannot go live until there is room",
                 "let the old records go (finish the rollover), or raise budget if your senders handle more",
@@ -332,12 +338,11 @@ def _within_budget(
         )
     if size > budget:
         hazards.append(
-            Hazard(
-                "H13",
-                Severity.FATAL,
+            TOO_MANY_RECORDS.hazard(
                 f"the live chain's records need {size} records at one name, more than the budget {budget}",
                 "remove records that are not tlsa-manager's, or raise budget",
                 owner,
+                Severity.FATAL,
             )
         )
     return frozenset(chosen), hazards
@@ -481,21 +486,20 @@ def _as_live(inp: PlanInput, chain: ChainFacts, owner: OwnerInput) -> bool:
 
 
 def server_hazards(inp: PlanInput, owner: OwnerInput) -> list[Hazard]:
-    """H18 (servers disagree or cannot be read) and H23 (TTL differs or changed)."""
+    """H18 (servers disagree), H7 (a server cannot be read) and H23 (TTL differs or changed)."""
     out: list[Hazard] = []
     name = name_text(owner.owner)
     answered = [v for v in owner.views if v.records is not None]
     silent = [v for v in owner.views if v.records is None]
     if silent:
         out.append(
-            Hazard(
-                "H18",
-                Severity.RISK,
+            LOOKUP_FAILS.hazard(
                 "cannot read "
                 + ", ".join(f"{v.server} ({v.error or 'no answer'})" for v in silent)
                 + "; deploy gates stay closed",
                 "fix or remove that server from the nameserver list",
                 name,
+                Severity.RISK,
             )
         )
     contents = {v.records for v in answered}
@@ -506,21 +510,18 @@ def server_hazards(inp: PlanInput, owner: OwnerInput) -> list[Hazard]:
             if any(v.records and not chain.covered_by(v.records) for v in answered):
                 severity = Severity.FATAL
         out.append(
-            Hazard(
-                "H18",
-                severity,
+            SERVERS_DISAGREE.hazard(
                 "authoritative servers disagree" + (f" (lagging: {', '.join(lagging)})" if lagging else ""),
                 "check zone transfers (NOTIFY/IXFR) to the lagging servers",
                 name,
+                severity,
             )
         )
     ttls = {v.ttl for v in answered if v.ttl is not None}
     history_ttls = {v.ttl for e in owner.history.entries for v in e.views if v.ttl is not None}
     if len(ttls) > 1 or len(history_ttls) > 1:
         out.append(
-            Hazard(
-                "H23",
-                Severity.INFO,
+            TTL_INCONSISTENT.hazard(
                 f"TTL differs between servers or changed recently ({sorted(ttls | history_ttls)}); "
                 f"waits use the largest, {max(ttls | history_ttls)} s",
                 "keep one TTL and change it as a step of its own",
@@ -536,9 +537,7 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
         labels = owner.owner.labels
         if labels and labels[0] != b"_25":
             out.append(
-                Hazard(
-                    "H15",
-                    Severity.INFO,
+                WRONG_OWNER.hazard(
                     f"{owner.owner} is not the port-25 owner that SMTP senders look up",
                     "publish at _25._tcp.<mx-host> for MTA-to-MTA mail",
                     name_text(owner.owner),
@@ -548,12 +547,11 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
         for size in range(1, len(host_labels) // 2 + 1):
             if host_labels[-size:] == host_labels[-2 * size : -size] and size >= 2:
                 out.append(
-                    Hazard(
-                        "H15",
-                        Severity.FATAL,
+                    WRONG_OWNER.hazard(
                         f"{owner.owner} repeats its zone suffix (a missing trailing dot?)",
                         "write the host name fully qualified",
                         name_text(owner.owner),
+                        Severity.FATAL,
                     )
                 )
                 break
@@ -561,9 +559,7 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
     for chain in inp.staged:
         if chain.problem:
             out.append(
-                Hazard(
-                    "H24",
-                    Severity.RISK,
+                STAGED_MISMATCH.hazard(
                     f"staged chain {chain.label}: {chain.problem}",
                     "stage a certificate that matches its key and verifies",
                     "",

@@ -1,4 +1,4 @@
-"""The desired TLSA set of one host, and the hazard lint of any RRset (pure).
+"""The desired TLSA set of one host (pure); the hazard lint of an RRset is :mod:`tlsa_manager.lint`.
 
 Rules (dane-rules.md): "3 1 1" for every live, staged and next key (C2, C6); "2 1 1"
 for the issuer of every live and staged chain and for every active and backup
@@ -19,11 +19,10 @@ from tlsa_manager.catalog import Catalog
 from tlsa_manager.derive import DEFAULT_KINDS
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
-from tlsa_manager.hazards import Hazard, Severity
+from tlsa_manager.hazards import TA_NOT_SENT, TOO_MANY_RECORDS, Hazard
 from tlsa_manager.records import (
     MatchingType,
     Params,
-    Selector,
     Tlsa,
     Usage,
     params_text,
@@ -124,10 +123,6 @@ def _validated(kinds: tuple[Params, ...], unsafe: bool) -> bool:
     return True
 
 
-def _key_label(chain: ChainFacts) -> str:
-    return chain.label
-
-
 def catalog_issued(chain: ChainFacts, issuers: Sequence[IssuerFacts]) -> bool:
     """True when the CA that signed the chain's leaf is a key of the catalog.
 
@@ -174,9 +169,7 @@ def desired(
     if ta_kinds and bare:
         kinds = [k for k in kinds if k not in ta_kinds]
         hazards.append(
-            Hazard(
-                "H9",
-                Severity.RISK,
+            TA_NOT_SENT.hazard(
                 f"{bare[0].label} sends no CA certificate, so no DANE-TA record can match it; "
                 "publishing only end-entity records",
                 "serve fullchain.pem (leaf and intermediate), not cert.pem",
@@ -229,9 +222,7 @@ def desired(
         ordered = ordered[: policy.budget]
         roles = sorted({d.role for d in dropped}, key=ROLES.index)
         hazards.append(
-            Hazard(
-                "H13",
-                Severity.RISK,
+            TOO_MANY_RECORDS.hazard(
                 f"{len(chosen)} records wanted but the budget is {policy.budget}; left out "
                 f"{len(dropped)} ({', '.join(roles)})",
                 "use one key type, or raise budget if your senders handle larger RRsets",
@@ -246,150 +237,3 @@ def group_by_kind(records: Iterable[Tlsa]) -> dict[Params, frozenset[Tlsa]]:
     for r in records:
         groups.setdefault(r.params, set()).add(r)
     return {k: frozenset(v) for k, v in groups.items()}
-
-
-def lint(
-    records: frozenset[Tlsa],
-    live: Sequence[ChainFacts],
-    staged: Sequence[ChainFacts] = (),
-    next_keys: Sequence[ChainFacts] = (),
-    issuers: Sequence[IssuerFacts] = (),
-    catalog_roots: Sequence[IssuerFacts] = (),
-    budget: int = 12,
-    owner: str = "",
-) -> list[Hazard]:
-    """Hazards of a published RRset against what is live (H1-H5, H9, H11-H14, H19)."""
-    out: list[Hazard] = []
-    if not records:
-        return out
-    groups = group_by_kind(records)
-    for chain in live:
-        if not chain.authenticates(records):
-            code = "H19" if len({c.key_type for c in live}) > 1 else "H1"
-            out.append(
-                Hazard(
-                    code,
-                    Severity.FATAL,
-                    f"the live chain {chain.label} matches no usable record: DANE senders defer mail now",
-                    "publish its 3 1 1 record at once (tlsa-manager sync)",
-                    owner,
-                )
-            )
-    everything = (*live, *staged, *next_keys)
-    for kind, group in sorted(groups.items()):
-        if not any(c.matching(kind) & group for c in live) and live:
-            out.append(
-                Hazard(
-                    "H2",
-                    Severity.FATAL,
-                    f'"{params_text(kind)}" records match only past or future chains, not the live one',
-                    f'add the "{params_text(kind)}" record of the live chain before anything else',
-                    owner,
-                )
-            )
-        usage, selector, mtype = kind
-        if usage is Usage.DANE_EE and selector is Selector.CERT:
-            alone = len(groups) == 1
-            out.append(
-                Hazard(
-                    "H3",
-                    Severity.FATAL if alone else Severity.RISK,
-                    f'"{params_text(kind)}" pins the whole certificate, which changes at every renewal',
-                    'replace it with "3 1 1" (pre-publish 3 1 1, then remove it)',
-                    owner,
-                )
-            )
-        if usage is Usage.DANE_TA and selector is Selector.CERT:
-            out.append(
-                Hazard(
-                    "H4",
-                    Severity.RISK,
-                    f'"{params_text(kind)}" pins one certificate of a CA that cross-signs and reissues',
-                    'use "2 1 1" instead',
-                    owner,
-                )
-            )
-        if usage in (Usage.PKIX_TA, Usage.PKIX_EE):
-            out.append(
-                Hazard(
-                    "H14",
-                    Severity.INFO,
-                    f'"{params_text(kind)}" uses usage {int(usage)}, which SMTP senders treat as unusable',
-                    "remove it; use 3 1 1 / 2 1 1",
-                    owner,
-                )
-            )
-        if mtype is MatchingType.SHA2_512:
-            weaker = groups.get((usage, selector, MatchingType.SHA2_256), frozenset())
-            covered_512 = {c.label for c in everything if c.matching(kind) & group}
-            covered_256 = {
-                c.label for c in everything if c.matching((usage, selector, MatchingType.SHA2_256)) & weaker
-            }
-            if covered_512 != covered_256:
-                out.append(
-                    Hazard(
-                        "H5",
-                        Severity.FATAL,
-                        f'"{params_text(kind)}" and "{int(usage)} {int(selector)} 1" cover different keys',
-                        "publish SHA2-512 for exactly the keys that have SHA2-256, or drop it",
-                        owner,
-                    )
-                )
-    root_records = {r for root in catalog_roots for k in groups for r in root.records(k)}
-    for record in sorted(records & root_records):
-        out.append(
-            Hazard(
-                "H9",
-                Severity.RISK,
-                f"{record.kind} pins a root key that Let's Encrypt chains may not send",
-                "pin the intermediates instead (2 1 1 of YE1-3 / YR1-3)",
-                owner,
-            )
-        )
-    used_by_live = {r for c in live for k in groups for r in c.matching(k)}
-    ta_groups = [g for k, g in groups.items() if k[0] is Usage.DANE_TA]
-    for issuer in issuers:
-        if issuer.status != "retired":
-            continue
-        stale = issuer.records_of(frozenset(groups)) & records - used_by_live
-        if stale:
-            only = all(g <= stale for g in ta_groups) and bool(ta_groups)
-            out.append(
-                Hazard(
-                    "H11",
-                    Severity.FATAL if only else Severity.INFO,
-                    f"records for the retired CA {issuer.name} are published",
-                    "remove them once no live chain uses that CA (sync does this)",
-                    owner,
-                )
-            )
-    ta_kinds = [k for k in groups if k[0] is Usage.DANE_TA]
-    key_types = catalog_key_types(live, (), issuers)
-    for kind in ta_kinds:
-        for issuer in issuers:
-            if (
-                issuer.key_type in key_types
-                and issuer.status in ("active", "backup")
-                and not issuer.records(kind) & records
-            ):
-                out.append(
-                    Hazard(
-                        "H12",
-                        Severity.RISK,
-                        f'"{params_text(kind)}" lacks {issuer.name} ({issuer.status}), which may '
-                        "sign the next certificate",
-                        f"add the {params_text(kind)} record of {issuer.name} (sync does this)",
-                        owner,
-                    )
-                )
-    if len(records) > budget:
-        out.append(
-            Hazard(
-                "H13",
-                Severity.RISK,
-                f"{len(records)} records at one name; some senders fail above about {budget}",
-                "drop retired issuers and unused key types",
-                owner,
-            )
-        )
-    return out

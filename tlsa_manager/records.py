@@ -136,17 +136,13 @@ class Tlsa:
         return _rdata(self)
 
     def _make_rdata(self) -> dns.rdata.Rdata:
-        import dns.rdata
         import dns.rdataclass
         import dns.rdatatype
+        from dns.rdtypes.ANY.TLSA import TLSA
 
-        return dns.rdata.from_wire(
-            dns.rdataclass.IN,
-            dns.rdatatype.TLSA,
-            bytes([self.usage, self.selector, self.mtype]) + self.data,
-            0,
-            3 + len(self.data),
-        )
+        # the class from_wire would pick, built from the fields (no wire parser per record)
+        fields = (int(self.usage), int(self.selector), int(self.mtype), self.data)
+        return TLSA(dns.rdataclass.IN, dns.rdatatype.TLSA, *fields)  # type: ignore[no-untyped-call]
 
     def to_text(self) -> str:
         """Presentation format, lower-case hex in one piece: ``3 1 1 ab12...``."""
@@ -169,9 +165,16 @@ class Tlsa:
     @classmethod
     def from_text(cls, text: str) -> Tlsa:
         """Parse ``"3 1 1 <hex>"`` (any case, spaces in the hex allowed)."""
+        known = _PLAIN_TEXT.get(text)
+        if known is not None:  # the ledger holds the same few issuer records for every host
+            return known
         plain = _PLAIN.fullmatch(text)
         if plain:  # the form the ledger and tlsa-manager write: no tokenizer needed
-            return _plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower())
+            record = _plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower())
+            if len(_PLAIN_TEXT) >= 65536:
+                _PLAIN_TEXT.clear()
+            _PLAIN_TEXT[text] = record
+            return record
         import dns.exception
         import dns.rdata
         import dns.rdataclass
@@ -191,6 +194,7 @@ class Tlsa:
 
 
 _PLAIN = re.compile(r"\s*([0-3]) ([01]) ([0-2]) ((?:[0-9a-fA-F]{2})+)\s*")
+_PLAIN_TEXT: dict[str, Tlsa] = {}
 
 
 @functools.lru_cache(maxsize=65536)
@@ -274,6 +278,40 @@ def spki_sha256(key: PublicKeyTypes) -> str:
     return hashlib.sha256(spki_der(key)).hexdigest()
 
 
+def hashed_name(labels: tuple[bytes, ...]) -> dns.name.Name:
+    """A dnspython name that computes its hash once.
+
+    dnspython hashes a name by a Python loop over every byte, on every dict lookup; a
+    fleet run looks its owner names up (views, published RRsets, plans) tens of
+    thousands of times.  Equal to, and hashing like, the plain name of the same labels.
+    """
+    return _name_class()(labels)
+
+
+@functools.cache
+def _name_class() -> type[dns.name.Name]:
+    import dns.name
+
+    class HashedName(dns.name.Name):
+        __slots__ = ("_hash",)
+
+        def __init__(self, labels: tuple[bytes, ...]) -> None:
+            super().__init__(labels)
+            object.__setattr__(self, "_hash", dns.name.Name.__hash__(self))
+
+        def __hash__(self) -> int:
+            return self._hash  # type: ignore[attr-defined,no-any-return]
+
+        def __reduce__(self) -> tuple[type[dns.name.Name], tuple[tuple[bytes, ...]]]:
+            return dns.name.Name, (self.labels,)  # pickles and copies as the plain name
+
+    return HashedName
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_SERVICE_LABEL = re.compile(r"[A-Za-z0-9-]{1,62}")
+
+
 @functools.lru_cache(maxsize=65536)
 def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Name:
     """``_25._tcp.<host>.``, the TLSA owner of RFC 7672 §2.2.3 (always absolute).
@@ -285,11 +323,18 @@ def owner_name(host: str, port: int = 25, protocol: str = "tcp") -> dns.name.Nam
 
     if not 1 <= port <= 65535:
         raise UsageError(f"port {port} is outside 1-65535", "SMTP servers use port 25")
+    if _SERVICE_LABEL.fullmatch(protocol):
+        # the labels as they are: what from_text gives for "_25._tcp", without its tokenizer
+        return hashed_name((f"_{port}".encode(), f"_{protocol}".encode(), *host_name(host).labels))
     return dns.name.from_text(f"_{port}._{protocol}", origin=None).concatenate(host_name(host))
 
 
+@functools.lru_cache(maxsize=65536)
 def host_name(host: str) -> dns.name.Name:
-    """Parse and check a host name: letters, digits, hyphens, dots; absolute result."""
+    """Parse and check a host name: letters, digits, hyphens, dots; absolute result.
+
+    Cached: the configuration checks every host's name and the run then builds its
+    owner names from it (dnspython names are immutable, so one object is shared)."""
     import dns.exception
     import dns.name
 
@@ -298,18 +343,13 @@ def host_name(host: str) -> dns.name.Name:
         raise UsageError("the host name is empty", "give the MX host name, e.g. mail.example.com")
     labels = text.rstrip(".").split(".")
     for label in labels:
-        if (
-            not label
-            or len(label) > 63
-            or label.startswith("-")
-            or label.endswith("-")
-            or not all(c.isascii() and (c.isalnum() or c == "-") for c in label)
-        ):
+        if not _LABEL.fullmatch(label):
             raise UsageError(
                 f"{host!r} is not a valid DNS host name",
                 "use letters, digits and hyphens between dots, e.g. mail.example.com",
             )
     try:
-        return dns.name.from_text(text.rstrip(".") + ".")
+        # every label is ASCII letters, digits and hyphens: nothing for from_text to unescape
+        return hashed_name((*(label.encode() for label in labels), b""))
     except dns.exception.DNSException as exc:
         raise UsageError(f"{host!r} is not a valid DNS host name ({exc})", "shorten it") from None

@@ -13,6 +13,7 @@ its validity period; the labels field decides wildcard expansion.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import dns.exception
 import dns.name
 import dns.rrset
 from cryptography.exceptions import InvalidSignature
+
+from tlsa_manager.records import hashed_name
 
 SIG_FIXED = struct.Struct("!HBBIIIH")  # type covered, algorithm, labels, TTL, expiration, inception, tag
 ZONE_FLAG = 0x0100
@@ -54,21 +57,33 @@ def parse(rdata: bytes) -> Signature:
         raise SignatureError("an RRSIG that does not parse")
     covered, algorithm, count, ttl, expiration, inception, tag = SIG_FIXED.unpack_from(rdata)
     offset = SIG_FIXED.size
-    labels: list[bytes] = []
     while True:
         if offset >= len(rdata):
             raise SignatureError("an RRSIG that does not parse")
         length = rdata[offset]
         if length & 0xC0:
             raise SignatureError("an RRSIG that does not parse")
-        offset += 1
+        offset += 1 + length
         if length == 0:
             break
-        labels.append(rdata[offset : offset + length].lower())
-        offset += length
-    signer = dns.name.Name((*labels, b""))
-    head = rdata[: SIG_FIXED.size] + b"".join(bytes([len(x)]) + x for x in labels) + b"\0"
+    if offset > len(rdata):
+        raise SignatureError("an RRSIG that does not parse")
+    signer, canonical = _signer(rdata[SIG_FIXED.size : offset])
+    head = rdata[: SIG_FIXED.size] + canonical
     return Signature(covered, algorithm, count, ttl, expiration, inception, tag, signer, head, rdata[offset:])
+
+
+@functools.lru_cache(maxsize=1024)
+def _signer(wire: bytes) -> tuple[dns.name.Name, bytes]:
+    """The signer's name and its canonical (lower-case) wire form: a zone's thousands of
+    signatures name the same signer, so one name object (and one hash) serves them all."""
+    labels = []
+    offset = 0
+    while wire[offset]:
+        length = wire[offset]
+        labels.append(wire[offset + 1 : offset + 1 + length].lower())
+        offset += 1 + length
+    return hashed_name((*labels, b"")), b"".join(bytes([len(x)]) + x for x in labels) + b"\0"
 
 
 Verify = Callable[[bytes, bytes], None]

@@ -10,8 +10,10 @@ here straight from the bytes.  Signatures are still checked by dnspython
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import dns.name
 
@@ -35,8 +37,9 @@ class WireError(ValueError):
     """The bytes are not a DNS message we can read."""
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """One resource record (a tuple: thousands are made per run, a dataclass costs more)."""
+
     name: Labels  # lower-case labels, without the root
     rdtype: int
     rdclass: int
@@ -67,8 +70,10 @@ class Reply:
         return [r for r in self.records(owner, TYPE_RRSIG) if struct.unpack_from("!H", r.rdata)[0] == covered]
 
 
+@functools.lru_cache(maxsize=65536)
 def labels(name: dns.name.Name) -> Labels:
-    """The lower-case labels of an absolute name, as :func:`parse` returns them."""
+    """The lower-case labels of an absolute name, as :func:`parse` returns them (asked for
+    every answer of a run, for the same owner names: remembered)."""
     return tuple(label.lower() for label in name.labels if label)
 
 
@@ -81,8 +86,17 @@ def query(qid: int, name: dns.name.Name, rdtype: int, dnssec: bool) -> bytes:
     return HEADER.pack(qid, 0, 1, 0, 0, 1) + qname + struct.pack("!HH", rdtype, CLASS_IN) + opt
 
 
-def _name(wire: bytes, offset: int) -> tuple[Labels, int]:
-    """Read a (possibly compressed) name: its labels and the offset after it."""
+def _name(wire: bytes, offset: int, seen: dict[int, Labels] | None = None) -> tuple[Labels, int]:
+    """Read a (possibly compressed) name: its labels and the offset after it.
+
+    ``seen`` holds the names already read in this message by where they start: a
+    compression pointer to one of them (every record's owner points at the question)
+    is answered from it."""
+    if seen is not None and offset + 1 < len(wire) and wire[offset] & 0xC0 == 0xC0:
+        known = seen.get(((wire[offset] & 0x3F) << 8) | wire[offset + 1])
+        if known is not None:
+            return known, offset + 2
+    start = offset
     out: list[bytes] = []
     end = -1
     jumps = 0
@@ -104,20 +118,24 @@ def _name(wire: bytes, offset: int) -> tuple[Labels, int]:
             raise WireError("unknown label type")
         offset += 1
         if length == 0:
-            return tuple(out), (end if end >= 0 else offset)
+            labels = tuple(out)
+            if seen is not None:
+                seen[start] = labels
+            return labels, (end if end >= 0 else offset)
         out.append(wire[offset : offset + length].lower())
         offset += length
 
 
-def _records(wire: bytes, offset: int, count: int) -> tuple[list[Record], int]:
+def _records(wire: bytes, offset: int, count: int, seen: dict[int, Labels]) -> tuple[list[Record], int]:
     out = []
+    size = len(wire)
     for _ in range(count):
-        name, offset = _name(wire, offset)
-        if offset + RR_FIXED.size > len(wire):
+        name, offset = _name(wire, offset, seen)
+        if offset + 10 > size:
             raise WireError("record header runs past the end")
         rdtype, rdclass, ttl, rdlen = RR_FIXED.unpack_from(wire, offset)
-        offset += RR_FIXED.size
-        if offset + rdlen > len(wire):
+        offset += 10
+        if offset + rdlen > size:
             raise WireError("record data runs past the end")
         out.append(Record(name, rdtype, rdclass, ttl, wire[offset : offset + rdlen], offset))
         offset += rdlen
@@ -133,8 +151,9 @@ def parse(wire: bytes) -> Reply:
         raise WireError("not a response")
     if qdcount != 1:
         raise WireError("not exactly one question")
-    question, offset = _name(wire, HEADER.size)
+    seen: dict[int, Labels] = {}
+    question, offset = _name(wire, HEADER.size, seen)
     offset += 4
-    answer, offset = _records(wire, offset, ancount)
-    authority, offset = _records(wire, offset, nscount)
+    answer, offset = _records(wire, offset, ancount, seen)
+    authority, offset = _records(wire, offset, nscount, seen)
     return Reply(qid, flags, flags & 0xF, question, tuple(answer), tuple(authority), wire)
