@@ -224,7 +224,8 @@ def test_a_server_without_tcp_is_observed_over_udp(bind: Bind) -> None:
 
     import dns.name
 
-    from tlsa_manager.dnsview import DnsView, Endpoint
+    from tlsa_manager.dnsview import DnsView
+    from tlsa_manager.endpoints import Endpoint
     from tlsa_manager.records import Tlsa
 
     from conftest import nsupdate_add

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tlsa_manager.errors import StateError
-from tlsa_manager.facts import CertFacts, ChainFacts, chain_from_json, chain_to_json
-from tlsa_manager.ledger import Ledger, LedgerData
+from tlsa_manager.facts import CertFacts, ChainFacts
+from tlsa_manager.ledger import DeployIntent, Ledger, LedgerData, encode
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
 
@@ -25,8 +25,7 @@ def sample() -> LedgerData:
     owner.managed = frozenset({REC})
     owner.history = owner.history.observe(1000.0, [ServerView("ns1", frozenset({REC}), 300),
                                                    ServerView("ns2", None, None, "timeout")])
-    data.host("mail.example.com").deploys["staged ecdsa.pem"] = {
-        "deployed": chain_to_json(CHAIN), "previous": [chain_to_json(OLD)], "since": 1000.0}
+    data.host("mail.example.com").deploys["staged ecdsa.pem"] = DeployIntent(CHAIN, (OLD,), 1000.0)
     return data
 
 
@@ -41,7 +40,7 @@ def test_deploy_journal_keeps_the_replaced_chain_exactly(tmp_path: Path) -> None
     with ledger.locked():
         ledger.save(sample())
     entry = ledger.load().host("mail.example.com").deploys["staged ecdsa.pem"]
-    assert chain_from_json(entry["deployed"]) == CHAIN and chain_from_json(entry["previous"][0]) == OLD
+    assert entry.deployed == CHAIN and entry.previous[0] == OLD
     assert "PRIVATE" not in ledger.path.read_text()
 
 
@@ -50,7 +49,7 @@ def test_round_trip_and_mode(tmp_path: Path) -> None:
     with ledger.locked():
         ledger.save(sample())
     loaded = ledger.load()
-    assert loaded.to_json() == sample().to_json()
+    assert encode(loaded) == encode(sample())
     assert (os.stat(ledger.path).st_mode & 0o777) == 0o600
     assert not [p for p in ledger.path.parent.iterdir() if p.name.endswith(".tmp")]
 
@@ -96,3 +95,24 @@ def test_lock_keeps_a_second_run_out(tmp_path: Path) -> None:
         holder.join(10)
     with Ledger(tmp_path).locked():
         pass  # free again once the other run ended
+
+
+def test_a_ledger_of_the_untyped_journal_loads_as_typed_intents(tmp_path: Path) -> None:
+    """The deploy journal became a typed DeployIntent (issue 15) without a schema change: a
+    ledger written before, with an integer ``since``, loads and is written back the same."""
+    import json
+
+    from tlsa_manager.facts import chain_to_json
+
+    entry = {"deployed": chain_to_json(CHAIN), "previous": [chain_to_json(OLD)], "since": 1000}
+    doc = {"schema": 1, "hosts": {"mail.example.com": {"owners": {}, "deploys": {"staged ecdsa.pem": entry},
+                                                      "clock": {}, "unverified": False}}}
+    ledger = Ledger(tmp_path / "state")
+    with ledger.locked():
+        fd = os.open(ledger.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, json.dumps(doc).encode())
+        os.close(fd)
+    loaded = ledger.load()
+    assert loaded.host("mail.example.com").deploys == {"staged ecdsa.pem": DeployIntent(CHAIN, (OLD,), 1000.0)}
+    again = json.loads(encode(loaded))["hosts"]["mail.example.com"]["deploys"]["staged ecdsa.pem"]
+    assert again == entry

@@ -13,7 +13,8 @@ from typing import Any
 import dns.name
 import pytest
 
-from tlsa_manager.dnsview import DnsView, parse_endpoint
+from tlsa_manager.dnsview import DnsView
+from tlsa_manager.endpoints import parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa

@@ -23,7 +23,7 @@ from tlsa_manager.certs import load_chain
 from tlsa_manager.cli import main
 from tlsa_manager.config import config_from_dict
 from tlsa_manager.errors import TlsaManagerError
-from tlsa_manager.ledger import LedgerData
+from tlsa_manager.ledger import decode
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
 from tlsa_manager_providers.zonefile import ZoneFileProvider
@@ -180,7 +180,7 @@ def test_any_ledger_document_loads_or_one_state_error(hosts: Any, deploys: Any) 
     ]
     for doc in documents:
         try:
-            LedgerData.from_json(json.dumps(doc))
+            decode(json.dumps(doc))
         except TlsaManagerError as exc:
             assert "\n" not in exc.one_line()
 

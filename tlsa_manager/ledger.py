@@ -18,12 +18,11 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tlsa_manager.errors import StateError, UnsafeError, UsageError
-from tlsa_manager.facts import chain_from_json
+from tlsa_manager.facts import chain_from_json, chain_to_json
 from tlsa_manager.fsutil import (
     atomic_write,
     check_private,
@@ -34,6 +33,10 @@ from tlsa_manager.fsutil import (
 )
 from tlsa_manager.observations import History, Observation, ServerView
 from tlsa_manager.records import Tlsa
+from tlsa_manager.state import DeployIntent, HostRecord, LedgerData, OwnerRecord
+
+#: the data model lives in tlsa_manager.state; these names stay importable from here
+__all__ = ["DeployIntent", "HostRecord", "Ledger", "LedgerData", "OwnerRecord", "decode", "encode"]
 
 SCHEMA = 1
 FILE_NAME = "ledger.json"
@@ -42,138 +45,92 @@ LOCK_NAME = "lock"
 LEDGER_LIMIT = 64 * 1024 * 1024
 
 
-@dataclass
-class OwnerRecord:
-    """Per owner name: records we published (managed) and the observation history."""
-
-    managed: frozenset[Tlsa] = frozenset()
-    history: History = field(default_factory=History)
-
-
-#: label prefix of a deploy-journal entry that is no deploy of ours: before the first
-#: publish the MTA presented another chain than the configured file (H27)
-PRESENTED = "presented by the MTA"
-
-
-@dataclass
-class HostRecord:
-    owners: dict[str, OwnerRecord] = field(default_factory=dict)
-    #: deploys not yet confirmed (the MTA may still present the chain they replaced), by
-    #: deployed chain label: {"deployed": chain, "previous": [chains], "since": epoch}.
-    #: Owned by the engine; the chains are public bytes only.
-    deploys: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: the clocks as the last run read them (tlsa_manager.clock), to detect steps
-    clock: dict[str, Any] = field(default_factory=dict)
-    #: the history began again (lost ledger, clock step) and no probe showed what the
-    #: MTA presents: only records this ledger added may be removed
-    unverified: bool = False
-    #: the negative TTL the last sync's gates used (from the SOA), so that `status`,
-    #: which never asks the network, computes the same gate times
-    negative_ttl: int | None = None
-
-    def owner(self, name: str) -> OwnerRecord:
-        return self.owners.setdefault(name, OwnerRecord())
-
-
-@dataclass
-class LedgerData:
-    hosts: dict[str, HostRecord] = field(default_factory=dict)
-
-    def host(self, name: str) -> HostRecord:
-        return self.hosts.setdefault(name, HostRecord())
-
-    def copy(self) -> LedgerData:
-        """An independent copy (the values inside are immutable and shared)."""
-        return LedgerData(
+def encode(data: LedgerData) -> str:
+    """One host per line, each line by the C JSON encoder: a ledger of a thousand
+    hosts is written in milliseconds, and a diff of two ledgers stays per host."""
+    hosts = [
+        json.dumps(host)
+        + ": "
+        + json.dumps(
             {
-                name: HostRecord(
-                    {o: OwnerRecord(r.managed, r.history) for o, r in h.owners.items()},
-                    json.loads(json.dumps(h.deploys)) if h.deploys else {},
-                    dict(h.clock),
-                    h.unverified,
-                    h.negative_ttl,
-                )
-                for name, h in self.hosts.items()
-            }
-        )
-
-    # -- JSON ---------------------------------------------------------------
-
-    def to_json(self) -> str:
-        """One host per line, each line by the C JSON encoder: a ledger of a thousand
-        hosts is written in milliseconds, and a diff of two ledgers stays per host."""
-        hosts = [
-            json.dumps(host)
-            + ": "
-            + json.dumps(
-                {
-                    "owners": {
-                        owner: {
-                            "managed": sorted(r.to_text() for r in rec.managed),
-                            "history": [_obs_to_json(o) for o in rec.history.entries],
-                            "since": rec.history.since,
-                            "blind": rec.history.blind,
-                        }
-                        for owner, rec in sorted(hr.owners.items())
-                    },
-                    "deploys": hr.deploys,
-                    "clock": hr.clock,
-                    "unverified": hr.unverified,
-                    **({"negative_ttl": hr.negative_ttl} if hr.negative_ttl is not None else {}),
+                "owners": {
+                    owner: {
+                        "managed": sorted(r.to_text() for r in rec.managed),
+                        "history": [_obs_to_json(o) for o in rec.history.entries],
+                        "since": rec.history.since,
+                        "blind": rec.history.blind,
+                    }
+                    for owner, rec in sorted(hr.owners.items())
                 },
-                sort_keys=True,
-            )
-            for host, hr in sorted(self.hosts.items())
-        ]
-        return '{"hosts": {\n' + ",\n".join(hosts) + "\n}, " + f'"schema": {SCHEMA}}}\n'
+                "deploys": {label: _intent_to_json(i) for label, i in hr.deploys.items()},
+                "clock": hr.clock,
+                "unverified": hr.unverified,
+                **({"negative_ttl": hr.negative_ttl} if hr.negative_ttl is not None else {}),
+            },
+            sort_keys=True,
+        )
+        for host, hr in sorted(data.hosts.items())
+    ]
+    return '{"hosts": {\n' + ",\n".join(hosts) + "\n}, " + f'"schema": {SCHEMA}}}\n'
 
-    @classmethod
-    def from_json(cls, text: str, source: str = "ledger") -> LedgerData:
-        try:
-            doc = json.loads(text)
-        except RecursionError:
-            raise StateError(
-                f"{source} is nested too deeply to be a ledger",
-                "restore it from backup or move it aside knowingly: a new ledger restarts all gates",
-            ) from None
-        except ValueError as exc:
-            raise StateError(
-                f"{source} is not valid JSON ({exc})",
-                "restore it from backup or move it aside knowingly: a new ledger restarts all gates",
-            ) from None
-        if not isinstance(doc, dict) or "schema" not in doc:
-            raise StateError(f"{source} is not a tlsa-manager ledger", "check --state-dir")
-        if doc["schema"] != SCHEMA or isinstance(doc["schema"], bool):
-            raise StateError(
-                f"{source} has schema {doc['schema']!r}; this version reads schema {SCHEMA}",
-                "use the tlsa-manager version that wrote it",
-            )
-        try:
-            data = cls()
-            for host, hdoc in doc["hosts"].items():
-                hr = data.host(host)
-                hr.deploys = dict(hdoc.get("deploys", {}))
-                neg = hdoc.get("negative_ttl")
-                hr.negative_ttl = int(neg) if neg is not None else None
-                for entry in hr.deploys.values():
-                    # Read now what the engine reads later: a damaged entry fails here, once.
-                    chain_from_json(entry["deployed"])
-                    for chain in entry["previous"]:
-                        chain_from_json(chain)
-                    float(entry["since"])
-                hr.clock = dict(hdoc.get("clock", {}))
-                hr.unverified = bool(hdoc.get("unverified", False))
-                for owner, odoc in hdoc["owners"].items():
-                    hr.owners[owner] = OwnerRecord(
-                        frozenset(Tlsa.from_text(t) for t in odoc["managed"]),
-                        _history_from_json(odoc),
-                    )
-        except (KeyError, TypeError, ValueError, AttributeError, UsageError, OverflowError) as exc:
-            raise StateError(
-                f"{source} is damaged ({type(exc).__name__}: {exc})",
-                "restore it from backup or move it aside knowingly: a new ledger restarts all gates",
-            ) from None
-        return data
+
+def decode(text: str, source: str = "ledger") -> LedgerData:
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise StateError(
+            f"{source} is nested too deeply to be a ledger",
+            "restore it from backup or move it aside knowingly: a new ledger restarts all gates",
+        ) from None
+    except ValueError as exc:
+        raise StateError(
+            f"{source} is not valid JSON ({exc})",
+            "restore it from backup or move it aside knowingly: a new ledger restarts all gates",
+        ) from None
+    if not isinstance(doc, dict) or "schema" not in doc:
+        raise StateError(f"{source} is not a tlsa-manager ledger", "check --state-dir")
+    if doc["schema"] != SCHEMA or isinstance(doc["schema"], bool):
+        raise StateError(
+            f"{source} has schema {doc['schema']!r}; this version reads schema {SCHEMA}",
+            "use the tlsa-manager version that wrote it",
+        )
+    try:
+        data = LedgerData()
+        for host, hdoc in doc["hosts"].items():
+            hr = data.host(host)
+            hr.deploys = {str(k): _intent_from_json(v) for k, v in dict(hdoc.get("deploys", {})).items()}
+            neg = hdoc.get("negative_ttl")
+            hr.negative_ttl = int(neg) if neg is not None else None
+            hr.clock = dict(hdoc.get("clock", {}))
+            hr.unverified = bool(hdoc.get("unverified", False))
+            for owner, odoc in hdoc["owners"].items():
+                hr.owners[owner] = OwnerRecord(
+                    frozenset(Tlsa.from_text(t) for t in odoc["managed"]),
+                    _history_from_json(odoc),
+                )
+    except (KeyError, TypeError, ValueError, AttributeError, UsageError, OverflowError) as exc:
+        raise StateError(
+            f"{source} is damaged ({type(exc).__name__}: {exc})",
+            "restore it from backup or move it aside knowingly: a new ledger restarts all gates",
+        ) from None
+    return data
+
+
+def _intent_to_json(intent: DeployIntent) -> dict[str, Any]:
+    return {
+        "deployed": chain_to_json(intent.deployed),
+        "previous": [chain_to_json(c) for c in intent.previous],
+        "since": intent.since,
+    }
+
+
+def _intent_from_json(doc: dict[str, Any]) -> DeployIntent:
+    """A damaged entry fails here, when the ledger is read, not later in the engine."""
+    return DeployIntent(
+        chain_from_json(doc["deployed"]),
+        tuple(chain_from_json(c) for c in doc["previous"]),
+        float(doc["since"]),
+    )
 
 
 def _obs_to_json(o: Observation) -> dict[str, Any]:
@@ -260,10 +217,10 @@ class Ledger:
             if "no such" in exc.message:
                 return LedgerData()
             raise
-        return LedgerData.from_json(decode_text(raw, self.path, StateError), str(self.path))
+        return decode(decode_text(raw, self.path, StateError), str(self.path))
 
     def save(self, data: LedgerData) -> None:
-        text = data.to_json()
+        text = encode(data)
         if self._written is not None and self._written == (text, self._stamp()):
             return
         atomic_write(self.path, text.encode(), mode=0o600, error=StateError)

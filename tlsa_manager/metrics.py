@@ -178,7 +178,7 @@ def run_checks(
 ) -> list[tuple[str, int, Any]]:
     """The live check of every configured host on each of its ports (as `check` would)."""
     from tlsa_manager.check import Checker, CheckResult, Dane, HostCheck
-    from tlsa_manager.dnsview import parse_endpoint
+    from tlsa_manager.endpoints import parse_endpoint
     from tlsa_manager.resolve import ValidatingResolver
 
     out: list[tuple[str, int, Any]] = []

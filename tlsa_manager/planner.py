@@ -15,18 +15,12 @@ stopping early; ``sync`` applies the plan.  Rules: dane-rules.md §C, §F, §H.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
-
-import dns.name
+from dataclasses import replace
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.freshness import stale_catalog
+from tlsa_manager.gates import GateTime, gate_time
 from tlsa_manager.hazards import (
     EMPTY_RRSET,
     KIND_OFF_LIVE,
@@ -40,201 +34,40 @@ from tlsa_manager.hazards import (
     Severity,
 )
 from tlsa_manager.lint import lint
-from tlsa_manager.observations import History, ServerView
-from tlsa_manager.policy import ROLES, DesiredSet, HostPolicy, IssuerFacts, group_by_kind
-from tlsa_manager.provider import OwnerChange, RRset
+from tlsa_manager.plans import (
+    DEFAULT_SLACK,
+    DEFAULT_TTL_CEILING,
+    Gate,
+    OwnerInput,
+    Plan,
+    PlanInput,
+    chain_identity,
+    iso,
+    name_text,
+    short_time,
+)
+from tlsa_manager.policy import ROLES, group_by_kind
+from tlsa_manager.provider import OwnerChange
 from tlsa_manager.records import Tlsa, params_text
 
-DEFAULT_SLACK = 300.0
-#: The largest TTL assumed for anything served before the history began (a lost
-#: ledger, a clock step): what common resolvers cap cached TTLs at (Unbound's
-#: cache-max-ttl; configurable per host as ``ttl_ceiling``).
-DEFAULT_TTL_CEILING = 86400
-
-
-@dataclass(frozen=True)
-class OwnerInput:
-    """Everything known about one owner name (``_25._tcp.host.``) right now."""
-
-    owner: dns.name.Name
-    published: RRset
-    views: tuple[ServerView, ...]
-    history: History
-    managed: frozenset[Tlsa] = frozenset()
-
-
-@dataclass(frozen=True)
-class PlanInput:
-    host: str
-    owners: tuple[OwnerInput, ...]
-    desired: DesiredSet
-    now: float
-    live: tuple[ChainFacts, ...] = ()
-    staged: tuple[ChainFacts, ...] = ()
-    next_keys: tuple[ChainFacts, ...] = ()
-    issuers: tuple[IssuerFacts, ...] = ()
-    roots: tuple[IssuerFacts, ...] = ()
-    policy: HostPolicy = field(default_factory=HostPolicy)
-    negative_ttl: int = 0
-    default_ttl: int = 3600
-    slack: float = DEFAULT_SLACK
-    ttl_ceiling: int = DEFAULT_TTL_CEILING
-    #: the ledger's history of this host was lost or the clock stepped, and no probe
-    #: showed what the MTA presents: no record is removed this run
-    history_unknown: bool = False
-    #: when no authoritative server can be asked: the time the operator vouches that
-    #: every server takes at most to serve a change (None: new keys and issuers wait)
-    propagation_delay: float | None = None
-    #: hazards found outside the planner's inputs (e.g. H27, the MTA presents another chain)
-    notices: tuple[Hazard, ...] = ()
-
-
-@dataclass(frozen=True)
-class Gate:
-    """When a staged chain may go live, and why not yet."""
-
-    chain: str
-    opens_at: float | None
-    t_sync: float | None
-    wait: float
-    ready: bool
-    reason: str
-    #: the term that sets the wait (``2 x negative TTL 60 s ...``), or why there is no time yet
-    term: str = ""
-    #: the exact chain (leaf, certificate, CAs) this gate was computed for: a deploy
-    #: goes ahead only with a staged file that still holds exactly this chain
-    identity: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "chain": self.chain,
-            "opens_at": iso(self.opens_at),
-            "t_sync": iso(self.t_sync),
-            "wait_seconds": self.wait,
-            "ready": self.ready,
-            "reason": self.reason,
-            "term": self.term,
-        }
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The outcome of planning one host: changes, gates, hazards, reasons."""
-
-    host: str
-    now: float
-    changes: tuple[OwnerChange, ...]
-    gates: tuple[Gate, ...]
-    hazards: tuple[Hazard, ...]
-    unmanaged: tuple[tuple[str, str], ...] = ()
-    reasons: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def additions(self) -> int:
-        return sum(len(c.add) for c in self.changes)
-
-    @property
-    def removals(self) -> int:
-        return sum(len(c.delete) for c in self.changes)
-
-    @property
-    def ttl_changes(self) -> tuple[OwnerChange, ...]:
-        return tuple(c for c in self.changes if c.ttl_change)
-
-    @property
-    def ready(self) -> tuple[Gate, ...]:
-        return tuple(g for g in self.gates if g.ready)
-
-    def summary(self) -> str:
-        """One line: ``add 2, remove 1, deploy YR1 chain not before 2026-11-25 14:05Z``."""
-        parts = []
-        if self.additions:
-            parts.append(f"add {self.additions}")
-        if self.removals:
-            parts.append(f"remove {self.removals}")
-        for change in self.ttl_changes:
-            parts.append(f"TTL {change.expected_ttl} -> {change.ttl}")
-        for gate in self.gates:
-            if gate.ready:
-                parts.append(f"deploy {gate.chain} now")
-            elif gate.opens_at is not None:
-                parts.append(f"deploy {gate.chain} not before {short_time(gate.opens_at)}")
-            else:
-                parts.append(f"deploy {gate.chain}: waiting ({gate.reason})")
-        fatal = sum(1 for h in self.hazards if h.severity is Severity.FATAL)
-        if fatal:
-            parts.append(f"{fatal} fatal hazard{'s' if fatal > 1 else ''}")
-        return f"{self.host}: " + (", ".join(parts) if parts else "nothing to do")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "now": iso(self.now),
-            "summary": self.summary(),
-            "changes": [
-                {
-                    "owner": c.owner.to_text(),
-                    "ttl": c.ttl,
-                    "expected_ttl": c.expected_ttl,
-                    "expected": sorted(r.to_text() for r in c.expected),
-                    "add": sorted(r.to_text() for r in c.add),
-                    "delete": sorted(r.to_text() for r in c.delete),
-                }
-                for c in self.changes
-            ],
-            "gates": [g.as_dict() for g in self.gates],
-            "hazards": [h.as_dict() for h in self.hazards],
-            "unmanaged": [{"owner": o, "record": r} for o, r in self.unmanaged],
-            "reasons": dict(self.reasons),
-            "checksum": self.checksum(),
-        }
-
-    def checksum(self) -> str:
-        """Pins the changes: a plan reviewed by a human can be applied only unchanged."""
-        body = [
-            (
-                c.owner.to_text(),
-                sorted(map(str, c.expected)),
-                sorted(map(str, c.add)),
-                sorted(map(str, c.delete)),
-                c.ttl,
-            )
-            for c in self.changes
-        ]
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2)
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def short_time(ts: float) -> str:
-    """To the second: a gate 50 s away must not print as "now" or as the minute before."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-@functools.lru_cache(maxsize=1024)
-def name_text(name: dns.name.Name) -> str:
-    """``name.to_text()``, remembered: the planner asks it for every owner of every plan."""
-    return str(name.to_text())
-
-
-def chain_identity(chain: ChainFacts) -> str:
-    """A digest of everything a sender can match in ``chain``: leaf key, leaf certificate, CAs.
-
-    Two files with the same name but different contents (a second renewal staged
-    between gate and deploy) have different identities.
-    """
-    h = hashlib.sha256()
-    for cert in (chain.leaf, *chain.cas):
-        for part in (cert.spki_der, cert.cert_der or b""):
-            h.update(len(part).to_bytes(4, "big") + part)
-    return h.hexdigest()
+#: the values live in tlsa_manager.plans and the gate time in tlsa_manager.gates;
+#: these names stay importable from here
+__all__ = [
+    "DEFAULT_SLACK",
+    "DEFAULT_TTL_CEILING",
+    "Gate",
+    "GateTime",
+    "OwnerInput",
+    "Plan",
+    "PlanInput",
+    "chain_identity",
+    "gate_for",
+    "gate_time",
+    "iso",
+    "name_text",
+    "plan",
+    "short_time",
+]
 
 
 def _protected(records: frozenset[Tlsa], chains: Sequence[ChainFacts]) -> frozenset[Tlsa]:
@@ -398,80 +231,6 @@ def _gate(inp: PlanInput, chain: ChainFacts) -> Gate:
         reason,
         latest.term,
     )
-
-
-@dataclass(frozen=True)
-class GateTime:
-    """When one owner name lets a chain go live (F6), and the term that sets the wait."""
-
-    t_sync: float | None
-    opens_at: float | None
-    wait: float
-    #: ``2 x negative TTL 60 s (...) + slack 1 s``, or why there is no time yet
-    term: str
-
-
-def gate_time(
-    owner: OwnerInput,
-    chain: ChainFacts,
-    negative_ttl: int,
-    slack: float,
-    *,
-    ttl_ceiling: int = DEFAULT_TTL_CEILING,
-    propagation_delay: float | None = None,
-    adds_nothing: bool = False,
-) -> GateTime:
-    """The one gate-time computation behind plan, status, sync and hook (issue 13).
-
-    ``t_sync + 2 x max(TTL_pos, TTL_neg) + slack`` with the term that is largest named:
-    the current TTL, an older larger TTL still in caches (with the server and time it
-    was seen), the negative TTL (when a server had no TLSA record, with when), or the
-    server that does not serve the chain's records yet.
-    """
-    servers = frozenset(v.server for v in owner.views)
-    if not servers:
-        return GateTime(None, None, 0, f"no authoritative server known for {owner.owner}")
-    t_sync = owner.history.t_sync(chain, servers)
-    if t_sync is None:
-        lag = owner.history.lagging(chain, servers)
-        published = chain.covered_by(owner.published.records) if owner.published.records else False
-        why = ("not yet served by " + ", ".join(lag)) if published else "its records are not published yet"
-        return GateTime(None, None, 0, why)
-    if owner.views and all(v.provider_copy for v in owner.views) and not adds_nothing:
-        # No authoritative server could be asked: only the operator's word on propagation.
-        if propagation_delay is None:
-            return GateTime(
-                None,
-                None,
-                0,
-                f"no authoritative server can be asked for {owner.owner}: a new key or issuer goes "
-                "live only with nameservers = [...] or an explicit propagation_delay",
-            )
-        t_sync += propagation_delay
-    current = owner.published.ttl or 0
-    seen = [(v.ttl, e.last, v.server) for e in owner.history.entries for v in e.views if v.ttl is not None]
-    ttl_pos = max(current, owner.history.max_ttl())
-    absent = [(e.last, v.server) for e in owner.history.entries for v in e.views if v.records == frozenset()]
-    ttl_neg = negative_ttl if absent else 0
-    if ttl_neg > ttl_pos:
-        when, server = max(absent)
-        term = f"2 x negative TTL {ttl_neg} s (no TLSA record on {server} at {short_time(when)})"
-    elif ttl_pos > current and seen:
-        _ttl, when, server = max(x for x in seen if x[0] == ttl_pos)
-        term = f"2 x old TTL {ttl_pos} s (seen on {server} at {short_time(when)})"
-    else:
-        term = f"2 x TTL {ttl_pos} s"
-    wait = 2 * max(ttl_pos, ttl_neg) + slack
-    if owner.history.blind and owner.history.since is not None:
-        # What was served before the history began is unknown: assume the ceiling.
-        blind_until = owner.history.since + 2 * max(ttl_ceiling, ttl_pos) + slack
-        if blind_until > t_sync + wait:
-            term = (
-                f"2 x TTL ceiling {ttl_ceiling} s from {short_time(owner.history.since)} "
-                "(the history began then: a lost ledger or a clock step)"
-            )
-            wait = blind_until - t_sync
-    return GateTime(t_sync, t_sync + wait, wait, f"{term} + slack {slack:g} s")
 
 
 def _as_live(inp: PlanInput, chain: ChainFacts, owner: OwnerInput) -> bool:

@@ -19,6 +19,7 @@ import dns.name
 from tlsa_manager.endpoints import Endpoint, configured, zone_apex, zone_nameservers
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.records import Tlsa
+from tlsa_manager.secrets import read_secret
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
@@ -181,6 +182,21 @@ class Provider(abc.ABC):
     def discovery_server(self) -> Endpoint | None:
         """A DNS server that answers for the zone (its NS and their addresses), if known."""
         return None
+
+    def secret(self, key: str, what: str, default_env: str) -> str:
+        """The secret setting ``key`` from the file ``KEY_file``, inline ``KEY`` (0600 config
+        only) or the variable named by ``KEY_env`` (default ``default_env``).  Errors name
+        the setting, never the value."""
+        value = read_secret(
+            self.config,
+            what,
+            file_key=f"{key}_file",
+            env_key=f"{key}_env",
+            inline_key=key,
+            default_env=default_env,
+        )
+        assert value is not None  # a default variable is always named
+        return value
 
     @classmethod
     def secret_keys(cls) -> frozenset[str]:

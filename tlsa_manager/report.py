@@ -18,8 +18,9 @@ from typing import Any
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import ExitCode
 from tlsa_manager.hazards import Hazard, Severity
-from tlsa_manager.ledger import PRESENTED, LedgerData
+from tlsa_manager.ledger import LedgerData
 from tlsa_manager.planner import Gate, Plan, iso, short_time
+from tlsa_manager.state import PRESENTED
 
 FAILING = (Severity.FATAL, Severity.RISK)
 # An ACME client treats any non-zero exit of its hook as a failed renewal step
@@ -100,7 +101,7 @@ def status_document(
                 "history_entries": len(rec.history.entries),
             }
         unconfirmed = [
-            {"deployed": label, "since": iso(float(entry["since"])), "replaced": len(entry["previous"])}
+            {"deployed": label, "since": iso(entry.since), "replaced": len(entry.previous)}
             for label, entry in (host.deploys.items() if host else ())
             if not label.startswith(PRESENTED)  # no deploy of ours: the plan's H27 says it
         ]

@@ -21,7 +21,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 
-from tlsa_manager.dnsview import Endpoint, parse_endpoint
+from tlsa_manager.endpoints import Endpoint, parse_endpoint
 from tlsa_manager.errors import UsageError
 
 

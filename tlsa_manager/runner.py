@@ -20,7 +20,7 @@ from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.engine import HostSettings, Member, SyncReport, converge_run, make_plan, plan_members
 from tlsa_manager.errors import TlsaManagerError
 from tlsa_manager.fleet import FleetZones
-from tlsa_manager.hostports import LivePorts, Shared, host_settings
+from tlsa_manager.hostports import LivePorts, Shared, fixed_clock, host_settings
 from tlsa_manager.ledger import Ledger, LedgerData
 from tlsa_manager.nextkey import key_dir, refresh
 from tlsa_manager.observations import ServerView
@@ -34,15 +34,6 @@ class HostRun:
     spec: HostSpec
     ports: LivePorts
     settings: HostSettings
-
-
-class AtPorts(LivePorts):
-    """LivePorts whose clock is fixed (``--at`` what-if)."""
-
-    at: float = 0.0
-
-    def now(self) -> float:
-        return self.at
 
 
 def open_hosts(
@@ -64,12 +55,10 @@ def open_hosts(
             settings.pop("name", None)
             providers[spec.provider] = cls(settings)
             providers[spec.provider].instance = config.instance or socket.gethostname()
-        ports: LivePorts
-        if at is not None:
-            ports = AtPorts(spec, providers[spec.provider], catalog, propagation_timeout, shared=shared)
-            ports.at = at
-        else:
-            ports = LivePorts(spec, providers[spec.provider], catalog, propagation_timeout, shared=shared)
+        clock = fixed_clock(at) if at is not None else None
+        ports = LivePorts(
+            spec, providers[spec.provider], catalog, propagation_timeout, shared=shared, clock=clock
+        )
         if state_dir is not None:
             ports.next_dir = key_dir(state_dir, spec.name)
         ports_of.append(ports)
@@ -81,7 +70,6 @@ class LedgerPorts(LivePorts):
     """Ports that answer from the ledger's last observation: `status` never touches the network."""
 
     data: LedgerData
-    at: float | None = None
 
     def _latest(self, owner: dns.name.Name) -> tuple[ServerView, ...]:
         host = self.data.hosts.get(self.spec.name)
@@ -107,9 +95,6 @@ class LedgerPorts(LivePorts):
     ) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         return {owner: self._latest(owner) for owner in owners}
 
-    def now(self) -> float:
-        return self.at if self.at is not None else time.time()
-
 
 def status_plans(
     config: Config, names: list[str], catalog: Catalog, state_dir: Path, at: float | None
@@ -118,8 +103,9 @@ def status_plans(
     data = Ledger(state_dir).load()
     plans = []
     for spec in config.select(names, not names):
-        ports = LedgerPorts(spec, None, catalog)  # type: ignore[arg-type]
-        ports.data, ports.at = data, at
+        clock = fixed_clock(at) if at is not None else time.time
+        ports = LedgerPorts(spec, None, catalog, clock=clock)  # type: ignore[arg-type]
+        ports.data = data
         ports.next_dir = key_dir(state_dir, spec.name)
         settings = host_settings(spec, catalog, status_negative_ttl(spec, data))
         plans.append(make_plan(settings, ports, data.copy(), record=False))

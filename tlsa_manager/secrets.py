@@ -143,3 +143,13 @@ def parse_provider_options(items: Iterable[str]) -> dict[str, str]:
             )
         settings[key] = value
     return settings
+
+
+def secret_options(key: str, what: str, default_env: str) -> dict[str, str]:
+    """The three settings of one secret (``KEY_env``, ``KEY_file``, ``KEY``), described
+    alike for every provider; read by ``Provider.secret``."""
+    return {
+        f"{key}_env": f"environment variable holding the {what} (default {default_env})",
+        f"{key}_file": f"file holding the {what}",
+        key: f"the {what} inline (only in a config file of mode 0600)",
+    }

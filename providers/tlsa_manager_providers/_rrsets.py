@@ -4,18 +4,20 @@ These services have no "add one record" with a guard: a write replaces the owner
 whole TLSA RRset.  So every one of them reads the owner right before writing, decides
 from what it found (:func:`target`), and writes the complete new set.  The helpers
 here are that decision, parsing the text a service hands back (it may have changed
-hex case or spacing), the zone walk, and the TTL floor check.
+hex case or spacing), and the TTL floor check.  The zone walk is
+:func:`tlsa_manager.endpoints.enclosing`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import dns.name
 
 from tlsa_manager.errors import ProviderError, TlsaManagerError
-from tlsa_manager.provider import OwnerChange, conflict
+from tlsa_manager.provider import ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa
 
 
@@ -67,32 +69,58 @@ def check_ttl(service: str, owner: dns.name.Name, ttl: int, minimum: int, maximu
         )
 
 
-def host_of(owner: dns.name.Name) -> dns.name.Name:
-    """``_25._tcp.mx.example.com`` -> ``mx.example.com`` (the name whose zone we look for)."""
-    return owner.parent().parent() if owner.labels and owner.labels[0].startswith(b"_") else owner
-
-
-def walk_up(owner: dns.name.Name, lookup: Callable[[str], Any]) -> Any:
-    """The first non-None ``lookup(name)`` from the owner's host name up to the TLD's child:
-    the longest zone name that holds the owner."""
-    candidate = host_of(owner)
-    while len(candidate.labels) > 2:  # never ask about the TLD itself
-        found = lookup(candidate.to_text(omit_final_dot=True).lower())
-        if found is not None:
-            return found
-        candidate = candidate.parent()
-    return None
-
-
 def relative(owner: dns.name.Name, zone: str) -> str:
     """The owner's name inside ``zone`` (``_25._tcp.mx``); "" or "@" are never TLSA owners."""
     origin = dns.name.from_text(zone)
     return owner.relativize(origin).to_text().lower()
 
 
-def retry_after(value: str | None, default: float = 1.0) -> float:
-    """Seconds from a Retry-After header (only the delta-seconds form is used by these APIs)."""
-    try:
-        return max(0.0, float(value)) if value is not None else default
-    except ValueError:
-        return default
+class ZonedProvider(Provider):
+    """A provider whose API lists and writes whole TLSA RRsets per zone (deSEC, Route 53):
+    one listing per zone for a read; for a write, every TTL checked before anything is
+    sent, then one :meth:`apply_zone` per zone (which reads again right before writing)."""
+
+    #: the service's name in messages ("deSEC", "Route 53")
+    service: ClassVar[str]
+
+    @abc.abstractmethod
+    def zone_key(self, owner: dns.name.Name) -> str:
+        """The zone (name or id) holding ``owner``: what one listing and one write cover."""
+
+    @abc.abstractmethod
+    def ttl_range(self, owner: dns.name.Name) -> tuple[int, int]:
+        """The smallest and largest TTL the service takes at ``owner``."""
+
+    @abc.abstractmethod
+    def listing(self, zone: str, owners: Sequence[dns.name.Name]) -> Mapping[dns.name.Name, Any]:
+        """The service's raw TLSA RRset of each of ``owners`` that has one."""
+
+    @abc.abstractmethod
+    def parsed(self, owner: dns.name.Name, raw: Any) -> RRset:
+        """One raw RRset of :meth:`listing` (or None) as an :class:`RRset`."""
+
+    @abc.abstractmethod
+    def apply_zone(self, zone: str, changes: Sequence[OwnerChange]) -> None:
+        """Write the changes of one zone (each checked by :func:`target` first)."""
+
+    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
+        out = {}
+        for zone, group in grouped(owners, self.zone_key).items():
+            raw = self.listing(zone, group)
+            out.update({owner: self.parsed(owner, raw.get(owner)) for owner in group})
+        return out
+
+    def apply(self, changeset: ChangeSet) -> None:
+        changeset.check_safe()
+        todo = []
+        for change in changeset.changes:
+            if not change.is_noop:
+                check_ttl(self.service, change.owner, change.ttl, *self.ttl_range(change.owner))
+                todo.append(change)
+        for zone, changes in grouped(todo, lambda c: self.zone_key(c.owner)).items():
+            self.apply_zone(zone, changes)
+
+    def applied(self, zone: str, changes: Sequence[OwnerChange]) -> bool:
+        """Read again after a write whose outcome is unknown: is every change there?"""
+        after = self.listing(zone, [c.owner for c in changes])
+        return all(self.parsed(c.owner, after.get(c.owner)).records == c.result for c in changes)

@@ -22,17 +22,18 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import dns.name
 
 from tlsa_manager.durations import positive_seconds
+from tlsa_manager.endpoints import enclosing, parent_domain
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.secrets import secret_options
+from tlsa_manager_providers._http import backoff, wait_rate_limit
 
 log = logging.getLogger(__name__)
 MARKER = "managed by tlsa-manager"
@@ -47,9 +48,7 @@ class CloudflareProvider(Provider):
         atomic=True, compare_and_swap=True, eventual_propagation=True, min_ttl=60, can_list_nameservers=False
     )
     settings: ClassVar[Mapping[str, str]] = {
-        "api_token_env": "environment variable holding the API token (default CLOUDFLARE_API_TOKEN)",
-        "api_token_file": "file holding the API token",
-        "api_token": "the token inline (only in a config file of mode 0600)",
+        **secret_options("api_token", "API token", "CLOUDFLARE_API_TOKEN"),
         "zone_id": "the zone's id: skips the zone lookup (token needs DNS:Edit only)",
         "zone": "the zone name (with zone_id)",
         "api_url": "API base URL (default https://api.cloudflare.com/client/v4)",
@@ -61,7 +60,7 @@ class CloudflareProvider(Provider):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        self._token = self._load_token(config)
+        self._token = self.secret("api_token", "Cloudflare API token", "CLOUDFLARE_API_TOKEN")
         self._client: Any = None
         self._zones: dict[str, tuple[str, str]] = {}
         self._dnssec_checked: set[str] = set()
@@ -70,19 +69,6 @@ class CloudflareProvider(Provider):
             config.get("max_retry_after", 60), "cloudflare max_retry_after"
         )
         self.notes: list[str] = []
-
-    @staticmethod
-    def _load_token(config: Mapping[str, Any]) -> str:
-        token = read_secret(
-            config,
-            "Cloudflare API token",
-            file_key="api_token_file",
-            env_key="api_token_env",
-            inline_key="api_token",
-            default_env="CLOUDFLARE_API_TOKEN",
-        )
-        assert token is not None  # a default variable is always named
-        return token
 
     # -- SDK ----------------------------------------------------------------
 
@@ -153,15 +139,12 @@ class CloudflareProvider(Provider):
             except _ServerError as exc:
                 if attempt >= 2:
                     raise ProviderError(str(exc.args[0]), "try again later") from None
-                time.sleep(0.5 * (attempt + 1))
+                backoff(attempt)
             except _RateLimited as limited:
-                wait = min(limited.seconds, self.max_retry_after)
-                if attempt == 3 or limited.seconds > self.max_retry_after:
-                    raise ProviderError(
-                        f"Cloudflare rate-limits {what} (Retry-After {limited.seconds:g}s)", "run again later"
-                    ) from None
-                log.info("Cloudflare rate limit on %s: waiting %.0f s", what, wait)
-                time.sleep(wait)
+                last, hint = attempt == 3, "run again later"
+                wait_rate_limit(
+                    "Cloudflare", what, limited.seconds, self.max_retry_after, last=last, hint=hint
+                )
         raise AssertionError("unreachable")
 
     # -- zones --------------------------------------------------------------
@@ -169,23 +152,17 @@ class CloudflareProvider(Provider):
     def zone_for(self, owner: dns.name.Name) -> tuple[str, str]:
         """(zone id, zone name) holding ``owner``."""
         if self.config.get("zone_id"):
-            name = str(
-                self.config.get("zone") or owner.parent().parent().parent().to_text(omit_final_dot=True)
-            )
+            name = str(self.config.get("zone") or parent_domain(owner).to_text(omit_final_dot=True))
             return str(self.config["zone_id"]), name
         if not self._zones:
             self._load_zones()
-        host = owner.parent().parent() if owner.labels[0].startswith(b"_") else owner
-        candidate = host
-        while len(candidate.labels) > 1:  # the longest zone name that holds the owner
-            text = candidate.to_text(omit_final_dot=True).lower()
-            if text in self._zones:
-                zone_id, zone_name = self._zones[text]
-                if zone_id not in self._dnssec_checked:
-                    self._dnssec_checked.add(zone_id)
-                    self._check_dnssec(zone_id, zone_name)
-                return zone_id, zone_name
-            candidate = candidate.parent()
+        found = enclosing(owner, self._zones.get, tld=True)  # the longest zone name that holds the owner
+        if found is not None:
+            zone_id, zone_name = found
+            if zone_id not in self._dnssec_checked:
+                self._dnssec_checked.add(zone_id)
+                self._check_dnssec(zone_id, zone_name)
+            return zone_id, zone_name
         raise ProviderError(
             f"no Cloudflare zone holds {owner} for this token", "add the zone to Cloudflare, or set zone_id"
         )
@@ -291,12 +268,11 @@ class CloudflareProvider(Provider):
                 self.writes += 1
                 return
             except _RateLimited as limited:
-                if limited.seconds > self.max_retry_after or attempt == 2:
-                    raise ProviderError(
-                        f"Cloudflare rate-limits the batch update (Retry-After {limited.seconds:g}s)",
-                        "nothing was applied; run again later",
-                    ) from None
-                time.sleep(limited.seconds)
+                last, hint = attempt == 2, "nothing was applied; run again later"
+                what = "the batch update"
+                wait_rate_limit(
+                    "Cloudflare", what, limited.seconds, self.max_retry_after, last=last, hint=hint
+                )
             except _ServerError as exc:
                 # The batch is all or nothing; list again to learn which it was.
                 after = self._by_owner(self._list(zone_id, owners), owners)

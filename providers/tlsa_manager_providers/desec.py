@@ -29,24 +29,23 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import dns.name
 
+from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.provider import Capabilities, OwnerChange, RRset
+from tlsa_manager.secrets import secret_options
+from tlsa_manager_providers._http import backoff, retry_after, wait_rate_limit
 from tlsa_manager_providers._rrsets import (
-    check_ttl,
+    ZonedProvider,
     parse_values,
     presentation,
     relative,
-    retry_after,
     target,
-    walk_up,
 )
 
 log = logging.getLogger(__name__)
@@ -54,10 +53,11 @@ API = "https://desec.io/api/v1"
 MAX_TTL = 86400
 
 
-class DesecProvider(Provider):
+class DesecProvider(ZonedProvider):
     """deSEC, one bulk PATCH per domain."""
 
     name = "desec"
+    service = "deSEC"
     capabilities = Capabilities(
         atomic=True,
         compare_and_swap=False,
@@ -67,9 +67,7 @@ class DesecProvider(Provider):
     )
     secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "deSEC token"}
     settings: ClassVar[Mapping[str, str]] = {
-        "api_token_env": "environment variable holding the token (default DESEC_TOKEN)",
-        "api_token_file": "file holding the token",
-        "api_token": "the token inline (only in a config file of mode 0600)",
+        **secret_options("api_token", "token", "DESEC_TOKEN"),
         "domain": "the deSEC domain (skips the owns_qname lookup)",
         "api_url": f"API base URL (default {API})",
         "timeout": "seconds per request (default 30)",
@@ -79,16 +77,7 @@ class DesecProvider(Provider):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        token = read_secret(
-            config,
-            "deSEC token",
-            file_key="api_token_file",
-            env_key="api_token_env",
-            inline_key="api_token",
-            default_env="DESEC_TOKEN",
-        )
-        assert token is not None  # a default variable is always named
-        self._token = token
+        self._token = self.secret("api_token", "deSEC token", "DESEC_TOKEN")
         self.api = str(config.get("api_url") or API).rstrip("/")
         self.timeout = float(config.get("timeout", 30))
         self.max_retry_after = float(config.get("max_retry_after", 60))
@@ -125,23 +114,18 @@ class DesecProvider(Provider):
                 if method != "GET" or attempt >= 2:
                     kind = "did not answer" if isinstance(exc, requests.Timeout) else "cannot be reached for"
                     raise _Unsure(f"deSEC {kind} {what}") from None
-                time.sleep(0.5 * (attempt + 1))
+                backoff(attempt)
                 continue
             status = response.status_code
             if status == 429:
                 seconds = retry_after(response.headers.get("Retry-After"))
-                if seconds > self.max_retry_after or attempt == 3:
-                    raise ProviderError(
-                        f"deSEC rate-limits {what} (Retry-After {seconds:g}s)",
-                        "nothing was changed; run again later",
-                    )
-                log.info("deSEC rate limit on %s: waiting %.0f s", what, seconds)
-                time.sleep(seconds)
+                hint = "nothing was changed; run again later"
+                wait_rate_limit("deSEC", what, seconds, self.max_retry_after, last=attempt == 3, hint=hint)
                 continue
             if status >= 500:
                 if method != "GET" or attempt >= 2:
                     raise _Unsure(f"deSEC answered {status} to {what}")
-                time.sleep(0.5 * (attempt + 1))
+                backoff(attempt)
                 continue
             if status in (401, 403):
                 raise ProviderError(
@@ -179,12 +163,12 @@ class DesecProvider(Provider):
             self._all = {
                 str(d["name"]).lower(): d for d in self._pages("/domains/", {"cursor": ""}, "listing domains")
             }
-        domain = walk_up(owner, self._all.get)
+        domain = enclosing(owner, self._all.get)
         if domain is None:
             raise ProviderError(
                 f"no deSEC domain holds {owner} for this token", "add the domain, or set domain"
             )
-        return domain  # type: ignore[no-any-return]
+        return domain
 
     def _pages(self, url: str, params: dict[str, str], what: str) -> list[Any]:
         """Every item of a listing, following ``Link: <...>; rel="next"`` (500 a page)."""
@@ -205,7 +189,7 @@ class DesecProvider(Provider):
 
     # -- read ---------------------------------------------------------------
 
-    def _list(self, domain: str, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dict[str, Any]]:
+    def listing(self, domain: str, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dict[str, Any]]:
         """The raw TLSA RRset of each owner that has one."""
         subnames = {relative(o, domain): o for o in owners}
         path = f"/domains/{quote(domain)}/rrsets/"
@@ -222,34 +206,20 @@ class DesecProvider(Provider):
                 out[owner] = rrset
         return out
 
-    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        by_domain: dict[str, list[dns.name.Name]] = {}
-        for owner in owners:
-            by_domain.setdefault(str(self.domain_for(owner)["name"]), []).append(owner)
-        out = {}
-        for domain, domain_owners in by_domain.items():
-            raw = self._list(domain, domain_owners)
-            for owner in domain_owners:
-                out[owner] = _rrset(owner, raw.get(owner))
-        return out
-
     # -- apply --------------------------------------------------------------
 
-    def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        by_domain: dict[str, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if change.is_noop:
-                continue
-            info = self.domain_for(change.owner)
-            check_ttl("deSEC", change.owner, change.ttl, int(info.get("minimum_ttl") or 3600), MAX_TTL)
-            by_domain.setdefault(str(info["name"]), []).append(change)
-        for domain, changes in by_domain.items():
-            self._apply_domain(domain, changes)
+    def zone_key(self, owner: dns.name.Name) -> str:
+        return str(self.domain_for(owner)["name"])
 
-    def _apply_domain(self, domain: str, changes: Sequence[OwnerChange]) -> None:
+    def ttl_range(self, owner: dns.name.Name) -> tuple[int, int]:
+        return int(self.domain_for(owner).get("minimum_ttl") or 3600), MAX_TTL
+
+    def parsed(self, owner: dns.name.Name, raw: Any) -> RRset:
+        return _rrset(owner, raw)
+
+    def apply_zone(self, domain: str, changes: Sequence[OwnerChange]) -> None:
         owners = [c.owner for c in changes]
-        current = self._list(domain, owners)  # compare right before the write
+        current = self.listing(domain, owners)  # compare right before the write
         body = []
         for change in changes:
             found = _rrset(change.owner, current.get(change.owner))
@@ -268,8 +238,7 @@ class DesecProvider(Provider):
         try:
             self._request("PATCH", f"/domains/{quote(domain)}/rrsets/", "the bulk update", json=body)
         except _Unsure as unsure:
-            after = self._list(domain, owners)
-            if all(_rrset(c.owner, after.get(c.owner)).records == c.result for c in changes):
+            if self.applied(domain, changes):
                 return
             raise ProviderError(f"{unsure.args[0]}; nothing was applied", "run again later") from None
         self.writes += 1

@@ -37,16 +37,16 @@ from typing import Any, ClassVar
 
 import dns.name
 
+from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
 from tlsa_manager.records import Tlsa
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.secrets import secret_options
 from tlsa_manager_providers._rrsets import (
     check_ttl,
     parse_values,
     relative,
     target,
-    walk_up,
 )
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,7 @@ class HetznerProvider(Provider):
     )
     secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "Hetzner API token"}
     settings: ClassVar[Mapping[str, str]] = {
-        "api_token_env": "environment variable holding the API token (default HCLOUD_TOKEN)",
-        "api_token_file": "file holding the API token",
-        "api_token": "the token inline (only in a config file of mode 0600)",
+        **secret_options("api_token", "API token", "HCLOUD_TOKEN"),
         "zone": "the zone's name or id (skips the zone lookup)",
         "api_url": f"API base URL (default {API})",
         "timeout": "seconds per request (default 30)",
@@ -83,16 +81,7 @@ class HetznerProvider(Provider):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        token = read_secret(
-            config,
-            "Hetzner API token",
-            file_key="api_token_file",
-            env_key="api_token_env",
-            inline_key="api_token",
-            default_env="HCLOUD_TOKEN",
-        )
-        assert token is not None  # a default variable is always named
-        self._token = token
+        self._token = self.secret("api_token", "Hetzner API token", "HCLOUD_TOKEN")
         self._client: Any = None
         self._zones: dict[str, Any] = {}
         self._all: dict[str, Any] | None = None
@@ -198,7 +187,7 @@ class HetznerProvider(Provider):
         else:
             if self._all is None:
                 self._all = self._list_zones()
-            zone = walk_up(owner, self._all.get)
+            zone = enclosing(owner, self._all.get)
             if zone is None:
                 raise ProviderError(
                     f"no Hetzner zone holds {owner} for this token", "add the zone, or set zone"

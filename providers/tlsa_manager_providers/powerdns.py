@@ -38,7 +38,7 @@ from tlsa_manager.endpoints import Endpoint, parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.secrets import secret_options
 
 log = logging.getLogger(__name__)
 #: tries of one zone's PATCH when the server answers 5xx/429 or times out (re-read between)
@@ -65,9 +65,7 @@ class PowerDnsProvider(Provider):
         "api_url": "the API's base URL (default http://127.0.0.1:8081)",
         "server_id": "the server id in the API paths (default localhost)",
         "zone": "zone apex; found by listing the zones when left out",
-        "api_key_file": "file holding the API key",
-        "api_key_env": "environment variable holding the API key (default PDNS_API_KEY)",
-        "api_key": "the API key inline (only in a config file of mode 0600)",
+        **secret_options("api_key", "API key", "PDNS_API_KEY"),
         "tls_ca_file": "CA bundle to verify an https api_url with (default: the system's)",
         "timeout": "seconds per request (default 30)",
         "dns_server": "a DNS server of the zone to find its NS from, host[:port] (default: api_url's host)",
@@ -94,16 +92,7 @@ class PowerDnsProvider(Provider):
                 "e.g. timeout = 30",
             )
         self.timeout = float(timeout)
-        key = read_secret(
-            config,
-            "PowerDNS API key",
-            file_key="api_key_file",
-            env_key="api_key_env",
-            inline_key="api_key",
-            default_env="PDNS_API_KEY",
-        )
-        assert key is not None  # a default variable is always named
-        self._key = key
+        self._key = self.secret("api_key", "PowerDNS API key", "PDNS_API_KEY")
         self._session: Any = None
         self._zones: list[tuple[dns.name.Name, str]] | None = None
 

@@ -33,15 +33,14 @@ from typing import Any, ClassVar
 
 import dns.name
 
+from tlsa_manager.endpoints import enclosing, parent_domain
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.provider import Capabilities, OwnerChange, RRset
 from tlsa_manager_providers._rrsets import (
-    check_ttl,
+    ZonedProvider,
     parse_values,
     presentation,
     target,
-    walk_up,
 )
 
 log = logging.getLogger(__name__)
@@ -50,10 +49,11 @@ BATCH_RECORDS = 1000  # ResourceRecord elements Route 53 accepts in one change b
 MAX_TTL = 2147483647
 
 
-class Route53Provider(Provider):
+class Route53Provider(ZonedProvider):
     """Route 53, one compare-and-swap change batch per hosted zone."""
 
     name = "route53"
+    service = "Route 53"
     capabilities = Capabilities(
         atomic=True, compare_and_swap=True, eventual_propagation=True, min_ttl=0, can_list_nameservers=False
     )
@@ -77,14 +77,7 @@ class Route53Provider(Provider):
         super().__init__(config)
         self._secret: str | None = None
         if config.get("access_key_id"):
-            self._secret = read_secret(
-                config,
-                "AWS secret access key",
-                file_key="secret_access_key_file",
-                env_key="secret_access_key_env",
-                inline_key="secret_access_key",
-                default_env="AWS_SECRET_ACCESS_KEY",
-            )
+            self._secret = self.secret("secret_access_key", "AWS secret access key", "AWS_SECRET_ACCESS_KEY")
         elif any(config.get(k) for k in self.secret_keys()):
             raise ConfigError(
                 f"provider {config.get('name', self.name)}: a secret access key needs access_key_id",
@@ -172,17 +165,17 @@ class Route53Provider(Provider):
     def zone_for(self, owner: dns.name.Name) -> tuple[str, str]:
         """(hosted zone id, zone name with trailing dot) holding ``owner``."""
         if self.config.get("hosted_zone_id"):
-            zone = str(self.config.get("zone") or owner.parent().parent().parent().to_text())
+            zone = str(self.config.get("zone") or parent_domain(owner).to_text())
             return _zone_id(str(self.config["hosted_zone_id"])), zone.rstrip(".").lower() + "."
         if self._public is None:
             self._public = self._list_zones()
-        found = walk_up(owner, self._public.get)
+        found = enclosing(owner, self._public.get)
         if found is None:
             raise ProviderError(
                 f"no public Route 53 hosted zone holds {owner} for these credentials",
                 "create the zone, or set hosted_zone_id",
             )
-        return found  # type: ignore[no-any-return]
+        return found
 
     def _list_zones(self) -> dict[str, tuple[str, str]]:
         """The public hosted zones of the account by name, once per run (100 a request);
@@ -202,7 +195,7 @@ class Route53Provider(Provider):
 
     # -- read ---------------------------------------------------------------
 
-    def _list(self, zone_id: str, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dict[str, Any]]:
+    def listing(self, zone_id: str, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, dict[str, Any]]:
         """The raw TLSA record set of each owner (absent owners left out)."""
         wanted = {o.to_text().lower(): o for o in owners}
         out: dict[dns.name.Name, dict[str, Any]] = {}
@@ -219,32 +212,20 @@ class Route53Provider(Provider):
                 return out
             kwargs.update(StartRecordName=page["NextRecordName"], StartRecordType=page["NextRecordType"])
 
-    def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        by_zone: dict[str, list[dns.name.Name]] = {}
-        for owner in owners:
-            by_zone.setdefault(self.zone_for(owner)[0], []).append(owner)
-        out = {}
-        for zone_id, zone_owners in by_zone.items():
-            raw = self._list(zone_id, zone_owners)
-            for owner in zone_owners:
-                out[owner] = _rrset(owner, raw.get(owner))
-        return out
-
     # -- apply --------------------------------------------------------------
 
-    def apply(self, changeset: ChangeSet) -> None:
-        changeset.check_safe()
-        by_zone: dict[str, list[OwnerChange]] = {}
-        for change in changeset.changes:
-            if not change.is_noop:
-                check_ttl("Route 53", change.owner, change.ttl, 0, MAX_TTL)
-                by_zone.setdefault(self.zone_for(change.owner)[0], []).append(change)
-        for zone_id, changes in by_zone.items():
-            self._apply_zone(zone_id, changes)
+    def zone_key(self, owner: dns.name.Name) -> str:
+        return self.zone_for(owner)[0]
 
-    def _apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:
+    def ttl_range(self, owner: dns.name.Name) -> tuple[int, int]:
+        return 0, MAX_TTL
+
+    def parsed(self, owner: dns.name.Name, raw: Any) -> RRset:
+        return _rrset(owner, raw)
+
+    def apply_zone(self, zone_id: str, changes: Sequence[OwnerChange]) -> None:
         owners = [c.owner for c in changes]
-        raw = self._list(zone_id, owners)
+        raw = self.listing(zone_id, owners)
         pairs: list[list[dict[str, Any]]] = []
         for change in changes:
             current = raw.get(change.owner)
@@ -279,8 +260,7 @@ class Route53Provider(Provider):
             except _BatchRejected as rejected:
                 # Nothing of this batch was applied, or a retry of it after a lost answer
                 # found it already done: read again to tell which.
-                after = self._list(zone_id, owners)
-                if all(_rrset(c.owner, after.get(c.owner)).records == c.result for c in changes):
+                if self.applied(zone_id, changes):
                     return
                 raise ProviderConflict(
                     f"Route 53 refused the change: the TLSA records changed since they were read "

@@ -15,7 +15,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,29 +27,27 @@ import dns.ttl
 import dns.zone
 
 from tlsa_manager.command import run_command
-from tlsa_manager.errors import ConfigError, ProviderError, ProviderInputError, TlsaManagerError
+from tlsa_manager.errors import ConfigError, ProviderError, ProviderInputError
 from tlsa_manager.fsutil import ZONE_LIMIT, atomic_write, read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
-from tlsa_manager.secrets import scrubbed_environ
+from tlsa_manager_providers._checkzone import named_checkzone
 from tlsa_manager_providers.zonetext import (
     Entry,
     bump_serial,
     find_tlsa,
     first_soa,
+    fragment_text,
     parse_entries,
+    parse_fragment,
     parse_name,
+    render_lines,
     set_soa_serial,
     tokens_of,
 )
 
 __all__ = ["ZoneFileProvider", "bump_serial", "parse_entries", "render_lines"]
 MAX_INCLUDE_DEPTH = 8
-
-
-def render_lines(owner: dns.name.Name, records: Sequence[Tlsa], ttl: int) -> list[str]:
-    """Zone-file lines for records at an owner, absolute names: safe under any $ORIGIN."""
-    return [f"{owner.to_text()} {ttl} IN TLSA {r.to_text()}\n" for r in sorted(records)]
 
 
 class ZoneFileProvider(Provider):
@@ -325,22 +322,7 @@ class ZoneFileProvider(Provider):
                 )
 
     def _named_checkzone(self, checker: str, path: Path) -> str | None:
-        """None if named would load the file, else its last message line."""
-        result = subprocess.run(
-            [checker, "-i", "none", self.origin().to_text(), str(path)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            cwd=self.link.parent,
-            env=scrubbed_environ(),
-        )
-        if result.returncode == 0:
-            return None
-        detail = [
-            line for line in (result.stdout + result.stderr).strip().splitlines() if "zone" in line.lower()
-        ] or ["error"]
-        return detail[0].replace(str(path) + ":", "line").replace(str(path), self.path.name)
+        return named_checkzone(checker, self.origin(), path, self.link.parent, self.path.name)
 
     def _apply_in_place(self, changes: Sequence[OwnerChange]) -> None:
         _text, lines, entries = self._current()
@@ -392,15 +374,11 @@ class ZoneFileProvider(Provider):
                 f'add the line: $INCLUDE "{self.include}"',
             )
         old_fragment = self._read_fragment()
-        fragment_zone = self._parse_fragment(old_fragment)
+        fragment_zone = parse_fragment(old_fragment, self.include)
         records: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = dict(fragment_zone)
         for change in changes:
             records[change.owner] = (change.result, change.ttl)
-        body = ["; written by tlsa-manager: do not edit, changes are overwritten\n"]
-        for owner in sorted(records):
-            recs, ttl = records[owner]
-            body.extend(render_lines(owner, sorted(recs), ttl))
-        atomic_write(self.include, "".join(body).encode(), error=ProviderError)
+        atomic_write(self.include, fragment_text(records).encode(), error=ProviderError)
         try:
             lines = zone_text.splitlines(keepends=True)
             set_soa_serial(
@@ -410,25 +388,6 @@ class ZoneFileProvider(Provider):
         except Exception:
             atomic_write(self.include, old_fragment.encode("utf-8", "surrogateescape"), error=ProviderError)
             raise
-
-    def _parse_fragment(self, text: str) -> dict[dns.name.Name, tuple[frozenset[Tlsa], int]]:
-        out: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = {}
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.startswith(";"):
-                continue
-            try:
-                parts = line.split(None, 4)
-                owner = dns.name.from_text(parts[0])
-                record = Tlsa.from_text(parts[4].removeprefix("TLSA").strip())
-                ttl = int(parts[1])
-            except (IndexError, ValueError, dns.exception.DNSException, TlsaManagerError):
-                raise ProviderError(
-                    f"{self.include}: line {number} is not a TLSA line tlsa-manager wrote",
-                    "the fragment is tool-owned: remove the line (or the file) and sync again",
-                ) from None
-            recs, _ = out.get(owner, (frozenset(), ttl))
-            out[owner] = (recs | {record}, ttl)
-        return out
 
     def _run_reload(self) -> None:
         if self.reload:

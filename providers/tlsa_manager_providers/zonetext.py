@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import dns.exception
 import dns.name
 import dns.ttl
 
-from tlsa_manager.errors import ProviderInputError, TlsaManagerError
+from tlsa_manager.errors import ProviderError, ProviderInputError, TlsaManagerError
 from tlsa_manager.records import Tlsa
 
 DIRECTIVES = ("$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE")
@@ -330,3 +331,38 @@ def set_soa_serial(lines: list[str], soa: Entry | None, today: dt.date) -> int:
 
 def first_soa(entries: Sequence[Entry]) -> Entry | None:
     return next((e for e in entries if e.rdtype == "SOA"), None)
+
+
+def render_lines(owner: dns.name.Name, records: Sequence[Tlsa], ttl: int) -> list[str]:
+    """Zone-file lines for records at an owner, absolute names: safe under any $ORIGIN."""
+    return [f"{owner.to_text()} {ttl} IN TLSA {r.to_text()}\n" for r in sorted(records)]
+
+
+def fragment_text(records: Mapping[dns.name.Name, tuple[frozenset[Tlsa], int]]) -> str:
+    """The whole include fragment for these owners' records and TTLs, sorted."""
+    body = ["; written by tlsa-manager: do not edit, changes are overwritten\n"]
+    for owner in sorted(records):
+        recs, ttl = records[owner]
+        body.extend(render_lines(owner, sorted(recs), ttl))
+    return "".join(body)
+
+
+def parse_fragment(text: str, where: Path) -> dict[dns.name.Name, tuple[frozenset[Tlsa], int]]:
+    """The include fragment tlsa-manager writes: one TLSA line each, absolute owner names."""
+    out: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith(";"):
+            continue
+        try:
+            parts = line.split(None, 4)
+            owner = dns.name.from_text(parts[0])
+            record = Tlsa.from_text(parts[4].removeprefix("TLSA").strip())
+            ttl = int(parts[1])
+        except (IndexError, ValueError, dns.exception.DNSException, TlsaManagerError):
+            raise ProviderError(
+                f"{where}: line {number} is not a TLSA line tlsa-manager wrote",
+                "the fragment is tool-owned: remove the line (or the file) and sync again",
+            ) from None
+        recs, _ = out.get(owner, (frozenset(), ttl))
+        out[owner] = (recs | {record}, ttl)
+    return out

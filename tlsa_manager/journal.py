@@ -1,0 +1,145 @@
+"""The deploy journal, and what a run does with it before it plans.
+
+A deploy renames a staged file over the live one; until the reload is confirmed the
+MTA may still present the chain it replaced, which then exists nowhere but in the
+journal (:class:`~tlsa_manager.state.DeployIntent`).  Its records stay published
+while the entry is open.  Before planning, a run checks whether the history can be
+trusted (clock steps), probes the MTA when there is no history, and re-runs the
+reload and probe of every deploy a killed or failed run left unconfirmed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tlsa_manager.clock import ClockSample
+from tlsa_manager.clock import future as clock_future
+from tlsa_manager.clock import step as clock_step
+from tlsa_manager.errors import TlsaManagerError
+from tlsa_manager.facts import ChainFacts
+from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
+from tlsa_manager.observations import History
+from tlsa_manager.plans import chain_identity
+from tlsa_manager.ports import HostPorts, HostSettings, Member, Save, SyncReport
+from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData
+
+
+def unconfirmed(ledger: LedgerData, host: str) -> tuple[ChainFacts, ...]:
+    """Chains the MTA may still present: replaced by a deploy whose reload is not confirmed."""
+    return tuple(
+        replace(chain, label=chain.label if label.startswith(PRESENTED)
+                else f"previous {chain.label} (deploy of {label} not confirmed)")
+        for label, entry in ledger.host(host).deploys.items()
+        for chain in entry.previous
+    )
+
+
+def mismatch_hazards(ledger: LedgerData, host: str) -> tuple[Hazard, ...]:
+    """H27: the MTA presents a chain other than the configured live file (blocks deploys)."""
+    return tuple(
+        MTA_OTHER_CHAIN.hazard(
+            f"the MTA presents another {chain.key_type.upper()} chain than the configured "
+            f"{entry.deployed.label}; its records stay and no {chain.key_type.upper()} deploy "
+            "happens until it presents that file",
+            "point the MTA at the configured certificate file and reload it (or fix cert/certs)",
+            host,
+        )
+        for label, entry in ledger.host(host).deploys.items()
+        if label.startswith(PRESENTED)
+        for chain in entry.previous
+    )
+
+
+def begin_run(settings: HostSettings, ports: HostPorts, ledger: LedgerData, report: SyncReport) -> None:
+    """Before anything is planned: can the history be trusted, and what does the MTA present?
+
+    A clock step (wall clock against the boot-time clock since the last run, or ledger
+    times in the future) starts a new, blind history, as a lost ledger does.  With no
+    history (first run, lost ledger, clock step) the MTA is probed before anything is
+    published: a chain it presents that is not the configured live file goes into the
+    deploy journal, so its records are published and kept and deploys of its key type
+    wait (H27) until a later probe shows the live file.
+    """
+    existed = settings.host in ledger.hosts and any(
+        o.history.entries for o in ledger.hosts[settings.host].owners.values()
+    )
+    host = ledger.host(settings.host)
+    sample = ports.read_clocks()
+    times = [t for o in host.owners.values() for e in o.history.entries for t in (e.first, e.last)]
+    times += [e.since for e in host.deploys.values()]
+    why = clock_step(ClockSample.from_json(host.clock), sample, settings.slack) or clock_future(
+        times, sample.wall, settings.slack
+    )
+    host.clock = sample.as_json()
+    if why:
+        report.notes.append(f"{why}: the history starts again; gates wait as after a lost ledger")
+        for rec in host.owners.values():
+            rec.history = History()
+    if existed and not why:
+        return
+    found = ports.presented()
+    if found is None:
+        host.unverified = True
+        report.notes.append(
+            "no history and the MTA cannot be probed (set probe = ...): "
+            "only records this ledger added will be removed"
+        )
+        return
+    host.unverified = False
+    live = ports.chains().live
+    for chain in found:
+        if any(chain_identity(chain) == chain_identity(c) for c in live):
+            continue
+        same = [c for c in live if c.key_type == chain.key_type]
+        if not same:
+            report.notes.append(f"the MTA presents a {chain.key_type.upper()} chain no cert/certs file holds")
+            continue
+        host.deploys[f"{PRESENTED} ({chain.key_type})"] = DeployIntent(
+            same[0], (replace(chain, label=f"{chain.key_type} chain {PRESENTED}"),), sample.wall
+        )
+
+
+def begin_runs(members: list[Member], ledger: LedgerData) -> None:
+    for member in members:
+        try:
+            begin_run(member.settings, member.ports, ledger, member.report)
+        except TlsaManagerError as exc:
+            member.fail(exc)
+
+
+def confirm_deploys(members: list[Member], ledger: LedgerData, save: Save) -> None:
+    """Finish what a killed or failed run left: reload and probe until the server
+    presents the deployed chain; only then may the records of the chain it replaced go."""
+    for member in members:
+        journal = ledger.host(member.settings.host).deploys
+        for label, entry in list(journal.items()):
+            try:
+                member.ports.confirm(entry.deployed)
+            except TlsaManagerError as exc:
+                if label.startswith(PRESENTED):  # no deploy of ours: H27 says it, not a failure
+                    member.report.notes.append(
+                        f"the configured {entry.deployed.label} is not confirmed live: "
+                        "the MTA still presents another chain (H27)"
+                    )
+                    continue
+                member.report.notes.append(
+                    f"the deploy of {label} is not confirmed ({exc.message}); "
+                    "the records of the chain it replaced stay"
+                )
+                member.report.failures.append(f"the deploy of {label} is not confirmed")
+                continue
+            del journal[label]
+            save(ledger)
+            if label.startswith(PRESENTED):
+                configured = entry.deployed.label
+                member.report.notes.append(f"the MTA now presents the configured {configured} (H27 is over)")
+                continue
+            checked = checks_of(member.ports, label)
+            verb = "confirmed" if checked.startswith(("verified", "the server presents")) else "finished"
+            member.report.notes.append(f"{verb} the deploy of {label}: {checked}")
+
+
+def checks_of(ports: HostPorts, label: str) -> str:
+    """What the ports checked after the reload (a probe, or nothing), in words."""
+    checks: dict[str, str] = getattr(ports, "checks", {})
+    return checks.get(label, "the server presents it")
