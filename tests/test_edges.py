@@ -351,3 +351,69 @@ def test_two_instances_in_the_simulation_keep_each_others_keys() -> None:
     # With one marker for everyone (the old Cloudflare comment) each removes the other's key.
     old_a, _ = _two_instances(shared_marks=True)
     assert old_a.deferrals
+
+
+def test_a_signature_made_after_our_clock_is_a_step() -> None:
+    from tlsa_manager.clock import signed_future
+
+    now = 1_790_000_000.0
+    assert signed_future([], now, 300) is None  # unsigned: no signal
+    assert signed_future([now - 3600, now + 200], now, 300) is None  # within the slack
+    found = signed_future([now - 3600, now + 2 * 3600], now, 300)
+    assert found is not None and "7200 s behind the DNS" in found
+
+
+def _behind_then_stepped_across_a_reboot(**kw: Any) -> World:
+    """The host boots with its clock 3 h behind, a new key's records go out, then the host
+    reboots and NTP steps the clock forward: the boot-time clock cannot tell, and no
+    ledger time is in the future."""
+    hour = 3600
+    world = _sim(ttl=hour, skew=-3 * hour, **kw)
+    world.run([(0, {"do": "sync"}),
+               (hour, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"}),
+               (hour + 20 * 60 - 10, {"do": "reboot"}),
+               (hour + 20 * 60 - 10, {"do": "clock-step", "seconds": 3 * hour})], until=4 * 86400, timer=600)
+    return world
+
+
+def test_a_clock_behind_the_rrsig_inception_restarts_the_history() -> None:
+    """BIND dates each RRSIG an hour before it signs: after our UPDATE the new signature
+    is 2 h "in the future" of a clock 3 h behind.  The history restarts (blind), so the
+    later step forward cannot make the records look served for hours."""
+    world = _behind_then_stepped_across_a_reboot(signer_backdate=3600)
+    assert any("behind the DNS" in line for line in world.timeline)
+    assert not any("stepped forward" in line for line in world.timeline)  # across the reboot
+    assert not world.violations and not world.deferrals
+    assert any("  deploy " in line for line in world.timeline)
+
+
+def test_without_signatures_the_same_step_across_a_reboot_opens_the_gate_early() -> None:
+    """The control: an unsigned zone gives no such signal, and the gate opens early."""
+    world = _behind_then_stepped_across_a_reboot()
+    assert not any("behind the DNS" in line for line in world.timeline)
+    assert world.violations
+
+
+def test_a_real_rrsig_shows_a_clock_three_hours_behind(bind: Bind) -> None:
+    """Real BIND signs our change at once, dating the RRSIG back an hour: against a clock
+    3 h behind real time that inception is 2 h "in the future"; against the real clock
+    it is not."""
+    import time
+
+    import dns.name
+
+    from tlsa_manager.clock import signed_future
+    from tlsa_manager.dnsview import DnsView, parse_endpoint
+
+    from conftest import nsupdate_add
+    from servers import ZONE
+
+    owner = dns.name.from_text(f"_25._tcp.rrsig-clock.{ZONE}")
+    nsupdate_add(bind, owner, "3 1 1 " + "ab" * 32)
+    [view] = DnsView([parse_endpoint(bind.primary.endpoint)]).observe([owner])[owner]
+    assert view.records and view.signed_at is not None  # validated, and its inception read
+    now = time.time()
+    assert now - 2 * 3600 < view.signed_at <= now  # BIND: the signing time less an hour
+    assert signed_future([view.signed_at], now, 300) is None
+    behind = signed_future([view.signed_at], now - 3 * 3600, 300)
+    assert behind is not None and "behind the DNS" in behind

@@ -9,7 +9,9 @@ must each produce a violation, which shows the harness can fail.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import time
 from typing import Any
 
 import pytest
@@ -45,6 +47,8 @@ TIMELINES = int(os.environ.get("TLSA_SIM_TIMELINES", "10000"))
 #: TLSA_SIM_SEED=N replays another set of timelines; printed with every failure
 SEED = int(os.environ.get("TLSA_SIM_SEED", "20261125"))
 MUTANT_BUDGET = int(os.environ.get("TLSA_SIM_MUTANT_TIMELINES", "3000"))
+#: TLSA_SIM_PROGRESS=N prints a line every N timelines (bench/soak_simulation.py)
+PROGRESS = int(os.environ.get("TLSA_SIM_PROGRESS", "0"))
 HOUR = 3600
 DAY = 86400
 #: the world's promise about resolvers (docs/planner.md): none caches longer than this
@@ -54,31 +58,46 @@ CEILING = DAY
 OUTSIDE = "XCA"
 
 
-@st.composite
-def timelines(draw: st.DrawFn) -> dict[str, Any]:
-    instances = draw(st.sampled_from([1, 1, 1, 2]))
-    key_types = draw(st.sampled_from([("ecdsa",), ("rsa",), ("ecdsa", "rsa")] if instances == 1 else [("ecdsa",)]))
-    ttl = draw(st.sampled_from([60, 300, 3600, 4 * HOUR, DAY, 2 * DAY]))
-    lags = [0, *draw(st.lists(st.sampled_from([0, 5, 60, 900, 2 * HOUR, DAY]), min_size=1, max_size=3))]
-    unobserved = draw(st.sampled_from([False] * 9 + [True]))
-    gaps = [0, 1, 60, 600, HOUR, 3 * HOUR, DAY]
-    servers = [f"ns{i + 1}" for i in range(len(lags))]
-    plain = [
-        {"do": "sync"},
-        {"do": "resume"},
-        {"do": "down"},
-        {"do": "up"},
-        {"do": "fail-next-apply"},
-        {"do": "lose-reply"},
-        {"do": "partial-write"},
-        {"do": "edit"},
-        {"do": "parallel"},
-        {"do": "mta-stuck"},
-        {"do": "mta-stuck", "stuck": False},
-        {"do": "mta-fixed"},
-    ]
-    # Rare: a lost or stepped history makes the next rollover wait 2 x the ceiling.
-    rare = [{"do": "lose-ledger"}, {"do": "clock-step", "seconds": 3 * HOUR}, {"do": "clock-step", "seconds": -3 * HOUR}]
+PLAIN_EVENTS = [
+    {"do": "sync"},
+    {"do": "resume"},
+    {"do": "down"},
+    {"do": "up"},
+    {"do": "fail-next-apply"},
+    {"do": "lose-reply"},
+    {"do": "partial-write"},
+    {"do": "edit"},
+    {"do": "parallel"},
+    {"do": "mta-stuck"},
+    {"do": "mta-stuck", "stuck": False},
+    {"do": "mta-fixed"},
+]
+# Rare: a lost or stepped history makes the next rollover wait 2 x the ceiling.
+RARE_EVENTS = [{"do": "lose-ledger"}, {"do": "clock-step", "seconds": 3 * HOUR}, {"do": "clock-step", "seconds": -3 * HOUR}]
+GAPS = [0, 1, 60, 600, HOUR, 3 * HOUR, DAY]
+INSTANCES = st.sampled_from([1, 1, 1, 2])
+KEY_TYPES = {
+    1: st.sampled_from([("ecdsa",), ("rsa",), ("ecdsa", "rsa")]),
+    2: st.sampled_from([("ecdsa",)]),
+}
+TTLS = st.sampled_from([60, 300, 3600, 4 * HOUR, DAY, 2 * DAY])
+LAGS = st.lists(st.sampled_from([0, 5, 60, 900, 2 * HOUR, DAY]), min_size=1, max_size=3)
+UNOBSERVED = st.sampled_from([False] * 9 + [True])
+EXTERNAL = st.sampled_from([None, None, None, 60, 2 * DAY])
+EXTERNAL_AT = st.sampled_from([HOUR, DAY])
+TIMERS = st.sampled_from([HOUR, 4 * HOUR, 4 * HOUR, DAY])
+SKEWS = st.sampled_from([0.0, 0.0, -3 * HOUR])
+MTA_OTHER = st.sampled_from([False] * 9 + [True])
+CAN_PROBE = st.sampled_from([True, True, False])
+PROPAGATION_DELAY = st.sampled_from([None, DAY + HOUR])
+
+
+@functools.cache
+def _raw_events(key_types: tuple[str, ...], servers: int, unobserved: bool, instances: int) -> Any:
+    """The strategy for a timeline's events, built once per world shape: hypothesis spends
+    most of its time building and validating strategies, not drawing from them."""
+    names = [f"ns{i + 1}" for i in range(servers)]
+    plain = list(PLAIN_EVENTS)
     if not unobserved:  # a stopped secondary breaks any propagation delay one vouches for
         plain.append({"do": "stop"})
     renew = st.builds(
@@ -87,17 +106,17 @@ def timelines(draw: st.DrawFn) -> dict[str, Any]:
         st.booleans(),
         st.integers(0, 3),
     )
+    plain_st = st.sampled_from(plain)
+    rare_st = st.sampled_from(RARE_EVENTS + [{"do": "lose-ledger", "step": s} for s in STEPS])
     event = st.one_of(
         renew,
         renew,  # renewals twice as often: the wider world blocks more of them
-        st.sampled_from(plain),
+        plain_st,
         st.builds(lambda t: {"do": "ttl", "ttl": t}, st.sampled_from([60, 300, 3600, 4 * HOUR, 2 * DAY])),
         st.builds(lambda s, v: {"do": "lag", "seconds": s, "server": v},
-                  st.sampled_from([0, 30, 900, 3 * HOUR, DAY]), st.sampled_from(servers)),
+                  st.sampled_from([0, 30, 900, 3 * HOUR, DAY]), st.sampled_from(names)),
         st.builds(lambda s: {"do": "crash", "step": s}, st.sampled_from(STEPS)),
-        st.integers(0, 3).flatmap(
-            lambda n: st.sampled_from(rare + [{"do": "lose-ledger", "step": s} for s in STEPS] if n == 0 else plain)
-        ),
+        st.integers(0, 3).flatmap(lambda n: rare_st if n == 0 else plain_st),
         st.builds(
             lambda s, kt, nk: {"do": "stage-race", "step": s, "key_type": kt, "new_key": nk},
             st.sampled_from(["gated", "before-deploy", "deploy-intent"]),
@@ -112,13 +131,24 @@ def timelines(draw: st.DrawFn) -> dict[str, Any]:
             st.builds(lambda s: {"do": "interleave", "step": s}, st.sampled_from(STEPS)),
             st.builds(lambda ev, i: dict(ev, instance=i), event, st.integers(0, 1)),
         )
-    raw = draw(st.lists(st.tuples(st.sampled_from(gaps), event), min_size=1, max_size=10))
+    return st.lists(st.tuples(st.sampled_from(GAPS), event), min_size=1, max_size=10)
+
+
+@st.composite
+def timelines(draw: st.DrawFn) -> dict[str, Any]:
+    instances = draw(INSTANCES)
+    key_types = draw(KEY_TYPES[instances])
+    ttl = draw(TTLS)
+    lags = [0, *draw(LAGS)]
+    unobserved = draw(UNOBSERVED)
+    servers = [f"ns{i + 1}" for i in range(len(lags))]
+    raw = draw(_raw_events(key_types, len(lags), unobserved, instances))
     events: list[tuple[float, dict[str, Any]]] = [(0.0, {"do": "sync"})]
     events += [(0.0, {"do": "sync", "instance": 1})] if instances > 1 else []
     t = 0.0
-    external = draw(st.sampled_from([None, None, None, 60, 2 * DAY]))
+    external = draw(EXTERNAL)
     if external is not None:  # someone else changes the TTL once; the next run sees it
-        events.append((draw(st.sampled_from([HOUR, DAY])), {"do": "external-ttl", "ttl": external}))
+        events.append((draw(EXTERNAL_AT), {"do": "external-ttl", "ttl": external}))
     for gap, ev in raw:
         t += gap
         if ev["do"] == "renew":
@@ -129,9 +159,9 @@ def timelines(draw: st.DrawFn) -> dict[str, Any]:
         if ev["do"] == "lag" and ev["server"] == "ns1":
             continue  # ns1 is the primary: it serves the zone at once
         events.append((t, ev))
-    timer = draw(st.sampled_from([HOUR, 4 * HOUR, 4 * HOUR, DAY]))
+    timer = draw(TIMERS)
     blind = any(ev["do"] in ("lose-ledger", "clock-step") for _, ev in events)
-    skew = draw(st.sampled_from([0.0, 0.0, -3 * HOUR]))
+    skew = draw(SKEWS)
     blind = blind or any(ev.get("do") == "ttl" and ev["ttl"] > 4 * HOUR for _, ev in events)
     return {
         "key_types": key_types,
@@ -144,10 +174,10 @@ def timelines(draw: st.DrawFn) -> dict[str, Any]:
         "timer": timer,
         "instances": instances,
         "skew": skew,
-        "mta_other": draw(st.sampled_from([False] * 9 + [True])),
-        "can_probe": draw(st.sampled_from([True, True, False])),
+        "mta_other": draw(MTA_OTHER),
+        "can_probe": draw(CAN_PROBE),
         "unobserved": unobserved,
-        "propagation_delay": draw(st.sampled_from([None, DAY + HOUR])) if unobserved else None,
+        "propagation_delay": draw(PROPAGATION_DELAY) if unobserved else None,
     }
 
 
@@ -244,6 +274,7 @@ def check_timelines(
     count: int, phases: tuple[Phase, ...] = (Phase.explicit, Phase.generate, Phase.shrink)
 ) -> dict[str, int]:
     checked = {"timelines": 0, "deploys": 0, "syncs": 0}
+    started = time.monotonic()
 
     @seed(SEED)
     @_examples
@@ -261,6 +292,12 @@ def check_timelines(
         checked["timelines"] += 1
         checked["deploys"] += sum(1 for line in world.timeline if "  deploy " in line)
         checked["syncs"] += sum(1 for line in world.timeline if ("timer" in line or "hook:" in line))
+        if PROGRESS and checked["timelines"] % PROGRESS == 0:
+            print(
+                f"progress (seed {SEED}): {checked['timelines']} timelines, {checked['syncs']} syncs, "
+                f"{checked['deploys']} deploys, 0 violations, {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
         found = failures(world, spec)
         assert not found, "\n".join(
             [f"TLSA_SIM_SEED={SEED}", *found, "", "timeline (sender verdict per line with narrate):", *world.timeline]

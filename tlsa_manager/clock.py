@@ -5,9 +5,13 @@ earlier runs (the ledger).  A clock that was hours behind and is then stepped
 forward by NTP makes those differences too large and would open a gate early.  The
 kernel's boot-time clock (CLOCK_BOOTTIME) counts seconds since boot, including
 suspend, and cannot be set; within one boot the wall clock must advance as it does,
-within the slack.  A step is also evident when the ledger holds times in the future.
-When a step is detected the engine starts a new, blind history: gates then wait as
-after a lost ledger (docs/planner.md, "Assumptions").
+within the slack.  A step is also evident when the ledger holds times in the future,
+and a clock that is behind shows in what the DNS carries: an RRSIG's inception is
+the signer's clock at signing time, so a signature made "in our future" means our
+clock is behind the signer's (and will likely be stepped forward by NTP later, which
+across a reboot no other signal sees).  When a step is detected the engine starts a
+new, blind history: gates then wait as after a lost ledger (docs/planner.md,
+"Assumptions").
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -28,7 +32,7 @@ class ClockSample:
     boot_id: str
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"wall": self.wall, "boot": self.boot, "boot_id": self.boot_id}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any] | None) -> ClockSample | None:
@@ -77,6 +81,21 @@ def future(times: Iterable[float], now: float, tolerance: float) -> str | None:
     latest = max(times, default=None)
     if latest is not None and latest > now + tolerance:
         return f"the ledger holds a time {latest - now:.0f} s in the future ({_iso(latest)})"
+    return None
+
+
+def signed_future(inceptions: Iterable[float], now: float, tolerance: float) -> str | None:
+    """The clock is behind: the DNS carries a signature made later than ``now``.
+
+    Signers date the inception back (BIND by an hour), so only a clock behind by more
+    than that and ``tolerance`` shows here; within it the gates' own slack covers it.
+    """
+    latest = max(inceptions, default=None)
+    if latest is not None and latest > now + tolerance:
+        return (
+            f"the clock is {latest - now:.0f} s behind the DNS: an RRSIG was made at {_iso(latest)}, "
+            "after this host's time"
+        )
     return None
 
 

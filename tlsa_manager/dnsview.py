@@ -91,9 +91,10 @@ class DnsView:
         except (UsageError, ValueError):
             return ServerView(endpoint.name, None, None, "a TLSA record that does not parse")
         problem = self._signature_problem(endpoint, owner, response, found)
+        signed = _inception(response, owner)
         if problem:
-            return ServerView(endpoint.name, None, None, problem)
-        return ServerView(endpoint.name, records, min(r.ttl for r in found))
+            return ServerView(endpoint.name, None, None, problem, signed_at=signed)
+        return ServerView(endpoint.name, records, min(r.ttl for r in found), signed_at=signed)
 
     def _signature_problem(
         self, endpoint: Endpoint, owner: dns.name.Name, reply: wire.Reply, found: Sequence[wire.Record]
@@ -147,6 +148,17 @@ class DnsView:
                 return candidate
             candidate = candidate.parent()
         return None
+
+
+def _inception(reply: wire.Reply, owner: dns.name.Name) -> float | None:
+    """The latest inception of the RRSIGs over the TLSA RRset (a clock the signer set)."""
+    times = []
+    for sig in reply.signatures(wire.labels(owner), wire.TYPE_TLSA):
+        try:
+            times.append(float(rrsig.parse(sig.rdata).inception))
+        except rrsig.SignatureError:
+            continue
+    return max(times, default=None)
 
 
 def negative_ttl(endpoint: Endpoint, zone: dns.name.Name, timeout: float = 5.0) -> int | None:

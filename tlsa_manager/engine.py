@@ -47,8 +47,8 @@ from tlsa_manager.errors import ProviderConflict, TlsaManagerError
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hostplan import plan_host
 from tlsa_manager.journal import begin_runs as _begin_runs
+from tlsa_manager.journal import clock_behind_dns, unconfirmed
 from tlsa_manager.journal import confirm_deploys as _confirm_deploys
-from tlsa_manager.journal import unconfirmed
 from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Gate, Plan, chain_identity
 from tlsa_manager.ports import (
@@ -113,12 +113,9 @@ def plan_members(
     chains: dict[str, HostChains] = {}
     for member in members:
         try:
-            found = member.ports.chains()
+            chains[member.settings.host] = _host_chains(member, ledger)
         except TlsaManagerError as exc:
             member.fail(exc)
-            continue
-        extra = unconfirmed(ledger, member.settings.host)
-        chains[member.settings.host] = HostChains(found.live + extra, found.staged, found.next_keys)
     ready = [m for m in members if m.settings.host in chains]
     owners = [o for m in ready for o in m.settings.owners]
     published: dict[dns.name.Name, RRset] = {}
@@ -139,10 +136,19 @@ def plan_members(
         if problem is not None:
             member.fail(problem)
             continue
+        if record and clock_behind_dns(member, views, ledger):
+            chains[settings.host] = _host_chains(member, ledger)  # with what the probe journalled
         plans[settings.host] = plan_host(
             settings, chains[settings.host], member.ports.now(), published, views, ledger, record
         )
     return plans
+
+
+def _host_chains(member: Member, ledger: LedgerData) -> HostChains:
+    """The host's chains, the live ones with those the MTA may still present (journal)."""
+    found = member.ports.chains()
+    extra = unconfirmed(ledger, member.settings.host)
+    return HostChains(found.live + extra, found.staged, found.next_keys)
 
 
 def make_plan(settings: HostSettings, ports: HostPorts, ledger: LedgerData, *, record: bool) -> Plan:

@@ -9,12 +9,12 @@ match a CA certificate the server actually sends.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tlsa_manager.certs import Chain, cert_spki, der, is_self_signed, key_type, subject_text
+from tlsa_manager.memo import frozen_hash, memo_method
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -34,10 +34,13 @@ class CertFacts:
     cert_der: bytes | None = None
     name: str = ""
 
+    def __hash__(self) -> int:
+        return frozen_hash(self)
+
     def selected(self, selector: Selector) -> bytes | None:
         return self.spki_der if selector is Selector.SPKI else self.cert_der
 
-    @functools.cache  # noqa: B019 - frozen value objects; the planner asks again and again
+    @memo_method  # frozen value objects; the planner asks again and again
     def record(self, params: Params) -> Tlsa | None:
         usage, selector, mtype = params
         content = self.selected(selector)
@@ -66,11 +69,14 @@ class ChainFacts:
     leaf_issuer_cn: str = ""
     leaf_issuer_org: str = ""
 
+    def __hash__(self) -> int:
+        return frozen_hash(self)
+
     @property
     def leaf_id(self) -> bytes:
         return self.leaf.spki_der
 
-    @functools.cache  # noqa: B019
+    @memo_method
     def matching(self, params: Params) -> frozenset[Tlsa]:
         """Every record of this kind that would authenticate this chain."""
         usage = params[0]

@@ -54,6 +54,7 @@ class Shared:
         self.views: dict[tuple[Endpoint, ...], DnsView] = {}
         self.servers: dict[tuple[int, dns.name.Name], list[Endpoint]] = {}
         self.soa: dict[tuple[Endpoint, dns.name.Name], int | None] = {}
+        self.public: dict[dns.name.Name, list[Endpoint]] = {}
 
     def view(self, endpoints: Sequence[Endpoint]) -> DnsView:
         key = tuple(endpoints)
@@ -177,12 +178,14 @@ class HostDns:
         zone = self.zone()
         if zone is None:
             return []
-        from tlsa_manager.resolve import ValidatingResolver
+        if zone not in self.shared.public:  # once per zone and run, for a whole fleet
+            from tlsa_manager.resolve import ValidatingResolver
 
-        try:
-            return ValidatingResolver(timeout=3.0).authoritative_servers(zone)
-        except TlsaManagerError:
-            return []
+            try:
+                self.shared.public[zone] = ValidatingResolver(timeout=3.0).authoritative_servers(zone)
+            except TlsaManagerError:
+                self.shared.public[zone] = []
+        return self.shared.public[zone]
 
     def zone(self) -> dns.name.Name | None:
         """The apex of the zone holding the host's owner names (never the host name itself)."""

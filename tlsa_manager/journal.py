@@ -10,15 +10,19 @@ reload and probe of every deploy a killed or failed run left unconfirmed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+
+import dns.name
 
 from tlsa_manager.clock import ClockSample
 from tlsa_manager.clock import future as clock_future
+from tlsa_manager.clock import signed_future as clock_signed_future
 from tlsa_manager.clock import step as clock_step
 from tlsa_manager.errors import TlsaManagerError
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
-from tlsa_manager.observations import History
+from tlsa_manager.observations import History, ServerView
 from tlsa_manager.plans import chain_identity
 from tlsa_manager.ports import HostPorts, HostSettings, Member, Save, SyncReport
 from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData
@@ -72,11 +76,45 @@ def begin_run(settings: HostSettings, ports: HostPorts, ledger: LedgerData, repo
     )
     host.clock = sample.as_json()
     if why:
-        report.notes.append(f"{why}: the history starts again; gates wait as after a lost ledger")
-        for rec in host.owners.values():
-            rec.history = History()
+        _restart_history(ledger, settings.host, why, report)
     if existed and not why:
         return
+    _probe_after_restart(settings, ports, ledger, report, sample.wall)
+
+
+HISTORY_RESTARTS = "the history starts again; gates wait as after a lost ledger"
+
+
+def _restart_history(ledger: LedgerData, host: str, why: str, report: SyncReport) -> None:
+    report.notes.append(f"{why}: {HISTORY_RESTARTS}")
+    for rec in ledger.host(host).owners.values():
+        rec.history = History()
+
+
+def clock_behind_dns(
+    member: Member, views: Mapping[dns.name.Name, Sequence[ServerView]], ledger: LedgerData
+) -> bool:
+    """A clock behind the DNS's signers (an RRSIG made after our "now") is a step not
+    yet taken: the history restarts before anything is planned on it (once a run).
+    True when it restarted (the probe may have journalled what the MTA presents)."""
+    settings, report = member.settings, member.report
+    if any(HISTORY_RESTARTS in note for note in report.notes):
+        return False
+    signed = [v.signed_at for o in settings.owners for v in views.get(o, ()) if v.signed_at is not None]
+    now = member.ports.now()
+    why = clock_signed_future(signed, now, settings.slack)
+    if not why:
+        return False
+    _restart_history(ledger, settings.host, why, report)
+    _probe_after_restart(settings, member.ports, ledger, report, now)
+    return True
+
+
+def _probe_after_restart(
+    settings: HostSettings, ports: HostPorts, ledger: LedgerData, report: SyncReport, wall: float
+) -> None:
+    """With no history: what does the MTA present (journalled if not the live file)?"""
+    host = ledger.host(settings.host)
     found = ports.presented()
     if found is None:
         host.unverified = True
@@ -95,7 +133,7 @@ def begin_run(settings: HostSettings, ports: HostPorts, ledger: LedgerData, repo
             report.notes.append(f"the MTA presents a {chain.key_type.upper()} chain no cert/certs file holds")
             continue
         host.deploys[f"{PRESENTED} ({chain.key_type})"] = DeployIntent(
-            same[0], (replace(chain, label=f"{chain.key_type} chain {PRESENTED}"),), sample.wall
+            same[0], (replace(chain, label=f"{chain.key_type} chain {PRESENTED}"),), wall
         )
 
 

@@ -30,6 +30,7 @@ from tlsa_manager.hazards import (
     Kind,
     Severity,
 )
+from tlsa_manager.memo import pure_cache
 from tlsa_manager.policy import IssuerFacts, catalog_key_types, group_by_kind
 from tlsa_manager.records import MatchingType, Params, Selector, Tlsa, Usage, params_text
 
@@ -231,6 +232,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+@pure_cache(maxsize=4096)  # the same RRset and chains run after run
 def lint(
     records: frozenset[Tlsa],
     live: Sequence[ChainFacts],

@@ -30,6 +30,9 @@ class ServerView:
     error: str | None = None
     #: not an authoritative server but the provider's own copy (no server could be asked)
     provider_copy: bool = False
+    #: the latest RRSIG inception the answer carried (the signer's clock, epoch seconds):
+    #: later than this host's clock means the clock is behind (tlsa_manager.clock)
+    signed_at: float | None = None
 
     @property
     def answered(self) -> bool:

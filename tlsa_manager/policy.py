@@ -20,6 +20,7 @@ from tlsa_manager.derive import DEFAULT_KINDS
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
 from tlsa_manager.hazards import TA_NOT_SENT, TOO_MANY_RECORDS, Hazard
+from tlsa_manager.memo import frozen_hash, memo_method, pure_cache
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -42,11 +43,14 @@ class IssuerFacts:
     status: str
     certs: tuple[CertFacts, ...]
 
-    @functools.cache  # noqa: B019 - frozen value object, asked on every plan
+    def __hash__(self) -> int:
+        return frozen_hash(self)
+
+    @memo_method  # frozen value object, asked on every plan
     def records(self, params: Params) -> frozenset[Tlsa]:
         return frozenset(r for c in self.certs if (r := c.record(params)) is not None)
 
-    @functools.cache  # noqa: B019
+    @memo_method
     def records_of(self, kinds: frozenset[Params]) -> frozenset[Tlsa]:
         """Its records of every kind in ``kinds`` (lint asks this for each plan)."""
         return frozenset(r for k in kinds for r in self.records(k))
@@ -151,6 +155,7 @@ def catalog_key_types(
     return frozenset(known)
 
 
+@pure_cache(maxsize=4096)  # the same chains and policy run after run
 def desired(
     live: Sequence[ChainFacts],
     staged: Sequence[ChainFacts] = (),

@@ -1,13 +1,10 @@
-"""A zone file edited in place, or a tool-owned fragment for ``$INCLUDE``.
-
-In place, only the TLSA records at the managed owner names change: every other line,
-comment, ``$ORIGIN``, ``$TTL`` and ``$INCLUDE`` stays byte for byte; new records are
-written with absolute owner names where the old ones stood (or at the end).  The SOA
-serial goes up by RFC 1982 (a YYYYMMDDnn serial keeps that form).  The result is
-parsed with dnspython (and ``named-checkzone`` when present) before it replaces the
-file atomically with its mode and owner kept; then an optional reload command runs
-(argv, no shell).
-"""
+"""A zone file edited in place, or a tool-owned fragment for ``$INCLUDE``.  In place, only
+the TLSA records at the managed owner names change: every other line, comment, ``$ORIGIN``,
+``$TTL`` and ``$INCLUDE`` stays byte for byte; new records are written with absolute owner
+names where the old ones stood (or at the end).  The SOA serial goes up by RFC 1982 (a
+YYYYMMDDnn serial keeps that form).  The result is parsed with dnspython (and
+``named-checkzone`` when present) before it replaces the file atomically with its mode
+and owner kept; then an optional reload command runs (argv, no shell)."""
 
 from __future__ import annotations
 
@@ -67,9 +64,7 @@ class ZoneFileProvider(Provider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         if not config.get("zone_file"):
-            raise ConfigError(
-                "zonefile provider needs zone_file", 'add zone_file = "/etc/bind/db.example.com"'
-            )
+            raise ConfigError("zonefile provider needs zone_file", 'add zone_file = "/etc/bind/db.zone"')
         #: the path as configured (absolute: a later chdir cannot change what it names)
         self.link = Path(os.path.abspath(str(config["zone_file"])))
         #: the file that counts: a symlinked zone is edited at its target, resolved once
@@ -105,6 +100,10 @@ class ZoneFileProvider(Provider):
         if self._origin is None:
             self._origin = self._find_origin()
         return self._origin
+
+    def zone_for(self, owner: dns.name.Name) -> dns.name.Name:
+        """The file's zone: a fleet's servers are then looked up once, not once per host."""
+        return self.origin()
 
     def _find_origin(self) -> dns.name.Name:
         if self.config.get("zone"):
