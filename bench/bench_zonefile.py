@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dns.name
@@ -53,7 +54,7 @@ def cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def measure(label: str, func, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
+def measure(label: str, func: Callable[[], object], repeat: int = 3) -> float:
     """Best of ``repeat`` runs (the machine is shared: the minimum is the least disturbed)."""
     best_c = best_w = float("inf")
     for _ in range(repeat):

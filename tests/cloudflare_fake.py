@@ -63,7 +63,7 @@ class FakeCloudflare(FakeServer):
         body = {"type": "TLSA", "name": name, "ttl": ttl, "comment": comment,
                 "data": {"usage": int(usage), "selector": int(selector), "matching_type": int(mtype),
                          "certificate": cert}}
-        return self._create(zone, body)["id"]
+        return str(self._create(zone, body)["id"])
 
     def fail_next(self, kind: str, **options: Any) -> None:
         """Make the next request fail: "429", "500", "502", "malformed", "auth" (``only="batch"``: that endpoint)."""

@@ -6,16 +6,24 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import dns.name
 import pytest
 
 from tlsa_manager.cli import main
+from tlsa_manager.records import Tlsa
 
 import pki
+
+if TYPE_CHECKING:  # the fixtures import these lazily: the servers are optional per test
+    from tlsa_manager.testing import Backend, Held
+
+    from cloudflare_fake import FakeCloudflare
+    from servers import Bind, Postfix, PowerDns
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -53,12 +61,18 @@ class Result:
         return json.loads(self.out)
 
 
+class CliRunner(Protocol):
+    """The ``cli`` fixture: run ``tlsa-manager ARGS`` (strings, paths, numbers) in-process."""
+
+    def __call__(self, *args: str | Path | int) -> Result: ...
+
+
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+def cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """Run ``tlsa-manager ARGS`` in-process with a private state directory."""
     monkeypatch.setenv("TLSA_MANAGER_STATE_DIR", str(tmp_path / "state"))
 
-    def run(*args: str) -> Result:
+    def run(*args: str | Path | int) -> Result:
         code = main([str(a) for a in args])
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
@@ -109,7 +123,7 @@ def key_chains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
 
 
 @pytest.fixture(scope="session")
-def bind(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bind]:
     """A real BIND primary + secondary for the whole session (tests use unique names)."""
     import shutil
     import tempfile
@@ -127,7 +141,7 @@ def bind(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
         shutil.rmtree(root, ignore_errors=True)
 
 
-def rfc2136_config(state: Path, bind, host: str, host_lines: str) -> str:  # type: ignore[no-untyped-def]
+def rfc2136_config(state: Path, bind: Bind, host: str, host_lines: str) -> str:
     """A config publishing ``host`` to the test BIND by RFC 2136, gates on both servers,
     with the small TTL, slack and negative TTL that keep rollover tests quick."""
     return f"""
@@ -146,13 +160,23 @@ nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]
 """
 
 
-def bind_read(port: int, owner):  # type: ignore[no-untyped-def]
+def probed_host_lines(postfix: Postfix, cert: Path, staged: Path) -> str:
+    """Host lines for a host whose MTA is a test Postfix: the host's own port (probed there
+    without ``probe_port``), ``cert`` live, ``staged`` for renewals, Postfix reloaded."""
+    return f"""
+ports = [{postfix.port}]
+cert = "{cert}"
+staged_dir = "{staged}"
+reload = {json.dumps(postfix.reload)}
+probe = "127.0.0.1"
+"""
+
+
+def bind_read(port: int, owner: dns.name.Name | str) -> Held:
     """Read TLSA back from a BIND with plain dnspython (independent of the provider)."""
     import dns.message
     import dns.query
     import dns.rdatatype
-
-    from tlsa_manager.records import Tlsa
 
     response = dns.query.tcp(dns.message.make_query(owner, dns.rdatatype.TLSA), "127.0.0.1", port=port, timeout=5)
     for rrset in response.answer:
@@ -161,19 +185,17 @@ def bind_read(port: int, owner):  # type: ignore[no-untyped-def]
     return frozenset(), None
 
 
-def nsupdate_add(bind, owner, record) -> None:  # type: ignore[no-untyped-def]
+def nsupdate_add(bind: Bind, owner: dns.name.Name | str, record: Tlsa | str) -> None:
     """Someone else's change, made with BIND's own nsupdate."""
     script = (f"server 127.0.0.1 {bind.primary.port}\nzone {bind.zone}\n"
               f"update add {owner} 300 IN TLSA {record}\nsend\n")
     subprocess.run(["nsupdate", "-k", str(bind.key_file)], input=script.encode(), check=True, capture_output=True)
 
 
-def zonefile_read(path: Path, owner):  # type: ignore[no-untyped-def]
+def zonefile_read(path: Path, owner: dns.name.Name) -> Held:
     """Read TLSA back by parsing the file with dnspython directly."""
     import dns.rdatatype
     import dns.zone
-
-    from tlsa_manager.records import Tlsa
 
     zone = dns.zone.from_file(str(path), relativize=False, origin=owner.parent().parent().parent())
     rdataset = zone.get_rdataset(owner, dns.rdatatype.TLSA)
@@ -183,7 +205,7 @@ def zonefile_read(path: Path, owner):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def cf_fake():  # type: ignore[no-untyped-def]
+def cf_fake() -> Iterator[FakeCloudflare]:
     from cloudflare_fake import FakeCloudflare
 
     fake = FakeCloudflare().start()
@@ -193,7 +215,7 @@ def cf_fake():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
+def cloudflare_backend(cf_fake: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> Backend:
     from tlsa_manager.testing import Backend
     from tlsa_manager_providers.cloudflare import CloudflareProvider
 
@@ -204,9 +226,7 @@ def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
     provider = CloudflareProvider({"api_token_env": "CF_TEST_TOKEN", "api_url": cf_fake.base_url})
     zone = cf_fake.zone("example.test")
 
-    def read_back(owner):  # type: ignore[no-untyped-def]
-        from tlsa_manager.records import Tlsa
-
+    def read_back(owner: dns.name.Name) -> Held:
         name = owner.to_text(omit_final_dot=True)
         recs = [r for r in zone.records.values() if r["name"] == name]
         if not recs:
@@ -214,14 +234,14 @@ def cloudflare_backend(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
         return frozenset(Tlsa.from_text("{usage} {selector} {matching_type} {certificate}".format(**r["data"]))
                          for r in recs), max(r["ttl"] for r in recs)
 
-    def external_add(owner, record):  # type: ignore[no-untyped-def]
+    def external_add(owner: dns.name.Name, record: Tlsa) -> None:
         cf_fake.add_record(zone, owner.to_text(omit_final_dot=True), record.to_text())
 
     return Backend(provider, read_back, external_add, zone="example.test")
 
 
 @pytest.fixture(scope="session")
-def powerdns(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def powerdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerDns]:
     """A real PowerDNS Authoritative with its API for the whole session (tests use unique names)."""
     from servers import PowerDns
 
@@ -233,7 +253,7 @@ def powerdns(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
         server.stop()
 
 
-def pdnsutil_add(powerdns, owner, record) -> None:  # type: ignore[no-untyped-def]
+def pdnsutil_add(powerdns: PowerDns, owner: dns.name.Name, record: Tlsa) -> None:
     """Someone else's change, made with PowerDNS's own pdnsutil (straight into the database),
     hex in upper case as some tools write it."""
     zone = powerdns.zone
@@ -243,7 +263,7 @@ def pdnsutil_add(powerdns, owner, record) -> None:  # type: ignore[no-untyped-de
     powerdns.pdnsutil("add-record", zone, relative, "TLSA", "300", f"{head} {data.upper()}")
 
 
-def powerdns_backend_for(powerdns, **settings):  # type: ignore[no-untyped-def]
+def powerdns_backend_for(powerdns: PowerDns, **settings: Any) -> Backend:
     from tlsa_manager.testing import Backend
     from tlsa_manager_providers.powerdns import PowerDnsProvider
 

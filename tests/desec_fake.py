@@ -208,8 +208,10 @@ class FakeDesec(FakeServer):
             def _paged(self, docs: list[Any], base: str, query: dict[str, str]) -> None:
                 """deSEC's cursor pagination of a listing (RRsets, domains): 500 a page."""
                 keep = {k: v for k, v in query.items() if k != "cursor"}
-                link = lambda cursor: base + "?" + "&".join(  # noqa: E731
-                    [f"{k}={quote(v)}" for k, v in keep.items()] + [f"cursor={cursor}"])
+
+                def link(cursor: int | str) -> str:
+                    return base + "?" + "&".join([f"{k}={quote(v)}" for k, v in keep.items()] + [f"cursor={cursor}"])
+
                 if "cursor" not in query:
                     if len(docs) > PAGE:
                         self._send(400, {"detail": f"Pagination required. You can query up to {PAGE} items at a time "

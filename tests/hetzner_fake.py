@@ -109,7 +109,7 @@ class FakeHetzner(FakeServer):
         return allowed, headers
 
     def _action(self, command: str, zone: FakeZone, error: bool = False) -> dict[str, Any]:
-        action = {"id": next(self.ids), "command": command, "status": "running", "progress": 0,
+        action: dict[str, Any] = {"id": next(self.ids), "command": command, "status": "running", "progress": 0,
                   "started": NOW, "finished": None, "resources": [{"id": zone.id, "type": "zone"}], "error": None,
                   "_polls": self.action_polls, "_error": error}
         self.actions[action["id"]] = action

@@ -7,6 +7,7 @@ Used by the tests and by ``examples/make_examples.py``; everything is generated 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 KEY_KINDS = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519")
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -32,7 +33,7 @@ def make_key(kind: str) -> CertificateIssuerPrivateKeyTypes:
     raise ValueError(kind)
 
 
-def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm | None:
+def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
@@ -55,11 +56,16 @@ class Issued:
 
     @property
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        return key_pem(self.key)
+
+
+def key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+    """The private key as an unencrypted PKCS#8 PEM file holds it."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def make_ca(
@@ -118,7 +124,7 @@ def make_leaf(
             critical=False,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
     )
     return Issued(builder.sign(issuer.key, _hash_for(issuer.key)), key)
@@ -141,8 +147,12 @@ def fleet(directory: Path, names: list[str], issuer_pem: bytes) -> list[Path]:
     return paths
 
 
+#: the ECDSA intermediates of a test catalog: two active, one backup, as Let's Encrypt's E-series
+ECDSA_CAS = (("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384"))
+
+
 def make_test_catalog(
-    catalog: Path, root_name: str, cas: list[tuple[str, str]], not_before: dt.datetime = EPOCH
+    catalog: Path, root_name: str, cas: Sequence[tuple[str, str]] = ECDSA_CAS, not_before: dt.datetime = EPOCH
 ) -> tuple[Issued, dict[str, Issued]]:
     """A Let's-Encrypt-shaped catalog folder (manifest + PEMs) for a test PKI: a root and
     intermediates ``(name, key kind)``; a name ending in 3 is a backup, the others active."""

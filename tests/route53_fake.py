@@ -43,6 +43,8 @@ class StrictRoute53:
 
     def __init__(self, monkeypatch: Any, pending_polls: int = 1) -> None:
         self.counts: Counter[str] = Counter()
+        #: the test zone's id, once a test made it (``add_zone``)
+        self.zone_id = ""
         self.faults: list[tuple[str, str, bool]] = []
         self.pending_polls = pending_polls
         self.before_change: list[Any] = []

@@ -213,35 +213,38 @@ class Bind:
         if not write_only:
             self.primary.rndc(self.keys, "reconfig")
 
-    def _primary_conf(self) -> str:
-        d = self.primary.directory
-        return f"""
-include "{self.keys}/{self.tsig_name}.key";
-include "{self.keys}/no-update.key";
-include "{self.keys}/rndc.key";
-options {{
+    def _named_conf(self, named: Named, keys: tuple[str, ...], options: str) -> str:
+        """What both servers' named.conf share: the key includes, the options around
+        ``options``, rndc's control channel and the log file."""
+        d = named.directory
+        return "".join(f'include "{self.keys}/{k}.key";\n' for k in keys) + f"""options {{
     directory "{d}";
     pid-file "{d}/named.pid";
     session-keyfile "{d}/session.key";
     managed-keys-directory "{d}";
-    key-directory "{d}/keys";
-    listen-on port {self.primary.port} {{ 127.0.0.1; }};
-    listen-on-v6 port {self.primary.port} {{ ::1; }};
+    listen-on port {named.port} {{ 127.0.0.1; }};
+    listen-on-v6 port {named.port} {{ ::1; }};
     recursion no;
     dnssec-validation no;
     allow-query {{ any; }};
-    allow-transfer {{ key {self.tsig_name}; }};
-    include "{d}/notify.conf";
-    notify-delay 0;
     minimal-responses yes;
-}};
-controls {{ inet 127.0.0.1 port {self.primary.rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
+{options}}};
+controls {{ inet 127.0.0.1 port {named.rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
 logging {{
     channel main {{ file "{d}/named.log" versions 2 size 20m; print-time yes; severity info; }};
     category default {{ main; }};
     category lame-servers {{ null; }};
 }};
-zone "{self.zone}" {{
+"""
+
+    def _primary_conf(self) -> str:
+        d = self.primary.directory
+        return self._named_conf(self.primary, (self.tsig_name, "no-update", "rndc"), f"""\
+    key-directory "{d}/keys";
+    allow-transfer {{ key {self.tsig_name}; }};
+    include "{d}/notify.conf";
+    notify-delay 0;
+""") + f"""zone "{self.zone}" {{
     type primary;
     file "{self.zone}.db";
     dnssec-policy default;
@@ -255,28 +258,7 @@ zone "{self.zone}" {{
             for name, signed in self.extra_zones)
 
     def _secondary_conf(self) -> str:
-        d = self.secondary.directory
-        return f"""
-include "{self.keys}/{self.tsig_name}.key";
-include "{self.keys}/rndc.key";
-options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    managed-keys-directory "{d}";
-    listen-on port {self.secondary.port} {{ 127.0.0.1; }};
-    listen-on-v6 port {self.secondary.port} {{ ::1; }};
-    recursion no;
-    dnssec-validation no;
-    allow-query {{ any; }};
-    notify no;
-    minimal-responses yes;
-}};
-controls {{ inet 127.0.0.1 port {self.secondary.rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
-logging {{
-    channel main {{ file "{d}/named.log" versions 2 size 20m; print-time yes; severity info; }};
-    category default {{ main; }};
-}};
+        return self._named_conf(self.secondary, (self.tsig_name, "rndc"), "    notify no;\n") + f"""\
 primaries primary {{ 127.0.0.1 port {self.primary.port} key {self.tsig_name}; }};
 zone "{self.zone}" {{ type secondary; primaries {{ primary; }}; file "{self.zone}.bk"; }};
 """

@@ -22,7 +22,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, digest, ow
 
 from acme_servers import Certbot, Dehydrated, Lego, Pebble, Ran, tlsa_manager
 from conftest import bind_read, rfc2136_config
-from servers import ZONE, Postfix, Unbound, posttls_finger, require
+from servers import ZONE, Bind, Postfix, Unbound, posttls_finger, require
 
 HOST = f"mx.{ZONE}"
 KINDS = ("ecdsa", "rsa")
@@ -46,7 +46,7 @@ GATE = 2 * 2 + 1 + 0.7  # 2 x TTL(2 s) + slack(1 s), and a little
 
 
 @pytest.fixture(scope="module")
-def acme(bind):  # type: ignore[no-untyped-def]
+def acme(bind: Bind) -> Iterator[dict[str, Any]]:
     require("pebble", "certbot", "lego", "dehydrated", "unbound", "postfix", "posttls-finger", "openssl", "unshare")
     root = Path(tempfile.mkdtemp(prefix="tlsa-acme-"))
     root.chmod(0o755)
@@ -388,7 +388,7 @@ CLIENTS: dict[str, Callable[[Site], Client]] = {
 
 
 @pytest.fixture(scope="module")
-def rollovers(acme):  # type: ignore[no-untyped-def]
+def rollovers(acme: dict[str, Any]) -> dict[str, str | None]:
     """The three clients' rollovers run side by side (each has its own Postfix, port and
     TLSA owner name; they share Pebble, BIND and Unbound): most of the time is spent
     waiting for gates and clients, so this keeps the file within a few minutes."""
@@ -411,6 +411,6 @@ def rollovers(acme):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("name", list(CLIENTS))
-def test_rollover_with_real_client(rollovers, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_rollover_with_real_client(rollovers: dict[str, str | None], name: str) -> None:
     failure = rollovers[name]
     assert failure is None, failure

@@ -8,7 +8,7 @@ import pytest
 
 from tlsa_manager.catalog import load_bundled
 
-from conftest import EXAMPLES, LE_DATA, openssl_tlsa_data
+from conftest import EXAMPLES, LE_DATA, CliRunner, openssl_tlsa_data
 
 MANIFEST = json.loads((LE_DATA / "manifest.json").read_text())
 
@@ -39,7 +39,7 @@ def test_issuer_status_comes_from_manifest() -> None:
         "ISRG Root X1", "ISRG Root X2", "ISRG Root YE", "ISRG Root YR"}
 
 
-def test_catalog_list_text_and_json(cli) -> None:
+def test_catalog_list_text_and_json(cli: CliRunner) -> None:
     result = cli("catalog", "list")
     assert result.code == 0
     lines = {line.split()[0]: line for line in result.out.splitlines()[2:]}
@@ -51,7 +51,7 @@ def test_catalog_list_text_and_json(cli) -> None:
     assert sorted(i["name"] for i in doc["issuers"]) == ["YE3", "YR3"]
 
 
-def test_catalog_show_names_issuer_and_siblings(cli) -> None:
+def test_catalog_show_names_issuer_and_siblings(cli: CliRunner) -> None:
     result = cli("catalog", "show", EXAMPLES / "mail.example.com" / "fullchain.pem")
     assert result.code == 0
     lines = result.out.splitlines()

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 import pki
-from conftest import LE_DATA
+from conftest import LE_DATA, CliRunner
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the fake catalog site without logging every request into the test output."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 PAGE = """<html><body>
 <h1>Root Certificates</h1>
@@ -70,9 +77,8 @@ def le_site(tmp_path: Path) -> Iterator[str]:
     evil = pki.make_ca("YR9", issuer=fake_root)
     pki.write(site / "certs" / "fake-root.pem", fake_root.pem)
     pki.write(site / "certs" / "gen-y" / "evil.pem", evil.pem)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler = functools.partial(QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a, **k: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/certificates/"
@@ -80,7 +86,7 @@ def le_site(tmp_path: Path) -> Iterator[str]:
     server.server_close()
 
 
-def test_update_verifies_and_takes_statuses_from_the_page(cli, le_site: str) -> None:
+def test_update_verifies_and_takes_statuses_from_the_page(cli: CliRunner, le_site: str) -> None:
     result = cli("catalog", "update", "--url", le_site)
     assert result.code == 0, result.err
     assert "rejected" in result.out
@@ -97,7 +103,7 @@ def test_update_verifies_and_takes_statuses_from_the_page(cli, le_site: str) -> 
     assert status["ISRG Root X1"] == "root"
 
 
-def test_offline_falls_back_to_bundled(cli) -> None:
+def test_offline_falls_back_to_bundled(cli: CliRunner) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -108,13 +114,12 @@ def test_offline_falls_back_to_bundled(cli) -> None:
     assert cli("--json", "catalog", "list").json()["origin"] == "bundled"
 
 
-def test_page_without_certificates_keeps_old_catalog(cli, tmp_path: Path) -> None:
+def test_page_without_certificates_keeps_old_catalog(cli: CliRunner, tmp_path: Path) -> None:
     site = tmp_path / "empty"
     site.mkdir()
     (site / "index.html").write_text("<html><h1>Maintenance</h1></html>")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler = functools.partial(QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a, **k: None  # type: ignore[method-assign]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         result = cli("catalog", "update", "--url", f"http://127.0.0.1:{server.server_address[1]}/")
@@ -124,7 +129,7 @@ def test_page_without_certificates_keeps_old_catalog(cli, tmp_path: Path) -> Non
     assert result.code == 1 and "lists no PEM certificates" in result.err
 
 
-def test_stale_catalog_is_noticed_and_update_says_what_changed(cli, le_site: str, tmp_path: Path) -> None:
+def test_stale_catalog_is_noticed_and_update_says_what_changed(cli: CliRunner, le_site: str, tmp_path: Path) -> None:
     """A Let's Encrypt chain from a CA the catalog lacks is H26 naming `catalog update`;
     the update reports the CA it added, and the hazard is gone."""
     from cryptography import x509

@@ -10,13 +10,14 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute
 
 import pki
-from conftest import CLI
+from conftest import CLI, CliRunner, Result
 from servers import Bind, Postfix, Unbound, free_port, posttls_finger, require
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -52,7 +53,7 @@ def serve_lines(port: int, greeting: bytes, stop: threading.Event) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> Iterator[dict]:  # type: ignore[type-arg]
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     require("named", "unbound", "postfix", "posttls-finger", "nsupdate", "unshare")
     root = Path(tempfile.mkdtemp(prefix="tlsa-check-"))
     root.chmod(0o755)
@@ -143,17 +144,17 @@ def wait_resolvable(port: int, names: list[str]) -> None:
     assert not pending, f"not resolvable through unbound: {pending}"
 
 
-def authoritative(env) -> list[str]:  # type: ignore[no-untyped-def]
+def authoritative(env: dict[str, Any]) -> list[str]:
     """The test zone's NS names point at port 53; its servers listen on high ports."""
     return [a for server in env["bind"].nameservers for a in ("--nameserver", server)]
 
 
-def run_check(cli, env, target: str, *extra: str, port: int | None = None):  # type: ignore[no-untyped-def]
+def run_check(cli: CliRunner, env: dict[str, Any], target: str, *extra: str, port: int | None = None) -> Result:
     return cli("--json", "check", target, "--port", str(port or env["port"]), "--resolver", env["resolver"],
                "--timeout", "5", *authoritative(env), *extra)
 
 
-def finger(env, host: str, algorithm: str) -> bool:  # type: ignore[no-untyped-def]
+def finger(env: dict[str, Any], host: str, algorithm: str) -> bool:
     postfix = env["postfix"]
     original = postfix.hostname
     postfix.hostname = host
@@ -163,15 +164,15 @@ def finger(env, host: str, algorithm: str) -> bool:  # type: ignore[no-untyped-d
         postfix.hostname = original
 
 
-def verdicts(doc: dict) -> dict[str, str]:  # type: ignore[type-arg]
+def verdicts(doc: dict[str, Any]) -> dict[str, str]:
     return {e["algorithm"]: e["verdict"] for h in doc["hosts"] for e in h["endpoints"]}
 
 
-def codes(doc: dict) -> set[str]:  # type: ignore[type-arg]
+def codes(doc: dict[str, Any]) -> set[str]:
     return {h["code"] for h in doc["hazards"]} | {h["code"] for host in doc["hosts"] for h in host["hazards"]}
 
 
-def test_pass_and_domain_follows_mx(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_pass_and_domain_follows_mx(cli: CliRunner, env: dict[str, Any]) -> None:
     result = run_check(cli, env, f"good.{ZONE}")
     doc = result.json()
     assert doc["verdict"] == "pass" and verdicts(doc) == {"ecdsa": "pass", "rsa": "pass"}, result.out
@@ -181,7 +182,7 @@ def test_pass_and_domain_follows_mx(cli, env) -> None:  # type: ignore[no-untype
     assert domain["verdict"] == "pass"
 
 
-def test_wrong_hash_fails_like_posttls_finger(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_hash_fails_like_posttls_finger(cli: CliRunner, env: dict[str, Any]) -> None:
     result = run_check(cli, env, f"wrong.{ZONE}")
     doc = result.json()
     assert result.code == 4 and doc["verdict"] == "fail"
@@ -189,26 +190,26 @@ def test_wrong_hash_fails_like_posttls_finger(cli, env) -> None:  # type: ignore
     assert not finger(env, f"wrong.{ZONE}", "ecdsa") and not finger(env, f"wrong.{ZONE}", "rsa")
 
 
-def test_rsa_covered_ecdsa_not(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_rsa_covered_ecdsa_not(cli: CliRunner, env: dict[str, Any]) -> None:
     doc = run_check(cli, env, f"rsaonly.{ZONE}").json()
     assert verdicts(doc) == {"ecdsa": "fail", "rsa": "pass"} and "H19" in codes(doc)
     assert finger(env, f"rsaonly.{ZONE}", "rsa") and not finger(env, f"rsaonly.{ZONE}", "ecdsa")
 
 
-def test_dane_ta_for_a_certificate_not_sent(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_dane_ta_for_a_certificate_not_sent(cli: CliRunner, env: dict[str, Any]) -> None:
     doc = run_check(cli, env, f"tanotsent.{ZONE}").json()
     assert doc["verdict"] == "fail" and set(verdicts(doc).values()) == {"fail"}
     assert not finger(env, f"tanotsent.{ZONE}", "ecdsa")
 
 
-def test_3_0_1_passes_now_with_a_warning(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_3_0_1_passes_now_with_a_warning(cli: CliRunner, env: dict[str, Any]) -> None:
     result = run_check(cli, env, f"le301.{ZONE}")
     doc = result.json()
     assert doc["verdict"] == "pass" and "H3" in codes(doc) and result.code == 4
     assert finger(env, f"le301.{ZONE}", "ecdsa")
 
 
-def test_chain_from_a_ca_the_catalog_does_not_know(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_chain_from_a_ca_the_catalog_does_not_know(cli: CliRunner, env: dict[str, Any]) -> None:
     """Issue 13.1: a private CA's chain pinned by its own issuer is OK; check never asks for
     Let's Encrypt issuers (H12) on it, and Nagios says OK exactly when Postfix verifies."""
     host = f"privateca.{ZONE}"
@@ -222,13 +223,13 @@ def test_chain_from_a_ca_the_catalog_does_not_know(cli, env) -> None:  # type: i
     assert finger(env, host, "ecdsa") and finger(env, host, "rsa")
 
 
-def test_unsigned_zone_is_dane_not_in_force(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_unsigned_zone_is_dane_not_in_force(cli: CliRunner, env: dict[str, Any]) -> None:
     doc = run_check(cli, env, "mx.insecure.test").json()
     assert doc["verdict"] == "dane not in force" and {"H6", "H8"} & codes(doc)
     assert not finger(env, "mx.insecure.test", "ecdsa")
 
 
-def test_bogus_is_mail_deferred(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_bogus_is_mail_deferred(cli: CliRunner, env: dict[str, Any]) -> None:
     result = run_check(cli, env, "mx.bogus.test")
     doc = result.json()
     assert doc["verdict"] == "fail" and "H7" in codes(doc)
@@ -236,12 +237,12 @@ def test_bogus_is_mail_deferred(cli, env) -> None:  # type: ignore[no-untyped-de
     assert not finger(env, "mx.bogus.test", "ecdsa")
 
 
-def test_starttls_missing_while_tlsa_published(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_starttls_missing_while_tlsa_published(cli: CliRunner, env: dict[str, Any]) -> None:
     doc = run_check(cli, env, f"nostarttls.{ZONE}", port=env["nost"]).json()
     assert doc["verdict"] == "fail" and "H20" in codes(doc)
 
 
-def test_garbage_speaker_and_unresolvable_name_are_clear(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_garbage_speaker_and_unresolvable_name_are_clear(cli: CliRunner, env: dict[str, Any]) -> None:
     garbage = run_check(cli, env, f"good.{ZONE}", port=env["garbage"])
     assert garbage.code in (1, 4) and "Traceback" not in garbage.err
     assert {e["verdict"] for h in garbage.json()["hosts"] for e in h["endpoints"]} <= {"unreachable", "fail",
@@ -250,7 +251,7 @@ def test_garbage_speaker_and_unresolvable_name_are_clear(cli, env) -> None:  # t
     assert missing.code == 1 and missing.json()["verdict"] == "unknown" and "Traceback" not in missing.err
 
 
-def test_nagios_lines(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_nagios_lines(cli: CliRunner, env: dict[str, Any]) -> None:
     ok = cli("check", f"good.{ZONE}", "--port", str(env["port"]), "--resolver", env["resolver"], "--nagios",
              *authoritative(env))
     assert ok.code == 0 and ok.out.startswith("DANE OK - ") and "| hosts=1 endpoints=2 verified=2" in ok.out
@@ -259,14 +260,14 @@ def test_nagios_lines(cli, env) -> None:  # type: ignore[no-untyped-def]
     assert bad.code == 2 and bad.out.startswith("DANE CRITICAL - ") and bad.out.count("\n") == 1
 
 
-def test_records_file_before_publishing(cli, env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_records_file_before_publishing(cli: CliRunner, env: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "next.txt"
     path.write_text("3 1 1 " + "cd" * 32 + "\n")
     doc = run_check(cli, env, f"good.{ZONE}", "--records", str(path)).json()
     assert doc["verdict"] == "fail"  # the live server would not validate against these
 
 
-def nsupdate(env, *lines: str) -> None:  # type: ignore[no-untyped-def]
+def nsupdate(env: dict[str, Any], *lines: str) -> None:
     bind = env["bind"]
     script = f"server 127.0.0.1 {bind.primary.port}\nzone {ZONE}\n" + "".join(f"{x}\n" for x in lines) + "send\n"
     subprocess.run(["nsupdate", "-k", str(bind.key_file)], input=script.encode(), check=True, capture_output=True)
@@ -280,7 +281,7 @@ def served(endpoint: str, owner: str) -> set[str]:
     return {" ".join(line.split()[:3]) + " " + "".join(line.split()[3:]).lower() for line in out.splitlines()}
 
 
-def test_lagging_secondary_is_h18(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_lagging_secondary_is_h18(cli: CliRunner, env: dict[str, Any]) -> None:
     """A secondary that missed updates: RISK while every version still matches, FATAL once one does not."""
     import time
 
@@ -311,7 +312,7 @@ def test_lagging_secondary_is_h18(cli, env) -> None:  # type: ignore[no-untyped-
         bind.set_notify(True)
 
 
-def test_lame_server_and_expiring_signatures(cli, env) -> None:  # type: ignore[no-untyped-def]
+def test_lame_server_and_expiring_signatures(cli: CliRunner, env: dict[str, Any]) -> None:
     """A server that does not answer is named (H7); signatures that lapse within the margin are
     reported with the expiry time dig shows (H7)."""
     lame = f"127.0.0.1:{free_port()}"

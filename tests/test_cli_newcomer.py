@@ -8,18 +8,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import CLI, EXAMPLES, LE_DATA, openssl_tlsa_data
+from conftest import CLI, EXAMPLES, LE_DATA, CliRunner, Result, openssl_tlsa_data
 
 EXAMPLE = EXAMPLES / "mail.example.com"
 
 
-def _sync_example(cli, tmp_path: Path, *where: str):  # type: ignore[no-untyped-def]
+def _sync_example(cli: CliRunner, tmp_path: Path, *where: str | Path) -> Result:
     zone = tmp_path / "db.example.com"
     shutil.copy(EXAMPLES / "db.example.com", zone)
     return cli("sync", "mail.example.com", "--cert", EXAMPLE / "fullchain.pem", "--zone-file", zone, *where)
 
 
-def test_global_options_after_the_command(cli, tmp_path: Path) -> None:
+def test_global_options_after_the_command(cli: CliRunner, tmp_path: Path) -> None:
     state = tmp_path / "after"
     result = _sync_example(cli, tmp_path, "--state-dir", state, "--json")
     assert result.code == 0, result.err
@@ -29,7 +29,7 @@ def test_global_options_after_the_command(cli, tmp_path: Path) -> None:
     assert listing.code == 0 and listing.json()["origin"] == "bundled"
 
 
-def test_global_option_before_is_not_reset_by_the_command(cli, tmp_path: Path) -> None:
+def test_global_option_before_is_not_reset_by_the_command(cli: CliRunner, tmp_path: Path) -> None:
     state = tmp_path / "before"
     zone = tmp_path / "db.example.com"
     shutil.copy(EXAMPLES / "db.example.com", zone)
@@ -40,7 +40,7 @@ def test_global_option_before_is_not_reset_by_the_command(cli, tmp_path: Path) -
     assert any(state.iterdir())
 
 
-def test_export_with_only_a_certificate_prints_the_records(cli) -> None:
+def test_export_with_only_a_certificate_prints_the_records(cli: CliRunner) -> None:
     result = cli("export", "mail.example.com", "--cert", EXAMPLE / "fullchain.pem",
                  "--next-key", EXAMPLE / "next-key.pem")
     assert result.code == 0, result.err
@@ -57,7 +57,7 @@ def test_export_with_only_a_certificate_prints_the_records(cli) -> None:
     assert as_json.code == 0 and {r["record"] for r in as_json.json()["records"]} >= {f"3 1 1 {leaf}"}
 
 
-def test_status_from_the_ledger_alone(cli, tmp_path: Path) -> None:
+def test_status_from_the_ledger_alone(cli: CliRunner, tmp_path: Path) -> None:
     state = tmp_path / "state"
     assert _sync_example(cli, tmp_path, "--state-dir", state).code == 0
     result = cli("status", "--state-dir", state)
@@ -70,7 +70,7 @@ def test_status_from_the_ledger_alone(cli, tmp_path: Path) -> None:
     assert empty.code == 0 and "knows no host yet" in empty.out
 
 
-def test_records_default_is_the_safe_set_and_roots_on_request(cli) -> None:
+def test_records_default_is_the_safe_set_and_roots_on_request(cli: CliRunner) -> None:
     default = cli("records", EXAMPLE / "fullchain.pem")
     assert default.code == 0
     assert len(default.out.splitlines()) == 2  # the key and YE1, no cross-signed roots

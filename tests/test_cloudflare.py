@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import dns.name
 import pytest
 
@@ -10,13 +13,16 @@ from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
 from tlsa_manager_providers.cloudflare import MARKER, CloudflareProvider
 
+if TYPE_CHECKING:
+    from cloudflare_fake import FakeCloudflare
+
 A = Tlsa.from_text("3 1 1 " + "AA" * 32)
 B = Tlsa.from_text("3 1 1 " + "bb" * 32)
 OWNER = dns.name.from_text("_25._tcp.mail.example.test.")
 
 
 @pytest.fixture
-def cf(cf_fake, monkeypatch):  # type: ignore[no-untyped-def]
+def cf(cf_fake: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> CloudflareProvider:
     monkeypatch.setenv("CF_TOKEN", cf_fake.token)
     return CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url, "max_retry_after": 2})
 
@@ -25,7 +31,7 @@ def add(record: Tlsa = A, expected: frozenset[Tlsa] = frozenset()) -> ChangeSet:
     return ChangeSet((OwnerChange(OWNER, expected, frozenset({record}), ttl=300),))
 
 
-def test_one_list_and_one_batch_per_zone_and_noop_writes_nothing(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+def test_one_list_and_one_batch_per_zone_and_noop_writes_nothing(cf: CloudflareProvider, cf_fake: FakeCloudflare) -> None:
     cf.read([OWNER])
     cf_fake.counts.clear()
     cf.apply(add())
@@ -39,7 +45,7 @@ def test_one_list_and_one_batch_per_zone_and_noop_writes_nothing(cf, cf_fake) ->
     assert all(r["comment"] == MARKER for r in cf_fake.zone("example.test").records.values())
 
 
-def test_pagination_follows_result_info(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+def test_pagination_follows_result_info(cf: CloudflareProvider, cf_fake: FakeCloudflare) -> None:
     zone = cf_fake.zone("example.test")
     owners = [dns.name.from_text(f"_25._tcp.mx{i}.example.test.") for i in range(250)]
     for i, o in enumerate(owners):
@@ -51,14 +57,14 @@ def test_pagination_follows_result_info(cf, cf_fake) -> None:  # type: ignore[no
     assert cf_fake.counts["GET /zones/{id}/dns_records"] == 3  # 100 + 100 + 50, no empty 4th page
 
 
-def test_429_honours_retry_after_then_succeeds(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+def test_429_honours_retry_after_then_succeeds(cf: CloudflareProvider, cf_fake: FakeCloudflare) -> None:
     cf.read([OWNER])
     cf_fake.fail_next("429", retry_after=1)
     cf.apply(add())
     assert cf.read([OWNER])[OWNER].records == {A}
 
 
-def test_429_beyond_bound_is_an_error(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+def test_429_beyond_bound_is_an_error(cf: CloudflareProvider, cf_fake: FakeCloudflare) -> None:
     cf.read([OWNER])
     cf_fake.fail_next("429", retry_after=3600)
     with pytest.raises(ProviderError, match=r"rate-limits .*Retry-After 3600"):
@@ -67,7 +73,7 @@ def test_429_beyond_bound_is_an_error(cf, cf_fake) -> None:  # type: ignore[no-u
 
 
 @pytest.mark.parametrize("status", ["500", "502"])
-def test_5xx_on_batch_is_reported_nothing_applied(cf, cf_fake, status: str) -> None:  # type: ignore[no-untyped-def]
+def test_5xx_on_batch_is_reported_nothing_applied(cf: CloudflareProvider, cf_fake: FakeCloudflare, status: str) -> None:
     cf_fake.fail_next(status, only="batch")
     with pytest.raises(ProviderError, match=rf"Cloudflare answered {status}.*nothing was applied"):
         cf.apply(add())
@@ -75,20 +81,20 @@ def test_5xx_on_batch_is_reported_nothing_applied(cf, cf_fake, status: str) -> N
     assert cf_fake.counts["POST /zones/{id}/dns_records/batch"] == 1  # never retried blindly
 
 
-def test_5xx_on_read_is_retried(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+def test_5xx_on_read_is_retried(cf: CloudflareProvider, cf_fake: FakeCloudflare) -> None:
     cf.read([OWNER])
     cf_fake.fail_next("502")
     assert cf.read([OWNER])[OWNER].records == frozenset()
 
 
-def test_malformed_payload(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_payload(cf: CloudflareProvider, cf_fake: FakeCloudflare) -> None:
     cf.read([OWNER])
     cf_fake.fail_next("malformed")
     with pytest.raises(ProviderError, match="malformed answer"):
         cf.read([OWNER])
 
 
-def test_bad_token_never_printed(cf_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bad_token_never_printed(cf_fake: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "wrong-token-" + "9" * 30
     monkeypatch.setenv("CF_TOKEN", secret)
     provider = CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url})
@@ -97,7 +103,7 @@ def test_bad_token_never_printed(cf_fake, monkeypatch) -> None:  # type: ignore[
     assert "refused the token" in str(info.value) and secret not in str(info.value) and secret not in repr(provider)
 
 
-def test_identical_record_added_meanwhile_counts_as_present(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+def test_identical_record_added_meanwhile_counts_as_present(cf: CloudflareProvider, cf_fake: FakeCloudflare) -> None:
     cf.read([OWNER])
     zone = cf_fake.zone("example.test")
     cf_fake.before_batch.append(lambda z: cf_fake.add_record(zone, "_25._tcp.mail.example.test", A.to_text()))
@@ -105,7 +111,7 @@ def test_identical_record_added_meanwhile_counts_as_present(cf, cf_fake) -> None
     assert cf.read([OWNER])[OWNER].records == {A}
 
 
-def test_concurrent_addition_survives(cf, cf_fake) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_addition_survives(cf: CloudflareProvider, cf_fake: FakeCloudflare) -> None:
     cf.apply(add())
     zone = cf_fake.zone("example.test")
     cf_fake.before_batch.append(lambda z: cf_fake.add_record(zone, "_25._tcp.mail.example.test", B.to_text()))
@@ -114,7 +120,7 @@ def test_concurrent_addition_survives(cf, cf_fake) -> None:  # type: ignore[no-u
     assert B in cf.read([OWNER])[OWNER].records  # never a blind overwrite
 
 
-def test_dnssec_not_active_is_noted(cf_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_dnssec_not_active_is_noted(cf_fake: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> None:
     cf_fake.zone("example.test").dnssec = "disabled"
     monkeypatch.setenv("CF_TOKEN", cf_fake.token)
     provider = CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url})
@@ -122,7 +128,7 @@ def test_dnssec_not_active_is_noted(cf_fake, monkeypatch) -> None:  # type: igno
     assert any("DNSSEC of example.test is 'disabled'" in n for n in provider.notes)
 
 
-def test_zone_id_skips_lookup(cf_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_zone_id_skips_lookup(cf_fake: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CF_TOKEN", cf_fake.token)
     zone = cf_fake.zone("example.test")
     provider = CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url, "zone_id": zone.id})
@@ -130,7 +136,7 @@ def test_zone_id_skips_lookup(cf_fake, monkeypatch) -> None:  # type: ignore[no-
     assert cf_fake.counts["GET /zones"] == 0
 
 
-def test_token_configuration_errors(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_token_configuration_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("CLOUDFLARE_API_TOKEN", raising=False)
     with pytest.raises(ConfigError, match=r"CLOUDFLARE_API_TOKEN \(Cloudflare API token\) is not set"):
         CloudflareProvider({})

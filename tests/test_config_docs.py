@@ -48,7 +48,9 @@ def test_every_built_in_provider_key_is_documented_and_declared() -> None:
     for name, ep in built_in.items():
         cls = ep.load()
         assert table_keys(f'### `type = "{name}"`') == set(cls.settings), name
-        source = Path(__import__(cls.__module__, fromlist=["x"]).__file__).read_text()
+        module_file = __import__(cls.__module__, fromlist=["x"]).__file__
+        assert module_file is not None, cls.__module__
+        source = Path(module_file).read_text()
         read = set(re.findall(r'config(?:\.get\(|\[)"([a-z_]+)"', source))
         assert read <= set(cls.settings), f"{name} reads undeclared {read - set(cls.settings)}"
 

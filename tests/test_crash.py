@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ from tlsa_manager.records import owner_name
 
 import pki
 from conftest import bind_read, openssl_tlsa_data, rfc2136_config
-from servers import ZONE
+from servers import ZONE, Bind
 from test_sync_cli import le_shaped_chain
 
 RELOAD = """
@@ -41,7 +42,7 @@ shutil.copyfile(d / "live" / "ecdsa.pem", d / "presented.pem")
 
 
 @pytest.fixture
-def rollover(tmp_path: Path, bind):  # type: ignore[no-untyped-def]
+def rollover(tmp_path: Path, bind: Bind) -> dict[str, Any]:
     """A host synced once on a YE1 chain, with a new-key YE2 renewal staged and published."""
     host = f"crash-{secrets.token_hex(3)}.{ZONE}"
     live, staged = tmp_path / "live", tmp_path / "staged"
@@ -64,13 +65,13 @@ reload = ["{sys.executable}", "{tmp_path / 'reload.py'}", "{tmp_path}"]
     return site
 
 
-def start_sync(site) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+def start_sync(site: dict[str, Any]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tlsa_manager", "--config", str(site["config"]), "sync", site["host"]],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def sync(site) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def sync(site: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tlsa_manager", "--config", str(site["config"]), "sync", site["host"]],
         capture_output=True, text=True, timeout=120)
@@ -92,7 +93,7 @@ def expected(pem: Path, tmp: Path) -> dict[tuple[int, int, int], str]:
     return {(3, 1, 1): openssl_tlsa_data(leaf, 1, 1), (2, 1, 1): openssl_tlsa_data(issuer, 1, 1)}
 
 
-def assert_covered(site) -> None:  # type: ignore[no-untyped-def]
+def assert_covered(site: dict[str, Any]) -> None:
     """Every server's RRset matches, per record kind present, what the MTA may present."""
     tmp = site["dir"]
     chains = {"presented": expected(tmp / "presented.pem", tmp),
@@ -106,18 +107,18 @@ def assert_covered(site) -> None:  # type: ignore[no-untyped-def]
                 assert want[kind] in values, f"{server}: no {kind} record matches the {what} chain: {values}"
 
 
-def ledger_loads(site) -> dict:  # type: ignore[type-arg]
+def ledger_loads(site: dict[str, Any]) -> dict[str, Any]:
     status = subprocess.run([sys.executable, "-m", "tlsa_manager", "--config", str(site["config"]), "--json",
                              "status", site["host"]], capture_output=True, text=True, timeout=60)
     import json
 
-    host = json.loads(status.stdout)["hosts"][0]
+    host: dict[str, Any] = json.loads(status.stdout)["hosts"][0]
     # the exit-code contract (docs/cli.md): an unconfirmed deploy is a failure (1)
     assert status.returncode == (1 if host["unconfirmed_deploys"] else 0), status.stderr
-    return host  # type: ignore[no-any-return]
+    return host
 
 
-def converge(site) -> None:  # type: ignore[no-untyped-def]
+def converge(site: dict[str, Any]) -> None:
     """Uninterrupted runs finish the rollover: the MTA presents the new chain and DNS holds
     records for it alone (the old 3 1 1 gone from both servers)."""
     tmp = site["dir"]
@@ -137,7 +138,7 @@ def converge(site) -> None:  # type: ignore[no-untyped-def]
     raise AssertionError(f"did not converge: {result.stdout} {result.stderr}")
 
 
-def test_kill_9_between_rename_and_reload(rollover) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_between_rename_and_reload(rollover: dict[str, Any]) -> None:
     site, tmp = rollover, rollover["dir"]
     old_live = (tmp / "live" / "ecdsa.pem").read_bytes()
     time.sleep(2 * 2 + 1 + 1)  # the gate: t_sync + 2 x TTL + slack
@@ -164,7 +165,7 @@ def test_kill_9_between_rename_and_reload(rollover) -> None:  # type: ignore[no-
     converge(site)
 
 
-def test_kill_9_while_waiting_for_a_lagging_secondary(rollover) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_while_waiting_for_a_lagging_secondary(rollover: dict[str, Any]) -> None:
     site, bind = rollover, rollover["bind"]
     time.sleep(2 * 2 + 1 + 1)
     # a further renewal: a third key, while the secondary stops getting NOTIFYs
@@ -189,7 +190,7 @@ def test_kill_9_while_waiting_for_a_lagging_secondary(rollover) -> None:  # type
     converge(site)
 
 
-def test_kill_9_at_random_moments_of_a_rollover(rollover) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_at_random_moments_of_a_rollover(rollover: dict[str, Any]) -> None:
     """Kills at seeded random moments, each followed by the invariant; then convergence."""
     site = rollover
     rng = random.Random(7225)

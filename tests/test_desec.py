@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import dns.name
 import pytest
 
@@ -11,6 +15,13 @@ from tlsa_manager.records import Tlsa
 from tlsa_manager.testing import Backend, ProviderContract
 
 from cloud_rollover import sync_and_rollover
+from conftest import CliRunner
+
+if TYPE_CHECKING:
+    from tlsa_manager.testing import Held
+    from tlsa_manager_providers.desec import DesecProvider
+
+    from desec_fake import FakeDesec
 
 A = Tlsa.from_text("3 1 1 " + "AA" * 32)
 B = Tlsa.from_text("3 1 1 " + "bb" * 32)
@@ -18,7 +29,7 @@ OWNER = dns.name.from_text("_25._tcp.mail.example.test.")
 
 
 @pytest.fixture
-def desec_fake():  # type: ignore[no-untyped-def]
+def desec_fake() -> Iterator[FakeDesec]:
     from desec_fake import FakeDesec
 
     fake = FakeDesec().start()
@@ -27,7 +38,7 @@ def desec_fake():  # type: ignore[no-untyped-def]
     fake.stop()
 
 
-def make(fake, monkeypatch, **extra):  # type: ignore[no-untyped-def]
+def make(fake: FakeDesec, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> DesecProvider:
     from tlsa_manager_providers.desec import DesecProvider
 
     monkeypatch.setenv("DESEC_TEST_TOKEN", fake.token)
@@ -35,7 +46,7 @@ def make(fake, monkeypatch, **extra):  # type: ignore[no-untyped-def]
                           **extra})
 
 
-def held(fake, owner):  # type: ignore[no-untyped-def]
+def held(fake: FakeDesec, owner: dns.name.Name) -> Held:
     rrset = fake.domains["example.test"].rrsets.get((owner.relativize(dns.name.from_text("example.test.")).to_text(),
                                                      "TLSA"))
     if rrset is None:
@@ -44,11 +55,11 @@ def held(fake, owner):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def desec_backend(desec_fake, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
+def desec_backend(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> Backend:
     desec_fake.domains["example.test"].minimum_ttl = 3600  # deSEC's default, for the contract
     provider = make(desec_fake, monkeypatch)
 
-    def external_add(owner, record):  # type: ignore[no-untyped-def]
+    def external_add(owner: dns.name.Name, record: Tlsa) -> None:
         records, ttl = held(desec_fake, owner)
         subname = owner.relativize(dns.name.from_text("example.test.")).to_text()
         desec_fake.set_rrset("example.test", subname, [r.to_text() for r in records | {record}], ttl or 3600)
@@ -68,7 +79,7 @@ def add(record: Tlsa = A, ttl: int = 300) -> ChangeSet:
     return ChangeSet((OwnerChange(OWNER, frozenset(), frozenset({record}), ttl=ttl),))
 
 
-def test_one_lookup_one_read_one_patch_and_noop_writes_nothing(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_one_lookup_one_read_one_patch_and_noop_writes_nothing(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(desec_fake, monkeypatch)
     provider.apply(add())
     assert desec_fake.counts == {"GET /domains/": 1, "GET /domains/{name}/rrsets/{subname}/{type}/": 1,
@@ -79,7 +90,7 @@ def test_one_lookup_one_read_one_patch_and_noop_writes_nothing(desec_fake, monke
     assert provider.read([OWNER])[OWNER].records == {A}
 
 
-def test_canonical_rewrite_of_case_and_long_hex_is_read_back(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_canonical_rewrite_of_case_and_long_hex_is_read_back(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     """deSEC stores lower-case hex split in 128-character chunks; reading ignores both."""
     spki = Tlsa.from_text("3 1 0 " + "AB" * 91)  # a full P-256 SPKI: 182 hex digits
     provider = make(desec_fake, monkeypatch)
@@ -91,7 +102,7 @@ def test_canonical_rewrite_of_case_and_long_hex_is_read_back(desec_fake, monkeyp
     assert held(desec_fake, OWNER)[0] == {spki, B}  # the compare saw the same set despite the rewrite
 
 
-def test_ttl_below_the_domain_minimum_is_refused_before_any_write(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_ttl_below_the_domain_minimum_is_refused_before_any_write(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     desec_fake.domains["example.test"].minimum_ttl = 3600  # deSEC's default
     provider = make(desec_fake, monkeypatch)
     with pytest.raises(ProviderError, match=r"deSEC does not accept TTL 300 .* minimum there is 3600.*set ttl = 3600"):
@@ -100,10 +111,10 @@ def test_ttl_below_the_domain_minimum_is_refused_before_any_write(desec_fake, mo
         provider.apply(add(ttl=86401))
     assert desec_fake.counts["PATCH /domains/{name}/rrsets/"] == 0
     provider.apply(add(ttl=3600))
-    assert held(desec_fake, OWNER) == ({A}, 3600)
+    assert held(desec_fake, OWNER) == (frozenset({A}), 3600)
 
 
-def test_validation_errors_are_one_line_per_item(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_validation_errors_are_one_line_per_item(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(desec_fake, monkeypatch)
     provider.read([OWNER])  # the domain (minimum 60) is cached
     desec_fake.domains["example.test"].minimum_ttl = 7200  # raised meanwhile
@@ -113,7 +124,7 @@ def test_validation_errors_are_one_line_per_item(desec_fake, monkeypatch) -> Non
     assert held(desec_fake, OWNER) == (frozenset(), None)
 
 
-def test_pagination_follows_link_headers(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_pagination_follows_link_headers(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     owners = [dns.name.from_text(f"_25._tcp.mx{i}.example.test.") for i in range(1200)]
     for i in range(len(owners)):
         desec_fake.set_rrset("example.test", f"_25._tcp.mx{i}", [f"3 1 1 {i:064x}"])
@@ -125,7 +136,7 @@ def test_pagination_follows_link_headers(desec_fake, monkeypatch) -> None:  # ty
     assert desec_fake.counts["GET /domains/{name}/rrsets/"] == 3  # 500 + 500 + 200, no 400 "Pagination required"
 
 
-def test_domains_listed_once_per_run_past_one_page(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_domains_listed_once_per_run_past_one_page(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(600):
         desec_fake.add_domain(f"d{i:03d}.test")
     desec_fake.add_domain("zzz.example.test")
@@ -136,7 +147,7 @@ def test_domains_listed_once_per_run_past_one_page(desec_fake, monkeypatch) -> N
     assert desec_fake.counts["GET /domains/"] == 2  # 500 + 102, once for every host
 
 
-def test_429_waits_retry_after_then_applies(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_429_waits_retry_after_then_applies(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(desec_fake, monkeypatch)
     desec_fake.fail_next("429", retry_after=1, only="PATCH")
     provider.apply(add())
@@ -144,7 +155,7 @@ def test_429_waits_retry_after_then_applies(desec_fake, monkeypatch) -> None:  #
     assert desec_fake.counts["PATCH /domains/{name}/rrsets/"] == 2
 
 
-def test_429_beyond_bound_is_an_error_and_nothing_changes(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_429_beyond_bound_is_an_error_and_nothing_changes(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(desec_fake, monkeypatch)
     desec_fake.fail_next("429", retry_after=3600, only="PATCH")
     with pytest.raises(ProviderError, match=r"rate-limits the bulk update \(Retry-After 3600s\)"):
@@ -152,7 +163,7 @@ def test_429_beyond_bound_is_an_error_and_nothing_changes(desec_fake, monkeypatc
     assert held(desec_fake, OWNER) == (frozenset(), None)
 
 
-def test_write_rate_window_is_respected(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_write_rate_window_is_respected(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three writes within a second: deSEC allows two, the third waits its Retry-After."""
     provider = make(desec_fake, monkeypatch)
     owners = [dns.name.from_text(f"_25._tcp.mx{i}.example.test.") for i in range(3)]
@@ -163,7 +174,7 @@ def test_write_rate_window_is_respected(desec_fake, monkeypatch) -> None:  # typ
 
 
 @pytest.mark.parametrize("status", ["500", "503"])
-def test_5xx_on_patch_is_reported_nothing_applied(desec_fake, monkeypatch, status: str) -> None:  # type: ignore[no-untyped-def]
+def test_5xx_on_patch_is_reported_nothing_applied(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch, status: str) -> None:
     provider = make(desec_fake, monkeypatch)
     desec_fake.fail_next(status, only="PATCH")
     with pytest.raises(ProviderError, match=rf"deSEC answered {status} to the bulk update; nothing was applied"):
@@ -171,7 +182,7 @@ def test_5xx_on_patch_is_reported_nothing_applied(desec_fake, monkeypatch, statu
     assert desec_fake.counts["PATCH /domains/{name}/rrsets/"] == 1  # never retried blindly
 
 
-def test_5xx_on_read_is_retried_and_malformed_answer_is_one_error(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_5xx_on_read_is_retried_and_malformed_answer_is_one_error(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(desec_fake, monkeypatch)
     provider.read([OWNER])
     desec_fake.fail_next("502")
@@ -182,7 +193,7 @@ def test_5xx_on_read_is_retried_and_malformed_answer_is_one_error(desec_fake, mo
         provider.read([OWNER])
 
 
-def test_bad_token_never_shown(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bad_token_never_shown(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     from tlsa_manager_providers.desec import DesecProvider
 
     secret = "wrong-desec-token-" + "4" * 20
@@ -194,7 +205,7 @@ def test_bad_token_never_shown(desec_fake, monkeypatch) -> None:  # type: ignore
     assert secret not in str(info.value) and secret not in repr(provider)
 
 
-def test_domain_lookup_and_setting(desec_fake, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_domain_lookup_and_setting(desec_fake: FakeDesec, monkeypatch: pytest.MonkeyPatch) -> None:
     desec_fake.add_domain("mail.example.test")
     provider = make(desec_fake, monkeypatch)
     assert provider.domain_for(OWNER)["name"] == "mail.example.test"  # the longest that holds it
@@ -205,7 +216,7 @@ def test_domain_lookup_and_setting(desec_fake, monkeypatch) -> None:  # type: ig
     assert desec_fake.domains["example.test"].rrsets and not desec_fake.domains["mail.example.test"].rrsets
 
 
-def test_token_configuration_errors(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_token_configuration_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from tlsa_manager_providers.desec import DesecProvider
 
     monkeypatch.delenv("DESEC_TOKEN", raising=False)
@@ -215,7 +226,7 @@ def test_token_configuration_errors(monkeypatch, tmp_path) -> None:  # type: ign
         DesecProvider({"api_token_file": str(tmp_path / "missing")})
 
 
-def test_sync_and_new_key_rollover_through_the_cli(cli, desec_fake, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sync_and_new_key_rollover_through_the_cli(cli: CliRunner, desec_fake: FakeDesec, tmp_path: Path) -> None:
     desec_fake.domains["example.test"].minimum_ttl = 1  # the rollover test's short TTL
     token_file = tmp_path / "desec.token"
     token_file.write_text(desec_fake.token + "\n")
@@ -227,7 +238,7 @@ api_url = "{desec_fake.base_url}"
 
 
 
-def test_ttl_below_the_domain_minimum_through_the_cli(cli, desec_fake, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_ttl_below_the_domain_minimum_through_the_cli(cli: CliRunner, desec_fake: FakeDesec, tmp_path: Path) -> None:
     """deSEC's default minimum is 3600: a host TTL of 300 stops the sync with one line
     naming the fix, and nothing is written."""
     from cloud_rollover import one_host

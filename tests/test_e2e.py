@@ -15,7 +15,9 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -26,8 +28,8 @@ import pytest
 from tlsa_manager.records import Tlsa, owner_name
 
 import pki
-from conftest import rfc2136_config
-from servers import ZONE, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
+from conftest import CliRunner, rfc2136_config
+from servers import ZONE, Bind, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
 
 HOST = f"mx.{ZONE}"
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -35,7 +37,7 @@ GATE = 2 * 2 + 1 + 0.7  # 2 x TTL(2 s) + slack(1 s), and a little
 
 
 @pytest.fixture(scope="module")
-def world(bind, tmp_path_factory):  # type: ignore[no-untyped-def]
+def world(bind: Bind, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     require("unbound", "postfix", "posttls-finger", "openssl", "unshare")
     root = Path(tempfile.mkdtemp(prefix="tlsa-e2e-"))
     (root).chmod(0o755)
@@ -68,7 +70,7 @@ probe_port = {postfix.port}
         stop_resolver_and_mta(root, unbound, postfix)
 
 
-def validated_rrset(world, port: int) -> list[Tlsa]:  # type: ignore[no-untyped-def]
+def validated_rrset(world: dict[str, Any], port: int) -> list[Tlsa]:
     owner = owner_name(HOST, port)
     query = dns.message.make_query(owner, dns.rdatatype.TLSA, want_dnssec=True)
     response = dns.query.udp(query, "127.0.0.1", port=world["unbound"].port, timeout=5)
@@ -77,7 +79,7 @@ def validated_rrset(world, port: int) -> list[Tlsa]:  # type: ignore[no-untyped-
                   for r in rrset)
 
 
-def openssl_dane(world, records: list[Tlsa], algorithm: str) -> bool:  # type: ignore[no-untyped-def]
+def openssl_dane(world: dict[str, Any], records: list[Tlsa], algorithm: str) -> bool:
     args = ["openssl", "s_client", "-brief", "-starttls", "smtp", "-connect", f"127.0.0.1:{world['postfix'].port}",
             "-servername", HOST, "-dane_tlsa_domain", HOST, "-verify_return_error", "-tls1_2"]
     args += ["-cipher", "aRSA" if algorithm == "rsa" else "aECDSA"]
@@ -87,7 +89,7 @@ def openssl_dane(world, records: list[Tlsa], algorithm: str) -> bool:  # type: i
     return result.returncode == 0 and b"Verification: OK" in result.stdout + result.stderr
 
 
-def assert_senders_accept(world, step: str) -> None:  # type: ignore[no-untyped-def]
+def assert_senders_accept(world: dict[str, Any], step: str) -> None:
     time.sleep(1.2)  # unbound's cache-max-ttl is 1 s
     records = validated_rrset(world, world["postfix"].port)
     assert records == validated_rrset(world, 25), step
@@ -101,7 +103,7 @@ def assert_senders_accept(world, step: str) -> None:  # type: ignore[no-untyped-
         assert "Verified TLS connection established" in out, f"{step}: posttls-finger {algorithm}: {out[-800:]}"
 
 
-def renew(world, cli, kind: str, issuer: str, *, new_key: bool) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+def renew(world: dict[str, Any], cli: CliRunner, kind: str, issuer: str, *, new_key: bool) -> tuple[str, pki.Issued]:
     key = pki.make_key("p256" if kind == "ecdsa" else "rsa2048") if new_key else world["keys"][kind]
     leaf = pki.make_leaf([HOST], world["cas"][issuer], key=key, not_before=NOW)
     d = world["incoming"]
@@ -115,7 +117,7 @@ def renew(world, cli, kind: str, issuer: str, *, new_key: bool) -> tuple[str, ob
     return result.out, leaf
 
 
-def test_renewals_end_to_end(world, cli) -> None:  # type: ignore[no-untyped-def]
+def test_renewals_end_to_end(world: dict[str, Any], cli: CliRunner) -> None:
     cfg = ["--config", world["config"]]
     # 1. first sync
     first = cli(*cfg, "sync", HOST)

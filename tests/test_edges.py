@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,9 +14,17 @@ from tlsa_manager.catalog import load_bundled
 from tlsa_manager.config import HostSpec
 from tlsa_manager.engine import StagedChanged
 from tlsa_manager.hostports import LivePorts
+from tlsa_manager.provider import Provider
 
 import pki
-from test_sync_cli import le_shaped_chain, site  # noqa: F401  (fixture)
+from conftest import CliRunner
+from servers import Bind
+from test_sync_cli import SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
+
+if TYPE_CHECKING:
+    from tlsa_manager.simulation import World
+
+    from cloudflare_fake import FakeCloudflare
 
 HOST = "mx.edges.example"
 
@@ -32,11 +41,19 @@ def _files(tmp: Path) -> tuple[HostSpec, Path, Path]:
     return spec, live / "ecdsa.pem", staged / "ecdsa.pem"
 
 
+def _unused_provider(spec: HostSpec) -> Provider:
+    """A provider for ports whose deploy never asks it (a zone file nobody reads)."""
+    from tlsa_manager_providers.zonefile import ZoneFileProvider
+
+    assert spec.staged_dir is not None
+    return ZoneFileProvider({"zone_file": str(spec.staged_dir.parent / "unused.db")})
+
+
 def test_deploy_refuses_a_staged_file_replaced_after_its_gate(tmp_path: Path) -> None:
     spec, live, staged = _files(tmp_path)
     gated_leaf, chain = le_shaped_chain(HOST, "ye2.pem")
     pki.write(staged, gated_leaf.key_pem, gated_leaf.pem, chain)
-    ports = LivePorts(spec, None, load_bundled())  # type: ignore[arg-type]  # deploy never asks the provider
+    ports = LivePorts(spec, _unused_provider(spec), load_bundled())
     gated = ports.chains().staged[0]  # what the gate was computed for
     # A second renewal lands under the same name before the deploy.
     newer_leaf, chain = le_shaped_chain(HOST, "ye3.pem")
@@ -53,13 +70,13 @@ def test_deploy_of_the_gated_file_swaps_it_in(tmp_path: Path) -> None:
     spec, live, staged = _files(tmp_path)
     leaf, chain = le_shaped_chain(HOST, "ye2.pem")
     pki.write(staged, leaf.key_pem, leaf.pem, chain)
-    ports = LivePorts(spec, None, load_bundled())  # type: ignore[arg-type]
+    ports = LivePorts(spec, _unused_provider(spec), load_bundled())
     ports.deploy(ports.chains().staged[0])
     assert leaf.pem in live.read_bytes() and not staged.exists()
     assert not list(staged.parent.iterdir())
 
 
-def test_hook_stages_only_under_the_ledger_lock(cli, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_hook_stages_only_under_the_ledger_lock(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     from tlsa_manager.ledger import Ledger
 
     leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
@@ -130,7 +147,7 @@ def test_a_long_ttl_counts_until_every_server_stopped_serving_it() -> None:
 # ---------------------------------------------------------------- 2: lost ledger
 
 
-def _sim(**kw):  # type: ignore[no-untyped-def]
+def _sim(**kw: Any) -> World:
     from test_simulation import ISSUERS
 
     from tlsa_manager.simulation import World
@@ -232,7 +249,7 @@ DAY = 86400
 # ---------------------------------------------------------------- 6: unobserved servers
 
 
-def test_rfc2136_without_nameservers_watches_the_zones_ns_not_the_host(bind) -> None:  # type: ignore[no-untyped-def]
+def test_rfc2136_without_nameservers_watches_the_zones_ns_not_the_host(bind: Bind) -> None:
     """Real BIND: the NS lookup goes to the zone apex (example.test), found by SOA."""
     from test_rfc2136 import provider
 
@@ -240,14 +257,15 @@ def test_rfc2136_without_nameservers_watches_the_zones_ns_not_the_host(bind) -> 
 
     spec = HostSpec(f"mx.{ZONE}", "bind")
     ports = LivePorts(spec, provider(bind), load_bundled())
-    assert ports.zone().to_text() == f"{ZONE}."  # type: ignore[union-attr]
+    zone = ports.zone()
+    assert zone is not None and zone.to_text() == f"{ZONE}."
     names = sorted(e.name for e in ports.endpoints())
     assert names == [f"ns1.{ZONE} (127.0.0.1)", f"ns2.{ZONE} (127.0.0.1)"]
 
 
 def test_with_no_server_to_ask_a_new_key_waits_for_an_explicit_propagation_delay() -> None:
     hour = 3600
-    events = [(0, {"do": "sync"}), (DAY, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})]
+    events: list[tuple[float, dict[str, Any]]] = [(0, {"do": "sync"}), (DAY, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"})]
     blind = _sim(ttl=300, servers={"ns1": 0, "ns2": 3 * hour, "ns3": 60}, unobserved=True)
     blind.run(events, until=4 * DAY, timer=600)
     assert not any("  deploy " in line for line in blind.timeline)
@@ -267,7 +285,7 @@ def test_with_no_server_to_ask_a_new_key_waits_for_an_explicit_propagation_delay
 # ---------------------------------------------------------------- 4: two machines, one owner
 
 
-def test_two_instances_on_one_owner_never_remove_each_others_records(cli, cf_fake, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_two_instances_on_one_owner_never_remove_each_others_records(cli: CliRunner, cf_fake: FakeCloudflare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two MTAs behind one MX name, each with its own key and its own tlsa-manager, both
     publishing through Cloudflare with prune off: each removes only what it published."""
     from tlsa_manager.records import Tlsa
@@ -307,7 +325,7 @@ cert = "{tmp_path / name / 'ecdsa.pem'}"
     assert comments == {"managed by tlsa-manager [mx-a]", "managed by tlsa-manager [mx-b]"}
 
 
-def _two_instances(shared_marks: bool):  # type: ignore[no-untyped-def]
+def _two_instances(shared_marks: bool) -> tuple[World, World]:
     hour = 3600
     from tlsa_manager.policy import HostPolicy
     from tlsa_manager.records import parse_params
@@ -345,7 +363,7 @@ def test_a_signature_made_after_our_clock_is_a_step() -> None:
     assert found is not None and "7200 s behind the DNS" in found
 
 
-def _behind_then_stepped_across_a_reboot(**kw):  # type: ignore[no-untyped-def]
+def _behind_then_stepped_across_a_reboot(**kw: Any) -> World:
     """The host boots with its clock 3 h behind, a new key's records go out, then the host
     reboots and NTP steps the clock forward: the boot-time clock cannot tell, and no
     ledger time is in the future."""
@@ -376,7 +394,7 @@ def test_without_signatures_the_same_step_across_a_reboot_opens_the_gate_early()
     assert world.violations
 
 
-def test_a_real_rrsig_shows_a_clock_three_hours_behind(bind) -> None:  # type: ignore[no-untyped-def]
+def test_a_real_rrsig_shows_a_clock_three_hours_behind(bind: Bind) -> None:
     """Real BIND signs our change at once, dating the RRSIG back an hour: against a clock
     3 h behind real time that inception is 2 h "in the future"; against the real clock
     it is not."""

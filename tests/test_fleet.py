@@ -14,17 +14,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tlsa_manager.records import Tlsa, owner_name
 
 import pki
 from conftest import LE_DATA, bind_read, openssl_tlsa_data
-from servers import ZONE
+from servers import ZONE, Bind
 
 ISSUER = (LE_DATA / "ye1.pem").read_bytes()
 
 
-def write_config(path: Path, bind, hosts: list[tuple[str, Path]], *, state: Path) -> Path:  # type: ignore[no-untyped-def]
+def write_config(path: Path, bind: Bind, hosts: list[tuple[str, Path]], *, state: Path) -> Path:
     servers = f'nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]'
     lines = [
         f'state_dir = "{state}"',
@@ -49,12 +50,12 @@ def leaf_311(cert: Path, tmp: Path) -> Tlsa:
     return Tlsa.from_text("3 1 1 " + openssl_tlsa_data(leaf, 1, 1))
 
 
-def served(bind, host: str) -> tuple[frozenset[Tlsa], frozenset[Tlsa]]:  # type: ignore[no-untyped-def]
+def served(bind: Bind, host: str) -> tuple[frozenset[Tlsa], frozenset[Tlsa]]:
     owner = owner_name(host)
     return bind_read(bind.primary.port, owner)[0], bind_read(bind.secondary.port, owner)[0]
 
 
-def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path, bind) -> None:  # type: ignore[no-untyped-def]
+def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path, bind: Bind) -> None:
     """30 hosts: one UPDATE, one DNSKEY per server, one TLSA query per owner and server
     per observation; a host with a broken certificate and a host in a zone the server
     does not serve fail alone, named on stderr, exit code 1."""
@@ -77,12 +78,12 @@ def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path,
         assert primary == secondary and len(primary) == 4, name  # 3 1 1 + the three YE issuers
     for name, cert in hosts[:3]:
         assert leaf_311(cert, tmp_path) in served(bind, name)[0]
-    primary = {k: after[0].get(k, 0) - before[0].get(k, 0) for k in after[0]}
-    secondary = {k: after[1].get(k, 0) - before[1].get(k, 0) for k in after[1]}
-    assert primary.get("UPDATE") == 1, primary  # one change set for the zone, not 30
-    assert primary.get("DNSKEY") == 1 and secondary.get("DNSKEY") == 1, (primary, secondary)
+    to_primary = {k: after[0].get(k, 0) - before[0].get(k, 0) for k in after[0]}
+    to_secondary = {k: after[1].get(k, 0) - before[1].get(k, 0) for k in after[1]}
+    assert to_primary.get("UPDATE") == 1, to_primary  # one change set for the zone, not 30
+    assert to_primary.get("DNSKEY") == 1 and to_secondary.get("DNSKEY") == 1, (to_primary, to_secondary)
     # read + observe before, observe after (the wait's last poll is the observation)
-    assert secondary.get("TLSA", 0) <= 2 * 30 + 1, secondary
+    assert to_secondary.get("TLSA", 0) <= 2 * 30 + 1, to_secondary
     # The next run has nothing to write, and says so for the good hosts.
     again = tlsa("--config", str(config), "--json", "sync")
     assert again.returncode == 1
@@ -97,17 +98,17 @@ def elsewhere_host(name: str, hosts: list[tuple[str, Path]]) -> tuple[str, Path]
     return name, hosts[0][1]
 
 
-def test_eight_fleets_at_once_with_kill_9(tmp_path: Path, bind) -> None:  # type: ignore[no-untyped-def]
+def test_eight_fleets_at_once_with_kill_9(tmp_path: Path, bind: Bind) -> None:
     """8 sync processes, each its own config and state, 50 hosts each, one zone; some
     are killed with SIGKILL at random moments and run again.  Every host converges to
     its own records and no process removes another's."""
     rng = random.Random(1414)
-    fleets = []
-    for f in range(8):
-        names = [f"f{f}h{i}-{os.getpid()}.{ZONE}" for i in range(50)]
-        certs = pki.fleet(tmp_path / f"certs{f}", names, ISSUER)
-        config = write_config(tmp_path / f"fleet{f}.toml", bind, list(zip(names, certs, strict=True)),
-                              state=tmp_path / f"state{f}")
+    fleets: list[dict[str, Any]] = []
+    for n in range(8):
+        names = [f"f{n}h{i}-{os.getpid()}.{ZONE}" for i in range(50)]
+        certs = pki.fleet(tmp_path / f"certs{n}", names, ISSUER)
+        config = write_config(tmp_path / f"fleet{n}.toml", bind, list(zip(names, certs, strict=True)),
+                              state=tmp_path / f"state{n}")
         fleets.append({"names": names, "certs": certs, "config": config})
     before = bind.primary.stats(bind.keys)
     start = time.monotonic()
@@ -156,7 +157,7 @@ def test_eight_fleets_at_once_with_kill_9(tmp_path: Path, bind) -> None:  # type
           f"{updates} UPDATEs, {conflicts} conflicts retried")
 
 
-def test_server_discovery_once_per_zone_for_the_fleet(bind) -> None:  # type: ignore[no-untyped-def]
+def test_server_discovery_once_per_zone_for_the_fleet(bind: Bind) -> None:
     """No nameservers configured: the NS of the zone are asked once for 20 hosts (the
     zone of each host found by one pipelined SOA query), and every host gets what the
     provider's own per-host discovery says."""
@@ -180,7 +181,7 @@ def test_server_discovery_once_per_zone_for_the_fleet(bind) -> None:  # type: ig
     assert all(e == expected for e in endpoints) and len(expected) == 2
 
 
-def test_kill_9_between_the_zone_write_and_its_observation(tmp_path: Path, bind) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_between_the_zone_write_and_its_observation(tmp_path: Path, bind: Bind) -> None:
     """A fleet run killed after its one UPDATE, while it waits for a lagging secondary:
     the next run converges every host (nothing written twice, nothing lost)."""
     names = [f"kw{i}-{os.getpid()}.{ZONE}" for i in range(20)]
@@ -214,7 +215,7 @@ def test_kill_9_between_the_zone_write_and_its_observation(tmp_path: Path, bind)
         assert primary == secondary and len(primary) == 4 and leaf_311(cert, tmp_path) in primary, name
 
 
-def test_a_server_without_tcp_is_observed_over_udp(bind) -> None:  # type: ignore[no-untyped-def]
+def test_a_server_without_tcp_is_observed_over_udp(bind: Bind) -> None:
     """Some authoritative servers sit behind firewalls that drop TCP: the pipelined TCP
     read finds no connection, and the view asks over UDP instead (here a UDP-only relay
     in front of the real primary; nothing listens for TCP on its port)."""
@@ -259,5 +260,5 @@ def test_a_server_without_tcp_is_observed_over_udp(bind) -> None:  # type: ignor
         stop.set()
         thread.join(5)
         relay.close()
-    assert views[owner][0].records == {record} and views[owner][0].error is None
+    assert views[owner][0].records == frozenset({record}) and views[owner][0].error is None
     assert all(views[o][0].records == frozenset() for o in others)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import dns.name
 import pytest
 
@@ -11,6 +15,13 @@ from tlsa_manager.records import Tlsa
 from tlsa_manager.testing import Backend, ProviderContract
 
 from cloud_rollover import sync_and_rollover
+from conftest import CliRunner
+
+if TYPE_CHECKING:
+    from tlsa_manager.testing import Held
+    from tlsa_manager_providers.hetzner import HetznerProvider
+
+    from hetzner_fake import FakeHetzner
 
 A = Tlsa.from_text("3 1 1 " + "aa" * 32)
 B = Tlsa.from_text("3 1 1 " + "bb" * 32)
@@ -19,7 +30,7 @@ NAME = "_25._tcp.mail"
 
 
 @pytest.fixture
-def hz():  # type: ignore[no-untyped-def]
+def hz() -> Iterator[FakeHetzner]:
     from hetzner_fake import FakeHetzner
 
     fake = FakeHetzner().start()
@@ -28,7 +39,7 @@ def hz():  # type: ignore[no-untyped-def]
     fake.stop()
 
 
-def make(fake, monkeypatch, **extra):  # type: ignore[no-untyped-def]
+def make(fake: FakeHetzner, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> HetznerProvider:
     from tlsa_manager_providers.hetzner import HetznerProvider
 
     monkeypatch.setenv("HZ_TEST_TOKEN", fake.token)
@@ -36,7 +47,7 @@ def make(fake, monkeypatch, **extra):  # type: ignore[no-untyped-def]
                             **extra})
 
 
-def held(fake, owner, zone="example.test"):  # type: ignore[no-untyped-def]
+def held(fake: FakeHetzner, owner: dns.name.Name, zone: str = "example.test") -> Held:
     rrset = fake.zone(zone).rrsets.get((owner.relativize(dns.name.from_text(zone + ".")).to_text(), "TLSA"))
     if rrset is None:
         return frozenset(), None
@@ -44,10 +55,10 @@ def held(fake, owner, zone="example.test"):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def hetzner_backend(hz, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
+def hetzner_backend(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> Backend:
     provider = make(hz, monkeypatch)
 
-    def external_add(owner, record):  # type: ignore[no-untyped-def]
+    def external_add(owner: dns.name.Name, record: Tlsa) -> None:
         records, ttl = held(hz, owner)
         hz.set_rrset("example.test", owner.relativize(dns.name.from_text("example.test.")).to_text(),
                       [r.to_text() for r in records | {record}], ttl or 300)
@@ -68,7 +79,7 @@ def add(record: Tlsa = A, ttl: int = 300) -> ChangeSet:
     return ChangeSet((OwnerChange(OWNER, frozenset(), frozenset({record}), ttl=ttl),))
 
 
-def test_create_waits_for_its_action_and_noop_writes_nothing(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_create_waits_for_its_action_and_noop_writes_nothing(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(hz, monkeypatch)
     hz.action_polls = 2
     provider.apply(add())
@@ -81,7 +92,7 @@ def test_create_waits_for_its_action_and_noop_writes_nothing(hz, monkeypatch) ->
     assert rrset.records == {A} and rrset.managed == {A}  # marked by the record comment
 
 
-def test_change_keeps_others_comments_and_sets_the_whole_list(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_change_keeps_others_comments_and_sets_the_whole_list(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     hz.set_rrset("example.test", NAME, ["3 1 1 " + "AA" * 32], 300, comment="added by hand")
     provider = make(hz, monkeypatch)
     rrset = provider.read([OWNER])[OWNER]
@@ -92,12 +103,12 @@ def test_change_keeps_others_comments_and_sets_the_whole_list(hz, monkeypatch) -
     assert hz.counts["POST /zones/{zone}/rrsets/{name}/{type}/actions/set_records"] == 1
 
 
-def test_rrset_without_ttl_reads_the_zone_default(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_rrset_without_ttl_reads_the_zone_default(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     hz.set_rrset("example.test", NAME, [A.to_text()], None)
     assert make(hz, monkeypatch).read([OWNER])[OWNER].ttl == 3600
 
 
-def test_created_by_someone_else_meanwhile_is_a_conflict(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_created_by_someone_else_meanwhile_is_a_conflict(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(hz, monkeypatch)
     hz.before_write.append(lambda: hz.set_rrset("example.test", NAME, [B.to_text()]))
     with pytest.raises(ProviderConflict, match="created by someone else"):
@@ -105,14 +116,14 @@ def test_created_by_someone_else_meanwhile_is_a_conflict(hz, monkeypatch) -> Non
     assert held(hz, OWNER)[0] == {B}
 
 
-def test_ttl_below_60_is_refused_before_any_write(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_ttl_below_60_is_refused_before_any_write(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(hz, monkeypatch)
     with pytest.raises(ProviderError, match=r"Hetzner does not accept TTL 30 .*minimum there is 60"):
         provider.apply(add(ttl=30))
     assert not hz.counts
 
 
-def test_pagination_follows_next_page(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_pagination_follows_next_page(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     owners = [dns.name.from_text(f"_25._tcp.mx{i}.example.test.") for i in range(120)]
     for i in range(len(owners)):
         hz.set_rrset("example.test", f"_25._tcp.mx{i}", [f"3 1 1 {i:064x}"])
@@ -124,7 +135,7 @@ def test_pagination_follows_next_page(hz, monkeypatch) -> None:  # type: ignore[
     assert hz.counts["GET /zones/{zone}/rrsets"] == 3  # 50 + 50 + 20
 
 
-def test_rate_limit_and_conflict_are_retried_by_the_sdk(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_rate_limit_and_conflict_are_retried_by_the_sdk(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(hz, monkeypatch)
     provider.read([OWNER])
     hz.fail_next("rate_limit_exceeded", only="POST")
@@ -134,7 +145,7 @@ def test_rate_limit_and_conflict_are_retried_by_the_sdk(hz, monkeypatch) -> None
     assert hz.counts["POST /zones/{zone}/rrsets"] == 3
 
 
-def test_real_bucket_exhausted_is_one_error(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_real_bucket_exhausted_is_one_error(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     import hcloud._client
 
     provider = make(hz, monkeypatch)
@@ -147,14 +158,14 @@ def test_real_bucket_exhausted_is_one_error(hz, monkeypatch) -> None:  # type: i
     assert held(hz, OWNER) == (frozenset(), None)
 
 
-def test_failed_action_is_reported(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_failed_action_is_reported(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(hz, monkeypatch)
     hz.fail_next("action_error")
     with pytest.raises(ProviderError, match=r"could not carry out creating the RRset \(action_failed"):
         provider.apply(add())
 
 
-def test_protected_rrset_secondary_zone_and_readonly_token(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_protected_rrset_secondary_zone_and_readonly_token(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     hz.set_rrset("example.test", NAME, [A.to_text()], protected=True)
     provider = make(hz, monkeypatch)
     with pytest.raises(ProviderError, match="protected against changes"):
@@ -173,7 +184,7 @@ def test_protected_rrset_secondary_zone_and_readonly_token(hz, monkeypatch) -> N
     assert "r" * 40 not in str(info.value)
 
 
-def test_bad_token_never_shown(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bad_token_never_shown(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     from tlsa_manager_providers.hetzner import HetznerProvider
 
     secret = "wrong-hcloud-token-" + "5" * 40
@@ -184,7 +195,7 @@ def test_bad_token_never_shown(hz, monkeypatch) -> None:  # type: ignore[no-unty
     assert "refused the token" in str(info.value) and secret not in str(info.value) and secret not in repr(provider)
 
 
-def test_zone_lookup_and_setting(hz, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_zone_lookup_and_setting(hz: FakeHetzner, monkeypatch: pytest.MonkeyPatch) -> None:
     hz.add_zone("mail.example.test")
     provider = make(hz, monkeypatch)
     assert provider.zone_for(OWNER).name == "mail.example.test"
@@ -195,7 +206,7 @@ def test_zone_lookup_and_setting(hz, monkeypatch) -> None:  # type: ignore[no-un
     assert held(hz, OWNER)[0] == {A} and not hz.zone("mail.example.test").rrsets
 
 
-def test_token_configuration_errors(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_token_configuration_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from tlsa_manager_providers.hetzner import HetznerProvider
 
     monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
@@ -205,7 +216,7 @@ def test_token_configuration_errors(monkeypatch, tmp_path) -> None:  # type: ign
         HetznerProvider({"api_token_file": str(tmp_path / "missing")})
 
 
-def test_sync_and_new_key_rollover_through_the_cli(cli, hz, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sync_and_new_key_rollover_through_the_cli(cli: CliRunner, hz: FakeHetzner, tmp_path: Path) -> None:
     """Hetzner's 60 s minimum would make this test wait minutes: the fake accepts the short
     TTL of the rollover tests and min_ttl says so (the 60 s refusal is tested above)."""
     hz.min_ttl = 1

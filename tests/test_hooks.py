@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from tlsa_manager.errors import UsageError
 from tlsa_manager.hooks import renewal_from
 
 import pki
-from test_sync_cli import le_shaped_chain, site  # noqa: F401  (fixture)
+from conftest import CliRunner
+from servers import Bind
+from test_sync_cli import SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
 
 
 def test_each_client_convention() -> None:
@@ -34,7 +37,8 @@ def test_each_client_convention() -> None:
         renewal_from("generic", {}, [])
 
 
-def _lineage(tmp: Path, host: str, issuer: str, key=None) -> tuple[Path, object]:  # type: ignore[no-untyped-def]
+def _lineage(tmp: Path, host: str, issuer: str,
+             key: CertificateIssuerPrivateKeyTypes | None = None) -> tuple[Path, pki.Issued]:
     leaf, chain = le_shaped_chain(host, issuer, key=key)
     lineage = tmp / f"lineage-{issuer}-{os.urandom(2).hex()}"
     pki.write(lineage / "privkey.pem", leaf.key_pem)
@@ -42,8 +46,8 @@ def _lineage(tmp: Path, host: str, issuer: str, key=None) -> tuple[Path, object]
     return lineage, leaf
 
 
-def test_certbot_reuse_key_sibling_goes_live_at_once(cli, bind, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    cfg = ["--config", site["config"]]
+def test_certbot_reuse_key_sibling_goes_live_at_once(cli: CliRunner, bind: Bind, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    cfg: list[str | Path] = ["--config", site["config"]]
     assert cli(*cfg, "sync", site["host"]).code == 0
     time.sleep(2 * 2 + 1 + 0.5)  # the records have now been served for 2 TTLs + slack
     # --reuse-key renewal, and Let's Encrypt picked the sibling YE2: everything is published already
@@ -58,8 +62,8 @@ def test_certbot_reuse_key_sibling_goes_live_at_once(cli, bind, site, monkeypatc
     assert oct(os.stat(site["live"] / "ecdsa.pem").st_mode & 0o777) == "0o640"
 
 
-def test_certbot_new_key_stays_staged(cli, bind, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    cfg = ["--config", site["config"]]
+def test_certbot_new_key_stays_staged(cli: CliRunner, bind: Bind, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    cfg: list[str | Path] = ["--config", site["config"]]
     assert cli(*cfg, "sync", site["host"]).code == 0
     before = (site["live"] / "ecdsa.pem").read_bytes()
     lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
@@ -71,16 +75,16 @@ def test_certbot_new_key_stays_staged(cli, bind, site, monkeypatch) -> None:  # 
     assert (site["staged"] / "ecdsa.pem").exists()
 
 
-def test_mismatched_key_is_not_staged(cli, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_mismatched_key_is_not_staged(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
-    pki.write(lineage / "privkey.pem", pki.Issued(None, pki.make_key("p256")).key_pem)  # type: ignore[arg-type]
+    pki.write(lineage / "privkey.pem", pki.key_pem(pki.make_key("p256")))
     result = cli("--config", site["config"], "hook", "generic", "--cert", lineage / "fullchain.pem",
                  "--key", lineage / "privkey.pem", "--host", site["host"])
     assert result.code == 2 and "does not match the certificate" in result.err
     assert not (site["staged"] / "ecdsa.pem").exists()
 
 
-def test_unknown_domain(cli, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_unknown_domain(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
     monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
     monkeypatch.setenv("RENEWED_DOMAINS", "www.example.test")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import time
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_corrupt_or_unknown_is_an_error_and_the_file_stays(tmp_path: Path, conte
     assert ledger.path.read_text() == content
 
 
-def _hold_lock(state: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _hold_lock(state: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:
     with Ledger(Path(state)).locked():
         ready.set()
         release.wait(10)

@@ -32,7 +32,7 @@ import pytest
 
 import pki
 from conftest import REPO, rfc2136_config
-from servers import ZONE, Postfix, Unbound, free_port, require
+from servers import ZONE, Bind, Postfix, Unbound, free_port, require
 from test_check import wait_resolvable
 from tls_servers import s_client_dane
 
@@ -54,7 +54,7 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def site(bind) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def site(bind: Bind) -> Iterator[dict[str, Any]]:
     require("unbound", "postfix", "openssl", "nsupdate")
     root = Path(tempfile.mkdtemp(prefix="tlsa-monitor-"))
     root.chmod(0o755)
@@ -151,7 +151,7 @@ def check_samples(site: dict[str, Any], samples: dict[Any, float]) -> None:
             assert left > 0 and abs(left - (opens - started)) < 1.5, (left, gate)  # opens_at: whole seconds
 
 
-def test_textfile_metrics_match_the_oracles(site) -> None:  # type: ignore[no-untyped-def]
+def test_textfile_metrics_match_the_oracles(site: dict[str, Any]) -> None:
     folder = site["root"] / "textfile"
     folder.mkdir()
     out = folder / "tlsa-manager.prom"
@@ -163,7 +163,7 @@ def test_textfile_metrics_match_the_oracles(site) -> None:  # type: ignore[no-un
     check_samples(site, parse(out.read_text()))
 
 
-def test_exporter_serves_the_same_metrics(site) -> None:  # type: ignore[no-untyped-def]
+def test_exporter_serves_the_same_metrics(site: dict[str, Any]) -> None:
     port = free_port()
     log = site["root"] / "exporter.log"
     with open(log, "wb") as out:
@@ -192,7 +192,7 @@ def test_exporter_serves_the_same_metrics(site) -> None:  # type: ignore[no-unty
         process.wait(10)
 
 
-def test_offline_metrics_and_bad_output_path(site) -> None:  # type: ignore[no-untyped-def]
+def test_offline_metrics_and_bad_output_path(site: dict[str, Any]) -> None:
     result = subprocess.run([*CLI, "--config", str(site["config"]), "metrics", "--no-check", "--output", "-"],
                             capture_output=True, text=True)
     samples = parse(result.stdout)

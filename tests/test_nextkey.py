@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tlsa_manager.errors import StateError
 from tlsa_manager.nextkey import create, existing, generate, key_dir, refresh
 from tlsa_manager.records import Tlsa
 
 import pki
-from conftest import bind_read, openssl, openssl_tlsa_data
-from test_sync_cli import le_shaped_chain, site  # noqa: F401  (fixture)
+from conftest import CliRunner, bind_read, openssl, openssl_tlsa_data
+from servers import Bind
+from test_sync_cli import SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
 
 
-def _auto(site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def _auto(site: SyncSite) -> None:  # noqa: F811
     with open(site["config"], "a") as handle:
         handle.write("auto_next_keys = true\n")
 
@@ -57,8 +59,8 @@ def test_refresh_retires_a_used_key_and_makes_the_missing_ones(tmp_path: Path) -
     assert refresh(directory, ["ecdsa", "rsa"], [used]).notes() == []  # nothing to do twice
 
 
-def test_key_next_and_csr(cli, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    cfg = ["--config", site["config"]]
+def test_key_next_and_csr(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
+    cfg: list[str | Path] = ["--config", site["config"]]
     made = cli(*cfg, "key", "next", site["host"])
     assert made.code == 0, made.err
     path = site["tmp"] / "state" / "next-keys" / site["host"] / "ecdsa.key"
@@ -78,9 +80,9 @@ def test_key_next_and_csr(cli, site) -> None:  # type: ignore[no-untyped-def]  #
     assert missing.code == 2 and "has no next RSA key; make it first: key next" in missing.err
 
 
-def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli, bind, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli: CliRunner, bind: Bind, site: SyncSite) -> None:  # noqa: F811
     _auto(site)
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     first = cli(*cfg, "sync", site["host"])
     assert first.code == 0, first.err
     next_key = site["tmp"] / "state" / "next-keys" / site["host"] / "ecdsa.key"
@@ -90,6 +92,7 @@ def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli, bind, site
     # A certificate issued from the next key's CSR: the client hands over no key file.
     used = next_key.read_bytes()
     key = serialization.load_pem_private_key(used, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
     leaf, chain = le_shaped_chain(site["host"], "ye1.pem", key=key)
     fullchain = pki.write(site["tmp"] / "issued" / "fullchain.pem", leaf.pem, chain)
     hooked = cli(*cfg, "hook", "generic", "--cert", fullchain, "--host", site["host"])
@@ -102,7 +105,7 @@ def test_auto_next_keys_pre_publishes_and_the_hook_finds_the_key(cli, bind, site
     assert fresh != record and {fresh, record} <= bind_read(bind.secondary.port, site["owner"])[0]
 
 
-def test_hook_without_a_key_that_no_next_key_matches(cli, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_hook_without_a_key_that_no_next_key_matches(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
     leaf, chain = le_shaped_chain(site["host"], "ye1.pem")
     fullchain = pki.write(site["tmp"] / "issued" / "fullchain.pem", leaf.pem, chain)
     # A configured next key given as its public key only: pre-published, but never staged

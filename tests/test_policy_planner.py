@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import dns.name
 import pytest
@@ -10,10 +12,11 @@ import pytest
 from tlsa_manager.catalog import load_bundled
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
+from tlsa_manager.hazards import Hazard
 from tlsa_manager.lint import lint
 from tlsa_manager.observations import History, ServerView
-from tlsa_manager.planner import OwnerInput, PlanInput, plan
-from tlsa_manager.policy import HostPolicy, desired, issuers_from_catalog
+from tlsa_manager.planner import OwnerInput, Plan, PlanInput, plan
+from tlsa_manager.policy import HostPolicy, IssuerFacts, desired, issuers_from_catalog
 from tlsa_manager.provider import RRset
 from tlsa_manager.records import Tlsa, owner_name, parse_params
 
@@ -124,7 +127,7 @@ def test_chain_without_ca_drops_dane_ta_with_h9() -> None:
 # ---------------------------------------------------------------- lint (hazards)
 
 
-def codes(hazards: list) -> set[str]:  # type: ignore[type-arg]
+def codes(hazards: Iterable[Hazard]) -> set[str]:
     return {h.code for h in hazards}
 
 
@@ -175,9 +178,8 @@ def test_h9_root_pinned() -> None:
     assert "H9" in codes(lint(frozenset({r311(live), r211("YE1"), root_record}), [live], catalog_roots=roots))
 
 
-def issuers_from_catalog_roots():  # type: ignore[no-untyped-def]
+def issuers_from_catalog_roots() -> list[IssuerFacts]:
     from tlsa_manager.facts import cert_facts
-    from tlsa_manager.policy import IssuerFacts
 
     return [IssuerFacts(i.name, i.key_type, i.status, tuple(cert_facts(c.certificate) for c in i.certs))
             for i in load_bundled().issuers if i.is_root]
@@ -214,14 +216,15 @@ def test_h13_too_many_records() -> None:
 # ---------------------------------------------------------------- planner
 
 
-def owner_input(records: frozenset[Tlsa], servers: dict[str, frozenset[Tlsa] | None], history: History | None = None,
+def owner_input(records: frozenset[Tlsa], servers: Mapping[str, frozenset[Tlsa] | None], history: History | None = None,
                 now: float = T0, ttl: int = 3600, managed: frozenset[Tlsa] = frozenset()) -> OwnerInput:
     views = tuple(ServerView(s, r, ttl if r else None) for s, r in servers.items())
     hist = (history or KNOWN).observe(now, views)
     return OwnerInput(OWNER, RRset(OWNER, records, ttl if records else None), views, hist, managed)
 
 
-def make(live, staged=(), nxt=(), owners=(), now=T0, policy=None, **kw):  # type: ignore[no-untyped-def]
+def make(live: Sequence[ChainFacts], staged: Sequence[ChainFacts] = (), nxt: Sequence[ChainFacts] = (),
+         owners: Sequence[OwnerInput] = (), now: float = T0, policy: HostPolicy | None = None, **kw: Any) -> Plan:
     policy = policy or HostPolicy()
     want = desired(live, staged, nxt, ISSUERS, policy)
     return plan(PlanInput("mail.example.com", tuple(owners), want, now, tuple(live), tuple(staged), tuple(nxt),

@@ -4,12 +4,9 @@ errors, zone and NS discovery, and a sync + new-key rollover through the CLI."""
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.name
 import pytest
@@ -18,17 +15,18 @@ from tlsa_manager.dnsview import DnsView
 from tlsa_manager.endpoints import parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
-from tlsa_manager.records import Tlsa, owner_name
+from tlsa_manager.records import Tlsa
 from tlsa_manager.testing import record
 from tlsa_manager_providers.powerdns import PowerDnsProvider, other_edits
 
-import pki
-from conftest import bind_read
-from servers import ZONE, free_port
-from test_sync_cli import le_shaped_chain
+from conftest import CliRunner, bind_read
+from servers import ZONE, PowerDns, free_port
+
+if TYPE_CHECKING:
+    import requests
 
 
-def provider_for(powerdns, **settings: Any) -> PowerDnsProvider:  # type: ignore[no-untyped-def]
+def provider_for(powerdns: PowerDns, **settings: Any) -> PowerDnsProvider:
     return PowerDnsProvider({"api_url": powerdns.api_url, "api_key_file": str(powerdns.key_file), **settings})
 
 
@@ -40,21 +38,21 @@ def add(owner: dns.name.Name, *records: Tlsa, expected: frozenset[Tlsa] = frozen
     return ChangeSet((OwnerChange(owner, expected, frozenset(records), ttl=300, expected_ttl=300),))
 
 
-def api_replace(powerdns, owner: dns.name.Name, *texts: str) -> None:  # type: ignore[no-untyped-def]
+def api_replace(powerdns: PowerDns, owner: dns.name.Name, *texts: str) -> None:
     powerdns.api("PATCH", f"/zones/{ZONE}.", {"rrsets": [{
         "name": owner.to_text(), "type": "TLSA", "ttl": 300, "changetype": "REPLACE",
         "records": [{"content": t, "disabled": False} for t in texts]}]})
 
 
-def test_written_records_are_served_signed(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_written_records_are_served_signed(powerdns: PowerDns) -> None:
     owner = fresh_owner()
     provider_for(powerdns).apply(add(owner, record(1), record(2, "2 1 1")))
     view = DnsView([parse_endpoint(powerdns.endpoint)]).view(parse_endpoint(powerdns.endpoint), owner)
     assert view.error is None, view.error  # RRSIG present and valid against the zone's DNSKEY
-    assert view.records == {record(1), record(2, "2 1 1")} and view.ttl == 300
+    assert view.records == frozenset({record(1), record(2, "2 1 1")}) and view.ttl == 300
 
 
-def test_one_owner_is_one_filtered_get_and_a_write_is_get_patch_get(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_one_owner_is_one_filtered_get_and_a_write_is_get_patch_get(powerdns: PowerDns) -> None:
     provider = provider_for(powerdns, zone=ZONE)
     owner = fresh_owner()
     provider.read([owner])
@@ -63,13 +61,13 @@ def test_one_owner_is_one_filtered_get_and_a_write_is_get_patch_get(powerdns) ->
     assert provider.requests == 1 + 3 and provider.writes == 1
 
 
-def test_someone_writes_between_our_patch_and_our_read_back(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_someone_writes_between_our_patch_and_our_read_back(powerdns: PowerDns) -> None:
     """A second writer at the worst moment (right after our PATCH) is a conflict, not a success."""
     provider = provider_for(powerdns)
     owner = fresh_owner()
     provider.apply(add(owner, record(1)))
 
-    def after_patch(response, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def after_patch(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
         if response.request.method == "PATCH":
             api_replace(powerdns, owner, record(9).to_text())
         return response
@@ -80,7 +78,7 @@ def test_someone_writes_between_our_patch_and_our_read_back(powerdns) -> None:  
     assert bind_read(powerdns.port, owner)[0] == {record(9)}
 
 
-def test_someone_writes_between_our_read_and_our_patch(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_someone_writes_between_our_read_and_our_patch(powerdns: PowerDns) -> None:
     """The API has no precondition: an edit between our read and our PATCH is found by the
     zone's serial (SOA-EDIT-API DEFAULT) and reported, naming the owners."""
     provider = provider_for(powerdns)
@@ -88,7 +86,7 @@ def test_someone_writes_between_our_read_and_our_patch(powerdns) -> None:  # typ
     provider.apply(add(owner, record(1)))
     reads = []
 
-    def after_get(response, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def after_get(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
         if response.request.method == "GET":
             reads.append(1)
             if len(reads) == 1:
@@ -101,7 +99,7 @@ def test_someone_writes_between_our_read_and_our_patch(powerdns) -> None:  # typ
     assert any("edited by someone else" in n and str(owner) in n for n in provider.notes), provider.notes
 
 
-def race(powerdns, owner: dns.name.Name, base: frozenset[Tlsa],  # type: ignore[no-untyped-def]
+def race(powerdns: PowerDns, owner: dns.name.Name, base: frozenset[Tlsa],
          wanted: dict[str, frozenset[Tlsa]]) -> tuple[dict[str, str], dict[str, PowerDnsProvider]]:
     """Each writer (its own provider, as two runs would have) applies base -> wanted[name] at once."""
     writers = {name: provider_for(powerdns) for name in wanted}
@@ -126,7 +124,7 @@ def race(powerdns, owner: dns.name.Name, base: frozenset[Tlsa],  # type: ignore[
     return results, writers
 
 
-def test_two_writers_at_once(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_two_writers_at_once(powerdns: PowerDns) -> None:
     """Two tlsa-manager runs change one owner at the same moment, 12 times over: the RRset
     always ends as one writer's whole result, a writer told "ok" whose result is not
     there was overwritten by one that noticed and said so, and never both fail."""
@@ -159,7 +157,7 @@ def test_other_edits_by_serial() -> None:
     assert not other_edits(7, 99, "EPOCH") and not other_edits(7, 7, "")
 
 
-def test_disabled_records_are_kept_disabled(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_disabled_records_are_kept_disabled(powerdns: PowerDns) -> None:
     owner = fresh_owner()
     powerdns.api("PATCH", f"/zones/{ZONE}.", {"rrsets": [{
         "name": owner.to_text(), "type": "TLSA", "ttl": 300, "changetype": "REPLACE",
@@ -174,7 +172,7 @@ def test_disabled_records_are_kept_disabled(powerdns) -> None:  # type: ignore[n
     assert records == {(record(1).to_text(), False), (record(2).to_text(), False), (record(66).to_text(), True)}
 
 
-def test_upper_case_hex_from_other_tools_is_the_same_record(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_upper_case_hex_from_other_tools_is_the_same_record(powerdns: PowerDns) -> None:
     owner = fresh_owner()
     api_replace(powerdns, owner, record(0xABC).to_text().upper())
     provider = provider_for(powerdns)
@@ -184,7 +182,7 @@ def test_upper_case_hex_from_other_tools_is_the_same_record(powerdns) -> None:  
     assert provider.writes == before  # same record: nothing to write
 
 
-def test_wrong_key_unreachable_api_and_missing_zone_are_one_line(powerdns, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_key_unreachable_api_and_missing_zone_are_one_line(powerdns: PowerDns, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.key"
     wrong.write_text("not-the-key-0123\n")
     owner = fresh_owner()
@@ -207,7 +205,7 @@ def test_wrong_key_unreachable_api_and_missing_zone_are_one_line(powerdns, tmp_p
     assert "hunter2-pw" not in str(exc.value) and "127.0.0.1" in str(exc.value)
 
 
-def test_longest_zone_wins_and_ns_come_from_the_core(powerdns) -> None:  # type: ignore[no-untyped-def]
+def test_longest_zone_wins_and_ns_come_from_the_core(powerdns: PowerDns) -> None:
     inner = f"inner-{secrets.token_hex(3)}.{ZONE}."
     powerdns.api("POST", "/zones", {"name": inner, "kind": "Native", "nameservers": [f"ns1.{ZONE}."]})
     owner = dns.name.from_text(f"_25._tcp.mx.{inner}")
@@ -224,61 +222,14 @@ def test_longest_zone_wins_and_ns_come_from_the_core(powerdns) -> None:  # type:
 # ---------------------------------------------------------------- through the CLI
 
 
-def powerdns_config(state: Path, powerdns, host: str, host_lines: str) -> str:  # type: ignore[no-untyped-def]
-    return f"""
-state_dir = "{state}"
-[providers.pdns]
+def test_sync_and_new_key_rollover_through_the_cli(cli: CliRunner, powerdns: PowerDns, tmp_path: Path) -> None:
+    from cloud_rollover import sync_and_rollover
+
+    owner, served = sync_and_rollover(cli, tmp_path, f"""
 type = "powerdns"
 api_url = "{powerdns.api_url}"
 api_key_file = "{powerdns.key_file}"
-[hosts."{host}"]
-provider = "pdns"
-{host_lines.strip()}
-ttl = 2
-slack = "1s"
-negative_ttl = 1
-nameservers = ["{powerdns.endpoint}"]
-"""
-
-
-def test_sync_and_new_key_rollover_through_the_cli(cli, powerdns, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    host = f"mx-{secrets.token_hex(3)}.{ZONE}"
-    owner = owner_name(host)
-    live, staged = tmp_path / "live", tmp_path / "staged"
-    live.mkdir()
-    staged.mkdir()
-    leaf, chain = le_shaped_chain(host, "ye1.pem")
-    pki.write(live / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
-    config = tmp_path / "tlsa-manager.toml"
-    config.write_text(powerdns_config(tmp_path / "state", powerdns, host,
-                                      f'cert = "{live / "ecdsa.pem"}"\nstaged_dir = "{staged}"\n'))
-    cfg = ["--config", str(config)]
-
-    # the first sync as a user runs it: the console entry point in a subprocess
-    first = subprocess.run([sys.executable, "-m", "tlsa_manager", *cfg, "sync", host],
-                           capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stderr
-    assert "4 added" in first.stdout and powerdns.api_key not in first.stdout + first.stderr
-    live_311 = Tlsa.from_text(cli("records", live / "ecdsa.pem", "--usage", "3").out)
-    assert live_311 in bind_read(powerdns.port, owner)[0] and len(bind_read(powerdns.port, owner)[0]) == 4
-
-    again = cli(*cfg, "sync", host)
-    assert again.code == 0 and "added" not in again.out, again.out
-
-    new_leaf, chain = le_shaped_chain(host, "ye2.pem")
-    pki.write(staged / "ecdsa.pem", new_leaf.key_pem, new_leaf.pem, chain)
-    sync = cli(*cfg, "sync", host)
-    assert sync.code == 0 and "1 added" in sync.out and "may go live not before" in sync.out, sync.out
-    time.sleep(2 * 2 + 1 + 0.5)
-    deploy = cli(*cfg, "sync", host)
-    assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.out, deploy.out
-    assert new_leaf.pem in (live / "ecdsa.pem").read_bytes()
-    new_311 = Tlsa.from_text(cli("records", live / "ecdsa.pem", "--usage", "3").out)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and live_311 in bind_read(powerdns.port, owner)[0]:
-        time.sleep(0.2)
-        cli(*cfg, "sync", host)
-    served = bind_read(powerdns.port, owner)[0]
-    assert new_311 in served and live_311 not in served
+""", lambda o: bind_read(powerdns.port, o)[0], ZONE, nameservers=[powerdns.endpoint], secret=powerdns.api_key,
+        removal_wait=10)
     view = DnsView([parse_endpoint(powerdns.endpoint)]).view(parse_endpoint(powerdns.endpoint), owner)
     assert view.error is None and view.records == served

@@ -21,11 +21,11 @@ import pytest
 from tlsa_manager.records import Tlsa
 from tlsa_manager.testing import Backend, ProviderContract
 
-from servers import ZONE
+from servers import ZONE, Bind, PowerDns
 
 
 @pytest.fixture
-def rfc2136_backend(bind) -> Backend:  # type: ignore[no-untyped-def]
+def rfc2136_backend(bind: Bind) -> Backend:
     from tlsa_manager_providers.rfc2136 import Rfc2136Provider
 
     from conftest import bind_read, nsupdate_add
@@ -78,7 +78,7 @@ class TestPowerDns(ProviderContract):
     """PowerDNS Authoritative, the real server: read back by DNS from its own port."""
 
     @pytest.fixture
-    def backend(self, powerdns) -> Backend:  # type: ignore[no-untyped-def]
+    def backend(self, powerdns: PowerDns) -> Backend:
         from conftest import powerdns_backend_for
 
         backend: Backend = powerdns_backend_for(powerdns)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import pki
-from conftest import EXAMPLES, REPO, Result, openssl_tlsa_data
+from conftest import EXAMPLES, REPO, CliRunner, Result, openssl_tlsa_data
 
 GOLDEN = REPO / "tests" / "golden"
 EXAMPLE = EXAMPLES / "mail.example.com"
@@ -19,20 +19,20 @@ def in_examples(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(EXAMPLES)
 
 
-def test_golden_text(cli, in_examples) -> None:
+def test_golden_text(cli: CliRunner, in_examples: None) -> None:
     result = cli("records", "mail.example.com/fullchain.pem")
     assert result.code == 0
     assert result.out == (GOLDEN / "records_fullchain.txt").read_text()
     assert result.err == (GOLDEN / "records_fullchain.stderr").read_text()
 
 
-def test_golden_zone_lines(cli, in_examples) -> None:
+def test_golden_zone_lines(cli: CliRunner, in_examples: None) -> None:
     result = cli("records", "mail.example.com/fullchain.pem", "--host", "mail.example.com.", "--ttl", "300")
     assert result.code == 0
     assert result.out == (GOLDEN / "records_fullchain_host.txt").read_text()
 
 
-def test_golden_json(cli, in_examples) -> None:
+def test_golden_json(cli: CliRunner, in_examples: None) -> None:
     result = cli("--json", "records", "mail.example.com/fullchain.pem", "--host", "mail.example.com", "--ttl", "300")
     assert result.code == 0
     assert result.out == (GOLDEN / "records_fullchain_host.json").read_text()
@@ -46,13 +46,13 @@ def test_golden_values_are_what_openssl_says() -> None:
     assert lines[1] == f"2 1 1 {openssl_tlsa_data(ye1, 1, 1)}"
 
 
-def test_key_and_cert_together(cli) -> None:
+def test_key_and_cert_together(cli: CliRunner) -> None:
     result = cli("records", EXAMPLE / "cert.pem", "--key", EXAMPLE / "privkey.pem")
     assert result.code == 0
     assert result.out == f"3 1 1 {openssl_tlsa_data(EXAMPLE / 'cert.pem', 1, 1)}\n"
 
 
-def test_port_in_owner(cli) -> None:
+def test_port_in_owner(cli: CliRunner) -> None:
     result = cli("records", EXAMPLE / "next-key.pem", "--host", "mx.example.net", "--port", "587")
     assert result.out.startswith("_587._tcp.mx.example.net. 3600 IN TLSA 3 1 1 ")
 
@@ -66,7 +66,7 @@ def test_port_in_owner(cli) -> None:
         (["--usage", "3", "--mtype", "0"], "fragment"),
     ],
 )
-def test_fragile_kinds_are_computed_with_a_reason(cli, flags: list[str], fragment: str) -> None:
+def test_fragile_kinds_are_computed_with_a_reason(cli: CliRunner, flags: list[str], fragment: str) -> None:
     result = cli("records", EXAMPLE / "fullchain.pem", *flags)
     assert result.code == 0
     assert result.out.strip()
@@ -87,7 +87,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     full = (EXAMPLE / "fullchain.pem").read_bytes()
     unreadable = pki.write(tmp_path / "unreadable.pem", full)
     os.chmod(unreadable, 0)
-    other_key = pki.write(tmp_path / "other.pem", pki.Issued(None, pki.make_key("p256")).key_pem)  # type: ignore[arg-type]
+    other_key = pki.write(tmp_path / "other.pem", pki.key_pem(pki.make_key("p256")))
     return {
         "missing": ([str(tmp_path / "nope.pem")], "no such file"),
         "directory": ([str(tmp_path)], "is a directory"),
@@ -143,12 +143,12 @@ def _as_nobody(*args: str) -> Result:
     with os.fdopen(read_end, "rb") as pipe:
         data = pipe.read().decode()
     os.waitpid(pid, 0)
-    code, out, err = data.split("\x00")
-    return Result(int(code), out, err)
+    status, out, err = data.split("\x00")
+    return Result(int(status), out, err)
 
 
 @pytest.mark.parametrize("case", BAD)
-def test_bad_input_one_line_exit_2(cli, tmp_path: Path, case: str) -> None:
+def test_bad_input_one_line_exit_2(cli: CliRunner, tmp_path: Path, case: str) -> None:
     args, fragment = _bad_inputs(tmp_path)[case]
     if case == "unreadable" and os.geteuid() == 0:
         os.chmod(tmp_path, 0o755)
@@ -163,7 +163,7 @@ def test_bad_input_one_line_exit_2(cli, tmp_path: Path, case: str) -> None:
     assert "Traceback" not in result.err
 
 
-def test_passphrase_file_and_env(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_passphrase_file_and_env(cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     enc = _encrypted_key(tmp_path)
     from conftest import openssl
 

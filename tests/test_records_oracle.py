@@ -8,16 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlsa_manager.records import Tlsa
+from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage
 
 import pki
-from conftest import openssl_tlsa_data
+from conftest import CliRunner, openssl_tlsa_data
 
 
 @pytest.mark.parametrize("kind", pki.KEY_KINDS)
 @pytest.mark.parametrize("selector", [0, 1])
 @pytest.mark.parametrize("mtype", [0, 1, 2])
-def test_leaf_matches_openssl(cli, key_chains, kind: str, selector: int, mtype: int) -> None:
+def test_leaf_matches_openssl(cli: CliRunner, key_chains: dict[str, dict[str, Path]], kind: str, selector: int, mtype: int) -> None:
     files = key_chains[kind]
     result = cli("records", files["cert"], "--usage", "3", "--selector", selector, "--mtype", mtype)
     assert result.code == 0, result.err
@@ -26,7 +26,7 @@ def test_leaf_matches_openssl(cli, key_chains, kind: str, selector: int, mtype: 
 
 @pytest.mark.parametrize("kind", pki.KEY_KINDS)
 @pytest.mark.parametrize("mtype", [0, 1, 2])
-def test_bare_private_key_matches_openssl(cli, key_chains, kind: str, mtype: int) -> None:
+def test_bare_private_key_matches_openssl(cli: CliRunner, key_chains: dict[str, dict[str, Path]], kind: str, mtype: int) -> None:
     key = key_chains[kind]["key"]
     result = cli("records", key, "--usage", "3", "--selector", "1", "--mtype", mtype)
     assert result.code == 0, result.err
@@ -34,7 +34,7 @@ def test_bare_private_key_matches_openssl(cli, key_chains, kind: str, mtype: int
 
 
 @pytest.mark.parametrize("kind", ["rsa2048", "p256", "ed25519"])
-def test_bare_public_key_and_der(cli, key_chains, kind: str, tmp_path: Path) -> None:
+def test_bare_public_key_and_der(cli: CliRunner, key_chains: dict[str, dict[str, Path]], kind: str, tmp_path: Path) -> None:
     """A public key file (PEM and DER) and a DER certificate give the same records."""
     from conftest import openssl
 
@@ -49,7 +49,7 @@ def test_bare_public_key_and_der(cli, key_chains, kind: str, tmp_path: Path) -> 
         assert result.out == expected, path
 
 
-def test_default_is_leaf_and_each_ca(cli, key_chains) -> None:
+def test_default_is_leaf_and_each_ca(cli: CliRunner, key_chains: dict[str, dict[str, Path]]) -> None:
     files = key_chains["p256"]
     result = cli("records", files["fullchain"])
     assert result.code == 0
@@ -61,7 +61,7 @@ def test_default_is_leaf_and_each_ca(cli, key_chains) -> None:
 
 @pytest.mark.parametrize("selector", [0, 1])
 @pytest.mark.parametrize("mtype", [1, 2])
-def test_ca_records_match_openssl(cli, key_chains, selector: int, mtype: int) -> None:
+def test_ca_records_match_openssl(cli: CliRunner, key_chains: dict[str, dict[str, Path]], selector: int, mtype: int) -> None:
     files = key_chains["rsa3072"]
     result = cli("records", files["fullchain"], "--usage", "2", "--selector", selector, "--mtype", mtype)
     assert result.code == 0
@@ -79,6 +79,6 @@ def test_presentation_is_dnspythons(usage: int, selector: int, mtype: int, data:
     """Our presentation (written out so printing needs no dnspython) is dnspython's, and parses back."""
     size = {1: 32, 2: 64}.get(mtype)
     data = (data * 64)[:size] if size else data
-    record = Tlsa(usage, selector, mtype, data)  # type: ignore[arg-type]
+    record = Tlsa(Usage(usage), Selector(selector), MatchingType(mtype), data)
     assert record.to_text() == record.to_rdata().to_text(chunksize=0)
     assert Tlsa.from_text(record.to_text()) == record

@@ -6,7 +6,9 @@ import base64
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dns.name
 import pytest
@@ -18,7 +20,7 @@ from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
 from tlsa_manager_providers.rfc2136 import Rfc2136Provider, read_bind_key_file
 
-from servers import ZONE, free_port
+from servers import ZONE, Bind, free_port
 
 REC = Tlsa.from_text("3 1 1 " + "ab" * 32)
 
@@ -31,13 +33,13 @@ def add(owner_name: dns.name.Name, record: Tlsa = REC) -> ChangeSet:
     return ChangeSet((OwnerChange(owner_name, frozenset(), frozenset({record}), ttl=60),))
 
 
-def provider(bind, **over) -> Rfc2136Provider:  # type: ignore[no-untyped-def]
+def provider(bind: Bind, **over: Any) -> Rfc2136Provider:
     config = {"server": bind.primary.endpoint, "tsig_key_file": str(bind.key_file), "timeout": 2}
     config.update(over)
     return Rfc2136Provider(config)
 
 
-def wait_for(predicate, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
@@ -46,12 +48,12 @@ def wait_for(predicate, seconds: float = 10.0) -> bool:  # type: ignore[no-untyp
     return False
 
 
-def test_update_reaches_the_secondary_signed(bind) -> None:  # type: ignore[no-untyped-def]
+def test_update_reaches_the_secondary_signed(bind: Bind) -> None:
     o = owner()
     p = provider(bind)
     p.apply(add(o))
     view = DnsView([parse_endpoint(e) for e in bind.nameservers])
-    assert wait_for(lambda: all(v.records == {REC} for v in view.observe([o])[o]))
+    assert wait_for(lambda: all(v.records == frozenset({REC}) for v in view.observe([o])[o]))
     views = view.observe([o])[o]
     assert all(v.error is None and v.ttl == 60 for v in views)
     assert p.writes == 1
@@ -59,7 +61,7 @@ def test_update_reaches_the_secondary_signed(bind) -> None:  # type: ignore[no-u
         bind.primary.port, bind.secondary.port]
 
 
-def test_nameservers_default_to_the_zone_ns_found_by_the_core(bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_nameservers_default_to_the_zone_ns_found_by_the_core(bind: Bind, tmp_path: Path) -> None:
     """No nameservers configured: the core asks the primary for the zone's NS and their addresses."""
     from tlsa_manager_providers.zonefile import ZoneFileProvider
 
@@ -72,7 +74,7 @@ def test_nameservers_default_to_the_zone_ns_found_by_the_core(bind, tmp_path: Pa
         provider(bind, server=f"127.0.0.1:{free_port()}").nameservers(dns.name.from_text(ZONE))
 
 
-def test_lagging_secondary_is_seen_as_lagging(bind) -> None:  # type: ignore[no-untyped-def]
+def test_lagging_secondary_is_seen_as_lagging(bind: Bind) -> None:
     o = owner()
     view = DnsView([parse_endpoint(e) for e in bind.nameservers])
     bind.set_notify(False)
@@ -80,21 +82,21 @@ def test_lagging_secondary_is_seen_as_lagging(bind) -> None:  # type: ignore[no-
         provider(bind).apply(add(o))
         time.sleep(0.5)
         views = {v.server: v for v in view.observe([o])[o]}
-        assert views[bind.primary.endpoint].records == {REC}
+        assert views[bind.primary.endpoint].records == frozenset({REC})
         assert views[bind.secondary.endpoint].records == frozenset()
     finally:
         bind.set_notify(True)
         bind.secondary.rndc(bind.keys, "refresh", ZONE)
-    assert wait_for(lambda: all(v.records == {REC} for v in view.observe([o])[o]))
+    assert wait_for(lambda: all(v.records == frozenset({REC}) for v in view.observe([o])[o]))
 
 
-def test_server_down(bind) -> None:  # type: ignore[no-untyped-def]
+def test_server_down(bind: Bind) -> None:
     p = provider(bind, server=f"127.0.0.1:{free_port()}")
     with pytest.raises(ProviderError, match="refused the connection"):
         p.apply(add(owner()))
 
 
-def test_timeout_says_it_may_have_applied(bind) -> None:  # type: ignore[no-untyped-def]
+def test_timeout_says_it_may_have_applied(bind: Bind) -> None:
     p = provider(bind, zone=ZONE, timeout=1)
     bind.primary.pause()
     try:
@@ -110,7 +112,7 @@ def _key_with(tmp_path: Path, name: str, secret: str) -> Path:
     return path
 
 
-def test_wrong_secret_is_badsig_and_secret_never_shown(bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_secret_is_badsig_and_secret_never_shown(bind: Bind, tmp_path: Path) -> None:
     secret = base64.b64encode(os.urandom(32)).decode()
     p = provider(bind, tsig_key_file=str(_key_with(tmp_path, "dane-update", secret)))
     o = owner()
@@ -120,13 +122,13 @@ def test_wrong_secret_is_badsig_and_secret_never_shown(bind, tmp_path: Path) -> 
     assert provider(bind).read([o])[o].records == frozenset()
 
 
-def test_unknown_key_is_badkey(bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_key_is_badkey(bind: Bind, tmp_path: Path) -> None:
     p = provider(bind, tsig_key_file=str(_key_with(tmp_path, "stranger", base64.b64encode(os.urandom(32)).decode())))
     with pytest.raises(ProviderError, match="BADKEY"):
         p.apply(add(owner()))
 
 
-def test_policy_refuses(bind) -> None:  # type: ignore[no-untyped-def]
+def test_policy_refuses(bind: Bind) -> None:
     p = provider(bind, tsig_key_file=str(bind.keys / "no-update.key"))
     o = owner()
     with pytest.raises(ProviderError, match="REFUSED"):
@@ -134,7 +136,7 @@ def test_policy_refuses(bind) -> None:  # type: ignore[no-untyped-def]
     assert provider(bind).read([o])[o].records == frozenset()
 
 
-def test_conflict_is_nxrrset(bind) -> None:  # type: ignore[no-untyped-def]
+def test_conflict_is_nxrrset(bind: Bind) -> None:
     o = owner()
     provider(bind).apply(add(o))
     other = Tlsa.from_text("3 1 1 " + "cd" * 32)

@@ -26,6 +26,7 @@ from robust_helpers import (
     NEXT_KEY,
     TOKEN,
     TSIG_SECRET,
+    Run,
     no_secret_anywhere,
     sync_args,
     tlsa_manager,
@@ -61,7 +62,7 @@ cert = "{CHAIN}"
     return site
 
 
-def assert_refused(tmp_path: Path, result, code: int, *fragments: str) -> None:  # type: ignore[no-untyped-def]
+def assert_refused(tmp_path: Path, result: Run, code: int, *fragments: str) -> None:
     result.one_line_error(code, *fragments)
     no_secret_anywhere(tmp_path, result)
 

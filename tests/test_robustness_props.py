@@ -193,7 +193,7 @@ record_texts = st.sampled_from(["3 1 1 " + "aa" * 32, "2 1 1 " + "bb" * 32, "3 1
 def zone_bodies(draw: st.DrawFn) -> str:
     """Valid zone text in the shapes people write: implicit owners, TTLs or not, classes
     or not, parentheses, $TTL changes, a $ORIGIN change and back."""
-    out = []
+    out: list[str] = []
     for _ in range(draw(st.integers(1, 8))):
         explicit = draw(st.booleans()) or not out
         owner = draw(owner_texts) if explicit else ""

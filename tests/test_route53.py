@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import dns.name
 import pytest
 
@@ -9,6 +13,14 @@ from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
 from tlsa_manager.testing import Backend, ProviderContract
+
+from conftest import CliRunner
+
+if TYPE_CHECKING:
+    from tlsa_manager.testing import Held
+    from tlsa_manager_providers.route53 import Route53Provider
+
+    from route53_fake import StrictRoute53
 
 # moto warns that an injected error code (Throttling) has no shape in its Route 53 model; it
 # still answers it the way Route 53 does (HTTP 400, that code), which botocore retries.
@@ -20,7 +32,7 @@ OWNER = dns.name.from_text("_25._tcp.mail.example.test.")
 
 
 @pytest.fixture
-def r53(monkeypatch):  # type: ignore[no-untyped-def]
+def r53(monkeypatch: pytest.MonkeyPatch) -> Iterator[StrictRoute53]:
     from route53_fake import StrictRoute53
 
     fake = StrictRoute53(monkeypatch).start()
@@ -29,7 +41,7 @@ def r53(monkeypatch):  # type: ignore[no-untyped-def]
     fake.stop()
 
 
-def make(r53, monkeypatch, **extra):  # type: ignore[no-untyped-def]
+def make(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> Route53Provider:
     from tlsa_manager_providers.route53 import Route53Provider
 
     monkeypatch.setenv("R53_TEST_SECRET", SECRET)
@@ -39,17 +51,17 @@ def make(r53, monkeypatch, **extra):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def route53_backend(r53, monkeypatch) -> Backend:  # type: ignore[no-untyped-def]
+def route53_backend(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> Backend:
     from route53_fake import read_tlsa, upsert_tlsa
 
     provider = make(r53, monkeypatch)
     client = r53.client()
 
-    def read_back(owner):  # type: ignore[no-untyped-def]
+    def read_back(owner: dns.name.Name) -> Held:
         values, ttl = read_tlsa(client, r53.zone_id, owner.to_text())
         return frozenset(Tlsa.from_text(v) for v in values), ttl
 
-    def external_add(owner, record):  # type: ignore[no-untyped-def]
+    def external_add(owner: dns.name.Name, record: Tlsa) -> None:
         values, ttl = read_tlsa(client, r53.zone_id, owner.to_text())
         upsert_tlsa(client, r53.zone_id, owner.to_text(), [*values, record.to_text()], ttl or 300)
 
@@ -68,7 +80,7 @@ def add(record: Tlsa = A, expected: frozenset[Tlsa] = frozenset(), owner: dns.na
     return ChangeSet((OwnerChange(owner, expected, frozenset({record}), ttl=300),))
 
 
-def test_one_change_batch_waits_insync_and_noop_writes_nothing(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_one_change_batch_waits_insync_and_noop_writes_nothing(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(r53, monkeypatch)
     r53.pending_polls = 3
     provider.apply(add())
@@ -80,14 +92,14 @@ def test_one_change_batch_waits_insync_and_noop_writes_nothing(r53, monkeypatch)
     assert provider.read([OWNER])[OWNER].records == {A}
 
 
-def test_change_still_pending_at_timeout_is_reported(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_change_still_pending_at_timeout_is_reported(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(r53, monkeypatch, change_timeout=0.05, change_poll_seconds=0.02)
     r53.pending_polls = 1000
     with pytest.raises(ProviderError, match=r"still PENDING after 0.05s.*accepted and will apply"):
         provider.apply(add())
 
 
-def test_edit_between_read_and_write_fails_the_whole_batch(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_edit_between_read_and_write_fails_the_whole_batch(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     """The DELETE names the exact RRset read: Route 53 refuses it if it changed meanwhile."""
     from route53_fake import read_tlsa, upsert_tlsa
 
@@ -105,7 +117,7 @@ def test_edit_between_read_and_write_fails_the_whole_batch(r53, monkeypatch) -> 
     assert read_tlsa(client, r53.zone_id, other.to_text()) == ([], None)  # all or nothing
 
 
-def test_same_result_written_meanwhile_counts_as_done(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_same_result_written_meanwhile_counts_as_done(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     from route53_fake import upsert_tlsa
 
     provider = make(r53, monkeypatch)
@@ -115,7 +127,7 @@ def test_same_result_written_meanwhile_counts_as_done(r53, monkeypatch) -> None:
     assert provider.read([OWNER])[OWNER].records == {A}
 
 
-def test_lost_answer_retried_by_botocore_counts_as_done(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_lost_answer_retried_by_botocore_counts_as_done(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     """The batch is applied but its answer is lost: botocore sends it again, Route 53 refuses
     the repeat (the DELETE no longer matches), and the re-read shows the change is there."""
     provider = make(r53, monkeypatch)
@@ -127,7 +139,7 @@ def test_lost_answer_retried_by_botocore_counts_as_done(r53, monkeypatch) -> Non
     assert provider.read([OWNER])[OWNER].records == {B}
 
 
-def test_upper_case_hex_kept_and_deleted_exactly(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_upper_case_hex_kept_and_deleted_exactly(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     """Route 53 stores values as written; the DELETE must repeat them byte for byte."""
     from route53_fake import read_tlsa, upsert_tlsa
 
@@ -140,7 +152,7 @@ def test_upper_case_hex_kept_and_deleted_exactly(r53, monkeypatch) -> None:  # t
     assert sorted(read_tlsa(client, r53.zone_id, OWNER.to_text())[0]) == sorted([A.to_text(), B.to_text()])
 
 
-def test_throttling_is_retried_with_backoff(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_throttling_is_retried_with_backoff(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(r53, monkeypatch)
     provider.read([OWNER])
     r53.fail_next("Throttling", only="change_resource_record_sets")
@@ -150,7 +162,7 @@ def test_throttling_is_retried_with_backoff(r53, monkeypatch) -> None:  # type: 
     assert provider.read([OWNER])[OWNER].records == {A}
 
 
-def test_throttling_beyond_max_attempts_is_one_error(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_throttling_beyond_max_attempts_is_one_error(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(r53, monkeypatch, max_attempts=2)
     provider.read([OWNER])
     for _ in range(2):
@@ -159,7 +171,7 @@ def test_throttling_beyond_max_attempts_is_one_error(r53, monkeypatch) -> None: 
         provider.apply(add())
 
 
-def test_refused_credentials_never_shown(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_refused_credentials_never_shown(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(r53, monkeypatch)
     r53.fail_next("AccessDenied")
     with pytest.raises(ProviderError) as info:
@@ -168,7 +180,7 @@ def test_refused_credentials_never_shown(r53, monkeypatch) -> None:  # type: ign
     assert SECRET not in repr(provider) and "AKIDTESTING" not in repr(provider)
 
 
-def test_pagination_lists_the_zone_in_pages_of_300(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_pagination_lists_the_zone_in_pages_of_300(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(r53, monkeypatch)
     owners = [dns.name.from_text(f"_25._tcp.mx{i}.example.test.") for i in range(320)]
     provider.apply(ChangeSet(tuple(OwnerChange(o, frozenset(), frozenset({Tlsa.from_text(f"3 1 1 {i:064x}")}), ttl=300)
@@ -180,7 +192,7 @@ def test_pagination_lists_the_zone_in_pages_of_300(r53, monkeypatch) -> None:  #
     assert r53.counts["list_resource_record_sets"] == 2  # 320 TLSA + SOA + NS = 322: 300 + 22
 
 
-def test_more_than_1000_records_split_per_owner(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_more_than_1000_records_split_per_owner(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(r53, monkeypatch)
     owners = [dns.name.from_text(f"_25._tcp.mx{i}.example.test.") for i in range(201)]
     provider.apply(ChangeSet(tuple(
@@ -190,7 +202,7 @@ def test_more_than_1000_records_split_per_owner(r53, monkeypatch) -> None:  # ty
     assert all(len(r.records) == 5 for r in provider.read(owners).values())
 
 
-def test_zone_lookup_skips_private_zones_and_zone_id_skips_lookup(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_zone_lookup_skips_private_zones_and_zone_id_skips_lookup(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     r53.add_zone("mail.example.test", private=True)
     provider = make(r53, monkeypatch)
     assert provider.zone_for(OWNER) == (r53.zone_id, "example.test.")
@@ -202,13 +214,13 @@ def test_zone_lookup_skips_private_zones_and_zone_id_skips_lookup(r53, monkeypat
         provider.read([dns.name.from_text("_25._tcp.mx.other.test.")])
 
 
-def test_ttl_outside_route53_range_is_refused(r53, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_ttl_outside_route53_range_is_refused(r53: StrictRoute53, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(r53, monkeypatch)
     with pytest.raises(ProviderError, match="does not accept TTL 4294967296"):
         provider.apply(ChangeSet((OwnerChange(OWNER, frozenset(), frozenset({A}), ttl=2**32),)))
 
 
-def test_credential_configuration_errors(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_credential_configuration_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from tlsa_manager_providers.route53 import Route53Provider
 
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
@@ -227,7 +239,7 @@ def test_credential_configuration_errors(monkeypatch, tmp_path) -> None:  # type
         Route53Provider({"endpoint_url": "http://127.0.0.1:9"}).read([OWNER])
 
 
-def test_sync_and_new_key_rollover_through_the_cli(cli, r53, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sync_and_new_key_rollover_through_the_cli(cli: CliRunner, r53: StrictRoute53, tmp_path: Path) -> None:
     from cloud_rollover import sync_and_rollover
     from route53_fake import read_tlsa
 
@@ -245,7 +257,7 @@ change_poll_seconds = 0.01
 
 
 
-def test_edit_during_a_cli_sync_is_kept_by_one_re_plan(cli, r53, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_edit_during_a_cli_sync_is_kept_by_one_re_plan(cli: CliRunner, r53: StrictRoute53, tmp_path: Path) -> None:
     """Someone adds a record between the sync's read and its change batch: Route 53 refuses
     the batch, the engine re-plans once on the new RRset, and both survive."""
     from cloud_rollover import one_host

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, CliRunner
 
 SCENARIOS = sorted((EXAMPLES / "scenarios").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_example_scenarios(cli, path: Path) -> None:
+def test_example_scenarios(cli: CliRunner, path: Path) -> None:
     result = cli("simulate", path)
     if path.stem.startswith("direct-install"):
         assert result.code == 4
@@ -24,7 +24,7 @@ def test_example_scenarios(cli, path: Path) -> None:
         assert "DANE sender: accepts" in result.out
 
 
-def test_new_key_scenario_timeline(cli) -> None:
+def test_new_key_scenario_timeline(cli: CliRunner) -> None:
     doc = cli("--json", "simulate", EXAMPLES / "scenarios" / "new-key.toml").json()
     lines = [line for line in doc["timeline"] if line.startswith("T+")]
     assert any("renewal: ecdsa#2(YE2) staged (new key)" in line for line in lines)
@@ -43,7 +43,7 @@ def test_new_key_scenario_timeline(cli) -> None:
     ('[[events]]\nat = "1d"\ndo = "renew"\nissuer = "ZZ9"\n', "unknown issuer 'ZZ9'"),
     ('[world]\nrecords = ["3 0 1"]\n[[events]]\nat = "0s"\ndo = "sync"\n', "unsafe_allow_fragile_kinds"),
 ])
-def test_bad_scenarios(cli, tmp_path: Path, content: str, fragment: str) -> None:
+def test_bad_scenarios(cli: CliRunner, tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "s.toml"
     path.write_text(content)
     result = cli("simulate", path)
@@ -51,6 +51,6 @@ def test_bad_scenarios(cli, tmp_path: Path, content: str, fragment: str) -> None
     assert result.err.count("\n") == 1 and fragment in result.err
 
 
-def test_missing_scenario(cli, tmp_path: Path) -> None:
+def test_missing_scenario(cli: CliRunner, tmp_path: Path) -> None:
     result = cli("simulate", tmp_path / "nope.toml")
     assert result.code == 2 and "no such scenario file" in result.err

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tlsa_manager import engine, planner
 from tlsa_manager.catalog import load_bundled
+from tlsa_manager.facts import ChainFacts
 from tlsa_manager.observations import History
 from tlsa_manager.policy import HostPolicy, issuers_from_catalog
 from tlsa_manager.records import parse_params
@@ -142,7 +143,9 @@ def timelines(draw: st.DrawFn) -> dict[str, Any]:
     unobserved = draw(UNOBSERVED)
     servers = [f"ns{i + 1}" for i in range(len(lags))]
     raw = draw(_raw_events(key_types, len(lags), unobserved, instances))
-    events, t = [(0.0, {"do": "sync"})] + ([(0.0, {"do": "sync", "instance": 1})] if instances > 1 else []), 0.0
+    events: list[tuple[float, dict[str, Any]]] = [(0.0, {"do": "sync"})]
+    events += [(0.0, {"do": "sync", "instance": 1})] if instances > 1 else []
+    t = 0.0
     external = draw(EXTERNAL)
     if external is not None:  # someone else changes the TTL once; the next run sees it
         events.append((draw(EXTERNAL_AT), {"do": "external-ttl", "ttl": external}))
@@ -322,7 +325,7 @@ def test_invariant_holds_over_random_timelines() -> None:
 def _no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     original = planner._gate
 
-    def gate(inp, chain):  # type: ignore[no-untyped-def]
+    def gate(inp: planner.PlanInput, chain: ChainFacts) -> planner.Gate:
         found = original(inp, chain)
         return dataclasses.replace(found, ready=found.t_sync is not None)
 
@@ -345,7 +348,7 @@ def _no_ttl_memory(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _pruned_by_last_observation(monkeypatch: pytest.MonkeyPatch) -> None:
-    def pruned(self, now, slack=300.0):  # type: ignore[no-untyped-def]
+    def pruned(self: History, now: float, slack: float = 300.0) -> History:
         if len(self.entries) <= 1:
             return self
         keep_after = now - (2 * self.max_ttl() + slack + 3600)

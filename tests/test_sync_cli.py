@@ -7,19 +7,23 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import TypedDict
 
+import dns.name
 import pytest
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from tlsa_manager.records import Tlsa, owner_name
 
 import pki
-from conftest import LE_DATA, bind_read, openssl_tlsa_data, rfc2136_config
-from servers import ZONE
+from conftest import LE_DATA, CliRunner, bind_read, openssl_tlsa_data, rfc2136_config
+from servers import ZONE, Bind
 
 YE_FILES = ("ye1.pem", "ye2.pem")
 
 
-def le_shaped_chain(host: str, issuer_file: str, key=None):  # type: ignore[no-untyped-def]
+def le_shaped_chain(host: str, issuer_file: str,
+                    key: CertificateIssuerPrivateKeyTypes | None = None) -> tuple[pki.Issued, bytes]:
     """A leaf 'issued' by a real LE intermediate (name and chain; our own signing key)."""
     from cryptography import x509
 
@@ -28,8 +32,20 @@ def le_shaped_chain(host: str, issuer_file: str, key=None):  # type: ignore[no-u
     return leaf, (LE_DATA / issuer_file).read_bytes()
 
 
+class SyncSite(TypedDict):
+    """One host on the test BIND, synced by RFC 2136 from a config file."""
+
+    host: str
+    config: Path
+    live: Path
+    staged: Path
+    leaf: pki.Issued
+    tmp: Path
+    owner: dns.name.Name
+
+
 @pytest.fixture
-def site(tmp_path: Path, bind):  # type: ignore[no-untyped-def]
+def site(tmp_path: Path, bind: Bind) -> SyncSite:
     host = f"mx-{secrets.token_hex(3)}.{ZONE}"
     live = tmp_path / "live"
     staged = tmp_path / "staged"
@@ -46,12 +62,12 @@ staged_dir = "{staged}"
             "owner": owner_name(host)}
 
 
-def served(bind, site) -> frozenset[Tlsa]:  # type: ignore[no-untyped-def]
+def served(bind: Bind, site: SyncSite) -> frozenset[Tlsa]:
     return bind_read(bind.secondary.port, site["owner"])[0]
 
 
-def test_first_sync_then_new_key_rollover(cli, bind, site) -> None:  # type: ignore[no-untyped-def]
-    cfg = ["--config", site["config"]]
+def test_first_sync_then_new_key_rollover(cli: CliRunner, bind: Bind, site: SyncSite) -> None:
+    cfg: list[str | Path] = ["--config", site["config"]]
     first = cli(*cfg, "sync", site["host"])
     assert first.code == 0, first.err
     assert "4 added" in first.out  # 3 1 1 + YE1, YE2, YE3
@@ -85,8 +101,8 @@ def test_first_sync_then_new_key_rollover(cli, bind, site) -> None:  # type: ign
     assert status.code == 0 and "managed: 3 1 1 " + new_311.data.hex() in status.out
 
 
-def test_plan_dry_run_export_write_nothing(cli, bind, site) -> None:  # type: ignore[no-untyped-def]
-    cfg = ["--config", site["config"]]
+def test_plan_dry_run_export_write_nothing(cli: CliRunner, bind: Bind, site: SyncSite) -> None:
+    cfg: list[str | Path] = ["--config", site["config"]]
     assert cli(*cfg, "plan", site["host"]).out.startswith(f"{site['host']}: add 4")
     assert cli(*cfg, "sync", "--dry-run", site["host"]).code == 0
     assert served(bind, site) == frozenset()
@@ -99,10 +115,10 @@ def test_plan_dry_run_export_write_nothing(cli, bind, site) -> None:  # type: ig
     assert {r["role"] for r in doc["records"]} == {"live", "issuer-active", "issuer-backup"}
 
 
-def test_lock_and_corrupt_ledger(cli, site) -> None:  # type: ignore[no-untyped-def]
+def test_lock_and_corrupt_ledger(cli: CliRunner, site: SyncSite) -> None:
     from tlsa_manager.ledger import Ledger
 
-    cfg = ["--config", site["config"]]
+    cfg: list[str | Path] = ["--config", site["config"]]
     state = site["tmp"] / "state"
     with Ledger(state).locked():
         busy = cli(*cfg, "sync", site["host"])
@@ -113,7 +129,7 @@ def test_lock_and_corrupt_ledger(cli, site) -> None:  # type: ignore[no-untyped-
     assert (state / "ledger.json").read_text() == "{broken"
 
 
-def test_config_errors_are_one_line(cli, tmp_path: Path) -> None:
+def test_config_errors_are_one_line(cli: CliRunner, tmp_path: Path) -> None:
     cases = {
         "[hosts.\"mx.example.com\"]\nprovider = \"nope\"\n": "provider 'nope' is not defined",
         "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx.example.com\"]\nrecords = [\"3 0 1\"]\n":
@@ -137,7 +153,7 @@ def test_config_errors_are_one_line(cli, tmp_path: Path) -> None:
     assert json.loads("{}") == {}
 
 
-def test_chain_from_a_ca_the_catalog_does_not_know(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_chain_from_a_ca_the_catalog_does_not_know(cli: CliRunner, bind: Bind, tmp_path: Path) -> None:
     """Issue 13.1: a private CA (or a test ACME server) has no Let's Encrypt siblings: sync pins
     the chain's own issuer and its leaf key, nothing else, and plan reports no missing YE1-3."""
     host = f"mx-{secrets.token_hex(3)}.{ZONE}"
@@ -147,7 +163,7 @@ def test_chain_from_a_ca_the_catalog_does_not_know(cli, bind, tmp_path: Path) ->
     live = pki.write(tmp_path / "live" / "ecdsa.pem", leaf.key_pem, leaf.pem, inter.pem)
     config = tmp_path / "tlsa-manager.toml"
     config.write_text(rfc2136_config(tmp_path / "state", bind, host, f'cert = "{live}"'))
-    cfg = ["--config", config]
+    cfg: list[str | Path] = ["--config", config]
     plan = cli(*cfg, "--json", "plan", host)
     assert plan.code == 0, plan.err
     doc = plan.json()["plans"][0]

@@ -23,6 +23,7 @@ from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute
 from tlsa_manager.tlsprobe import protocol_for
 
 import pki
+from conftest import CliRunner, Result
 from servers import Bind, Postfix, Unbound, free_port, require
 from test_check import wait_resolvable
 from tls_servers import Dovecot, SServer, s_client_dane
@@ -110,7 +111,7 @@ def services() -> Iterator[dict[str, Any]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_check(cli, services, host: str, service: str, *extra: str):  # type: ignore[no-untyped-def]
+def run_check(cli: CliRunner, services: dict[str, Any], host: str, service: str, *extra: str) -> Result:
     nameservers = [a for s in services["bind"].nameservers for a in ("--nameserver", s)]
     return cli("--json", "check", f"{host}.{ZONE}", "--port", str(services["ports"][service]),
                "--protocol", SERVICES[service][0], "--resolver", services["resolver"], "--timeout", "5",
@@ -119,7 +120,7 @@ def run_check(cli, services, host: str, service: str, *extra: str):  # type: ign
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 @pytest.mark.parametrize("host", HOSTS)
-def test_verdict_agrees_with_openssl(cli, services, service: str, host: str) -> None:  # type: ignore[no-untyped-def]
+def test_verdict_agrees_with_openssl(cli: CliRunner, services: dict[str, Any], service: str, host: str) -> None:
     result = run_check(cli, services, host, service)
     doc = result.json()
     verdicts = {e["algorithm"]: e["verdict"] for h in doc["hosts"] for e in h["endpoints"]}
@@ -133,7 +134,7 @@ def test_verdict_agrees_with_openssl(cli, services, service: str, host: str) -> 
     assert result.code == {"svc": 0, "bad": 4, "rsaonly": 4}.get(host, result.code), result.err
 
 
-def test_wrong_protocol_is_one_clear_verdict(cli, services) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_protocol_is_one_clear_verdict(cli: CliRunner, services: dict[str, Any]) -> None:
     """IMAP spoken to the POP3 port, and SMTP to the IMAPS port: unreachable, said plainly."""
     for service, protocol in (("pop3", "imap"), ("imaps", "smtp")):
         nameservers = [a for s in services["bind"].nameservers for a in ("--nameserver", s)]
@@ -152,15 +153,15 @@ def test_protocol_follows_the_port() -> None:
     assert protocol_for(25, "tls") == "tls"
 
 
-def test_unknown_protocol_is_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_protocol_is_a_usage_error(cli: CliRunner) -> None:
     result = cli("check", "mail.example.test", "--protocol", "gopher")
     assert result.code == 2 and "gopher" in result.err and "Traceback" not in result.err
 
 
 @pytest.mark.parametrize(("service", "protocol", "word"), [("plain-imap", "imap", "STARTTLS"),
                                                           ("plain-pop3", "pop3", "STLS")])
-def test_upgrade_missing_while_tlsa_published(cli, services, service: str, protocol: str,
-                                              word: str) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_missing_while_tlsa_published(cli: CliRunner, services: dict[str, Any], service: str, protocol: str,
+                                              word: str) -> None:
     """Dovecot with TLS off offers no STARTTLS/STLS: H20, and openssl cannot start TLS either."""
     nameservers = [a for s in services["bind"].nameservers for a in ("--nameserver", s)]
     port = services["ports"][service]
@@ -174,7 +175,7 @@ def test_upgrade_missing_while_tlsa_published(cli, services, service: str, proto
     assert not s_client_dane(port, f"svc.{ZONE}", services["records"]["svc"], "rsa", protocol)
 
 
-def test_stale_catalog_seen_live(cli, services) -> None:  # type: ignore[no-untyped-def]
+def test_stale_catalog_seen_live(cli: CliRunner, services: dict[str, Any]) -> None:
     """A live chain from a Let's Encrypt intermediate the catalog lacks: DANE passes now (3 1 1,
     as openssl agrees) and H26 names `catalog update`."""
     nameservers = [a for s in services["bind"].nameservers for a in ("--nameserver", s)]

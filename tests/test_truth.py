@@ -10,18 +10,20 @@ Postfix's own posttls-finger in DANE mode).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from test_rfc2136 import wait_for
 
 import pki
-from conftest import rfc2136_config
-from servers import ZONE, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
+from conftest import CliRunner, Result, probed_host_lines, rfc2136_config
+from servers import ZONE, Bind, posttls_finger, require, start_resolver_and_mta, stop_resolver_and_mta
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 HOST = f"truth.{ZONE}"
@@ -61,7 +63,7 @@ def presented_311(port: int) -> str:
     return openssl_311(text[start:end] + b"\n")
 
 
-def nsupdate(bind, *lines: str) -> None:  # type: ignore[no-untyped-def]
+def nsupdate(bind: Bind, *lines: str) -> None:
     script = f"server 127.0.0.1 {bind.primary.port}\nzone {bind.zone}\n" + "".join(f"{x}\n" for x in lines)
     subprocess.run(["nsupdate", "-k", str(bind.key_file)], input=(script + "send\n").encode(), check=True,
                    capture_output=True)
@@ -71,13 +73,12 @@ def nsupdate(bind, *lines: str) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def world(bind):  # type: ignore[no-untyped-def]
+def world(bind: Bind) -> Iterator[dict[str, Any]]:
     require("unbound", "postfix", "posttls-finger", "openssl", "unshare", "dig", "nsupdate")
     root = Path(tempfile.mkdtemp(prefix="tlsa-truth-"))
     root.chmod(0o755)
     state = root / "state"
-    _ca_root, cas = pki.make_test_catalog(state / "catalog", "Truth Root X1",
-                                          [("TE1", "p384"), ("TE2", "p384"), ("TE3", "p384")], NOW)
+    _ca_root, cas = pki.make_test_catalog(state / "catalog", "Truth Root X1", not_before=NOW)
     live, staged, incoming = root / "live", root / "staged", root / "incoming"
     for d in (live, staged, incoming):
         d.mkdir()
@@ -88,13 +89,7 @@ def world(bind):  # type: ignore[no-untyped-def]
     unbound, postfix = start_resolver_and_mta(root, bind, HOST, [live / "ecdsa.pem"])
     config = root / "tlsa-manager.toml"
     # probe without probe_port: the host's own port is probed (issue 13.3)
-    config.write_text(rfc2136_config(state, bind, HOST, f"""
-ports = [{postfix.port}]
-cert = "{live / 'ecdsa.pem'}"
-staged_dir = "{staged}"
-reload = {json.dumps(postfix.reload)}
-probe = "127.0.0.1"
-"""))
+    config.write_text(rfc2136_config(state, bind, HOST, probed_host_lines(postfix, live / "ecdsa.pem", staged)))
     try:
         yield {"root": root, "cas": cas, "key": key, "live": live, "staged": staged, "incoming": incoming,
                "config": config, "unbound": unbound, "postfix": postfix, "bind": bind,
@@ -103,7 +98,7 @@ probe = "127.0.0.1"
         stop_resolver_and_mta(root, unbound, postfix)
 
 
-def renew(world, cli, issuer: str, *, new_key: bool):  # type: ignore[no-untyped-def]
+def renew(world: dict[str, Any], cli: CliRunner, issuer: str, *, new_key: bool) -> tuple[Result, float, pki.Issued]:
     """The ACME client renewed: `hook generic` with the new chain; returns (result, seconds, leaf)."""
     key = pki.make_key("p256") if new_key else world["key"]
     leaf = pki.make_leaf([HOST], world["cas"][issuer], key=key, not_before=NOW)
@@ -121,7 +116,7 @@ def renew(world, cli, issuer: str, *, new_key: bool):  # type: ignore[no-untyped
 # ---------------------------------------------------------------- what everyone says
 
 
-def compare(world, cli, step: str, *, lagging: bool = False) -> dict:  # type: ignore[type-arg]
+def compare(world: dict[str, Any], cli: CliRunner, step: str, *, lagging: bool = False) -> dict[str, Any]:
     """After a step: plan, status and check against dig (both servers) and Postfix."""
     cfg = ["--config", world["config"]]
     bind, owner, port = world["bind"], world["owner"], world["postfix"].port
@@ -173,7 +168,7 @@ def compare(world, cli, step: str, *, lagging: bool = False) -> dict:  # type: i
     return {"plan": pdoc, "status": doc, "primary": on_primary, "secondary": on_secondary, "presented": presented}
 
 
-def soa_refresh(bind, refresh: int) -> None:  # type: ignore[no-untyped-def]
+def soa_refresh(bind: Bind, refresh: int) -> None:
     """Set the zone's SOA refresh/retry (a secondary that misses a NOTIFY then stays behind)."""
     out = subprocess.run(["dig", "+short", "-p", str(bind.primary.port), "@127.0.0.1", bind.zone, "SOA"],
                          capture_output=True, text=True, check=True).stdout.split()
@@ -182,7 +177,7 @@ def soa_refresh(bind, refresh: int) -> None:  # type: ignore[no-untyped-def]
                    f"{max(3600, 2 * refresh)} 30")
 
 
-def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  # type: ignore[no-untyped-def]
+def test_rollover_every_step_says_what_the_servers_serve(world: dict[str, Any], cli: CliRunner) -> None:
     cfg = ["--config", world["config"]]
     bind, owner = world["bind"], world["owner"]
     te = {n: openssl_311(world["cas"][n].pem).replace("3 1 1", "2 1 1") for n in ("TE1", "TE2", "TE3")}
@@ -266,7 +261,7 @@ def test_rollover_every_step_says_what_the_servers_serve(world, cli) -> None:  #
 # ---------------------------------------------------------------- one item each (BIND only)
 
 
-def make_site(tmp_path: Path, bind, live_name: str, extra: str = "", negative_ttl: bool = True):  # type: ignore[no-untyped-def]
+def make_site(tmp_path: Path, bind: Bind, live_name: str, extra: str = "", negative_ttl: bool = True) -> dict[str, Any]:
     import secrets
 
     from test_sync_cli import le_shaped_chain
@@ -287,7 +282,8 @@ def make_site(tmp_path: Path, bind, live_name: str, extra: str = "", negative_tt
             "tmp": tmp_path}
 
 
-def hook(cli, site, issuer: str, key=None):  # type: ignore[no-untyped-def]
+def hook(cli: CliRunner, site: dict[str, Any], issuer: str,
+         key: CertificateIssuerPrivateKeyTypes | None = None) -> tuple[Result, pki.Issued]:
     from test_sync_cli import le_shaped_chain
 
     leaf, chain = le_shaped_chain(site["host"], issuer, key=key)
@@ -299,7 +295,7 @@ def hook(cli, site, issuer: str, key=None):  # type: ignore[no-untyped-def]
     return result, leaf
 
 
-def test_gate_times_agree_and_name_the_negative_ttl(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_gate_times_agree_and_name_the_negative_ttl(cli: CliRunner, bind: Bind, tmp_path: Path) -> None:
     """13.2: the negative TTL (from the SOA: min(60, 30) = 30 s) sets the first wait, and plan,
     status, sync and hook give the same second for it and say so."""
     site = make_site(tmp_path, bind, "ecdsa.pem", negative_ttl=False)
@@ -320,7 +316,7 @@ def test_gate_times_agree_and_name_the_negative_ttl(cli, bind, tmp_path: Path) -
     assert line in cli(*cfg, "plan", site["host"]).out
 
 
-def test_live_file_not_named_pem_is_staged_and_deployed(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_live_file_not_named_pem_is_staged_and_deployed(cli: CliRunner, bind: Bind, tmp_path: Path) -> None:
     """13.4 and 13.3: a live file `mail.crt` is staged as `mail.crt`, found again and deployed;
     a file that matches no live name is named, not ignored; without a probe nothing is claimed."""
     site = make_site(tmp_path, bind, "mail.crt")
@@ -341,7 +337,7 @@ def test_live_file_not_named_pem_is_staged_and_deployed(cli, bind, tmp_path: Pat
     assert "deploys are reloaded, not verified: no probe configured" in status.out, status.out
 
 
-def test_exit_codes_when_the_reload_keeps_failing(cli, bind, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_exit_codes_when_the_reload_keeps_failing(cli: CliRunner, bind: Bind, tmp_path: Path) -> None:
     """13.6: a deploy whose reload fails exits 1 in sync, and so does every later sync while it
     stays unconfirmed, and status; the replaced chain's records stay."""
     site = make_site(tmp_path, bind, "ecdsa.pem", extra='reload = ["false"]\n')

@@ -64,7 +64,7 @@ from tlsa_manager.ports import (
     ZonePorts,
 )
 from tlsa_manager.provider import ChangeSet, OwnerChange, RRset
-from tlsa_manager.state import DeployIntent, LedgerData
+from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData
 
 #: the ports and reports live in tlsa_manager.ports; these names stay importable from here
 __all__ = [
@@ -285,6 +285,9 @@ class Run:
             if self.ledger.host(member.settings.host).deploying(chain.key_type):
                 kind = chain.key_type.upper()
                 why = f"the previous {kind} deploy is not confirmed"
+                pending = [k for k, e in journal.items() if e.deployed.key_type == chain.key_type]
+                if all(k.startswith(PRESENTED) for k in pending):
+                    why = f"the MTA presents another {kind} chain than the configured one (H27)"
                 report.notes.append(f"{chain.label}: not deployed, {why}")
                 continue
             self.checkpoint("before-deploy")

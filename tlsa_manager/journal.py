@@ -25,15 +25,14 @@ from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
 from tlsa_manager.observations import History, ServerView
 from tlsa_manager.plans import chain_identity
 from tlsa_manager.ports import HostPorts, HostSettings, Member, Save, SyncReport
-from tlsa_manager.state import DeployIntent, LedgerData
-
-PRESENTED = "presented by the MTA"
+from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData
 
 
 def unconfirmed(ledger: LedgerData, host: str) -> tuple[ChainFacts, ...]:
     """Chains the MTA may still present: replaced by a deploy whose reload is not confirmed."""
     return tuple(
-        replace(chain, label=f"previous {chain.label} (deploy of {label} not confirmed)")
+        replace(chain, label=chain.label if label.startswith(PRESENTED)
+                else f"previous {chain.label} (deploy of {label} not confirmed)")
         for label, entry in ledger.host(host).deploys.items()
         for chain in entry.previous
     )
@@ -43,8 +42,9 @@ def mismatch_hazards(ledger: LedgerData, host: str) -> tuple[Hazard, ...]:
     """H27: the MTA presents a chain other than the configured live file (blocks deploys)."""
     return tuple(
         MTA_OTHER_CHAIN.hazard(
-            f"the MTA presents {chain.label}, not the configured live {entry.deployed.label}; "
-            f"its records stay and no {chain.key_type.upper()} deploy happens until it presents that file",
+            f"the MTA presents another {chain.key_type.upper()} chain than the configured "
+            f"{entry.deployed.label}; its records stay and no {chain.key_type.upper()} deploy "
+            "happens until it presents that file",
             "point the MTA at the configured certificate file and reload it (or fix cert/certs)",
             host,
         )
@@ -154,6 +154,12 @@ def confirm_deploys(members: list[Member], ledger: LedgerData, save: Save) -> No
             try:
                 member.ports.confirm(entry.deployed)
             except TlsaManagerError as exc:
+                if label.startswith(PRESENTED):  # no deploy of ours: H27 says it, not a failure
+                    member.report.notes.append(
+                        f"the configured {entry.deployed.label} is not confirmed live: "
+                        "the MTA still presents another chain (H27)"
+                    )
+                    continue
                 member.report.notes.append(
                     f"the deploy of {label} is not confirmed ({exc.message}); "
                     "the records of the chain it replaced stay"
@@ -162,6 +168,10 @@ def confirm_deploys(members: list[Member], ledger: LedgerData, save: Save) -> No
                 continue
             del journal[label]
             save(ledger)
+            if label.startswith(PRESENTED):
+                configured = entry.deployed.label
+                member.report.notes.append(f"the MTA now presents the configured {configured} (H27 is over)")
+                continue
             checked = checks_of(member.ports, label)
             verb = "confirmed" if checked.startswith(("verified", "the server presents")) else "finished"
             member.report.notes.append(f"{verb} the deploy of {label}: {checked}")

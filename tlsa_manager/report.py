@@ -21,6 +21,7 @@ from tlsa_manager.errors import ExitCode
 from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.ledger import LedgerData
 from tlsa_manager.planner import Gate, Plan, iso, short_time
+from tlsa_manager.state import PRESENTED
 
 if TYPE_CHECKING:
     from tlsa_manager.engine import SyncReport
@@ -119,6 +120,7 @@ class StatusReport:
         unconfirmed = [
             {"deployed": label, "since": iso(entry.since), "replaced": len(entry.previous)}
             for label, entry in (host.deploys.items() if host else ())
+            if not label.startswith(PRESENTED)  # no deploy of ours: the plan's H27 says it
         ]
         item: dict[str, Any] = {
             "host": name,

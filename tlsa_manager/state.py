@@ -27,6 +27,10 @@ class DeployIntent:
     since: float
 
 
+#: label prefix of a deploy-journal entry that is no deploy of ours: before the first
+#: publish the MTA presented another chain than the configured file (H27)
+PRESENTED = "presented by the MTA"
+
 @dataclass
 class OwnerRecord:
     """Per owner name: records we published (managed) and the observation history."""

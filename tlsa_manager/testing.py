@@ -77,8 +77,9 @@ class ProviderContract:
     max_writes_per_change_set: ClassVar[int | None] = 1
     #: how many owners the "many owners" tests use
     many_owners: ClassVar[int] = 12
-    #: setting values that must never show in ``repr`` or errors (e.g. a test token)
-    secret_values: ClassVar[Sequence[str]] = ()
+    #: setting values that must never show in ``repr`` or errors (e.g. a test token); a
+    #: ``backend`` fixture that learns its secret only when the server starts sets it on the instance
+    secret_values: Sequence[str] = ()
 
     @pytest.fixture
     def backend(self) -> Backend:
