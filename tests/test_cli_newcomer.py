@@ -86,3 +86,24 @@ def test_closed_pipe_is_not_an_error_message() -> None:
     # The reader has exited long before the CLI writes (interpreter start-up is slower).
     result = subprocess.run(["bash", "-c", f"{' '.join(CLI)} catalog list | true"], capture_output=True, text=True)
     assert result.stderr == ""
+
+
+def test_export_uses_the_catalog_of_the_configured_state_dir(cli: CliRunner, tmp_path: Path) -> None:
+    """`state_dir` in the configuration counts for `export` as for plan, sync and status:
+    a catalog refreshed there (here a test CA's) is the one whose issuers are exported."""
+    import pki
+
+    state = tmp_path / "configured-state"  # not the fixture's $TLSA_MANAGER_STATE_DIR
+    _root, cas = pki.make_test_catalog(state / "catalog", "Export Root X1")
+    leaf = pki.make_leaf(["mail.example.com"], cas["TE1"])
+    chain = pki.write(tmp_path / "ecdsa.pem", leaf.pem, cas["TE1"].pem)
+    zone = tmp_path / "db.example.com"
+    shutil.copy(EXAMPLES / "db.example.com", zone)
+    config = tmp_path / "tlsa-manager.toml"
+    config.write_text(f'state_dir = "{state}"\n[providers.file]\ntype = "zonefile"\nzone_file = "{zone}"\n'
+                      f'[hosts."mail.example.com"]\nprovider = "file"\ncert = "{chain}"\n')
+    result = cli("--config", config, "export", "mail.example.com")
+    assert result.code == 0, result.err
+    for name in ("TE1", "TE2"):  # the configured catalog's active issuers
+        ca = pki.write(tmp_path / f"{name}.pem", cas[name].pem)
+        assert f"2 1 1 {openssl_tlsa_data(ca, 1, 1)}" in result.out

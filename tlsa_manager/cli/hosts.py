@@ -14,7 +14,6 @@ from tlsa_manager.cli.common import (
     configured,
     emit_json,
     has_config,
-    load_cli_config,
     seconds,
     state_dir,
     write_lines,
@@ -118,7 +117,7 @@ def export(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.export import export_records
 
-    config = load_cli_config(args, publishing=False)
+    config = configured(args, publishing=False)  # its state_dir's catalog, as plan/sync/status
     report = export_records(config, args.hosts, bool(args.all), load_catalog(state_dir(args)))
     if args.format == "json" or args.json:
         emit_json(report.as_dict())
