@@ -181,3 +181,16 @@ def test_cloud_provider_modules_import_their_sdks_only_when_used() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "SDKS="
+
+
+def test_the_wheel_lists_every_python_package() -> None:
+    """setuptools ships only the packages pyproject.toml names: a new subpackage left out
+    (tlsa_manager/simulation was) works in the editable install and is missing from
+    `pip install .`."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(repo).parts) for p in repo.glob("tlsa_manager/**/__init__.py")}
+    found |= {"tlsa_manager_providers"} if (repo / "providers/tlsa_manager_providers/__init__.py").exists() else set()
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
