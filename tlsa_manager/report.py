@@ -120,7 +120,7 @@ class StatusReport:
         unconfirmed = [
             {"deployed": label, "since": iso(entry.since), "replaced": len(entry.previous)}
             for label, entry in (host.deploys.items() if host else ())
-            if not label.startswith(PRESENTED)  # no deploy of ours: the plan's H27 says it
+            if label in self._deploys(name)
         ]
         item: dict[str, Any] = {
             "host": name,
@@ -144,8 +144,10 @@ class StatusReport:
         return exit_code([h for p in self.plans or () for h in p.hazards], failures)
 
     def _deploys(self, name: str) -> list[str]:
+        """The host's unconfirmed deploys of ours: a chain the MTA presents on its own
+        (journalled under PRESENTED) is no deploy of ours; the plan's H27 says it."""
         host = self.data.hosts.get(name)
-        return list(host.deploys) if host else []
+        return [label for label in host.deploys if not label.startswith(PRESENTED)] if host else []
 
 
 def sync_as_dict(report: SyncReport, checks: dict[str, str], dry_run: bool) -> dict[str, Any]:
