@@ -139,3 +139,38 @@ def test_the_same_ledger_is_written_once_but_a_changed_file_again(tmp_path: Path
         data.host("mx.example.com").negative_ttl = 62
         ledger.save(data)
         assert ledger.load().hosts["mx.example.com"].negative_ttl == 62
+
+
+def test_zone_owners_found_by_text_are_those_dnspython_finds(tmp_path: Path) -> None:
+    """The zone-file scan finds a fleet's owners by their text; every way a zone may write
+    an owner (relative, absolute, another case, IDNA, escaped) reads as dnspython reads it."""
+    import dns.rdatatype
+    import dns.zone
+
+    from tlsa_manager_providers.zonefile import ZoneFileProvider
+
+    digest = "ab" * 32
+    body = (
+        "$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns1 hm ( 1 7200 3600 1209600 300 )\n  IN NS ns1\n"
+        f"_25._TCP.Mail IN TLSA 3 1 1 {digest}\n"
+        f"_25._tcp.mail2.example.com. 600 IN TLSA 3 1 1 {digest}\n"
+        f"_25._tcp.müller IN TLSA 3 1 1 {digest}\n"
+        f"_25._tcp.we\\.ird IN TLSA 3 1 1 {digest}\n"
+        f"_25._tcp.other IN TLSA 3 1 1 {digest}\n"
+        "$ORIGIN sub.example.com.\n"
+        f"_25._tcp.mail IN TLSA 2 1 1 {digest}\n"
+    )
+    zone = tmp_path / "db.example.com"
+    zone.write_text(body)
+    oracle = dns.zone.from_text(body, origin="example.com.", relativize=False)
+    owners = [dns.name.from_text(n) for n in (
+        "_25._tcp.mail.example.com.", "_25._tcp.MAIL2.example.com.", "_25._tcp.xn--mller-kva.example.com.",
+        "_25._tcp.we\\.ird.example.com.", "_25._tcp.mail.sub.example.com.", "_25._tcp.absent.example.com.")]
+    got = ZoneFileProvider({"zone_file": str(zone), "zone": "example.com"}).read(owners)
+    for owner in owners:
+        rdataset = oracle.get_rdataset(owner, dns.rdatatype.TLSA)
+        expected = frozenset(Tlsa.from_rdata(r) for r in rdataset) if rdataset else frozenset()
+        assert got[owner].records == expected, owner
+        if rdataset:
+            assert got[owner].ttl == rdataset.ttl, owner
+    assert sum(bool(got[o].records) for o in owners) == 5

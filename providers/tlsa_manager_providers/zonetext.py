@@ -243,6 +243,11 @@ def find_tlsa(
     last explicit TTL); ``include(file, origin)`` reads an $INCLUDEd file the same way."""
     wanted = set(owners)
     labels = {o.labels[0].decode("ascii", "replace").lower() for o in owners if o.labels}
+    # Owners by their lower-case text: an owner written without escapes is looked up
+    # without parsing it into a name and comparing names (dnspython's hash and compare
+    # walk every byte; a fleet's zone has thousands of TLSA lines).
+    by_text = {o.to_text().lower(): o for o in owners}
+    origin_text: dict[int, str] = {}
     out: dict[dns.name.Name, tuple[set[Tlsa], int | None]] = {}
     default_ttl: int | None = None
     last_ttl: int | None = None
@@ -262,13 +267,23 @@ def find_tlsa(
             last_ttl = _ttl(entry.ttl, entry.first)
         if entry.rdtype != "TLSA" or entry.owner_key is None:
             continue
-        text = entry.owner_key[0]
+        text, origin, _line = entry.owner_key
         if text != "@" and "\\" not in text and text.split(".", 1)[0].lower() not in labels:
             continue  # cheap test first: the first label must be "_25" (or the port's)
-        owner = entry.owner
-        if owner not in wanted:
-            continue
-        assert owner is not None
+        found = None
+        if text != "@" and "\\" not in text:
+            if not text.endswith("."):
+                if id(origin) not in origin_text:
+                    origin_text[id(origin)] = origin.to_text()
+                text = f"{text}.{origin_text[id(origin)]}"
+            found = by_text.get(text.lower())
+        if found is None:  # not one of ours by its text: dnspython decides, as it always did
+            parsed = entry.owner
+            if parsed not in wanted:
+                continue
+            assert parsed is not None
+            found = parsed
+        owner = found
         words = _words(lines, entry.first, entry.last)
         index = next(i for i, w in enumerate(words) if w.upper() == "TLSA")
         try:
