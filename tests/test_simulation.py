@@ -193,6 +193,16 @@ NEW_KEY = {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "YE2"}
 #: Timelines at the edges the random ones reach only rarely, replayed first in every run
 #: (the reviewer's cases of issue 12): each breaks one of the planner's safeguards.
 EDGE_TIMELINES = [
+    # the tool at its budget (12 records, two key types and an MTA presenting another
+    # chain), then someone else adds a record: a record that is not ours is outside the
+    # budget the tool keeps (the 100,000-timeline soak of seed 20261121 found the oracle
+    # counting it)
+    _edge([(0.0, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "XCA"}),
+           (0.0, {"do": "renew", "key_type": "rsa", "new_key": False, "issuer": "YR1"}),
+           (0.0, {"do": "edit"}),
+           (0.0, {"do": "renew", "key_type": "ecdsa", "new_key": False, "issuer": "YE1"})],
+          key_types=("ecdsa", "rsa"), ttl=60, servers={"ns1": 0, "ns2": 0}, until=115200.0, timer=3600,
+          skew=0.0, mta_other=True, can_probe=True, unobserved=False, propagation_delay=None),
     # a rollover with a secondary lagging 2 h: gate waits for it, then 2 TTLs
     _edge([(HOUR, NEW_KEY)], servers={"ns1": 0, "ns2": 2 * HOUR, "ns3": 30}, timer=600),
     # TTL lowered, then a new key: the old 4 h TTL keeps counting

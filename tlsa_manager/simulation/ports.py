@@ -91,7 +91,9 @@ class InstancePorts(Instance):
         if self.edit_before_apply:
             self.edit_before_apply = False
             stray = Tlsa.from_text("3 1 1 " + self._bytes(32).hex())
+            self.dns.outside_edit = True  # not the tool's write: outside the budget check
             self.publish(self.primary.records | {stray}, self.primary.ttl)
+            self.dns.outside_edit = False
             self.log(f"someone else adds {stray.to_text()[:20]}... at the primary")
         if self.fail_next_apply:
             self.fail_next_apply = False
