@@ -51,6 +51,10 @@ BAD_VALUES = {
     "check timeout negative": (["check", "example.com", "--timeout", "-1"], "greater than 0"),
     "check margin too far": (["check", "example.com", "--rrsig-margin", "1e30"], "--rrsig-margin"),
     "check margin nan": (["check", "example.com", "--rrsig-margin", "nan"], "--rrsig-margin"),
+    # finite but past what sockets and datetimes take: once an internal OverflowError
+    "check timeout 1e308": (["check", "example.com", "--timeout", "1e308"], "--timeout"),
+    "check timeout 1e10": (["check", "example.com", "--timeout", "1e10"], "--timeout"),
+    "metrics timeout 1e18": (["metrics", "--timeout", "1e18", "--output", "m.prom"], "--timeout"),
     "check no workers": (["check", "example.com", "--workers", "0"], "--workers"),
     "check port too high": (["check", "example.com", "--port", "70000"], "outside 1-65535"),
     "check port zero": (["check", "example.com", "--port", "0"], "outside 1-65535"),

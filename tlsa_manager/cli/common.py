@@ -155,18 +155,24 @@ def add_wait_lock(p: argparse.ArgumentParser, default: float, help: str) -> None
 # ---------------------------------------------------------------- checked option values
 
 
+#: the longest timeout, wait or margin taken (115 days): 1e10 s overflows time_t in
+#: socket timeouts and datetime arithmetic
+LONGEST = 10_000_000.0
+
+
 def seconds(lowest: float, *, above: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite number of seconds (or days) not below ``lowest`` (with
-    ``above``, greater than it).  NaN or infinity would reach timers and thread pools."""
+    ``above``, greater than it) and at most :data:`LONGEST`.  NaN, infinity or 1e308
+    would reach timers, sockets and thread pools."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < lowest or (above and value == lowest):
+        if not math.isfinite(value) or value < lowest or (above and value == lowest) or value > LONGEST:
             bound = f"greater than {lowest:g}" if above else f"at least {lowest:g}"
-            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number {bound}")
+            raise argparse.ArgumentTypeError(f"{text!r} must be a number {bound} and at most {LONGEST:g}")
         return value
 
     return parse
