@@ -42,6 +42,8 @@ def test_new_key_scenario_timeline(cli: CliRunner) -> None:
     ('[[events]]\nat = "1d"\ndo = "explode"\n', "unknown scenario event 'explode'"),
     ('[[events]]\nat = "1d"\ndo = "renew"\nissuer = "ZZ9"\n', "unknown issuer 'ZZ9'"),
     ('[world]\nrecords = ["3 0 1"]\n[[events]]\nat = "0s"\ndo = "sync"\n', "unsafe_allow_fragile_kinds"),
+    ('[world]\nkey_types = ["dsa"]\n', "world.key_types must list ecdsa and/or rsa"),  # was an IndexError
+    ('[world]\nkey_types = "ecdsa"\n', "world.key_types must list ecdsa and/or rsa"),
 ])
 def test_bad_scenarios(cli: CliRunner, tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "s.toml"

@@ -62,6 +62,9 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
     for name in initial.values():
         if name not in known:
             raise ConfigError(f"{path}: unknown issuer {name!r}", "use a catalog name such as YE1 or YR2")
+    key_types = world_doc.get("key_types", ["ecdsa"])
+    if not isinstance(key_types, list) or not key_types or any(k not in ("ecdsa", "rsa") for k in key_types):
+        raise ConfigError(f"{path}: world.key_types must list ecdsa and/or rsa", 'e.g. key_types = ["rsa"]')
     world = World(
         issuers,
         servers=servers,
@@ -69,7 +72,7 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
         negative_ttl=int(parse_duration(world_doc.get("negative_ttl", "5m"), "world.negative_ttl")),
         slack=parse_duration(world_doc.get("slack", "5m"), "world.slack"),
         policy=policy,
-        key_types=tuple(world_doc.get("key_types", ["ecdsa"])),
+        key_types=tuple(key_types),
         initial_issuers=initial,
         seed=int(world_doc.get("seed", 0)),
     )
