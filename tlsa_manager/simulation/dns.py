@@ -111,7 +111,8 @@ class Dns:
         self.deferrals: list[Violation] = []
         self.over_budget: list[tuple[float, int]] = []
         #: the budget bounds what the tool publishes (records not its own counted): a
-        #: version someone else published may exceed it until the tool's next write
+        #: version someone else published, or half a write the provider failed after
+        #: applying its additions, may exceed it until the tool's next write
         self.outside_edit = False
         self.outside_serials: set[int] = set()
         self.timeline: list[str] = []
