@@ -113,7 +113,6 @@ class Dns:
         #: the budget bounds what the tool publishes (records not its own counted): a
         #: version someone else published, or half a write the provider failed after
         #: applying its additions, may exceed it until the tool's next write
-        self.outside_edit = False
         self.outside_serials: set[int] = set()
         self.timeline: list[str] = []
         self.reported: set[tuple[tuple[str, int], str]] = set()
@@ -121,10 +120,10 @@ class Dns:
 
     # -- propagation -----------------------------------------------------------
 
-    def publish(self, records: frozenset[Tlsa], ttl: int, budget: int) -> None:
+    def publish(self, records: frozenset[Tlsa], ttl: int, budget: int, *, by_tool: bool = True) -> None:
         """A new version at the primary; each server serves it after its lag (or when resumed)."""
         self.primary = Version(records, ttl, next(self.serial))
-        if self.outside_edit:
+        if not by_tool:
             self.outside_serials.add(self.primary.serial)
         self.published[self.primary.serial] = self.clock
         for server in self.servers.values():

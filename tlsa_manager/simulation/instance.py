@@ -145,8 +145,10 @@ class Instance:
     def primary(self) -> Version:
         return self.dns.primary
 
-    def publish(self, records: frozenset[Tlsa], ttl: int) -> None:
-        self.dns.publish(records, ttl, self.settings.policy.budget)
+    def publish(self, records: frozenset[Tlsa], ttl: int, *, by_tool: bool = True) -> None:
+        """A new version at the primary; ``by_tool=False`` for someone else's write (or half
+        of a failed one), which the budget check leaves out."""
+        self.dns.publish(records, ttl, self.settings.policy.budget, by_tool=by_tool)
 
     def advance(self, to: float) -> None:
         self.dns.advance(to, self.settings.policy.budget)

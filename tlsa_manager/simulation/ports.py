@@ -85,17 +85,13 @@ class InstancePorts(Instance):
             self.partial_next = False
             adds = frozenset().union(*(c.add for c in changeset.changes))
             if adds - self.primary.records and changeset.changes[0].expected == self.primary.records:
-                self.dns.outside_edit = True  # half a write: the budget holds for whole ones
-                self.publish(self.primary.records | adds, self.primary.ttl)
-                self.dns.outside_edit = False
+                self.publish(self.primary.records | adds, self.primary.ttl, by_tool=False)  # half a write
                 self.log("the provider applied only the additions, then failed")
             raise ProviderError("simulated partial write (HTTP 500 after the first records)", "retry")
         if self.edit_before_apply:
             self.edit_before_apply = False
             stray = Tlsa.from_text("3 1 1 " + self._bytes(32).hex())
-            self.dns.outside_edit = True  # not the tool's write: outside the budget check
-            self.publish(self.primary.records | {stray}, self.primary.ttl)
-            self.dns.outside_edit = False
+            self.publish(self.primary.records | {stray}, self.primary.ttl, by_tool=False)
             self.log(f"someone else adds {stray.to_text()[:20]}... at the primary")
         if self.fail_next_apply:
             self.fail_next_apply = False

@@ -81,9 +81,7 @@ class World(InstancePorts):
     def external_ttl(self, ttl: int) -> None:
         """Someone changes the TTL behind the tool's back (seen only if a run observes it)."""
         self.log(f"someone sets the TTL to {ttl} at the primary")
-        self.dns.outside_edit = True  # not the tool's write: outside the budget check
-        self.publish(self.primary.records, ttl)
-        self.dns.outside_edit = False
+        self.publish(self.primary.records, ttl, by_tool=False)
 
     def set_lag(self, server: str, lag: float) -> None:
         self.dns.servers[server].lag = lag
