@@ -1,0 +1,130 @@
+"""What an operator's review of the CLI found: each case as the operator typed it (the
+CLI as a subprocess), with the exit code and the one line it must print."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pki
+from conftest import CLI, EXAMPLES, openssl, openssl_tlsa_data
+
+EXAMPLE = EXAMPLES / "mail.example.com"
+HOST = "mail.example.com"
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    """The error contract: the exit code, one line on stderr naming the problem, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def zonefile_site(tmp_path: Path, host_lines: str, zone_text: str | None = None) -> Path:
+    """A config publishing mail.example.com into a copy of the example zone; returns it."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700, exist_ok=True)
+    zone = tmp_path / "db.example.com"
+    if zone_text is None:
+        shutil.copy(EXAMPLES / "db.example.com", zone)
+    else:
+        zone.write_text(zone_text)
+    config = tmp_path / "tlsa-manager.toml"
+    config.write_text(
+        f'state_dir = "{state}"\n[providers.file]\ntype = "zonefile"\nzone_file = "{zone}"\n'
+        f'[hosts."{HOST}"]\nprovider = "file"\n{host_lines}'
+    )
+    return config
+
+
+def tlsa_lines(zone: Path) -> list[str]:
+    return sorted(line for line in zone.read_text().splitlines() if " TLSA " in line)
+
+
+# ---------------------------------------------------------------- 1. hook with a leaf-only file
+
+
+def test_example_leaf_is_not_signed_by_the_issuer_it_names() -> None:
+    """The example's leaf names YE1, but openssl does not verify it against the bundled
+    YE1: the example is a synthetic chain, so the catalog must not vouch for it."""
+    verify = subprocess.run(
+        ["openssl", "verify", "-partial_chain", "-CAfile", str(EXAMPLES.parent / "tlsa_manager" / "data"
+         / "letsencrypt" / "ye1.pem"), str(EXAMPLE / "cert.pem")],
+        capture_output=True, text=True,
+    )
+    assert verify.returncode != 0
+    assert "YE1" in openssl("x509", "-in", str(EXAMPLE / "cert.pem"), "-noout", "-issuer").decode()
+
+
+def _leaf_only_site(tmp_path: Path) -> tuple[Path, Path, dict[str, pki.Issued], pki.Issued]:
+    """A host live with a chain of a test catalog's TE1 (its catalog in the state dir), synced."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    _root, cas = pki.make_test_catalog(state / "catalog", "Review Root X1")
+    live = pki.make_leaf([HOST], cas["TE1"])
+    pki.write(tmp_path / "live" / "ecdsa.pem", live.key_pem, live.pem, cas["TE1"].pem)
+    config = zonefile_site(tmp_path, f'cert = "{tmp_path / "live" / "ecdsa.pem"}"\n'
+                                     f'staged_dir = "{tmp_path / "staged"}"\n')
+    first = run("--config", config, "sync")
+    assert first.returncode == 0 and "4 added" in first.stdout, first.stdout + first.stderr
+    return config, tmp_path / "db.example.com", cas, live
+
+
+def test_hook_completes_a_leaf_only_file_from_the_catalog(tmp_path: Path) -> None:
+    """`hook generic --cert cert.pem` (certbot's leaf-only file): the issuer comes from the
+    catalog, the staged chain carries it, and no "2 1 1" record is withdrawn."""
+    config, zone, cas, _live = _leaf_only_site(tmp_path)
+    before = tlsa_lines(zone)
+    renewed = pki.make_leaf([HOST], cas["TE2"])  # Let's Encrypt picked the sibling
+    cert = pki.write(tmp_path / "renewal" / "cert.pem", renewed.pem)
+    key = pki.write(tmp_path / "renewal" / "privkey.pem", renewed.key_pem)
+    result = run("--config", config, "hook", "generic", "--cert", cert, "--key", key, "--host", HOST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "H9" not in result.stdout and "H26" not in result.stdout and "removed" in result.stdout
+    assert " 0 removed" in result.stdout
+    staged = (tmp_path / "staged" / "ecdsa.pem").read_bytes()
+    assert staged.count(b"BEGIN CERTIFICATE") == 2 and cas["TE2"].pem in staged
+    te2 = pki.write(tmp_path / "te2.pem", cas["TE2"].pem)
+    assert f"2 1 1 {openssl_tlsa_data(te2, 1, 1)}" in "\n".join(tlsa_lines(zone))
+    assert set(before) <= set(tlsa_lines(zone))  # every issuer record is still there
+
+
+def test_hook_refuses_a_leaf_only_file_of_an_unknown_issuer(tmp_path: Path) -> None:
+    """A leaf-only file whose issuer the catalog does not know: a hazard (exit 4), nothing
+    staged, nothing removed; never a silent withdrawal of the issuer records."""
+    config, zone, _cas, _live = _leaf_only_site(tmp_path)
+    before = tlsa_lines(zone)
+    other = pki.make_ca("Other CA", pki.make_key("p384"))
+    renewed = pki.make_leaf([HOST], other)
+    cert = pki.write(tmp_path / "renewal" / "cert.pem", renewed.pem)
+    key = pki.write(tmp_path / "renewal" / "privkey.pem", renewed.key_pem)
+    result = run("--config", config, "hook", "generic", "--cert", cert, "--key", key, "--host", HOST)
+    one_line_error(result, 4, "H9", "not in the issuer catalog", "nothing staged", "full chain")
+    assert not (tmp_path / "staged" / "ecdsa.pem").exists()
+    assert tlsa_lines(zone) == before
+
+
+def test_hook_refuses_the_example_leaf_whose_named_issuer_did_not_sign_it(tmp_path: Path) -> None:
+    """The example's cert.pem names YE1 but YE1's key did not sign it: refused as a hazard,
+    and the YE1-3 records of the live fullchain stay."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copy(EXAMPLE / "fullchain.pem", live / "fullchain.pem")
+    config = zonefile_site(tmp_path, f'cert = "{live / "fullchain.pem"}"\nkey = "{EXAMPLE / "privkey.pem"}"\n'
+                                     f'staged_dir = "{tmp_path / "staged"}"\n')
+    assert run("--config", config, "sync").returncode == 0
+    zone = tmp_path / "db.example.com"
+    before = tlsa_lines(zone)
+    result = run("--config", config, "hook", "generic", "--cert", EXAMPLE / "cert.pem",
+                 "--key", EXAMPLE / "privkey.pem", "--host", HOST)
+    one_line_error(result, 4, "H9", "YE1", "no catalog certificate of that name signed it")
+    assert tlsa_lines(zone) == before and sum(" 2 1 1 " in line for line in before) == 3
