@@ -128,3 +128,68 @@ def test_hook_refuses_the_example_leaf_whose_named_issuer_did_not_sign_it(tmp_pa
                  "--key", EXAMPLE / "privkey.pem", "--host", HOST)
     one_line_error(result, 4, "H9", "YE1", "no catalog certificate of that name signed it")
     assert tlsa_lines(zone) == before and sum(" 2 1 1 " in line for line in before) == 3
+
+
+# ---------------------------------------------------------------- 2. a write that does not happen
+
+
+def _status_managed(config: Path) -> int:
+    status = run("--config", config, "status")
+    assert status.returncode == 0, status.stderr
+    return status.stdout.count("managed:")
+
+
+def test_host_outside_the_zone_is_a_config_error_for_plan_and_sync(tmp_path: Path) -> None:
+    """plan said "add 4" and sync then failed with exit 1: the zone is checked when read,
+    so both say it (exit 2), nothing is written and the ledger records nothing."""
+    config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\n')
+    config.write_text(config.read_text().replace(f'[hosts."{HOST}"]', '[hosts."mail.other.org"]'))
+    zone_before = (tmp_path / "db.example.com").read_text()
+    for command in ("plan", "sync"):
+        one_line_error(run("--config", config, command), 2, "_25._tcp.mail.other.org.",
+                       "outside the zone example.com.")
+    assert (tmp_path / "db.example.com").read_text() == zone_before
+    assert _status_managed(config) == 0
+
+
+def test_a_write_refused_as_bad_input_leaves_no_managed_records(tmp_path: Path) -> None:
+    """named-checkzone rejects the zone as it is (CNAME and other data): "nothing was
+    changed", so status must not list the four records as managed."""
+    if shutil.which("named-checkzone") is None:  # the machine has bind9 (scripts/test)
+        raise AssertionError("named-checkzone is not installed")
+    text = (EXAMPLES / "db.example.com").read_text() + "www IN CNAME mail\nwww IN A 192.0.2.80\n"
+    config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\n', zone_text=text)
+    one_line_error(run("--config", config, "sync"), 2, "does not parse as it is", "nothing was changed")
+    assert (tmp_path / "db.example.com").read_text() == text
+    assert _status_managed(config) == 0
+
+
+# ---------------------------------------------------------------- 3. files that are not what they should be
+
+
+def test_empty_binary_or_soa_less_zone_file_is_not_a_zone_file(tmp_path: Path) -> None:
+    """Was "outside the zone" (exit 1): the file is not a zone file at all."""
+    files = {
+        "empty.zone": (b"", "it is empty"),
+        "random.bin": (bytes(range(256)) * 8, "it holds binary data"),
+        "hosts.txt": (b"; a comment\nfoo IN A 192.0.2.1\n", "no SOA record"),
+    }
+    for name, (data, why) in files.items():
+        zone = tmp_path / name
+        zone.write_bytes(data)
+        for command in ("plan", "sync"):
+            result = run("--state-dir", tmp_path / "state", command, HOST, "--cert", EXAMPLE / "fullchain.pem",
+                         "--zone-file", zone)
+            one_line_error(result, 2, f"{zone} is not a zone file ({why})", "--zone-file")
+        assert zone.read_bytes() == data
+
+
+def test_private_key_given_as_cert_is_refused(tmp_path: Path) -> None:
+    """A private key is not what the MTA serves: exit 2 naming the file, nothing written."""
+    zone = tmp_path / "db.example.com"
+    shutil.copy(EXAMPLES / "db.example.com", zone)
+    for command in ("plan", "sync"):
+        result = run("--state-dir", tmp_path / "state", command, HOST, "--cert", EXAMPLE / "privkey.pem",
+                     "--zone-file", zone)
+        one_line_error(result, 2, "privkey.pem: holds a key but no certificate", "--cert", "--key")
+    assert zone.read_text() == (EXAMPLES / "db.example.com").read_text()

@@ -45,6 +45,12 @@ def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = Non
             f"{path}: holds only CA certificates, no server certificate or key",
             "point cert at the chain the MTA serves (leaf first), e.g. fullchain.pem",
         )
+    if chain.leaf is None and not label.startswith("next "):
+        # a bare key is a next key; what the MTA serves (live or staged) is a certificate
+        raise InputError(
+            f"{path}: holds a key but no certificate",
+            "point cert (--cert) at the chain the MTA serves, e.g. fullchain.pem; the key goes in key/--key",
+        )
     issuer = catalog.issuer_of(chain)
     return facts_from_chain(chain, label, issuer.name if issuer else None)
 

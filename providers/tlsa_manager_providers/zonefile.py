@@ -95,6 +95,26 @@ class ZoneFileProvider(Provider):
         data = read_regular(path, limit=ZONE_LIMIT, error=ProviderInputError, what="zone file")
         return data.decode("utf-8", "surrogateescape")
 
+    def _zone_text(self) -> str:
+        """The zone file's text, refused at once when it cannot be a zone file: empty, or
+        binary (NUL bytes, mostly not text).  Otherwise it would be read as a zone that
+        has no records, whose origin is its file name."""
+        text = self._read_text(self.path)
+        undecodable = sum(1 for ch in text[:65536] if "\udc80" <= ch <= "\udcff")
+        why = (
+            "it is empty"
+            if not text.strip()
+            else "it holds binary data"
+            if "\x00" in text or undecodable * 10 > min(len(text), 65536)
+            else None
+        )
+        if why is not None:
+            raise ProviderInputError(
+                f"{self.path} is not a zone file ({why})",
+                "point zone_file (--zone-file) at the zone's master file, as named loads it",
+            )
+        return text
+
     def origin(self) -> dns.name.Name:
         """The zone's origin: ``zone``, else the first $ORIGIN, else the file name (once per run)."""
         if self._origin is None:
@@ -114,7 +134,7 @@ class ZoneFileProvider(Provider):
                     f"zonefile zone {self.config['zone']!r} is not a domain name ({exc})",
                     'e.g. zone = "example.com"',
                 ) from None
-        for number, line in enumerate(self._read_text(self.path).splitlines(), 1):
+        for number, line in enumerate(self._zone_text().splitlines(), 1):
             if line.upper().startswith("$ORIGIN"):
                 words = line.split(";", 1)[0].split()
                 if len(words) < 2:
@@ -150,7 +170,7 @@ class ZoneFileProvider(Provider):
     def _current(self) -> tuple[str, list[str], list[Entry]]:
         """The zone file's text, lines and entries: scanned once per content of the file,
         however often a run reads it (a 200,000-line zone must not be parsed six times)."""
-        text = self._read_text(self.path)
+        text = self._zone_text()
         if self._zone is None or self._zone[0] != text:
             lines = text.splitlines(keepends=True)
             if lines and not lines[-1].endswith("\n"):
@@ -159,6 +179,11 @@ class ZoneFileProvider(Provider):
                 entries = parse_entries(lines, self.origin())
             except ProviderInputError as exc:
                 raise ProviderInputError(f"{self.path}: {exc.message}", exc.hint) from None
+            if first_soa(entries) is None and not any(e.directive == "$INCLUDE" for e in entries):
+                raise ProviderInputError(
+                    f"{self.path} is not a zone file (no SOA record)",
+                    "point zone_file (--zone-file) at the zone's master file, as named loads it",
+                )
             self._zone = (text, lines, entries)
         return self._zone
 
@@ -171,11 +196,23 @@ class ZoneFileProvider(Provider):
                 return ""
             raise
 
+    def _check_in_zone(self, owners: Sequence[dns.name.Name]) -> None:
+        """A host outside the file's zone is a configuration mistake: said when reading
+        (so ``plan`` says it too), never first found when writing."""
+        origin = self.origin()
+        outside = next((o for o in owners if not o.is_subdomain(origin)), None)
+        if outside is not None:
+            raise ProviderInputError(
+                f"{outside} is outside the zone {origin} of {self.path}",
+                "give the host a provider for its own zone, or fix the host name",
+            )
+
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         known = self._written
         if known and all(o in known[1] for o in owners) and self._read_text(self.path) == known[0]:
             return {o: known[1][o] for o in owners}
-        _text, lines, entries = self._current()
+        _text, lines, entries = self._current()  # first: is it a zone file at all?
+        self._check_in_zone(owners)
 
         def include(name: str, origin: dns.name.Name, depth: int = 1) -> dict[Any, Any]:
             if depth > MAX_INCLUDE_DEPTH:
@@ -325,11 +362,7 @@ class ZoneFileProvider(Provider):
 
     def _apply_in_place(self, changes: Sequence[OwnerChange]) -> None:
         _text, lines, entries = self._current()
-        for change in changes:
-            if not change.owner.is_subdomain(self.origin()):
-                raise ProviderError(
-                    f"{change.owner} is outside the zone {self.origin()}", "use the zone file of that zone"
-                )
+        self._check_in_zone([c.owner for c in changes])
         new_text = self._render(lines, entries, changes, dt.datetime.now(dt.UTC).date())
         self._write_checked(self.path, new_text)
         # What we just wrote is known: the next read of these owners needs no new scan.
@@ -365,7 +398,7 @@ class ZoneFileProvider(Provider):
 
     def _apply_fragment(self, changes: Sequence[OwnerChange]) -> None:
         assert self.include is not None
-        zone_text = self._read_text(self.path)
+        zone_text = self._zone_text()
         included = self._includes(zone_text)
         if self.include not in included and self.include.name not in {p.name for p in included}:
             raise ConfigError(
