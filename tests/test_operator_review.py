@@ -193,3 +193,49 @@ def test_private_key_given_as_cert_is_refused(tmp_path: Path) -> None:
                      "--zone-file", zone)
         one_line_error(result, 2, "privkey.pem: holds a key but no certificate", "--cert", "--key")
     assert zone.read_text() == (EXAMPLES / "db.example.com").read_text()
+
+
+# ---------------------------------------------------------------- 4. probe, and flags next to --config
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again when this returns: nobody listens
+
+
+def test_unreachable_probe_is_said_to_be_unreachable(tmp_path: Path) -> None:
+    """A configured probe that does not answer was reported as "set probe = ...", a hint
+    to set what is set: the note now names the address and why."""
+    port = _closed_port()
+    config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\nprobe = "127.0.0.1"\n'
+                                     f"probe_port = {port}\n")
+    result = run("--config", config, "sync")
+    assert result.returncode == 0, result.stderr
+    assert f"probe 127.0.0.1:{port} is unreachable" in result.stdout, result.stdout
+    assert "set probe" not in result.stdout
+
+
+def test_invalid_probe_address_is_refused_at_config_load(tmp_path: Path) -> None:
+    for value in ('"not an address:xx"', '"127.0.0.1:25"', '""'):
+        config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\nprobe = {value}\n')
+        one_line_error(run("--config", config, "plan"), 2, 'hosts."mail.example.com".probe must be')
+    for value in ('"::1"', '"localhost"', '"mx1.example.com"'):
+        config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\nprobe = {value}\n')
+        assert run("--config", config, "export").returncode == 0
+
+
+def test_one_off_flags_next_to_config_are_refused_by_name(tmp_path: Path) -> None:
+    """--ttl / --record next to --config were silently ignored: refused, naming the flag."""
+    config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\n')
+    zone_before = (tmp_path / "db.example.com").read_text()
+    for flags, name in ((["--ttl", "300"], "--ttl"), (["--record", "3 1 1"], "--record"),
+                        (["--cert", EXAMPLE / "fullchain.pem"], "--cert")):
+        for command in ("plan", "sync", "export"):
+            result = run("--config", config, command, HOST, *flags)
+            one_line_error(result, 2, f"{name} cannot be combined with --config", str(config))
+    assert (tmp_path / "db.example.com").read_text() == zone_before
+    # without a file and without --cert, the flag describes nothing: said, not ignored
+    one_line_error(run("--state-dir", tmp_path / "state", "plan", HOST, "--ttl", "300"), 2, "--ttl needs --cert")

@@ -128,8 +128,14 @@ def _list(doc: Mapping[str, Any], key: str, where: str) -> list[Any]:
 
 def _string(value: object, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key} must be a non-empty string, not {_kind(value)}", f'e.g. {key} = "..."')
+        what = "empty" if isinstance(value, str) else _kind(value)
+        raise ConfigError(f"{key} must be a non-empty string, not {what}", f'e.g. {_leaf(key)} = "..."')
     return value
+
+
+def _leaf(key: str) -> str:
+    """The key as written in its table: ``probe`` of ``hosts."mx".probe``."""
+    return key.rsplit(".", 1)[-1]
 
 
 def check_host_name(name: object, where: str) -> None:
@@ -161,6 +167,27 @@ def check_host_name(name: object, where: str) -> None:
         host_name(name)
     except TlsaManagerError as exc:
         raise ConfigError(exc.message, exc.hint) from None
+
+
+def _probe_address(value: object, key: str) -> str:
+    """``probe``: an IP address or a host name to connect to; the port is ``probe_port``.
+    Checked here, or a typo surfaces only when a deploy is to be verified."""
+    import ipaddress
+    import re
+
+    text = _string(value, key).strip()
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return text.strip("[]")
+    except ValueError:
+        pass
+    label = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    if len(text) > 253 or not re.fullmatch(rf"{label}(\.{label})*\.?", text):
+        raise ConfigError(
+            f"{key} must be an IP address or a host name, not {text!r}",
+            f'e.g. {_leaf(key)} = "127.0.0.1" (the port goes in probe_port)',
+        )
+    return text
 
 
 def _bool(value: object, key: str) -> bool:
@@ -257,7 +284,7 @@ def _host_spec(
         if merged.get("staged_dir")
         else None,
         nameservers=tuple(_string(n, f"{where}.nameservers") for n in _list(merged, "nameservers", where)),
-        probe=_string(merged["probe"], f"{where}.probe") if merged.get("probe") else None,
+        probe=_probe_address(merged["probe"], f"{where}.probe") if "probe" in merged else None,
         probe_port=_int(merged["probe_port"], f"{where}.probe_port", 1, 65535)
         if merged.get("probe_port") is not None
         else None,

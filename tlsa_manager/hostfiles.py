@@ -72,6 +72,8 @@ class HostFiles:
         self.next_dir: Path | None = None
         #: per deployed or confirmed chain, what was checked after the reload, in words
         self.checks: dict[str, str] = {}
+        #: why the configured probe could not be asked (``presented``), in words
+        self.probe_problem: str | None = None
 
     def chains(self) -> HostChains:
         live = []
@@ -236,6 +238,11 @@ class HostFiles:
             for kind in sorted({c.key_type for c in self.chains().live}):
                 seen = handshake(self.spec.probe, port, self.spec.name, kind, protocol_for(port))
                 if seen.leaf is None:
+                    what = f"is unreachable ({seen.error})" if seen.error else "presents no certificate"
+                    self.probe_problem = (
+                        f"probe {self.spec.probe}:{port} {what}; "
+                        "check probe/probe_port and that the MTA is up"
+                    )
                     return None
                 sent = Chain(seen.leaf, seen.leaf.public_key(), seen.chain[1:])
                 out.append(facts_from_chain(sent, f"{kind} chain on {self.spec.probe}:{port}"))

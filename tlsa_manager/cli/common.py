@@ -66,7 +66,8 @@ def load_cli_config(args: argparse.Namespace, *, publishing: bool = True) -> Con
     from tlsa_manager.config import config_from_flags, load_config
 
     flag_cert = getattr(args, "cert", None)
-    if args.config and not flag_cert:
+    _refuse_mixed_flags(args)
+    if args.config:
         return load_config(Path(args.config))
     if not flag_cert:
         if DEFAULT_CONFIG.exists():
@@ -102,6 +103,39 @@ def load_cli_config(args: argparse.Namespace, *, publishing: bool = True) -> Con
     return config_from_flags(
         hosts[0], certs=flag_cert, key=args.key, provider=provider, provider_settings=settings, extra=extra
     )
+
+
+#: the flags of a one-off configuration (``add_host_flags``), as the user types them
+ONE_OFF_FLAGS = {
+    "cert": "--cert",
+    "key": "--key",
+    "next_key": "--next-key",
+    "zone_file": "--zone-file",
+    "provider": "--provider",
+    "provider_option": "--provider-option",
+    "nameserver": "--nameserver",
+    "ttl": "--ttl",
+    "record": "--record",
+    "staged_dir": "--staged-dir",
+}
+
+
+def _refuse_mixed_flags(args: argparse.Namespace) -> None:
+    """One-off flags describe a host without a file: next to ``--config`` (or, without
+    ``--cert``, next to the default file) they would be ignored, so they are refused.
+    Applying them over the file instead would make a one-off run publish what the next
+    timer run takes back (a TTL or kind change each way)."""
+    given = [flag for dest, flag in ONE_OFF_FLAGS.items() if getattr(args, dest, None) not in (None, [])]
+    if args.config and given:
+        raise UsageError(
+            f"{given[0]} cannot be combined with --config: it is for a one-off configuration without a file",
+            f"set it in {args.config} (see docs/config.md), or leave out --config",
+        )
+    if given and not getattr(args, "cert", None):
+        raise UsageError(
+            f"{given[0]} needs --cert (a one-off configuration without a file)",
+            f"with a configuration file ({DEFAULT_CONFIG}), set it there",
+        )
 
 
 def configured(args: argparse.Namespace, *, publishing: bool = True) -> Config:
