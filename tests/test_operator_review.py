@@ -239,3 +239,89 @@ def test_one_off_flags_next_to_config_are_refused_by_name(tmp_path: Path) -> Non
     assert (tmp_path / "db.example.com").read_text() == zone_before
     # without a file and without --cert, the flag describes nothing: said, not ignored
     one_line_error(run("--state-dir", tmp_path / "state", "plan", HOST, "--ttl", "300"), 2, "--ttl needs --cert")
+
+
+# ---------------------------------------------------------------- 5. smaller ones
+
+
+def test_empty_state_dir_or_config_is_a_usage_error(tmp_path: Path) -> None:
+    """`--state-dir ''` (an unset variable in a script) silently used the default."""
+    for option in ("--state-dir", "--config"):
+        one_line_error(run(option, "", "status"), 2, f"argument {option}: is empty")
+
+
+def test_state_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    """Was exit 3 (refused as unsafe) for plan and exit 1 for sync: it is a wrong argument."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    zone = tmp_path / "db.example.com"
+    shutil.copy(EXAMPLES / "db.example.com", zone)
+    for command in ("plan", "sync"):
+        result = run("--state-dir", afile, command, HOST, "--cert", EXAMPLE / "fullchain.pem", "--zone-file", zone)
+        one_line_error(result, 2, f"{afile}: the state directory is not a directory")
+    one_line_error(run("--state-dir", afile, "status"), 2, "is not a directory")
+
+
+def test_config_mistakes_name_the_right_key(tmp_path: Path) -> None:
+    """zone_file = 5 is "must be a path (a string)"; a mistake in [defaults] names
+    defaults.KEY, not the first host that inherits it."""
+    config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\n')
+    text = config.read_text()
+    config.write_text(text.replace(f'zone_file = "{tmp_path / "db.example.com"}"', "zone_file = 5"))
+    one_line_error(run("--config", config, "plan"), 2, "providers.file.zone_file must be a path (a string), not a number")
+    for defaults, words in (('ttl = "x"', "defaults.ttl must be a whole number"),
+                            ('slack = "-5m"', "defaults.slack:"),
+                            ('probe = "a b"', "defaults.probe must be an IP address"),
+                            ("colour = 1", "defaults: unknown key(s) colour")):
+        config.write_text(f"{text}\n[defaults]\n{defaults}\n")
+        result = run("--config", config, "plan")
+        one_line_error(result, 2, words)
+        assert "hosts." not in result.stderr
+
+
+def test_config_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\n')
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+    result = run("--config", config, "plan")
+    assert result.returncode == 0 and "add 4" in result.stdout, result.stderr
+
+
+def test_check_of_an_ip_address_says_it_needs_a_name() -> None:
+    for target in ("192.0.2.25", "2001:db8::25"):
+        one_line_error(run("check", target), 2, "an IP address is not a mail domain or an MX host name")
+
+
+def test_idn_host_gets_its_a_label(tmp_path: Path) -> None:
+    zone = tmp_path / "db.example.com"
+    shutil.copy(EXAMPLES / "db.example.com", zone)
+    result = run("--state-dir", tmp_path / "state", "plan", "mail.exämple.com", "--cert", EXAMPLE / "fullchain.pem",
+                 "--zone-file", zone)
+    one_line_error(result, 2, "mail.xn--exmple-cua.com")
+    assert "mail.exämple.com".encode("idna") == b"mail.xn--exmple-cua.com"  # the A-label, by Python's codec
+    one_line_error(run("check", "exämple.com"), 2, "xn--exmple-cua.com")
+
+
+def test_at_accepts_signed_durations_and_says_which_forms(tmp_path: Path) -> None:
+    zone = tmp_path / "db.example.com"
+    shutil.copy(EXAMPLES / "db.example.com", zone)
+    base: list[str | Path] = ["--state-dir", tmp_path / "state", "plan", HOST, "--cert", EXAMPLE / "fullchain.pem", "--zone-file", zone]
+    for at in (["--at", "-3h"], ["--at=-3h"], ["--at", "+6h"]):
+        result = run(*base, *at)
+        assert result.returncode == 0 and "add 4" in result.stdout, result.stderr
+    for bad in ("3h", "yesterday", "-3x"):
+        one_line_error(run(*base, "--at", bad), 2, f"--at {bad!r} is not a time", "+DURATION", "-DURATION", "ISO 8601")
+
+
+def test_crlf_zone_keeps_its_line_ending(tmp_path: Path) -> None:
+    """A CRLF zone with one LF line: the records written end in CRLF (the dominant ending),
+    every other line stays byte for byte."""
+    original = (EXAMPLES / "db.example.com").read_bytes().replace(b"\n", b"\r\n") + b"extra IN A 192.0.2.9\n"
+    zone = tmp_path / "db.example.com"
+    zone.write_bytes(original)
+    result = run("--state-dir", tmp_path / "state", "sync", HOST, "--cert", EXAMPLE / "fullchain.pem",
+                 "--zone-file", zone)
+    assert result.returncode == 0, result.stderr
+    lines = zone.read_bytes().splitlines(keepends=True)
+    tlsa = [line for line in lines if line.startswith(b"_25._tcp.")]
+    assert len(tlsa) == 4 and all(line.endswith(b"\r\n") for line in tlsa)
+    assert [line for line in lines if not line.endswith(b"\r\n")] == [b"extra IN A 192.0.2.9\n"]

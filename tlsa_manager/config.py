@@ -112,9 +112,16 @@ class Config:
         return [self.host(n) for n in names]
 
 
+_EXAMPLE_PATHS = {"zone_file": "/etc/bind/db.example.com", "state_dir": "/var/lib/tlsa-manager"}
+
+
 def _path(value: object, key: str, base: Path) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a path string", f'e.g. {key} = "/etc/ssl/mail.pem"')
+    if not isinstance(value, str) or not value.strip():
+        what = "empty" if isinstance(value, str) else _kind(value)
+        raise ConfigError(
+            f"{key} must be a path (a string), not {what}",
+            f'e.g. {_leaf(key)} = "{_EXAMPLE_PATHS.get(_leaf(key), "/etc/ssl/mail.pem")}"',
+        )
     path = Path(value)
     return path if path.is_absolute() else base / path
 
@@ -330,7 +337,7 @@ def load_config(path: Path) -> Config:
                 f"{path}: no such configuration file", "give --config PATH, or use flags"
             ) from None
         raise
-    text = decode_text(raw, path, ConfigError)
+    text = decode_text(raw, path, ConfigError).removeprefix("\ufeff")  # a BOM some editors write
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -359,9 +366,22 @@ def _provider_settings(name: str, settings: dict[str, Any], base: Path) -> dict[
     (as for ``cert``): a run from another directory must not read an unrelated file."""
     out = dict(settings, name=name)
     for key, value in settings.items():
-        if (key.endswith("_file") or key == "zone_file") and isinstance(value, str) and value:
+        if key.endswith("_file"):  # a path (a string), or one line naming the key
             out[key] = str(_path(value, f"providers.{name}.{key}", base))
     return out
+
+
+def _blame_defaults(
+    exc: ConfigError, where: str, table: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> ConfigError:
+    """An error in a key the host took from ``[defaults]`` names ``defaults.KEY``, not the
+    host: that is where the value is written (and every host would report it)."""
+    for key in defaults.keys() - table.keys():
+        wrong, right = f"{where}.{key}", f"defaults.{key}"
+        if wrong in exc.message:
+            hint = exc.hint.replace(wrong, right) if exc.hint else None
+            return ConfigError(exc.message.replace(wrong, right), hint)
+    return exc
 
 
 def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path | None = None) -> Config:
@@ -380,11 +400,19 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
         check_secret_settings(name, settings, path)
         providers[name] = _provider_settings(name, settings, base)
     defaults = _table(doc.get("defaults", {}), "defaults", "[defaults] with host keys")
+    if set(defaults) - HOST_KEYS:
+        raise ConfigError(
+            f"defaults: unknown key(s) {', '.join(sorted(set(defaults) - HOST_KEYS))}",
+            "see docs/config.md for the host keys",
+        )
     hosts: dict[str, HostSpec] = {}
     for name, hdoc in _table(doc.get("hosts", {}), "hosts", '[hosts."mail.example.com"]').items():
         where = f'hosts."{name}"'
         table = _table(hdoc, where, f'[hosts."{name}"] with cert = "..." under it')
-        spec = _host_spec(name, table, defaults, base, providers)
+        try:
+            spec = _host_spec(name, table, defaults, base, providers)
+        except ConfigError as exc:
+            raise _blame_defaults(exc, where, table, defaults) from None
         if spec.name in hosts:
             raise ConfigError(
                 f"{where}: the same host as another entry (names differ only by case or a trailing dot)",

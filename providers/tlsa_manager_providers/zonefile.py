@@ -172,9 +172,7 @@ class ZoneFileProvider(Provider):
         however often a run reads it (a 200,000-line zone must not be parsed six times)."""
         text = self._zone_text()
         if self._zone is None or self._zone[0] != text:
-            lines = text.splitlines(keepends=True)
-            if lines and not lines[-1].endswith("\n"):
-                lines[-1] += "\n"
+            lines = _complete_lines(text)
             try:
                 entries = parse_entries(lines, self.origin())
             except ProviderInputError as exc:
@@ -256,9 +254,7 @@ class ZoneFileProvider(Provider):
 
     def render(self, text: str, changes: Sequence[OwnerChange], today: dt.date) -> str:
         """The zone text after the changes (pure: no I/O)."""
-        lines = text.splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
+        lines = _complete_lines(text)
         return self._render(lines, parse_entries(lines, self.origin()), changes, today)
 
     def _render(
@@ -272,9 +268,10 @@ class ZoneFileProvider(Provider):
         dropped: list[int] = []
         insert_at: dict[int, tuple[dns.name.Name, list[str]]] = {}
         append: list[str] = []
+        eol = _line_ending(lines)
         for change in changes:
             mine = by_owner.get(change.owner, [])
-            new = render_lines(change.owner, sorted(change.result), change.ttl)
+            new = [line[:-1] + eol for line in render_lines(change.owner, sorted(change.result), change.ttl)]
             for k, entry in mine:
                 drop.update(range(entry.first, entry.last + 1))
                 dropped.append(k)
@@ -430,3 +427,18 @@ class ZoneFileProvider(Provider):
                 hint="reload the name server by hand",
                 error=ProviderError,
             )
+
+
+def _line_ending(lines: Sequence[str]) -> str:
+    """The file's dominant line ending: new lines in a CRLF zone (edited on Windows) end
+    in CRLF too, so an edit never leaves the file with mixed endings it did not have."""
+    crlf = sum(1 for line in lines if line.endswith("\r\n"))
+    return "\r\n" if crlf * 2 > len(lines) else "\n"
+
+
+def _complete_lines(text: str) -> list[str]:
+    """The text's lines with their endings; a last line without one gets the file's."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] = lines[-1].removesuffix("\r") + _line_ending(lines[:-1] or ["\n"])
+    return lines

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from tlsa_manager.errors import UsageError
+from tlsa_manager.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from tlsa_manager.cli.main import CommandParser
@@ -44,9 +44,16 @@ def warn(message: str) -> None:
 def state_dir(args: argparse.Namespace) -> Path:
     """--state-dir, then $TLSA_MANAGER_STATE_DIR, then /var/lib/tlsa-manager."""
     if getattr(args, "state_dir", None):
-        return Path(args.state_dir)
-    env = os.environ.get("TLSA_MANAGER_STATE_DIR")
-    return Path(env) if env else DEFAULT_STATE_DIR
+        path = Path(args.state_dir)
+    else:
+        env = os.environ.get("TLSA_MANAGER_STATE_DIR")
+        path = Path(env) if env else DEFAULT_STATE_DIR
+    if path.exists() and not path.is_dir():
+        raise UsageError(
+            f"{path}: the state directory is not a directory",
+            "point --state-dir (or state_dir, $TLSA_MANAGER_STATE_DIR) at a directory; it is made if missing",
+        )
+    return path
 
 
 def adopt_state_dir(args: argparse.Namespace, config: Config) -> None:
@@ -153,14 +160,22 @@ def at_time(args: argparse.Namespace) -> float | None:
     from tlsa_manager.durations import parse_duration
 
     value = getattr(args, "at", None)
-    if not value:
+    if value is None:
         return None
-    if value.startswith("+"):
-        return time.time() + parse_duration(value[1:], "--at")
+    forms = (
+        "use an ISO 8601 time with a zone (2026-12-01T12:00Z), "
+        "+DURATION (6 h from now: +6h) or -DURATION (3 h ago: -3h)"
+    )
+    if value[:1] in "+-" and value[1:2].isdigit():
+        sign = 1 if value[0] == "+" else -1
+        try:
+            return time.time() + sign * parse_duration(value[1:], "--at")
+        except ConfigError:
+            raise UsageError(f"--at {value!r} is not a time", forms) from None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--at {value!r} is not a time", "use e.g. 2026-12-01T12:00Z or +6h") from None
+        raise UsageError(f"--at {value!r} is not a time", forms) from None
     if parsed.tzinfo is None:
         raise UsageError(f"--at {value!r} has no time zone", "append Z for UTC") from None
     return parsed.timestamp()
