@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tlsa_manager.cli.common import Subparsers, configured, state_dir
+from tlsa_manager.cli.common import Subparsers, configured, quiet, state_dir
 from tlsa_manager.errors import ExitCode
 
 
@@ -27,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
     lines, data = key_command(config.host(args.host), state_dir(args), args.action, args.type, args.name)
     if data is not None:
         sys.stdout.buffer.write(data)
-    for line in lines:
+    for line in lines if not quiet() else ():
         (sys.stderr if data is not None else sys.stdout).write(line + "\n")
     return ExitCode.OK

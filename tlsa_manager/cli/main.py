@@ -71,7 +71,13 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
     g.add_argument("--state-dir", default=d(None), help="state directory (default /var/lib/tlsa-manager)")
     g.add_argument("--json", action="store_true", default=d(False), help="print one JSON document on stdout")
     g.add_argument("-v", "--verbose", action="count", default=d(0), help="say more on stderr")
-    g.add_argument("-q", "--quiet", action="store_true", default=d(False), help="errors only")
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=d(False),
+        help="only errors and the hazards that set the exit code (stderr); no progress, notes, warnings",
+    )
     g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks and debug logs")
 
 
@@ -184,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "port", 0) is None:
             args.port = 25
         _configure_logging(args)
+        from tlsa_manager.cli.common import set_quiet
+
+        set_quiet(bool(args.quiet))
         code = int(command_module(args.command).run(args))
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
         return code

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tlsa_manager.cli.common import Subparsers
+from tlsa_manager.cli.common import Subparsers, progress
 from tlsa_manager.errors import ExitCode, UsageError
 
 
@@ -22,7 +22,9 @@ def run(args: argparse.Namespace) -> int:
     from tlsa_manager.units import DEFAULT_STATE_DIR, TIMERS, command_path, cron_text, global_options, install
 
     if args.json:
-        raise UsageError("install-units writes unit files (or a cron file): it has no JSON", "leave out --json")
+        raise UsageError(
+            "install-units writes unit files (or a cron file): it has no JSON", "leave out --json"
+        )
     options = global_options(args.config, args.state_dir)
     state = options[options.index("--state-dir") + 1] if args.state_dir else None
     if args.config:
@@ -40,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
             "--dir is empty", "give the folder of the unit files, e.g. --dir /etc/systemd/system"
         )
     for path in install(Path(args.dir), command, state or DEFAULT_STATE_DIR):
-        sys.stdout.write(f"wrote {path}\n")
-    sys.stdout.write(f"now: systemctl daemon-reload && systemctl enable --now {' '.join(TIMERS)}\n")
+        progress(f"wrote {path}")
+    progress(f"now: systemctl daemon-reload && systemctl enable --now {' '.join(TIMERS)}")
     return ExitCode.OK
