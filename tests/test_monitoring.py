@@ -391,7 +391,7 @@ def test_units_refuse_what_a_timer_could_not_run(tmp_path: Path) -> None:
     cases = [
         (["--config", str(tmp_path / "none.toml")], 2, "no such configuration file"),
         (["--state-dir", "a\nb"], 2, "control character"),
-        (["--json"], 2, "no JSON"),
+        (["--json"], 2, "not JSON"),
     ]
     for extra, code, words in cases:
         for mode in (["--dir", str(units)], ["--cron"]):

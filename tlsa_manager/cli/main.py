@@ -43,6 +43,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: commands whose output JSON could not hold, and what they write instead: ``--json``
+#: is refused for them (exit 2) rather than ignored (docs/cli.md, "JSON")
+NO_JSON: dict[str, str] = {
+    "metrics": "the Prometheus text format",
+    "exporter": "the Prometheus text format over HTTP",
+    "install-units": "unit files, or a cron file",
+}
+
+
+def refuse_json(args: argparse.Namespace) -> None:
+    """``--json`` where no JSON comes out is a usage error, not a silent no-op."""
+    what = NO_JSON.get(args.command)
+    if getattr(args, "nagios", False):
+        what = "one Nagios status line (--nagios)"
+    if args.json and what:
+        raise UsageError(f"{args.command} --json: it writes {what}, not JSON", "leave out --json")
+
+
 class CommandModule(Protocol):
     """What every module of a command group provides."""
 
@@ -193,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tlsa_manager.cli.common import set_quiet
 
         set_quiet(bool(args.quiet))
+        refuse_json(args)
         code = int(command_module(args.command).run(args))
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
         return code

@@ -21,10 +21,6 @@ def add_parser(sub: Subparsers, name: str, help: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tlsa_manager.units import DEFAULT_STATE_DIR, TIMERS, command_path, cron_text, global_options, install
 
-    if args.json:
-        raise UsageError(
-            "install-units writes unit files (or a cron file): it has no JSON", "leave out --json"
-        )
     options = global_options(args.config, args.state_dir)
     state = options[options.index("--state-dir") + 1] if args.state_dir else None
     if args.config:
