@@ -80,7 +80,7 @@ def test_key_next_and_csr_give_json(site: Path, tmp_path: Path) -> None:
 def test_commands_without_json_refuse_it(site: Path, tmp_path: Path) -> None:
     units = tmp_path / "units"
     units.mkdir(mode=0o755)
-    cases = {
+    cases: dict[str, list[str | Path]] = {
         "metrics": ["metrics", "--output", "-", "--no-check"],
         "exporter": ["exporter", "--no-check", "--listen", "127.0.0.1:1"],
         "install-units": ["install-units", "--dir", units],
@@ -97,7 +97,7 @@ def test_commands_without_json_refuse_it(site: Path, tmp_path: Path) -> None:
 def test_every_command_gives_json_or_refuses_it(site: Path, tmp_path: Path) -> None:
     """The list of `--help`, each run once with --json: a JSON document, or exit 2."""
     scenario = REPO / "examples" / "scenarios" / "new-key.toml"
-    one_off = ["--cert", EXAMPLE / "fullchain.pem"]
+    one_off: list[str | Path] = ["--cert", EXAMPLE / "fullchain.pem"]
     runs: dict[str, list[str | Path]] = {
         "records": ["records", EXAMPLE / "fullchain.pem"],
         "catalog": ["catalog", "list"],

@@ -71,7 +71,7 @@ def test_quiet_hook_prints_nothing_for_a_staged_chain(site: Path, tmp_path: Path
     leaf, chain = le_shaped_chain(HOST, "ye1.pem")
     pki.write(tmp_path / "new" / "privkey.pem", leaf.key_pem)
     pki.write(tmp_path / "new" / "fullchain.pem", leaf.pem, chain)
-    renewal = ["--cert", tmp_path / "new" / "fullchain.pem", "--key", tmp_path / "new" / "privkey.pem",
+    renewal: list[str | Path] = ["--cert", tmp_path / "new" / "fullchain.pem", "--key", tmp_path / "new" / "privkey.pem",
                "--host", HOST]
     result = run("-q", "--config", site, "hook", "generic", *renewal)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), result
