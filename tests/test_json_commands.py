@@ -5,44 +5,21 @@ and `key csr` give the documented shapes (the CSR checked with openssl)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_quiet import EXAMPLE, HOST, REPO, run
+from test_quiet import site as unsynced_site  # noqa: F401  (a fixture)
 
 from tlsa_manager.cli.main import COMMANDS, NO_JSON
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO / "examples" / "mail.example.com"
-HOST = "mail.example.com"
-CLI = [sys.executable, "-m", "tlsa_manager"]
-
-
-def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=60, cwd=cwd)
-
 
 @pytest.fixture
-def site(tmp_path: Path) -> Path:
-    """A configuration of one host on a zone file, synced once; returns the config."""
-    zone = tmp_path / "db.example.com"
-    shutil.copy(REPO / "examples" / "db.example.com", zone)
-    (tmp_path / "staged").mkdir()
-    config = tmp_path / "config.toml"
-    config.write_text(f"""state_dir = "{tmp_path / 'state'}"
-[providers.zone]
-type = "zonefile"
-zone_file = "{zone}"
-[hosts."{HOST}"]
-provider = "zone"
-cert = "{EXAMPLE / 'fullchain.pem'}"
-key = "{EXAMPLE / 'privkey.pem'}"
-staged_dir = "{tmp_path / 'staged'}"
-""")
-    assert run("--config", config, "sync", HOST).returncode == 0
-    return config
+def site(unsynced_site: Path) -> Path:  # noqa: F811
+    """The configuration of test_quiet (one host on a zone file), synced once."""
+    assert run("--config", unsynced_site, "sync", HOST).returncode == 0
+    return unsynced_site
 
 
 def test_key_next_and_csr_give_json(site: Path, tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ HOST = "mail.example.com"
 CLI = [sys.executable, "-m", "tlsa_manager"]
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=60)
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
 @pytest.fixture
