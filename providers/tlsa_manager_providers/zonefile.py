@@ -23,6 +23,7 @@ import dns.rdatatype
 import dns.ttl
 import dns.zone
 
+from tlsa_manager import provider_settings as shared
 from tlsa_manager.command import run_command
 from tlsa_manager.errors import ConfigError, ProviderError, ProviderInputError
 from tlsa_manager.fsutil import ZONE_LIMIT, atomic_write, read_regular
@@ -58,7 +59,7 @@ class ZoneFileProvider(Provider):
         "include_file": "write TLSA records to this fragment (the zone file must $INCLUDE it)",
         "reload": "command to run after a change, as an argv list (no shell)",
         "check": "run named-checkzone before replacing the file (default: when installed)",
-        "nameservers": "authoritative servers to poll, host:port list (default: the file itself)",
+        **shared.nameservers("default: the file itself"),
     }
 
     def __init__(self, config: Mapping[str, Any]) -> None:
