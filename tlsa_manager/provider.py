@@ -245,8 +245,8 @@ def conflict(owner: dns.name.Name, expected: frozenset[Tlsa], found: frozenset[T
     )
 
 
-def closed(handle: Any) -> None:
-    """Close a session or SDK client made on first use, if one was made; the new value
-    of the attribute that held it (``self._session = closed(self._session)``)."""
+def close_once(handle: Any) -> None:
+    """Close a session or SDK client made on first use, if one was made (the caller then
+    forgets it, so a second close does nothing)."""
     if handle is not None:
         handle.close()

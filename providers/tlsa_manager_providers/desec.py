@@ -38,7 +38,7 @@ import dns.name
 from tlsa_manager import provider_settings as shared
 from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderError
-from tlsa_manager.provider import Capabilities, OwnerChange, RRset, closed
+from tlsa_manager.provider import Capabilities, OwnerChange, RRset, close_once
 from tlsa_manager.secrets import ProviderSecret
 from tlsa_manager_providers._http import MAX_RETRY_AFTER, backoff, retry_after, wait_rate_limit
 from tlsa_manager_providers._rrsets import (
@@ -246,7 +246,8 @@ class DesecProvider(ZonedProvider):
         self.writes += 1
 
     def close(self) -> None:
-        self._session = closed(self._session)
+        close_once(self._session)
+        self._session = None
 
 
 class _Unsure(ProviderError):

@@ -43,7 +43,7 @@ from tlsa_manager.provider import (
     OwnerChange,
     Provider,
     RRset,
-    closed,
+    close_once,
     conflict,
     grouped,
 )
@@ -309,7 +309,8 @@ class PowerDnsProvider(Provider):
         return parse_endpoint(f"[{host}]:53" if ":" in host else f"{host}:53")
 
     def close(self) -> None:
-        self._session = closed(self._session)
+        close_once(self._session)
+        self._session = None
 
 
 class _Unsure(Exception):

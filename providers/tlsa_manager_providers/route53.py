@@ -36,7 +36,7 @@ import dns.name
 from tlsa_manager import provider_settings as shared
 from tlsa_manager.endpoints import enclosing, parent_domain
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, OwnerChange, RRset, closed
+from tlsa_manager.provider import Capabilities, OwnerChange, RRset, close_once
 from tlsa_manager.secrets import ProviderSecret
 from tlsa_manager_providers._rrsets import MAX_TTL, ZonedProvider, parse_values, presentation, target
 
@@ -282,7 +282,8 @@ class Route53Provider(ZonedProvider):
         self.requests += 1
 
     def close(self) -> None:
-        self._client = closed(self._client)
+        close_once(self._client)
+        self._client = None
 
 
 class _BatchRejected(Exception):
