@@ -23,6 +23,7 @@ def api_url(default: str) -> dict[str, str]:
     return {"api_url": f"API base URL (default {default})"}
 
 
-def zone(found_by: str) -> dict[str, str]:
-    """``zone`` for a provider that finds the apex itself when it is left out."""
-    return {"zone": f"zone apex; found by {found_by} when left out"}
+def zone(found: str) -> dict[str, str]:
+    """``zone`` for a provider that finds the apex itself when it is left out; ``found``
+    says how ("by SOA")."""
+    return {"zone": f"zone apex; found {found} when left out"}

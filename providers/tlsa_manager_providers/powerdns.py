@@ -76,7 +76,7 @@ class PowerDnsProvider(Provider):
     settings: ClassVar[Mapping[str, str]] = {
         **shared.api_url(API),
         "server_id": "the server id in the API paths (default localhost)",
-        **shared.zone("listing the zones"),
+        **shared.zone("by listing the zones"),
         **KEY.options(),
         "tls_ca_file": "CA bundle to verify an https api_url with (default: the system's)",
         **shared.timeout(30),

@@ -49,7 +49,7 @@ class Rfc2136Provider(Provider):
     capabilities = Capabilities(atomic=True, compare_and_swap=True, eventual_propagation=True)
     settings: ClassVar[Mapping[str, str]] = {
         "server": "primary to send updates to, host[:port] (default port 53)",
-        **shared.zone("SOA"),
+        **shared.zone("by SOA"),
         **tsig.SETTINGS,
         **shared.timeout(10, per="query"),
         **shared.nameservers("default: the zone's NS"),
