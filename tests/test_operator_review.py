@@ -164,6 +164,16 @@ def test_a_write_refused_as_bad_input_leaves_no_managed_records(tmp_path: Path) 
     assert _status_managed(config) == 0
 
 
+
+def test_fragment_the_zone_does_not_include_is_found_by_plan(tmp_path: Path) -> None:
+    """include_file the zone never $INCLUDEs: plan says so (exit 2), not only sync."""
+    config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\n')
+    fragment = tmp_path / "db.example.com.tlsa"
+    config.write_text(config.read_text().replace('type = "zonefile"\n', f'type = "zonefile"\ninclude_file = "{fragment}"\n'))
+    for command in ("plan", "sync"):
+        one_line_error(run("--config", config, command), 2, f"does not $INCLUDE {fragment}")
+    assert not fragment.exists() and _status_managed(config) == 0
+
 # ---------------------------------------------------------------- 3. files that are not what they should be
 
 

@@ -212,6 +212,8 @@ class ZoneFileProvider(Provider):
             return {o: known[1][o] for o in owners}
         _text, lines, entries = self._current()  # first: is it a zone file at all?
         self._check_in_zone(owners)
+        if self.include is not None:
+            self._check_included(lines, entries)
 
         def include(name: str, origin: dns.name.Name, depth: int = 1) -> dict[Any, Any]:
             if depth > MAX_INCLUDE_DEPTH:
@@ -382,11 +384,22 @@ class ZoneFileProvider(Provider):
             error=ProviderError,
         )
 
-    def _includes(self, zone_text: str) -> list[Path]:
+    def _check_included(self, lines: Sequence[str], entries: Sequence[Entry]) -> None:
+        """Fragment mode: the zone must really $INCLUDE the fragment (a directive, not words
+        in a comment), or what is written there is served by nobody.  Checked when the zone
+        is read, so ``plan`` says it too, and again before writing."""
+        assert self.include is not None
+        included = self._includes(lines, entries)
+        if self.include not in included and self.include.name not in {p.name for p in included}:
+            raise ConfigError(
+                f"{self.path} does not $INCLUDE {self.include} (a $INCLUDE in a comment does not count)",
+                f'add the line: $INCLUDE "{self.include}"',
+            )
+
+    def _includes(self, lines: Sequence[str], entries: Sequence[Entry]) -> list[Path]:
         """The files the zone really $INCLUDEs (directives, not words in comments)."""
-        lines = zone_text.splitlines(keepends=True)
         found = []
-        for entry in parse_entries(lines, self.origin()):
+        for entry in entries:
             if entry.directive == "$INCLUDE":
                 words = [t.text for t in tokens_of(lines, entry.first, entry.last)]
                 if len(words) > 1:
@@ -396,13 +409,8 @@ class ZoneFileProvider(Provider):
 
     def _apply_fragment(self, changes: Sequence[OwnerChange]) -> None:
         assert self.include is not None
-        zone_text = self._zone_text()
-        included = self._includes(zone_text)
-        if self.include not in included and self.include.name not in {p.name for p in included}:
-            raise ConfigError(
-                f"{self.path} does not $INCLUDE {self.include} (a $INCLUDE in a comment does not count)",
-                f'add the line: $INCLUDE "{self.include}"',
-            )
+        zone_text, zone_lines, entries = self._current()
+        self._check_included(zone_lines, entries)
         old_fragment = self._read_fragment()
         fragment_zone = parse_fragment(old_fragment, self.include)
         records: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = dict(fragment_zone)
