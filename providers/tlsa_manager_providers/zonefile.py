@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -46,6 +47,8 @@ from tlsa_manager_providers.zonetext import (
 
 __all__ = ["ZoneFileProvider", "bump_serial", "parse_entries", "render_lines"]
 MAX_INCLUDE_DEPTH = 8
+#: a byte that was not UTF-8, as surrogateescape decodes it (many of them: binary data)
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 class ZoneFileProvider(Provider):
@@ -101,12 +104,13 @@ class ZoneFileProvider(Provider):
         binary (NUL bytes, mostly not text).  Otherwise it would be read as a zone that
         has no records, whose origin is its file name."""
         text = self._read_text(self.path)
-        undecodable = sum(1 for ch in text[:65536] if "\udc80" <= ch <= "\udcff")
+        head = text[:65536]
+        undecodable = 0 if head.isascii() else len(_NOT_UTF8.findall(head))
         why = (
             "it is empty"
             if not text.strip()
             else "it holds binary data"
-            if "\x00" in text or undecodable * 10 > min(len(text), 65536)
+            if "\x00" in text or undecodable * 10 > len(head)
             else None
         )
         if why is not None:
