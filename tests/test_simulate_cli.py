@@ -54,6 +54,23 @@ def test_new_key_scenario_timeline(cli: CliRunner) -> None:
     ("[world]\nservers = {}\n", "world.servers must name at least one authoritative server"),
     ("world = 3\n", "world must be a table"),
     ("events = [1]\n", "events must be [[events]] tables"),
+    # each of these was an internal error (KeyError, TypeError, ...) at run time
+    ('[[events]]\nat = "0s"\ndo = "stop"\nserver = "nsX"\n', "event 1 (stop): unknown server 'nsX'"),
+    ('[[events]]\nat = "0s"\ndo = "lag"\nserver = "nsX"\nseconds = 5\n', "unknown server 'nsX'"),
+    ('[world]\nservers = { ns1 = "0s" }\n[[events]]\nat = "0s"\ndo = "down"\n', "unknown server 'ns2'"),
+    ('[[events]]\nat = "0s"\ndo = "renew"\nkey_type = "dsa"\n', "key_type 'dsa' is not ecdsa or rsa"),
+    ('[[events]]\nat = "0s"\ndo = "renew"\nkey_type = ["rsa"]\n', "key_type = ['rsa'] is not a string"),
+    ('[[events]]\nat = "0s"\ndo = "renew"\nkey_type = "rsa"\n', "no live rsa chain to renew"),
+    ("[world]\nrecords = 5\n", "world.records = 5 is not a list"),
+    ('[world]\nissuers = ["YE1"]\n', "world.issuers = ['YE1'] is not a table"),
+    ('[world]\nseed = "abc"\n', "world.seed = 'abc' is not an integer"),
+    # and these ran without a word, doing something else than written
+    ('[[events]]\nat = "0s"\ndo = "crash"\nstep = "nowhere"\n', "step 'nowhere' is not a checkpoint"),
+    ('[[events]]\nat = "0s"\ndo = "renew"\nnew_key = "no"\n', "new_key = 'no' is not true or false"),
+    ('[[events]]\nat = "0s"\ndo = "mta-stuck"\nstuck = "no"\n', "stuck = 'no' is not true or false"),
+    ('[world]\nissuers = { dsa = "YE1" }\n', "world.issuers names a key type other than ecdsa, rsa"),
+    # a world of thousands of servers ran for minutes
+    ("[world]\nservers = { %s }\n" % ", ".join(f"n{i} = 0" for i in range(1000)), "1,000 servers, more than 64"),
 ])
 def test_bad_scenarios(cli: CliRunner, tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "s.toml"

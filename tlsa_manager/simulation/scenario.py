@@ -53,6 +53,15 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "edit": (),
     "parallel": (),
 }
+#: the engine's checkpoints, where ``crash``, ``lose-ledger``, ``stage-race`` and
+#: ``interleave`` act (a misspelt step never fires: the event would do nothing)
+STEPS = (
+    "observed", "gated", "intent-saved", "apply-returned", "applied", "propagated",
+    "before-deploy", "deploy-intent", "renamed", "deployed",
+)  # fmt: skip
+#: every server is asked at every step: thousands of them made a run of minutes
+MAX_SERVERS = 64
+EXAMPLES = {"server": "ns2", "key_type": "rsa", "step": "applied", "issuer": "YE2"}
 
 
 @dataclass
@@ -93,7 +102,13 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
             f"{path}: world.servers must name at least one authoritative server",
             'e.g. servers = { ns1 = "0s", ns2 = "10m" }, or leave it out for ns1 + ns2 (30 s lag)',
         )
+    if len(server_doc) > MAX_SERVERS:
+        raise ConfigError(
+            f"{path}: world.servers names {len(server_doc):,} servers, more than {MAX_SERVERS}",
+            "a zone has a few authoritative servers; name fewer",
+        )
     servers = {str(name): parse_duration(lag, f"world.servers.{name}") for name, lag in server_doc.items()}
+    _check_world_types(world_doc, path)
     kinds = tuple(parse_params(k) for k in world_doc.get("records", ["3 1 1", "2 1 1"]))
     policy = HostPolicy(
         kinds=kinds, unsafe_allow_fragile_kinds=bool(world_doc.get("unsafe_allow_fragile_kinds"))
@@ -124,6 +139,7 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
     for i, ev in enumerate(event_docs):
         if "do" not in ev or "at" not in ev:
             raise ConfigError(f"{path}: event {i + 1} needs 'at' and 'do'", 'e.g. at = "1d", do = "renew"')
+        _check_event_values(ev, f"{path}: event {i + 1} ({ev['do']})", servers, key_types)
         if ev.get("issuer") and ev["issuer"] not in known:
             raise ConfigError(f"{path}: event {i + 1}: unknown issuer {ev['issuer']!r}", "use YE1-3 or YR1-3")
         at = parse_duration(ev["at"], f"event {i + 1} at")
@@ -169,6 +185,66 @@ def _checked(doc: dict[str, Any], path: str) -> tuple[dict[str, Any], list[dict[
         if isinstance(kind, str):
             _known_keys(ev, ("at", "do", *EVENT_FIELDS[kind]), path, f"field of event {i + 1} ({kind})")
     return world_doc, event_docs
+
+
+def _check_world_types(world_doc: dict[str, Any], path: str) -> None:
+    """Wrongly typed ``[world]`` values are one line, not a TypeError at run time."""
+    expected = (
+        ("records", list, "a list", '["3 1 1", "2 1 1"]'),
+        ("issuers", dict, "a table", '{ ecdsa = "YE1" }'),
+        ("unsafe_allow_fragile_kinds", bool, "true or false", "true"),
+        ("seed", int, "an integer", "0"),
+    )
+    for key, kind, name, example in expected:
+        if key in world_doc and (
+            not isinstance(world_doc[key], kind) or isinstance(world_doc[key], bool) != (kind is bool)
+        ):
+            raise ConfigError(
+                f"{path}: world.{key} = {world_doc[key]!r} is not {name}",
+                f"e.g. {key} = {example}",
+            )
+    if any(k not in ("ecdsa", "rsa") for k in world_doc.get("issuers", {})):
+        raise ConfigError(
+            f"{path}: world.issuers names a key type other than ecdsa, rsa",
+            'e.g. issuers = { ecdsa = "YE1" }',
+        )
+
+
+def _check_event_values(
+    ev: dict[str, Any], where: str, servers: dict[str, float], key_types: Sequence[str]
+) -> None:
+    """The values of an event's fields: a server the world has, a key type, a checkpoint
+    name, a boolean; each used to fail at run time (KeyError) or to do nothing silently."""
+    for key in ("server", "key_type", "step", "issuer"):
+        if key in ev and not isinstance(ev[key], str):
+            raise ConfigError(
+                f"{where}: {key} = {ev[key]!r} is not a string", f'e.g. {key} = "{EXAMPLES[key]}"'
+            )
+    server = ev.get("server", "ns2" if "server" in EVENT_FIELDS[ev["do"]] else None)
+    if server is not None and server not in servers:
+        raise ConfigError(
+            f"{where}: unknown server {server!r}", f"set server to one of world.servers: {', '.join(servers)}"
+        )
+    if "key_type" in ev and ev["key_type"] not in ("ecdsa", "rsa"):
+        raise ConfigError(
+            f"{where}: key_type {ev['key_type']!r} is not ecdsa or rsa", 'e.g. key_type = "rsa"'
+        )
+    if ev["do"] == "renew" and not ev.get("issuer") and ev.get("key_type", "ecdsa") not in key_types:
+        raise ConfigError(
+            f"{where}: no live {ev.get('key_type', 'ecdsa')} chain to renew",
+            "add it to world.key_types, or give the issuer of its first certificate",
+        )
+    if "step" in ev and ev["step"] not in STEPS:
+        raise ConfigError(
+            f"{where}: step {ev['step']!r} is not a checkpoint", f"use one of: {', '.join(STEPS)}"
+        )
+    for key in ("new_key", "direct", "stuck"):
+        if key in ev and not isinstance(ev[key], bool):
+            raise ConfigError(f"{where}: {key} = {ev[key]!r} is not true or false", f"e.g. {key} = true")
+    if "other" in ev and (
+        not isinstance(ev["other"], int) or isinstance(ev["other"], bool) or ev["other"] < 0
+    ):
+        raise ConfigError(f"{where}: other = {ev['other']!r} is not an instance number", "e.g. other = 1")
 
 
 def _known_keys(table: dict[str, Any], known: Sequence[str], path: str, what: str) -> None:
