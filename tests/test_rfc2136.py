@@ -153,6 +153,11 @@ def test_key_and_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SECRETVAR", "not base64 !!")
     with pytest.raises(ConfigError, match="not valid base64"):
         Rfc2136Provider({"server": "127.0.0.1", "tsig_name": "k", "tsig_secret_env": "SECRETVAR"})
+    # an unknown algorithm was accepted, then failed as an internal error at the first update
+    monkeypatch.setenv("SECRETVAR", base64.b64encode(b"s" * 32).decode())
+    with pytest.raises(ConfigError, match="TSIG algorithm 'hmac-md99' is not supported; use hmac-sha256"):
+        Rfc2136Provider({"server": "127.0.0.1", "tsig_name": "k", "tsig_secret_env": "SECRETVAR",
+                         "tsig_algorithm": "hmac-md99"})
     with pytest.raises(ConfigError, match=r"SECRETVAR2 .* is not set"):
         Rfc2136Provider({"server": "127.0.0.1", "tsig_name": "k", "tsig_secret_env": "SECRETVAR2"})
     with pytest.raises(ConfigError, match="unknown setting"):

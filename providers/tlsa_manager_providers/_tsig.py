@@ -16,6 +16,7 @@ from typing import Any
 
 import dns.exception
 import dns.name
+import dns.tsig
 import dns.tsigkeyring
 
 from tlsa_manager.errors import ConfigError
@@ -92,5 +93,12 @@ def load_key(config: Mapping[str, Any]) -> tuple[Any, dns.name.Name, dns.name.Na
         raise ConfigError(
             f"TSIG key name {name!r} or algorithm {algorithm!r} is not usable ({type(exc).__name__})",
             'write the key name as a domain name, e.g. tsig_name = "tlsa-manager."',
+        ) from None
+    try:  # an unknown algorithm fails only when the first update is signed (an internal error)
+        dns.tsig.get_context(dns.tsig.Key(keyname, secret, algo))  # type: ignore[no-untyped-call]
+    except NotImplementedError:
+        raise ConfigError(
+            f"TSIG algorithm {algorithm!r} is not supported",
+            "use hmac-sha256 (the default), hmac-sha512, hmac-sha384, hmac-sha224 or hmac-sha1",
         ) from None
     return keyring, keyname, algo
