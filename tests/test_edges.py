@@ -114,6 +114,26 @@ def test_the_published_rrset_never_exceeds_the_budget() -> None:
     assert h13 and "left out (next, issuer-backup)" in h13[0].message.replace("addition(s) are ", "")
 
 
+def test_a_budget_below_the_live_chains_records_still_publishes_them_all() -> None:
+    """Two key types at budget 3: the live chains need 4 records ("3 1 1" and "2 1 1"
+    of each).  The desired set used to be cut at 3, leaving one live record out (the
+    plan then broke a kind for a live chain, H2 fatal); all 4 go in, with a fatal H13,
+    and someone else's record stays."""
+    from test_policy_planner import chain, make, owner_input, r211, r311
+
+    from tlsa_manager.policy import HostPolicy
+    from tlsa_manager.records import Tlsa
+
+    ec, rsa = chain("ec"), chain("rsa", "rsa", "YR1")
+    foreign = frozenset({Tlsa.from_text(f"3 1 1 {1:064x}")})
+    for budget in (3, 4):
+        p = make([ec, rsa], owners=[owner_input(foreign, {"ns1": foreign})], policy=HostPolicy(budget=budget))
+        result = p.changes[0].result
+        assert result == {r311(ec), r211("YE1"), r311(rsa), r211("YR1")} | foreign, budget
+        assert not [h for h in p.hazards if "after this change" in h.message], budget
+        assert [h for h in p.hazards if h.code == "H13" and h.severity.name == "FATAL"], budget
+
+
 def test_a_foreign_record_on_a_full_rrset_makes_the_staged_chain_wait_not_the_budget_break() -> None:
     """The soak case (seeds 20261122/24/26): the live chains' records, those of a chain
     staged from an issuer outside the catalog and someone else's record fill the budget;

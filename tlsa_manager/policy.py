@@ -222,9 +222,12 @@ def desired(
                         f"{issuer.key_type.upper()} issuer that may sign the next certificate",
                     )
     ordered = sorted(chosen.values())
-    if len(ordered) > policy.budget:
-        dropped = ordered[policy.budget :]
-        ordered = ordered[: policy.budget]
+    # the live chains' own records are never cut (they sort first): leaving one out
+    # broke a kind for a live chain (H2); over the budget they are the planner's fatal H13
+    cut = max(policy.budget, sum(1 for d in ordered if d.role == "live"))
+    if len(ordered) > cut:
+        dropped = ordered[cut:]
+        ordered = ordered[:cut]
         roles = sorted({d.role for d in dropped}, key=ROLES.index)
         hazards.append(
             TOO_MANY_RECORDS.hazard(
