@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from test_quiet import site as quiet_site  # noqa: F401  (a fixture: one host on a zone file)
 
 from tlsa_manager.catalog import load_bundled
 from tlsa_manager.config import HostSpec
@@ -269,6 +270,21 @@ def test_clock_step_detection() -> None:
     assert "stepped forward by 10800 s" in (step(before, ClockSample(1000 + 4 * 3600, 50 + 3600, "b"), 300) or "")
     assert step(before, ClockSample(1000 + 4 * 3600, 10, "c"), 300) is None  # a reboot: cannot tell
     assert "in the future" in (future([5000.0], 1000.0, 300) or "")
+    # slack = 0: the clocks read a few microseconds apart are not a step
+    assert step(before, ClockSample(1000.002, 50.0, "b"), 0) is None
+    assert "stepped back by 5 s" in (step(before, ClockSample(995.0, 50.0, "b"), 0) or "")
+
+
+def test_a_host_with_slack_zero_syncs(quiet_site: Path) -> None:  # noqa: F811
+    """``slack = "0s"`` is accepted; every run used to stop with 'the wall clock stepped
+    back by 0 s ... during this run' (exit 1)."""
+    from test_quiet import HOST, run
+
+    config = quiet_site
+    config.write_text(config.read_text() + 'slack = "0s"\n')
+    for _ in range(3):
+        result = run("--config", config, "sync", HOST)
+        assert result.returncode == 0 and "stepped" not in result.stderr, result
 
 
 def test_a_clock_stepped_forward_does_not_open_a_gate_early() -> None:

@@ -61,6 +61,12 @@ def _boot_id() -> str:
         return "unknown"
 
 
+#: the least step that counts: the two clocks are read one after the other, so they
+#: drift apart by microseconds; with the tolerance a host's ``slack = "0s"`` every run
+#: stopped as "stepped back by 0 s"
+MIN_STEP = 1.0
+
+
 def step(before: ClockSample | None, now: ClockSample, tolerance: float) -> str | None:
     """Why the wall clock cannot be trusted between two samples, or None.
 
@@ -70,7 +76,7 @@ def step(before: ClockSample | None, now: ClockSample, tolerance: float) -> str 
     if before is None or before.boot_id != now.boot_id or now.boot_id == "unknown":
         return None
     drift = (now.wall - before.wall) - (now.boot - before.boot)
-    if abs(drift) > tolerance:
+    if abs(drift) > max(tolerance, MIN_STEP):
         direction = "forward" if drift > 0 else "back"
         return f"the wall clock stepped {direction} by {abs(drift):.0f} s since {_iso(before.wall)}"
     return None
