@@ -99,3 +99,28 @@ def test_every_command_gives_json_or_refuses_it(site: Path, tmp_path: Path) -> N
             continue
         assert result.returncode in (0, 1, 4), (name, result.stderr)
         assert isinstance(json.loads(result.stdout), dict), (name, result.stdout)
+
+
+def test_an_error_other_than_usage_is_a_json_document_too(site: Path, tmp_path: Path) -> None:
+    """`hook` refusing a leaf-only cert.pem (H9, exit 4) and a held lock (exit 1) left
+    stdout empty under --json; each is now {"error", "exit_code"}.  Exit 2 stays bare."""
+    import fcntl
+    import os
+
+    leaf_only = tmp_path / "cert.pem"
+    leaf_only.write_bytes((EXAMPLE / "cert.pem").read_bytes())
+    hook = run("--json", "--config", site, "hook", "generic", "--cert", leaf_only,
+               "--key", EXAMPLE / "privkey.pem", "--host", HOST)
+    assert hook.returncode == 4 and "[H9]" in hook.stderr, hook
+    doc = json.loads(hook.stdout)
+    assert doc["exit_code"] == 4 and "[H9]" in doc["error"] and "nothing staged" in doc["error"]
+    lock = site.parent / "state" / "lock"
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held = run("--json", "--config", site, "sync", HOST)
+    finally:
+        os.close(fd)
+    assert held.returncode == 1 and json.loads(held.stdout)["exit_code"] == 1, held
+    usage = run("--json", "--config", site, "plan", HOST, "--ttl", "5")
+    assert usage.returncode == 2 and usage.stdout == ""

@@ -224,6 +224,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = _at_with_sign(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in argv
+    args: argparse.Namespace | None = None
     try:
         try:
             args = build_parser(_command_in(argv)).parse_args(argv)
@@ -244,6 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         sys.stderr.write(f"tlsa-manager: error: {exc.one_line()}\n")
+        if args is not None and args.json and exc.exit_code != ExitCode.USAGE:
+            # `--json` is one document or exit 2: a failure, a refusal or a hazard that
+            # stops the command says so in JSON too (stdout was left empty)
+            from tlsa_manager.cli.common import emit_json
+
+            emit_json({"error": exc.one_line(), "exit_code": int(exc.exit_code)})
         return int(exc.exit_code)
     except BrokenPipeError:
         # The reader went away (`... | head`): stop quietly, as other Unix tools do.
