@@ -258,6 +258,11 @@ def test_empty_state_dir_or_config_is_a_usage_error(tmp_path: Path) -> None:
     """`--state-dir ''` (an unset variable in a script) silently used the default."""
     for option in ("--state-dir", "--config"):
         one_line_error(run(option, "", "status"), 2, f"argument {option}: is empty")
+    # the same in the file: `state_dir = ""` silently used /var/lib/tlsa-manager
+    config = zonefile_site(tmp_path, f'cert = "{EXAMPLE / "fullchain.pem"}"\n')
+    text = config.read_text()
+    config.write_text(text.replace(f'state_dir = "{tmp_path / "state"}"', 'state_dir = ""'))
+    one_line_error(run("--config", config, "status"), 2, "state_dir must be a path (a string), not empty")
 
 
 def test_state_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:

@@ -324,7 +324,7 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
                 "keep one entry per host",
             )
         hosts[spec.name] = spec
-    state = path_value(doc["state_dir"], "state_dir", base) if doc.get("state_dir") else None
+    state = path_value(doc["state_dir"], "state_dir", base) if "state_dir" in doc else None
     instance = doc.get("instance")
     if instance is not None and (not isinstance(instance, str) or not instance.strip()):
         raise ConfigError("instance must be a non-empty string", 'e.g. instance = "mx1-postfix"')
