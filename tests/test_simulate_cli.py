@@ -70,7 +70,7 @@ def test_new_key_scenario_timeline(cli: CliRunner) -> None:
     ('[[events]]\nat = "0s"\ndo = "mta-stuck"\nstuck = "no"\n', "stuck = 'no' is not true or false"),
     ('[world]\nissuers = { dsa = "YE1" }\n', "world.issuers names a key type other than ecdsa, rsa"),
     # a world of thousands of servers ran for minutes
-    ("[world]\nservers = { %s }\n" % ", ".join(f"n{i} = 0" for i in range(1000)), "1,000 servers, more than 64"),
+    ("[world]\nservers = { " + ", ".join(f"n{i} = 0" for i in range(1000)) + " }\n", "1,000 servers, more than 64"),
 ])
 def test_bad_scenarios(cli: CliRunner, tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "s.toml"
@@ -102,6 +102,16 @@ def test_step_limit_is_checked_before_running(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "tlsa_manager", "simulate", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and f"{MAX_STEPS + 1:,} steps" in result.stderr
+    # events cost more than timer runs: 49,000 renewals (under the step limit) ran for minutes
+    from tlsa_manager.simulation.scenario import MAX_EVENTS
+
+    renewal = '[[events]]\nat = "%ds"\ndo = "renew"\nnew_key = true\nissuer = "YE2"\n'
+    path.write_text('[world]\ntimer = "off"\n' + "".join(renewal % (i * 60) for i in range(49_000)))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "tlsa_manager", "simulate", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 2 and f"49,000 events, more than the limit of {MAX_EVENTS:,}" in result.stderr
 
 
 def test_missing_scenario(cli: CliRunner, tmp_path: Path) -> None:

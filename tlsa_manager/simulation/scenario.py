@@ -59,6 +59,9 @@ STEPS = (
     "observed", "gated", "intent-saved", "apply-returned", "applied", "propagated",
     "before-deploy", "deploy-intent", "renamed", "deployed",
 )  # fmt: skip
+#: the most events: an event costs up to 30 timer runs (a renewal stages a chain and
+#: syncs; 49,000 of them ran for minutes), so 3,000 take about half a minute too
+MAX_EVENTS = 3_000
 #: every server is asked at every step: thousands of them made a run of minutes
 MAX_SERVERS = 64
 EXAMPLES = {"server": "ns2", "key_type": "rsa", "step": "applied", "issuer": "YE2"}
@@ -255,6 +258,11 @@ def _known_keys(table: dict[str, Any], known: Sequence[str], path: str, what: st
 
 def check_steps(path: str, events: Sequence[tuple[float, Any]], until: float, timer: float | None) -> None:
     """Refuse, before running, a scenario of more than :data:`MAX_STEPS` steps."""
+    if len(events) > MAX_EVENTS:
+        raise ConfigError(
+            f"{path}: {len(events):,} events, more than the limit of {MAX_EVENTS:,}",
+            "split the timeline into several scenarios",
+        )
     runs = int(until // timer) if timer else 0
     steps = runs + sum(1 for at, _ in events if at <= until)
     if steps > MAX_STEPS:
