@@ -383,6 +383,15 @@ def test_units_and_cron_carry_the_global_options(tmp_path: Path) -> None:
     subprocess.run([*CLI, "--config", str(config), "install-units", "--dir", str(units)], check=True,
                    capture_output=True)
     assert "ReadWritePaths=/srv/tlsa\n" in (units / "tlsa-manager-catalog.service").read_text()
+    # $TLSA_MANAGER_STATE_DIR of the installing shell: a timer never sees it, so the units
+    # carry it as --state-dir (unless the config names its own state_dir, which wins)
+    env = {**os.environ, "TLSA_MANAGER_STATE_DIR": str(tmp_path / "env-state")}
+    cron = subprocess.run([*CLI, "install-units", "--cron"], capture_output=True, text=True, env=env,
+                          check=True).stdout
+    assert f"--state-dir {tmp_path / 'env-state'} -q sync" in cron, cron
+    cron = subprocess.run([*CLI, "--config", str(config), "install-units", "--cron"], capture_output=True,
+                          text=True, env=env, check=True).stdout
+    assert "--state-dir" not in cron and "env-state" not in cron, cron
 
 
 def test_units_refuse_what_a_timer_could_not_run(tmp_path: Path) -> None:

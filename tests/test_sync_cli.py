@@ -136,6 +136,9 @@ def test_config_errors_are_one_line(cli: CliRunner, tmp_path: Path) -> None:
             "unsafe_allow_fragile_kinds",
         "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx.example.com\"]\nttl = \"long\"\n":
             "ttl must be a whole number",
+        # the hint's example is the default, not the lower bound ("e.g. ttl = 1" reads as advice)
+        "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[defaults]\nbudget = 0\n[hosts.\"mx.example.com\"]\n":
+            "defaults.budget must be a whole number from 1 to 100, not 0; e.g. budget = 12",
         "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx_1.example.com\"]\n": "not a valid DNS host name",
         "[providers.z]\ntype = \"zonefile\"\nzone_file = \"x\"\n[hosts.\"mx.example.com\"]\ncolour = 1\n": "unknown key(s) colour",
         "[providers.c]\ntype = \"cloudflare\"\napi_token = \"sekrit-token-value\"\n": "chmod 600",

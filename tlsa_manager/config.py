@@ -186,7 +186,7 @@ def _host_spec(
     spec = HostSpec(
         name=name.rstrip(".").lower(),
         provider=str(provider),
-        ports=tuple(int_value(p, f"{where}.ports", 1, 65535) for p in ports),
+        ports=tuple(int_value(p, f"{where}.ports", 1, 65535, "[25]") for p in ports),
         certs=tuple(path_value(c, f"{where}.cert", base) for c in certs),
         key=path_value(merged["key"], f"{where}.key", base) if merged.get("key") else None,
         next_keys=tuple(
@@ -194,8 +194,8 @@ def _host_spec(
         ),
         auto_next_keys=bool_value(merged.get("auto_next_keys", False), f"{where}.auto_next_keys"),
         kinds=kinds,
-        ttl=int_value(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1),
-        budget=int_value(merged.get("budget", 12), f"{where}.budget", 1, 100),
+        ttl=int_value(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1, "3600"),
+        budget=int_value(merged.get("budget", 12), f"{where}.budget", 1, 100, "12"),
         prune=bool_value(merged.get("prune", False), f"{where}.prune"),
         unsafe_allow_fragile_kinds=unsafe,
         pin_backup_issuers=bool_value(merged.get("pin_backup_issuers", True), f"{where}.pin_backup_issuers"),
@@ -209,7 +209,7 @@ def _host_spec(
             string_value(n, f"{where}.nameservers") for n in list_value(merged, "nameservers", where)
         ),
         probe=probe_address(merged["probe"], f"{where}.probe") if "probe" in merged else None,
-        probe_port=int_value(merged["probe_port"], f"{where}.probe_port", 1, 65535)
+        probe_port=int_value(merged["probe_port"], f"{where}.probe_port", 1, 65535, "25")
         if merged.get("probe_port") is not None
         else None,
         ttl_ceiling=int(parse_duration(merged.get("ttl_ceiling", 86400), f"{where}.ttl_ceiling")),

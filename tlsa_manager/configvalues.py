@@ -102,10 +102,12 @@ def bool_value(value: object, key: str) -> bool:
     return value
 
 
-def int_value(value: object, key: str, lo: int, hi: int) -> int:
+def int_value(value: object, key: str, lo: int, hi: int, example: str) -> int:
+    """A whole number in ``lo..hi``; the hint shows ``example`` (the default, as a user
+    would write it), not the bound: "e.g. ttl = 1" reads as advice to use 1."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(
-            f"{key} must be a whole number from {lo} to {hi}, not {value!r}", f"e.g. {key} = {lo}"
+            f"{key} must be a whole number from {lo} to {hi}, not {value!r}", f"e.g. {leaf(key)} = {example}"
         )
     return value
 

@@ -198,6 +198,11 @@ class HostFiles:
         ``accepted``), or the old records stay: the engine stops and the next run tries
         again.  Returns what was checked, in words: without a probe nothing was."""
         if not self.spec.probe:
+            if not self.spec.reload:  # say what happened: nothing made the MTA load the file
+                return (
+                    "not reloaded (no reload command; the MTA loads it when it restarts), "
+                    "not verified (no probe configured)"
+                )
             return "reloaded, not verified (no probe configured)"
         from tlsa_manager.tlsprobe import handshake, protocol_for
 

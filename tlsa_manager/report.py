@@ -193,7 +193,7 @@ def status_lines(document: dict[str, Any]) -> list[str]:
                 "did not finish): the replaced chain's records stay until the next sync confirms it"
             )
         if "deploys_verified_by" in item and item["deploys_verified_by"] is None:
-            lines.append("  deploys are reloaded, not verified: no probe configured (set probe = ADDRESS)")
+            lines.append("  deploys are not verified: no probe configured (set probe = ADDRESS)")
         for hazard in item["hazards"]:
             lines.append(f"  {hazard['line']}")
     return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -21,14 +22,19 @@ def add_parser(sub: Subparsers, name: str, help: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tlsa_manager.units import DEFAULT_STATE_DIR, TIMERS, command_path, cron_text, global_options, install
 
-    options = global_options(args.config, args.state_dir)
-    state = options[options.index("--state-dir") + 1] if args.state_dir else None
+    config_state = None
     if args.config:
         # checked now, not by a timer every 15 minutes; its state_dir is where the units write
         from tlsa_manager.config import load_config
 
-        config = load_config(Path(options[1]))
-        state = state or (str(config.state_dir) if config.state_dir else None)
+        config = load_config(Path(args.config).absolute())
+        config_state = str(config.state_dir) if config.state_dir else None
+    # the state directory this shell would use, as the commands pick it (--state-dir, the
+    # config's state_dir, $TLSA_MANAGER_STATE_DIR): a timer does not see this shell's
+    # environment, so the variable becomes --state-dir in the units
+    explicit = args.state_dir or (None if config_state else os.environ.get("TLSA_MANAGER_STATE_DIR") or None)
+    options = global_options(args.config, explicit)
+    state = options[options.index("--state-dir") + 1] if explicit else config_state
     command = command_path() + options
     if args.cron:
         sys.stdout.write(cron_text(command))
