@@ -260,6 +260,20 @@ def test_nagios_lines(cli: CliRunner, env: dict[str, Any]) -> None:
     assert bad.code == 2 and bad.out.startswith("DANE CRITICAL - ") and bad.out.count("\n") == 1
 
 
+def test_quiet_check_says_only_why_the_code_is_not_0(cli: CliRunner, env: dict[str, Any]) -> None:
+    """-q (docs/cli.md): nothing for a pass; for a fail, stderr lines naming the verdict and
+    the hazards that set exit 4, no report on stdout."""
+    common = ["--port", str(env["port"]), "--resolver", env["resolver"], "--timeout", "5", *authoritative(env)]
+    ok = cli("-q", "check", f"good.{ZONE}", *common)
+    assert (ok.code, ok.out, ok.err) == (0, "", "")
+    bad = cli("-q", "check", f"wrong.{ZONE}", *common)
+    loud = cli("check", f"wrong.{ZONE}", *common)
+    assert bad.code == loud.code == 4 and bad.out == "" and loud.out
+    lines = bad.err.splitlines()
+    assert lines[0].startswith(f"tlsa-manager: wrong.{ZONE}: fail (MX ")
+    assert len(lines) > 1 and all(f"tlsa-manager: wrong.{ZONE}: [H" in line for line in lines[1:]), bad.err
+
+
 def test_records_file_before_publishing(cli: CliRunner, env: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "next.txt"
     path.write_text("3 1 1 " + "cd" * 32 + "\n")

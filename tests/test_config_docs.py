@@ -55,5 +55,23 @@ def test_every_built_in_provider_key_is_documented_and_declared() -> None:
         assert read <= set(cls.settings), f"{name} reads undeclared {read - set(cls.settings)}"
 
 
+def table_meanings(section: str) -> dict[str, str]:
+    """The meaning column of a key table under a heading, backticks removed, by key."""
+    body = DOC.split(section + "\n", 1)[1]
+    body = re.split(r"\n#{2,3} ", body, maxsplit=1)[0]
+    rows = (line.split("|") for line in body.splitlines() if line.startswith("| `"))
+    return {cells[1].strip().strip("`"): cells[2].strip().replace("`", "") for cells in rows}
+
+
+def test_every_built_in_provider_key_is_described_as_its_settings_say() -> None:
+    """The tables say what each provider's ``settings`` say (the shared descriptions in
+    provider_settings / secrets included), word for word; the page may add to it."""
+    built_in = {n: ep for n, ep in available().items() if ep.value.startswith("tlsa_manager_providers.")}
+    for name, ep in built_in.items():
+        documented = table_meanings(f'### `type = "{name}"`')
+        for key, meaning in ep.load().settings.items():
+            assert documented[key].startswith(meaning), (name, key, documented[key], meaning)
+
+
 def test_nameservers_precedence_is_stated() -> None:
     assert "this host key wins" in DOC and "The host's\nlist wins" in DOC

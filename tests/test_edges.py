@@ -114,6 +114,48 @@ def test_the_published_rrset_never_exceeds_the_budget() -> None:
     assert h13 and "left out (next, issuer-backup)" in h13[0].message.replace("addition(s) are ", "")
 
 
+def test_a_foreign_record_on_a_full_rrset_makes_the_staged_chain_wait_not_the_budget_break() -> None:
+    """The soak case (seeds 20261122/24/26): the live chains' records, those of a chain
+    staged from an issuer outside the catalog and someone else's record fill the budget;
+    the chain the MTA presents (H27) needs one more.  Our staged records go (the staged
+    chain waits), never a live one, the RRset stays within the budget, and a record
+    that is not ours is never touched."""
+    import os
+
+    from test_policy_planner import K211, chain, make, owner_input, r211, r311
+
+    from tlsa_manager.facts import CertFacts, ChainFacts
+    from tlsa_manager.policy import HostPolicy
+    from tlsa_manager.records import Tlsa
+
+    outside_ca = CertFacts(os.urandom(40), os.urandom(80), "XCA")
+    staged = ChainFacts("staged", CertFacts(os.urandom(40), os.urandom(80), "staged"), "ecdsa", (outside_ca,),
+                        issuer_name="XCA")
+    xca = outside_ca.record(K211)
+    assert xca is not None
+    ec, rsa = chain("ec"), chain("rsa", "rsa", "YR1")
+    presented = chain("presented")  # the MTA presents it (H27): live too, same issuer YE1
+    foreign = Tlsa.from_text(f"3 1 1 {1:064x}")
+    ours = frozenset({r311(ec), r211("YE1"), r311(rsa), r211("YR1"), r311(staged), xca})
+    published = ours | {foreign}
+    policy = HostPolicy(budget=7)
+    p = make([ec, rsa, presented], [staged], owners=[owner_input(published, {"ns1": published}, managed=ours)],
+             policy=policy)
+    change = p.changes[0]
+    assert r311(presented) in change.add
+    assert len(change.result) <= 7 and foreign in change.result
+    assert {r311(ec), r211("YE1"), r311(rsa), r211("YR1"), r311(presented)} <= change.result
+    assert change.delete and change.delete <= {r311(staged), xca}
+    assert not [h for h in p.hazards if h.code == "H13" and h.severity.name == "FATAL"]
+    h13 = [h.message for h in p.hazards if h.code == "H13" and "removed" in h.message]
+    assert h13 and "of ours no live chain needs are removed" in h13[0]
+    # records the ledger does not know as ours are never removed: the live record still
+    # goes in, over the budget, and the fatal H13 says so
+    p = make([ec, rsa, presented], [staged], owners=[owner_input(published, {"ns1": published})], policy=policy)
+    assert r311(presented) in p.changes[0].add and not p.changes[0].delete
+    assert [h for h in p.hazards if h.code == "H13" and h.severity.name == "FATAL"]
+
+
 # ---------------------------------------------------------------- 1: TTL memory
 
 

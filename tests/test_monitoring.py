@@ -339,3 +339,63 @@ def test_alert_rules_fire_as_documented(tmp_path: Path) -> None:
     """))
     result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_units_and_cron_carry_the_global_options(tmp_path: Path) -> None:
+    """`install-units` with --config / --state-dir: every unit and cron job runs with them
+    (absolute, quoted), not with the defaults; the catalog service may write that state
+    directory; systemd still accepts the files and /bin/sh reads the cron words back."""
+    analyze = tool("systemd-analyze", "systemd", "UNITS")
+    work = tmp_path / "work dir"
+    work.mkdir()
+    config = work / "my 50% $HOME.toml"
+    config.write_text('[hosts."mail.example.com"]\ncert = "fullchain.pem"\n'
+                      '[providers.z]\ntype = "zonefile"\nzone_file = "db"\n')
+    units = tmp_path / "units"
+    units.mkdir(mode=0o755)
+    state = "st'ate \"q\" 5%"
+    result = subprocess.run([*CLI, "--config", config.name, "install-units", "--dir", str(units),
+                             "--state-dir", state], capture_output=True, text=True, cwd=work)
+    assert result.returncode == 0, result.stderr
+    for name in ("sync", "check", "catalog"):
+        text = (units / f"tlsa-manager-{name}.service").read_text()
+        exec_line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+        assert f'--config "{work}/my 50%% $$HOME.toml"' in exec_line, exec_line
+        assert f'--state-dir "{work}/st\'ate \\"q\\" 5%%"' in exec_line, exec_line
+    catalog = (units / "tlsa-manager-catalog.service").read_text()
+    assert f'ReadWritePaths="{work}/st\'ate \\"q\\" 5%%"' in catalog
+    verify = subprocess.run([analyze, "verify", *map(str, units.iterdir())], capture_output=True, text=True)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    # cron: the shell gives the program back exactly the words given (cron turns \% into %)
+    cron = subprocess.run([*CLI, "--config", config.name, "--state-dir", state, "install-units", "--cron"],
+                          capture_output=True, text=True, cwd=work, check=True).stdout
+    sync_job = next(line for line in cron.splitlines() if " sync " in line)
+    command = sync_job.split(" root ", 1)[1].replace("\\%", "%")
+    program = command.split(" ", 1)[0]
+    echo = tmp_path / "argv.py"
+    echo.write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    words = subprocess.run(["/bin/sh", "-c", command.replace(program, f"{sys.executable} {echo}", 1)],
+                           capture_output=True, text=True, check=True).stdout
+    assert json.loads(words) == ["--config", str(config), "--state-dir", str(work / state),
+                                 "-q", "sync", "--all", "--wait-lock", "600"]
+    # the config's own state_dir is where the catalog service writes when --state-dir is not given
+    config.write_text(config.read_text().replace("[hosts", 'state_dir = "/srv/tlsa"\n[hosts', 1))
+    subprocess.run([*CLI, "--config", str(config), "install-units", "--dir", str(units)], check=True,
+                   capture_output=True)
+    assert "ReadWritePaths=/srv/tlsa\n" in (units / "tlsa-manager-catalog.service").read_text()
+
+
+def test_units_refuse_what_a_timer_could_not_run(tmp_path: Path) -> None:
+    units = tmp_path / "units"
+    units.mkdir(mode=0o755)
+    cases = [
+        (["--config", str(tmp_path / "none.toml")], 2, "no such configuration file"),
+        (["--state-dir", "a\nb"], 2, "control character"),
+        (["--json"], 2, "not JSON"),
+    ]
+    for extra, code, words in cases:
+        for mode in (["--dir", str(units)], ["--cron"]):
+            result = subprocess.run([*CLI, *extra, "install-units", *mode], capture_output=True, text=True)
+            assert result.returncode == code and words in result.stderr, (extra, mode, result.stderr)
+            assert len(result.stderr.splitlines()) == 1 and not result.stdout
+    assert not list(units.iterdir())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dns.name
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tlsa_manager.certs import load_chain
@@ -71,6 +71,7 @@ def test_any_host_setting_is_accepted_or_one_config_error(settings_: dict[str, A
 
 @SETTINGS
 @given(st.dictionaries(st.sampled_from(["providers", "hosts", "defaults", "state_dir"]), values, max_size=3))
+@example({"providers": {"\n": False}})  # a name with a newline in an error message (found by this test)
 def test_any_document_shape_is_accepted_or_one_config_error(doc: dict[str, Any]) -> None:
     try:
         config_from_dict(doc, Path("/tmp"), "test")

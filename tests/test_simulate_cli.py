@@ -44,6 +44,16 @@ def test_new_key_scenario_timeline(cli: CliRunner) -> None:
     ('[world]\nrecords = ["3 0 1"]\n[[events]]\nat = "0s"\ndo = "sync"\n', "unsafe_allow_fragile_kinds"),
     ('[world]\nkey_types = ["dsa"]\n', "world.key_types must list ecdsa and/or rsa"),  # was an IndexError
     ('[world]\nkey_types = "ecdsa"\n', "world.key_types must list ecdsa and/or rsa"),
+    # each of these used to run the default scenario without a word
+    ("", "the scenario is empty (no [world] and no [[events]])"),
+    ('# nothing here\ndescription = "x"\n', "the scenario is empty"),
+    ('[world]\nunitl = "3d"\n', "unknown key in [world] 'unitl'"),
+    ('descripton = "x"\n[world]\n', "unknown top-level key 'descripton'"),
+    ('[[events]]\nat = "1d"\ndo = "renew"\nnew_keys = true\n', "unknown field of event 1 (renew) 'new_keys'"),
+    ('[[events]]\nat = "1d"\ndo = "sync"\nserver = "ns2"\n', "unknown field of event 1 (sync) 'server'"),
+    ("[world]\nservers = {}\n", "world.servers must name at least one authoritative server"),
+    ("world = 3\n", "world must be a table"),
+    ("events = [1]\n", "events must be [[events]] tables"),
 ])
 def test_bad_scenarios(cli: CliRunner, tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "s.toml"
@@ -51,6 +61,30 @@ def test_bad_scenarios(cli: CliRunner, tmp_path: Path, content: str, fragment: s
     result = cli("simulate", path)
     assert result.code in (2, 3), result
     assert result.err.count("\n") == 1 and fragment in result.err
+
+
+def test_step_limit_is_checked_before_running(tmp_path: Path) -> None:
+    """A timer every second for ten years is refused at once with the count and the limit
+    (it ran for hours); one step under the limit is accepted."""
+    import subprocess
+    import sys
+    import time
+
+    from tlsa_manager.simulation.scenario import MAX_STEPS
+
+    path = tmp_path / "s.toml"
+    path.write_text('[world]\ntimer = "1s"\nuntil = "3650d"\n')
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "tlsa_manager", "simulate", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result
+    assert "315,360,000 steps" in result.stderr and f"limit of {MAX_STEPS:,}" in result.stderr
+    # events count too: MAX_STEPS timer runs plus one event is one too many
+    path.write_text(f'[world]\ntimer = "1s"\nuntil = "{MAX_STEPS}s"\n[[events]]\nat = "0s"\ndo = "sync"\n')
+    result = subprocess.run([sys.executable, "-m", "tlsa_manager", "simulate", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"{MAX_STEPS + 1:,} steps" in result.stderr
 
 
 def test_missing_scenario(cli: CliRunner, tmp_path: Path) -> None:

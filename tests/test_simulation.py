@@ -203,6 +203,18 @@ EDGE_TIMELINES = [
            (0.0, {"do": "renew", "key_type": "ecdsa", "new_key": False, "issuer": "YE1"})],
           key_types=("ecdsa", "rsa"), ttl=60, servers={"ns1": 0, "ns2": 0}, until=115200.0, timer=3600,
           skew=0.0, mta_other=True, can_probe=True, unobserved=False, propagation_delay=None),
+    # the same, with a chain staged from an issuer outside the catalog: the records that
+    # stay (both live chains, the chain the MTA presents, the staged chain's) and someone
+    # else's record fill the budget when a TTL change is due; the tool's next write must
+    # make room from its own records of lower priority (the soak of seed 20261124)
+    _edge([(0.0, {"do": "renew", "key_type": "ecdsa", "new_key": False, "issuer": "YE1"}),
+           (0.0, {"do": "ttl", "ttl": 300}),
+           (0.0, {"do": "renew", "key_type": "ecdsa", "new_key": False, "issuer": "YE1"}),
+           (0.0, {"do": "ttl", "ttl": 60}),
+           (0.0, {"do": "renew", "key_type": "ecdsa", "new_key": True, "issuer": "XCA"}),
+           (0.0, {"do": "edit"})],
+          key_types=("ecdsa", "rsa"), ttl=60, servers={"ns1": 0, "ns2": 0}, until=115200.0, timer=3600,
+          skew=0.0, mta_other=True, can_probe=True, unobserved=False, propagation_delay=None),
     # a rollover with a secondary lagging 2 h: gate waits for it, then 2 TTLs
     _edge([(HOUR, NEW_KEY)], servers={"ns1": 0, "ns2": 2 * HOUR, "ns3": 30}, timer=600),
     # TTL lowered, then a new key: the old 4 h TTL keeps counting

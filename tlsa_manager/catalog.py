@@ -46,14 +46,6 @@ class CatalogCert:
     certificate: x509.Certificate
     pem: bytes
 
-    @property
-    def not_before(self) -> datetime:
-        return self.certificate.not_valid_before_utc
-
-    @property
-    def not_after(self) -> datetime:
-        return self.certificate.not_valid_after_utc
-
 
 @dataclass(frozen=True)
 class Issuer:
@@ -75,11 +67,11 @@ class Issuer:
 
     @property
     def not_before(self) -> datetime:
-        return min(c.not_before for c in self.certs)
+        return min(c.certificate.not_valid_before_utc for c in self.certs)
 
     @property
     def not_after(self) -> datetime:
-        return max(c.not_after for c in self.certs)
+        return max(c.certificate.not_valid_after_utc for c in self.certs)
 
     @property
     def record(self) -> Tlsa:

@@ -41,10 +41,17 @@ class TlsaManagerError(Exception):
         return self.one_line()
 
     def one_line(self) -> str:
-        """The message and the hint on one line, as the CLI prints it."""
-        if self.hint:
-            return f"{self.message}; {self.hint}"
-        return self.message
+        """The message and the hint on one line, as the CLI prints it.
+
+        Names in messages come from the user's files (a host or provider name, a
+        path): a control character in one is shown escaped, so that the error stays
+        one line and cannot rewrite the terminal or forge a log line."""
+        text = f"{self.message}; {self.hint}" if self.hint else self.message
+        return text.translate(_ESCAPED)
+
+
+#: C0 controls and DEL as the escapes Python would write for them
+_ESCAPED = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F)}
 
 
 class UsageError(TlsaManagerError, exit_code=ExitCode.USAGE):

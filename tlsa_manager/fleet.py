@@ -75,17 +75,17 @@ class FleetZones:
         served: dict[dns.name.Name, tuple[ServerView, ...]] = {}
         for ports, group in self._split(list(wanted), "view"):
             view = ports.view()
-            if view is None or ports.propagation_timeout <= 0:
+            if view is None or ports.dns.propagation_timeout <= 0:
                 continue  # no server to ask, or the hook: it returns at once, the gates wait
             got = wait_until_served(
-                view, {o: wanted[o] for o in group}, ports.propagation_timeout, ports.poll_interval
+                view, {o: wanted[o] for o in group}, ports.dns.propagation_timeout, ports.dns.poll_interval
             )
             if len(got) < len(group):
                 log.warning(
                     "%d of %d owners not served by every server after %.0f s",
                     len(group) - len(got),
                     len(group),
-                    ports.propagation_timeout,
+                    ports.dns.propagation_timeout,
                 )
             served.update(got)
         return served

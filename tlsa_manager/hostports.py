@@ -85,32 +85,15 @@ class LivePorts:
     ) -> None:
         self.spec = spec
         self.catalog = catalog
+        self.provider = provider
         self.notes: list[str] = []
         self.files = HostFiles(spec, catalog, self.notes)
         self.dns = HostDns(spec, provider, shared or Shared(), self.notes, propagation_timeout, poll_interval)
+        #: the host's owner names (the fleet routes by them); the wait's timing is ``dns``'s
+        self.owners = self.dns.owners
         self.clock: Clock = clock if clock is not None else WallClock(spec.slack)
 
     # -- what callers and tests read ---------------------------------------------
-
-    @property
-    def provider(self) -> Provider:
-        return self.dns.provider
-
-    @property
-    def owners(self) -> tuple[dns.name.Name, ...]:
-        return self.dns.owners
-
-    @property
-    def shared(self) -> Shared:
-        return self.dns.shared
-
-    @property
-    def propagation_timeout(self) -> float:
-        return self.dns.propagation_timeout
-
-    @property
-    def poll_interval(self) -> float:
-        return self.dns.poll_interval
 
     @property
     def next_dir(self) -> Path | None:

@@ -219,13 +219,60 @@ def _served(spec: HostSpec) -> list[tuple[str, bytes]]:
     return out
 
 
+@dataclass(frozen=True)
+class NextKey:
+    """One next key of ``key next``: its type, file, whether this run made it, its record."""
+
+    key_type: str
+    path: Path
+    state: str  # "new" or "kept"
+    record: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.key_type, "file": str(self.path), "state": self.state, "record": self.record}
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """What ``key next`` / ``key csr`` did: lines for people, a document for ``--json``
+    (docs/key-rollover.md), and for ``csr`` the CSR itself."""
+
+    host: str
+    action: str
+    notes: tuple[str, ...] = ()
+    keys: tuple[NextKey, ...] = ()
+    csr: bytes | None = None
+    csr_key: Path | None = None
+    names: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        if self.csr is not None:
+            key_type = self.csr_key.stem.upper() if self.csr_key else ""
+            return [f"{self.host}: CSR for the next {key_type} key {self.csr_key}"]
+        lines = list(self.notes)
+        for key in self.keys:
+            lines.append(
+                f"{self.host}: next {key.key_type.upper()} key {key.path} ({key.state}): {key.record}"
+            )
+        lines.append("the next 'tlsa-manager sync' pre-publishes what is not published yet")
+        return lines
+
+    def as_dict(self) -> dict[str, object]:
+        if self.csr is not None:
+            return {
+                "host": self.host,
+                "type": self.csr_key.stem if self.csr_key else None,
+                "key_file": str(self.csr_key),
+                "names": list(self.names),
+                "csr": self.csr.decode("ascii"),
+            }
+        return {"host": self.host, "keys": [k.as_dict() for k in self.keys], "notes": list(self.notes)}
+
+
 def key_command(
     spec: HostSpec, state_dir: Path, action: str, types: Sequence[str] | None, names: Sequence[str]
-) -> tuple[list[str], bytes | None]:
-    """``key next``: make the missing next keys (retiring used ones); ``key csr``: a CSR.
-
-    Returns the lines to print and, for ``csr``, the CSR bytes (stdout; lines go to stderr).
-    """
+) -> KeyReport:
+    """``key next``: make the missing next keys (retiring used ones); ``key csr``: a CSR."""
     from tlsa_manager.fsutil import check_trusted_dir
     from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, digest
 
@@ -241,16 +288,15 @@ def key_command(
                 "name the key type: key next HOST --type ecdsa --type rsa",
             )
         done = refresh(directory, wanted, [spki for _, spki in served])
-        lines = done.notes()
+        keys = []
         for path in existing(directory):
             spki = public_spki(path)
             record = Tlsa(
                 Usage.DANE_EE, Selector.SPKI, MatchingType.SHA2_256, digest(MatchingType.SHA2_256, spki)
             )
             state = "new" if path in done.created else "kept"
-            lines.append(f"{spec.name}: next {path.stem.upper()} key {path} ({state}): {record.to_text()}")
-        lines.append("the next 'tlsa-manager sync' pre-publishes what is not published yet")
-        return lines, None
+            keys.append(NextKey(path.stem, path, state, record.to_text()))
+        return KeyReport(spec.name, action, notes=tuple(done.notes()), keys=tuple(keys))
     available = {p.stem: p for p in (existing(directory) if directory.is_dir() else [])}
     if types and len(types) != 1:
         raise UsageError("key csr makes one CSR: give one --type", "e.g. key csr HOST --type ecdsa")
@@ -264,5 +310,6 @@ def key_command(
             f"{spec.name} has no next {key_type.upper()} key",
             f"make it first: key next {spec.name} --type {key_type}",
         )
-    data = csr(available[key_type], [spec.name, *[n for n in names if n.lower() != spec.name]])
-    return [f"{spec.name}: CSR for the next {key_type.upper()} key {available[key_type]}"], data
+    all_names = (spec.name, *[n for n in names if n.lower() != spec.name])
+    data = csr(available[key_type], list(all_names))
+    return KeyReport(spec.name, action, csr=data, csr_key=available[key_type], names=all_names)

@@ -15,7 +15,7 @@ stopping early; ``sync`` applies the plan.  Rules: dane-rules.md §C, §F, §H.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from tlsa_manager.facts import ChainFacts
@@ -46,7 +46,7 @@ from tlsa_manager.plans import (
     name_text,
     short_time,
 )
-from tlsa_manager.policy import ROLES, group_by_kind
+from tlsa_manager.policy import ROLES, DesiredRecord, group_by_kind
 from tlsa_manager.provider import OwnerChange
 from tlsa_manager.records import Tlsa, params_text
 
@@ -116,7 +116,9 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
                 )
             )
             delete = frozenset()
-    add, over = _within_budget(inp, published - delete, add, name)
+    evictable = frozenset() if inp.history_unknown else (published - delete) & managed
+    add, evict, over = _within_budget(inp, published - delete, add, evictable, name)
+    delete |= evict
     hazards += over
     current_ttl = owner.published.ttl if published else None
     if not add and not delete:
@@ -138,34 +140,57 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
 
 
 def _within_budget(
-    inp: PlanInput, kept: frozenset[Tlsa], add: frozenset[Tlsa], owner: str
-) -> tuple[frozenset[Tlsa], list[Hazard]]:
-    """Additions that keep the RRset within the budget, by the priority of ``ROLES`` (D9).
+    inp: PlanInput, kept: frozenset[Tlsa], add: frozenset[Tlsa], evictable: frozenset[Tlsa], owner: str
+) -> tuple[frozenset[Tlsa], frozenset[Tlsa], list[Hazard]]:
+    """Additions, and removals of our own records, that keep the RRset within the budget (D9).
 
-    The records that stay (still presented, staged, unmanaged) take room first; then
-    additions in priority order: live, staged, next, active issuers, backup issuers.
-    Only the live chain's own records go in beyond the budget (leaving them out would
-    make senders defer mail now), and that is reported as a fatal H13.
+    The records that stay (still presented, staged, next, unmanaged) take room first;
+    then additions in priority order: live, staged, next, active issuers, backup issuers.
+    When the live chains' own records do not fit beside what stays (someone else added
+    a record, or the MTA presents a chain of its own), records of ours that match no
+    live chain go, lowest priority first: a staged or next chain whose records go
+    simply waits (its gate closes until they are back and old enough), while a record
+    over the budget may make a sender fail now.  Only the live chains' own records
+    stay beyond the budget, and that is reported as a fatal H13.
     """
     budget = inp.policy.budget
     if len(kept | add) <= budget:
-        return add, []
+        return add, frozenset(), []
     by_record = {d.record: d for d in inp.desired.records}
-    ordered = sorted(add, key=lambda r: (by_record[r].priority, r.to_text()) if r in by_record else (99, ""))
+
+    def rank(record: Tlsa) -> tuple[int, str]:
+        known = by_record.get(record)
+        return (known.priority if known else 99, record.to_text())
+
+    ordered = sorted(add, key=rank)
     chosen: list[Tlsa] = [r for r in ordered if r in by_record and by_record[r].role == "live"]
+    live_protected = _protected(kept, inp.live)
+    # lowest priority first; records no role wants any more (kept only for a staged or
+    # next chain) before any that a role still wants
+    victims = sorted(evictable - live_protected, key=rank, reverse=True)
+    evicted: list[Tlsa] = []
+    while victims and len(kept) - len(evicted) + len(chosen) > budget:
+        evicted.append(victims.pop(0))
+    room = budget - (len(kept) - len(evicted))
     for record in ordered:
-        if record not in chosen and len(kept) + len(chosen) < budget:
+        if record not in chosen and len(chosen) < room:
             chosen.append(record)
     left = [r for r in ordered if r not in chosen]
-    roles = sorted({by_record[r].role for r in left if r in by_record}, key=ROLES.index)
-    size = len(kept) + len(chosen)
+    size = len(kept) - len(evicted) + len(chosen)
     hazards = []
-    if left:
+    if left or evicted:
+        what = []
+        if left:
+            what.append(f"{len(left)} wanted addition(s) are left out ({_roles(left, by_record)})")
+        if evicted:
+            gone = _roles(evicted, by_record)
+            what.append(f"{len(evicted)} record(s) of ours no live chain needs are removed ({gone})")
         hazards.append(
             TOO_MANY_RECORDS.hazard(
-                f"budget {budget}: {len(kept)} records stay, so {len(left)} wanted addition(s) are left out "
-                f"({', '.join(roles) or 'other'}); their chains cannot go live until there is room",
-                "let the old records go (finish the rollover), or raise budget if your senders handle more",
+                f"budget {budget}: {len(kept) - len(evicted)} records stay, so {' and '.join(what)}; "
+                "their chains cannot go live until there is room",
+                "let the old records go (finish the rollover), remove records that are not tlsa-manager's, "
+                "or raise budget if your senders handle more",
                 owner,
             )
         )
@@ -178,7 +203,13 @@ def _within_budget(
                 Severity.FATAL,
             )
         )
-    return frozenset(chosen), hazards
+    return frozenset(chosen), frozenset(evicted), hazards
+
+
+def _roles(records: Sequence[Tlsa], by_record: Mapping[Tlsa, DesiredRecord]) -> str:
+    """The roles of ``records`` in priority order, for a message (``other`` for none)."""
+    roles = sorted({by_record[r].role for r in records if r in by_record}, key=ROLES.index)
+    return ", ".join(roles) or "other"
 
 
 def gate_for(inp: PlanInput, chain: ChainFacts) -> Gate:

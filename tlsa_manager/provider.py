@@ -19,7 +19,7 @@ import dns.name
 from tlsa_manager.endpoints import Endpoint, configured, zone_apex, zone_nameservers
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.records import Tlsa
-from tlsa_manager.secrets import read_secret
+from tlsa_manager.secrets import ProviderSecret, read_secret
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
@@ -183,17 +183,17 @@ class Provider(abc.ABC):
         """A DNS server that answers for the zone (its NS and their addresses), if known."""
         return None
 
-    def secret(self, key: str, what: str, default_env: str) -> str:
-        """The secret setting ``key`` from the file ``KEY_file``, inline ``KEY`` (0600 config
-        only) or the variable named by ``KEY_env`` (default ``default_env``).  Errors name
-        the setting, never the value."""
+    def secret(self, secret: ProviderSecret) -> str:
+        """The provider's secret from the file ``KEY_file``, inline ``KEY`` (0600 config
+        only) or the variable named by ``KEY_env`` (default ``secret.default_env``).
+        Errors name the setting, never the value."""
         value = read_secret(
             self.config,
-            what,
-            file_key=f"{key}_file",
-            env_key=f"{key}_env",
-            inline_key=key,
-            default_env=default_env,
+            secret.label,
+            file_key=f"{secret.key}_file",
+            env_key=f"{secret.key}_env",
+            inline_key=secret.key,
+            default_env=secret.default_env,
         )
         assert value is not None  # a default variable is always named
         return value
@@ -243,3 +243,10 @@ def conflict(owner: dns.name.Name, expected: frozenset[Tlsa], found: frozenset[T
         f"{owner} changed since it was read ({detail or 'content differs'})",
         "someone else edited it; run again to re-read and re-plan",
     )
+
+
+def close_once(handle: Any) -> None:
+    """Close a session or SDK client made on first use, if one was made (the caller then
+    forgets it, so a second close does nothing)."""
+    if handle is not None:
+        handle.close()

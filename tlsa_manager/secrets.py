@@ -17,6 +17,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +146,43 @@ def parse_provider_options(items: Iterable[str]) -> dict[str, str]:
     return settings
 
 
-def secret_options(key: str, what: str, default_env: str) -> dict[str, str]:
-    """The three settings of one secret (``KEY_env``, ``KEY_file``, ``KEY``), described
-    alike for every provider; read by ``Provider.secret``."""
-    return {
-        f"{key}_env": f"environment variable holding the {what} (default {default_env})",
+def secret_options(
+    key: str, what: str, default_env: str | None = None, *, inline: bool = True
+) -> dict[str, str]:
+    """The settings of one secret (``KEY_env``, ``KEY_file`` and, unless ``inline`` is
+    false, ``KEY``), described alike for every provider."""
+    default = f" (default {default_env})" if default_env else ""
+    options = {
+        f"{key}_env": f"environment variable holding the {what}{default}",
         f"{key}_file": f"file holding the {what}",
-        key: f"the {what} inline (only in a config file of mode 0600)",
     }
+    if inline:
+        options[key] = f"the {what} inline (only in a config file of mode 0600)"
+    return options
+
+
+@dataclass(frozen=True)
+class ProviderSecret:
+    """A provider's secret, said once: its setting name, what it is, whose it is and the
+    variable read by default.  The provider's ``secret_settings``, its documented
+    settings and its read (:meth:`tlsa_manager.provider.Provider.secret`) come from it,
+    so they cannot disagree."""
+
+    key: str
+    #: as the settings describe it, e.g. "API token"
+    what: str
+    #: whose it is, for messages, e.g. "Cloudflare" (messages say "Cloudflare API token")
+    service: str
+    default_env: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} {self.what}"
+
+    def declared(self) -> dict[str, str]:
+        """The provider's ``secret_settings``."""
+        return {self.key: self.label}
+
+    def options(self) -> dict[str, str]:
+        """Its three settings, for the provider's ``settings``."""
+        return secret_options(self.key, self.what, self.default_env)

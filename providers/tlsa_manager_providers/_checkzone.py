@@ -9,6 +9,9 @@ import dns.name
 
 from tlsa_manager.secrets import scrubbed_environ
 
+#: the setting that turns the check off (the zone-file provider reads it, default on)
+CHECK = {"check": "run named-checkzone before replacing the file (default: when installed)"}
+
 
 def named_checkzone(checker: str, origin: dns.name.Name, path: Path, cwd: Path, shown: str) -> str | None:
     """None if named would load the file, else its last message line, naming the file

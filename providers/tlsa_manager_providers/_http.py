@@ -15,6 +15,9 @@ from tlsa_manager.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
+#: the setting that bounds :func:`wait_rate_limit` (each provider reads it, default 60)
+MAX_RETRY_AFTER = {"max_retry_after": "longest Retry-After to honour on 429, seconds (default 60)"}
+
 
 def retry_after(value: str | None, default: float = 1.0) -> float:
     """Seconds from a Retry-After header (only the delta-seconds form is used by these APIs)."""

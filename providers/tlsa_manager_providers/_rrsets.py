@@ -20,6 +20,9 @@ from tlsa_manager.errors import ProviderError, TlsaManagerError
 from tlsa_manager.provider import ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa
 
+#: the largest TTL DNS has (RFC 2181 §8): the ceiling of a service that sets no lower one
+MAX_TTL = 2**31 - 1
+
 
 def parse_values(service: str, owner: dns.name.Name, values: Iterable[str]) -> frozenset[Tlsa]:
     """TLSA records from a service's presentation strings: any hex case, hex split by spaces

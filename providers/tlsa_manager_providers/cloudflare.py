@@ -27,17 +27,20 @@ from typing import Any, ClassVar
 
 import dns.name
 
+from tlsa_manager import provider_settings as shared
 from tlsa_manager.durations import positive_seconds
 from tlsa_manager.endpoints import enclosing, parent_domain
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
 from tlsa_manager.records import Tlsa, to_mtype, to_selector, to_usage
-from tlsa_manager.secrets import secret_options
-from tlsa_manager_providers._http import backoff, wait_rate_limit
+from tlsa_manager.secrets import ProviderSecret
+from tlsa_manager_providers._http import MAX_RETRY_AFTER, backoff, wait_rate_limit
 
 log = logging.getLogger(__name__)
 MARKER = "managed by tlsa-manager"
 PER_PAGE = 100
+API = "https://api.cloudflare.com/client/v4"
+TOKEN = ProviderSecret("api_token", "API token", "Cloudflare", "CLOUDFLARE_API_TOKEN")
 
 
 class CloudflareProvider(Provider):
@@ -48,19 +51,19 @@ class CloudflareProvider(Provider):
         atomic=True, compare_and_swap=True, eventual_propagation=True, min_ttl=60, can_list_nameservers=False
     )
     settings: ClassVar[Mapping[str, str]] = {
-        **secret_options("api_token", "API token", "CLOUDFLARE_API_TOKEN"),
+        **TOKEN.options(),
         "zone_id": "the zone's id: skips the zone lookup (token needs DNS:Edit only)",
         "zone": "the zone name (with zone_id)",
-        "api_url": "API base URL (default https://api.cloudflare.com/client/v4)",
-        "timeout": "seconds per request (default 30)",
-        "max_retry_after": "longest Retry-After to honour on 429, seconds (default 60)",
-        "nameservers": "servers to poll for propagation, host:port list",
+        **shared.api_url(API),
+        **shared.timeout(30),
+        **MAX_RETRY_AFTER,
+        **shared.nameservers(),
     }
-    secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "Cloudflare API token"}
+    secret_settings: ClassVar[Mapping[str, str]] = TOKEN.declared()
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        self._token = self.secret("api_token", "Cloudflare API token", "CLOUDFLARE_API_TOKEN")
+        self._token = self.secret(TOKEN)
         self._client: Any = None
         self._zones: dict[str, tuple[str, str]] = {}
         self._dnssec_checked: set[str] = set()

@@ -35,11 +35,12 @@ from urllib.parse import quote
 
 import dns.name
 
+from tlsa_manager import provider_settings as shared
 from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderError
-from tlsa_manager.provider import Capabilities, OwnerChange, RRset
-from tlsa_manager.secrets import secret_options
-from tlsa_manager_providers._http import backoff, retry_after, wait_rate_limit
+from tlsa_manager.provider import Capabilities, OwnerChange, RRset, close_once
+from tlsa_manager.secrets import ProviderSecret
+from tlsa_manager_providers._http import MAX_RETRY_AFTER, backoff, retry_after, wait_rate_limit
 from tlsa_manager_providers._rrsets import (
     ZonedProvider,
     parse_values,
@@ -51,6 +52,7 @@ from tlsa_manager_providers._rrsets import (
 log = logging.getLogger(__name__)
 API = "https://desec.io/api/v1"
 MAX_TTL = 86400
+TOKEN = ProviderSecret("api_token", "token", "deSEC", "DESEC_TOKEN")
 
 
 class DesecProvider(ZonedProvider):
@@ -65,19 +67,19 @@ class DesecProvider(ZonedProvider):
         min_ttl=3600,
         can_list_nameservers=False,
     )
-    secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "deSEC token"}
+    secret_settings: ClassVar[Mapping[str, str]] = TOKEN.declared()
     settings: ClassVar[Mapping[str, str]] = {
-        **secret_options("api_token", "token", "DESEC_TOKEN"),
+        **TOKEN.options(),
         "domain": "the deSEC domain (skips the owns_qname lookup)",
-        "api_url": f"API base URL (default {API})",
-        "timeout": "seconds per request (default 30)",
-        "max_retry_after": "longest Retry-After to honour on 429, seconds (default 60)",
-        "nameservers": "servers to poll for propagation, host:port list (ns1.desec.io:53, ns2.desec.org:53)",
+        **shared.api_url(API),
+        **shared.timeout(30),
+        **MAX_RETRY_AFTER,
+        **shared.nameservers("ns1.desec.io:53, ns2.desec.org:53"),
     }
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        self._token = self.secret("api_token", "deSEC token", "DESEC_TOKEN")
+        self._token = self.secret(TOKEN)
         self.api = str(config.get("api_url") or API).rstrip("/")
         self.timeout = float(config.get("timeout", 30))
         self.max_retry_after = float(config.get("max_retry_after", 60))
@@ -244,9 +246,8 @@ class DesecProvider(ZonedProvider):
         self.writes += 1
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        close_once(self._session)
+        self._session = None
 
 
 class _Unsure(ProviderError):

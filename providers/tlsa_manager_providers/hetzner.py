@@ -37,24 +37,20 @@ from typing import Any, ClassVar
 
 import dns.name
 
+from tlsa_manager import provider_settings as shared
 from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
 from tlsa_manager.records import Tlsa
-from tlsa_manager.secrets import secret_options
-from tlsa_manager_providers._rrsets import (
-    check_ttl,
-    parse_values,
-    relative,
-    target,
-)
+from tlsa_manager.secrets import ProviderSecret
+from tlsa_manager_providers._rrsets import MAX_TTL, check_ttl, parse_values, relative, target
 
 log = logging.getLogger(__name__)
 MARKER = "managed by tlsa-manager"
 API = "https://api.hetzner.cloud/v1"
 MIN_TTL = 60
-MAX_TTL = 2147483647
 PER_PAGE = 50
+TOKEN = ProviderSecret("api_token", "API token", "Hetzner", "HCLOUD_TOKEN")
 
 
 class HetznerProvider(Provider):
@@ -68,20 +64,20 @@ class HetznerProvider(Provider):
         min_ttl=MIN_TTL,
         can_list_nameservers=False,
     )
-    secret_settings: ClassVar[Mapping[str, str]] = {"api_token": "Hetzner API token"}
+    secret_settings: ClassVar[Mapping[str, str]] = TOKEN.declared()
     settings: ClassVar[Mapping[str, str]] = {
-        **secret_options("api_token", "API token", "HCLOUD_TOKEN"),
+        **TOKEN.options(),
         "zone": "the zone's name or id (skips the zone lookup)",
-        "api_url": f"API base URL (default {API})",
-        "timeout": "seconds per request (default 30)",
+        **shared.api_url(API),
+        **shared.timeout(30),
         "poll_interval": "seconds between polls of a write's action (default 1)",
         "min_ttl": f"smallest TTL the API accepts (default {MIN_TTL}, Hetzner's; lower for test servers)",
-        "nameservers": "servers to poll for propagation, host:port list",
+        **shared.nameservers(),
     }
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        self._token = self.secret("api_token", "Hetzner API token", "HCLOUD_TOKEN")
+        self._token = self.secret(TOKEN)
         self._client: Any = None
         self._zones: dict[str, Any] = {}
         self._all: dict[str, Any] | None = None

@@ -34,15 +34,27 @@ from urllib.parse import quote, urlsplit
 
 import dns.name
 
+from tlsa_manager import provider_settings as shared
 from tlsa_manager.endpoints import Endpoint, parse_endpoint
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict, grouped
+from tlsa_manager.provider import (
+    Capabilities,
+    ChangeSet,
+    OwnerChange,
+    Provider,
+    RRset,
+    close_once,
+    conflict,
+    grouped,
+)
 from tlsa_manager.records import Tlsa
-from tlsa_manager.secrets import secret_options
+from tlsa_manager.secrets import ProviderSecret
 
 log = logging.getLogger(__name__)
 #: tries of one zone's PATCH when the server answers 5xx/429 or times out (re-read between)
 PATCH_ATTEMPTS = 4
+API = "http://127.0.0.1:8081"
+KEY = ProviderSecret("api_key", "API key", "PowerDNS", "PDNS_API_KEY")
 
 
 @dataclass(frozen=True)
@@ -62,20 +74,20 @@ class PowerDnsProvider(Provider):
     name = "powerdns"
     capabilities = Capabilities(atomic=True, compare_and_swap=False, eventual_propagation=True, min_ttl=1)
     settings: ClassVar[Mapping[str, str]] = {
-        "api_url": "the API's base URL (default http://127.0.0.1:8081)",
+        **shared.api_url(API),
         "server_id": "the server id in the API paths (default localhost)",
-        "zone": "zone apex; found by listing the zones when left out",
-        **secret_options("api_key", "API key", "PDNS_API_KEY"),
+        **shared.zone("by listing the zones"),
+        **KEY.options(),
         "tls_ca_file": "CA bundle to verify an https api_url with (default: the system's)",
-        "timeout": "seconds per request (default 30)",
+        **shared.timeout(30),
         "dns_server": "a DNS server of the zone to find its NS from, host[:port] (default: api_url's host)",
-        "nameservers": "authoritative servers to poll, host:port list (default: the zone's NS)",
+        **shared.nameservers("default: the zone's NS"),
     }
-    secret_settings: ClassVar[Mapping[str, str]] = {"api_key": "PowerDNS API key"}
+    secret_settings: ClassVar[Mapping[str, str]] = KEY.declared()
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        self.api_url = str(config.get("api_url", "http://127.0.0.1:8081")).rstrip("/")
+        self.api_url = str(config.get("api_url", API)).rstrip("/")
         parts = urlsplit(self.api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
@@ -92,7 +104,7 @@ class PowerDnsProvider(Provider):
                 "e.g. timeout = 30",
             )
         self.timeout = float(timeout)
-        self._key = self.secret("api_key", "PowerDNS API key", "PDNS_API_KEY")
+        self._key = self.secret(KEY)
         self._session: Any = None
         self._zones: list[tuple[dns.name.Name, str]] | None = None
 
@@ -297,9 +309,8 @@ class PowerDnsProvider(Provider):
         return parse_endpoint(f"[{host}]:53" if ":" in host else f"{host}:53")
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        close_once(self._session)
+        self._session = None
 
 
 class _Unsure(Exception):

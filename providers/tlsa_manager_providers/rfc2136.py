@@ -11,12 +11,8 @@ cause; the TSIG secret never appears in any of them.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import dns.exception
@@ -29,45 +25,22 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.renderer
 import dns.tsig
-import dns.tsigkeyring
 import dns.update
 
+from tlsa_manager import provider_settings as shared
 from tlsa_manager import wire
 from tlsa_manager.durations import positive_seconds
 from tlsa_manager.endpoints import Endpoint, ask_many, parse_endpoint, unreachable, zone_of_reply
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError, UsageError
-from tlsa_manager.fsutil import read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager.records import Tlsa
-from tlsa_manager.secrets import SECRET_LIMIT, read_secret, warn_if_readable
+from tlsa_manager_providers import _tsig as tsig
+from tlsa_manager_providers._tsig import read_bind_key_file
 
-_KEY_BLOCK = re.compile(r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}', re.IGNORECASE | re.DOTALL)
-_ALGO = re.compile(r"algorithm\s+\"?(?P<algo>[\w.-]+)\"?\s*;", re.IGNORECASE)
-_SECRET = re.compile(r'secret\s+"(?P<secret>[^"]+)"\s*;', re.IGNORECASE)
+__all__ = ["Rfc2136Provider", "read_bind_key_file"]
+
 MESSAGE_BUDGET = 60_000  # bytes: a DNS message is at most 65,535; TSIG and headers need the rest
 _CONFLICT_RCODES = {dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN}
-
-
-def read_bind_key_file(path: Path, wanted: str | None = None) -> tuple[str, str, str]:
-    """(name, algorithm, secret) from a BIND key file such as tsig-keygen writes."""
-    raw = read_regular(path, limit=SECRET_LIMIT, error=ConfigError, what="TSIG key file")
-    warn_if_readable(path, "TSIG key file")
-    text = raw.decode("utf-8", "replace")
-    for match in _KEY_BLOCK.finditer(text):
-        name, body = match.group("name"), match.group("body")
-        if wanted and name.rstrip(".") != wanted.rstrip("."):
-            continue
-        algo = _ALGO.search(body)
-        secret = _SECRET.search(body)
-        if not secret:
-            raise ConfigError(
-                f"{path}: key {name!r} has no secret", 'write secret "BASE64"; in the key block'
-            )
-        return name, algo.group("algo") if algo else "hmac-sha256", secret.group("secret")
-    raise ConfigError(
-        f"{path}: no key block{f' named {wanted!r}' if wanted else ''}",
-        'expected key "NAME" { algorithm hmac-sha256; secret "..."; };',
-    )
 
 
 class Rfc2136Provider(Provider):
@@ -77,16 +50,12 @@ class Rfc2136Provider(Provider):
     capabilities = Capabilities(atomic=True, compare_and_swap=True, eventual_propagation=True)
     settings: ClassVar[Mapping[str, str]] = {
         "server": "primary to send updates to, host[:port] (default port 53)",
-        "zone": "zone apex; found by SOA when left out",
-        "tsig_key_file": "BIND key file (tsig-keygen output)",
-        "tsig_name": "TSIG key name (with tsig_secret_file or tsig_secret_env)",
-        "tsig_secret_file": "file holding the base64 secret",
-        "tsig_secret_env": "environment variable holding the base64 secret",
-        "tsig_algorithm": "hmac-sha256 (default), hmac-sha512, ...",
-        "timeout": "seconds per query (default 10)",
-        "nameservers": "authoritative servers to poll, host:port list (default: the zone's NS)",
+        **shared.zone("by SOA"),
+        **tsig.SETTINGS,
+        **shared.timeout(10, per="query"),
+        **shared.nameservers("default: the zone's NS"),
     }
-    secret_settings: ClassVar[Mapping[str, str]] = {"tsig_secret": "the TSIG key's base64 secret"}
+    secret_settings: ClassVar[Mapping[str, str]] = tsig.SECRET_SETTINGS
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
@@ -96,47 +65,8 @@ class Rfc2136Provider(Provider):
             )
         self.endpoint: Endpoint = parse_endpoint(str(config["server"]))
         self.timeout = positive_seconds(config.get("timeout", 10), "rfc2136 timeout")
-        self._keyring, self._keyname, self._algorithm = self._load_key(config)
+        self._keyring, self._keyname, self._algorithm = tsig.load_key(config)
         self._zones: dict[dns.name.Name, dns.name.Name] = {}
-
-    # -- TSIG -----------------------------------------------------------------
-
-    @staticmethod
-    def _load_key(config: Mapping[str, Any]) -> tuple[Any, dns.name.Name, dns.name.Name]:
-        algorithm = str(config.get("tsig_algorithm", "hmac-sha256"))
-        if config.get("tsig_key_file"):
-            name, algorithm, secret = read_bind_key_file(
-                Path(str(config["tsig_key_file"])), config.get("tsig_name")
-            )
-        elif config.get("tsig_name"):
-            name = str(config["tsig_name"])
-            found = read_secret(config, "TSIG secret", file_key="tsig_secret_file", env_key="tsig_secret_env")
-            if found is None:
-                raise ConfigError(
-                    "tsig_name needs tsig_secret_file or tsig_secret_env", "or use tsig_key_file"
-                )
-            secret = found
-        else:
-            raise ConfigError(
-                "rfc2136 needs a TSIG key: unsigned updates are refused",
-                "set tsig_key_file, or tsig_name with tsig_secret_file/tsig_secret_env",
-            )
-        try:
-            base64.b64decode(secret, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(
-                f"the TSIG secret of key {name!r} is not valid base64", "copy it again from the key file"
-            ) from None
-        try:
-            keyname = dns.name.from_text(name)
-            algo = dns.name.from_text(algorithm)
-            keyring = dns.tsigkeyring.from_text({name: (algorithm, secret)})
-        except (dns.exception.DNSException, ValueError, TypeError) as exc:
-            raise ConfigError(
-                f"TSIG key name {name!r} or algorithm {algorithm!r} is not usable ({type(exc).__name__})",
-                'write the key name as a domain name, e.g. tsig_name = "tlsa-manager."',
-            ) from None
-        return keyring, keyname, algo
 
     # -- zones -------------------------------------------------------------------
 

@@ -33,20 +33,17 @@ from typing import Any, ClassVar
 
 import dns.name
 
+from tlsa_manager import provider_settings as shared
 from tlsa_manager.endpoints import enclosing, parent_domain
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
-from tlsa_manager.provider import Capabilities, OwnerChange, RRset
-from tlsa_manager_providers._rrsets import (
-    ZonedProvider,
-    parse_values,
-    presentation,
-    target,
-)
+from tlsa_manager.provider import Capabilities, OwnerChange, RRset, close_once
+from tlsa_manager.secrets import ProviderSecret
+from tlsa_manager_providers._rrsets import MAX_TTL, ZonedProvider, parse_values, presentation, target
 
 log = logging.getLogger(__name__)
 PAGE = 300  # ListResourceRecordSets' largest page
 BATCH_RECORDS = 1000  # ResourceRecord elements Route 53 accepts in one change batch
-MAX_TTL = 2147483647
+SECRET = ProviderSecret("secret_access_key", "secret access key", "AWS", "AWS_SECRET_ACCESS_KEY")
 
 
 class Route53Provider(ZonedProvider):
@@ -57,27 +54,25 @@ class Route53Provider(ZonedProvider):
     capabilities = Capabilities(
         atomic=True, compare_and_swap=True, eventual_propagation=True, min_ttl=0, can_list_nameservers=False
     )
-    secret_settings: ClassVar[Mapping[str, str]] = {"secret_access_key": "AWS secret access key"}
+    secret_settings: ClassVar[Mapping[str, str]] = SECRET.declared()
     settings: ClassVar[Mapping[str, str]] = {
         "hosted_zone_id": "the hosted zone's id (skips the zone lookup and its permission)",
         "zone": "the zone name (with hosted_zone_id)",
         "profile": "AWS profile in ~/.aws/credentials or ~/.aws/config",
         "access_key_id": "access key id (its secret from secret_access_key_file or _env)",
-        "secret_access_key_file": "file holding the secret access key",
-        "secret_access_key_env": "environment variable holding it (default AWS_SECRET_ACCESS_KEY)",
-        "secret_access_key": "the secret inline (only in a config file of mode 0600)",
+        **SECRET.options(),
         "endpoint_url": "API endpoint (default AWS's; e.g. a local test server)",
         "max_attempts": "attempts per request incl. throttling retries (default 5)",
         "change_poll_seconds": "seconds between GetChange polls (default 5)",
         "change_timeout": "longest wait for a change to be INSYNC, seconds (default 600)",
-        "nameservers": "servers to poll for propagation, host:port list",
+        **shared.nameservers(),
     }
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._secret: str | None = None
         if config.get("access_key_id"):
-            self._secret = self.secret("secret_access_key", "AWS secret access key", "AWS_SECRET_ACCESS_KEY")
+            self._secret = self.secret(SECRET)
         elif any(config.get(k) for k in self.secret_keys()):
             raise ConfigError(
                 f"provider {config.get('name', self.name)}: a secret access key needs access_key_id",
@@ -287,9 +282,8 @@ class Route53Provider(ZonedProvider):
         self.requests += 1
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        close_once(self._client)
+        self._client = None
 
 
 class _BatchRejected(Exception):

@@ -23,12 +23,13 @@ import dns.rdatatype
 import dns.ttl
 import dns.zone
 
+from tlsa_manager import provider_settings as shared
 from tlsa_manager.command import run_command
 from tlsa_manager.errors import ConfigError, ProviderError, ProviderInputError
 from tlsa_manager.fsutil import ZONE_LIMIT, atomic_write, read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
-from tlsa_manager_providers._checkzone import named_checkzone
+from tlsa_manager_providers._checkzone import CHECK, named_checkzone
 from tlsa_manager_providers.zonetext import (
     Entry,
     bump_serial,
@@ -54,11 +55,11 @@ class ZoneFileProvider(Provider):
     capabilities = Capabilities(atomic=True, compare_and_swap=True, eventual_propagation=False)
     settings: ClassVar[Mapping[str, str]] = {
         "zone_file": "the zone's master file",
-        "zone": "zone origin (default: the SOA owner / first $ORIGIN / file name)",
+        **shared.zone("from the first $ORIGIN or the file name"),
         "include_file": "write TLSA records to this fragment (the zone file must $INCLUDE it)",
         "reload": "command to run after a change, as an argv list (no shell)",
-        "check": "run named-checkzone before replacing the file (default: when installed)",
-        "nameservers": "authoritative servers to poll, host:port list (default: the file itself)",
+        **CHECK,
+        **shared.nameservers("default: the file itself"),
     }
 
     def __init__(self, config: Mapping[str, Any]) -> None:

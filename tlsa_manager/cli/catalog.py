@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tlsa_manager.cli.common import Subparsers, emit_json, seconds, state_dir, warn
+from tlsa_manager.cli.common import Subparsers, emit_json, quiet, seconds, state_dir, warn
 from tlsa_manager.cli.main import CommandParser
 from tlsa_manager.errors import ExitCode, TlsaManagerError
 
@@ -127,7 +127,7 @@ def update(args: argparse.Namespace) -> int:
                 "changes": catalog_changes(before, result.catalog),
             }
         )
-    else:
+    elif not quiet():  # -q (the cron job): nothing to say when it worked
         sys.stdout.write(
             f"catalog updated: {len(result.accepted)} certificates accepted, "
             f"{len(result.rejected)} rejected; now using {result.catalog.origin}\n"

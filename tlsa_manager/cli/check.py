@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tlsa_manager.cli.common import Subparsers, bounded_int, emit_json, seconds, state_dir
+from tlsa_manager.cli.common import Subparsers, bounded_int, emit_json, quiet, seconds, state_dir
+from tlsa_manager.cli.output import write_exit_reasons
 from tlsa_manager.errors import ExitCode
 
 #: the longest --rrsig-margin: ten years (a longer one cannot be a date)
@@ -90,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         return code
     if args.json:
         emit_json(result.as_dict())
+    elif quiet():
+        verdict = [] if result.verdict == "pass" else [f"{result.verdict} (MX {result.mx})"]
+        write_exit_reasons(result.target, result.all_hazards, verdict)
     else:
         sys.stdout.write(f"{result.target}: {result.verdict} (MX {result.mx})\n")
         for host in result.hosts:

@@ -27,6 +27,28 @@ DEFAULT_STATE_DIR = Path("/var/lib/tlsa-manager")
 DEFAULT_CONFIG = Path("/etc/tlsa-manager/config.toml")
 
 
+#: ``-q``: set once by main before the command runs (:func:`set_quiet`)
+_quiet = False
+
+
+def set_quiet(on: bool) -> None:
+    """``-q``: from now on :func:`warn` and :func:`progress` write nothing (docs/cli.md)."""
+    global _quiet
+    _quiet = on
+
+
+def quiet() -> bool:
+    """Whether ``-q`` was given: only errors, and hazards that set the exit code, on
+    stderr; no per-host progress, notes or warnings (a cron job mails any output)."""
+    return _quiet
+
+
+def progress(line: str) -> None:
+    """A line of a command's human-readable report on stdout, left out under ``-q``."""
+    if not _quiet:
+        sys.stdout.write(line + "\n")
+
+
 def emit_json(document: object) -> None:
     import json
 
@@ -38,7 +60,9 @@ def write_lines(lines: list[str]) -> None:
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
+    """A warning never changes the exit code; ``-q`` leaves it out."""
+    if not _quiet:
+        sys.stderr.write(f"warning: {message}\n")
 
 
 def state_dir(args: argparse.Namespace) -> Path:

@@ -58,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
             (spec.name, stage(spec, renewal, next_key_files(spec, state_dir(args)))) for spec in specs
         ),
     )
-    for name, target in staged if not args.json else ():
+    for name, target in staged if not (args.json or args.quiet) else ():  # -q: no progress
         sys.stdout.write(f"{name}: staged {target}\n")
     return report_syncs(args, runs, reports, hook=True)

@@ -18,7 +18,7 @@ from tlsa_manager.cli.common import (
     state_dir,
     write_lines,
 )
-from tlsa_manager.cli.output import report_failures, report_syncs, warn_notes, write_plan
+from tlsa_manager.cli.output import report_failures, report_syncs, warn_notes, write_plan, write_status
 from tlsa_manager.errors import ExitCode, TlsaManagerError
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def status(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report.as_dict())
     else:
-        write_lines(report.lines())
+        write_status(report)
     return report.exit_code()
 
 

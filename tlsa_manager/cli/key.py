@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tlsa_manager.cli.common import Subparsers, configured, state_dir
+from tlsa_manager.cli.common import Subparsers, configured, emit_json, quiet, state_dir
 from tlsa_manager.errors import ExitCode
 
 
@@ -24,9 +24,13 @@ def run(args: argparse.Namespace) -> int:
     from tlsa_manager.nextkey import key_command
 
     config = configured(args)
-    lines, data = key_command(config.host(args.host), state_dir(args), args.action, args.type, args.name)
-    if data is not None:
-        sys.stdout.buffer.write(data)
-    for line in lines:
-        (sys.stderr if data is not None else sys.stdout).write(line + "\n")
+    report = key_command(config.host(args.host), state_dir(args), args.action, args.type, args.name)
+    if args.json:
+        emit_json(report.as_dict())
+        return ExitCode.OK
+    if report.csr is not None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(report.csr)
+    for line in report.lines() if not quiet() else ():
+        (sys.stderr if report.csr is not None else sys.stdout).write(line + "\n")
     return ExitCode.OK

@@ -43,6 +43,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: commands whose output JSON could not hold, and what they write instead: ``--json``
+#: is refused for them (exit 2) rather than ignored (docs/cli.md, "JSON")
+NO_JSON: dict[str, str] = {
+    "metrics": "the Prometheus text format",
+    "exporter": "the Prometheus text format over HTTP",
+    "install-units": "unit files, or a cron file",
+}
+
+
+def refuse_json(args: argparse.Namespace) -> None:
+    """``--json`` where no JSON comes out is a usage error, not a silent no-op."""
+    what = NO_JSON.get(args.command)
+    if getattr(args, "nagios", False):
+        what = "one Nagios status line (--nagios)"
+    if args.json and what:
+        raise UsageError(f"{args.command} --json: it writes {what}, not JSON", "leave out --json")
+
+
 class CommandModule(Protocol):
     """What every module of a command group provides."""
 
@@ -71,7 +89,13 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
     g.add_argument("--state-dir", default=d(None), help="state directory (default /var/lib/tlsa-manager)")
     g.add_argument("--json", action="store_true", default=d(False), help="print one JSON document on stdout")
     g.add_argument("-v", "--verbose", action="count", default=d(0), help="say more on stderr")
-    g.add_argument("-q", "--quiet", action="store_true", default=d(False), help="errors only")
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=d(False),
+        help="only errors and the hazards that set the exit code (stderr); no progress, notes, warnings",
+    )
     g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks and debug logs")
 
 
@@ -184,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "port", 0) is None:
             args.port = 25
         _configure_logging(args)
+        from tlsa_manager.cli.common import set_quiet
+
+        set_quiet(bool(args.quiet))
+        refuse_json(args)
         code = int(command_module(args.command).run(args))
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
         return code

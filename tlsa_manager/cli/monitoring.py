@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tlsa_manager.cli.common import Subparsers, add_host_flags, configured, seconds, state_dir
+from tlsa_manager.cli.common import Subparsers, add_host_flags, configured, quiet, seconds, state_dir
 from tlsa_manager.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -76,8 +76,9 @@ def exporter(args: argparse.Namespace) -> int:
     from tlsa_manager.metrics import CachedSource, serve
 
     server, thread = serve(args.listen, CachedSource(source(args), args.interval))
-    sys.stderr.write(f"tlsa-manager: serving http://{args.listen}/metrics\n")
-    sys.stderr.flush()
+    if not quiet():
+        sys.stderr.write(f"tlsa-manager: serving http://{args.listen}/metrics\n")
+        sys.stderr.flush()
     try:
         thread.join()
     finally:

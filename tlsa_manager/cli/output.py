@@ -11,18 +11,41 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tlsa_manager.cli.common import emit_json, warn, write_lines
+from tlsa_manager.cli.common import emit_json, quiet, warn, write_lines
 from tlsa_manager.errors import ExitCode, TlsaManagerError
 
 if TYPE_CHECKING:
     from tlsa_manager.engine import SyncReport
+    from tlsa_manager.hazards import Hazard, Severity
     from tlsa_manager.planner import Plan
+    from tlsa_manager.report import StatusReport
     from tlsa_manager.runner import HostRun
+
+
+def write_exit_reasons(
+    host: str,
+    hazards: Sequence[Hazard],
+    failures: Sequence[str] = (),
+    failing: Sequence[Severity] | None = None,
+) -> None:
+    """Under ``-q`` the report is left out, but not why the exit code is not 0: each
+    failure and each hazard of a ``failing`` severity (default fatal, risk) is one
+    stderr line, ``tlsa-manager: HOST: ...``."""
+    from tlsa_manager.report import FAILING
+
+    for failure in failures:
+        sys.stderr.write(f"tlsa-manager: {host}: {failure}\n")
+    for hazard in hazards:
+        if hazard.severity in (FAILING if failing is None else failing):
+            sys.stderr.write(f"tlsa-manager: {host}: {hazard.one_line()}\n")
 
 
 def write_plan(plan: Plan) -> None:
     from tlsa_manager.report import gate_line
 
+    if quiet():
+        write_exit_reasons(plan.host, plan.hazards)
+        return
     reasons = dict(plan.reasons)
     sys.stdout.write(plan.summary() + "\n")
     for change in plan.changes:
@@ -83,6 +106,10 @@ def report_syncs(
         if report.first_plan is not None and dry_run:
             write_plan(report.first_plan)
             continue
+        if quiet():
+            hazards = report.last_plan.hazards if report.last_plan else ()
+            write_exit_reasons(report.host, hazards, report.failures, HOOK_FAILING if hook else FAILING)
+            continue
         write_lines(
             sync_lines(
                 report.host,
@@ -100,3 +127,16 @@ def report_syncs(
         [f for r in reports for f in r.failures],
         HOOK_FAILING if hook else FAILING,
     )
+
+
+def write_status(report: StatusReport) -> None:
+    """What ``status`` prints: its lines, or under ``-q`` only why the exit code is not 0
+    (the unconfirmed deploys and the failing hazards of :meth:`StatusReport.exit_code`)."""
+    if not quiet():
+        write_lines(report.lines())
+        return
+    for plan in report.plans or ():
+        write_exit_reasons(plan.host, plan.hazards)
+    for item in report.as_dict()["hosts"]:
+        deploys = item["unconfirmed_deploys"]
+        write_exit_reasons(item["host"], (), [f"deploy of {d['deployed']} not confirmed" for d in deploys])

@@ -1,6 +1,10 @@
 """Scenario files for ``tlsa-manager simulate``: a world's settings and timed events (TOML).
 
-The format is docs/simulate.md's; every mistake in a file is one ConfigError line.
+The format is docs/simulate.md's; every mistake in a file is one ConfigError line,
+found before anything runs: an unknown key (a typo such as ``unitl`` would otherwise
+run the default silently), an empty file or ``servers = {}`` (both used to run the
+defaults), and more steps than :data:`MAX_STEPS` (a timer every second for ten years
+ran for hours).
 """
 
 from __future__ import annotations
@@ -10,8 +14,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tlsa_manager.errors import ConfigError
 from tlsa_manager.policy import HostPolicy, IssuerFacts
 from tlsa_manager.simulation.world import World
+
+#: the most steps (timer runs plus events) a scenario file may ask for: about half a
+#: minute of CPU; a timer every hour covers 5 years, every 15 minutes 520 days
+MAX_STEPS = 50_000
+
+TOP_KEYS = ("description", "world", "events")
+WORLD_KEYS = (
+    "servers", "ttl", "negative_ttl", "slack", "key_types", "issuers", "records",
+    "unsafe_allow_fragile_kinds", "timer", "until", "seed",
+)  # fmt: skip
+#: each event kind and the fields it takes besides ``at``, ``do`` (docs/simulate.md)
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "sync": (),
+    "renew": ("key_type", "new_key", "issuer", "direct"),
+    "next-key": ("key_type",),
+    "ttl": ("ttl",),
+    "lag": ("server", "seconds"),
+    "stop": ("server",),
+    "resume": ("server",),
+    "down": ("server",),
+    "up": ("server",),
+    "fail-next-apply": (),
+    "crash": ("step",),
+    "mta-stuck": ("stuck",),
+    "mta-fixed": (),
+    "external-ttl": ("ttl",),
+    "lose-ledger": ("step",),
+    "clock-step": ("seconds",),
+    "reboot": (),
+    "lose-reply": (),
+    "partial-write": (),
+    "stage-race": ("step", "key_type", "new_key", "issuer"),
+    "interleave": ("step", "other"),
+    "edit": (),
+    "parallel": (),
+}
 
 
 @dataclass
@@ -30,7 +71,7 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
     import tomllib
 
     from tlsa_manager.durations import parse_duration
-    from tlsa_manager.errors import ConfigError, InputError
+    from tlsa_manager.errors import InputError
     from tlsa_manager.fsutil import decode_text, read_regular
     from tlsa_manager.records import parse_params
 
@@ -45,11 +86,14 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
         raise ConfigError(f"{path}: not valid TOML ({exc})", "fix the syntax") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply", "a scenario is flat tables") from None
-    world_doc = doc.get("world", {})
-    servers = {
-        str(name): parse_duration(lag, f"world.servers.{name}")
-        for name, lag in world_doc.get("servers", {"ns1": 0, "ns2": "30s"}).items()
-    }
+    world_doc, event_docs = _checked(doc, path)
+    server_doc = world_doc.get("servers", {"ns1": 0, "ns2": "30s"})
+    if not isinstance(server_doc, dict) or not server_doc:
+        raise ConfigError(
+            f"{path}: world.servers must name at least one authoritative server",
+            'e.g. servers = { ns1 = "0s", ns2 = "10m" }, or leave it out for ns1 + ns2 (30 s lag)',
+        )
+    servers = {str(name): parse_duration(lag, f"world.servers.{name}") for name, lag in server_doc.items()}
     kinds = tuple(parse_params(k) for k in world_doc.get("records", ["3 1 1", "2 1 1"]))
     policy = HostPolicy(
         kinds=kinds, unsafe_allow_fragile_kinds=bool(world_doc.get("unsafe_allow_fragile_kinds"))
@@ -77,7 +121,7 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
         seed=int(world_doc.get("seed", 0)),
     )
     events = []
-    for i, ev in enumerate(doc.get("events", [])):
+    for i, ev in enumerate(event_docs):
         if "do" not in ev or "at" not in ev:
             raise ConfigError(f"{path}: event {i + 1} needs 'at' and 'do'", 'e.g. at = "1d", do = "renew"')
         if ev.get("issuer") and ev["issuer"] not in known:
@@ -93,4 +137,53 @@ def load_scenario(path: str, issuers: Sequence[IssuerFacts]) -> Scenario:
     timer = None if timer_value in ("off", 0, "0") else parse_duration(timer_value, "world.timer")
     last = max((at for at, _ in events), default=0.0)
     until = parse_duration(world_doc.get("until", last + 2 * 86400), "world.until")
+    check_steps(path, events, until, timer)
     return Scenario(str(doc.get("description", "")), world, events, until, timer)
+
+
+def _checked(doc: dict[str, Any], path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``[world]`` table and the ``[[events]]``, every key known: a misspelt key
+    would otherwise be ignored and the default run in its place."""
+    if "world" not in doc and "events" not in doc:
+        raise ConfigError(
+            f"{path}: the scenario is empty (no [world] and no [[events]])",
+            "see examples/scenarios/ and docs/simulate.md",
+        )
+    _known_keys(doc, TOP_KEYS, path, "top-level key")
+    world_doc = doc.get("world", {})
+    if not isinstance(world_doc, dict):
+        raise ConfigError(f"{path}: world must be a table", "write [world] and its keys under it")
+    _known_keys(world_doc, WORLD_KEYS, path, "key in [world]")
+    event_docs = doc.get("events", [])
+    if not isinstance(event_docs, list) or not all(isinstance(ev, dict) for ev in event_docs):
+        raise ConfigError(
+            f"{path}: events must be [[events]] tables", 'e.g. [[events]] at = "1d" do = "renew"'
+        )
+    for i, ev in enumerate(event_docs):
+        kind = ev.get("do")
+        if "do" in ev and kind not in EVENT_FIELDS:
+            raise ConfigError(
+                f"{path}: event {i + 1}: unknown scenario event {kind!r}",
+                f"use one of: {', '.join(EVENT_FIELDS)}",
+            )
+        if isinstance(kind, str):
+            _known_keys(ev, ("at", "do", *EVENT_FIELDS[kind]), path, f"field of event {i + 1} ({kind})")
+    return world_doc, event_docs
+
+
+def _known_keys(table: dict[str, Any], known: Sequence[str], path: str, what: str) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"{path}: unknown {what} {unknown[0]!r}", f"use {', '.join(known) or 'none'}")
+
+
+def check_steps(path: str, events: Sequence[tuple[float, Any]], until: float, timer: float | None) -> None:
+    """Refuse, before running, a scenario of more than :data:`MAX_STEPS` steps."""
+    runs = int(until // timer) if timer else 0
+    steps = runs + sum(1 for at, _ in events if at <= until)
+    if steps > MAX_STEPS:
+        raise ConfigError(
+            f"{path}: {steps:,} steps (a timer run every {timer or 0:g} s for {until:g} s: {runs:,}, "
+            f"plus {steps - runs:,} events), more than the limit of {MAX_STEPS:,}",
+            "make world.timer longer or world.until shorter",
+        )

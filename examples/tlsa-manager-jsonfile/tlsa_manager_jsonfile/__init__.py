@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import dns.name
 
+from tlsa_manager import provider_settings
 from tlsa_manager.errors import ConfigError, ProviderError
 from tlsa_manager.fsutil import atomic_write
 from tlsa_manager.provider import Capabilities, ChangeSet, Provider, RRset, conflict
@@ -42,7 +43,7 @@ class JsonFileProvider(Provider):
     )
     settings: ClassVar[Mapping[str, str]] = {
         "path": "the JSON file (created on the first write)",
-        "nameservers": "authoritative servers to poll, host:port list",
+        **provider_settings.nameservers(),  # described as every provider describes it
     }
 
     def __init__(self, config: Mapping[str, Any]) -> None:
