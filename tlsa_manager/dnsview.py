@@ -51,20 +51,25 @@ class DnsView:
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         """Every owner from every server: one pipelined TCP connection per server, the
-        servers at once (each thread mostly waits for its server's answers, so the
-        servers' work overlaps ours).  A server that takes no TCP at all but answers over
-        UDP is asked over UDP, one query per owner (slower, still an answer)."""
+        servers asked at once (each thread waits on its server's answers, so the servers'
+        work overlaps), the answers then read here one server after the other (a
+        signature the first server's answer proved is not checked again for the next).
+        A server that takes no TCP at all but answers over UDP is asked over UDP, one
+        query per owner (slower, still an answer)."""
         if not owners:
             return {}
+        questions = [(o, dns.rdatatype.TLSA) for o in owners]
         if len(self.endpoints) > 1 and len(owners) > 1:
             with ThreadPoolExecutor(len(self.endpoints), thread_name_prefix="observe") as pool:
-                per_server = list(pool.map(lambda e: self._server_views(e, owners), self.endpoints))
+                answers = list(pool.map(lambda e: ask_many(e, questions, self.timeout), self.endpoints))
         else:
-            per_server = [self._server_views(e, owners) for e in self.endpoints]
+            answers = [ask_many(e, questions, self.timeout) for e in self.endpoints]
+        per_server = [self._server_views(e, owners, a) for e, a in zip(self.endpoints, answers, strict=True)]
         return {owner: tuple(views[i] for views in per_server) for i, owner in enumerate(owners)}
 
-    def _server_views(self, endpoint: Endpoint, owners: Sequence[dns.name.Name]) -> list[ServerView]:
-        answers = ask_many(endpoint, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout)
+    def _server_views(
+        self, endpoint: Endpoint, owners: Sequence[dns.name.Name], answers: Sequence[Answer]
+    ) -> list[ServerView]:
         if isinstance(answers[0], OSError) and all(a is answers[0] for a in answers):
             first = self.view(endpoint, owners[0])  # no TCP connection at all: try UDP once
             if first.records is not None:
