@@ -62,9 +62,13 @@ class DnsView:
         if len(self.endpoints) > 1 and len(owners) > 1:
             with ThreadPoolExecutor(len(self.endpoints), thread_name_prefix="observe") as pool:
                 answers = list(pool.map(lambda e: ask_many(e, questions, self.timeout), self.endpoints))
-        else:
-            answers = [ask_many(e, questions, self.timeout) for e in self.endpoints]
-        per_server = [self._server_views(e, owners, a) for e, a in zip(self.endpoints, answers, strict=True)]
+            per_server = [
+                self._server_views(e, owners, a) for e, a in zip(self.endpoints, answers, strict=True)
+            ]
+        else:  # one owner (the propagation wait's poll): each server in turn, as it answers
+            per_server = [
+                self._server_views(e, owners, ask_many(e, questions, self.timeout)) for e in self.endpoints
+            ]
         return {owner: tuple(views[i] for views in per_server) for i, owner in enumerate(owners)}
 
     def _server_views(
