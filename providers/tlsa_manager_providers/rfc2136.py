@@ -48,6 +48,8 @@ class Rfc2136Provider(Provider):
 
     name = "rfc2136"
     capabilities = Capabilities(atomic=True, compare_and_swap=True, eventual_propagation=True)
+    #: an UPDATE applies whole under its prerequisites, and records carry no marks
+    holds_what_it_wrote = True
     settings: ClassVar[Mapping[str, str]] = {
         "server": "primary to send updates to, host[:port] (default port 53)",
         **shared.zone("by SOA"),
