@@ -128,11 +128,34 @@ class Catalog:
                 found = self.by_spki(hashlib.sha256(cert_spki(ca)).hexdigest())
                 if found is not None:
                     return found
-        for issuer in self.issuers:
-            for cert in issuer.certs:
-                if cert.certificate.subject == leaf.issuer and issued_by(leaf, cert.certificate):
-                    return issuer
-        return None
+        found_cert = self.issuing_cert(leaf)
+        return found_cert[0] if found_cert else None
+
+    def issuing_cert(self, leaf: x509.Certificate) -> tuple[Issuer, CatalogCert] | None:
+        """The catalog CA certificate that signed ``leaf``: same name as the leaf's issuer,
+        a key identifier that fits its AKI (when both have one) and, what decides, a
+        signature that verifies.  A bare ``cert.pem`` (certbot's, lego's ``.crt`` without
+        the issuer) is completed with this certificate.  Of one CA's certificates the
+        primary one is preferred (not cross-signed, not revoked, not retired)."""
+        aki = _key_id(leaf, x509.AuthorityKeyIdentifier)
+        found = [
+            (issuer, cert)
+            for issuer in self.issuers
+            for cert in issuer.certs
+            if cert.certificate.subject == leaf.issuer
+            and (aki is None or _key_id(cert.certificate, x509.SubjectKeyIdentifier) in (None, aki))
+            and issued_by(leaf, cert.certificate)
+        ]
+        if not found:
+            return None
+        return min(
+            found,
+            key=lambda pair: (
+                _STATUS_RANK[pair[1].status],
+                "revoked" in pair[1].name,
+                "cross" in pair[1].variant.lower(),
+            ),
+        )
 
     def siblings(self, issuer: Issuer) -> tuple[Issuer, ...]:
         """Other active/backup intermediates of the same key type: the next issuer may be any."""
@@ -140,6 +163,18 @@ class Catalog:
 
     def roots(self) -> tuple[Issuer, ...]:
         return tuple(i for i in self.issuers if i.is_root)
+
+
+def _key_id(
+    cert: x509.Certificate, kind: type[x509.AuthorityKeyIdentifier] | type[x509.SubjectKeyIdentifier]
+) -> bytes | None:
+    """A certificate's authority or subject key identifier, None when it has none."""
+    try:
+        value = cert.extensions.get_extension_for_class(kind).value
+    except (x509.ExtensionNotFound, ValueError):  # none, or extensions that do not parse
+        return None
+    key_id = value.key_identifier if isinstance(value, x509.AuthorityKeyIdentifier) else value.digest
+    return bytes(key_id) if key_id is not None else None
 
 
 def build_catalog(entries: Sequence[Mapping[str, Any]], pems: Mapping[str, bytes], origin: str) -> Catalog:

@@ -112,9 +112,16 @@ class Config:
         return [self.host(n) for n in names]
 
 
+_EXAMPLE_PATHS = {"zone_file": "/etc/bind/db.example.com", "state_dir": "/var/lib/tlsa-manager"}
+
+
 def _path(value: object, key: str, base: Path) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a path string", f'e.g. {key} = "/etc/ssl/mail.pem"')
+    if not isinstance(value, str) or not value.strip():
+        what = "empty" if isinstance(value, str) else _kind(value)
+        raise ConfigError(
+            f"{key} must be a path (a string), not {what}",
+            f'e.g. {_leaf(key)} = "{_EXAMPLE_PATHS.get(_leaf(key), "/etc/ssl/mail.pem")}"',
+        )
     path = Path(value)
     return path if path.is_absolute() else base / path
 
@@ -128,8 +135,14 @@ def _list(doc: Mapping[str, Any], key: str, where: str) -> list[Any]:
 
 def _string(value: object, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key} must be a non-empty string, not {_kind(value)}", f'e.g. {key} = "..."')
+        what = "empty" if isinstance(value, str) else _kind(value)
+        raise ConfigError(f"{key} must be a non-empty string, not {what}", f'e.g. {_leaf(key)} = "..."')
     return value
+
+
+def _leaf(key: str) -> str:
+    """The key as written in its table: ``probe`` of ``hosts."mx".probe``."""
+    return key.rsplit(".", 1)[-1]
 
 
 def check_host_name(name: object, where: str) -> None:
@@ -161,6 +174,27 @@ def check_host_name(name: object, where: str) -> None:
         host_name(name)
     except TlsaManagerError as exc:
         raise ConfigError(exc.message, exc.hint) from None
+
+
+def _probe_address(value: object, key: str) -> str:
+    """``probe``: an IP address or a host name to connect to; the port is ``probe_port``.
+    Checked here, or a typo surfaces only when a deploy is to be verified."""
+    import ipaddress
+    import re
+
+    text = _string(value, key).strip()
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return text.strip("[]")
+    except ValueError:
+        pass
+    label = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    if len(text) > 253 or not re.fullmatch(rf"{label}(\.{label})*\.?", text):
+        raise ConfigError(
+            f"{key} must be an IP address or a host name, not {text!r}",
+            f'e.g. {_leaf(key)} = "127.0.0.1" (the port goes in probe_port)',
+        )
+    return text
 
 
 def _bool(value: object, key: str) -> bool:
@@ -257,7 +291,7 @@ def _host_spec(
         if merged.get("staged_dir")
         else None,
         nameservers=tuple(_string(n, f"{where}.nameservers") for n in _list(merged, "nameservers", where)),
-        probe=_string(merged["probe"], f"{where}.probe") if merged.get("probe") else None,
+        probe=_probe_address(merged["probe"], f"{where}.probe") if "probe" in merged else None,
         probe_port=_int(merged["probe_port"], f"{where}.probe_port", 1, 65535)
         if merged.get("probe_port") is not None
         else None,
@@ -303,7 +337,7 @@ def load_config(path: Path) -> Config:
                 f"{path}: no such configuration file", "give --config PATH, or use flags"
             ) from None
         raise
-    text = decode_text(raw, path, ConfigError)
+    text = decode_text(raw, path, ConfigError).removeprefix("\ufeff")  # a BOM some editors write
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -332,9 +366,22 @@ def _provider_settings(name: str, settings: dict[str, Any], base: Path) -> dict[
     (as for ``cert``): a run from another directory must not read an unrelated file."""
     out = dict(settings, name=name)
     for key, value in settings.items():
-        if (key.endswith("_file") or key == "zone_file") and isinstance(value, str) and value:
+        if key.endswith("_file"):  # a path (a string), or one line naming the key
             out[key] = str(_path(value, f"providers.{name}.{key}", base))
     return out
+
+
+def _blame_defaults(
+    exc: ConfigError, where: str, table: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> ConfigError:
+    """An error in a key the host took from ``[defaults]`` names ``defaults.KEY``, not the
+    host: that is where the value is written (and every host would report it)."""
+    for key in defaults.keys() - table.keys():
+        wrong, right = f"{where}.{key}", f"defaults.{key}"
+        if wrong in exc.message:
+            hint = exc.hint.replace(wrong, right) if exc.hint else None
+            return ConfigError(exc.message.replace(wrong, right), hint)
+    return exc
 
 
 def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path | None = None) -> Config:
@@ -353,11 +400,19 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
         check_secret_settings(name, settings, path)
         providers[name] = _provider_settings(name, settings, base)
     defaults = _table(doc.get("defaults", {}), "defaults", "[defaults] with host keys")
+    if set(defaults) - HOST_KEYS:
+        raise ConfigError(
+            f"defaults: unknown key(s) {', '.join(sorted(set(defaults) - HOST_KEYS))}",
+            "see docs/config.md for the host keys",
+        )
     hosts: dict[str, HostSpec] = {}
     for name, hdoc in _table(doc.get("hosts", {}), "hosts", '[hosts."mail.example.com"]').items():
         where = f'hosts."{name}"'
         table = _table(hdoc, where, f'[hosts."{name}"] with cert = "..." under it')
-        spec = _host_spec(name, table, defaults, base, providers)
+        try:
+            spec = _host_spec(name, table, defaults, base, providers)
+        except ConfigError as exc:
+            raise _blame_defaults(exc, where, table, defaults) from None
         if spec.name in hosts:
             raise ConfigError(
                 f"{where}: the same host as another entry (names differ only by case or a trailing dot)",

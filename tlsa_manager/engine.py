@@ -43,7 +43,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import dns.name
 
-from tlsa_manager.errors import ProviderConflict, TlsaManagerError
+from tlsa_manager.errors import ExitCode, ProviderConflict, TlsaManagerError
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hostplan import plan_host
 from tlsa_manager.journal import begin_runs as _begin_runs
@@ -64,7 +64,8 @@ from tlsa_manager.ports import (
     ZonePorts,
 )
 from tlsa_manager.provider import ChangeSet, OwnerChange, RRset
-from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData
+from tlsa_manager.records import Tlsa
+from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData, OwnerRecord
 
 #: the ports and reports live in tlsa_manager.ports; these names stay importable from here
 __all__ = [
@@ -212,10 +213,12 @@ class Run:
                 todo.append((member, changeset))
             if not todo:
                 break
+            intent: dict[str, list[tuple[OwnerRecord, frozenset[Tlsa]]]] = {}  # what each newly marks
             for member, changeset in todo:
                 host = self.ledger.host(member.settings.host)
                 for change in changeset.changes:
                     rec = host.owner(change.owner.to_text())
+                    intent.setdefault(member.settings.host, []).append((rec, change.add - rec.managed))
                     if not change.add <= rec.managed:  # the same set stays the same object (ledger memo)
                         rec.managed = rec.managed | change.add
             self.save(self.ledger)
@@ -241,6 +244,9 @@ class Run:
                     continue
                 except TlsaManagerError as exc:
                     for member, _ in group:
+                        if exc.exit_code == ExitCode.USAGE:  # refused as bad input: nothing written
+                            for rec, marked in intent.get(member.settings.host, []):
+                                rec.managed = rec.managed - marked
                         member.fail(exc)
                     continue
                 self.checkpoint("apply-returned")

@@ -70,6 +70,10 @@ class UnsafeError(TlsaManagerError, exit_code=ExitCode.UNSAFE):
     """An action was refused because it could make DANE senders defer mail."""
 
 
+class HazardError(TlsaManagerError, exit_code=ExitCode.HAZARD):
+    """A hazard (docs/hazards.md) stopped a command before it changed anything."""
+
+
 class StateError(TlsaManagerError):
     """The ledger (state directory) is corrupt, locked or of an unknown version."""
 

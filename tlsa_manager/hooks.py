@@ -19,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tlsa_manager.certs import key_type, load_chain, read_bytes
+from tlsa_manager.catalog import Catalog
+from tlsa_manager.certs import Chain, key_type, load_chain, read_bytes
 from tlsa_manager.config import Config, HostSpec
-from tlsa_manager.errors import ConfigError, InputError, UsageError
+from tlsa_manager.errors import ConfigError, HazardError, InputError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
 from tlsa_manager.nextkey import find_key
 from tlsa_manager.records import spki_der
@@ -133,8 +134,12 @@ def with_known_key(renewal: Renewal, next_keys: Sequence[Path]) -> Renewal:
     )
 
 
-def stage(spec: HostSpec, renewal: Renewal, next_keys: Sequence[Path] = ()) -> Path:
-    """Write key + chain to the host's staged folder, under the live file's name."""
+def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequence[Path] = ()) -> Path:
+    """Write key + chain to the host's staged folder, under the live file's name.
+
+    A file with the server certificate only (certbot's ``cert.pem``) is completed with
+    its issuer from the catalog: served alone it would match no "2 1 1" record (H9),
+    and the planner would withdraw the issuer records for it."""
     if spec.staged_dir is None:
         raise ConfigError(
             f"host {spec.name} has no staged_dir", 'add staged_dir = "/etc/tlsa-manager/staged/..."'
@@ -151,10 +156,35 @@ def stage(spec: HostSpec, renewal: Renewal, next_keys: Sequence[Path] = ()) -> P
     make_dir(spec.staged_dir, 0o750, what="staged_dir")
     target = spec.staged_dir / target_name
     key_pem = read_bytes(renewal.key)
-    chain_pem = read_bytes(renewal.fullchain)
+    chain_pem = read_bytes(renewal.fullchain).rstrip(b"\n") + b"\n" + _missing_issuer(chain, renewal, catalog)
     atomic_write(target, key_pem.rstrip(b"\n") + b"\n" + chain_pem, mode=0o640)
     _group_like(target, spec)
     return target
+
+
+def _missing_issuer(chain: Chain, renewal: Renewal, catalog: Catalog) -> bytes:
+    """The PEM of the leaf's issuer when the file carries no CA certificate (else b"").
+
+    Resolved from the catalog by the leaf's issuer name, AKI and signature.  A leaf-only
+    file whose issuer the catalog cannot vouch for is refused as a hazard: staging it
+    would deploy a chain no "2 1 1" record can match."""
+    if chain.cas or chain.leaf is None:
+        return b""
+    found = catalog.issuing_cert(chain.leaf)
+    if found is not None:
+        return found[1].pem.rstrip(b"\n") + b"\n"
+    issuer = chain.leaf.issuer.rfc4514_string()
+    named = any(c.certificate.subject == chain.leaf.issuer for i in catalog.issuers for c in i.certs)
+    why = (
+        f"it names {issuer} as its issuer, but no catalog certificate of that name signed it"
+        if named
+        else f"its issuer {issuer} is not in the issuer catalog"
+    )
+    raise HazardError(
+        f"[H9] {renewal.fullchain} holds the server certificate without its issuer, and {why}; "
+        'nothing staged (served alone, it matches no "2 1 1" record)',
+        "give the full chain (leaf, then intermediates), e.g. certbot's fullchain.pem",
+    )
 
 
 def _live_name(spec: HostSpec, kind: str) -> str:

@@ -45,6 +45,12 @@ def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = Non
             f"{path}: holds only CA certificates, no server certificate or key",
             "point cert at the chain the MTA serves (leaf first), e.g. fullchain.pem",
         )
+    if chain.leaf is None and not label.startswith("next "):
+        # a bare key is a next key; what the MTA serves (live or staged) is a certificate
+        raise InputError(
+            f"{path}: holds a key but no certificate",
+            "point cert (--cert) at the chain the MTA serves, e.g. fullchain.pem; the key goes in key/--key",
+        )
     issuer = catalog.issuer_of(chain)
     return facts_from_chain(chain, label, issuer.name if issuer else None)
 
@@ -66,6 +72,8 @@ class HostFiles:
         self.next_dir: Path | None = None
         #: per deployed or confirmed chain, what was checked after the reload, in words
         self.checks: dict[str, str] = {}
+        #: why the configured probe could not be asked (``presented``), in words
+        self.probe_problem: str | None = None
 
     def chains(self) -> HostChains:
         live = []
@@ -230,6 +238,11 @@ class HostFiles:
             for kind in sorted({c.key_type for c in self.chains().live}):
                 seen = handshake(self.spec.probe, port, self.spec.name, kind, protocol_for(port))
                 if seen.leaf is None:
+                    what = f"is unreachable ({seen.error})" if seen.error else "presents no certificate"
+                    self.probe_problem = (
+                        f"probe {self.spec.probe}:{port} {what}; "
+                        "check probe/probe_port and that the MTA is up"
+                    )
                     return None
                 sent = Chain(seen.leaf, seen.leaf.public_key(), seen.chain[1:])
                 out.append(facts_from_chain(sent, f"{kind} chain on {self.spec.probe}:{port}"))

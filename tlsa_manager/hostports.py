@@ -121,6 +121,11 @@ class LivePorts:
     def presented(self) -> tuple[ChainFacts, ...] | None:
         return self.files.presented()
 
+    @property
+    def probe_problem(self) -> str | None:
+        """Why the configured probe could not be asked (None: it was, or there is none)."""
+        return self.files.probe_problem
+
     # -- DNS ----------------------------------------------------------------------------
 
     def endpoints(self) -> list[Endpoint]:

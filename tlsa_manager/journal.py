@@ -118,8 +118,9 @@ def _probe_after_restart(
     found = ports.presented()
     if found is None:
         host.unverified = True
+        problem = getattr(ports, "probe_problem", None)  # a configured probe that failed
         report.notes.append(
-            "no history and the MTA cannot be probed (set probe = ...): "
+            f"no history and the MTA cannot be probed ({problem or 'set probe = ...'}): "
             "only records this ledger added will be removed"
         )
         return

@@ -344,15 +344,28 @@ def host_name(host: str) -> dns.name.Name:
     labels = text.rstrip(".").split(".")
     for label in labels:
         if not _LABEL.fullmatch(label):
-            raise UsageError(
-                f"{host!r} is not a valid DNS host name",
-                "use letters, digits and hyphens between dots, e.g. mail.example.com",
-            )
+            raise UsageError(f"{host!r} is not a valid DNS host name", _name_hint(text))
     try:
         # every label is ASCII letters, digits and hyphens: nothing for from_text to unescape
         return hashed_name((*(label.encode() for label in labels), b""))
     except dns.exception.DNSException as exc:
         raise UsageError(f"{host!r} is not a valid DNS host name ({exc})", "shorten it") from None
+
+
+def _name_hint(text: str) -> str:
+    """What to write instead; for an internationalised name (``mail.exämple.com``), its
+    A-label form, the name as it is in DNS and in the certificate."""
+    if not text.isascii():
+        import dns.exception
+        import dns.name
+
+        try:
+            a_label = dns.name.from_unicode(text.rstrip(".")).to_text(omit_final_dot=True)
+        except (dns.exception.DNSException, UnicodeError, ValueError):
+            pass
+        else:
+            return f"write it in its A-label (ASCII) form: {a_label}"
+    return "use letters, digits and hyphens between dots, e.g. mail.example.com"
 
 
 def parse_records(text: str) -> list[Tlsa]:

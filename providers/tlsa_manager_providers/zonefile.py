@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -46,6 +47,8 @@ from tlsa_manager_providers.zonetext import (
 
 __all__ = ["ZoneFileProvider", "bump_serial", "parse_entries", "render_lines"]
 MAX_INCLUDE_DEPTH = 8
+#: a byte that was not UTF-8, as surrogateescape decodes it (many of them: binary data)
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 class ZoneFileProvider(Provider):
@@ -96,6 +99,27 @@ class ZoneFileProvider(Provider):
         data = read_regular(path, limit=ZONE_LIMIT, error=ProviderInputError, what="zone file")
         return data.decode("utf-8", "surrogateescape")
 
+    def _zone_text(self) -> str:
+        """The zone file's text, refused at once when it cannot be a zone file: empty, or
+        binary (NUL bytes, mostly not text).  Otherwise it would be read as a zone that
+        has no records, whose origin is its file name."""
+        text = self._read_text(self.path)
+        head = text[:65536]
+        undecodable = 0 if head.isascii() else len(_NOT_UTF8.findall(head))
+        why = (
+            "it is empty"
+            if not text.strip()
+            else "it holds binary data"
+            if "\x00" in text or undecodable * 10 > len(head)
+            else None
+        )
+        if why is not None:
+            raise ProviderInputError(
+                f"{self.path} is not a zone file ({why})",
+                "point zone_file (--zone-file) at the zone's master file, as named loads it",
+            )
+        return text
+
     def origin(self) -> dns.name.Name:
         """The zone's origin: ``zone``, else the first $ORIGIN, else the file name (once per run)."""
         if self._origin is None:
@@ -115,7 +139,7 @@ class ZoneFileProvider(Provider):
                     f"zonefile zone {self.config['zone']!r} is not a domain name ({exc})",
                     'e.g. zone = "example.com"',
                 ) from None
-        for number, line in enumerate(self._read_text(self.path).splitlines(), 1):
+        for number, line in enumerate(self._zone_text().splitlines(), 1):
             if line.upper().startswith("$ORIGIN"):
                 words = line.split(";", 1)[0].split()
                 if len(words) < 2:
@@ -151,15 +175,18 @@ class ZoneFileProvider(Provider):
     def _current(self) -> tuple[str, list[str], list[Entry]]:
         """The zone file's text, lines and entries: scanned once per content of the file,
         however often a run reads it (a 200,000-line zone must not be parsed six times)."""
-        text = self._read_text(self.path)
+        text = self._zone_text()
         if self._zone is None or self._zone[0] != text:
-            lines = text.splitlines(keepends=True)
-            if lines and not lines[-1].endswith("\n"):
-                lines[-1] += "\n"
+            lines = _complete_lines(text)
             try:
                 entries = parse_entries(lines, self.origin())
             except ProviderInputError as exc:
                 raise ProviderInputError(f"{self.path}: {exc.message}", exc.hint) from None
+            if first_soa(entries) is None and not any(e.directive == "$INCLUDE" for e in entries):
+                raise ProviderInputError(
+                    f"{self.path} is not a zone file (no SOA record)",
+                    "point zone_file (--zone-file) at the zone's master file, as named loads it",
+                )
             self._zone = (text, lines, entries)
         return self._zone
 
@@ -172,11 +199,25 @@ class ZoneFileProvider(Provider):
                 return ""
             raise
 
+    def _check_in_zone(self, owners: Sequence[dns.name.Name]) -> None:
+        """A host outside the file's zone is a configuration mistake: said when reading
+        (so ``plan`` says it too), never first found when writing."""
+        origin = self.origin()
+        outside = next((o for o in owners if not o.is_subdomain(origin)), None)
+        if outside is not None:
+            raise ProviderInputError(
+                f"{outside} is outside the zone {origin} of {self.path}",
+                "give the host a provider for its own zone, or fix the host name",
+            )
+
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         known = self._written
         if known and all(o in known[1] for o in owners) and self._read_text(self.path) == known[0]:
             return {o: known[1][o] for o in owners}
-        _text, lines, entries = self._current()
+        _text, lines, entries = self._current()  # first: is it a zone file at all?
+        self._check_in_zone(owners)
+        if self.include is not None:
+            self._check_included(lines, entries)
 
         def include(name: str, origin: dns.name.Name, depth: int = 1) -> dict[Any, Any]:
             if depth > MAX_INCLUDE_DEPTH:
@@ -220,9 +261,7 @@ class ZoneFileProvider(Provider):
 
     def render(self, text: str, changes: Sequence[OwnerChange], today: dt.date) -> str:
         """The zone text after the changes (pure: no I/O)."""
-        lines = text.splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
+        lines = _complete_lines(text)
         return self._render(lines, parse_entries(lines, self.origin()), changes, today)
 
     def _render(
@@ -236,9 +275,10 @@ class ZoneFileProvider(Provider):
         dropped: list[int] = []
         insert_at: dict[int, tuple[dns.name.Name, list[str]]] = {}
         append: list[str] = []
+        eol = _line_ending(lines)
         for change in changes:
             mine = by_owner.get(change.owner, [])
-            new = render_lines(change.owner, sorted(change.result), change.ttl)
+            new = [line[:-1] + eol for line in render_lines(change.owner, sorted(change.result), change.ttl)]
             for k, entry in mine:
                 drop.update(range(entry.first, entry.last + 1))
                 dropped.append(k)
@@ -326,11 +366,7 @@ class ZoneFileProvider(Provider):
 
     def _apply_in_place(self, changes: Sequence[OwnerChange]) -> None:
         _text, lines, entries = self._current()
-        for change in changes:
-            if not change.owner.is_subdomain(self.origin()):
-                raise ProviderError(
-                    f"{change.owner} is outside the zone {self.origin()}", "use the zone file of that zone"
-                )
+        self._check_in_zone([c.owner for c in changes])
         new_text = self._render(lines, entries, changes, dt.datetime.now(dt.UTC).date())
         self._write_checked(self.path, new_text)
         # What we just wrote is known: the next read of these owners needs no new scan.
@@ -352,11 +388,22 @@ class ZoneFileProvider(Provider):
             error=ProviderError,
         )
 
-    def _includes(self, zone_text: str) -> list[Path]:
+    def _check_included(self, lines: Sequence[str], entries: Sequence[Entry]) -> None:
+        """Fragment mode: the zone must really $INCLUDE the fragment (a directive, not words
+        in a comment), or what is written there is served by nobody.  Checked when the zone
+        is read, so ``plan`` says it too, and again before writing."""
+        assert self.include is not None
+        included = self._includes(lines, entries)
+        if self.include not in included and self.include.name not in {p.name for p in included}:
+            raise ConfigError(
+                f"{self.path} does not $INCLUDE {self.include} (a $INCLUDE in a comment does not count)",
+                f'add the line: $INCLUDE "{self.include}"',
+            )
+
+    def _includes(self, lines: Sequence[str], entries: Sequence[Entry]) -> list[Path]:
         """The files the zone really $INCLUDEs (directives, not words in comments)."""
-        lines = zone_text.splitlines(keepends=True)
         found = []
-        for entry in parse_entries(lines, self.origin()):
+        for entry in entries:
             if entry.directive == "$INCLUDE":
                 words = [t.text for t in tokens_of(lines, entry.first, entry.last)]
                 if len(words) > 1:
@@ -366,13 +413,8 @@ class ZoneFileProvider(Provider):
 
     def _apply_fragment(self, changes: Sequence[OwnerChange]) -> None:
         assert self.include is not None
-        zone_text = self._read_text(self.path)
-        included = self._includes(zone_text)
-        if self.include not in included and self.include.name not in {p.name for p in included}:
-            raise ConfigError(
-                f"{self.path} does not $INCLUDE {self.include} (a $INCLUDE in a comment does not count)",
-                f'add the line: $INCLUDE "{self.include}"',
-            )
+        zone_text, zone_lines, entries = self._current()
+        self._check_included(zone_lines, entries)
         old_fragment = self._read_fragment()
         fragment_zone = parse_fragment(old_fragment, self.include)
         records: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = dict(fragment_zone)
@@ -398,3 +440,18 @@ class ZoneFileProvider(Provider):
                 hint="reload the name server by hand",
                 error=ProviderError,
             )
+
+
+def _line_ending(lines: Sequence[str]) -> str:
+    """The file's dominant line ending: new lines in a CRLF zone (edited on Windows) end
+    in CRLF too, so an edit never leaves the file with mixed endings it did not have."""
+    crlf = sum(1 for line in lines if line.endswith("\r\n"))
+    return "\r\n" if crlf * 2 > len(lines) else "\n"
+
+
+def _complete_lines(text: str) -> list[str]:
+    """The text's lines with their endings; a last line without one gets the file's."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] = lines[-1].removesuffix("\r") + _line_ending(lines[:-1] or ["\n"])
+    return lines

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tlsa_manager.cli.common import Subparsers, bounded_int, emit_json, quiet, seconds, state_dir
 from tlsa_manager.cli.output import write_exit_reasons
-from tlsa_manager.errors import ExitCode
+from tlsa_manager.errors import ExitCode, UsageError
 
 #: the longest --rrsig-margin: ten years (a longer one cannot be a date)
 MAX_MARGIN_DAYS = 3650.0
@@ -57,6 +57,21 @@ def margin_days(text: str) -> float:
     return value
 
 
+def _refuse_address(target: str) -> None:
+    """DANE records hang off names (_25._tcp.MX-HOST): an IP address has none to check."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(target.strip().strip("[]"))
+    except ValueError:
+        return
+    raise UsageError(
+        f"check {target}: an IP address is not a mail domain or an MX host name",
+        "TLSA records are found by name (_25._tcp.<MX host>): give the domain, e.g. "
+        "check example.com, or the MX host name",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -66,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from tlsa_manager.hazards import Severity, worst
     from tlsa_manager.resolve import ValidatingResolver
 
+    _refuse_address(args.target)
     records = None
     if args.records:
         from tlsa_manager.certs import read_bytes

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from tlsa_manager.errors import UsageError
+from tlsa_manager.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from tlsa_manager.cli.main import CommandParser
@@ -68,9 +68,16 @@ def warn(message: str) -> None:
 def state_dir(args: argparse.Namespace) -> Path:
     """--state-dir, then $TLSA_MANAGER_STATE_DIR, then /var/lib/tlsa-manager."""
     if getattr(args, "state_dir", None):
-        return Path(args.state_dir)
-    env = os.environ.get("TLSA_MANAGER_STATE_DIR")
-    return Path(env) if env else DEFAULT_STATE_DIR
+        path = Path(args.state_dir)
+    else:
+        env = os.environ.get("TLSA_MANAGER_STATE_DIR")
+        path = Path(env) if env else DEFAULT_STATE_DIR
+    if path.exists() and not path.is_dir():
+        raise UsageError(
+            f"{path}: the state directory is not a directory",
+            "point --state-dir (or state_dir, $TLSA_MANAGER_STATE_DIR) at a directory; it is made if missing",
+        )
+    return path
 
 
 def adopt_state_dir(args: argparse.Namespace, config: Config) -> None:
@@ -90,7 +97,8 @@ def load_cli_config(args: argparse.Namespace, *, publishing: bool = True) -> Con
     from tlsa_manager.config import config_from_flags, load_config
 
     flag_cert = getattr(args, "cert", None)
-    if args.config and not flag_cert:
+    _refuse_mixed_flags(args)
+    if args.config:
         return load_config(Path(args.config))
     if not flag_cert:
         if DEFAULT_CONFIG.exists():
@@ -128,6 +136,39 @@ def load_cli_config(args: argparse.Namespace, *, publishing: bool = True) -> Con
     )
 
 
+#: the flags of a one-off configuration (``add_host_flags``), as the user types them
+ONE_OFF_FLAGS = {
+    "cert": "--cert",
+    "key": "--key",
+    "next_key": "--next-key",
+    "zone_file": "--zone-file",
+    "provider": "--provider",
+    "provider_option": "--provider-option",
+    "nameserver": "--nameserver",
+    "ttl": "--ttl",
+    "record": "--record",
+    "staged_dir": "--staged-dir",
+}
+
+
+def _refuse_mixed_flags(args: argparse.Namespace) -> None:
+    """One-off flags describe a host without a file: next to ``--config`` (or, without
+    ``--cert``, next to the default file) they would be ignored, so they are refused.
+    Applying them over the file instead would make a one-off run publish what the next
+    timer run takes back (a TTL or kind change each way)."""
+    given = [flag for dest, flag in ONE_OFF_FLAGS.items() if getattr(args, dest, None) not in (None, [])]
+    if args.config and given:
+        raise UsageError(
+            f"{given[0]} cannot be combined with --config: it is for a one-off configuration without a file",
+            f"set it in {args.config} (see docs/config.md), or leave out --config",
+        )
+    if given and not getattr(args, "cert", None):
+        raise UsageError(
+            f"{given[0]} needs --cert (a one-off configuration without a file)",
+            f"with a configuration file ({DEFAULT_CONFIG}), set it there",
+        )
+
+
 def configured(args: argparse.Namespace, *, publishing: bool = True) -> Config:
     """:func:`load_cli_config`, its ``state_dir`` adopted (:func:`adopt_state_dir`)."""
     config = load_cli_config(args, publishing=publishing)
@@ -143,14 +184,22 @@ def at_time(args: argparse.Namespace) -> float | None:
     from tlsa_manager.durations import parse_duration
 
     value = getattr(args, "at", None)
-    if not value:
+    if value is None:
         return None
-    if value.startswith("+"):
-        return time.time() + parse_duration(value[1:], "--at")
+    forms = (
+        "use an ISO 8601 time with a zone (2026-12-01T12:00Z), "
+        "+DURATION (6 h from now: +6h) or -DURATION (3 h ago: -3h)"
+    )
+    if value[:1] in "+-" and value[1:2].isdigit():
+        sign = 1 if value[0] == "+" else -1
+        try:
+            return time.time() + sign * parse_duration(value[1:], "--at")
+        except ConfigError:
+            raise UsageError(f"--at {value!r} is not a time", forms) from None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--at {value!r} is not a time", "use e.g. 2026-12-01T12:00Z or +6h") from None
+        raise UsageError(f"--at {value!r} is not a time", forms) from None
     if parsed.tzinfo is None:
         raise UsageError(f"--at {value!r} has no time zone", "append Z for UTC") from None
     return parsed.timestamp()

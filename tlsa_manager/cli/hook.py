@@ -17,7 +17,9 @@ def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument("client", choices=["certbot", "acme.sh", "lego", "dehydrated", "generic"])
     p.add_argument("args", nargs="*", help="dehydrated: its deploy_cert arguments")
-    p.add_argument("--cert", help="generic: the full chain file")
+    p.add_argument(
+        "--cert", help="generic: the full chain file (a bare cert.pem gets its issuer from the catalog)"
+    )
     p.add_argument("--key", help="generic: the private key file")
     p.add_argument("--host", help="generic: the MX host name")
     add_wait_lock(p, 600.0, "wait this long for a running sync (default 600)")
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         state_dir(args),
         lock_wait=args.wait_lock,
         prepare=lambda: staged.extend(
-            (spec.name, stage(spec, renewal, next_key_files(spec, state_dir(args)))) for spec in specs
+            (spec.name, stage(spec, renewal, catalog, next_key_files(spec, state_dir(args))))
+            for spec in specs
         ),
     )
     for name, target in staged if not (args.json or args.quiet) else ():  # -q: no progress

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from tlsa_manager.runner import HostRun
 
 AT_HELP = {
-    "plan": "plan as if it were this time (ISO 8601 with Z, or +6h)",
-    "status": "as if it were this time (ISO 8601 with Z, or +6h)",
+    "plan": "plan as if it were this time (ISO 8601 with Z, +6h or -3h)",
+    "status": "as if it were this time (ISO 8601 with Z, +6h or -3h)",
 }
 
 

@@ -76,6 +76,29 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", f"see '{self.prog} --help'")
 
 
+def _path_arg(text: str) -> str:
+    """A path option's value: an empty one (``--state-dir ''``, an unset variable) is a
+    mistake, not a request for the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a path, or leave the option out for the default")
+    return text
+
+
+def _at_with_sign(argv: list[str]) -> list[str]:
+    """``--at -3h`` as ``--at=-3h``: argparse would take ``-3h`` for an option."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return [*out, word, *words]
+        following = next(words, None) if word == "--at" else None
+        if following is not None and following[:1] == "-" and following[1:2].isdigit():
+            out.append(f"--at={following}")
+        else:
+            out.extend(w for w in (word, following) if w is not None)
+    return out
+
+
 def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """The options every command takes, before or after its name (`sync HOST --state-dir X`
     works like `--state-dir X sync HOST`).  After the command they default to SUPPRESS, so
@@ -85,8 +108,10 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
         return value if defaults else argparse.SUPPRESS
 
     g = parser.add_argument_group("global options (before or after the command)")
-    g.add_argument("--config", default=d(None), help="configuration file (TOML)")
-    g.add_argument("--state-dir", default=d(None), help="state directory (default /var/lib/tlsa-manager)")
+    g.add_argument("--config", type=_path_arg, default=d(None), help="configuration file (TOML)")
+    g.add_argument(
+        "--state-dir", type=_path_arg, default=d(None), help="state directory (default /var/lib/tlsa-manager)"
+    )
     g.add_argument("--json", action="store_true", default=d(False), help="print one JSON document on stdout")
     g.add_argument("-v", "--verbose", action="count", default=d(0), help="say more on stderr")
     g.add_argument(
@@ -197,7 +222,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _at_with_sign(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in argv
     try:
         try:
