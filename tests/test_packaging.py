@@ -194,3 +194,15 @@ def test_the_wheel_lists_every_python_package() -> None:
     found = {".".join(p.parent.relative_to(repo).parts) for p in repo.glob("tlsa_manager/**/__init__.py")}
     found |= {"tlsa_manager_providers"} if (repo / "providers/tlsa_manager_providers/__init__.py").exists() else set()
     assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
+
+
+def test_no_module_is_over_400_lines() -> None:
+    """Small modules with one job each (docs/architecture.md): a module that grows past
+    400 lines is doing the work of two, and the next change to it costs more."""
+    root = Path(__file__).resolve().parent.parent
+    sizes = {
+        str(path.relative_to(root)): len(path.read_text(encoding="utf-8").splitlines())
+        for folder in ("tlsa_manager", "providers")
+        for path in (root / folder).rglob("*.py")
+    }
+    assert sizes and not {path: n for path, n in sizes.items() if n > 400}

@@ -17,12 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tlsa_manager.configvalues import (
+    bool_value,
+    check_host_name,
+    int_value,
+    list_value,
+    path_value,
+    probe_address,
+    string_value,
+    table_value,
+)
 from tlsa_manager.derive import DEFAULT_KINDS
 from tlsa_manager.durations import parse_duration
-from tlsa_manager.errors import ConfigError, InputError, TlsaManagerError
+from tlsa_manager.errors import ConfigError, InputError
 from tlsa_manager.fsutil import decode_text, read_regular
 from tlsa_manager.policy import HostPolicy, validate_kinds
-from tlsa_manager.records import Params, host_name, parse_params
+from tlsa_manager.records import Params, parse_params
 from tlsa_manager.secrets import is_secret_key
 
 CONFIG_LIMIT = 4 * 1024 * 1024
@@ -112,105 +122,6 @@ class Config:
         return [self.host(n) for n in names]
 
 
-_EXAMPLE_PATHS = {"zone_file": "/etc/bind/db.example.com", "state_dir": "/var/lib/tlsa-manager"}
-
-
-def _path(value: object, key: str, base: Path) -> Path:
-    if not isinstance(value, str) or not value.strip():
-        what = "empty" if isinstance(value, str) else _kind(value)
-        raise ConfigError(
-            f"{key} must be a path (a string), not {what}",
-            f'e.g. {_leaf(key)} = "{_EXAMPLE_PATHS.get(_leaf(key), "/etc/ssl/mail.pem")}"',
-        )
-    path = Path(value)
-    return path if path.is_absolute() else base / path
-
-
-def _list(doc: Mapping[str, Any], key: str, where: str) -> list[Any]:
-    value = doc.get(key, [])
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}.{key} must be a list, not {_kind(value)}", f'e.g. {key} = ["..."]')
-    return value
-
-
-def _string(value: object, key: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        what = "empty" if isinstance(value, str) else _kind(value)
-        raise ConfigError(f"{key} must be a non-empty string, not {what}", f'e.g. {_leaf(key)} = "..."')
-    return value
-
-
-def _leaf(key: str) -> str:
-    """The key as written in its table: ``probe`` of ``hosts."mx".probe``."""
-    return key.rsplit(".", 1)[-1]
-
-
-def check_host_name(name: object, where: str) -> None:
-    """An MX host name: a DNS name, not empty, not an IP literal (records need a name)."""
-    import ipaddress
-
-    if not isinstance(name, str) or not name.strip().rstrip("."):
-        raise ConfigError(f"{where}: the host name is empty", 'write [hosts."mail.example.com"]')
-    literal = name.strip().strip("[]")
-    try:
-        # only a text with a colon (IPv6) or of digits and dots (IPv4) can be an address
-        if ":" in literal or literal.replace(".", "").isdigit():
-            ipaddress.ip_address(literal)
-        else:
-            raise ValueError(literal)
-    except ValueError:
-        pass
-    else:
-        raise ConfigError(
-            f"{where}: {name!r} is an IP address, not a host name",
-            "TLSA records live at _25._tcp.<MX host name>; give the name the MX record points to",
-        )
-    labels = name.strip().rstrip(".").split(".")
-    if all(label.isdigit() for label in labels):
-        raise ConfigError(
-            f"{where}: {name!r} is not a host name", "give the MX host name, e.g. mail.example.com"
-        )
-    try:
-        host_name(name)
-    except TlsaManagerError as exc:
-        raise ConfigError(exc.message, exc.hint) from None
-
-
-def _probe_address(value: object, key: str) -> str:
-    """``probe``: an IP address or a host name to connect to; the port is ``probe_port``.
-    Checked here, or a typo surfaces only when a deploy is to be verified."""
-    import ipaddress
-    import re
-
-    text = _string(value, key).strip()
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-        return text.strip("[]")
-    except ValueError:
-        pass
-    label = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-    if len(text) > 253 or not re.fullmatch(rf"{label}(\.{label})*\.?", text):
-        raise ConfigError(
-            f"{key} must be an IP address or a host name, not {text!r}",
-            f'e.g. {_leaf(key)} = "127.0.0.1" (the port goes in probe_port)',
-        )
-    return text
-
-
-def _bool(value: object, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, not {value!r}", f"write {key} = true")
-    return value
-
-
-def _int(value: object, key: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(
-            f"{key} must be a whole number from {lo} to {hi}, not {value!r}", f"e.g. {key} = {lo}"
-        )
-    return value
-
-
 @functools.lru_cache(maxsize=256)
 def _kinds(records: tuple[str, ...]) -> tuple[Params, ...]:
     """Parsed once per distinct list: a fleet's hosts mostly share one (errors are not cached)."""
@@ -256,7 +167,9 @@ def _host_spec(
     kinds = _kinds(tuple(records))
     if len(set(kinds)) != len(kinds):
         raise ConfigError(f"{where}.records names a kind twice", "list each kind once")
-    unsafe = _bool(merged.get("unsafe_allow_fragile_kinds", False), f"{where}.unsafe_allow_fragile_kinds")
+    unsafe = bool_value(
+        merged.get("unsafe_allow_fragile_kinds", False), f"{where}.unsafe_allow_fragile_kinds"
+    )
     _validate_kinds(kinds, unsafe)
     ports = merged.get("ports", [25])
     if not isinstance(ports, list) or not ports:
@@ -273,26 +186,30 @@ def _host_spec(
     spec = HostSpec(
         name=name.rstrip(".").lower(),
         provider=str(provider),
-        ports=tuple(_int(p, f"{where}.ports", 1, 65535) for p in ports),
-        certs=tuple(_path(c, f"{where}.cert", base) for c in certs),
-        key=_path(merged["key"], f"{where}.key", base) if merged.get("key") else None,
-        next_keys=tuple(_path(k, f"{where}.next_keys", base) for k in _list(merged, "next_keys", where)),
-        auto_next_keys=_bool(merged.get("auto_next_keys", False), f"{where}.auto_next_keys"),
+        ports=tuple(int_value(p, f"{where}.ports", 1, 65535) for p in ports),
+        certs=tuple(path_value(c, f"{where}.cert", base) for c in certs),
+        key=path_value(merged["key"], f"{where}.key", base) if merged.get("key") else None,
+        next_keys=tuple(
+            path_value(k, f"{where}.next_keys", base) for k in list_value(merged, "next_keys", where)
+        ),
+        auto_next_keys=bool_value(merged.get("auto_next_keys", False), f"{where}.auto_next_keys"),
         kinds=kinds,
-        ttl=_int(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1),
-        budget=_int(merged.get("budget", 12), f"{where}.budget", 1, 100),
-        prune=_bool(merged.get("prune", False), f"{where}.prune"),
+        ttl=int_value(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1),
+        budget=int_value(merged.get("budget", 12), f"{where}.budget", 1, 100),
+        prune=bool_value(merged.get("prune", False), f"{where}.prune"),
         unsafe_allow_fragile_kinds=unsafe,
-        pin_backup_issuers=_bool(merged.get("pin_backup_issuers", True), f"{where}.pin_backup_issuers"),
+        pin_backup_issuers=bool_value(merged.get("pin_backup_issuers", True), f"{where}.pin_backup_issuers"),
         slack=parse_duration(merged.get("slack", 300), f"{where}.slack"),
         negative_ttl=int(parse_duration(neg, f"{where}.negative_ttl")) if neg is not None else None,
         reload=tuple(reload),
-        staged_dir=_path(merged["staged_dir"], f"{where}.staged_dir", base)
+        staged_dir=path_value(merged["staged_dir"], f"{where}.staged_dir", base)
         if merged.get("staged_dir")
         else None,
-        nameservers=tuple(_string(n, f"{where}.nameservers") for n in _list(merged, "nameservers", where)),
-        probe=_probe_address(merged["probe"], f"{where}.probe") if "probe" in merged else None,
-        probe_port=_int(merged["probe_port"], f"{where}.probe_port", 1, 65535)
+        nameservers=tuple(
+            string_value(n, f"{where}.nameservers") for n in list_value(merged, "nameservers", where)
+        ),
+        probe=probe_address(merged["probe"], f"{where}.probe") if "probe" in merged else None,
+        probe_port=int_value(merged["probe_port"], f"{where}.probe_port", 1, 65535)
         if merged.get("probe_port") is not None
         else None,
         ttl_ceiling=int(parse_duration(merged.get("ttl_ceiling", 86400), f"{where}.ttl_ceiling")),
@@ -349,25 +266,13 @@ def load_config(path: Path) -> Config:
     return config_from_dict(doc, Path(os.path.abspath(path)).parent, str(path), path)
 
 
-def _table(value: object, key: str, example: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key} must be a table, not {_kind(value)}", f"write {example}")
-    return value
-
-
-def _kind(value: object) -> str:
-    return {list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    )
-
-
 def _provider_settings(name: str, settings: dict[str, Any], base: Path) -> dict[str, Any]:
     """Provider settings with relative file paths resolved against the config file's folder
     (as for ``cert``): a run from another directory must not read an unrelated file."""
     out = dict(settings, name=name)
     for key, value in settings.items():
         if key.endswith("_file"):  # a path (a string), or one line naming the key
-            out[key] = str(_path(value, f"providers.{name}.{key}", base))
+            out[key] = str(path_value(value, f"providers.{name}.{key}", base))
     return out
 
 
@@ -392,23 +297,23 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
             "use state_dir, instance, [defaults], [providers.NAME], [hosts.NAME]",
         )
     providers: dict[str, Mapping[str, Any]] = {}
-    for name, settings in _table(doc.get("providers", {}), "providers", "[providers.NAME]").items():
+    for name, settings in table_value(doc.get("providers", {}), "providers", "[providers.NAME]").items():
         if not isinstance(settings, dict) or "type" not in settings:
             raise ConfigError(f"providers.{name} needs a type", 'e.g. type = "rfc2136"')
         if not isinstance(settings["type"], str):
             raise ConfigError(f"providers.{name}.type must be a string", 'e.g. type = "rfc2136"')
         check_secret_settings(name, settings, path)
         providers[name] = _provider_settings(name, settings, base)
-    defaults = _table(doc.get("defaults", {}), "defaults", "[defaults] with host keys")
+    defaults = table_value(doc.get("defaults", {}), "defaults", "[defaults] with host keys")
     if set(defaults) - HOST_KEYS:
         raise ConfigError(
             f"defaults: unknown key(s) {', '.join(sorted(set(defaults) - HOST_KEYS))}",
             "see docs/config.md for the host keys",
         )
     hosts: dict[str, HostSpec] = {}
-    for name, hdoc in _table(doc.get("hosts", {}), "hosts", '[hosts."mail.example.com"]').items():
+    for name, hdoc in table_value(doc.get("hosts", {}), "hosts", '[hosts."mail.example.com"]').items():
         where = f'hosts."{name}"'
-        table = _table(hdoc, where, f'[hosts."{name}"] with cert = "..." under it')
+        table = table_value(hdoc, where, f'[hosts."{name}"] with cert = "..." under it')
         try:
             spec = _host_spec(name, table, defaults, base, providers)
         except ConfigError as exc:
@@ -419,7 +324,7 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
                 "keep one entry per host",
             )
         hosts[spec.name] = spec
-    state = _path(doc["state_dir"], "state_dir", base) if doc.get("state_dir") else None
+    state = path_value(doc["state_dir"], "state_dir", base) if doc.get("state_dir") else None
     instance = doc.get("instance")
     if instance is not None and (not isinstance(instance, str) or not instance.strip()):
         raise ConfigError("instance must be a non-empty string", 'e.g. instance = "mx1-postfix"')

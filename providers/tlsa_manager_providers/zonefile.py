@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,15 @@ from tlsa_manager.fsutil import ZONE_LIMIT, atomic_write, read_regular
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, conflict
 from tlsa_manager.records import Tlsa
 from tlsa_manager_providers._checkzone import CHECK, named_checkzone
+from tlsa_manager_providers._zoneinput import (
+    check_included,
+    complete_lines,
+    included_files,
+    line_ending,
+    not_zone_text,
+    origin_of,
+    reload_argv,
+)
 from tlsa_manager_providers.zonetext import (
     Entry,
     bump_serial,
@@ -39,16 +47,12 @@ from tlsa_manager_providers.zonetext import (
     fragment_text,
     parse_entries,
     parse_fragment,
-    parse_name,
     render_lines,
     set_soa_serial,
-    tokens_of,
 )
 
 __all__ = ["ZoneFileProvider", "bump_serial", "parse_entries", "render_lines"]
 MAX_INCLUDE_DEPTH = 8
-#: a byte that was not UTF-8, as surrogateescape decodes it (many of them: binary data)
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 class ZoneFileProvider(Provider):
@@ -78,13 +82,7 @@ class ZoneFileProvider(Provider):
             if config.get("include_file")
             else None
         )
-        reload = config.get("reload", [])
-        if isinstance(reload, str) or not all(isinstance(a, str) for a in reload):
-            raise ConfigError(
-                "zonefile reload must be a list of strings (no shell)",
-                'e.g. reload = ["rndc", "reload", "example.com"]',
-            )
-        self.reload = list(reload)
+        self.reload = reload_argv(config.get("reload", []))
         self.check = config.get("check", True)
         self._origin: dns.name.Name | None = None
         self._zone: tuple[str, list[str], list[Entry]] | None = None
@@ -104,15 +102,7 @@ class ZoneFileProvider(Provider):
         binary (NUL bytes, mostly not text).  Otherwise it would be read as a zone that
         has no records, whose origin is its file name."""
         text = self._read_text(self.path)
-        head = text[:65536]
-        undecodable = 0 if head.isascii() else len(_NOT_UTF8.findall(head))
-        why = (
-            "it is empty"
-            if not text.strip()
-            else "it holds binary data"
-            if "\x00" in text or undecodable * 10 > len(head)
-            else None
-        )
+        why = not_zone_text(text)
         if why is not None:
             raise ProviderInputError(
                 f"{self.path} is not a zone file ({why})",
@@ -139,17 +129,7 @@ class ZoneFileProvider(Provider):
                     f"zonefile zone {self.config['zone']!r} is not a domain name ({exc})",
                     'e.g. zone = "example.com"',
                 ) from None
-        for number, line in enumerate(self._zone_text().splitlines(), 1):
-            if line.upper().startswith("$ORIGIN"):
-                words = line.split(";", 1)[0].split()
-                if len(words) < 2:
-                    raise ProviderInputError(
-                        f"{self.path}: line {number}: $ORIGIN without a domain name",
-                        "write e.g. $ORIGIN example.com.",
-                    )
-                return parse_name(words[1], dns.name.root, number)
-        name = self.path.name.removeprefix("db.").removesuffix(".zone").removesuffix(".db")
-        return parse_name(name, dns.name.root, 0)
+        return origin_of(self._zone_text(), self.path)
 
     @contextlib.contextmanager
     def _in_dir(self) -> Iterator[None]:
@@ -177,7 +157,7 @@ class ZoneFileProvider(Provider):
         however often a run reads it (a 200,000-line zone must not be parsed six times)."""
         text = self._zone_text()
         if self._zone is None or self._zone[0] != text:
-            lines = _complete_lines(text)
+            lines = complete_lines(text)
             try:
                 entries = parse_entries(lines, self.origin())
             except ProviderInputError as exc:
@@ -261,7 +241,7 @@ class ZoneFileProvider(Provider):
 
     def render(self, text: str, changes: Sequence[OwnerChange], today: dt.date) -> str:
         """The zone text after the changes (pure: no I/O)."""
-        lines = _complete_lines(text)
+        lines = complete_lines(text)
         return self._render(lines, parse_entries(lines, self.origin()), changes, today)
 
     def _render(
@@ -275,7 +255,7 @@ class ZoneFileProvider(Provider):
         dropped: list[int] = []
         insert_at: dict[int, tuple[dns.name.Name, list[str]]] = {}
         append: list[str] = []
-        eol = _line_ending(lines)
+        eol = line_ending(lines)
         for change in changes:
             mine = by_owner.get(change.owner, [])
             new = [line[:-1] + eol for line in render_lines(change.owner, sorted(change.result), change.ttl)]
@@ -389,27 +369,8 @@ class ZoneFileProvider(Provider):
         )
 
     def _check_included(self, lines: Sequence[str], entries: Sequence[Entry]) -> None:
-        """Fragment mode: the zone must really $INCLUDE the fragment (a directive, not words
-        in a comment), or what is written there is served by nobody.  Checked when the zone
-        is read, so ``plan`` says it too, and again before writing."""
         assert self.include is not None
-        included = self._includes(lines, entries)
-        if self.include not in included and self.include.name not in {p.name for p in included}:
-            raise ConfigError(
-                f"{self.path} does not $INCLUDE {self.include} (a $INCLUDE in a comment does not count)",
-                f'add the line: $INCLUDE "{self.include}"',
-            )
-
-    def _includes(self, lines: Sequence[str], entries: Sequence[Entry]) -> list[Path]:
-        """The files the zone really $INCLUDEs (directives, not words in comments)."""
-        found = []
-        for entry in entries:
-            if entry.directive == "$INCLUDE":
-                words = [t.text for t in tokens_of(lines, entry.first, entry.last)]
-                if len(words) > 1:
-                    name = words[1].strip('"')
-                    found.append(Path(os.path.realpath(self.link.parent / name)))
-        return found
+        check_included(self.path, self.include, included_files(lines, entries, self.link.parent))
 
     def _apply_fragment(self, changes: Sequence[OwnerChange]) -> None:
         assert self.include is not None
@@ -433,25 +394,5 @@ class ZoneFileProvider(Provider):
 
     def _run_reload(self) -> None:
         if self.reload:
-            run_command(
-                self.reload,
-                timeout=60,
-                what="the zone file was updated",
-                hint="reload the name server by hand",
-                error=ProviderError,
-            )
-
-
-def _line_ending(lines: Sequence[str]) -> str:
-    """The file's dominant line ending: new lines in a CRLF zone (edited on Windows) end
-    in CRLF too, so an edit never leaves the file with mixed endings it did not have."""
-    crlf = sum(1 for line in lines if line.endswith("\r\n"))
-    return "\r\n" if crlf * 2 > len(lines) else "\n"
-
-
-def _complete_lines(text: str) -> list[str]:
-    """The text's lines with their endings; a last line without one gets the file's."""
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] = lines[-1].removesuffix("\r") + _line_ending(lines[:-1] or ["\n"])
-    return lines
+            what, hint = "the zone file was updated", "reload the name server by hand"
+            run_command(self.reload, timeout=60, what=what, hint=hint, error=ProviderError)
