@@ -262,3 +262,27 @@ def test_a_server_without_tcp_is_observed_over_udp(bind: Bind) -> None:
         relay.close()
     assert views[owner][0].records == frozenset({record}) and views[owner][0].error is None
     assert all(views[o][0].records == frozenset() for o in others)
+
+
+def test_what_was_written_and_served_is_not_read_again(tmp_path: Path, bind: Bind) -> None:
+    """After the UPDATE and the wait, every server serves each owner's new RRset, and an
+    UPDATE applies whole under its prerequisites: the re-plan takes the provider's copy
+    from that instead of asking the primary for all 60 owners again (issue 14: the
+    primary answers read + observation + wait, not a fourth round).  What the run then
+    recorded is right: the next run has nothing to write and sees no difference."""
+    names = [f"nr{i}-{os.getpid()}.{ZONE}" for i in range(60)]
+    hosts = list(zip(names, pki.fleet(tmp_path / "certs", names, ISSUER), strict=True))
+    config = write_config(tmp_path / "fleet.toml", bind, hosts, state=tmp_path / "state")
+    before = bind.primary.stats(bind.keys)
+    first = tlsa("--config", str(config), "sync")
+    after = bind.primary.stats(bind.keys)
+    assert first.returncode == 0, first.stderr
+    to_primary = after.get("TLSA", 0) - before.get("TLSA", 0)
+    # read 60 + observe 60 + the wait's full poll 60, and the wait's polls of the last owner
+    assert 3 * 60 <= to_primary <= 3 * 60 + 50, to_primary
+    for name, _cert in hosts:
+        primary, secondary = served(bind, name)
+        assert primary == secondary and len(primary) == 4, name
+    again = tlsa("--config", str(config), "--json", "sync")
+    assert again.returncode == 0, again.stderr
+    assert all(h["applied"] == [] and not h["error"] for h in json.loads(again.stdout)["hosts"])

@@ -6,6 +6,7 @@ import multiprocessing
 import multiprocessing.synchronize
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,37 @@ def test_a_ledger_of_the_untyped_journal_loads_as_typed_intents(tmp_path: Path) 
     assert loaded.host("mail.example.com").deploys == {"staged ecdsa.pem": DeployIntent(CHAIN, (OLD,), 1000.0)}
     again = json.loads(encode(loaded))["hosts"]["mail.example.com"]["deploys"]["staged ecdsa.pem"]
     assert again == entry
+
+
+def test_saves_of_one_run_write_what_a_fresh_encode_writes(tmp_path: Path) -> None:
+    """A run saves after every phase and reuses the JSON of owners it did not touch
+    (issue 14); every change between two saves - a record managed, an observation, a
+    deploy journalled and confirmed, the clocks, a new owner, a host gone - must still
+    reach the file exactly as a fresh encode writes it, and the file must still load."""
+    import json
+
+    ledger = Ledger(tmp_path / "state")
+    data = sample()
+    host = data.host("mail.example.com")
+    owner = host.owner("_25._tcp.mail.example.com.")
+    other = Tlsa.from_text("2 1 1 " + "cd" * 32)
+    steps: list[Callable[[], object]] = [
+        lambda: None,
+        lambda: setattr(owner, "managed", owner.managed | {other}),
+        lambda: setattr(owner, "history", owner.history.observe(2000.0, [ServerView("ns1", frozenset({other}), 60)])),
+        lambda: host.deploys.pop("staged ecdsa.pem"),
+        lambda: host.clock.update({"wall": 2000.0, "boot": "b"}),
+        lambda: setattr(host, "negative_ttl", 300),
+        lambda: setattr(host, "unverified", True),
+        lambda: setattr(host.owner("_465._tcp.mail.example.com."), "managed", frozenset({REC})),
+        lambda: data.host("mx2.example.com").owner("_25._tcp.mx2.example.com."),
+        lambda: data.hosts.pop("mx2.example.com"),
+    ]
+    with ledger.locked():
+        for step in steps:
+            step()
+            ledger.save(data)
+            text = ledger.path.read_text()
+            assert text == encode(data)
+            json.loads(text)
+            assert encode(ledger.load()) == text

@@ -167,3 +167,71 @@ def test_key_and_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def pki_write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def _dnspython_update(zone: dns.name.Name, changes: list[OwnerChange]) -> bytes:
+    """The oracle: the same UPDATE built and rendered by dnspython's own API."""
+    import dns.rdataclass
+    import dns.rdataset
+    import dns.rdatatype
+    import dns.update
+
+    def rdataset(records: frozenset[Tlsa], ttl: int) -> dns.rdataset.Rdataset:
+        out = dns.rdataset.Rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
+        for record in sorted(records):
+            out.add(record.to_rdata(), ttl)
+        out.ttl = ttl
+        return out
+
+    update = dns.update.UpdateMessage(zone, id=7)
+    for change in changes:
+        if change.expected:
+            update.present(change.owner, rdataset(change.expected, 0))
+        else:
+            update.absent(change.owner, dns.rdatatype.TLSA)
+    for change in changes:
+        deletes, adds = change.delete & change.expected, change.add - change.expected
+        if change.ttl_change:
+            deletes, adds = change.expected - change.delete, change.result
+        if deletes:
+            update.delete(change.owner, rdataset(deletes, 0))
+        if adds:
+            update.add(change.owner, rdataset(adds, change.ttl))
+    return update.to_wire()
+
+
+def test_update_wire_is_what_dnspython_renders(tmp_path: Path) -> None:
+    """The UPDATE is written as bytes (a fleet's thousands of records, issue 14): it must
+    say exactly what dnspython's own rendering says - every prerequisite (value-dependent
+    or "no RRset"), every deletion and addition with its class and TTL, in the same
+    order - for every shape of change, in a message big enough that later names can no
+    longer be compressed (offsets past 16 KiB), and owners outside the zone written whole."""
+    import dns.message
+
+    key = _key_with(tmp_path, "k", base64.b64encode(b"0" * 32).decode())
+    rfc = Rfc2136Provider({"server": "127.0.0.1:53", "tsig_key_file": str(key)})
+    zone = dns.name.from_text(ZONE)
+    a, b, c = (Tlsa.from_text(f"{u} 1 1 {secrets.token_hex(32)}") for u in (3, 2, 2))
+    shapes = [
+        OwnerChange(owner(), frozenset(), frozenset({a, b}), ttl=60),  # new owner
+        OwnerChange(owner(), frozenset({a}), frozenset({b}), frozenset({a}), ttl=60),  # replace
+        OwnerChange(owner(), frozenset({a, b}), delete=frozenset({b, c}), ttl=60),  # remove one
+        OwnerChange(owner(), frozenset({a, b}), frozenset({c}), ttl=300, expected_ttl=60),  # new TTL
+        OwnerChange(dns.name.from_text("_25._tcp.mx.elsewhere.test."), frozenset(), frozenset({a}), ttl=60),
+    ]
+    many = shapes + [
+        OwnerChange(owner(), frozenset({a}), frozenset({b}), frozenset({a}), ttl=60) for _ in range(330)
+    ]
+    for changes in (shapes[:1], shapes, many):
+        ours = rfc.build_update(zone, changes)
+        ours.id = 7
+        signed = ours.to_wire()
+        # dnspython checks the TSIG with the provider's key while it parses
+        mine = dns.message.from_wire(signed, keyring=rfc._keyring)
+        theirs = dns.message.from_wire(_dnspython_update(zone, changes))
+        assert mine.flags == theirs.flags and mine.had_tsig
+        # as text: names, classes, TTLs and records (rdataset equality ignores the TTL)
+        assert [[r.to_text() for r in section] for section in mine.sections] == [
+            [r.to_text() for r in section] for section in theirs.sections
+        ]
+    assert 16384 * 2 < len(signed) < 65535  # owners first named past the reach of a pointer

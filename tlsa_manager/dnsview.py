@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import dns.exception
 import dns.flags
@@ -49,16 +50,30 @@ class DnsView:
         self._keys: dict[tuple[Endpoint, dns.name.Name], rrsig.ZoneKeys | None] = {}
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
-        """Every owner from every server: one pipelined TCP connection per server.  A
-        server that takes no TCP at all but answers over UDP is asked over UDP, one query
-        per owner (slower, still an answer)."""
+        """Every owner from every server: one pipelined TCP connection per server, the
+        servers asked at once (each thread waits on its server's answers, so the servers'
+        work overlaps), the answers then read here one server after the other (a
+        signature the first server's answer proved is not checked again for the next).
+        A server that takes no TCP at all but answers over UDP is asked over UDP, one
+        query per owner (slower, still an answer)."""
         if not owners:
             return {}
-        per_server = [self._server_views(e, owners) for e in self.endpoints]
+        questions = [(o, dns.rdatatype.TLSA) for o in owners]
+        if len(self.endpoints) > 1 and len(owners) > 1:
+            with ThreadPoolExecutor(len(self.endpoints), thread_name_prefix="observe") as pool:
+                answers = list(pool.map(lambda e: ask_many(e, questions, self.timeout), self.endpoints))
+            per_server = [
+                self._server_views(e, owners, a) for e, a in zip(self.endpoints, answers, strict=True)
+            ]
+        else:  # one owner (the propagation wait's poll): each server in turn, as it answers
+            per_server = [
+                self._server_views(e, owners, ask_many(e, questions, self.timeout)) for e in self.endpoints
+            ]
         return {owner: tuple(views[i] for views in per_server) for i, owner in enumerate(owners)}
 
-    def _server_views(self, endpoint: Endpoint, owners: Sequence[dns.name.Name]) -> list[ServerView]:
-        answers = ask_many(endpoint, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout)
+    def _server_views(
+        self, endpoint: Endpoint, owners: Sequence[dns.name.Name], answers: Sequence[Answer]
+    ) -> list[ServerView]:
         if isinstance(answers[0], OSError) and all(a is answers[0] for a in answers):
             first = self.view(endpoint, owners[0])  # no TCP connection at all: try UDP once
             if first.records is not None:

@@ -219,7 +219,8 @@ class Run:
                 for change in changeset.changes:
                     rec = host.owner(change.owner.to_text())
                     intent.setdefault(member.settings.host, []).append((rec, change.add - rec.managed))
-                    rec.managed = rec.managed | change.add
+                    if not change.add <= rec.managed:  # the same set stays the same object (ledger memo)
+                        rec.managed = rec.managed | change.add
             self.save(self.ledger)
             self.checkpoint("intent-saved")
             zones: dict[Hashable, list[tuple[Member, ChangeSet]]] = {}
@@ -255,7 +256,8 @@ class Run:
                     host = self.ledger.host(member.settings.host)
                     for change in changeset.changes:
                         rec = host.owner(change.owner.to_text())
-                        rec.managed = rec.managed - change.delete
+                        if change.delete & rec.managed:
+                            rec.managed = rec.managed - change.delete
                 written.extend(whole.changes)
             if written:
                 self.save(self.ledger)

@@ -18,6 +18,7 @@ import dns.name
 from tlsa_manager.hostports import LivePorts, wait_until_served
 from tlsa_manager.observations import ServerView
 from tlsa_manager.provider import ChangeSet, RRset
+from tlsa_manager.records import Tlsa
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ class FleetZones:
     def __init__(self, hosts: Sequence[LivePorts]) -> None:
         self.by_owner = {owner: ports for ports in hosts for owner in ports.owners}
         self._read: dict[dns.name.Name, RRset] = {}
+        #: written owners every server was seen serving right after the write, whose
+        #: provider holds what it wrote: the next read takes these instead of asking
+        self._known: dict[dns.name.Name, RRset] = {}
 
     def _split(
         self, owners: Sequence[dns.name.Name], key: str
@@ -49,8 +53,9 @@ class FleetZones:
         return self.by_owner[owner].zone_of(owner)
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
-        out: dict[dns.name.Name, RRset] = {}
-        for ports, group in self._split(owners, "provider"):
+        known, self._known = self._known, {}  # only the read right after the wait
+        out = {o: known[o] for o in owners if o in known}
+        for ports, group in self._split([o for o in owners if o not in known], "provider"):
             out.update(ports.provider.read(group))
         self._read.update(out)
         return out
@@ -66,6 +71,7 @@ class FleetZones:
 
     def apply(self, changeset: ChangeSet) -> None:
         self._read.clear()
+        self._known.clear()
         changes = {c.owner: c for c in changeset.changes}
         for ports, group in self._split(list(changes), "provider"):
             ports.apply(ChangeSet(tuple(changes[o] for o in group)))
@@ -88,4 +94,23 @@ class FleetZones:
                     ports.dns.propagation_timeout,
                 )
             served.update(got)
+            self._known.update(
+                _as_written(
+                    {o: v for o, v in got.items() if self.by_owner[o].provider.holds_what_it_wrote}, wanted
+                )
+            )
         return served
+
+
+def _as_written(
+    served: dict[dns.name.Name, tuple[ServerView, ...]], wanted: dict[dns.name.Name, frozenset[Tlsa]]
+) -> dict[dns.name.Name, RRset]:
+    """The provider's copy of owners just written and served by every server: the
+    change's result at the TTL the servers give it (a compare-and-swap write that
+    applied leaves exactly the result)."""
+    out = {}
+    for owner, views in served.items():
+        if views and all(v.records == wanted[owner] for v in views):
+            ttls = [v.ttl for v in views if v.ttl is not None]
+            out[owner] = RRset(owner, wanted[owner], min(ttls) if ttls and wanted[owner] else None)
+    return out

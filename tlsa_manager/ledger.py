@@ -45,33 +45,53 @@ LOCK_NAME = "lock"
 LEDGER_LIMIT = 64 * 1024 * 1024
 
 
-def encode(data: LedgerData) -> str:
+#: what :func:`encode` keeps between saves of one run: per host and owner, the owner
+#: record's JSON with the objects it was made from (compared by identity, and kept
+#: alive so that no identity is reused)
+EncodeMemo = dict[tuple[str, str], tuple[frozenset[Tlsa], History, str]]
+
+
+def encode(data: LedgerData, memo: EncodeMemo | None = None) -> str:
     """One host per line, each line by the C JSON encoder: a ledger of a thousand
-    hosts is written in milliseconds, and a diff of two ledgers stays per host."""
-    hosts = [
-        json.dumps(host)
-        + ": "
-        + json.dumps(
-            {
-                "owners": {
-                    owner: {
+    hosts is written in milliseconds, and a diff of two ledgers stays per host.
+
+    With ``memo`` (the same dict for every save of a run) an owner whose managed set
+    and history are the very objects of the last save is not encoded again: a run
+    saves after every phase, and most phases touch few owners.  The text is the same
+    as without it: ``json.dumps(..., sort_keys=True)`` of the host, assembled in key
+    order."""
+    used: EncodeMemo = {}
+    lines = []
+    for host, hr in sorted(data.hosts.items()):
+        owners = []
+        for owner, rec in sorted(hr.owners.items()):
+            key = (host, owner)
+            hit = memo.get(key) if memo is not None else None
+            if hit is not None and hit[0] is rec.managed and hit[1] is rec.history:
+                text = hit[2]
+            else:
+                text = json.dumps(
+                    {
                         "managed": sorted(r.to_text() for r in rec.managed),
                         "history": [_obs_to_json(o) for o in rec.history.entries],
                         "since": rec.history.since,
                         "blind": rec.history.blind,
-                    }
-                    for owner, rec in sorted(hr.owners.items())
-                },
-                "deploys": {label: _intent_to_json(i) for label, i in hr.deploys.items()},
-                "clock": hr.clock,
-                "unverified": hr.unverified,
-                **({"negative_ttl": hr.negative_ttl} if hr.negative_ttl is not None else {}),
-            },
-            sort_keys=True,
+                    },
+                    sort_keys=True,
+                )
+            used[key] = (rec.managed, rec.history, text)
+            owners.append(json.dumps(owner) + ": " + text)
+        deploys = {label: _intent_to_json(i) for label, i in hr.deploys.items()}
+        negative = "" if hr.negative_ttl is None else f'"negative_ttl": {json.dumps(hr.negative_ttl)}, '
+        lines.append(
+            f'{json.dumps(host)}: {{"clock": {json.dumps(hr.clock, sort_keys=True)}, '
+            f'"deploys": {json.dumps(deploys, sort_keys=True)}, {negative}'
+            f'"owners": {{{", ".join(owners)}}}, "unverified": {json.dumps(hr.unverified)}}}'
         )
-        for host, hr in sorted(data.hosts.items())
-    ]
-    return '{"hosts": {\n' + ",\n".join(hosts) + "\n}, " + f'"schema": {SCHEMA}}}\n'
+    if memo is not None:
+        memo.clear()
+        memo.update(used)
+    return '{"hosts": {\n' + ",\n".join(lines) + "\n}, " + f'"schema": {SCHEMA}}}\n'
 
 
 def decode(text: str, source: str = "ledger") -> LedgerData:
@@ -179,6 +199,7 @@ class Ledger:
         #: what this object last wrote and the file it made: a save of the same text to
         #: the same, untouched file is skipped (a run saves after every phase)
         self._written: tuple[str, tuple[int, int, int]] | None = None
+        self._memo: EncodeMemo = {}
 
     def check_trusted(self) -> bool:
         """Refuse a state directory or ledger another user could have written (exit 3).
@@ -220,7 +241,7 @@ class Ledger:
         return decode(decode_text(raw, self.path, StateError), str(self.path))
 
     def save(self, data: LedgerData) -> None:
-        text = encode(data)
+        text = encode(data, self._memo)
         if self._written is not None and self._written == (text, self._stamp()):
             return
         atomic_write(self.path, text.encode(), mode=0o600, error=StateError)

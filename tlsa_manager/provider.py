@@ -116,6 +116,11 @@ class Provider(abc.ABC):
     #: config file; ``NAME_file`` and ``NAME_env`` name where the secret is read from.
     #: The core knows no provider's keys: validation and redaction use this.
     secret_settings: ClassVar[Mapping[str, str]] = {}
+    #: after a successful ``apply`` the provider holds exactly each change's result (an
+    #: atomic compare-and-swap write that marks nothing): once every server serves it,
+    #: the run takes the RRset from the write and the servers' answers instead of
+    #: reading every written owner again (fleet.py)
+    holds_what_it_wrote: ClassVar[bool] = False
     #: who publishes through this provider (config ``instance``, default the machine's
     #: host name): a provider that marks records as managed marks them per instance, so
     #: two machines publishing at one owner name never remove each other's records

@@ -11,6 +11,7 @@ cause; the TSIG secret never appears in any of them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -21,8 +22,8 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdataclass
-import dns.rdataset
 import dns.rdatatype
+import dns.renderer
 import dns.tsig
 import dns.update
 
@@ -47,6 +48,8 @@ class Rfc2136Provider(Provider):
 
     name = "rfc2136"
     capabilities = Capabilities(atomic=True, compare_and_swap=True, eventual_propagation=True)
+    #: an UPDATE applies whole under its prerequisites, and records carry no marks
+    holds_what_it_wrote = True
     settings: ClassVar[Mapping[str, str]] = {
         "server": "primary to send updates to, host[:port] (default port 53)",
         **shared.zone("by SOA"),
@@ -143,23 +146,10 @@ class Rfc2136Provider(Provider):
         return out
 
     def build_update(self, zone: dns.name.Name, changes: Sequence[OwnerChange]) -> dns.update.UpdateMessage:
-        update = dns.update.UpdateMessage(
-            zone, keyring=self._keyring, keyname=self._keyname, keyalgorithm=self._algorithm
-        )
-        for change in changes:
-            if change.expected:
-                update.present(change.owner, _rdataset(change.expected, 0))
-            else:
-                update.absent(change.owner, dns.rdatatype.TLSA)
-        for change in changes:
-            deletes = change.delete & change.expected
-            adds = change.add - change.expected
-            if change.ttl_change:
-                deletes, adds = change.expected - change.delete, change.result
-            if deletes:
-                update.delete(change.owner, _rdataset(deletes, 0))
-            if adds:
-                update.add(change.owner, _rdataset(adds, change.ttl))
+        """One TSIG-signed UPDATE of ``changes``: first every owner's prerequisite (its
+        RRset as read, or no RRset), then per owner its deletions and additions."""
+        update = _WireUpdate(zone, keyring=self._keyring, keyname=self._keyname, keyalgorithm=self._algorithm)
+        update.body, update.body_counts = _update_sections(zone, changes)
         return update
 
     def apply(self, changeset: ChangeSet) -> None:
@@ -272,9 +262,103 @@ def _estimate(change: OwnerChange) -> int:
     return len(change.owner.to_wire() or b"") + 12 * rrs + data * 2
 
 
-def _rdataset(records: frozenset[Tlsa], ttl: int) -> dns.rdataset.Rdataset:
-    rdataset = dns.rdataset.Rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
-    for record in sorted(records):
-        rdataset.add(record.to_rdata(), ttl)
-    rdataset.ttl = ttl
-    return rdataset
+class _WireUpdate(dns.update.UpdateMessage):
+    """An UPDATE whose zone, prerequisite and update sections are written as bytes by
+    :func:`_update_sections`; dnspython adds and checks the TSIG as for any message.
+
+    A fleet's change set is thousands of records: rendering them through dnspython's
+    rdatasets and name compression took 0.4 s of CPU per 1,000 owners (issue 14)."""
+
+    body: bytes = b""
+    body_counts: tuple[int, int, int] = (0, 0, 0)
+
+    def to_wire(
+        self,
+        origin: dns.name.Name | None = None,
+        max_size: int = 0,
+        multi: bool = False,
+        tsig_ctx: Any | None = None,
+        prepend_length: bool = False,
+        prefer_truncation: bool = False,
+        **kw: Any,
+    ) -> bytes:
+        renderer: Any = dns.renderer.Renderer(self.id, self.flags, 65535)  # type: ignore[no-untyped-call]
+        renderer.output.write(self.body)
+        renderer.counts[:3] = self.body_counts
+        renderer.section = dns.renderer.AUTHORITY
+        renderer.write_header()
+        tsig: Any = self.tsig
+        if tsig is not None:  # as dns.message.Message.to_wire signs
+            if self.want_tsig_sign:
+                sign: Any = dns.tsig.sign
+                signed, _ctx = sign(
+                    renderer.get_wire(), self.keyring, tsig[0], int(time.time()), self.request_mac
+                )
+                tsig.clear()
+                tsig.add(signed)
+            renderer.add_rrset(dns.renderer.ADDITIONAL, tsig)
+            renderer.write_header()
+        message: bytes = renderer.get_wire()
+        self.wire = message
+        return len(message).to_bytes(2, "big") + message if prepend_length else message
+
+
+_TLSA = dns.rdatatype.TLSA.to_bytes(2, "big")
+_IN = dns.rdataclass.IN.to_bytes(2, "big")
+_NONE = dns.rdataclass.NONE.to_bytes(2, "big")
+_HEADER = 12  # bytes before the zone section: the zone name is at offset 12
+
+
+def _update_sections(
+    zone: dns.name.Name, changes: Sequence[OwnerChange]
+) -> tuple[bytes, tuple[int, int, int]]:
+    """The zone, prerequisite and update sections of an UPDATE (RFC 2136 §2.3-2.5) and
+    their record counts: value-dependent prerequisites (§2.4.2) or "RRset does not
+    exist" (§2.4.3), deletions of single records (class NONE, §2.5.4), additions at
+    the change's TTL (dane-rules E1).  Names are compressed as dnspython does: an
+    owner under the zone is its own labels and a pointer to the zone's name, and a
+    later mention of an owner points at its first one (offsets below 16 KiB)."""
+    out = bytearray(zone.to_wire() or b"")
+    out += dns.rdatatype.SOA.to_bytes(2, "big") + _IN
+    at_zone = (0xC000 | _HEADER).to_bytes(2, "big")
+    seen: dict[dns.name.Name, bytes] = {}
+
+    def name(owner: dns.name.Name) -> bytes:
+        if owner in seen:
+            return seen[owner]
+        if owner.is_subdomain(zone) and owner != zone:
+            own = owner.labels[: len(owner.labels) - len(zone.labels)]
+            text = b"".join(len(label).to_bytes(1, "big") + label for label in own) + at_zone
+        else:
+            text = owner.to_wire() or b""
+        position = _HEADER + len(out)
+        if position < 0x3FFF:
+            seen[owner] = (0xC000 | position).to_bytes(2, "big")
+        return text
+
+    def record(owner: dns.name.Name, rdclass: bytes, ttl: int, tlsa: Tlsa | None) -> None:
+        rdata = b"" if tlsa is None else bytes((tlsa.usage, tlsa.selector, tlsa.mtype)) + tlsa.data
+        out.extend(name(owner) + _TLSA + rdclass + ttl.to_bytes(4, "big") + len(rdata).to_bytes(2, "big"))
+        out.extend(rdata)
+
+    prerequisites = updates = 0
+    for change in changes:
+        if change.expected:
+            for tlsa in sorted(change.expected):
+                record(change.owner, _IN, 0, tlsa)
+                prerequisites += 1
+        else:
+            record(change.owner, _NONE, 0, None)
+            prerequisites += 1
+    for change in changes:
+        deletes = change.delete & change.expected
+        adds = change.add - change.expected
+        if change.ttl_change:
+            deletes, adds = change.expected - change.delete, change.result
+        for tlsa in sorted(deletes):
+            record(change.owner, _NONE, 0, tlsa)
+            updates += 1
+        for tlsa in sorted(adds):
+            record(change.owner, _IN, change.ttl, tlsa)
+            updates += 1
+    return bytes(out), (1, prerequisites, updates)
