@@ -130,6 +130,25 @@ def test_hook_refuses_the_example_leaf_whose_named_issuer_did_not_sign_it(tmp_pa
     assert tlsa_lines(zone) == before and sum(" 2 1 1 " in line for line in before) == 3
 
 
+def test_hook_given_the_live_certificate_stages_nothing(tmp_path: Path) -> None:
+    """`hook generic --cert live/fullchain.pem` (a hook run twice, or pointed at the live
+    file): the live file already holds it, so nothing is staged and no deploy waits."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copy(EXAMPLE / "fullchain.pem", live / "fullchain.pem")
+    shutil.copy(EXAMPLE / "privkey.pem", live / "privkey.pem")
+    config = zonefile_site(tmp_path, f'cert = "{live / "fullchain.pem"}"\nkey = "{live / "privkey.pem"}"\n'
+                                     f'staged_dir = "{tmp_path / "staged"}"\n')
+    assert run("--config", config, "sync").returncode == 0
+    result = run("--config", config, "hook", "generic", "--cert", live / "fullchain.pem",
+                 "--key", live / "privkey.pem", "--host", HOST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is already live; nothing staged" in result.stdout and "deploy" not in result.stdout, result.stdout
+    assert not (tmp_path / "staged").exists() or not list((tmp_path / "staged").iterdir())
+
+
 # ---------------------------------------------------------------- 2. a write that does not happen
 
 

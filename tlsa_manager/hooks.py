@@ -134,8 +134,10 @@ def with_known_key(renewal: Renewal, next_keys: Sequence[Path]) -> Renewal:
     )
 
 
-def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequence[Path] = ()) -> Path:
-    """Write key + chain to the host's staged folder, under the live file's name.
+def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequence[Path] = ()) -> Path | None:
+    """Write key + chain to the host's staged folder, under the live file's name; None
+    when the live file already holds this very certificate and key (a hook run again,
+    or pointed at the live file): staging it would only make a deploy wait for nothing.
 
     A file with the server certificate only (certbot's ``cert.pem``) is completed with
     its issuer from the catalog: served alone it would match no "2 1 1" record (H9),
@@ -155,11 +157,25 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
     target_name = _live_name(spec, kind)
     make_dir(spec.staged_dir, 0o750, what="staged_dir")
     target = spec.staged_dir / target_name
+    issuer = _missing_issuer(chain, renewal, catalog)  # a hazard first: it is said either way
+    if _already_live(next((p for p in spec.certs if p.name == target_name), None), chain):
+        return None
     key_pem = read_bytes(renewal.key)
-    chain_pem = read_bytes(renewal.fullchain).rstrip(b"\n") + b"\n" + _missing_issuer(chain, renewal, catalog)
+    chain_pem = read_bytes(renewal.fullchain).rstrip(b"\n") + b"\n" + issuer
     atomic_write(target, key_pem.rstrip(b"\n") + b"\n" + chain_pem, mode=0o640)
     _group_like(target, spec)
     return target
+
+
+def _already_live(live: Path | None, chain: Chain) -> bool:
+    """Whether the live file holds the same server certificate and key as ``chain``."""
+    if live is None or chain.leaf is None:
+        return False
+    try:
+        current = load_chain(live)
+    except InputError:  # missing or unreadable: the renewal is needed
+        return False
+    return current.leaf is not None and current.leaf == chain.leaf and current.key == chain.key
 
 
 def _missing_issuer(chain: Chain, renewal: Renewal, catalog: Catalog) -> bytes:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         state_dir=state_dir(args),
     )
     # Staged under the ledger lock: never between another run's gate and its deploy.
-    staged: list[tuple[str, Path]] = []
+    staged: list[tuple[str, Path | None]] = []
     reports = sync_hosts(
         runs,
         state_dir(args),
@@ -62,5 +62,6 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     for name, target in staged if not (args.json or args.quiet) else ():  # -q: no progress
-        sys.stdout.write(f"{name}: staged {target}\n")
+        done = f"staged {target}" if target else f"{renewal.fullchain} is already live; nothing staged"
+        sys.stdout.write(f"{name}: {done}\n")
     return report_syncs(args, runs, reports, hook=True)
