@@ -266,8 +266,9 @@ def check_steps(path: str, events: Sequence[tuple[float, Any]], until: float, ti
     runs = int(until // timer) if timer else 0
     steps = runs + sum(1 for at, _ in events if at <= until)
     if steps > MAX_STEPS:
+        extra = steps - runs
         raise ConfigError(
-            f"{path}: {steps:,} steps (a timer run every {timer or 0:g} s for {until:g} s: {runs:,}, "
-            f"plus {steps - runs:,} events), more than the limit of {MAX_STEPS:,}",
+            f"{path}: {steps:,} steps (a timer run every {timer or 0:,.0f} s for {until:,.0f} s: {runs:,}, "
+            f"plus {extra:,} event{'s' if extra != 1 else ''}), more than the limit of {MAX_STEPS:,}",
             "make world.timer longer or world.until shorter",
         )
