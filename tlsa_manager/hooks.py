@@ -24,6 +24,7 @@ from tlsa_manager.certs import Chain, key_type, load_chain, read_bytes
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.errors import ConfigError, HazardError, InputError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
+from tlsa_manager.hazards import TA_NOT_SENT
 from tlsa_manager.nextkey import find_key
 from tlsa_manager.records import spki_der
 
@@ -197,7 +198,8 @@ def _missing_issuer(chain: Chain, renewal: Renewal, catalog: Catalog) -> bytes:
         else f"its issuer {issuer} is not in the issuer catalog"
     )
     raise HazardError(
-        f"[H9] {renewal.fullchain} holds the server certificate without its issuer, and {why}; "
+        f"[{TA_NOT_SENT.code}] {renewal.fullchain} holds the server certificate without its issuer, "
+        f"and {why}; "
         'nothing staged (served alone, it matches no "2 1 1" record)',
         "give the full chain (leaf, then intermediates), e.g. certbot's fullchain.pem",
     )

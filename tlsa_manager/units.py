@@ -30,7 +30,6 @@ from tlsa_manager.fsutil import atomic_write, check_trusted_dir
 
 PLACEHOLDER = "@TLSA_MANAGER@"
 STATE_PLACEHOLDER = "@STATE_DIR@"
-DEFAULT_STATE_DIR = "/var/lib/tlsa-manager"
 TIMERS = ("tlsa-manager-sync.timer", "tlsa-manager-check.timer", "tlsa-manager-catalog.timer")
 
 
@@ -83,7 +82,7 @@ def cron_quote(word: str) -> str:
     return shlex.quote(word).replace("%", "\\%")
 
 
-def unit_texts(command: Sequence[str], state_dir: str = DEFAULT_STATE_DIR) -> dict[str, str]:
+def unit_texts(command: Sequence[str], state_dir: str) -> dict[str, str]:
     """File name -> content of every unit, with the ``command`` words (the program and
     the global options) and the state directory in place of the placeholders."""
     folder = resources.files("tlsa_manager") / "data" / "systemd"
@@ -96,9 +95,7 @@ def unit_texts(command: Sequence[str], state_dir: str = DEFAULT_STATE_DIR) -> di
     }
 
 
-def install(
-    directory: Path, command: Sequence[str] | None = None, state_dir: str = DEFAULT_STATE_DIR
-) -> list[Path]:
+def install(directory: Path, command: Sequence[str] | None, state_dir: str) -> list[Path]:
     """Write every unit into ``directory`` atomically (mode 0644); returns the paths.
     ``command`` is the program and its global options; ``state_dir`` is where the
     catalog service may write (its sandbox makes the rest of the system read-only)."""

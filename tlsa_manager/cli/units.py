@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from tlsa_manager.cli.common import Subparsers, progress
+from tlsa_manager.cli.common import DEFAULT_STATE_DIR, Subparsers, progress
 from tlsa_manager.errors import ExitCode, UsageError
 
 
@@ -20,7 +20,7 @@ def add_parser(sub: Subparsers, name: str, help: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tlsa_manager.units import DEFAULT_STATE_DIR, TIMERS, command_path, cron_text, global_options, install
+    from tlsa_manager.units import TIMERS, command_path, cron_text, global_options, install
 
     config_state = None
     if args.config:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     # environment, so the variable becomes --state-dir in the units
     explicit = args.state_dir or (None if config_state else os.environ.get("TLSA_MANAGER_STATE_DIR") or None)
     options = global_options(args.config, explicit)
-    state = options[options.index("--state-dir") + 1] if explicit else config_state
+    state = os.path.abspath(explicit) if explicit else config_state
     command = command_path() + options
     if args.cron:
         sys.stdout.write(cron_text(command))
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--dir is empty", "give the folder of the unit files, e.g. --dir /etc/systemd/system"
         )
-    for path in install(Path(args.dir), command, state or DEFAULT_STATE_DIR):
+    for path in install(Path(args.dir), command, state or str(DEFAULT_STATE_DIR)):
         progress(f"wrote {path}")
     progress(f"now: systemctl daemon-reload && systemctl enable --now {' '.join(TIMERS)}")
     return ExitCode.OK
