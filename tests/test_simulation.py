@@ -23,6 +23,7 @@ from tlsa_manager.catalog import load_bundled
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.observations import History
 from tlsa_manager.policy import HostPolicy, issuers_from_catalog
+from tlsa_manager.ports import CHECKPOINTS
 from tlsa_manager.records import parse_params
 from tlsa_manager.simulation import World
 
@@ -31,18 +32,7 @@ SIBLINGS = {
     kt: sorted(i.name for i in ISSUERS if i.key_type == kt and i.status in ("active", "backup"))
     for kt in ("ecdsa", "rsa")
 }
-STEPS = [
-    "observed",
-    "intent-saved",
-    "apply-returned",
-    "applied",
-    "propagated",
-    "gated",
-    "before-deploy",
-    "deploy-intent",
-    "renamed",
-    "deployed",
-]
+STEPS = list(CHECKPOINTS)  # the engine's own list, in its order (the timelines of a seed depend on it)
 TIMELINES = int(os.environ.get("TLSA_SIM_TIMELINES", "10000"))
 #: TLSA_SIM_SEED=N replays another set of timelines; printed with every failure
 SEED = int(os.environ.get("TLSA_SIM_SEED", "20261125"))
@@ -591,3 +581,19 @@ def test_naive_one_ttl_from_update_is_caught() -> None:
     world.deploy(new)
     world.advance(world.clock + 10)
     assert world.violations
+
+
+def test_every_checkpoint_the_code_calls_is_listed() -> None:
+    """CHECKPOINTS is where the timelines and scenario files may strike: a step the engine
+    calls but the list lacks would never be crashed at, one listed but never called never
+    fires."""
+    import re
+    from pathlib import Path
+
+    package = Path(engine.__file__).parent
+    called = {
+        name
+        for path in package.rglob("*.py")
+        for name in re.findall(r'(?:checkpoint|step)\("([a-z-]+)"\)', path.read_text(encoding="utf-8"))
+    }
+    assert called == set(CHECKPOINTS)

@@ -139,4 +139,11 @@ class StagedChanged(TlsaManagerError):
 
 
 Checkpoint = Callable[[str], None]
+#: the steps of a run a :data:`Checkpoint` is called at, in the order a deploying run
+#: passes them (``renamed`` comes from the deploy's rename): where a simulated crash,
+#: lost ledger, staging race or interleaving can strike
+CHECKPOINTS = (
+    "observed", "intent-saved", "apply-returned", "applied", "propagated",
+    "gated", "before-deploy", "deploy-intent", "renamed", "deployed",
+)  # fmt: skip
 Save = Callable[[LedgerData], None]

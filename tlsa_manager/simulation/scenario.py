@@ -16,6 +16,7 @@ from typing import Any
 
 from tlsa_manager.errors import ConfigError
 from tlsa_manager.policy import HostPolicy, IssuerFacts
+from tlsa_manager.ports import CHECKPOINTS
 from tlsa_manager.simulation.world import World
 
 #: the most steps (timer runs plus events) a scenario file may ask for: about half a
@@ -53,12 +54,9 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "edit": (),
     "parallel": (),
 }
-#: the engine's checkpoints, where ``crash``, ``lose-ledger``, ``stage-race`` and
-#: ``interleave`` act (a misspelt step never fires: the event would do nothing)
-STEPS = (
-    "observed", "gated", "intent-saved", "apply-returned", "applied", "propagated",
-    "before-deploy", "deploy-intent", "renamed", "deployed",
-)  # fmt: skip
+#: where ``crash``, ``lose-ledger``, ``stage-race`` and ``interleave`` act (a misspelt
+#: step never fires: the event would do nothing)
+STEPS = CHECKPOINTS
 #: the most events: an event costs up to 30 timer runs (a renewal stages a chain and
 #: syncs; 49,000 of them ran for minutes), so 3,000 take about half a minute too
 MAX_EVENTS = 3_000
