@@ -117,3 +117,11 @@ def test_step_limit_is_checked_before_running(tmp_path: Path) -> None:
 def test_missing_scenario(cli: CliRunner, tmp_path: Path) -> None:
     result = cli("simulate", tmp_path / "nope.toml")
     assert result.code == 2 and "no such scenario file" in result.err
+
+
+def test_a_scenario_saved_with_a_byte_order_mark_runs(cli: CliRunner, tmp_path: Path) -> None:
+    """Notepad writes a BOM before the first line; TOML rejects it, so it is not text."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b'\xef\xbb\xbf[world]\ntimer = "1h"\nuntil = "1d"\n[[events]]\nat = "1h"\ndo = "sync"\n')
+    result = cli("simulate", path)
+    assert result.code == 0, result.err

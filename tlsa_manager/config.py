@@ -254,7 +254,7 @@ def load_config(path: Path) -> Config:
                 f"{path}: no such configuration file", "give --config PATH, or use flags"
             ) from None
         raise
-    text = decode_text(raw, path, ConfigError).removeprefix("\ufeff")  # a BOM some editors write
+    text = decode_text(raw, path, ConfigError)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

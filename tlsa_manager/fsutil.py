@@ -113,9 +113,10 @@ def make_dir(path: Path, mode: int, error: type[TlsaManagerError] = InputError, 
 
 
 def decode_text(data: bytes, path: Path, error: type[TlsaManagerError] = InputError) -> str:
-    """UTF-8 text, or one line naming the first byte that is not."""
+    """UTF-8 text, or one line naming the first byte that is not.  A byte-order mark
+    (some Windows editors write one) is not part of the text: TOML would reject it."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise error(
