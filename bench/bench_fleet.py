@@ -55,30 +55,34 @@ class Timed:
     err: str
 
 
-#: the children's bytecode cache (see :func:`compile_once`); None: Python's default
-PYCACHE: Path | None = None
+#: whether :func:`compile_once` ran (False: the children compile our modules each run)
+COMPILED = False
 
 
 def compile_once(root: Path) -> None:
-    """Compile the package's modules once into a cache under ``root``, as an installed
-    package has them (pip byte-compiles on install), so each timed run does not compile
-    the ~80 modules from source again: with PYTHONDONTWRITEBYTECODE set (as on the
-    project's machine) that is 0.15-0.2 s of CPU per command that no installation pays."""
-    global PYCACHE
-    PYCACHE = root / "pycache"
-    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(PYCACHE)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    """Compile the package's modules once, in place (``__pycache__`` beside the sources,
+    as pip byte-compiles an installed package), so each timed run does not compile the
+    ~80 modules from source again: with PYTHONDONTWRITEBYTECODE set (as on the project's
+    machine) that is 0.15-0.2 s of CPU per command that no installation pays.
+
+    Not with PYTHONPYCACHEPREFIX: a prefix moves the cache of *every* module there, so
+    the children compiled the standard library and dnspython/cryptography again on every
+    run (0.75-0.85 s of CPU, 200 modules; the figures from 04:40 to 07:05 on 2026-11-26
+    carry that).  ``root`` is unused and kept for the callers."""
+    global COMPILED
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(REPO / "tlsa_manager"), str(REPO / "providers")],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    COMPILED = True
 
 
 def run_cli(config: Path, *args: str) -> Timed:
     """The command as a user runs it; CPU and peak RSS of that child alone (wait4)."""
-    env = {**os.environ, **({"PYTHONPYCACHEPREFIX": str(PYCACHE)} if PYCACHE else {})}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         process = subprocess.Popen(
