@@ -1,0 +1,128 @@
+"""Benchmark: the CPU of loading a fleet's certificate chains, per host.
+
+What ``sync``/``plan`` do once per host before planning: read the host's PEM file (key,
+leaf, Let's-Encrypt-shaped chain, as ``tests/pki.py`` ``fleet()`` makes them for
+``bench_fleet.py``), parse it, check that the key belongs to the leaf, find the catalog
+issuer and describe the chain (``hostfiles.chain_facts``).
+
+N certificate files are made once in a temp dir; then each revision loads all of them
+in a fresh child process (a run's process-wide caches start cold, as in a real run),
+timed with ``time.process_time()`` around the loading loop only (imports, the catalog
+and one warm-up file on other names are outside it).  The revisions take turns, run
+after run, so a change of load on the shared machine hits them alike; the best of
+``--runs`` is reported.  Each child also prints a digest of every ChainFacts it made:
+the revisions must agree on it (the same results, only faster).
+
+Usage: python bench/bench_chains.py [--hosts 1000] [--runs 5] [--rev main] [--tree PATH]
+(default: ``git archive`` of ``main`` against this working tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LE = REPO / "tlsa_manager" / "data" / "letsencrypt"
+
+
+def child(directory: Path) -> None:
+    """Load every ``h*.pem`` of ``directory``; print the CPU per host and the digest."""
+    import tlsa_manager
+    from tlsa_manager.catalog import load_bundled
+    from tlsa_manager.hostfiles import chain_facts
+
+    catalog = load_bundled()
+    paths = sorted(directory.glob("h*.pem"))
+    chain_facts(directory / "warm.pem", "live warm.pem", catalog)  # lazy imports, the shared CA
+    start = time.process_time()
+    found = [chain_facts(path, f"live {path.name}", catalog) for path in paths]
+    cpu = time.process_time() - start
+    digest = hashlib.sha256("".join(map(repr, found)).encode()).hexdigest()[:16]
+    print(json.dumps({"ms_per_host": cpu * 1000 / len(paths), "digest": digest, "module": tlsa_manager.__file__}))
+
+
+def export(rev: str, into: Path) -> Path:
+    """The package of ``rev`` as files (``git archive``), without touching any worktree."""
+    blob = subprocess.run(["git", "-C", str(REPO), "archive", rev, "tlsa_manager"], capture_output=True, check=True)
+    with tempfile.TemporaryFile() as tar:
+        tar.write(blob.stdout)
+        tar.seek(0)
+        with tarfile.open(fileobj=tar) as archive:
+            archive.extractall(into, filter="data")
+    return into
+
+
+def run_child(tree: Path, directory: Path) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
+    env["PYTHONPATH"] = str(tree)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", str(directory)], env=env, capture_output=True, check=True
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    if not str(result["module"]).startswith(str(tree)):
+        raise SystemExit(f"the child imported {result['module']}, not the tree {tree}")
+    return result
+
+
+def make_certs(directory: Path, n: int) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    import pki
+
+    issuer = (LE / "ye1.pem").read_bytes()
+    pki.fleet(directory, [f"h{i}.example.net" for i in range(n)], issuer)
+    (directory / "warm.pem").write_bytes(pki.fleet(directory, ["warm.example.org"], issuer)[0].read_bytes())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rev", action="append", default=[], help="a git revision to compare (default main)")
+    parser.add_argument("--tree", action="append", default=[], type=Path, help="a source tree to compare")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    revs = args.rev or ([] if args.tree else ["main"])
+    trees = args.tree or [REPO]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        labelled = [(rev, export(rev, root / f"rev{i}")) for i, rev in enumerate(revs)]
+        labelled += [(str(tree), tree.resolve()) for tree in trees]
+        subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(t) for _, t in labelled)], check=True)
+        certs = root / "certs"
+        certs.mkdir()
+        make_certs(certs, args.hosts)
+        times: dict[str, list[float]] = {label: [] for label, _ in labelled}
+        digests: dict[str, set[str]] = {label: set() for label, _ in labelled}
+        for _ in range(args.runs):
+            for label, tree in labelled:
+                result = run_child(tree, certs)
+                times[label].append(float(str(result["ms_per_host"])))
+                digests[label].add(str(result["digest"]))
+    first = min(times[labelled[0][0]])
+    print(f"| tree ({args.hosts} hosts, {args.runs} runs) | best ms/host | median ms/host | vs first | results digest |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for label, _ in labelled:
+        best = min(times[label])
+        print(
+            f"| {label} | {best:.3f} | {statistics.median(times[label]):.3f} | "
+            f"{first / best:.2f}x faster | {', '.join(sorted(digests[label]))} |"
+        )
+    if len(set().union(*digests.values())) != 1:
+        raise SystemExit("the trees disagree on the chains' facts")
+
+
+if __name__ == "__main__":
+    main()
