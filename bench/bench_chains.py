@@ -48,12 +48,14 @@ def child(directory: Path) -> None:
     found = [chain_facts(path, f"live {path.name}", catalog) for path in paths]
     cpu = time.process_time() - start
     digest = hashlib.sha256("".join(map(repr, found)).encode()).hexdigest()[:16]
-    print(json.dumps({"ms_per_host": cpu * 1000 / len(paths), "digest": digest, "module": tlsa_manager.__file__}))
+    found_in = tlsa_manager.__file__
+    print(json.dumps({"ms_per_host": cpu * 1000 / len(paths), "digest": digest, "module": found_in}))
 
 
 def export(rev: str, into: Path) -> Path:
     """The package of ``rev`` as files (``git archive``), without touching any worktree."""
-    blob = subprocess.run(["git", "-C", str(REPO), "archive", rev, "tlsa_manager"], capture_output=True, check=True)
+    archive_cmd = ["git", "-C", str(REPO), "archive", rev, "tlsa_manager"]
+    blob = subprocess.run(archive_cmd, capture_output=True, check=True)
     with tempfile.TemporaryFile() as tar:
         tar.write(blob.stdout)
         tar.seek(0)
@@ -112,7 +114,7 @@ def main() -> None:
                 times[label].append(float(str(result["ms_per_host"])))
                 digests[label].add(str(result["digest"]))
     first = min(times[labelled[0][0]])
-    print(f"| tree ({args.hosts} hosts, {args.runs} runs) | best ms/host | median ms/host | vs first | results digest |")
+    print(f"| tree ({args.hosts} hosts, {args.runs} runs) | best ms/host | median | vs first | digest |")
     print("| --- | ---: | ---: | ---: | --- |")
     for label, _ in labelled:
         best = min(times[label])

@@ -24,7 +24,15 @@ from typing import Any
 
 from cryptography import x509
 
-from tlsa_manager.certs import Chain, cert_spki, describe_key, is_self_signed, issued_by, key_type
+from tlsa_manager.certs import (
+    Chain,
+    cert_spki,
+    describe_key,
+    is_self_signed,
+    issued_by,
+    key_type,
+    names_issuer_of,
+)
 from tlsa_manager.errors import InputError
 from tlsa_manager.fsutil import check_trusted_dir
 from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute, spki_sha256
@@ -96,7 +104,21 @@ class Catalog:
     origin: str
 
     def by_spki(self, spki_hex: str) -> Issuer | None:
-        return next((i for i in self.issuers if i.spki_sha256 == spki_hex.lower()), None)
+        return self._by_spki.get(spki_hex.lower())
+
+    @functools.cached_property
+    def _by_spki(self) -> dict[str, Issuer]:
+        """The issuers by their SPKI hash (the first of equal ones, as a scan finds it)."""
+        found: dict[str, Issuer] = {}
+        for issuer in self.issuers:
+            found.setdefault(issuer.spki_sha256, issuer)
+        return found
+
+    @functools.cached_property
+    def _by_ca_spki(self) -> dict[bytes, Issuer | None]:
+        """:meth:`by_spki` of a CA certificate's SPKI bytes, hashed once per CA key: a
+        fleet's chains carry the same few CA certificates (their SPKI is one object)."""
+        return {}
 
     def by_name(self, name: str) -> Issuer | None:
         wanted = name.strip().lower()
@@ -124,8 +146,12 @@ class Catalog:
         if leaf is None:
             return None
         for ca in chain.cas:
-            if ca.subject == leaf.issuer:
-                found = self.by_spki(hashlib.sha256(cert_spki(ca)).hexdigest())
+            if names_issuer_of(ca, leaf):
+                spki = cert_spki(ca)
+                try:
+                    found = self._by_ca_spki[spki]
+                except KeyError:
+                    found = self._by_ca_spki[spki] = self.by_spki(hashlib.sha256(spki).hexdigest())
                 if found is not None:
                     return found
         found_cert = self.issuing_cert(leaf)

@@ -24,6 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PublicKeyTypes,
 )
 
+from tlsa_manager import certmemo
+from tlsa_manager.certder import Parts
+from tlsa_manager.certmemo import known
 from tlsa_manager.errors import InputError
 from tlsa_manager.fsutil import read_regular
 from tlsa_manager.records import spki_der
@@ -133,16 +136,9 @@ def _load_pem(path: Path, data: bytes, passphrase: bytes | None) -> Material:
     return Material(path, tuple(certs), tuple(private), tuple(public))
 
 
-#: Certificates already parsed in this process, by their PEM block: the CA certificates
-#: of a fleet's chain files are the same few, parsed (and described, see _memo) once.
-_PARSED: dict[bytes, x509.Certificate] = {}
-_MEMO: dict[tuple[int, str], tuple[x509.Certificate, object]] = {}
-_CACHE_LIMIT = 4096
-
-
 def _pem_certificate(block: bytes, body: bytes) -> x509.Certificate:
     """The certificate of one PEM block; its DER is remembered (``der`` needs no re-encoding)."""
-    cert = _PARSED.get(block)
+    cert = certmemo.parsed(block)
     if cert is not None:
         return cert
     try:
@@ -151,42 +147,24 @@ def _pem_certificate(block: bytes, body: bytes) -> x509.Certificate:
     except (ValueError, binascii.Error):
         cert = x509.load_pem_x509_certificate(block)  # its own error, or headers we do not read
         der = cert.public_bytes(serialization.Encoding.DER)
-    if len(_PARSED) >= _CACHE_LIMIT:
-        _PARSED.clear()
-    _PARSED[block] = cert
-    _remember(cert, "der", der)
+    certmemo.remember(block, cert, der)
     return cert
-
-
-def _remember(cert: x509.Certificate, what: str, value: object) -> None:
-    if len(_MEMO) >= _CACHE_LIMIT:
-        _MEMO.clear()
-    _MEMO[(id(cert), what)] = (cert, value)  # holds the certificate, so its id stays its own
-
-
-def _recall(cert: x509.Certificate, what: str) -> tuple[bool, object]:
-    hit = _MEMO.get((id(cert), what))
-    return (True, hit[1]) if hit is not None and hit[0] is cert else (False, None)
 
 
 def der(cert: x509.Certificate) -> bytes:
     """The certificate's DER bytes (what selector 0 selects), encoded once per certificate."""
-    known, value = _recall(cert, "der")
-    if not known:
-        value = cert.public_bytes(serialization.Encoding.DER)
-        _remember(cert, "der", value)
-    assert isinstance(value, bytes)
-    return value
+    record = known(cert)
+    if record.der is None:
+        record.der = cert.public_bytes(serialization.Encoding.DER)
+    return record.der
 
 
 def cert_spki(cert: x509.Certificate) -> bytes:
     """The DER SPKI of the certificate's key (what selector 1 selects), once per certificate."""
-    known, value = _recall(cert, "spki")
-    if not known:
-        value = spki_der(cert.public_key())
-        _remember(cert, "spki", value)
-    assert isinstance(value, bytes)
-    return value
+    record = known(cert)
+    if record.spki is None:
+        record.spki = spki_der(cert.public_key())
+    return record.spki
 
 
 def _load_der(path: Path, data: bytes, passphrase: bytes | None) -> Material:
@@ -239,23 +217,21 @@ def _private_key(path: Path, blob: bytes, passphrase: bytes | None, *, pem: bool
 
 def is_ca(cert: x509.Certificate) -> bool:
     """True for a CA certificate (basicConstraints cA=TRUE)."""
-    known, value = _recall(cert, "ca")
-    if not known:
+    record = known(cert)
+    if record.ca is None:
         try:
-            value = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+            record.ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
         except x509.ExtensionNotFound:
-            value = False
-        _remember(cert, "ca", value)
-    return bool(value)
+            record.ca = False
+    return record.ca
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
     """True when the certificate is signed by its own key (a root, or a test cert)."""
-    known, value = _recall(cert, "self")
-    if not known:
-        value = cert.issuer == cert.subject and issued_by(cert, cert)
-        _remember(cert, "self", value)
-    return bool(value)
+    record = known(cert)
+    if record.self_signed is None:
+        record.self_signed = cert.issuer == cert.subject and issued_by(cert, cert)
+    return record.self_signed
 
 
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -296,12 +272,11 @@ def describe_key(key: PublicKeyTypes) -> str:
 
 def subject_text(cert: x509.Certificate) -> str:
     """The subject's CN if it has one, else the whole RFC 4514 string."""
-    known, value = _recall(cert, "subject")
-    if not known:
+    record = known(cert)
+    if record.subject is None:
         cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        value = str(cns[0].value) if cns else (cert.subject.rfc4514_string() or "(empty subject)")
-        _remember(cert, "subject", value)
-    return str(value)
+        record.subject = str(cns[0].value) if cns else (cert.subject.rfc4514_string() or "(empty subject)")
+    return record.subject
 
 
 def chain_from_material(material: Material, key_material: Material | None = None) -> Chain:
@@ -333,17 +308,57 @@ def chain_from_material(material: Material, key_material: Material | None = None
                 )
             return Chain(leaf=None, key=None, cas=tuple(certs), source=path)
         cas = tuple(c for c in certs if c is not leaf)
-        for key in keys:
-            if spki_der(key) != cert_spki(leaf):
-                where = key_material.path if key_material is not None else path
-                raise InputError(
-                    f"{where}: the key does not match the certificate {subject_text(leaf)!r} in {path}",
-                    "give the key that belongs to this certificate (or leave the key out)",
-                )
-        return Chain(leaf=leaf, key=leaf.public_key(), cas=cas, source=path)
+        where = key_material.path if key_material is not None else path
+        return Chain(leaf=leaf, key=_leaf_key(leaf, keys, where, path), cas=cas, source=path)
     if len({spki_der(k) for k in keys}) > 1:
         raise InputError(f"{path}: holds more than one different key", "give one key per file")
     return Chain(leaf=None, key=keys[0], cas=(), source=path)
+
+
+def _leaf_key(leaf: x509.Certificate, keys: list[PublicKeyTypes], where: Path, path: Path) -> PublicKeyTypes:
+    """The leaf's public key, once every key given is checked to be it.
+
+    A key whose SPKI encoding is the certificate's SPKI byte for byte is the leaf's key:
+    then the leaf's own key object is never built nor its SPKI encoded again (the key's
+    encoding is the leaf's, see :func:`cert_spki`).  Any other key is compared as before,
+    by value and then by the re-encoded SPKI a record would hash.
+    """
+    raw = raw_parts(leaf)
+    matched: PublicKeyTypes | None = None
+    leaf_key: PublicKeyTypes | None = None
+    for key in keys:
+        spki = spki_der(key)
+        if raw is not None and spki == raw.spki:
+            record = known(leaf)
+            if record.spki is None:
+                record.spki = spki
+            matched = key
+            continue
+        if leaf_key is None:
+            leaf_key = leaf.public_key()
+        if key != leaf_key and spki != cert_spki(leaf):
+            raise InputError(
+                f"{where}: the key does not match the certificate {subject_text(leaf)!r} in {path}",
+                "give the key that belongs to this certificate (or leave the key out)",
+            )
+    if leaf_key is None:
+        leaf_key = matched if matched is not None else leaf.public_key()
+    return leaf_key
+
+
+def raw_parts(cert: x509.Certificate) -> Parts | None:
+    """Issuer, subject and SPKI of ``cert`` as its DER holds them (certder.parts, once)."""
+    return certmemo.raw_parts(cert, der)
+
+
+def names_issuer_of(ca: x509.Certificate, cert: x509.Certificate) -> bool:
+    """``ca.subject == cert.issuer``, by the names' DER first: the same bytes are the same
+    name (and cryptography need not build either as Python objects); different bytes
+    may still be equal names (another string type), so those are compared as names."""
+    ca_raw, raw = raw_parts(ca), raw_parts(cert)
+    if ca_raw is not None and raw is not None and ca_raw.subject == raw.issuer:
+        return True
+    return bool(ca.subject == cert.issuer)
 
 
 def load_chain(path: Path, key_path: Path | None = None, passphrase: bytes | None = None) -> Chain:

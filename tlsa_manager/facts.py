@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tlsa_manager.certs import Chain, cert_spki, der, is_self_signed, key_type, subject_text
+from tlsa_manager.certmemo import described
+from tlsa_manager.certs import Chain, cert_spki, der, is_self_signed, key_type, raw_parts, subject_text
 from tlsa_manager.memo import frozen_hash, memo_method
 from tlsa_manager.records import (
     MatchingType,
@@ -24,6 +25,9 @@ from tlsa_manager.records import (
     digest,
     spki_der,
 )
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,13 @@ def usable(records: Iterable[Tlsa]) -> list[Tlsa]:
     return [r for r in candidates if best[(r.usage, r.selector)] == r.mtype]
 
 
-def cert_facts(cert: object) -> CertFacts:
-    from cryptography import x509
+def cert_facts(cert: x509.Certificate) -> CertFacts:
+    """The facts of one certificate, one object per certificate: a CA's is shared by
+    every chain that carries it (with what the planner asks of it, see ``record``)."""
+    return described(cert, _describe)
 
-    assert isinstance(cert, x509.Certificate)
+
+def _describe(cert: x509.Certificate) -> CertFacts:
     return CertFacts(cert_spki(cert), der(cert), subject_text(cert))
 
 
@@ -140,10 +147,25 @@ def facts_from_chain(chain: Chain, label: str, issuer_name: str | None = None) -
     )
 
 
-def _issuer_names(cert: object) -> tuple[str, str]:
-    from cryptography import x509
+#: (CN, O) of an issuer name by its DER: a fleet's leaves name the same few issuers
+_ISSUER_NAMES: dict[bytes, tuple[str, str]] = {}
 
-    assert isinstance(cert, x509.Certificate)
+
+def _issuer_names(cert: x509.Certificate) -> tuple[str, str]:
+    """The leaf's issuer CN and O, read once per issuer name (the same DER, the same name)."""
+    raw = raw_parts(cert)
+    found = _ISSUER_NAMES.get(raw.issuer) if raw is not None else None
+    if found is None:
+        found = _names(cert)
+        if raw is not None:
+            if len(_ISSUER_NAMES) >= 256:
+                _ISSUER_NAMES.clear()
+            _ISSUER_NAMES[raw.issuer] = found
+    return found
+
+
+def _names(cert: x509.Certificate) -> tuple[str, str]:
+    from cryptography import x509
 
     def first(oid: x509.ObjectIdentifier) -> str:
         values = cert.issuer.get_attributes_for_oid(oid)
