@@ -69,3 +69,20 @@ def parts(der: bytes) -> Parts | None:
     except ValueError:
         return None
     return Parts(found[1], found[3], found[4])
+
+
+def pkcs8_shaped(der: bytes) -> bool:
+    """True when ``der`` starts as a PKCS#8 PrivateKeyInfo: a SEQUENCE of an INTEGER then
+    a SEQUENCE.  The traditional formats (SEC1 EC, PKCS#1 RSA, DSA) put an OCTET STRING
+    or an INTEGER second, so only the PKCS#8 parser can accept such bytes."""
+    try:
+        tag, pos, end = _element(der, 0, len(der))
+        if tag != _SEQUENCE or end != len(der):
+            return False
+        tag, _content, after = _element(der, pos, end)
+        if tag != _INTEGER:
+            return False
+        tag, _content, after = _element(der, after, end)
+    except ValueError:
+        return False
+    return tag == _SEQUENCE

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from tlsa_manager import certmemo
-from tlsa_manager.certder import Parts
+from tlsa_manager.certder import Parts, pkcs8_shaped
 from tlsa_manager.certmemo import known
 from tlsa_manager.errors import InputError
 from tlsa_manager.fsutil import read_regular
@@ -36,6 +36,8 @@ _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 #: the same blocks when no body holds a "-" (no RFC 1421 headers): ten times faster than
 #: _PEM_BLOCK's lazy scan, and the same matches whenever it finds every BEGIN line
 _PEM_PLAIN_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----([^-]*)-----END \1-----")
+#: what ``bytes.split()`` splits on: a PEM body without it is its base64 (one C call)
+_WHITESPACE = b" \t\n\r\x0b\x0c"
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _PRIVATE_LABELS = {
     b"PRIVATE KEY",
@@ -97,8 +99,9 @@ def _load_pem(path: Path, data: bytes, passphrase: bytes | None) -> Material:
     certs: list[x509.Certificate] = []
     private: list[PrivateKeyTypes] = []
     public: list[PublicKeyTypes] = []
-    begins = len(_PEM_BEGIN.findall(data))
     complete = list(_PEM_PLAIN_BLOCK.finditer(data))
+    # every BEGIN line holds a "-----BEGIN ": as many whole blocks as those is all of them
+    begins = len(complete) if data.count(b"-----BEGIN ") <= len(complete) else len(_PEM_BEGIN.findall(data))
     if len(complete) < begins:
         complete = list(_PEM_BLOCK.finditer(data))
     if len(complete) < begins:
@@ -117,7 +120,7 @@ def _load_pem(path: Path, data: bytes, passphrase: bytes | None) -> Material:
                     "copy the file again whole",
                 ) from None
         elif label in _PRIVATE_LABELS:
-            private.append(_private_key(path, block, passphrase, pem=True))
+            private.append(_pem_private_key(path, label, block, match.group(2), passphrase))
         elif label in _PUBLIC_LABELS:
             try:
                 public.append(serialization.load_pem_public_key(block))
@@ -142,7 +145,7 @@ def _pem_certificate(block: bytes, body: bytes) -> x509.Certificate:
     if cert is not None:
         return cert
     try:
-        der = base64.b64decode(b"".join(body.split()), validate=True)
+        der = base64.b64decode(body.translate(None, _WHITESPACE), validate=True)
         cert = x509.load_der_x509_certificate(der)
     except (ValueError, binascii.Error):
         cert = x509.load_pem_x509_certificate(block)  # its own error, or headers we do not read
@@ -185,6 +188,23 @@ def _load_der(path: Path, data: bytes, passphrase: bytes | None) -> Material:
         f"{path}: not a certificate or key (neither PEM nor DER)",
         "point at the certificate, chain or key file",
     )
+
+
+def _pem_private_key(
+    path: Path, label: bytes, block: bytes, body: bytes, passphrase: bytes | None
+) -> PrivateKeyTypes:
+    """A PEM private key; an unencrypted PKCS#8 one ("PRIVATE KEY", what certbot and
+    lego write) through its DER, which spares cryptography finding and decoding the PEM
+    again.  Only bytes the PKCS#8 parser alone can read go that way, and any failure is
+    left to the PEM loader, so the key and every error are what the PEM loader gives."""
+    if label == b"PRIVATE KEY" and passphrase is None:
+        try:
+            der = base64.b64decode(body.translate(None, _WHITESPACE), validate=True)
+            if pkcs8_shaped(der):
+                return serialization.load_der_private_key(der, None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            pass
+    return _private_key(path, block, passphrase, pem=True)
 
 
 def _private_key(path: Path, blob: bytes, passphrase: bytes | None, *, pem: bool) -> PrivateKeyTypes:

@@ -1,0 +1,149 @@
+"""Loading a fleet's chains fast (issue 14) gives what the plain loading gave.
+
+The loader remembers certificates (the fleet's shared CA once, each leaf briefly), reads
+a leaf's issuer and key from its DER, and reads a PKCS#8 key through its DER.  Each
+shortcut must be invisible: a rewritten file is read again, a key that is not the
+leaf's is still refused, names equal in another string type still match, and a key
+block only the PEM loader would refuse is still refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import NameOID
+
+from tlsa_manager import catalog as catalog_module
+from tlsa_manager.certs import load_chain
+from tlsa_manager.config import HostSpec
+from tlsa_manager.errors import InputError
+from tlsa_manager.hostfiles import HostFiles, chain_facts
+from tlsa_manager.records import spki_der
+
+import pki
+
+
+def spki_of(issued: pki.Issued) -> bytes:
+    return spki_der(issued.cert.public_key())
+
+
+def test_a_file_rewritten_with_another_key_gives_the_new_chain(tmp_path: Path) -> None:
+    """Same path, same CA block, same size: the host's chain is the new leaf's, and a key
+    that is not the new leaf's is refused although the old leaf was seen with it."""
+    ca = pki.make_ca("Rewrite CA", issuer=pki.make_ca("Rewrite Root"))
+    first, second = pki.make_leaf(["mx.example.com"], ca), pki.make_leaf(["mx.example.com"], ca)
+    live = pki.write(tmp_path / "ecdsa.pem", first.key_pem, first.pem, ca.pem)
+    files = HostFiles(HostSpec("mx.example.com", "none", certs=(live,)), catalog_module.load_bundled(), [])
+    assert files.chains().live[0].leaf.spki_der == spki_of(first)
+
+    pki.write(tmp_path / "new.pem", second.key_pem, second.pem, ca.pem)
+    os.replace(tmp_path / "new.pem", live)  # what an ACME client's renewal does
+    renewed = files.chains().live[0]
+    assert renewed.leaf.spki_der == spki_of(second)
+    assert renewed.cas == files.chains().live[0].cas
+
+    pki.write(live, first.key_pem, second.pem, ca.pem)  # the old key with the new leaf
+    with pytest.raises(InputError, match="does not match the certificate"):
+        files.chains()
+
+
+def test_the_same_leaf_with_another_key_is_refused_after_it_loaded_with_its_own(tmp_path: Path) -> None:
+    """The leaf (the same PEM block, parsed once) first comes with its own key, then in
+    another file with a key that is not its: the check is made again and refuses it."""
+    ca = pki.make_ca("Pair CA")
+    leaf, other = pki.make_leaf(["mx.example.com"], ca), pki.make_leaf(["mx.example.com"], ca)
+    good = pki.write(tmp_path / "good.pem", leaf.key_pem, leaf.pem, ca.pem)
+    bad = pki.write(tmp_path / "bad.pem", other.key_pem, leaf.pem, ca.pem)
+    catalog = catalog_module.load_bundled()
+    assert chain_facts(good, "live good.pem", catalog).leaf.spki_der == spki_of(leaf)
+    with pytest.raises(
+        InputError, match=r"bad\.pem: the key does not match the certificate 'mx\.example\.com'"
+    ):
+        chain_facts(bad, "live bad.pem", catalog)
+    separate = pki.write(tmp_path / "other.key", other.key_pem)
+    with pytest.raises(InputError, match=r"other\.key: the key does not match"):
+        chain_facts(pki.write(tmp_path / "leaf.pem", leaf.pem, ca.pem), "live leaf.pem", catalog, separate)
+
+
+def _leaf_named_by(issuer_name: x509.Name, ca: pki.Issued, host: str) -> pki.Issued:
+    key = pki.make_key("p256")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(pki.EPOCH)
+        .not_valid_after(pki.EPOCH + dt.timedelta(days=90))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return pki.Issued(cert, key)
+
+
+def test_an_issuer_named_in_another_string_type_is_still_the_issuer(tmp_path: Path) -> None:
+    """The leaf names its CA with PrintableStrings, the CA's subject is UTF8String: other
+    bytes, the same name (RFC 5280 name matching); the catalog still finds the issuer."""
+    _root, issued = pki.make_test_catalog(tmp_path / "catalog", "Test Root")
+    ca = issued["TE1"]
+    printable = x509.Name(
+        [x509.NameAttribute(a.oid, str(a.value), _ASN1Type.PrintableString) for a in ca.cert.subject]
+    )
+    assert printable.public_bytes() != ca.cert.subject.public_bytes() and printable == ca.cert.subject
+    catalog = catalog_module.load_directory(tmp_path / "catalog")
+    for host, name in (("a.example.com", printable), ("b.example.com", ca.cert.subject)):
+        leaf = _leaf_named_by(name, ca, host)
+        path = pki.write(tmp_path / f"{host}.pem", pki.key_pem(leaf.key), leaf.pem, ca.pem)
+        facts = chain_facts(path, f"live {path.name}", catalog)
+        assert facts.issuer_name == "TE1"
+        assert (facts.leaf_issuer_cn, facts.leaf_issuer_org) == ("TE1", "Test Encrypt")
+        assert facts.leaf.spki_der == spki_of(leaf)
+
+
+def test_a_private_key_block_holding_another_format_is_still_damaged(tmp_path: Path) -> None:
+    """A "PRIVATE KEY" block must hold PKCS#8; a SEC1 key in it is refused as the PEM
+    loader refuses it, although DER loading would take it."""
+    ca = pki.make_ca("Label CA")
+    leaf = pki.make_leaf(["mx.example.com"], ca)
+    key = serialization.load_pem_private_key(leaf.key_pem, None)
+    sec1 = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    assert serialization.load_der_private_key(sec1, None) is not None
+    body = "\n".join(textwrap.wrap(base64.b64encode(sec1).decode(), 64))
+    block = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n".encode()
+    path = pki.write(tmp_path / "mislabelled.pem", block, leaf.pem, ca.pem)
+    with pytest.raises(InputError, match="the private key is damaged"):
+        load_chain(path)
+
+
+def test_more_leaves_than_the_memo_keeps_each_get_their_own_facts(tmp_path: Path) -> None:
+    """Past the number of certificates remembered at once, the unshared leaves are
+    forgotten and the shared CA kept: every host still gets its own leaf and the CA."""
+    from tlsa_manager import certmemo
+
+    ca = pki.make_ca("Many CA", issuer=pki.make_ca("Many Root"))
+    catalog = catalog_module.load_bundled()
+    leaves = []
+    for i in range(certmemo.LIMIT + 40):
+        leaf = pki.make_leaf([f"mx{i}.example.com"], ca)
+        path = pki.write(tmp_path / f"mx{i}.pem", leaf.key_pem, leaf.pem, ca.pem)
+        leaves.append((leaf, chain_facts(path, f"live {path.name}", catalog)))
+    ca_facts = {facts.cas for _, facts in leaves}
+    assert len(ca_facts) == 1 and next(iter(ca_facts))[0].cert_der == ca.cert.public_bytes(
+        serialization.Encoding.DER
+    )
+    for i, (leaf, facts) in enumerate(leaves):
+        assert facts.leaf.spki_der == spki_of(leaf)
+        assert facts.leaf.cert_der == leaf.cert.public_bytes(serialization.Encoding.DER)
+        assert facts.leaf.name == f"mx{i}.example.com"
