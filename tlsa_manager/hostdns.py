@@ -115,34 +115,79 @@ def wait_until_served(
     poll_interval: float = 2.0,
 ) -> dict[dns.name.Name, tuple[ServerView, ...]]:
     """Poll every server until it serves ``wanted`` (bounded), asking again only for the
-    owners not served yet, first after 50 ms, then backing off to ``poll_interval``.
-    Returns the last views of the owners every server serves."""
+    owners not served yet, backing off to ``poll_interval``.  Returns the last views of
+    the owners every server serves.
+
+    The change's last owner went in its last UPDATE, so a server that serves it has the
+    whole change: each server is polled for that owner alone (a fleet's full poll is
+    thousands of queries) and observed in full as soon as it serves it.  The primary
+    serves the change at once, so its answers (and their signatures, which the
+    secondaries' identical answers then reuse) are read while the secondaries transfer."""
+    started = time.monotonic()
+    deadline = started + timeout
+    owners = list(wanted)
     served: dict[dns.name.Name, tuple[ServerView, ...]] = {}
-    left = list(wanted)
-    deadline = time.monotonic() + timeout
+    if len(owners) > 1:
+        per_server = _observe_each_when_served(view, owners, wanted, deadline)
+        if per_server is not None:
+            for index, owner in enumerate(owners):
+                views = tuple(found[index] for found in per_server)
+                if all(v.records == wanted[owner] for v in views):
+                    served[owner] = views
+            log.info(
+                "%d of %d owners served by every server after %.2f s",
+                len(served),
+                len(owners),
+                time.monotonic() - started,
+            )
+    left = [o for o in owners if o not in served]
     pause = 0.05
-    # The change's last owner went in its last UPDATE: until every server serves it, ask
-    # for that one alone (a fleet's full poll is thousands of queries), every 50 ms; the
-    # first time after 25 ms, as no secondary serves a change before its NOTIFY and
-    # transfer (asked at once, it answers with the old RRset: a query for nothing).
-    last = left[-1:] if len(left) > 1 else []
-    if last and time.monotonic() + 0.05 < deadline:
-        time.sleep(0.025)
-    while last and time.monotonic() + 0.05 < deadline:
-        if all(v.records == wanted[last[0]] for v in view.observe(last)[last[0]]):
-            break
-        time.sleep(0.05)
+    asked = len(owners) > 1  # the pass above asked every server just now
     while left:
-        views = view.observe(left)
-        for owner, owner_views in views.items():
+        if asked:
+            if time.monotonic() + pause >= deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, poll_interval)
+        asked = True
+        for owner, owner_views in view.observe(left).items():
             if all(v.records == wanted[owner] for v in owner_views):
                 served[owner] = owner_views
         left = [o for o in left if o not in served]
-        if not left or time.monotonic() + pause >= deadline:
-            break
-        time.sleep(pause)
-        pause = min(pause * 2, poll_interval)
     return served
+
+
+def _observe_each_when_served(
+    view: DnsView,
+    owners: list[dns.name.Name],
+    wanted: dict[dns.name.Name, frozenset[Tlsa]],
+    deadline: float,
+) -> list[list[ServerView]] | None:
+    """Every server observed in full once it serves the last owner (every 50 ms until
+    then), in the order of ``view.endpoints``; None if one does not before ``deadline``."""
+    last = owners[-1]
+    found: dict[Endpoint, list[ServerView]] = {}
+    polls = 0
+    while len(found) < len(view.endpoints) and time.monotonic() + 0.05 < deadline:
+        polls += 1
+        ready = [
+            e
+            for e in view.endpoints
+            if e not in found and view.observe_server(e, [last])[0].records == wanted[last]
+        ]
+        for endpoint in ready:
+            found[endpoint] = view.observe_server(endpoint, owners)
+        if not ready:
+            time.sleep(0.05)
+    log.info(
+        "%d of %d servers serve the change's last owner after %d polls",
+        len(found),
+        len(view.endpoints),
+        polls,
+    )
+    if len(found) < len(view.endpoints):
+        return None
+    return [found[e] for e in view.endpoints]
 
 
 class HostDns:
