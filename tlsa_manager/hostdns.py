@@ -55,6 +55,10 @@ class Shared:
         self.servers: dict[tuple[int, dns.name.Name], list[Endpoint]] = {}
         self.soa: dict[tuple[Endpoint, dns.name.Name], int | None] = {}
         self.public: dict[dns.name.Name, list[Endpoint]] = {}
+        #: by parent domain: its name as text (the change-set key of every owner under it)
+        self.domains: dict[dns.name.Name, str] = {}
+        #: the negative TTL by (server list, zone): every host of a zone takes the same
+        self.negative_ttls: dict[tuple[tuple[Endpoint, ...], dns.name.Name], int] = {}
 
     def view(self, endpoints: Sequence[Endpoint]) -> DnsView:
         key = tuple(endpoints)
@@ -264,7 +268,11 @@ class HostDns:
 
     def zone_of(self, owner: dns.name.Name) -> tuple[str, str]:
         """Hosts of one provider under one parent domain share a change set."""
-        return self.spec.provider, parent_domain(owner).to_text()
+        parent = parent_domain(owner)
+        text = self.shared.domains.get(parent)
+        if text is None:  # Name.to_text costs ~20 us: once per domain, not per owner and pass
+            text = self.shared.domains[parent] = parent.to_text()
+        return self.spec.provider, text
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         return self.provider.read(owners)
@@ -326,5 +334,8 @@ class HostDns:
         zone = parent_domain(self.owners[0])
         if view is None:
             return 0
-        values = [self.shared.negative_ttl(e, zone) for e in view.endpoints]
-        return max((v for v in values if v is not None), default=3600)
+        key = (tuple(view.endpoints), zone)
+        if key not in self.shared.negative_ttls:
+            values = [self.shared.negative_ttl(e, zone) for e in view.endpoints]
+            self.shared.negative_ttls[key] = max((v for v in values if v is not None), default=3600)
+        return self.shared.negative_ttls[key]
