@@ -18,6 +18,7 @@ import dns.name
 from tlsa_manager import wire
 from tlsa_manager.config import HostSpec
 from tlsa_manager.dnsview import DnsView, negative_ttl
+from tlsa_manager.earlyviews import EarlyViews
 from tlsa_manager.endpoints import (
     Endpoint,
     ask_many,
@@ -117,6 +118,7 @@ def wait_until_served(
     wanted: dict[dns.name.Name, frozenset[Tlsa]],
     timeout: float,
     poll_interval: float = 2.0,
+    early: EarlyViews | None = None,
 ) -> dict[dns.name.Name, tuple[ServerView, ...]]:
     """Poll every server until it serves ``wanted`` (bounded), asking again only for the
     owners not served yet, backing off to ``poll_interval``.  Returns the last views of
@@ -126,13 +128,15 @@ def wait_until_served(
     whole change: each server is polled for that owner alone (a fleet's full poll is
     thousands of queries) and observed in full as soon as it serves it.  The primary
     serves the change at once, so its answers (and their signatures, which the
-    secondaries' identical answers then reuse) are read while the secondaries transfer."""
+    secondaries' identical answers then reuse) are read while the secondaries transfer;
+    ``early`` holds what a server answered right after each step of the write
+    (earlyviews.py): the owners it shows served are not asked again."""
     started = time.monotonic()
     deadline = started + timeout
     owners = list(wanted)
     served: dict[dns.name.Name, tuple[ServerView, ...]] = {}
     if len(owners) > 1:
-        per_server = _observe_each_when_served(view, owners, wanted, deadline)
+        per_server = _observe_each_when_served(view, owners, wanted, deadline, early or {})
         if per_server is not None:
             for index, owner in enumerate(owners):
                 views = tuple(found[index] for found in per_server)
@@ -166,28 +170,40 @@ def _observe_each_when_served(
     owners: list[dns.name.Name],
     wanted: dict[dns.name.Name, frozenset[Tlsa]],
     deadline: float,
+    early: EarlyViews,
 ) -> list[list[ServerView]] | None:
     """Every server observed in full once it serves the last owner (every 50 ms until
-    then), in the order of ``view.endpoints``; None if one does not before ``deadline``."""
+    then), in the order of ``view.endpoints``; None if one does not before ``deadline``.
+    An early view that shows an owner served stands for that server's answer."""
     last = owners[-1]
     found: dict[Endpoint, list[ServerView]] = {}
     polls = 0
+
+    def serves(endpoint: Endpoint, owner: dns.name.Name) -> bool:
+        seen = early.get(endpoint, {}).get(owner)
+        return seen is not None and seen.records == wanted[owner]
+
     while len(found) < len(view.endpoints) and time.monotonic() + 0.05 < deadline:
         polls += 1
         ready = [
             e
             for e in view.endpoints
-            if e not in found and view.observe_server(e, [last])[0].records == wanted[last]
+            if e not in found
+            and (serves(e, last) or view.observe_server(e, [last])[0].records == wanted[last])
         ]
         for endpoint in ready:
-            found[endpoint] = view.observe_server(endpoint, owners)
+            again = [o for o in owners if not serves(endpoint, o)]
+            fresh = dict(zip(again, view.observe_server(endpoint, again), strict=True)) if again else {}
+            known = early.get(endpoint, {})
+            found[endpoint] = [fresh[o] if o in fresh else known[o] for o in owners]
         if not ready:
             time.sleep(0.05)
     log.info(
-        "%d of %d servers serve the change's last owner after %d polls",
+        "%d of %d servers serve the change's last owner after %d polls (%d read early)",
         len(found),
         len(view.endpoints),
         polls,
+        sum(1 for e in view.endpoints if early.get(e)),
     )
     if len(found) < len(view.endpoints):
         return None

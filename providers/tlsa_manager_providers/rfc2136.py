@@ -157,6 +157,8 @@ class Rfc2136Provider(Provider):
         for zone, changes in grouped(pending, lambda c: zones[c.owner]).items():
             for chunk in self.chunks(changes):
                 self._send(zone, self.build_update(zone, chunk))
+                if self.committed is not None:
+                    self.committed([c.owner for c in chunk])
 
     @staticmethod
     def chunks(changes: Sequence[OwnerChange], limit: int = MESSAGE_BUDGET) -> list[list[OwnerChange]]:
