@@ -147,3 +147,17 @@ def test_more_leaves_than_the_memo_keeps_each_get_their_own_facts(tmp_path: Path
         assert facts.leaf.spki_der == spki_of(leaf)
         assert facts.leaf.cert_der == leaf.cert.public_bytes(serialization.Encoding.DER)
         assert facts.leaf.name == f"mx{i}.example.com"
+
+
+def test_a_key_block_the_pem_loader_refuses_is_still_refused(tmp_path: Path) -> None:
+    """A blank line inside the key's base64 (the PEM loader takes it for the end of
+    headers) is refused as damaged, although its base64 decodes; CRLF lines still load."""
+    ca = pki.make_ca("Layout CA")
+    leaf = pki.make_leaf(["mx.example.com"], ca)
+    lines = leaf.key_pem.decode().splitlines()
+    blank = "\n".join([*lines[:2], "", *lines[2:]]) + "\n"
+    path = pki.write(tmp_path / "blank.pem", blank.encode(), leaf.pem, ca.pem)
+    with pytest.raises(InputError, match="the private key is damaged"):
+        load_chain(path)
+    crlf = pki.write(tmp_path / "crlf.pem", leaf.key_pem.replace(b"\n", b"\r\n"), leaf.pem, ca.pem)
+    assert load_chain(crlf).leaf == leaf.cert

@@ -1,4 +1,4 @@
-"""The raw parts of a certificate's DER: issuer, subject and SPKI as the file holds them.
+"""The raw parts of a certificate's DER (issuer, subject, SPKI) and of a PEM key block.
 
 cryptography turns a name into Python objects and re-encodes a key to give its SPKI,
 which for a fleet's leaves is most of the cost of reading a chain file.  Raw bytes
@@ -10,11 +10,14 @@ unexpected gives None and the caller asks cryptography instead.
 
 from __future__ import annotations
 
+import base64
 from typing import NamedTuple
 
 _SEQUENCE = 0x30
 _INTEGER = 0x02
 _VERSION = 0xA0  # [0] EXPLICIT Version
+#: what ``bytes.split()`` splits on: a PEM body without it is its base64 (one C call)
+WHITESPACE = b" \t\n\r\x0b\x0c"
 
 
 class Parts(NamedTuple):
@@ -86,3 +89,16 @@ def pkcs8_shaped(der: bytes) -> bool:
     except ValueError:
         return False
     return tag == _SEQUENCE
+
+
+def laid_out_der(body: bytes) -> bytes | None:
+    """The DER of a PEM body laid out as the tools write it (canonical base64 in lines of
+    64, LF or CRLF), which the PEM loader reads the same; None for any other layout (a
+    blank line inside, say, the PEM loader takes for the end of headers and refuses)."""
+    try:
+        der = base64.b64decode(body.translate(None, WHITESPACE), validate=True)
+    except ValueError:
+        return None
+    text = base64.b64encode(der)
+    lines = b"\n" + b"\n".join(text[i : i + 64] for i in range(0, len(text), 64)) + b"\n"
+    return der if body in (lines, lines.replace(b"\n", b"\r\n")) else None

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from tlsa_manager import certmemo
-from tlsa_manager.certder import Parts, pkcs8_shaped
+from tlsa_manager.certder import WHITESPACE, Parts, laid_out_der, pkcs8_shaped
 from tlsa_manager.certmemo import known
 from tlsa_manager.errors import InputError
 from tlsa_manager.fsutil import read_regular
@@ -36,8 +36,6 @@ _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 #: the same blocks when no body holds a "-" (no RFC 1421 headers): ten times faster than
 #: _PEM_BLOCK's lazy scan, and the same matches whenever it finds every BEGIN line
 _PEM_PLAIN_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----([^-]*)-----END \1-----")
-#: what ``bytes.split()`` splits on: a PEM body without it is its base64 (one C call)
-_WHITESPACE = b" \t\n\r\x0b\x0c"
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _PRIVATE_LABELS = {
     b"PRIVATE KEY",
@@ -145,7 +143,7 @@ def _pem_certificate(block: bytes, body: bytes) -> x509.Certificate:
     if cert is not None:
         return cert
     try:
-        der = base64.b64decode(body.translate(None, _WHITESPACE), validate=True)
+        der = base64.b64decode(body.translate(None, WHITESPACE), validate=True)
         cert = x509.load_der_x509_certificate(der)
     except (ValueError, binascii.Error):
         cert = x509.load_pem_x509_certificate(block)  # its own error, or headers we do not read
@@ -198,12 +196,12 @@ def _pem_private_key(
     again.  Only bytes the PKCS#8 parser alone can read go that way, and any failure is
     left to the PEM loader, so the key and every error are what the PEM loader gives."""
     if label == b"PRIVATE KEY" and passphrase is None:
-        try:
-            der = base64.b64decode(body.translate(None, _WHITESPACE), validate=True)
-            if pkcs8_shaped(der):
+        der = laid_out_der(body)
+        if der is not None and pkcs8_shaped(der):
+            try:
                 return serialization.load_der_private_key(der, None)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            pass
+            except (ValueError, TypeError, UnsupportedAlgorithm):
+                pass
     return _private_key(path, block, passphrase, pem=True)
 
 
