@@ -1,10 +1,10 @@
 """Loading a fleet's chains fast (issue 14) gives what the plain loading gave.
 
-The loader remembers certificates (the fleet's shared CA once, each leaf briefly), reads
-a leaf's issuer and key from its DER, and reads a PKCS#8 key through its DER.  Each
-shortcut must be invisible: a rewritten file is read again, a key that is not the
-leaf's is still refused, names equal in another string type still match, and a key
-block only the PEM loader would refuse is still refused.
+The loader remembers certificates (the fleet's shared CA once, each leaf briefly) and
+reads a leaf's issuer and key from its DER.  Each shortcut must be invisible: a
+rewritten file is read again, a key that is not the leaf's is still refused, names
+equal in another string type still match.  Key blocks are the PEM loader's to judge
+(reading them through their DER was tried and gave nothing): the tests of that stay.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The raw parts of a certificate's DER (issuer, subject, SPKI) and of a PEM key block.
+"""The raw parts of a certificate's DER: issuer, subject and SPKI as the file holds them.
 
 cryptography turns a name into Python objects and re-encodes a key to give its SPKI,
 which for a fleet's leaves is most of the cost of reading a chain file.  Raw bytes
@@ -10,7 +10,6 @@ unexpected gives None and the caller asks cryptography instead.
 
 from __future__ import annotations
 
-import base64
 from typing import NamedTuple
 
 _SEQUENCE = 0x30
@@ -72,33 +71,3 @@ def parts(der: bytes) -> Parts | None:
     except ValueError:
         return None
     return Parts(found[1], found[3], found[4])
-
-
-def pkcs8_shaped(der: bytes) -> bool:
-    """True when ``der`` starts as a PKCS#8 PrivateKeyInfo: a SEQUENCE of an INTEGER then
-    a SEQUENCE.  The traditional formats (SEC1 EC, PKCS#1 RSA, DSA) put an OCTET STRING
-    or an INTEGER second, so only the PKCS#8 parser can accept such bytes."""
-    try:
-        tag, pos, end = _element(der, 0, len(der))
-        if tag != _SEQUENCE or end != len(der):
-            return False
-        tag, _content, after = _element(der, pos, end)
-        if tag != _INTEGER:
-            return False
-        tag, _content, after = _element(der, after, end)
-    except ValueError:
-        return False
-    return tag == _SEQUENCE
-
-
-def laid_out_der(body: bytes) -> bytes | None:
-    """The DER of a PEM body laid out as the tools write it (canonical base64 in lines of
-    64, LF or CRLF), which the PEM loader reads the same; None for any other layout (a
-    blank line inside, say, the PEM loader takes for the end of headers and refuses)."""
-    try:
-        der = base64.b64decode(body.translate(None, WHITESPACE), validate=True)
-    except ValueError:
-        return None
-    text = base64.b64encode(der)
-    lines = b"\n" + b"\n".join(text[i : i + 64] for i in range(0, len(text), 64)) + b"\n"
-    return der if body in (lines, lines.replace(b"\n", b"\r\n")) else None

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from tlsa_manager import certmemo
-from tlsa_manager.certder import WHITESPACE, Parts, laid_out_der, pkcs8_shaped
+from tlsa_manager.certder import WHITESPACE, Parts
 from tlsa_manager.certmemo import known
 from tlsa_manager.errors import InputError
 from tlsa_manager.fsutil import read_regular
@@ -118,7 +118,7 @@ def _load_pem(path: Path, data: bytes, passphrase: bytes | None) -> Material:
                     "copy the file again whole",
                 ) from None
         elif label in _PRIVATE_LABELS:
-            private.append(_pem_private_key(path, label, block, match.group(2), passphrase))
+            private.append(_private_key(path, block, passphrase, pem=True))
         elif label in _PUBLIC_LABELS:
             try:
                 public.append(serialization.load_pem_public_key(block))
@@ -186,23 +186,6 @@ def _load_der(path: Path, data: bytes, passphrase: bytes | None) -> Material:
         f"{path}: not a certificate or key (neither PEM nor DER)",
         "point at the certificate, chain or key file",
     )
-
-
-def _pem_private_key(
-    path: Path, label: bytes, block: bytes, body: bytes, passphrase: bytes | None
-) -> PrivateKeyTypes:
-    """A PEM private key; an unencrypted PKCS#8 one ("PRIVATE KEY", what certbot and
-    lego write) through its DER, which spares cryptography finding and decoding the PEM
-    again.  Only bytes the PKCS#8 parser alone can read go that way, and any failure is
-    left to the PEM loader, so the key and every error are what the PEM loader gives."""
-    if label == b"PRIVATE KEY" and passphrase is None:
-        der = laid_out_der(body)
-        if der is not None and pkcs8_shaped(der):
-            try:
-                return serialization.load_der_private_key(der, None)
-            except (ValueError, TypeError, UnsupportedAlgorithm):
-                pass
-    return _private_key(path, block, passphrase, pem=True)
 
 
 def _private_key(path: Path, blob: bytes, passphrase: bytes | None, *, pem: bool) -> PrivateKeyTypes:
