@@ -27,6 +27,7 @@ import dns.name
 
 from tlsa_manager.dnsview import DnsView
 from tlsa_manager.endpoints import Endpoint
+from tlsa_manager.errors import TlsaManagerError
 from tlsa_manager.observations import ServerView
 from tlsa_manager.provider import Provider
 
@@ -70,7 +71,10 @@ def early_views(provider: Provider, view: DnsView | None) -> Iterator[EarlyViews
     filled when the block ends; it stays empty for a provider that does not write in
     steps, for a primary the run does not observe, and after a failure here."""
     out: EarlyViews = {}
-    server = provider.discovery_server()
+    try:  # only a head start: a server name that does not resolve here must not fail the write
+        server = None if view is None else provider.discovery_server()
+    except TlsaManagerError:
+        server = None
     primaries = (
         []
         if view is None or server is None
