@@ -158,7 +158,9 @@ def per_kind(*rules: KindRule) -> Rule:
 
 def root_pinned(ctx: Context) -> list[Hazard]:
     """H9: a "2 x x" record of a catalog root, which Let's Encrypt chains may not send."""
-    roots = {r for root in ctx.catalog_roots for k in ctx.groups for r in root.records(k)}
+    # sets joined and intersected keep their elements' hashes: no record is hashed again
+    kinds = frozenset(ctx.groups)
+    roots = frozenset().union(*(root.records_of(kinds) for root in ctx.catalog_roots))
     return [
         TA_NOT_SENT.hazard(
             f"{record.kind} pins a root key that Let's Encrypt chains may not send",
@@ -171,13 +173,16 @@ def root_pinned(ctx: Context) -> list[Hazard]:
 
 def retired_ca(ctx: Context) -> list[Hazard]:
     """H11: records of a retired CA no live chain uses (fatal when they are all of DANE-TA)."""
-    used_by_live = {r for c in ctx.live for k in ctx.groups for r in c.matching(k)}
+    retired = [i for i in ctx.issuers if i.status == "retired"]
+    if not retired:
+        return []
+    used_by_live = frozenset().union(*(c.matching(k) for c in ctx.live for k in ctx.groups))
+    unused = ctx.records - used_by_live  # the same for every issuer: worked out once
+    kinds = frozenset(ctx.groups)
     ta_groups = [g for k, g in ctx.groups.items() if k[0] is Usage.DANE_TA]
     out = []
-    for issuer in ctx.issuers:
-        if issuer.status != "retired":
-            continue
-        stale = issuer.records_of(frozenset(ctx.groups)) & ctx.records - used_by_live
+    for issuer in retired:
+        stale = issuer.records_of(kinds) & unused
         if stale:
             only = all(g <= stale for g in ta_groups) and bool(ta_groups)
             out.append(
