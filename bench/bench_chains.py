@@ -1,4 +1,4 @@
-"""Benchmark: the CPU of loading a fleet's certificate chains, per host.
+"""Benchmark: the CPU of loading a fleet's certificate chains, and of linting them, per host.
 
 What ``sync``/``plan`` do once per host before planning: read the host's PEM file (key,
 leaf, Let's-Encrypt-shaped chain, as ``tests/pki.py`` ``fleet()`` makes them for
@@ -11,7 +11,9 @@ timed with ``time.process_time()`` around the loading loop only (imports, the ca
 and one warm-up file on other names are outside it).  The revisions take turns, run
 after run, so a change of load on the shared machine hits them alike; the best of
 ``--runs`` is reported.  Each child also prints a digest of every ChainFacts it made:
-the revisions must agree on it (the same results, only faster).
+the revisions must agree on it (the same results, only faster).  Then each host's
+RRset once in sync (its 3 1 1 and the 2 1 1 of YE1-3) is linted against its chain, as
+the planner does for every owner (``lint.lint``), timed the same way.
 
 Usage: python bench/bench_chains.py [--hosts 1000] [--runs 5] [--rev main] [--tree PATH]
 (default: ``git archive`` of ``main`` against this working tree).
@@ -36,10 +38,14 @@ LE = REPO / "tlsa_manager" / "data" / "letsencrypt"
 
 
 def child(directory: Path) -> None:
-    """Load every ``h*.pem`` of ``directory``; print the CPU per host and the digest."""
+    """Load every ``h*.pem`` of ``directory``, then lint each host's RRset; print the CPU
+    per host of each and a digest of what they gave."""
     import tlsa_manager
     from tlsa_manager.catalog import load_bundled
     from tlsa_manager.hostfiles import chain_facts
+    from tlsa_manager.lint import lint
+    from tlsa_manager.policy import issuers_from_catalog
+    from tlsa_manager.records import MatchingType, Selector, Usage
 
     catalog = load_bundled()
     paths = sorted(directory.glob("h*.pem"))
@@ -47,9 +53,33 @@ def child(directory: Path) -> None:
     start = time.process_time()
     found = [chain_facts(path, f"live {path.name}", catalog) for path in paths]
     cpu = time.process_time() - start
-    digest = hashlib.sha256("".join(map(repr, found)).encode()).hexdigest()[:16]
+    # what the planner lints for each host once it is in sync: its 3 1 1 and the 2 1 1 of
+    # the catalog's ECDSA intermediates (YE1-3), against its live chain
+    issuers, roots = issuers_from_catalog(catalog), issuers_from_catalog(catalog, roots=True)
+    ee, ta = (
+        (Usage.DANE_EE, Selector.SPKI, MatchingType.SHA2_256),
+        (Usage.DANE_TA, Selector.SPKI, MatchingType.SHA2_256),
+    )
+    pinned = frozenset().union(*(i.records(ta) for i in issuers if i.name in ("YE1", "YE2", "YE3")))
+    rrsets = [(chain.matching(ee) | pinned, chain) for chain in found]
+    start = time.process_time()
+    findings = [
+        lint(records, (chain,), (), (), issuers, roots, 12, f"_25._tcp.{chain.label}")
+        for records, chain in rrsets
+    ]
+    lint_cpu = time.process_time() - start
+    digest = hashlib.sha256("".join(map(repr, [*found, *findings])).encode()).hexdigest()[:16]
     found_in = tlsa_manager.__file__
-    print(json.dumps({"ms_per_host": cpu * 1000 / len(paths), "digest": digest, "module": found_in}))
+    print(
+        json.dumps(
+            {
+                "ms_per_host": cpu * 1000 / len(paths),
+                "lint_ms_per_host": lint_cpu * 1000 / len(paths),
+                "digest": digest,
+                "module": found_in,
+            }
+        )
+    )
 
 
 def export(rev: str, into: Path) -> Path:
@@ -107,23 +137,30 @@ def main() -> None:
         certs.mkdir()
         make_certs(certs, args.hosts)
         times: dict[str, list[float]] = {label: [] for label, _ in labelled}
+        lints: dict[str, list[float]] = {label: [] for label, _ in labelled}
         digests: dict[str, set[str]] = {label: set() for label, _ in labelled}
         for _ in range(args.runs):
             for label, tree in labelled:
                 result = run_child(tree, certs)
                 times[label].append(float(str(result["ms_per_host"])))
+                lints[label].append(float(str(result["lint_ms_per_host"])))
                 digests[label].add(str(result["digest"]))
-    first = min(times[labelled[0][0]])
-    print(f"| tree ({args.hosts} hosts, {args.runs} runs) | best ms/host | median | vs first | digest |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    first, first_lint = min(times[labelled[0][0]]), min(lints[labelled[0][0]])
+    print(
+        f"| tree ({args.hosts} hosts, {args.runs} runs) | loading: best ms/host | median | vs first "
+        "| lint: best ms/host | median | vs first | digest |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, _ in labelled:
-        best = min(times[label])
+        best, best_lint = min(times[label]), min(lints[label])
         print(
-            f"| {label} | {best:.3f} | {statistics.median(times[label]):.3f} | "
-            f"{first / best:.2f}x faster | {', '.join(sorted(digests[label]))} |"
+            f"| {label} | {best:.3f} | {statistics.median(times[label]):.3f} | {first / best:.2f}x faster "
+            f"| {best_lint:.3f} | {statistics.median(lints[label]):.3f} "
+            f"| {first_lint / best_lint:.2f}x faster "
+            f"| {', '.join(sorted(digests[label]))} |"
         )
     if len(set().union(*digests.values())) != 1:
-        raise SystemExit("the trees disagree on the chains' facts")
+        raise SystemExit("the trees disagree on the chains' facts or the lint's findings")
 
 
 if __name__ == "__main__":
