@@ -13,6 +13,7 @@ the text to the plain ``json.dumps`` form.
 from __future__ import annotations
 
 import json
+import operator
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -45,6 +46,10 @@ class EncodeMemo:
         #: by value: a fleet has few servers and few distinct records
         self.strings: dict[str, str] = {}
         self.records: dict[int, tuple[Tlsa, str]] = {}
+        #: per host's clock dict: (the dict, its keys, its values, the text); the last
+        #: save's and this one's
+        self.clocks: dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...], str]] = {}
+        self.clocks_used: dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...], str]] = {}
 
 
 _PARTS_PER_OWNER = 24
@@ -77,21 +82,23 @@ def _string(text: str, memo: EncodeMemo) -> str:
 
 
 def _record_set(records: frozenset[Tlsa], memo: EncodeMemo) -> str:
-    """``json.dumps(sorted(r.to_text() for r in records))``."""
+    """``json.dumps(sorted(r.to_text() for r in records))``.  The quoted texts sort as
+    the plain ones do: a record's text is ``U S M HEX``, so where one is a prefix of
+    another the longer goes on with a hex digit, which sorts after the quote."""
     hit = memo.parts.get(id(records))
     if hit is not None and hit[0] is records:
         return hit[1]
     texts = memo.records
     if len(texts) >= 65536:
         texts.clear()
-    plain = []
+    quoted = []
     for record in records:
         known = texts.get(id(record))
         if known is None or known[0] is not record:
-            known = texts[id(record)] = (record, record.to_text())
-        plain.append(known[1])
-    plain.sort()
-    text = "[" + ", ".join([encode_basestring_ascii(t) for t in plain]) + "]"
+            known = texts[id(record)] = (record, encode_basestring_ascii(record.to_text()))
+        quoted.append(known[1])
+    quoted.sort()
+    text = "[" + ", ".join(quoted) + "]"
     memo.parts[id(records)] = (records, text)
     return text
 
@@ -104,10 +111,13 @@ def _observation(obs: Observation, memo: EncodeMemo) -> str:
         if hit is None or hit[0] is not view:
             records = "null" if view.records is None else _record_set(view.records, memo)
             copy = f'"provider_copy": {_value(view.provider_copy)}, ' if view.provider_copy else ""
+            error, ttl = view.error, view.ttl
+            error_text = "null" if error is None else _value(error)
+            ttl_text = repr(ttl) if type(ttl) is int else _value(ttl)
             hit = parts[id(view)] = (
                 view,
-                f'{{"error": {_value(view.error)}, {copy}"records": {records}, '
-                f'"server": {_string(view.server, memo)}, "ttl": {_value(view.ttl)}}}',
+                f'{{"error": {error_text}, {copy}"records": {records}, '
+                f'"server": {_string(view.server, memo)}, "ttl": {ttl_text}}}',
             )
         views.append(hit[1])
     text = f'{{"first": {_value(obs.first)}, "last": {_value(obs.last)}, "views": [{", ".join(views)}]}}'
@@ -128,10 +138,20 @@ def _owner(history: History, managed: frozenset[Tlsa], memo: EncodeMemo) -> str:
 
 
 def _clock(clock: dict[str, Any], memo: EncodeMemo) -> str:
-    """``json.dumps(clock, sort_keys=True)``."""
-    if not all(type(k) is str for k in clock):
-        return json.dumps(clock, sort_keys=True)
-    return "{" + ", ".join([f"{_string(k, memo)}: {_value(v)}" for k, v in sorted(clock.items())]) + "}"
+    """``json.dumps(clock, sort_keys=True)``.  A run sets each host's clocks once and
+    saves several times: the text stands while the dict holds the very same keys and
+    value objects (identity, not equality: ``1`` and ``1.0`` are equal, their JSON is not)."""
+    keys, values = tuple(clock), tuple(clock.values())
+    hit = memo.clocks.get(id(clock))
+    if hit is not None and hit[0] is clock and hit[1] == keys and all(map(operator.is_, hit[2], values)):
+        memo.clocks_used[id(clock)] = hit
+        return hit[3]
+    if all(type(k) is str for k in keys):
+        text = "{" + ", ".join([f"{_string(k, memo)}: {_value(v)}" for k, v in sorted(clock.items())]) + "}"
+    else:
+        text = json.dumps(clock, sort_keys=True)
+    memo.clocks_used[id(clock)] = (clock, keys, values, text)
+    return text
 
 
 def encode(data: LedgerData, memo: EncodeMemo | None = None) -> str:
@@ -140,6 +160,7 @@ def encode(data: LedgerData, memo: EncodeMemo | None = None) -> str:
     the same as without it."""
     memo = memo if memo is not None else EncodeMemo()
     last, owners = memo.owners, {}
+    memo.clocks_used = {}
     if len(memo.parts) > _PARTS_PER_OWNER * len(last) + 4096:
         memo.parts.clear()
     lines = []
@@ -163,7 +184,7 @@ def encode(data: LedgerData, memo: EncodeMemo | None = None) -> str:
             f'"deploys": {deploys}, {negative}'
             f'"owners": {{{", ".join(texts)}}}, "unverified": {_value(hr.unverified)}}}'
         )
-    memo.owners = owners
+    memo.owners, memo.clocks, memo.clocks_used = owners, memo.clocks_used, {}
     return '{"hosts": {\n' + ",\n".join(lines) + "\n}, " + f'"schema": {SCHEMA}}}\n'
 
 
