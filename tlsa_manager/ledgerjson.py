@@ -248,17 +248,25 @@ class _Decoder:
     def view(self, v: dict[str, Any]) -> ServerView:
         server, records = v["server"], v["records"]
         ttl, error, copy = v.get("ttl"), v.get("error"), bool(v.get("provider_copy", False))
-        try:
-            key = (server, None if records is None else tuple(records), ttl, error, copy)
-            known = self.views.get(key)
-        except TypeError:  # not from this version (e.g. a list for a ttl): read as it is
-            key, known = None, None
-        if known is None:
-            found = None if records is None else self.record_set(records)
-            known = ServerView(str(server), found, ttl, error, copy)
-            if key is not None:
-                self.views[key] = known
-        return known
+        key = None
+        if (
+            type(server) is str
+            and (ttl is None or type(ttl) is int)
+            and (error is None or type(error) is str)
+        ):
+            try:  # only values whose equals are of one type: 1, 1.0 and true stay apart
+                key = (server, None if records is None else tuple(records), ttl, error, copy)
+                known = self.views.get(key)
+            except TypeError:  # not from this version (a list in the records): read as it is
+                key = None
+            else:
+                if known is not None:
+                    return known
+        found = None if records is None else self.record_set(records)
+        view = ServerView(str(server), found, ttl, error, copy)
+        if key is not None:
+            self.views[key] = view
+        return view
 
 
 def _intent_to_json(intent: DeployIntent) -> dict[str, Any]:
