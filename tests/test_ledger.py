@@ -272,7 +272,7 @@ def test_a_ledger_of_the_indented_format_loads_and_is_written_in_the_current_one
         history = data.host("mail.example.com").owners["_25._tcp.mail.example.com."].history
         assert history.since == 1000.0 and not history.blind and data.host("mail.example.com").clock == {}
         views = history.entries[0].views
-        assert [v.server for v in views] == ["ns1", "ns2"] and views[0].records == views[1].records == {REC}
+        assert [v.server for v in views] == ["ns1", "ns2"] and views[0].records == views[1].records == frozenset({REC})
         ledger.save(data)
     text = ledger.path.read_text()
     assert text == reference_text(data) and text.count("\n") == 3
