@@ -15,8 +15,13 @@ tree given is timed on that same fleet, in a child process of its own (the tree 
   earlier save, as after a phase that recorded an observation for every owner) into a
   private directory; the file's SHA-256 says whether two trees write the same bytes.
 
+- first sync saves: the records removed from BIND again and the state directory new,
+  ``sync`` of the fleet run by the tree's CLI in that child, each ``Ledger.save`` timed
+  (a first sync saves after every phase; the first save of a run has nothing from an
+  earlier one, the later ones reuse what did not change).
+
 Each figure is CPU time (``time.process_time()``), the best of ``--repeat`` calls, and
-the best over the rounds.
+the best over the rounds (the saves: of the round with the least in all).
 
 Usage: python bench/bench_state.py [--hosts 1000] [--repeat 5] [--rounds 2] [TREE ...]
 (default TREE: this checkout; e.g. ``/work/main .`` compares main with this branch).
@@ -75,11 +80,49 @@ def measure(config_path: Path, state: Path, repeat: int) -> dict[str, Any]:
     return {"figures": figures, "sha": digest, "size": size}
 
 
-def child(tree: Path, config: Path, state: Path, repeat: int) -> dict[str, Any]:
+def first_sync_saves(config: Path, state: Path) -> list[float]:
+    """In the child: ``sync`` by the CLI into the new ``state``, the CPU of each save."""
+    import tlsa_manager.cli.main  # noqa: F401  (the module; the package exports its main())
+    from tlsa_manager import ledger
+
+    cli = sys.modules["tlsa_manager.cli.main"]
+    save = ledger.Ledger.save
+    times: list[float] = []
+
+    def timed(self: Any, data: Any) -> None:
+        start = time.process_time()
+        save(self, data)
+        times.append(time.process_time() - start)
+
+    ledger.Ledger.save = timed  # type: ignore[method-assign]
+    sys.argv = ["tlsa-manager", "-q", "--config", str(config), "--state-dir", str(state), "sync"]
+    try:
+        cli.run()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    return times
+
+
+def reset(bind: Any, hosts: list[tuple[str, Path]]) -> None:
+    """The fleet's records out of the zone again (both servers), for another first sync."""
+    import bench_fleet
+
+    script = ""
+    for start in range(0, len(hosts), 250):
+        owners = hosts[start : start + 250]
+        script += "".join(f"update delete _25._tcp.{name}. TLSA\n" for name, _cert in owners) + "send\n"
+    bench_fleet.nsupdate(bind, script)
+    target = bench_fleet.serial(bind.primary.port)
+    while bench_fleet.serial(bind.secondary.port) < target:
+        time.sleep(0.01)
+
+
+def child(tree: Path, config: Path, state: Path, repeat: int, mode: str = "--measure") -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'providers'}"}
     env.pop("PYTHONPYCACHEPREFIX", None)
     result = subprocess.run(
-        [sys.executable, str(HERE / "bench_state.py"), "--measure", str(config), str(state), str(repeat)],
+        [sys.executable, str(HERE / "bench_state.py"), mode, str(config), str(state), str(repeat)],
         env=env,
         cwd=tree,
         capture_output=True,
@@ -94,6 +137,9 @@ def child(tree: Path, config: Path, state: Path, repeat: int) -> dict[str, Any]:
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--measure":
         print(json.dumps(measure(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
+        return
+    if len(sys.argv) == 5 and sys.argv[1] == "--first-sync":
+        print(json.dumps({"saves": first_sync_saves(Path(sys.argv[2]), Path(sys.argv[3]))}))
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("trees", nargs="*", type=Path, default=[HERE.parent])
@@ -124,20 +170,26 @@ def main() -> None:
         if synced.code != 0:
             raise SystemExit(f"sync failed ({synced.code}): {synced.err[-2000:]}")
         results: dict[Path, list[dict[str, Any]]] = {tree: [] for tree in args.trees}
-        for _ in range(args.rounds):
+        saves: dict[Path, list[list[float]]] = {tree: [] for tree in args.trees}
+        for index in range(args.rounds):
             for tree in args.trees:
                 results[tree].append(child(tree.resolve(), config, state, args.repeat))
+                reset(bind, hosts)
+                fresh = root / f"first-{index}-{len(saves[tree])}-{tree.resolve().name}"
+                saves[tree].append(child(tree.resolve(), config, fresh, 1, "--first-sync")["saves"])
     finally:
         bind.stop()
         shutil.rmtree(root, ignore_errors=True)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{args.hosts} hosts; CPU ms, best of {args.repeat} x {args.rounds} rounds; load {load}\n")
-    print("| tree | " + " | ".join(PHASES) + " | saved file |")
-    print("| --- |" + " ---: |" * len(PHASES) + " --- |")
+    print("| tree | " + " | ".join(PHASES) + " | saves of a first sync | saved file |")
+    print("| --- |" + " ---: |" * len(PHASES) + " --- | --- |")
     for tree, runs in results.items():
         cells = [f"{min(r['figures'][p] for r in runs) * 1000:.1f}" for p in PHASES]
+        least = min(saves[tree], key=sum)
+        each = " + ".join(f"{t * 1000:.0f}" for t in least)
         saved = f"{runs[0]['size']} bytes, sha256 {runs[0]['sha']}"
-        print(f"| {tree} | " + " | ".join(cells) + f" | {saved} |")
+        print(f"| {tree} | " + " | ".join(cells) + f" | {each} = {sum(least) * 1000:.0f} | {saved} |")
 
 
 if __name__ == "__main__":

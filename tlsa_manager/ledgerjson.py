@@ -46,6 +46,8 @@ class EncodeMemo:
         #: by value: a fleet has few servers and few distinct records
         self.strings: dict[str, str] = {}
         self.records: dict[int, tuple[Tlsa, str]] = {}
+        #: by the ids of the records in a set: (a set of those very records, its text)
+        self.members: dict[frozenset[int], tuple[frozenset[Tlsa], str]] = {}
         #: per host's clock dict: (the dict, its keys, its values, the text); the last
         #: save's and this one's
         self.clocks: dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...], str]] = {}
@@ -88,19 +90,26 @@ def _record_set(records: frozenset[Tlsa], memo: EncodeMemo) -> str:
     hit = memo.parts.get(id(records))
     if hit is not None and hit[0] is records:
         return hit[1]
-    texts = memo.records
-    if len(texts) >= 65536:
-        texts.clear()
-    quoted = []
-    for record in records:
-        known = texts.get(id(record))
-        if known is None or known[0] is not record:
-            known = texts[id(record)] = (record, encode_basestring_ascii(record.to_text()))
-        quoted.append(known[1])
-    quoted.sort()
-    text = "[" + ", ".join(quoted) + "]"
-    memo.parts[id(records)] = (records, text)
-    return text
+    # another set of the same record objects (a server's answer of what was published):
+    # records are shared objects (records.py), the set that made the text keeps them alive
+    members = frozenset(map(id, records))
+    hit = memo.members.get(members)
+    if hit is None:
+        texts = memo.records
+        if len(texts) >= 65536:
+            texts.clear()
+        quoted = []
+        for record in records:
+            known = texts.get(id(record))
+            if known is None or known[0] is not record:
+                known = texts[id(record)] = (record, encode_basestring_ascii(record.to_text()))
+            quoted.append(known[1])
+        quoted.sort()
+        if len(memo.members) >= 65536:
+            memo.members.clear()
+        hit = memo.members[members] = (records, "[" + ", ".join(quoted) + "]")
+    memo.parts[id(records)] = (records, hit[1])
+    return hit[1]
 
 
 def _observation(obs: Observation, memo: EncodeMemo) -> str:
