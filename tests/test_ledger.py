@@ -295,3 +295,22 @@ def test_equal_answers_are_shared_on_load_but_values_of_another_type_stay_apart(
     assert views[0] is views[1] and views[2] is not views[0] and views[3] is not views[0]
     assert [type(v.ttl) for v in views] == [int, int, float, bool]
     assert all(host.owners[o].managed is views[0].records for o in owners)
+
+
+def test_sets_of_the_same_records_and_of_others_are_each_written_as_they_are() -> None:
+    """A set made of the very record objects of another set reuses its text; a set with
+    one record more or less, or a record of equal value but its own object, does not."""
+    from tlsa_manager.ledger import EncodeMemo
+    from tlsa_manager.observations import History, Observation
+
+    a, b = Tlsa.from_text("3 1 1 " + "ab" * 32), Tlsa.from_text("2 1 1 " + "cd" * 32)
+    twin = Tlsa(a.usage, a.selector, a.mtype, bytes(a.data))
+    data = LedgerData()
+    views = tuple(ServerView(f"ns{i}", s, 60) for i, s in enumerate(
+        [frozenset({b, a}), frozenset([a]), frozenset({twin, b}), frozenset(), frozenset({b})]))
+    owner = data.host("mx.example.com").owner("_25._tcp.mx.example.com.")
+    owner.managed = frozenset({a, b})
+    owner.history = History((Observation(1.0, 2.0, views),), 1.0)
+    memo = EncodeMemo()
+    for _ in range(2):
+        assert encode(data, memo) == reference_text(data)
