@@ -10,6 +10,8 @@ tree given is timed on that same fleet, in a child process of its own (the tree 
 
 - ``load_config``: the TOML of N hosts to a Config;
 - ``open_hosts``: providers, servers (the one SOA query per zone and server), ports;
+  each of these two also as the first call in the process ("first"), as a run calls it:
+  with the imports it makes and the caches it fills (the owner names, the entry points);
 - ledger load: ``Ledger.load`` of the sync's ledger.json;
 - ledger save: ``Ledger.save`` of that ledger by a new Ledger (nothing remembered from an
   earlier save, as after a phase that recorded an observation for every owner) into a
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("load_config", "open_hosts", "ledger load", "ledger save")
+PHASES = ("load_config, first", "load_config", "open_hosts, first", "open_hosts", "ledger load", "ledger save")
 
 
 def best(repeat: int, call: Any) -> float:
@@ -61,14 +63,20 @@ def measure(config_path: Path, state: Path, repeat: int) -> dict[str, Any]:
     from tlsa_manager.ledger import Ledger
     from tlsa_manager.runner import open_hosts
 
-    config = load_config(config_path)
+    start = time.process_time()
+    config = load_config(config_path)  # the first call: what a run pays (lazy imports too)
+    first_config = time.process_time() - start
     catalog = load_catalog(state)
-    open_hosts(config, [], True, catalog, state_dir=state)  # imports the provider once
+    start = time.process_time()
+    open_hosts(config, [], True, catalog, state_dir=state)  # imports the provider, names the owners
+    first_open = time.process_time() - start
     data = Ledger(state).load()
     out = Path(tempfile.mkdtemp(prefix="tlsa-state-save-"))
     try:
         figures = {
+            "load_config, first": first_config,
             "load_config": best(repeat, lambda: load_config(config_path)),
+            "open_hosts, first": first_open,
             "open_hosts": best(repeat, lambda: open_hosts(config, [], True, catalog, state_dir=state)),
             "ledger load": best(repeat, lambda: Ledger(state).load()),
             "ledger save": best(repeat, lambda: Ledger(out).save(data)),
