@@ -44,7 +44,14 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("load_config, first", "load_config", "open_hosts, first", "open_hosts", "ledger load", "ledger save")
+PHASES = (
+    "load_config, first",
+    "load_config",
+    "open_hosts, first",
+    "open_hosts",
+    "ledger load",
+    "ledger save",
+)
 
 
 def best(repeat: int, call: Any) -> float:
