@@ -80,3 +80,32 @@ def pure_cache(maxsize: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return wrap
+
+
+T = TypeVar("T")
+
+
+def by_identity(function: Callable[[T], R]) -> Callable[[T], R]:
+    """Remember ``function(obj)`` per object, for a tuple that many calls share (the
+    catalog's issuers: every host of a run gets the same tuple object).
+
+    Keyed by ``id(obj)``, one dict lookup, where a value key would hash every element
+    in Python on every call.  The table holds ``obj`` itself, so its id cannot be
+    reused while the answer is kept; only a ``tuple`` (immutable) is remembered, any
+    other sequence is answered afresh.  Small and bounded: a run has one catalog.
+    """
+    table: dict[int, tuple[T, R]] = {}
+
+    @functools.wraps(function)
+    def wrapper(obj: T) -> R:
+        known = table.get(id(obj))
+        if known is not None and known[0] is obj:
+            return known[1]
+        value = function(obj)
+        if isinstance(obj, tuple):
+            if len(table) >= 16:
+                table.clear()
+            table[id(obj)] = (obj, value)
+        return value
+
+    return wrapper

@@ -20,7 +20,7 @@ from tlsa_manager.derive import DEFAULT_KINDS
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
 from tlsa_manager.hazards import TA_NOT_SENT, TOO_MANY_RECORDS, Hazard
-from tlsa_manager.memo import frozen_hash, memo_method, pure_cache
+from tlsa_manager.memo import by_identity, frozen_hash, memo_method, pure_cache
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -56,11 +56,30 @@ class IssuerFacts:
         return frozenset(r for k in kinds for r in self.records(k))
 
 
+class Issuers(tuple[IssuerFacts, ...]):
+    """A catalog's issuers: a tuple that hashes its elements once.
+
+    Every plan passes the same issuers to the memoized ``desired`` and ``lint``, whose
+    keys hashed each of its ~25 elements in Python on every call.  Equal to (and hashed
+    as) the plain tuple of the same elements; pickled as one, without the kept hash
+    (``bytes`` hashes are salted per process).
+    """
+
+    def __hash__(self) -> int:
+        known: int | None = self.__dict__.get("_hash")
+        if known is None:
+            known = self.__dict__["_hash"] = tuple.__hash__(self)
+        return known
+
+    def __reduce__(self) -> tuple[type[Issuers], tuple[tuple[IssuerFacts, ...]]]:
+        return (Issuers, (tuple(self),))
+
+
 def issuers_from_catalog(catalog: Catalog, *, roots: bool = False) -> tuple[IssuerFacts, ...]:
     """Every non-root catalog CA key (any status), or with ``roots`` every root, as IssuerFacts."""
     from tlsa_manager.facts import cert_facts
 
-    return tuple(
+    return Issuers(
         IssuerFacts(i.name, i.key_type, i.status, tuple(cert_facts(c.certificate) for c in i.certs))
         for i in catalog.issuers
         if i.is_root == roots
@@ -76,6 +95,9 @@ class HostPolicy:
     unsafe_allow_fragile_kinds: bool = False
     pin_backup_issuers: bool = True
     prune: bool = False
+
+    def __hash__(self) -> int:
+        return frozen_hash(self)  # a key of ``desired``'s memo on every plan
 
 
 @dataclass(frozen=True, order=True)
@@ -136,8 +158,7 @@ def catalog_issued(chain: ChainFacts, issuers: Sequence[IssuerFacts]) -> bool:
     """
     if not chain.cas:
         return False
-    issuer_spki = chain.cas[0].spki_der
-    return any(c.spki_der == issuer_spki for i in issuers for c in i.certs)
+    return chain.cas[0].spki_der in _catalog(issuers).spkis
 
 
 def catalog_key_types(
@@ -153,6 +174,54 @@ def catalog_key_types(
     if known:
         known |= {k.key_type for k in next_keys}
     return frozenset(known)
+
+
+#: a candidate of the desired set: (priority, record, role, reason)
+Candidate = tuple[int, Tlsa, str, str]
+_PRIORITY = {role: index for index, role in enumerate(ROLES)}
+
+
+class _Catalog:
+    """What every host asks of the same catalog issuers, worked out once per run: the
+    keys of its CAs, and per record kind, key types and statuses the issuer records
+    with their reasons (the same for every host that uses those key types)."""
+
+    def __init__(self, issuers: Sequence[IssuerFacts]) -> None:
+        self.issuers = issuers
+        self.spkis = frozenset(c.spki_der for i in issuers for c in i.certs)
+        self.wanted: dict[tuple[Params, frozenset[str], tuple[str, ...]], tuple[Candidate, ...]] = {}
+
+    def candidates(
+        self, kind: Params, key_types: frozenset[str], statuses: tuple[str, ...]
+    ) -> tuple[Candidate, ...]:
+        key = (kind, key_types, statuses)
+        known = self.wanted.get(key)
+        if known is None:
+            kind_text = params_text(kind)
+            known = self.wanted[key] = tuple(
+                (
+                    _PRIORITY[f"issuer-{issuer.status}"],
+                    record,
+                    f"issuer-{issuer.status}",
+                    f"{kind_text} of {issuer.name}, {issuer.status} "
+                    f"{issuer.key_type.upper()} issuer that may sign the next certificate",
+                )
+                for issuer in self.issuers
+                if issuer.key_type in key_types and issuer.status in statuses
+                for record in issuer.records(kind)
+            )
+        return known
+
+
+@by_identity
+def _catalog(issuers: Sequence[IssuerFacts]) -> _Catalog:
+    return _Catalog(issuers)
+
+
+def _order(candidate: Candidate) -> tuple[int, int, int, int, bytes]:
+    """DesiredRecord's order (priority, then the record's fields) without its Python ``__lt__``."""
+    priority, r = candidate[0], candidate[1]
+    return (priority, r.usage, r.selector, r.mtype, r.data)
 
 
 @pure_cache(maxsize=4096)  # the same chains and policy run after run
@@ -181,47 +250,39 @@ def desired(
                 owner,
             )
         )
-    chosen: dict[Tlsa, DesiredRecord] = {}
+    # record -> the candidate of the lowest priority (the first of equals)
+    chosen: dict[Tlsa, Candidate] = {}
 
-    def want(record: Tlsa | None, role: str, reason: str) -> None:
-        if record is None:
-            return
-        candidate = DesiredRecord(ROLES.index(role), record, role, reason)
-        if record not in chosen or candidate < chosen[record]:
-            chosen[record] = candidate
+    def want(candidate: Candidate) -> None:
+        known = chosen.get(candidate[1])
+        if known is None or candidate[0] < known[0]:
+            chosen[candidate[1]] = candidate
 
+    key_types: frozenset[str] | None = None
     for kind in kinds:
         kind_text = params_text(kind)
         end_entity = kind[0] in (Usage.DANE_EE, Usage.PKIX_EE)
         for role, chains in (("live", live), ("staged", staged), ("next", next_keys)):
+            priority = _PRIORITY[role]
             for chain in chains:
                 if end_entity:
-                    want(
-                        chain.leaf.record(kind),
-                        role,
-                        f"{kind_text} of the {role} key ({chain.label})",
-                    )
+                    record = chain.leaf.record(kind)
+                    if record is not None:
+                        want((priority, record, role, f"{kind_text} of the {role} key ({chain.label})"))
                 elif chain.cas and role != "next":
-                    issuer_label = chain.issuer_name or chain.cas[0].name
-                    want(
-                        chain.cas[0].record(kind),
-                        role,
-                        f"{kind_text} of {issuer_label}, the issuer of the {role} chain ({chain.label})",
-                    )
+                    record = chain.cas[0].record(kind)
+                    if record is not None:
+                        issuer_label = chain.issuer_name or chain.cas[0].name
+                        why = f"{kind_text} of {issuer_label}, the issuer of the {role} chain ({chain.label})"
+                        want((priority, record, role, why))
         if end_entity or not issuers:
             continue
-        key_types = catalog_key_types((*live, *staged), next_keys, issuers)
+        if key_types is None:
+            key_types = catalog_key_types((*live, *staged), next_keys, issuers)
         statuses = ("active", "backup") if policy.pin_backup_issuers else ("active",)
-        for issuer in issuers:
-            if issuer.key_type in key_types and issuer.status in statuses:
-                for record in issuer.records(kind):
-                    want(
-                        record,
-                        f"issuer-{issuer.status}",
-                        f"{kind_text} of {issuer.name}, {issuer.status} "
-                        f"{issuer.key_type.upper()} issuer that may sign the next certificate",
-                    )
-    ordered = sorted(chosen.values())
+        for candidate in _catalog(issuers).candidates(kind, key_types, statuses):
+            want(candidate)
+    ordered = [DesiredRecord(*c) for c in sorted(chosen.values(), key=_order)]
     # the live chains' own records are never cut (they sort first): leaving one out
     # broke a kind for a live chain (H2); over the budget they are the planner's fatal H13
     cut = max(policy.budget, sum(1 for d in ordered if d.role == "live"))

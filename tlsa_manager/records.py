@@ -72,7 +72,17 @@ def parse_params(text: str) -> Params:
     return (to_usage(usage), to_selector(selector), to_mtype(mtype))
 
 
+#: the members by value: ``Usage(3)`` goes through the enum machinery in Python, and
+#: every Tlsa made normalises its three fields (one dict lookup instead)
+_USAGES: dict[int, Usage] = {int(m): m for m in Usage}
+_SELECTORS: dict[int, Selector] = {int(m): m for m in Selector}
+_MTYPES: dict[int, MatchingType] = {int(m): m for m in MatchingType}
+
+
 def to_usage(value: int) -> Usage:
+    known = _USAGES.get(value)
+    if known is not None:
+        return known
     try:
         return Usage(value)
     except ValueError:
@@ -82,6 +92,9 @@ def to_usage(value: int) -> Usage:
 
 
 def to_selector(value: int) -> Selector:
+    known = _SELECTORS.get(value)
+    if known is not None:
+        return known
     try:
         return Selector(value)
     except ValueError:
@@ -89,6 +102,9 @@ def to_selector(value: int) -> Selector:
 
 
 def to_mtype(value: int) -> MatchingType:
+    known = _MTYPES.get(value)
+    if known is not None:
+        return known
     try:
         return MatchingType(value)
     except ValueError:
