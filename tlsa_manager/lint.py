@@ -174,10 +174,11 @@ def retired_ca(ctx: Context) -> list[Hazard]:
     used_by_live = {r for c in ctx.live for k in ctx.groups for r in c.matching(k)}
     ta_groups = [g for k, g in ctx.groups.items() if k[0] is Usage.DANE_TA]
     out = []
-    for issuer in ctx.issuers:
+    left, kinds = ctx.records - used_by_live, frozenset(ctx.groups)  # once, not per issuer
+    for issuer in ctx.issuers if left else ():
         if issuer.status != "retired":
             continue
-        stale = issuer.records_of(frozenset(ctx.groups)) & ctx.records - used_by_live
+        stale = issuer.records_of(kinds) & left
         if stale:
             only = all(g <= stale for g in ta_groups) and bool(ta_groups)
             out.append(

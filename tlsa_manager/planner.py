@@ -72,7 +72,9 @@ __all__ = [
 
 def _protected(records: frozenset[Tlsa], chains: Sequence[ChainFacts]) -> frozenset[Tlsa]:
     """Records that match some chain or key an endpoint serves or may serve soon (I-3)."""
-    return frozenset(r for r in records if any(r in c.matching(r.params) for c in chains))
+    # a chain's records of one kind are all of that kind: ask each chain once per kind
+    kinds = {r.params for r in records}
+    return records & frozenset().union(*(c.matching(k) for c in chains for k in kinds))
 
 
 def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, list[Hazard], list[str]]:
