@@ -31,8 +31,12 @@ from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData
 def unconfirmed(ledger: LedgerData, host: str) -> tuple[ChainFacts, ...]:
     """Chains the MTA may still present: replaced by a deploy whose reload is not confirmed."""
     return tuple(
-        replace(chain, label=chain.label if label.startswith(PRESENTED)
-                else f"previous {chain.label} (deploy of {label} not confirmed)")
+        replace(
+            chain,
+            label=chain.label
+            if label.startswith(PRESENTED)
+            else f"previous {chain.label} (deploy of {label} not confirmed)",
+        )
         for label, entry in ledger.host(host).deploys.items()
         for chain in entry.previous
     )

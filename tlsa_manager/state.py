@@ -31,6 +31,7 @@ class DeployIntent:
 #: publish the MTA presented another chain than the configured file (H27)
 PRESENTED = "presented by the MTA"
 
+
 @dataclass
 class OwnerRecord:
     """Per owner name: records we published (managed) and the observation history."""
