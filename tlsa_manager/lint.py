@@ -31,7 +31,13 @@ from tlsa_manager.hazards import (
     Severity,
 )
 from tlsa_manager.memo import pure_cache
-from tlsa_manager.policy import IssuerFacts, catalog_key_types, group_by_kind
+from tlsa_manager.policy import (
+    IssuerFacts,
+    catalog_key_types,
+    catalog_records,
+    group_by_kind,
+    retired_issuers,
+)
 from tlsa_manager.records import MatchingType, Params, Selector, Tlsa, Usage, params_text
 
 
@@ -158,7 +164,7 @@ def per_kind(*rules: KindRule) -> Rule:
 
 def root_pinned(ctx: Context) -> list[Hazard]:
     """H9: a "2 x x" record of a catalog root, which Let's Encrypt chains may not send."""
-    roots = {r for root in ctx.catalog_roots for k in ctx.groups for r in root.records(k)}
+    roots = catalog_records(ctx.catalog_roots, frozenset(ctx.groups))
     return [
         TA_NOT_SENT.hazard(
             f"{record.kind} pins a root key that Let's Encrypt chains may not send",
@@ -175,9 +181,8 @@ def retired_ca(ctx: Context) -> list[Hazard]:
     ta_groups = [g for k, g in ctx.groups.items() if k[0] is Usage.DANE_TA]
     out = []
     left, kinds = ctx.records - used_by_live, frozenset(ctx.groups)  # once, not per issuer
-    for issuer in ctx.issuers if left else ():
-        if issuer.status != "retired":
-            continue
+    retired = retired_issuers(ctx.issuers)
+    for issuer in retired if left and catalog_records(retired, kinds) & left else ():
         stale = issuer.records_of(kinds) & left
         if stale:
             only = all(g <= stale for g in ta_groups) and bool(ta_groups)

@@ -117,7 +117,11 @@ class DesiredSet:
     kinds: tuple[Params, ...] = DEFAULT_KINDS
 
     def as_set(self) -> frozenset[Tlsa]:
-        return frozenset(d.record for d in self.records)
+        known: frozenset[Tlsa] | None = self.__dict__.get("_as_set")
+        if known is None:  # asked per owner and per staged chain of every plan
+            known = frozenset(d.record for d in self.records)
+            object.__setattr__(self, "_as_set", known)
+        return known
 
     def reason_for(self, record: Tlsa) -> str:
         return next((d.reason for d in self.records if d.record == record), "")
@@ -176,8 +180,6 @@ def catalog_key_types(
     return frozenset(known)
 
 
-#: a candidate of the desired set: (priority, record, role, reason)
-Candidate = tuple[int, Tlsa, str, str]
 _PRIORITY = {role: index for index, role in enumerate(ROLES)}
 
 
@@ -189,17 +191,17 @@ class _Catalog:
     def __init__(self, issuers: Sequence[IssuerFacts]) -> None:
         self.issuers = issuers
         self.spkis = frozenset(c.spki_der for i in issuers for c in i.certs)
-        self.wanted: dict[tuple[Params, frozenset[str], tuple[str, ...]], tuple[Candidate, ...]] = {}
+        self.wanted: dict[tuple[Params, frozenset[str], tuple[str, ...]], tuple[DesiredRecord, ...]] = {}
 
     def candidates(
         self, kind: Params, key_types: frozenset[str], statuses: tuple[str, ...]
-    ) -> tuple[Candidate, ...]:
+    ) -> tuple[DesiredRecord, ...]:
         key = (kind, key_types, statuses)
         known = self.wanted.get(key)
         if known is None:
             kind_text = params_text(kind)
             known = self.wanted[key] = tuple(
-                (
+                DesiredRecord(
                     _PRIORITY[f"issuer-{issuer.status}"],
                     record,
                     f"issuer-{issuer.status}",
@@ -218,10 +220,31 @@ def _catalog(issuers: Sequence[IssuerFacts]) -> _Catalog:
     return _Catalog(issuers)
 
 
-def _order(candidate: Candidate) -> tuple[int, int, int, int, bytes]:
+@by_identity
+def _by_kinds(cas: Sequence[IssuerFacts]) -> dict[frozenset[Params], frozenset[Tlsa]]:
+    return {}
+
+
+def catalog_records(cas: Sequence[IssuerFacts], kinds: frozenset[Params]) -> frozenset[Tlsa]:
+    """Every record of ``kinds`` of the catalog CAs ``cas``: once per run and set of kinds
+    (the lint of every owner asks it of the same catalog)."""
+    table = _by_kinds(cas)
+    known = table.get(kinds)
+    if known is None:
+        known = table[kinds] = frozenset(r for ca in cas for k in kinds for r in ca.records(k))
+    return known
+
+
+@by_identity
+def retired_issuers(issuers: Sequence[IssuerFacts]) -> tuple[IssuerFacts, ...]:
+    """The catalog's retired CAs (one tuple per catalog, so :func:`catalog_records` keeps it)."""
+    return tuple(i for i in issuers if i.status == "retired")
+
+
+def _order(d: DesiredRecord) -> tuple[int, int, int, int, bytes]:
     """DesiredRecord's order (priority, then the record's fields) without its Python ``__lt__``."""
-    priority, r = candidate[0], candidate[1]
-    return (priority, r.usage, r.selector, r.mtype, r.data)
+    r = d.record
+    return (d.priority, r.usage, r.selector, r.mtype, r.data)
 
 
 @pure_cache(maxsize=4096)  # the same chains and policy run after run
@@ -251,12 +274,12 @@ def desired(
             )
         )
     # record -> the candidate of the lowest priority (the first of equals)
-    chosen: dict[Tlsa, Candidate] = {}
+    chosen: dict[Tlsa, DesiredRecord] = {}
 
-    def want(candidate: Candidate) -> None:
-        known = chosen.get(candidate[1])
-        if known is None or candidate[0] < known[0]:
-            chosen[candidate[1]] = candidate
+    def want(candidate: DesiredRecord) -> None:
+        known = chosen.get(candidate.record)
+        if known is None or candidate.priority < known.priority:
+            chosen[candidate.record] = candidate
 
     key_types: frozenset[str] | None = None
     for kind in kinds:
@@ -268,13 +291,14 @@ def desired(
                 if end_entity:
                     record = chain.leaf.record(kind)
                     if record is not None:
-                        want((priority, record, role, f"{kind_text} of the {role} key ({chain.label})"))
+                        why = f"{kind_text} of the {role} key ({chain.label})"
+                        want(DesiredRecord(priority, record, role, why))
                 elif chain.cas and role != "next":
                     record = chain.cas[0].record(kind)
                     if record is not None:
                         issuer_label = chain.issuer_name or chain.cas[0].name
                         why = f"{kind_text} of {issuer_label}, the issuer of the {role} chain ({chain.label})"
-                        want((priority, record, role, why))
+                        want(DesiredRecord(priority, record, role, why))
         if end_entity or not issuers:
             continue
         if key_types is None:
@@ -282,7 +306,7 @@ def desired(
         statuses = ("active", "backup") if policy.pin_backup_issuers else ("active",)
         for candidate in _catalog(issuers).candidates(kind, key_types, statuses):
             want(candidate)
-    ordered = [DesiredRecord(*c) for c in sorted(chosen.values(), key=_order)]
+    ordered = sorted(chosen.values(), key=_order)
     # the live chains' own records are never cut (they sort first): leaving one out
     # broke a kind for a live chain (H2); over the budget they are the planner's fatal H13
     cut = max(policy.budget, sum(1 for d in ordered if d.role == "live"))
