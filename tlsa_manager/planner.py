@@ -371,17 +371,12 @@ def plan(inp: PlanInput) -> Plan:
             changes.append(change)
         hazards += owner_hazards
         hazards += server_hazards(inp, owner)
-        hazards += lint(
-            owner.published.records,
-            inp.live,
-            inp.staged,
-            inp.next_keys,
-            inp.issuers,
-            inp.roots,
-            inp.policy.budget,
-            name_text(owner.owner),
-        )
-        unmanaged += [(name_text(owner.owner), text) for text in kept]
+        name = name_text(owner.owner)
+        records = owner.published.records
+        if records:  # an empty RRset has no hazards of its own (lint answers [] for it)
+            live, staged, next_keys, budget = inp.live, inp.staged, inp.next_keys, inp.policy.budget
+            hazards += lint(records, live, staged, next_keys, inp.issuers, inp.roots, budget, name)
+        unmanaged += [(name, text) for text in kept]
     gates = tuple(gate_for(inp, chain) for chain in inp.staged)
     reasons = tuple(sorted((d.record.to_text(), f"{d.role}: {d.reason}") for d in inp.desired.records))
     unique = tuple(dict.fromkeys(hazards))

@@ -57,7 +57,15 @@ Params = tuple[Usage, Selector, MatchingType]
 
 def params_text(params: Params) -> str:
     """``(3, 1, 1)`` as the ``"3 1 1"`` users write in configs."""
-    return " ".join(str(int(p)) for p in params)
+    known = _KIND_TEXT.get(params)  # the planner names a few kinds in every plan
+    if known is None:
+        known = " ".join(str(int(p)) for p in params)
+        if len(_KIND_TEXT) < 256:
+            _KIND_TEXT[params] = known
+    return known
+
+
+_KIND_TEXT: dict[Params, str] = {}
 
 
 def parse_params(text: str) -> Params:
