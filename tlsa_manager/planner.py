@@ -48,7 +48,7 @@ from tlsa_manager.plans import (
 )
 from tlsa_manager.policy import ROLES, DesiredRecord, group_by_kind
 from tlsa_manager.provider import OwnerChange
-from tlsa_manager.records import Tlsa, params_text
+from tlsa_manager.records import Params, Tlsa, params_text
 
 #: the values live in tlsa_manager.plans and the gate time in tlsa_manager.gates;
 #: these names stay importable from here
@@ -70,10 +70,14 @@ __all__ = [
 ]
 
 
-def _protected(records: frozenset[Tlsa], chains: Sequence[ChainFacts]) -> frozenset[Tlsa]:
-    """Records that match some chain or key an endpoint serves or may serve soon (I-3)."""
+def _protected(
+    records: frozenset[Tlsa], chains: Sequence[ChainFacts], kinds: set[Params] | None = None
+) -> frozenset[Tlsa]:
+    """Records that match some chain or key an endpoint serves or may serve soon (I-3).
+    ``kinds``: those of ``records``, when the caller has them."""
     # a chain's records of one kind are all of that kind: ask each chain once per kind
-    kinds = {r.params for r in records}
+    if kinds is None:
+        kinds = {r.params for r in records}
     return records & frozenset().union(*(c.matching(k) for c in chains for k in kinds))
 
 
@@ -85,15 +89,18 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
     hazards: list[Hazard] = []
     add = wanted - published
     chains = (*inp.live, *inp.staged, *inp.next_keys)
-    protected = _protected(published, chains)
+    published_kinds = {r.params for r in published}
+    protected = _protected(published, chains, published_kinds)
     kinds = set(inp.desired.kinds)
-    dropped_kinds = {r.params for r in published} - kinds
+    dropped_kinds = published_kinds - kinds
     candidates = set(published - wanted - protected)
     # A kind the configuration no longer wants goes as a whole, provided what stays
     # still covers every live chain (C5: one change at a time, nothing left empty).
-    remaining = (published | add) - {r for r in published if r.params in dropped_kinds}
-    if dropped_kinds and remaining and all(c.covered_by(remaining) for c in inp.live):
-        candidates |= {r for r in published if r.params in dropped_kinds}
+    if dropped_kinds:
+        gone = {r for r in published if r.params in dropped_kinds}
+        remaining = (published | add) - gone
+        if remaining and all(c.covered_by(remaining) for c in inp.live):
+            candidates |= gone
     prune = inp.policy.prune and not inp.history_unknown
     managed = owner.managed | (owner.published.records if prune else frozenset())
     unmanaged = sorted(r.to_text() for r in candidates - managed)
