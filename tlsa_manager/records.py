@@ -57,15 +57,7 @@ Params = tuple[Usage, Selector, MatchingType]
 
 def params_text(params: Params) -> str:
     """``(3, 1, 1)`` as the ``"3 1 1"`` users write in configs."""
-    known = _KIND_TEXT.get(params)  # the planner names a few kinds in every plan
-    if known is None:
-        known = " ".join(str(int(p)) for p in params)
-        if len(_KIND_TEXT) < 256:
-            _KIND_TEXT[params] = known
-    return known
-
-
-_KIND_TEXT: dict[Params, str] = {}
+    return " ".join(str(int(p)) for p in params)
 
 
 def parse_params(text: str) -> Params:
@@ -80,42 +72,32 @@ def parse_params(text: str) -> Params:
     return (to_usage(usage), to_selector(selector), to_mtype(mtype))
 
 
-#: the members by value: ``Usage(3)`` goes through the enum machinery in Python, and
-#: every Tlsa made normalises its three fields (one dict lookup instead)
+#: members by value: a dict lookup, where ``Usage(3)`` runs the enum machinery in Python (per Tlsa made)
 _USAGES: dict[int, Usage] = {int(m): m for m in Usage}
 _SELECTORS: dict[int, Selector] = {int(m): m for m in Selector}
 _MTYPES: dict[int, MatchingType] = {int(m): m for m in MatchingType}
 
 
 def to_usage(value: int) -> Usage:
-    known = _USAGES.get(value)
-    if known is not None:
-        return known
     try:
-        return Usage(value)
-    except ValueError:
+        return _USAGES[value]
+    except (KeyError, TypeError):
         raise UsageError(
             f"TLSA usage {value} is not one of 0, 1, 2, 3", "use 3 (DANE-EE) or 2 (DANE-TA)"
         ) from None
 
 
 def to_selector(value: int) -> Selector:
-    known = _SELECTORS.get(value)
-    if known is not None:
-        return known
     try:
-        return Selector(value)
-    except ValueError:
+        return _SELECTORS[value]
+    except (KeyError, TypeError):
         raise UsageError(f"TLSA selector {value} is not 0 or 1", "use 1 (public key, SPKI)") from None
 
 
 def to_mtype(value: int) -> MatchingType:
-    known = _MTYPES.get(value)
-    if known is not None:
-        return known
     try:
-        return MatchingType(value)
-    except ValueError:
+        return _MTYPES[value]
+    except (KeyError, TypeError):
         raise UsageError(f"TLSA matching type {value} is not 0, 1 or 2", "use 1 (SHA2-256)") from None
 
 
