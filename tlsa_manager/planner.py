@@ -385,7 +385,7 @@ def plan(inp: PlanInput) -> Plan:
             hazards += lint(records, live, staged, next_keys, inp.issuers, inp.roots, budget, name)
         unmanaged += [(name, text) for text in kept]
     gates = tuple(gate_for(inp, chain) for chain in inp.staged)
-    reasons = tuple(sorted((d.record.to_text(), f"{d.role}: {d.reason}") for d in inp.desired.records))
+    reasons = tuple(sorted(d.texts() for d in inp.desired.records))
     unique = tuple(dict.fromkeys(hazards))
     return Plan(inp.host, inp.now, tuple(changes), gates, unique, tuple(unmanaged), reasons)
 

@@ -109,6 +109,15 @@ class DesiredRecord:
     role: str = field(compare=False)
     reason: str = field(compare=False)
 
+    def texts(self) -> tuple[str, str]:
+        """``(record text, "role: reason")`` as a plan lists it; kept, since the catalog's
+        records are the same objects in every host's desired set."""
+        known: tuple[str, str] | None = self.__dict__.get("_texts")
+        if known is None:
+            known = (self.record.to_text(), f"{self.role}: {self.reason}")
+            object.__setattr__(self, "_texts", known)
+        return known
+
 
 @dataclass(frozen=True)
 class DesiredSet:

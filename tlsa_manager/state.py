@@ -56,7 +56,8 @@ class HostRecord:
     negative_ttl: int | None = None
 
     def owner(self, name: str) -> OwnerRecord:
-        return self.owners.setdefault(name, OwnerRecord())
+        known = self.owners.get(name)  # not setdefault: it builds a record on every call
+        return known if known is not None else self.owners.setdefault(name, OwnerRecord())
 
     def deploying(self, key_type: str) -> bool:
         """True while a deploy of this key type waits for its confirmation."""
@@ -68,7 +69,8 @@ class LedgerData:
     hosts: dict[str, HostRecord] = field(default_factory=dict)
 
     def host(self, name: str) -> HostRecord:
-        return self.hosts.setdefault(name, HostRecord())
+        known = self.hosts.get(name)  # not setdefault: it builds a record on every call
+        return known if known is not None else self.hosts.setdefault(name, HostRecord())
 
     def copy(self) -> LedgerData:
         """An independent copy (the values inside are immutable and shared)."""
