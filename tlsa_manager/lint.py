@@ -36,6 +36,7 @@ from tlsa_manager.policy import (
     catalog_key_types,
     catalog_records,
     group_by_kind,
+    pinned_issuers,
     retired_issuers,
 )
 from tlsa_manager.records import MatchingType, Params, Selector, Tlsa, Usage, params_text
@@ -209,10 +210,8 @@ def issuer_missing(ctx: Context) -> list[Hazard]:
         )
         for kind in ctx.groups
         if kind[0] is Usage.DANE_TA
-        for issuer in ctx.issuers
-        if issuer.key_type in key_types
-        and issuer.status in ("active", "backup")
-        and not issuer.records(kind) & ctx.records
+        for issuer in pinned_issuers(ctx.issuers, key_types)
+        if not issuer.records(kind) & ctx.records
     ]
 
 

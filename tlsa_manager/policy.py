@@ -201,6 +201,16 @@ class _Catalog:
         self.issuers = issuers
         self.spkis = frozenset(c.spki_der for i in issuers for c in i.certs)
         self.wanted: dict[tuple[Params, frozenset[str], tuple[str, ...]], tuple[DesiredRecord, ...]] = {}
+        self.pins: dict[frozenset[str], tuple[IssuerFacts, ...]] = {}
+
+    def pinned(self, key_types: frozenset[str]) -> tuple[IssuerFacts, ...]:
+        """The active and backup CAs of ``key_types``, in catalog order."""
+        known = self.pins.get(key_types)
+        if known is None:
+            known = self.pins[key_types] = tuple(
+                i for i in self.issuers if i.key_type in key_types and i.status in ("active", "backup")
+            )
+        return known
 
     def candidates(
         self, kind: Params, key_types: frozenset[str], statuses: tuple[str, ...]
@@ -227,6 +237,11 @@ class _Catalog:
 @by_identity
 def _catalog(issuers: Sequence[IssuerFacts]) -> _Catalog:
     return _Catalog(issuers)
+
+
+def pinned_issuers(issuers: Sequence[IssuerFacts], key_types: frozenset[str]) -> tuple[IssuerFacts, ...]:
+    """The catalog's active and backup CAs of ``key_types`` (the lint of every owner asks)."""
+    return _catalog(issuers).pinned(key_types)
 
 
 @by_identity
