@@ -65,11 +65,11 @@ def settle_deploy(member: Member, journal: dict[str, DeployIntent], label: str) 
     if confirms_deploys(member.ports):
         return
     journal[f"{HELD} {label}"] = entry
-    replaced = ", ".join(c.label for c in entry.previous) or "the chain it replaced"
+    replaced = ", ".join(c.label for c in entry.previous) or "chain"
     member.report.notes.append(
-        f"{label}: the records of {replaced} stay until the next sync: there is no reload "
-        "command and no probe, so nothing shows when the MTA presents the new chain "
-        "(set reload, and probe to verify)"
+        f"{label}: the records of the replaced {replaced} stay until the next sync: there is no "
+        "reload command and no probe, so nothing shows when the MTA presents the new chain "
+        "(reload the MTA before then, or set reload, and probe to verify)"
     )
 
 
