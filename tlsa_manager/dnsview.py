@@ -71,6 +71,11 @@ class DnsView:
             ]
         return {owner: tuple(views[i] for views in per_server) for i, owner in enumerate(owners)}
 
+    def observe_server(self, endpoint: Endpoint, owners: Sequence[dns.name.Name]) -> list[ServerView]:
+        """One server's answers for ``owners``, in their order (one pipelined connection)."""
+        questions = [(o, dns.rdatatype.TLSA) for o in owners]
+        return self._server_views(endpoint, owners, ask_many(endpoint, questions, self.timeout))
+
     def _server_views(
         self, endpoint: Endpoint, owners: Sequence[dns.name.Name], answers: Sequence[Answer]
     ) -> list[ServerView]:

@@ -15,6 +15,7 @@ from collections.abc import Hashable, Sequence
 
 import dns.name
 
+from tlsa_manager.earlyviews import EarlyViews, early_views
 from tlsa_manager.hostports import LivePorts, wait_until_served
 from tlsa_manager.observations import ServerView
 from tlsa_manager.provider import ChangeSet, RRset
@@ -32,6 +33,8 @@ class FleetZones:
         #: written owners every server was seen serving right after the write, whose
         #: provider holds what it wrote: the next read takes these instead of asking
         self._known: dict[dns.name.Name, RRset] = {}
+        #: what the primary served right after each step of the last write (earlyviews.py)
+        self._early: EarlyViews = {}
 
     def _split(
         self, owners: Sequence[dns.name.Name], key: str
@@ -72,9 +75,13 @@ class FleetZones:
     def apply(self, changeset: ChangeSet) -> None:
         self._read.clear()
         self._known.clear()
+        self._early = {}
         changes = {c.owner: c for c in changeset.changes}
         for ports, group in self._split(list(changes), "provider"):
-            ports.apply(ChangeSet(tuple(changes[o] for o in group)))
+            with early_views(ports.provider, ports.view()) as early:
+                ports.apply(ChangeSet(tuple(changes[o] for o in group)))
+            for endpoint, views in early.items():
+                self._early.setdefault(endpoint, {}).update(views)
 
     def wait_for_propagation(self, changeset: ChangeSet) -> dict[dns.name.Name, tuple[ServerView, ...]]:
         wanted = {c.owner: c.result for c in changeset.changes}
@@ -84,7 +91,11 @@ class FleetZones:
             if view is None or ports.dns.propagation_timeout <= 0:
                 continue  # no server to ask, or the hook: it returns at once, the gates wait
             got = wait_until_served(
-                view, {o: wanted[o] for o in group}, ports.dns.propagation_timeout, ports.dns.poll_interval
+                view,
+                {o: wanted[o] for o in group},
+                ports.dns.propagation_timeout,
+                ports.dns.poll_interval,
+                self._early,
             )
             if len(got) < len(group):
                 log.warning(

@@ -18,6 +18,7 @@ import dns.name
 from tlsa_manager import wire
 from tlsa_manager.config import HostSpec
 from tlsa_manager.dnsview import DnsView, negative_ttl
+from tlsa_manager.earlyviews import EarlyViews
 from tlsa_manager.endpoints import (
     Endpoint,
     ask_many,
@@ -55,6 +56,10 @@ class Shared:
         self.servers: dict[tuple[int, dns.name.Name], list[Endpoint]] = {}
         self.soa: dict[tuple[Endpoint, dns.name.Name], int | None] = {}
         self.public: dict[dns.name.Name, list[Endpoint]] = {}
+        #: by parent domain: its name as text (the change-set key of every owner under it)
+        self.domains: dict[dns.name.Name, str] = {}
+        #: the negative TTL by (server list, zone): every host of a zone takes the same
+        self.negative_ttls: dict[tuple[tuple[Endpoint, ...], dns.name.Name], int] = {}
 
     def view(self, endpoints: Sequence[Endpoint]) -> DnsView:
         key = tuple(endpoints)
@@ -113,36 +118,96 @@ def wait_until_served(
     wanted: dict[dns.name.Name, frozenset[Tlsa]],
     timeout: float,
     poll_interval: float = 2.0,
+    early: EarlyViews | None = None,
 ) -> dict[dns.name.Name, tuple[ServerView, ...]]:
     """Poll every server until it serves ``wanted`` (bounded), asking again only for the
-    owners not served yet, first after 50 ms, then backing off to ``poll_interval``.
-    Returns the last views of the owners every server serves."""
+    owners not served yet, backing off to ``poll_interval``.  Returns the last views of
+    the owners every server serves.
+
+    The change's last owner went in its last UPDATE, so a server that serves it has the
+    whole change: each server is polled for that owner alone (a fleet's full poll is
+    thousands of queries) and observed in full as soon as it serves it.  The primary
+    serves the change at once, so its answers (and their signatures, which the
+    secondaries' identical answers then reuse) are read while the secondaries transfer;
+    ``early`` holds what a server answered right after each step of the write
+    (earlyviews.py): the owners it shows served are not asked again."""
+    started = time.monotonic()
+    deadline = started + timeout
+    owners = list(wanted)
     served: dict[dns.name.Name, tuple[ServerView, ...]] = {}
-    left = list(wanted)
-    deadline = time.monotonic() + timeout
+    if len(owners) > 1:
+        per_server = _observe_each_when_served(view, owners, wanted, deadline, early or {})
+        if per_server is not None:
+            for index, owner in enumerate(owners):
+                views = tuple(found[index] for found in per_server)
+                if all(v.records == wanted[owner] for v in views):
+                    served[owner] = views
+            log.info(
+                "%d of %d owners served by every server after %.2f s",
+                len(served),
+                len(owners),
+                time.monotonic() - started,
+            )
+    left = [o for o in owners if o not in served]
     pause = 0.05
-    # The change's last owner went in its last UPDATE: until every server serves it, ask
-    # for that one alone (a fleet's full poll is thousands of queries), every 50 ms; the
-    # first time after 25 ms, as no secondary serves a change before its NOTIFY and
-    # transfer (asked at once, it answers with the old RRset: a query for nothing).
-    last = left[-1:] if len(left) > 1 else []
-    if last and time.monotonic() + 0.05 < deadline:
-        time.sleep(0.025)
-    while last and time.monotonic() + 0.05 < deadline:
-        if all(v.records == wanted[last[0]] for v in view.observe(last)[last[0]]):
-            break
-        time.sleep(0.05)
+    asked = len(owners) > 1  # the pass above asked every server just now
     while left:
-        views = view.observe(left)
-        for owner, owner_views in views.items():
+        if asked:
+            if time.monotonic() + pause >= deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, poll_interval)
+        asked = True
+        for owner, owner_views in view.observe(left).items():
             if all(v.records == wanted[owner] for v in owner_views):
                 served[owner] = owner_views
         left = [o for o in left if o not in served]
-        if not left or time.monotonic() + pause >= deadline:
-            break
-        time.sleep(pause)
-        pause = min(pause * 2, poll_interval)
     return served
+
+
+def _observe_each_when_served(
+    view: DnsView,
+    owners: list[dns.name.Name],
+    wanted: dict[dns.name.Name, frozenset[Tlsa]],
+    deadline: float,
+    early: EarlyViews,
+) -> list[list[ServerView]] | None:
+    """Every server observed in full once it serves the last owner (every 50 ms until
+    then), in the order of ``view.endpoints``; None if one does not before ``deadline``.
+    An early view that shows an owner served stands for that server's answer."""
+    last = owners[-1]
+    found: dict[Endpoint, list[ServerView]] = {}
+    polls = 0
+
+    def serves(endpoint: Endpoint, owner: dns.name.Name) -> bool:
+        seen = early.get(endpoint, {}).get(owner)
+        return seen is not None and seen.records == wanted[owner]
+
+    while len(found) < len(view.endpoints) and time.monotonic() + 0.05 < deadline:
+        polls += 1
+        ready = [
+            e
+            for e in view.endpoints
+            if e not in found
+            and (serves(e, last) or view.observe_server(e, [last])[0].records == wanted[last])
+        ]
+        for endpoint in ready:
+            again = [o for o in owners if not serves(endpoint, o)]
+            fresh = dict(zip(again, view.observe_server(endpoint, again), strict=True)) if again else {}
+            known = early.get(endpoint, {})
+            found[endpoint] = [fresh[o] if o in fresh else known[o] for o in owners]
+        if not ready:
+            time.sleep(0.05)
+    log.info(
+        "%d of %d servers serve the change's last owner after %d polls (%d read early)",
+        len(found),
+        len(view.endpoints),
+        polls,
+        sum(1 for e in view.endpoints if early.get(e)),
+    )
+    if len(found) < len(view.endpoints):
+        return None
+    return [found[e] for e in view.endpoints]
 
 
 class HostDns:
@@ -219,7 +284,11 @@ class HostDns:
 
     def zone_of(self, owner: dns.name.Name) -> tuple[str, str]:
         """Hosts of one provider under one parent domain share a change set."""
-        return self.spec.provider, parent_domain(owner).to_text()
+        parent = parent_domain(owner)
+        text = self.shared.domains.get(parent)
+        if text is None:  # Name.to_text costs ~20 us: once per domain, not per owner and pass
+            text = self.shared.domains[parent] = parent.to_text()
+        return self.spec.provider, text
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         return self.provider.read(owners)
@@ -281,5 +350,8 @@ class HostDns:
         zone = parent_domain(self.owners[0])
         if view is None:
             return 0
-        values = [self.shared.negative_ttl(e, zone) for e in view.endpoints]
-        return max((v for v in values if v is not None), default=3600)
+        key = (tuple(view.endpoints), zone)
+        if key not in self.shared.negative_ttls:
+            values = [self.shared.negative_ttl(e, zone) for e in view.endpoints]
+            self.shared.negative_ttls[key] = max((v for v in values if v is not None), default=3600)
+        return self.shared.negative_ttls[key]

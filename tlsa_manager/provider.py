@@ -125,6 +125,10 @@ class Provider(abc.ABC):
     #: host name): a provider that marks records as managed marks them per instance, so
     #: two machines publishing at one owner name never remove each other's records
     instance: str = ""
+    #: set around :meth:`apply` by the run (earlyviews.py): a provider that writes in
+    #: steps may call it with the owners each step committed, so that the primary is
+    #: read while the next step is sent; providers that write at once ignore it
+    committed: Callable[[Sequence[dns.name.Name]], None] | None = None
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         unknown = set(config) - set(self.settings) - {"type", "name"}

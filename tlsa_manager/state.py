@@ -41,6 +41,7 @@ def deployed_label(label: str) -> str:
     """The deployed chain's label of a journal entry (a held entry's without its prefix)."""
     return label.removeprefix(HELD).strip()
 
+
 @dataclass
 class OwnerRecord:
     """Per owner name: records we published (managed) and the observation history."""

@@ -123,11 +123,10 @@ class Rfc2136Provider(Provider):
         for owner, response in zip(owners, answers, strict=True):
             if isinstance(response, Exception):
                 raise self._unreachable(response) from None
-            rcode = dns.rcode.Rcode(response.rcode)
-            if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not response.authoritative:
+            if response.rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not response.authoritative:
                 raise ProviderError(
                     f"{self.endpoint} did not answer authoritatively for {owner} "
-                    f"({dns.rcode.to_text(rcode)})",
+                    f"({dns.rcode.to_text(dns.rcode.Rcode(response.rcode))})",
                     "point server at the zone's primary",
                 )
             self._learn_zone(owner, response)
@@ -158,6 +157,8 @@ class Rfc2136Provider(Provider):
         for zone, changes in grouped(pending, lambda c: zones[c.owner]).items():
             for chunk in self.chunks(changes):
                 self._send(zone, self.build_update(zone, chunk))
+                if self.committed is not None:
+                    self.committed([c.owner for c in chunk])
 
     @staticmethod
     def chunks(changes: Sequence[OwnerChange], limit: int = MESSAGE_BUDGET) -> list[list[OwnerChange]]:

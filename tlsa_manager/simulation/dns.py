@@ -181,8 +181,10 @@ class Dns:
 
     def check(self, budget: int) -> None:
         """I-1 at this instant, the budget, and the RFC 7672 sender's verdict."""
-        if len(self.primary.records) > budget and self.primary.serial not in self.outside_serials and (
-            not self.over_budget or self.over_budget[-1][1] != len(self.primary.records)
+        if (
+            len(self.primary.records) > budget
+            and self.primary.serial not in self.outside_serials
+            and (not self.over_budget or self.over_budget[-1][1] != len(self.primary.records))
         ):
             self.over_budget.append((self.clock, len(self.primary.records)))
         seen: set[tuple[str, int]] = set()

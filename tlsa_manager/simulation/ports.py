@@ -199,4 +199,3 @@ class InstancePorts(Instance):
         if self.crash_at == step:
             self.crash_at = None
             raise SimCrash(step)
-

@@ -1,0 +1,92 @@
+"""Read what the primary serves while the provider is still writing (issue 14).
+
+A fleet's change goes to an RFC 2136 primary in several UPDATE messages, one after the
+other; the primary spends most of a first sync's write signing them, while this
+process only waits for each answer.  A provider that writes in steps says which owners
+each step committed (:attr:`Provider.committed`); a thread here then reads those owners
+from the primary while the provider sends the next step, so that when the write
+returns, the primary's answers (and their signatures, which the secondaries' identical
+answers reuse) are already checked and the propagation wait only has the secondaries
+left.
+
+Nothing here decides anything: the views are what the servers answered after the
+commit, handed to the wait (:func:`hostdns.wait_until_served`), which asks again for
+any owner whose early view does not show the change.  A failure in this thread only
+costs the head start.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import dns.name
+
+from tlsa_manager.dnsview import DnsView
+from tlsa_manager.endpoints import Endpoint
+from tlsa_manager.observations import ServerView
+from tlsa_manager.provider import Provider
+
+log = logging.getLogger(__name__)
+
+#: early views by server, then by owner
+EarlyViews = dict[Endpoint, dict[dns.name.Name, ServerView]]
+
+
+class _Reader:
+    """The thread that reads each committed step from the servers it was given."""
+
+    def __init__(self, view: DnsView, endpoints: Sequence[Endpoint]) -> None:
+        self.view = view
+        self.endpoints = list(endpoints)
+        self.views: EarlyViews = {e: {} for e in self.endpoints}
+        self.steps: queue.SimpleQueue[list[dns.name.Name] | None] = queue.SimpleQueue()
+        self.failed = False
+        self.thread = threading.Thread(target=self._run, name="early-views", daemon=True)
+
+    def committed(self, owners: Sequence[dns.name.Name]) -> None:
+        self.steps.put(list(owners))
+
+    def _run(self) -> None:
+        while (owners := self.steps.get()) is not None:
+            if self.failed:
+                continue
+            try:
+                for endpoint in self.endpoints:
+                    found = self.view.observe_server(endpoint, owners)
+                    self.views[endpoint].update(zip(owners, found, strict=True))
+            except Exception:  # only the head start is lost: the wait reads everything again
+                log.debug("reading the committed owners early failed", exc_info=True)
+                self.failed = True
+
+
+@contextmanager
+def early_views(provider: Provider, view: DnsView | None) -> Iterator[EarlyViews]:
+    """Around a provider's ``apply``: read each step it commits from the primary (the
+    provider's own server when it is one of ``view``'s servers).  The mapping yielded is
+    filled when the block ends; it stays empty for a provider that does not write in
+    steps, for a primary the run does not observe, and after a failure here."""
+    out: EarlyViews = {}
+    server = provider.discovery_server()
+    primaries = (
+        []
+        if view is None or server is None
+        else [e for e in view.endpoints if (e.address, e.port) == (server.address, server.port)]
+    )
+    if not primaries or view is None:
+        yield out
+        return
+    reader = _Reader(view, primaries)
+    reader.thread.start()
+    provider.committed = reader.committed
+    try:
+        yield out
+    finally:
+        provider.committed = None
+        reader.steps.put(None)
+        reader.thread.join()
+        if not reader.failed:
+            out.update(reader.views)
