@@ -115,6 +115,21 @@ def test_first_sync_then_new_key_rollover(cli: CliRunner, bind: Bind, site: Sync
     assert "managed: 3 1 1 " + new_311.data.hex() in cli(*cfg, "status", site["host"]).out
 
 
+def test_same_key_renewal_without_reload_keeps_nothing_back(cli: CliRunner, bind: Bind, site: SyncSite) -> None:
+    """A renewal with the same key and issuer needs no record the new chain lacks: with no
+    reload and no probe it is deployed and nothing is held for the next sync."""
+    cfg: list[str | Path] = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    before = served(bind, site)
+    renewed, chain = le_shaped_chain(site["host"], "ye1.pem", key=site["leaf"].key)
+    pki.write(site["staged"] / "ecdsa.pem", renewed.key_pem, renewed.pem, chain)
+    time.sleep(2 * 2 + 1 + 0.5)
+    deploy = cli(*cfg, "sync", site["host"])
+    assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.out, deploy.out
+    assert "stay until the next sync" not in deploy.out and served(bind, site) == before
+    assert cli(*cfg, "--json", "status", site["host"]).json()["hosts"][0]["held_deploys"] == []
+
+
 def test_plan_dry_run_export_write_nothing(cli: CliRunner, bind: Bind, site: SyncSite) -> None:
     cfg: list[str | Path] = ["--config", site["config"]]
     assert cli(*cfg, "plan", site["host"]).out.startswith(f"{site['host']}: add 4")

@@ -64,7 +64,7 @@ def _not_signed_by(chain: ChainFacts, ca: str, owner: str) -> Hazard:
     )
 
 
-def catalog_facts(chain: Chain, label: str, catalog: Catalog) -> ChainFacts:
+def facts_with_issuer(chain: Chain, label: str, catalog: Catalog) -> ChainFacts:
     """A loaded chain's facts with the catalog's word on its issuer: the CA that signed the
     leaf, or, when none did, the catalog CA the leaf names all the same (for H26)."""
     import dataclasses

@@ -52,6 +52,14 @@ def confirms_deploys(ports: HostPorts) -> bool:
     return bool(getattr(ports, "confirms_deploys", True))
 
 
+def _replaced_records(member: Member, entry: DeployIntent) -> bool:
+    """Does a replaced chain need a record of the host's kinds the deployed one does not
+    (a new key, a new issuer, any renewal under "3 0 1")?  A renewal with the same key
+    and issuer has nothing to keep."""
+    kinds = member.settings.policy.kinds
+    return any(old.matching(k) - entry.deployed.matching(k) for old in entry.previous for k in kinds)
+
+
 def settle_deploy(member: Member, journal: dict[str, DeployIntent], label: str) -> None:
     """After a deploy renamed the file in place and its reload and probe (if any) passed:
     close its journal entry, so the records of the chain it replaced may go in this run.
@@ -60,9 +68,10 @@ def settle_deploy(member: Member, journal: dict[str, DeployIntent], label: str) 
     nothing can show which chain it presents: it may present the replaced one until it
     restarts, and a record that matches what a server may still present must not go
     (dane-rules I-3, C7).  The entry then stays open, under :data:`HELD`, until the next
-    sync: its records stay for this run, and the next run closes it before it plans."""
+    sync: its records stay for this run, and the next run closes it before it plans.  A
+    renewal whose records are the replaced chain's (same key, same issuer) holds nothing."""
     entry = journal.pop(label)
-    if confirms_deploys(member.ports):
+    if confirms_deploys(member.ports) or not _replaced_records(member, entry):
         return
     journal[f"{HELD} {label}"] = entry
     replaced = ", ".join(c.label for c in entry.previous) or "chain"
