@@ -73,11 +73,16 @@ def facts_with_issuer(chain: Chain, label: str, catalog: Catalog) -> ChainFacts:
 
     issuer = catalog.issuer_of(chain)
     facts = facts_from_chain(chain, label, issuer.name if issuer else None)
-    if issuer is not None or chain.leaf is None:
-        return facts
+    named = named_issuer(chain, catalog) if issuer is None else None
+    return dataclasses.replace(facts, named_issuer=named) if named else facts
+
+
+def named_issuer(chain: Chain, catalog: Catalog) -> str | None:
+    """The catalog CA whose name the leaf gives as its issuer, signer or not (None if none)."""
+    if chain.leaf is None:
+        return None
     wanted = chain.leaf.issuer
-    named = next((i for i in catalog.issuers for c in i.certs if c.certificate.subject == wanted), None)
-    return dataclasses.replace(facts, named_issuer=named.name) if named else facts
+    return next((i.name for i in catalog.issuers for c in i.certs if c.certificate.subject == wanted), None)
 
 
 def bundled_as_of() -> dt.datetime:
