@@ -303,7 +303,7 @@ def main() -> None:
         "--runs",
         type=int,
         default=1,
-        help="the floor, first sync (from nothing again each time), no-op sync and plan: the best of this many runs",
+        help="the floor, first sync (from nothing each time), no-op sync and plan: the best of N runs",
     )
     parser.add_argument(
         "--compile-each-run",

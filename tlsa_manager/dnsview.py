@@ -151,13 +151,19 @@ class DnsView:
     def _dnskey(self, endpoint: Endpoint, zone: dns.name.Name) -> dns.rrset.RRset | None:
         key = (endpoint, zone)
         if key not in self._dnskeys:
-            try:
-                response = ask(endpoint, zone, dns.rdatatype.DNSKEY, self.timeout)
+            # Remembered for the whole run, so asked over TCP first (a lost UDP datagram
+            # would leave the server "not serving" until the wait's timeout), then over
+            # UDP for a server that takes no TCP.
+            self._dnskeys[key] = None
+            for tcp in (True, False):
+                try:
+                    response = ask(endpoint, zone, dns.rdatatype.DNSKEY, self.timeout, tcp=tcp)
+                except (OSError, dns.exception.DNSException):
+                    continue
                 self._dnskeys[key] = response.get_rrset(
                     response.answer, zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY
                 )
-            except (OSError, dns.exception.DNSException):
-                self._dnskeys[key] = None
+                break
         return self._dnskeys[key]
 
     def _signed_zone(self, endpoint: Endpoint, name: dns.name.Name) -> dns.name.Name | None:

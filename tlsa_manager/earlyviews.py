@@ -5,14 +5,16 @@ other; the primary spends most of a first sync's write signing them, while this
 process only waits for each answer.  A provider that writes in steps says which owners
 each step committed (:attr:`Provider.committed`); a thread here then reads those owners
 from the primary while the provider sends the next step, so that when the write
-returns, the primary's answers (and their signatures, which the secondaries' identical
-answers reuse) are already checked and the propagation wait only has the secondaries
-left.
+returns, the primary's signatures (which the secondaries' identical answers reuse) are
+already checked and the propagation wait has only the secondaries left to poll.
 
 Nothing here decides anything: the views are what the servers answered after the
 commit, handed to the wait (:func:`hostdns.wait_until_served`), which asks again for
-any owner whose early view does not show the change.  A failure in this thread only
-costs the head start.
+any owner whose early view does not show the change.  Only the views of the write's
+last step are handed over: an owner of an earlier step may have been changed by
+someone else while the later steps went in, so the wait reads those again (their
+signatures, already checked here, are not checked again).  A failure in this thread
+only costs the head start.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import dns.name
 
 from tlsa_manager.dnsview import DnsView
 from tlsa_manager.endpoints import Endpoint
+from tlsa_manager.errors import TlsaManagerError
 from tlsa_manager.observations import ServerView
 from tlsa_manager.provider import Provider
 
@@ -57,7 +60,10 @@ class _Reader:
             try:
                 for endpoint in self.endpoints:
                     found = self.view.observe_server(endpoint, owners)
-                    self.views[endpoint].update(zip(owners, found, strict=True))
+                    # only the last step's answers stand: someone else may change an
+                    # owner of an earlier step while ours go on (those reads still
+                    # checked their signatures, which the wait's read then reuses)
+                    self.views[endpoint] = dict(zip(owners, found, strict=True))
             except Exception:  # only the head start is lost: the wait reads everything again
                 log.debug("reading the committed owners early failed", exc_info=True)
                 self.failed = True
@@ -70,7 +76,10 @@ def early_views(provider: Provider, view: DnsView | None) -> Iterator[EarlyViews
     filled when the block ends; it stays empty for a provider that does not write in
     steps, for a primary the run does not observe, and after a failure here."""
     out: EarlyViews = {}
-    server = provider.discovery_server()
+    try:  # only a head start: a server name that does not resolve here must not fail the write
+        server = None if view is None else provider.discovery_server()
+    except TlsaManagerError:
+        server = None
     primaries = (
         []
         if view is None or server is None

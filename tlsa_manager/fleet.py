@@ -33,7 +33,7 @@ class FleetZones:
         #: written owners every server was seen serving right after the write, whose
         #: provider holds what it wrote: the next read takes these instead of asking
         self._known: dict[dns.name.Name, RRset] = {}
-        #: what the primary served right after each step of the last write (earlyviews.py)
+        #: what the primary served right after the last step of the last write (earlyviews.py)
         self._early: EarlyViews = {}
 
     def _split(

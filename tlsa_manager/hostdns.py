@@ -129,7 +129,7 @@ def wait_until_served(
     thousands of queries) and observed in full as soon as it serves it.  The primary
     serves the change at once, so its answers (and their signatures, which the
     secondaries' identical answers then reuse) are read while the secondaries transfer;
-    ``early`` holds what a server answered right after each step of the write
+    ``early`` holds what a server answered right after the write's last step
     (earlyviews.py): the owners it shows served are not asked again."""
     started = time.monotonic()
     deadline = started + timeout

@@ -1,0 +1,119 @@
+"""The propagation wait after a write, at its edges, against real servers: what the
+primary is read for while the provider writes (earlyviews.py), and the servers a
+provider only needs for discovery."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dns.name
+
+from tlsa_manager.ledger import Ledger
+from tlsa_manager.records import Tlsa, owner_name
+
+import pki
+from cloud_rollover import one_host
+from conftest import LE_DATA, CliRunner, bind_read
+from servers import ZONE, Bind, PowerDns
+
+ISSUER = (LE_DATA / "ye1.pem").read_bytes()
+
+
+def test_a_discovery_server_that_does_not_resolve_is_not_needed_with_nameservers(
+    cli: CliRunner, powerdns: PowerDns, tmp_path: Path
+) -> None:
+    """With ``nameservers`` configured the provider's discovery server is never needed:
+    a ``dns_server`` name that does not resolve here (a name only the DNS of another
+    network knows) must not fail the write."""
+    config, host, owner, _live, _staged = one_host(tmp_path, f"""
+type = "powerdns"
+api_url = "{powerdns.api_url}"
+api_key_file = "{powerdns.key_file}"
+dns_server = "pdns-dns.invalid"
+""", nameservers=[powerdns.endpoint])
+    result = cli("--config", config, "sync", host)
+    assert result.code == 0, result.err
+    assert len(bind_read(powerdns.port, owner)[0]) == 4
+
+
+def fleet_config(path: Path, bind: Bind, hosts: list[tuple[str, Path]], nameservers: list[str],
+                 ports: list[int]) -> Path:
+    lines = [f'state_dir = "{path.parent / "state"}"',
+             f'[providers.bind]\ntype = "rfc2136"\nserver = "{bind.primary.endpoint}"\n'
+             f'tsig_key_file = "{bind.key_file}"']
+    servers = ", ".join(f'"{n}"' for n in nameservers)
+    for name, cert in hosts:
+        lines.append(f'[hosts."{name}"]\nprovider = "bind"\ncert = "{cert}"\nttl = 2\nslack = "1s"\n'
+                     f"ports = {ports}\nnameservers = [{servers}]")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def replace_rrset(bind: Bind, owner: dns.name.Name, record: Tlsa) -> None:
+    """Someone else's write: the owner's TLSA RRset replaced, with BIND's own nsupdate."""
+    script = (f"server 127.0.0.1 {bind.primary.port}\nzone {bind.zone}\n"
+              f"update delete {owner} IN TLSA\nupdate add {owner} 300 IN TLSA {record.to_text()}\nsend\n")
+    subprocess.run(["nsupdate", "-k", str(bind.key_file)], input=script.encode(), check=True, capture_output=True)
+
+
+def test_a_write_by_someone_else_while_ours_goes_on_is_seen(tmp_path: Path, bind: Bind) -> None:
+    """The primary is read for each UPDATE message as it commits (earlyviews.py).  Someone
+    else replaces an owner of our first message while our later messages still go in:
+    the run must not record that the primary serves what it served before that write.
+
+    Deterministic: the run is stopped (SIGSTOP) as soon as BIND logs the early read of
+    that owner, the other write is made, the run continues; BIND's log shows that the
+    other write went in before our last message."""
+    ports = [25, 465, 587, 2525, 1025, 1026]
+    names = [f"sw{i}-{os.getpid()}.{ZONE}" for i in range(100)]
+    hosts = list(zip(names, pki.fleet(tmp_path / "certs", names, ISSUER), strict=True))
+    config = fleet_config(tmp_path / "fleet.toml", bind, hosts, [bind.primary.endpoint], ports)
+    owner = owner_name(names[0], 25)
+    last = owner_name(names[-1], ports[-1])
+    theirs = Tlsa.from_text("3 1 1 " + "ee" * 32)
+    log = bind.primary.directory / "named.log"
+    start = log.stat().st_size
+    updates_before = bind.primary.stats(bind.keys).get("UPDATE", 0)
+    bind.primary.rndc(bind.keys, "querylog", "on")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tlsa_manager", "--config", str(config), "sync", "--propagation-timeout", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True)
+    try:
+        written = re.compile(rf"adding an RR at '{re.escape(owner.to_text(omit_final_dot=True))}' TLSA")
+        tcp_read = re.compile(rf"query: {re.escape(owner.to_text(omit_final_dot=True))} IN TLSA [+-]\S*T")
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline and process.poll() is None, "the run never read the owner early"
+            data = log.read_bytes()
+            start = 0 if len(data) < start else start  # the log rotated (size 20m)
+            text = data[start:].decode(errors="replace")
+            commit = written.search(text)
+            if commit and tcp_read.search(text, commit.end()):
+                break
+            time.sleep(0.002)
+        os.killpg(process.pid, signal.SIGSTOP)
+        try:
+            replace_rrset(bind, owner, theirs)
+        finally:
+            os.killpg(process.pid, signal.SIGCONT)
+        _out, err = process.communicate(timeout=60)
+        text = log.read_bytes()[start:].decode(errors="replace")
+    finally:
+        bind.primary.rndc(bind.keys, "querylog", "off")
+        if process.poll() is None:  # a failed assertion above: stop the run, by its group
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert bind.primary.stats(bind.keys).get("UPDATE", 0) - updates_before >= 4  # our messages, theirs
+    other = text.index(f"adding an RR at '{owner.to_text(omit_final_dot=True)}' TLSA 3 1 1 EEEEEEEE")
+    ours_last = text.index(f"adding an RR at '{last.to_text(omit_final_dot=True)}' TLSA")
+    assert other < ours_last, "precondition: the other write went in while ours went on"
+    assert bind_read(bind.primary.port, owner)[0] == frozenset({theirs})
+    seen = Ledger(tmp_path / "state").load().host(names[0]).owners[owner.to_text()].history.entries[-1]
+    assert [v.records for v in seen.views] == [frozenset({theirs})], (process.returncode, err)
+    assert "1 of 600 owners not served by every server after 3 s" in err, err
