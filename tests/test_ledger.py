@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,165 @@ def test_saves_of_one_run_write_what_a_fresh_encode_writes(tmp_path: Path) -> No
             assert text == encode(data)
             json.loads(text)
             assert encode(ledger.load()) == text
+
+
+# -- the text: exactly the plain json.dumps form (issue 14 assembles it from cached parts) ------
+
+def reference_text(data: LedgerData) -> str:
+    """The ledger's text as json.dumps writes it: one host per line, keys sorted."""
+    import json
+
+    from tlsa_manager.facts import chain_to_json
+
+    lines = []
+    for host, hr in sorted(data.hosts.items()):
+        doc: dict[str, object] = {
+            "clock": hr.clock,
+            "deploys": {label: {"deployed": chain_to_json(i.deployed),
+                                "previous": [chain_to_json(c) for c in i.previous], "since": i.since}
+                        for label, i in hr.deploys.items()},
+            "owners": {owner: {
+                "managed": sorted(r.to_text() for r in rec.managed),
+                "history": [{"first": o.first, "last": o.last, "views": [
+                    {"server": v.server, "records": None if v.records is None else sorted(r.to_text() for r in v.records),
+                     "ttl": v.ttl, "error": v.error, **({"provider_copy": True} if v.provider_copy else {})}
+                    for v in o.views]} for o in rec.history.entries],
+                "since": rec.history.since, "blind": rec.history.blind} for owner, rec in hr.owners.items()},
+            "unverified": hr.unverified,
+        }
+        if hr.negative_ttl is not None:
+            doc["negative_ttl"] = hr.negative_ttl
+        lines.append(f"{json.dumps(host)}: {json.dumps(doc, sort_keys=True)}")
+    return '{"hosts": {\n' + ",\n".join(lines) + '\n}, "schema": 1}\n'
+
+
+def _ledgers() -> Any:
+    from hypothesis import strategies as st
+
+    from tlsa_manager.observations import History, Observation
+    from tlsa_manager.state import HostRecord, OwnerRecord
+
+    # full data (mtype 0) of different lengths: a text that is a prefix of another sorts first
+    full = st.builds(Tlsa, st.integers(0, 3), st.integers(0, 1), st.just(0), st.binary(min_size=1, max_size=5))
+    sha256 = st.builds(Tlsa, st.integers(0, 3), st.integers(0, 1), st.just(1), st.binary(min_size=32, max_size=32))
+    record = st.one_of(full, sha256)
+    records = st.frozensets(record, max_size=4)
+    text = st.text(max_size=12)
+    floats = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2, 2**40).map(float),
+                       st.just(-0.0), st.just(1795677205.8655398))
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63), floats, text)
+    view = st.builds(ServerView, text, st.one_of(st.none(), records), st.one_of(st.none(), st.integers(0, 2**31), scalar),
+                     st.one_of(st.none(), text), st.booleans())
+    obs = st.builds(Observation, floats, floats, st.lists(view, max_size=3).map(tuple))
+    history = st.builds(History, st.lists(obs, max_size=3).map(tuple), st.one_of(st.none(), floats), st.booleans())
+    owner = st.builds(OwnerRecord, records, history)
+    clock = st.dictionaries(text, st.one_of(scalar, st.lists(scalar, max_size=2)), max_size=3)
+    host = st.builds(HostRecord, st.dictionaries(text, owner, max_size=3), st.just({}), clock, st.booleans(),
+                     st.one_of(st.none(), st.integers(0, 2**31)))
+    return st.builds(LedgerData, st.dictionaries(text, host, max_size=3))
+
+
+def test_the_text_is_the_plain_json_dumps_form() -> None:
+    """Whatever the values - odd floats, -0.0, huge ints, quotes and non-ASCII in names and
+    errors, records of every length - each host's line is json.dumps of that host, and the
+    same with the memo of an earlier save of the same objects."""
+    from hypothesis import given, settings
+
+    from tlsa_manager.ledger import EncodeMemo
+
+    @settings(max_examples=300, deadline=None)
+    @given(_ledgers())
+    def check(data: LedgerData) -> None:
+        expected = reference_text(data)
+        assert encode(data) == expected
+        memo = EncodeMemo()
+        assert encode(data, memo) == expected
+        assert encode(data, memo) == expected  # every part from the memo now
+
+    check()
+
+
+def test_the_sample_with_a_deploy_is_the_plain_json_dumps_form() -> None:
+    data = sample()
+    data.host("mail.example.com").clock = {"wall": 1000.5, "boot_id": "b\u00e9", "boot": 3.0}
+    data.host("mail.example.com").negative_ttl = 300
+    assert encode(data) == reference_text(data)
+
+
+@pytest.mark.parametrize("new", [{"wall": 1}, {"wall": True}, {"wall": -0.0}, {"wall": "1.0"}, {"w": 1.0}])
+def test_a_clock_changed_in_place_to_an_equal_value_is_written_anew(new: dict[str, object]) -> None:
+    """The memo keeps a clock's text while the dict holds the very same values: 1.0 == 1 ==
+    True and 0.0 == -0.0, but their JSON differs."""
+    from tlsa_manager.ledger import EncodeMemo
+
+    data = sample()
+    clock = data.host("mail.example.com").clock
+    clock.update({"wall": 1.0 if new != {"wall": -0.0} else 0.0})
+    memo = EncodeMemo()
+    encode(data, memo)
+    clock.clear()
+    clock.update(new)
+    assert encode(data, memo) == reference_text(data)
+
+
+def test_a_ledger_of_the_indented_format_loads_and_is_written_in_the_current_one(tmp_path: Path) -> None:
+    """Before issue 14 the ledger was json.dumps(indent=1), without since, blind, clock,
+    unverified or negative_ttl: such a file still loads, the history's start is its
+    first observation, and the next save writes the one-host-per-line form."""
+    import json
+
+    rec = REC.to_text()
+    view = {"server": "ns1", "records": [rec], "ttl": 300, "error": None}
+    doc = {"schema": 1, "hosts": {"mail.example.com": {"deploys": {}, "owners": {"_25._tcp.mail.example.com.": {
+        "managed": [rec], "history": [{"first": 1000, "last": 1500.5, "views": [view, dict(view, server="ns2")]}]}}}}}
+    ledger = Ledger(tmp_path / "state")
+    with ledger.locked():
+        fd = os.open(ledger.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+        os.close(fd)
+        data = ledger.load()
+        history = data.host("mail.example.com").owners["_25._tcp.mail.example.com."].history
+        assert history.since == 1000.0 and not history.blind and data.host("mail.example.com").clock == {}
+        views = history.entries[0].views
+        assert [v.server for v in views] == ["ns1", "ns2"] and views[0].records == views[1].records == frozenset({REC})
+        ledger.save(data)
+    text = ledger.path.read_text()
+    assert text == reference_text(data) and text.count("\n") == 3
+    assert encode(ledger.load()) == text
+
+
+def test_equal_answers_are_shared_on_load_but_values_of_another_type_stay_apart() -> None:
+    """The loader shares equal record sets and answers between owners (one object each),
+    but a ttl of 60.0 or true, written by hand, is not the answer with ttl 60."""
+    import json
+
+    rec = REC.to_text()
+    owners = {f"_25._tcp.mx{i}.example.com.": {"managed": [rec], "history": [{"first": 1.0, "last": 2.0, "views": [
+        {"server": "ns1", "records": [rec], "ttl": ttl, "error": None}]}]} for i, ttl in enumerate([60, 60, 60.0, True])}
+    text = json.dumps({"schema": 1, "hosts": {"mx.example.com": {"owners": owners}}})
+    from tlsa_manager.ledger import decode
+
+    host = decode(text).host("mx.example.com")
+    views = [host.owners[o].history.entries[0].views[0] for o in owners]
+    assert views[0] is views[1] and views[2] is not views[0] and views[3] is not views[0]
+    assert [type(v.ttl) for v in views] == [int, int, float, bool]
+    assert all(host.owners[o].managed is views[0].records for o in owners)
+
+
+def test_sets_of_the_same_records_and_of_others_are_each_written_as_they_are() -> None:
+    """A set made of the very record objects of another set reuses its text; a set with
+    one record more or less, or a record of equal value but its own object, does not."""
+    from tlsa_manager.ledger import EncodeMemo
+    from tlsa_manager.observations import History, Observation
+
+    a, b = Tlsa.from_text("3 1 1 " + "ab" * 32), Tlsa.from_text("2 1 1 " + "cd" * 32)
+    twin = Tlsa(a.usage, a.selector, a.mtype, bytes(a.data))
+    data = LedgerData()
+    views = tuple(ServerView(f"ns{i}", s, 60) for i, s in enumerate(
+        [frozenset({b, a}), frozenset([a]), frozenset({twin, b}), frozenset(), frozenset({b})]))
+    owner = data.host("mx.example.com").owner("_25._tcp.mx.example.com.")
+    owner.managed = frozenset({a, b})
+    owner.history = History((Observation(1.0, 2.0, views),), 1.0)
+    memo = EncodeMemo()
+    for _ in range(2):
+        assert encode(data, memo) == reference_text(data)

@@ -18,12 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from tlsa_manager.configvalues import (
+    OWN_KEYS,
+    blame_defaults,
     bool_value,
+    cert_values,
+    certs_value,
     check_host_name,
+    frozen,
     int_value,
+    key_value,
     list_value,
+    next_keys_value,
     path_value,
     probe_address,
+    staged_dir_value,
     string_value,
     table_value,
 )
@@ -133,6 +141,60 @@ def _validate_kinds(kinds: tuple[Params, ...], unsafe: bool) -> None:
     validate_kinds(kinds, unsafe)
 
 
+def _copy_spec(checked: HostSpec, **own: object) -> HostSpec:
+    """``dataclasses.replace(checked, **own)`` without running ``__init__`` again
+    (a frozen dataclass of 22 fields: the copy is most of a host's time): every field
+    is a value already checked, HostSpec has no ``__post_init__``."""
+    spec = object.__new__(HostSpec)
+    spec.__dict__.update(checked.__dict__, **own)
+    return spec
+
+
+class _FleetSpecs:
+    """The hosts of one configuration: a fleet's hosts mostly share every setting but
+    their name and files, so the shared settings are checked once per distinct set and
+    each further host only for its name and files (a thousand hosts: milliseconds, not a
+    tenth of a second).  A host that fails any check is checked again in full by
+    :func:`_host_spec`, so the error is the one a host of its own would get."""
+
+    def __init__(self, defaults: Mapping[str, Any], base: Path, providers: Mapping[str, Any]) -> None:
+        self.defaults = defaults
+        self.base = base
+        self.providers = providers
+        self.checked: dict[object, HostSpec] = {}
+
+    def spec(self, name: str, doc: Mapping[str, Any]) -> HostSpec:
+        merged = {**self.defaults, **doc}
+        try:
+            shared = tuple((k, frozen(v)) for k, v in merged.items() if k not in OWN_KEYS)
+            checked = self.checked.get(shared)
+        except TypeError:  # a value with no hashable form: checked in full
+            shared, checked = None, None
+        if checked is not None:
+            where = f'hosts."{name}"'
+            try:
+                check_host_name(name, where)
+                certs = certs_value(cert_values(merged), where, self.base)
+                key = key_value(merged, where, self.base)
+                next_keys = next_keys_value(merged, where, self.base)
+                staged_dir = staged_dir_value(merged, where, self.base)
+            except ConfigError:
+                certs = ()
+            if certs:
+                return _copy_spec(
+                    checked,
+                    name=name.rstrip(".").lower(),
+                    certs=certs,
+                    key=key,
+                    next_keys=next_keys,
+                    staged_dir=staged_dir,
+                )
+        spec = _host_spec(name, doc, self.defaults, self.base, self.providers)
+        if shared is not None:
+            self.checked[shared] = spec
+        return spec
+
+
 def _host_spec(
     name: str, doc: Mapping[str, Any], defaults: Mapping[str, Any], base: Path, providers: Mapping[str, Any]
 ) -> HostSpec:
@@ -155,10 +217,7 @@ def _host_spec(
             f"{where}: provider {provider!r} is not defined",
             f"define [providers.{provider}] or use one of: {', '.join(sorted(providers)) or 'none'}",
         )
-    certs_value = merged.get("certs", merged.get("cert"))
-    certs: list[object] = (
-        certs_value if isinstance(certs_value, list) else ([certs_value] if certs_value else [])
-    )
+    certs = cert_values(merged)
     records = merged.get("records", ["3 1 1", "2 1 1"])
     if not isinstance(records, list) or not records or not all(isinstance(k, str) for k in records):
         raise ConfigError(
@@ -187,11 +246,9 @@ def _host_spec(
         name=name.rstrip(".").lower(),
         provider=str(provider),
         ports=tuple(int_value(p, f"{where}.ports", 1, 65535, "[25]") for p in ports),
-        certs=tuple(path_value(c, f"{where}.cert", base) for c in certs),
-        key=path_value(merged["key"], f"{where}.key", base) if merged.get("key") else None,
-        next_keys=tuple(
-            path_value(k, f"{where}.next_keys", base) for k in list_value(merged, "next_keys", where)
-        ),
+        certs=certs_value(certs, where, base),
+        key=key_value(merged, where, base),
+        next_keys=next_keys_value(merged, where, base),
         auto_next_keys=bool_value(merged.get("auto_next_keys", False), f"{where}.auto_next_keys"),
         kinds=kinds,
         ttl=int_value(merged.get("ttl", 3600), f"{where}.ttl", 1, 2**31 - 1, "3600"),
@@ -202,9 +259,7 @@ def _host_spec(
         slack=parse_duration(merged.get("slack", 300), f"{where}.slack"),
         negative_ttl=int(parse_duration(neg, f"{where}.negative_ttl")) if neg is not None else None,
         reload=tuple(reload),
-        staged_dir=path_value(merged["staged_dir"], f"{where}.staged_dir", base)
-        if merged.get("staged_dir")
-        else None,
+        staged_dir=staged_dir_value(merged, where, base),
         nameservers=tuple(
             string_value(n, f"{where}.nameservers") for n in list_value(merged, "nameservers", where)
         ),
@@ -276,19 +331,6 @@ def _provider_settings(name: str, settings: dict[str, Any], base: Path) -> dict[
     return out
 
 
-def _blame_defaults(
-    exc: ConfigError, where: str, table: Mapping[str, Any], defaults: Mapping[str, Any]
-) -> ConfigError:
-    """An error in a key the host took from ``[defaults]`` names ``defaults.KEY``, not the
-    host: that is where the value is written (and every host would report it)."""
-    for key in defaults.keys() - table.keys():
-        wrong, right = f"{where}.{key}", f"defaults.{key}"
-        if wrong in exc.message:
-            hint = exc.hint.replace(wrong, right) if exc.hint else None
-            return ConfigError(exc.message.replace(wrong, right), hint)
-    return exc
-
-
 def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path | None = None) -> Config:
     unknown = set(doc) - {"state_dir", "instance", "providers", "hosts", "defaults"}
     if unknown:
@@ -311,13 +353,14 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
             "see docs/config.md for the host keys",
         )
     hosts: dict[str, HostSpec] = {}
+    specs = _FleetSpecs(defaults, base, providers)
     for name, hdoc in table_value(doc.get("hosts", {}), "hosts", '[hosts."mail.example.com"]').items():
         where = f'hosts."{name}"'
         table = table_value(hdoc, where, f'[hosts."{name}"] with cert = "..." under it')
         try:
-            spec = _host_spec(name, table, defaults, base, providers)
+            spec = specs.spec(name, table)
         except ConfigError as exc:
-            raise _blame_defaults(exc, where, table, defaults) from None
+            raise blame_defaults(exc, where, table, defaults) from None
         if spec.name in hosts:
             raise ConfigError(
                 f"{where}: the same host as another entry (names differ only by case or a trailing dot)",

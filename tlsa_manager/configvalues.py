@@ -14,6 +14,44 @@ from tlsa_manager.records import host_name
 _EXAMPLE_PATHS = {"zone_file": "/etc/bind/db.example.com", "state_dir": "/var/lib/tlsa-manager"}
 
 
+#: the host keys whose values are each host's own (its files); a fleet's hosts share the rest
+OWN_KEYS = frozenset({"cert", "certs", "key", "next_keys", "staged_dir"})
+
+
+def cert_values(merged: Mapping[str, Any]) -> list[object]:
+    value = merged.get("certs", merged.get("cert"))
+    return value if isinstance(value, list) else ([value] if value else [])
+
+
+def certs_value(values: list[object], where: str, base: Path) -> tuple[Path, ...]:
+    return tuple(path_value(c, f"{where}.cert", base) for c in values)
+
+
+def key_value(merged: Mapping[str, Any], where: str, base: Path) -> Path | None:
+    return path_value(merged["key"], f"{where}.key", base) if merged.get("key") else None
+
+
+def next_keys_value(merged: Mapping[str, Any], where: str, base: Path) -> tuple[Path, ...]:
+    return tuple(path_value(k, f"{where}.next_keys", base) for k in list_value(merged, "next_keys", where))
+
+
+def staged_dir_value(merged: Mapping[str, Any], where: str, base: Path) -> Path | None:
+    value = merged.get("staged_dir")
+    return path_value(value, f"{where}.staged_dir", base) if value else None
+
+
+def frozen(value: object) -> object:
+    """A hashable form of a TOML value that keeps apart what Python holds equal
+    (``1``, ``1.0`` and ``true``; ``0.0`` and ``-0.0``); TypeError if there is none."""
+    if isinstance(value, list):
+        return (list, tuple(frozen(v) for v in value))
+    if isinstance(value, dict):
+        return (dict, tuple((k, frozen(v)) for k, v in value.items()))
+    if isinstance(value, float):
+        return (float, repr(value))
+    return (type(value), value)
+
+
 def path_value(value: object, key: str, base: Path) -> Path:
     if not isinstance(value, str) or not value.strip():
         what = "empty" if isinstance(value, str) else kind_of(value)
@@ -122,3 +160,16 @@ def kind_of(value: object) -> str:
     return {list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}.get(
         type(value), type(value).__name__
     )
+
+
+def blame_defaults(
+    exc: ConfigError, where: str, table: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> ConfigError:
+    """An error in a key the host took from ``[defaults]`` names ``defaults.KEY``, not the
+    host: that is where the value is written (and every host would report it)."""
+    for key in defaults.keys() - table.keys():
+        wrong, right = f"{where}.{key}", f"defaults.{key}"
+        if wrong in exc.message:
+            hint = exc.hint.replace(wrong, right) if exc.hint else None
+            return ConfigError(exc.message.replace(wrong, right), hint)
+    return exc

@@ -213,8 +213,13 @@ def parent_domain(owner: dns.name.Name) -> dns.name.Name:
     """The parent of the owner's host: where its zone is assumed to be when nothing better
     is known (the unit of a change set, the SOA asked for a negative TTL).  Sliced from the
     labels, not three ``parent()`` calls: a fleet asks this for every owner (issue 14)."""
+    return dns.name.Name(parent_labels(owner))
+
+
+def parent_labels(owner: dns.name.Name) -> tuple[bytes, ...]:
+    """The labels of :func:`parent_domain`, without making a Name of them (a key)."""
     labels = owner.labels
-    return dns.name.Name(labels[3:] if labels and labels[0].startswith(b"_") else labels[1:])
+    return labels[3:] if labels and labels[0].startswith(b"_") else labels[1:]
 
 
 def enclosing(owner: dns.name.Name, lookup: Callable[[str], _T | None], *, tld: bool = False) -> _T | None:

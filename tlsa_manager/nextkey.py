@@ -35,7 +35,7 @@ SUBDIR = "next-keys"
 
 def key_dir(state_dir: Path, host: str) -> Path:
     """Where the next keys of ``host`` live (the host name as configured, lower case)."""
-    return state_dir / SUBDIR / host.rstrip(".").lower()
+    return state_dir.joinpath(SUBDIR, host.rstrip(".").lower())  # one join: a fleet asks per host
 
 
 def key_path(directory: Path, key_type: str) -> Path:
