@@ -31,6 +31,16 @@ class DeployIntent:
 #: publish the MTA presented another chain than the configured file (H27)
 PRESENTED = "presented by the MTA"
 
+#: label prefix of a deploy-journal entry kept open one run on purpose: nothing reloaded
+#: the MTA and nothing can probe it, so the replaced chain's records stay until the next
+#: sync (tlsa_manager.journal.settle_deploy); no failure, unlike an unconfirmed deploy
+HELD = "not reloaded:"
+
+
+def deployed_label(label: str) -> str:
+    """The deployed chain's label of a journal entry (a held entry's without its prefix)."""
+    return label.removeprefix(HELD).strip()
+
 
 @dataclass
 class OwnerRecord:
