@@ -26,9 +26,7 @@ import functools
 import gc
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -131,19 +129,9 @@ def child(config_path: Path, repeat: int) -> dict[str, Any]:
 
 
 def run_child(tree: Path, config: Path, repeat: int) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(tree / "providers")]))
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", str(config), "--repeat", str(repeat)],
-        env=env,
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{tree}: {done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    from trees import run_json
+
+    return run_json(tree, [__file__, "--child", str(config), "--repeat", str(repeat)])
 
 
 def main() -> None:
