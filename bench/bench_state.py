@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -134,19 +133,9 @@ def reset(bind: Any, hosts: list[tuple[str, Path]]) -> None:
 
 
 def child(tree: Path, config: Path, state: Path, repeat: int, mode: str = "--measure") -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'providers'}"}
-    env.pop("PYTHONPYCACHEPREFIX", None)
-    result = subprocess.run(
-        [sys.executable, str(HERE / "bench_state.py"), mode, str(config), str(state), str(repeat)],
-        env=env,
-        cwd=tree,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"{tree}: {result.stderr[-2000:]}")
-    figures: dict[str, Any] = json.loads(result.stdout)
-    return figures
+    from trees import run_json
+
+    return run_json(tree, [str(HERE / "bench_state.py"), mode, str(config), str(state), str(repeat)])
 
 
 def main() -> None:

@@ -59,3 +59,7 @@ def test_catalog_show_names_issuer_and_siblings(cli: CliRunner) -> None:
     assert [line.split()[3] for line in lines[1:]] == ["YE2,", "YE3,"]
     rsa_leaf = cli("--json", "catalog", "show", LE_DATA / "yr1.pem")
     assert rsa_leaf.code == 1  # a CA file alone has no leaf, so no issuer to name
+    # the example cert.pem names YE1 but another key signed it: said so, not "not in the catalog"
+    borrowed = cli("catalog", "show", EXAMPLES / "mail.example.com" / "cert.pem")
+    assert borrowed.code == 1 and borrowed.err.count("\n") == 1
+    assert "the leaf names YE1 as its issuer, but YE1's key in the catalog (bundled) did not sign it" in borrowed.err

@@ -160,3 +160,33 @@ def test_stale_catalog_is_noticed_and_update_says_what_changed(cli: CliRunner, l
 
     when, origin = catalog_as_of(tmp_path / "state")  # the cli fixture's state directory
     assert origin == "refreshed" and abs(when.timestamp() - time.time()) < 60
+
+
+def _h26(cli: CliRunner, tmp_path: Path, *parts: bytes) -> list[dict[str, str]]:
+    chain = pki.write(tmp_path / "chain.pem", *parts)
+    zone = tmp_path / "db.example.test"
+    zone.write_text("$ORIGIN example.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n"
+                    "  IN NS ns1\nns1 IN A 192.0.2.1\nmail IN A 192.0.2.25\n")
+    result = cli("--json", "plan", "mail.example.test", "--cert", chain, "--zone-file", zone)
+    assert result.code in (0, 4), result.err
+    return [h for p in result.json()["plans"] for h in p["hazards"] if h["code"] == "H26"]
+
+
+def test_h26_for_a_leaf_its_named_catalog_issuer_did_not_sign(cli: CliRunner, tmp_path: Path) -> None:
+    """A leaf that names YE1 (which the catalog knows) but that YE1's key did not sign is
+    still H26, but the message must not say the catalog does not know YE1 (the old text)."""
+    from cryptography import x509
+
+    ye1 = x509.load_pem_x509_certificate((LE_DATA / "ye1.pem").read_bytes())
+    borrowed = pki.Issued(ye1, pki.make_key("p384"))  # YE1's name, another key
+    leaf = pki.make_leaf(["mail.example.test"], borrowed)
+    fake_ye1 = pki.make_ca("YE1", borrowed.key, org="Let's Encrypt")  # a YE1-named CA in the file
+    for parts in ((leaf.pem,), (leaf.pem, fake_ye1.pem)):
+        (hazard,) = _h26(cli, tmp_path, *parts)
+        assert "names YE1 of Let's Encrypt as its issuer" in hazard["message"], hazard
+        assert "YE1's key (in the issuer catalog) did not sign it" in hazard["message"]
+        assert "does not know" not in hazard["message"]
+        assert "test or staging certificate" in hazard["fix"] and "catalog update" in hazard["fix"]
+    unknown = pki.make_ca("YE9", org="Let's Encrypt")  # a name the catalog has never seen
+    (hazard,) = _h26(cli, tmp_path, pki.make_leaf(["mail.example.test"], unknown).pem)
+    assert "YE9 of Let's Encrypt, which the issuer catalog does not know" in hazard["message"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, CliRunner
 
 CLI = [sys.executable, "-m", "tlsa_manager"]
 
@@ -90,17 +90,36 @@ def test_check_records_file_errors(tmp_path: Path) -> None:
 
 
 def test_key_bad_configuration_host_and_state(tmp_path: Path, config: Path) -> None:
-    assert_one_line(run_cli(tmp_path, "--config", str(tmp_path), "key", "next", "mail.example.com"), 2, "is a directory")
-    assert_one_line(run_cli(tmp_path, "--config", "nope.toml", "key", "next", "mail.example.com"), 2, "no such")
-    assert_one_line(run_cli(tmp_path, "--config", str(config), "key", "next", "mx.example.com"), 2, "not configured")
-    csr = run_cli(tmp_path, "--config", str(config), "key", "csr", "mail.example.com", "--type", "rsa", "--type", "ecdsa")
+    assert_one_line(
+        run_cli(tmp_path, "--config", str(tmp_path), "key", "next", "mail.example.com"), 2, "is a directory"
+    )
+    assert_one_line(
+        run_cli(tmp_path, "--config", "nope.toml", "key", "next", "mail.example.com"), 2, "no such"
+    )
+    assert_one_line(
+        run_cli(tmp_path, "--config", str(config), "key", "next", "mx.example.com"), 2, "not configured"
+    )
+    csr = run_cli(
+        tmp_path,
+        "--config",
+        str(config),
+        "key",
+        "csr",
+        "mail.example.com",
+        "--type",
+        "rsa",
+        "--type",
+        "ecdsa",
+    )
     assert_one_line(csr, 2, "give one --type")
     # A state directory another user may write could hand us their key to certify: refused.
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
     for action in ("next", "csr"):
-        result = run_cli(tmp_path, "--config", str(config), "--state-dir", str(shared), "key", action, "mail.example.com")
+        result = run_cli(
+            tmp_path, "--config", str(config), "--state-dir", str(shared), "key", action, "mail.example.com"
+        )
         assert_one_line(result, 3, "writable by others")
     assert list(shared.iterdir()) == []
 
@@ -115,7 +134,9 @@ def test_metrics_output_errors(tmp_path: Path, config: Path) -> None:
 def test_install_units_folder_errors(tmp_path: Path) -> None:
     assert_one_line(run_cli(tmp_path, "install-units", "--dir", ""), 2, "--dir is empty")
     assert not list(tmp_path.glob("tlsa-manager-*"))  # not written into the current folder
-    assert_one_line(run_cli(tmp_path, "install-units", "--dir", str(tmp_path / "none")), 2, "no such directory")
+    assert_one_line(
+        run_cli(tmp_path, "install-units", "--dir", str(tmp_path / "none")), 2, "no such directory"
+    )
     (tmp_path / "file").write_text("")
     assert_one_line(run_cli(tmp_path, "install-units", "--dir", str(tmp_path / "file")), 2, "not a directory")
     # systemd runs the units as root: a folder others may write is refused, nothing written
@@ -124,3 +145,32 @@ def test_install_units_folder_errors(tmp_path: Path) -> None:
     shared.chmod(0o777)
     assert_one_line(run_cli(tmp_path, "install-units", "--dir", str(shared)), 3, "writable by others")
     assert list(shared.iterdir()) == []
+
+
+def test_a_command_run_in_process_leaves_the_garbage_collector_as_it_found_it(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    """`sync`, `plan` and the other one-pass commands pause the cyclic collector while
+    they run (a fleet's heap is big and holds no cycles worth finding); a program that
+    calls ``main`` (these tests, an operator's script) gets it back, on success and on
+    error alike."""
+    import gc
+
+    site = EXAMPLES / "mail.example.com"
+    zone = tmp_path / "db.example.com"
+    zone.write_bytes((EXAMPLES / "db.example.com").read_bytes())
+    assert gc.isenabled()
+    done = cli("sync", "mail.example.com", "--cert", site / "fullchain.pem", "--zone-file", zone)
+    assert done.code == 0, done.err
+    assert gc.isenabled()
+    failed = cli("plan", "mail.example.com", "--cert", tmp_path / "missing.pem", "--zone-file", zone)
+    assert failed.code != 0 and "missing.pem" in failed.err
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert (
+            cli("plan", "mail.example.com", "--cert", site / "fullchain.pem", "--zone-file", zone).code == 0
+        )
+        assert not gc.isenabled()  # paused by the caller: left paused
+    finally:
+        gc.enable()

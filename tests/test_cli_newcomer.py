@@ -57,6 +57,24 @@ def test_export_with_only_a_certificate_prints_the_records(cli: CliRunner) -> No
     assert as_json.code == 0 and {r["record"] for r in as_json.json()["records"]} >= {f"3 1 1 {leaf}"}
 
 
+def test_export_json_with_another_format_is_a_usage_error(cli: CliRunner) -> None:
+    """`--json` is `--format json`; `--format zone --json` asks for two outputs, and the old
+    code silently printed JSON where the user asked for zone lines."""
+    cert = ("export", "mail.example.com", "--cert", EXAMPLE / "fullchain.pem")
+    for form in ("zone", "nsupdate"):
+        both = cli(*cert, "--format", form, "--json")
+        assert both.code == 2 and both.out == ""
+        assert both.err.count("\n") == 1 and f"--format {form} --json" in both.err and "leave out" in both.err
+        before = cli("--json", *cert, "--format", form)  # the global option before the command
+        assert before.code == 2 and before.out == ""
+    agreeing = cli(*cert, "--format", "json", "--json")
+    assert agreeing.code == 0 and agreeing.json()["records"]
+    alone = cli(*cert, "--json")
+    assert alone.code == 0 and alone.json() == agreeing.json()
+    zone = cli(*cert)
+    assert zone.code == 0 and zone.out.startswith("; mail.example.com")
+
+
 def test_status_from_the_ledger_alone(cli: CliRunner, tmp_path: Path) -> None:
     state = tmp_path / "state"
     assert _sync_example(cli, tmp_path, "--state-dir", state).code == 0

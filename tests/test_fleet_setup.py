@@ -1,22 +1,18 @@
 """A fleet's configuration and opening its hosts: the shortcuts of issue 14 change nothing.
 
 A fleet's hosts share their settings but for the name and files, so the configuration
-checks a shared set once, TOML is parsed by tomli's compiled parser when it is the one
-tomllib was taken from, and the hosts of one server list and parent domain ask for the
-negative TTL once.  Each is held here to the plain, one-host-at-a-time result.
+checks a shared set once, and the hosts of one server list and parent domain ask for
+the negative TTL once.  Each is held here to the plain, one-host-at-a-time result.
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tlsa_manager import tomltext
 from tlsa_manager.config import HostSpec, config_from_dict
 from tlsa_manager.errors import ConfigError
 
@@ -86,36 +82,6 @@ def test_a_fleet_gives_each_host_what_it_gets_alone(hosts: list[tuple[str, dict[
 
 
 #: TOML 1.0 documents, TOML 1.1 additions (refused by tomllib, so refused here) and mistakes
-TOML = [
-    '[hosts."mx.example.com"]\ncert = "a.pem"\nttl = 60\n',
-    'a = 1979-05-27T07:32:00Z\nb = [1, 2.5, "x", true]\nc = {d = 1}\n[[t]]\ne = 1\n[[t]]\n',
-    'x = "\\u00e9\\t"\ny = \'\'\'\nraw\'\'\'\nz = 0x1f\n',
-    "x = {a = 1,}\n",
-    "x = {\na = 1}\n",
-    'x = "\\e"\n',
-    'x = "\\xAB"\n',
-    "x = 1979-05-27T07:32Z\n",
-    "[world\n",
-    "not toml [",
-    "a = 1\na = 2\n",
-    '[hosts."mx"]\ncert = "a.pem"\n[hosts."mx"]\n',
-    "x = 99999999999999999999\n",
-]
-
-
-@pytest.mark.parametrize("text", TOML)
-def test_toml_reads_as_tomllib_reads_it(text: str) -> None:
-    """The document, or the error message, is tomllib's, whichever parser read it."""
-    try:
-        expected: Any = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        with pytest.raises(tomllib.TOMLDecodeError) as info:
-            tomltext.loads(text)
-        assert str(info.value) == str(exc)
-    else:
-        assert tomltext.loads(text) == expected
-
-
 def test_hosts_share_a_negative_ttl_only_where_it_is_the_same(tmp_path: Path, bind: Bind) -> None:
     """The hosts of one server list and parent domain ask the SOA once; a host with a
     negative_ttl of its own, another server list or another parent domain gets its own

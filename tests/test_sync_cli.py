@@ -93,12 +93,41 @@ def test_first_sync_then_new_key_rollover(cli: CliRunner, bind: Bind, site: Sync
     assert new_leaf.pem in (site["live"] / "ecdsa.pem").read_bytes()
     assert not (site["staged"] / "ecdsa.pem").exists()
     new_311 = Tlsa.from_text(cli("records", site["live"] / "ecdsa.pem", "--usage", "3").out)
+    # no reload command and no probe: nothing made the MTA load the new file, so it may
+    # still present the old key; its 3 1 1 stays until the next sync (the old code removed
+    # it in the deploying run)
+    assert "not reloaded (no reload command" in deploy.out
+    assert "the records of the replaced live ecdsa.pem stay until the next sync" in deploy.out, deploy.out
+    assert new_311 in served(bind, site) and live_311 in served(bind, site)
+    held = cli(*cfg, "--json", "status", site["host"])
+    assert held.code == 0 and held.json()["hosts"][0]["unconfirmed_deploys"] == []  # no failure
+    assert [d["deployed"] for d in held.json()["hosts"][0]["held_deploys"]] == ["staged ecdsa.pem"]
+    assert "was not reloaded (no reload command, no probe)" in cli(*cfg, "status", site["host"]).out
+    after = cli(*cfg, "sync", site["host"])
+    assert after.code == 0 and "0 added, 1 removed" in after.out, after.out
+    assert "kept until this sync, go now" in after.out
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and live_311 in served(bind, site):
         time.sleep(0.1)
     assert new_311 in served(bind, site) and live_311 not in served(bind, site)
-    status = cli(*cfg, "status", site["host"])
-    assert status.code == 0 and "managed: 3 1 1 " + new_311.data.hex() in status.out
+    status = cli(*cfg, "--json", "status", site["host"])
+    assert status.code == 0 and status.json()["hosts"][0]["held_deploys"] == []
+    assert "managed: 3 1 1 " + new_311.data.hex() in cli(*cfg, "status", site["host"]).out
+
+
+def test_same_key_renewal_without_reload_keeps_nothing_back(cli: CliRunner, bind: Bind, site: SyncSite) -> None:
+    """A renewal with the same key and issuer needs no record the new chain lacks: with no
+    reload and no probe it is deployed and nothing is held for the next sync."""
+    cfg: list[str | Path] = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    before = served(bind, site)
+    renewed, chain = le_shaped_chain(site["host"], "ye1.pem", key=site["leaf"].key)
+    pki.write(site["staged"] / "ecdsa.pem", renewed.key_pem, renewed.pem, chain)
+    time.sleep(2 * 2 + 1 + 0.5)
+    deploy = cli(*cfg, "sync", site["host"])
+    assert deploy.code == 0 and "deployed staged ecdsa.pem" in deploy.out, deploy.out
+    assert "stay until the next sync" not in deploy.out and served(bind, site) == before
+    assert cli(*cfg, "--json", "status", site["host"]).json()["hosts"][0]["held_deploys"] == []
 
 
 def test_plan_dry_run_export_write_nothing(cli: CliRunner, bind: Bind, site: SyncSite) -> None:

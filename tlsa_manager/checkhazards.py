@@ -14,8 +14,8 @@ import dns.rdatatype
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import Chain, key_type
 from tlsa_manager.checkresult import Dane, DaneState, HostCheck
-from tlsa_manager.facts import ChainFacts, facts_from_chain
-from tlsa_manager.freshness import stale_catalog
+from tlsa_manager.facts import ChainFacts
+from tlsa_manager.freshness import facts_with_issuer, stale_catalog
 from tlsa_manager.hazards import (
     CNAME_MX,
     CNAME_OWNER,
@@ -193,7 +193,5 @@ def _sent_chains(
         if shown.chain:
             leaf = shown.chain[0]
             chain = Chain(leaf, leaf.public_key(), tuple(shown.chain[1:]))
-            issuer = catalog.issuer_of(chain)
-            label = f"{key_type(leaf.public_key())} chain of {host}"
-            chains.append(facts_from_chain(chain, label, issuer.name if issuer else None))
+            chains.append(facts_with_issuer(chain, f"{key_type(leaf.public_key())} chain of {host}", catalog))
     return {c.leaf.spki_der: c for c in chains}

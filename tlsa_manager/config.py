@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tlsa_manager import tomltext
 from tlsa_manager.configvalues import (
     OWN_KEYS,
     blame_defaults,
@@ -312,7 +311,7 @@ def load_config(path: Path) -> Config:
         raise
     text = decode_text(raw, path, ConfigError)
     try:
-        doc = tomltext.loads(text)
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})", "fix the syntax at that line") from None
     except RecursionError:

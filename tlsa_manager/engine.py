@@ -47,7 +47,7 @@ from tlsa_manager.errors import ExitCode, ProviderConflict, TlsaManagerError
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hostplan import plan_host
 from tlsa_manager.journal import begin_runs as _begin_runs
-from tlsa_manager.journal import clock_behind_dns, unconfirmed
+from tlsa_manager.journal import clock_behind_dns, settle_deploy, unconfirmed
 from tlsa_manager.journal import confirm_deploys as _confirm_deploys
 from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Gate, Plan, chain_identity
@@ -310,7 +310,7 @@ class Run:
                 self.save(self.ledger)
                 report.notes.append(f"{chain.label}: not deployed, {exc.message}")
                 continue
-            del journal[chain.label]
+            settle_deploy(member, journal, chain.label)  # closed, or held one run (no reload, no probe)
             self.save(self.ledger)
             report.deployed.append(chain.label)
             deployed_any = True

@@ -72,6 +72,9 @@ class ChainFacts:
     #: whose issuer the catalog does not know means the catalog is stale (H26)
     leaf_issuer_cn: str = ""
     leaf_issuer_org: str = ""
+    #: the catalog CA the leaf names as its issuer when that CA's key did not sign it
+    #: (a test or staging leaf borrowing the name): H26 then says so, not "unknown CA"
+    named_issuer: str = ""
 
     def __hash__(self) -> int:
         return frozen_hash(self)

@@ -22,16 +22,24 @@ from tlsa_manager.hazards import STALE_CATALOG, Hazard
 
 if TYPE_CHECKING:  # the planner imports this module; it never loads certificates
     from tlsa_manager.catalog import Catalog
+    from tlsa_manager.certs import Chain
 
 LETS_ENCRYPT = "Let's Encrypt"
 
 
 def stale_catalog(chains: Sequence[ChainFacts], owner: str = "") -> list[Hazard]:
-    """H26 for each chain issued by Let's Encrypt from a CA the catalog does not know (pure)."""
+    """H26 for each chain issued by Let's Encrypt from a CA the catalog does not know (pure).
+
+    A leaf that names a catalog CA (YE1) which did not sign it gets H26 too, since its
+    issuer is unknown all the same, but the message says what is true: the catalog knows
+    YE1, the leaf is not YE1's."""
     out = []
     for chain in chains:
         if chain.issuer_name is None and chain.leaf_issuer_org == LETS_ENCRYPT:
             ca = chain.leaf_issuer_cn or "an unknown CA"
+            if chain.named_issuer:
+                out.append(_not_signed_by(chain, chain.named_issuer, owner))
+                continue
             out.append(
                 STALE_CATALOG.hazard(
                     f"{chain.label} is issued by {ca} of Let's Encrypt, which the issuer catalog does "
@@ -42,6 +50,39 @@ def stale_catalog(chains: Sequence[ChainFacts], owner: str = "") -> list[Hazard]
                 )
             )
     return out
+
+
+def _not_signed_by(chain: ChainFacts, ca: str, owner: str) -> Hazard:
+    return STALE_CATALOG.hazard(
+        f"{chain.label} names {ca} of Let's Encrypt as its issuer, but {ca}'s key (in the issuer "
+        f"catalog) did not sign it: its issuer is unknown, so its \"2 1 1\" siblings cannot be "
+        "pre-published and the next issuer switch may leave the chain uncovered",
+        f"check that the file holds the certificate Let's Encrypt issued for this host (a test or "
+        f"staging certificate only borrows the name {ca}); if it does, run 'tlsa-manager catalog "
+        f"update' in case {ca} has a new key",
+        owner,
+    )
+
+
+def facts_with_issuer(chain: Chain, label: str, catalog: Catalog) -> ChainFacts:
+    """A loaded chain's facts with the catalog's word on its issuer: the CA that signed the
+    leaf, or, when none did, the catalog CA the leaf names all the same (for H26)."""
+    import dataclasses
+
+    from tlsa_manager.facts import facts_from_chain
+
+    issuer = catalog.issuer_of(chain)
+    facts = facts_from_chain(chain, label, issuer.name if issuer else None)
+    named = named_issuer(chain, catalog) if issuer is None else None
+    return dataclasses.replace(facts, named_issuer=named) if named else facts
+
+
+def named_issuer(chain: Chain, catalog: Catalog) -> str | None:
+    """The catalog CA whose name the leaf gives as its issuer, signer or not (None if none)."""
+    if chain.leaf is None:
+        return None
+    wanted = chain.leaf.issuer
+    return next((i.name for i in catalog.issuers for c in i.certs if c.certificate.subject == wanted), None)
 
 
 def bundled_as_of() -> dt.datetime:

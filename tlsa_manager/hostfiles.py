@@ -22,6 +22,7 @@ from tlsa_manager.command import run_command
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import InputError, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, facts_from_chain
+from tlsa_manager.freshness import facts_with_issuer
 from tlsa_manager.fsutil import fsync_dir, move_into_place
 from tlsa_manager.plans import chain_identity
 from tlsa_manager.ports import HostChains, StagedChanged
@@ -51,8 +52,7 @@ def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = Non
             f"{path}: holds a key but no certificate",
             "point cert (--cert) at the chain the MTA serves, e.g. fullchain.pem; the key goes in key/--key",
         )
-    issuer = catalog.issuer_of(chain)
-    return facts_from_chain(chain, label, issuer.name if issuer else None)
+    return facts_with_issuer(chain, label, catalog)
 
 
 def staged_path(spec: HostSpec, key_type: str) -> Path | None:

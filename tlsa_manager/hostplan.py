@@ -33,14 +33,17 @@ def plan_host(
     owners = []
     for owner in settings.owners:
         rec = host.owner(name_text(owner))
-        history = rec.history.observe(now, views.get(owner, ()), settings.slack)
+        seen = views.get(owner, ())
+        history = rec.history.observe(now, seen, settings.slack)
         if record:
             rec.history = history
-        rrset = published.get(owner, RRset(owner))
+        rrset = published.get(owner)
+        if rrset is None:
+            rrset = RRset(owner)
         # After a lost history nobody can vouch for the provider's marks: only what this
         # ledger added may go, until a probe shows what the MTA presents.
         marks = frozenset() if host.unverified else rrset.managed
-        owners.append(OwnerInput(owner, rrset, views.get(owner, ()), history, rec.managed | marks))
+        owners.append(OwnerInput(owner, rrset, seen, history, rec.managed | marks))
     unknown = host.unverified and any(o.history.blind for o in owners)
     want = desired(
         chains.live,

@@ -122,6 +122,12 @@ class LivePorts:
         return self.files.presented()
 
     @property
+    def confirms_deploys(self) -> bool:
+        """A reload command or a probe can show, in the run of a deploy, that the MTA took
+        the new chain; with neither, the replaced chain's records wait a run (journal.py)."""
+        return bool(self.spec.reload or self.spec.probe)
+
+    @property
     def probe_problem(self) -> str | None:
         """Why the configured probe could not be asked (None: it was, or there is none)."""
         return self.files.probe_problem

@@ -25,20 +25,60 @@ from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
 from tlsa_manager.observations import History, ServerView
 from tlsa_manager.plans import chain_identity
 from tlsa_manager.ports import HostPorts, HostSettings, Member, Save, SyncReport
-from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData
+from tlsa_manager.state import HELD, PRESENTED, DeployIntent, LedgerData, deployed_label
 
 
 def unconfirmed(ledger: LedgerData, host: str) -> tuple[ChainFacts, ...]:
     """Chains the MTA may still present: replaced by a deploy whose reload is not confirmed."""
     return tuple(
-        replace(
-            chain,
-            label=chain.label
-            if label.startswith(PRESENTED)
-            else f"previous {chain.label} (deploy of {label} not confirmed)",
-        )
+        replace(chain, label=_previous_label(label, chain))
         for label, entry in ledger.host(host).deploys.items()
         for chain in entry.previous
+    )
+
+
+def _previous_label(label: str, chain: ChainFacts) -> str:
+    if label.startswith(PRESENTED):
+        return chain.label
+    if label.startswith(HELD):
+        return f"previous {chain.label} (kept until the next sync: {deployed_label(label)} was not reloaded)"
+    return f"previous {chain.label} (deploy of {label} not confirmed)"
+
+
+def confirms_deploys(ports: HostPorts) -> bool:
+    """Can a deploy on these ports be confirmed in the run that makes it: a reload command
+    runs, or a probe shows what the MTA presents?  Ports that say nothing (the simulated
+    world reloads and probes exactly) can."""
+    return bool(getattr(ports, "confirms_deploys", True))
+
+
+def _replaced_records(member: Member, entry: DeployIntent) -> bool:
+    """Does a replaced chain need a record of the host's kinds the deployed one does not
+    (a new key, a new issuer, any renewal under "3 0 1")?  A renewal with the same key
+    and issuer has nothing to keep."""
+    kinds = member.settings.policy.kinds
+    return any(old.matching(k) - entry.deployed.matching(k) for old in entry.previous for k in kinds)
+
+
+def settle_deploy(member: Member, journal: dict[str, DeployIntent], label: str) -> None:
+    """After a deploy renamed the file in place and its reload and probe (if any) passed:
+    close its journal entry, so the records of the chain it replaced may go in this run.
+
+    With no reload command and no probe nothing made the MTA load the new file and
+    nothing can show which chain it presents: it may present the replaced one until it
+    restarts, and a record that matches what a server may still present must not go
+    (dane-rules I-3, C7).  The entry then stays open, under :data:`HELD`, until the next
+    sync: its records stay for this run, and the next run closes it before it plans.  A
+    renewal whose records are the replaced chain's (same key, same issuer) holds nothing."""
+    entry = journal.pop(label)
+    if confirms_deploys(member.ports) or not _replaced_records(member, entry):
+        return
+    journal[f"{HELD} {label}"] = entry
+    replaced = ", ".join(c.label for c in entry.previous) or "chain"
+    member.report.notes.append(
+        f"{label}: the records of the replaced {replaced} stay until the next sync: there is no "
+        "reload command and no probe, so nothing shows when the MTA presents the new chain "
+        "(reload the MTA before then, or set reload, and probe to verify)"
     )
 
 
@@ -165,6 +205,9 @@ def confirm_deploys(members: list[Member], ledger: LedgerData, save: Save) -> No
                         "the MTA still presents another chain (H27)"
                     )
                     continue
+                if label.startswith(HELD):  # a probe configured since failed: unconfirmed now
+                    journal[deployed_label(label)] = journal.pop(label)
+                    label = deployed_label(label)
                 member.report.notes.append(
                     f"the deploy of {label} is not confirmed ({exc.message}); "
                     "the records of the chain it replaced stay"
@@ -176,6 +219,13 @@ def confirm_deploys(members: list[Member], ledger: LedgerData, save: Save) -> No
             if label.startswith(PRESENTED):
                 configured = entry.deployed.label
                 member.report.notes.append(f"the MTA now presents the configured {configured} (H27 is over)")
+                continue
+            if label.startswith(HELD):
+                deployed = deployed_label(label)
+                member.report.notes.append(
+                    f"the deploy of {deployed}: the records of the chain it replaced, kept until "
+                    f"this sync, go now ({checks_of(member.ports, deployed)})"
+                )
                 continue
             checked = checks_of(member.ports, label)
             verb = "confirmed" if checked.startswith(("verified", "the server presents")) else "finished"

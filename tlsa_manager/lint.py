@@ -31,7 +31,14 @@ from tlsa_manager.hazards import (
     Severity,
 )
 from tlsa_manager.memo import pure_cache
-from tlsa_manager.policy import IssuerFacts, catalog_key_types, group_by_kind
+from tlsa_manager.policy import (
+    IssuerFacts,
+    catalog_key_types,
+    catalog_records,
+    group_by_kind,
+    pinned_issuers,
+    retired_issuers,
+)
 from tlsa_manager.records import MatchingType, Params, Selector, Tlsa, Usage, params_text
 
 
@@ -158,9 +165,7 @@ def per_kind(*rules: KindRule) -> Rule:
 
 def root_pinned(ctx: Context) -> list[Hazard]:
     """H9: a "2 x x" record of a catalog root, which Let's Encrypt chains may not send."""
-    # sets joined and intersected keep their elements' hashes: no record is hashed again
-    kinds = frozenset(ctx.groups)
-    roots = frozenset().union(*(root.records_of(kinds) for root in ctx.catalog_roots))
+    roots = catalog_records(ctx.catalog_roots, frozenset(ctx.groups))
     return [
         TA_NOT_SENT.hazard(
             f"{record.kind} pins a root key that Let's Encrypt chains may not send",
@@ -173,16 +178,14 @@ def root_pinned(ctx: Context) -> list[Hazard]:
 
 def retired_ca(ctx: Context) -> list[Hazard]:
     """H11: records of a retired CA no live chain uses (fatal when they are all of DANE-TA)."""
-    retired = [i for i in ctx.issuers if i.status == "retired"]
-    if not retired:
-        return []
+    # joined as sets, the records keep their hashes (a set built one by one hashes each again)
     used_by_live = frozenset().union(*(c.matching(k) for c in ctx.live for k in ctx.groups))
-    unused = ctx.records - used_by_live  # the same for every issuer: worked out once
-    kinds = frozenset(ctx.groups)
     ta_groups = [g for k, g in ctx.groups.items() if k[0] is Usage.DANE_TA]
     out = []
-    for issuer in retired:
-        stale = issuer.records_of(kinds) & unused
+    left, kinds = ctx.records - used_by_live, frozenset(ctx.groups)  # once, not per issuer
+    retired = retired_issuers(ctx.issuers)
+    for issuer in retired if left and catalog_records(retired, kinds) & left else ():
+        stale = issuer.records_of(kinds) & left
         if stale:
             only = all(g <= stale for g in ta_groups) and bool(ta_groups)
             out.append(
@@ -208,10 +211,8 @@ def issuer_missing(ctx: Context) -> list[Hazard]:
         )
         for kind in ctx.groups
         if kind[0] is Usage.DANE_TA
-        for issuer in ctx.issuers
-        if issuer.key_type in key_types
-        and issuer.status in ("active", "backup")
-        and not issuer.records(kind) & ctx.records
+        for issuer in pinned_issuers(ctx.issuers, key_types)
+        if not issuer.records(kind) & ctx.records
     ]
 
 

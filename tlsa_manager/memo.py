@@ -11,6 +11,7 @@ its argument, and the answers go when the value goes.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Hashable
 from dataclasses import fields
 from typing import Any, ParamSpec, TypeVar
@@ -51,10 +52,24 @@ def frozen_hash(obj: Any) -> int:
     """
     known: int | None = obj.__dict__.get("_memo_hash")
     if known is None:
-        keyed = (f.name for f in fields(obj) if (f.compare if f.hash is None else f.hash))
-        known = hash(tuple(getattr(obj, name) for name in keyed))
+        getter = _KEYED.get(type(obj))
+        if getter is None:
+            getter = _KEYED[type(obj)] = _keyed_fields(type(obj))
+        known = hash(getter(obj))
         object.__setattr__(obj, "_memo_hash", known)
     return known
+
+
+#: per class, the getter of the fields its dataclass hash covers (a fresh chain is
+#: hashed once per plan: ``fields()`` and a generator per value cost more than the hash)
+_KEYED: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _keyed_fields(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    names = [f.name for f in fields(cls) if (f.compare if f.hash is None else f.hash)]
+    if len(names) == 1:
+        return lambda obj: (getattr(obj, names[0]),)
+    return operator.attrgetter(*names)
 
 
 def pure_cache(maxsize: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -80,3 +95,32 @@ def pure_cache(maxsize: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return wrap
+
+
+T = TypeVar("T")
+
+
+def by_identity(function: Callable[[T], R]) -> Callable[[T], R]:
+    """Remember ``function(obj)`` per object, for a tuple that many calls share (the
+    catalog's issuers: every host of a run gets the same tuple object).
+
+    Keyed by ``id(obj)``, one dict lookup, where a value key would hash every element
+    in Python on every call.  The table holds ``obj`` itself, so its id cannot be
+    reused while the answer is kept; only a ``tuple`` (immutable) is remembered, any
+    other sequence is answered afresh.  Small and bounded: a run has one catalog.
+    """
+    table: dict[int, tuple[T, R]] = {}
+
+    @functools.wraps(function)
+    def wrapper(obj: T) -> R:
+        known = table.get(id(obj))
+        if known is not None and known[0] is obj:
+            return known[1]
+        value = function(obj)
+        if isinstance(obj, tuple):
+            if len(table) >= 16:
+                table.clear()
+            table[id(obj)] = (obj, value)
+        return value
+
+    return wrapper

@@ -13,8 +13,9 @@ Unknown history means "not yet seen": an empty history never opens a gate early.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
+from operator import attrgetter, itemgetter
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.records import Tlsa
@@ -55,8 +56,11 @@ class Observation:
         return frozenset(v.server for v in self.views)
 
 
+_FIRST, _SERVER = itemgetter(0), attrgetter("server")  # sort keys without a Python call per item
+
+
 def _key(views: Iterable[ServerView]) -> tuple[tuple[str, frozenset[Tlsa] | None, int | None], ...]:
-    return tuple(sorted(((v.server, v.records, v.ttl) for v in views), key=lambda t: t[0]))
+    return tuple(sorted(((v.server, v.records, v.ttl) for v in views), key=_FIRST))
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,10 @@ class History:
 
     def observe(self, now: float, views: Sequence[ServerView], slack: float = 300.0) -> History:
         """Add an observation at ``now``; merge with the last one if nothing changed; prune."""
-        views = tuple(sorted(views, key=lambda v: v.server))
+        views = tuple(sorted(views, key=_SERVER))
         entries = list(self.entries)
         if entries and entries[-1].same_answers(views) and now >= entries[-1].last:
-            entries[-1] = replace(entries[-1], last=now)
+            entries[-1] = Observation(entries[-1].first, now, entries[-1].views)  # not replace(): slower
         else:
             entries.append(Observation(now, now, views))
         since, blind = self.since, self.blind

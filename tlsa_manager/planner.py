@@ -48,7 +48,7 @@ from tlsa_manager.plans import (
 )
 from tlsa_manager.policy import ROLES, DesiredRecord, group_by_kind
 from tlsa_manager.provider import OwnerChange
-from tlsa_manager.records import Tlsa, params_text
+from tlsa_manager.records import Params, Tlsa, params_text
 
 #: the values live in tlsa_manager.plans and the gate time in tlsa_manager.gates;
 #: these names stay importable from here
@@ -70,9 +70,15 @@ __all__ = [
 ]
 
 
-def _protected(records: frozenset[Tlsa], chains: Sequence[ChainFacts]) -> frozenset[Tlsa]:
-    """Records that match some chain or key an endpoint serves or may serve soon (I-3)."""
-    return frozenset(r for r in records if any(r in c.matching(r.params) for c in chains))
+def _protected(
+    records: frozenset[Tlsa], chains: Sequence[ChainFacts], kinds: set[Params] | None = None
+) -> frozenset[Tlsa]:
+    """Records that match some chain or key an endpoint serves or may serve soon (I-3).
+    ``kinds``: those of ``records``, when the caller has them."""
+    # a chain's records of one kind are all of that kind: ask each chain once per kind
+    if kinds is None:
+        kinds = {r.params for r in records}
+    return records & frozenset().union(*(c.matching(k) for c in chains for k in kinds))
 
 
 def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, list[Hazard], list[str]]:
@@ -83,15 +89,18 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
     hazards: list[Hazard] = []
     add = wanted - published
     chains = (*inp.live, *inp.staged, *inp.next_keys)
-    protected = _protected(published, chains)
+    published_kinds = {r.params for r in published}
+    protected = _protected(published, chains, published_kinds)
     kinds = set(inp.desired.kinds)
-    dropped_kinds = {r.params for r in published} - kinds
+    dropped_kinds = published_kinds - kinds
     candidates = set(published - wanted - protected)
     # A kind the configuration no longer wants goes as a whole, provided what stays
     # still covers every live chain (C5: one change at a time, nothing left empty).
-    remaining = (published | add) - {r for r in published if r.params in dropped_kinds}
-    if dropped_kinds and remaining and all(c.covered_by(remaining) for c in inp.live):
-        candidates |= {r for r in published if r.params in dropped_kinds}
+    if dropped_kinds:
+        gone = {r for r in published if r.params in dropped_kinds}
+        remaining = (published | add) - gone
+        if remaining and all(c.covered_by(remaining) for c in inp.live):
+            candidates |= gone
     prune = inp.policy.prune and not inp.history_unknown
     managed = owner.managed | (owner.published.records if prune else frozenset())
     unmanaged = sorted(r.to_text() for r in candidates - managed)
@@ -369,19 +378,14 @@ def plan(inp: PlanInput) -> Plan:
             changes.append(change)
         hazards += owner_hazards
         hazards += server_hazards(inp, owner)
-        hazards += lint(
-            owner.published.records,
-            inp.live,
-            inp.staged,
-            inp.next_keys,
-            inp.issuers,
-            inp.roots,
-            inp.policy.budget,
-            name_text(owner.owner),
-        )
-        unmanaged += [(name_text(owner.owner), text) for text in kept]
+        name = name_text(owner.owner)
+        records = owner.published.records
+        if records:  # an empty RRset has no hazards of its own (lint answers [] for it)
+            live, staged, next_keys, budget = inp.live, inp.staged, inp.next_keys, inp.policy.budget
+            hazards += lint(records, live, staged, next_keys, inp.issuers, inp.roots, budget, name)
+        unmanaged += [(name, text) for text in kept]
     gates = tuple(gate_for(inp, chain) for chain in inp.staged)
-    reasons = tuple(sorted((d.record.to_text(), f"{d.role}: {d.reason}") for d in inp.desired.records))
+    reasons = tuple(sorted(d.texts() for d in inp.desired.records))
     unique = tuple(dict.fromkeys(hazards))
     return Plan(inp.host, inp.now, tuple(changes), gates, unique, tuple(unmanaged), reasons)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -198,8 +199,18 @@ def short_time(ts: float) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def name_text(name: dns.name.Name) -> str:
-    """``name.to_text()``, remembered: the planner asks it for every owner of every plan."""
+    """``name.to_text()``, remembered: the planner asks it for every owner of every plan.
+
+    An absolute name of plain labels (letters, digits, ``-``, ``_``: every owner name a
+    host has) is written as its labels joined by dots, as ``to_text`` writes it, without
+    its escaping of each character; anything else goes through ``to_text``."""
+    labels = name.labels
+    if len(labels) > 1 and not labels[-1] and all(_PLAIN_LABEL.fullmatch(label) for label in labels[:-1]):
+        return b".".join(labels).decode("ascii")
     return str(name.to_text())
+
+
+_PLAIN_LABEL = re.compile(rb"[A-Za-z0-9_-]+")
 
 
 def chain_identity(chain: ChainFacts) -> str:

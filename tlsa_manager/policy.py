@@ -20,7 +20,7 @@ from tlsa_manager.derive import DEFAULT_KINDS
 from tlsa_manager.errors import ConfigError, UnsafeError
 from tlsa_manager.facts import CertFacts, ChainFacts
 from tlsa_manager.hazards import TA_NOT_SENT, TOO_MANY_RECORDS, Hazard
-from tlsa_manager.memo import frozen_hash, memo_method, pure_cache
+from tlsa_manager.memo import by_identity, frozen_hash, memo_method, pure_cache
 from tlsa_manager.records import (
     MatchingType,
     Params,
@@ -56,11 +56,30 @@ class IssuerFacts:
         return frozenset(r for k in kinds for r in self.records(k))
 
 
+class Issuers(tuple[IssuerFacts, ...]):
+    """A catalog's issuers: a tuple that hashes its elements once.
+
+    Every plan passes the same issuers to the memoized ``desired`` and ``lint``, whose
+    keys hashed each of its ~25 elements in Python on every call.  Equal to (and hashed
+    as) the plain tuple of the same elements; pickled as one, without the kept hash
+    (``bytes`` hashes are salted per process).
+    """
+
+    def __hash__(self) -> int:
+        known: int | None = self.__dict__.get("_hash")
+        if known is None:
+            known = self.__dict__["_hash"] = tuple.__hash__(self)
+        return known
+
+    def __reduce__(self) -> tuple[type[Issuers], tuple[tuple[IssuerFacts, ...]]]:
+        return (Issuers, (tuple(self),))
+
+
 def issuers_from_catalog(catalog: Catalog, *, roots: bool = False) -> tuple[IssuerFacts, ...]:
     """Every non-root catalog CA key (any status), or with ``roots`` every root, as IssuerFacts."""
     from tlsa_manager.facts import cert_facts
 
-    return tuple(
+    return Issuers(
         IssuerFacts(i.name, i.key_type, i.status, tuple(cert_facts(c.certificate) for c in i.certs))
         for i in catalog.issuers
         if i.is_root == roots
@@ -77,6 +96,9 @@ class HostPolicy:
     pin_backup_issuers: bool = True
     prune: bool = False
 
+    def __hash__(self) -> int:
+        return frozen_hash(self)  # a key of ``desired``'s memo on every plan
+
 
 @dataclass(frozen=True, order=True)
 class DesiredRecord:
@@ -87,6 +109,15 @@ class DesiredRecord:
     role: str = field(compare=False)
     reason: str = field(compare=False)
 
+    def texts(self) -> tuple[str, str]:
+        """``(record text, "role: reason")`` as a plan lists it; kept, since the catalog's
+        records are the same objects in every host's desired set."""
+        known: tuple[str, str] | None = self.__dict__.get("_texts")
+        if known is None:
+            known = (self.record.to_text(), f"{self.role}: {self.reason}")
+            object.__setattr__(self, "_texts", known)
+        return known
+
 
 @dataclass(frozen=True)
 class DesiredSet:
@@ -95,7 +126,11 @@ class DesiredSet:
     kinds: tuple[Params, ...] = DEFAULT_KINDS
 
     def as_set(self) -> frozenset[Tlsa]:
-        return frozenset(d.record for d in self.records)
+        known: frozenset[Tlsa] | None = self.__dict__.get("_as_set")
+        if known is None:  # asked per owner and per staged chain of every plan
+            known = frozenset(d.record for d in self.records)
+            object.__setattr__(self, "_as_set", known)
+        return known
 
     def reason_for(self, record: Tlsa) -> str:
         return next((d.reason for d in self.records if d.record == record), "")
@@ -136,8 +171,7 @@ def catalog_issued(chain: ChainFacts, issuers: Sequence[IssuerFacts]) -> bool:
     """
     if not chain.cas:
         return False
-    issuer_spki = chain.cas[0].spki_der
-    return any(c.spki_der == issuer_spki for i in issuers for c in i.certs)
+    return chain.cas[0].spki_der in _catalog(issuers).spkis
 
 
 def catalog_key_types(
@@ -153,6 +187,88 @@ def catalog_key_types(
     if known:
         known |= {k.key_type for k in next_keys}
     return frozenset(known)
+
+
+_PRIORITY = {role: index for index, role in enumerate(ROLES)}
+
+
+class _Catalog:
+    """What every host asks of the same catalog issuers, worked out once per run: the
+    keys of its CAs, and per record kind, key types and statuses the issuer records
+    with their reasons (the same for every host that uses those key types)."""
+
+    def __init__(self, issuers: Sequence[IssuerFacts]) -> None:
+        self.issuers = issuers
+        self.spkis = frozenset(c.spki_der for i in issuers for c in i.certs)
+        self.wanted: dict[tuple[Params, frozenset[str], tuple[str, ...]], tuple[DesiredRecord, ...]] = {}
+        self.pins: dict[frozenset[str], tuple[IssuerFacts, ...]] = {}
+
+    def pinned(self, key_types: frozenset[str]) -> tuple[IssuerFacts, ...]:
+        """The active and backup CAs of ``key_types``, in catalog order."""
+        known = self.pins.get(key_types)
+        if known is None:
+            known = self.pins[key_types] = tuple(
+                i for i in self.issuers if i.key_type in key_types and i.status in ("active", "backup")
+            )
+        return known
+
+    def candidates(
+        self, kind: Params, key_types: frozenset[str], statuses: tuple[str, ...]
+    ) -> tuple[DesiredRecord, ...]:
+        key = (kind, key_types, statuses)
+        known = self.wanted.get(key)
+        if known is None:
+            kind_text = params_text(kind)
+            known = self.wanted[key] = tuple(
+                DesiredRecord(
+                    _PRIORITY[f"issuer-{issuer.status}"],
+                    record,
+                    f"issuer-{issuer.status}",
+                    f"{kind_text} of {issuer.name}, {issuer.status} "
+                    f"{issuer.key_type.upper()} issuer that may sign the next certificate",
+                )
+                for issuer in self.issuers
+                if issuer.key_type in key_types and issuer.status in statuses
+                for record in issuer.records(kind)
+            )
+        return known
+
+
+@by_identity
+def _catalog(issuers: Sequence[IssuerFacts]) -> _Catalog:
+    return _Catalog(issuers)
+
+
+def pinned_issuers(issuers: Sequence[IssuerFacts], key_types: frozenset[str]) -> tuple[IssuerFacts, ...]:
+    """The catalog's active and backup CAs of ``key_types`` (the lint of every owner asks)."""
+    return _catalog(issuers).pinned(key_types)
+
+
+@by_identity
+def _by_kinds(cas: Sequence[IssuerFacts]) -> dict[frozenset[Params], frozenset[Tlsa]]:
+    return {}
+
+
+def catalog_records(cas: Sequence[IssuerFacts], kinds: frozenset[Params]) -> frozenset[Tlsa]:
+    """Every record of ``kinds`` of the catalog CAs ``cas``: once per run and set of kinds
+    (the lint of every owner asks it of the same catalog)."""
+    table = _by_kinds(cas)
+    known = table.get(kinds)
+    if known is None:
+        known = table[kinds] = frozenset(r for ca in cas for k in kinds for r in ca.records(k))
+    return known
+
+
+@by_identity
+def retired_issuers(issuers: Sequence[IssuerFacts]) -> tuple[IssuerFacts, ...]:
+    """The catalog's retired CAs (one tuple per catalog, so :func:`catalog_records` keeps it)."""
+    return tuple(i for i in issuers if i.status == "retired")
+
+
+def _order(d: DesiredRecord) -> tuple[int, int, int, int, bytes]:
+    """DesiredRecord's order (priority, then the record's fields) without its Python ``__lt__``."""
+    r = d.record
+    return (d.priority, r.usage, r.selector, r.mtype, r.data)
 
 
 @pure_cache(maxsize=4096)  # the same chains and policy run after run
@@ -181,47 +297,40 @@ def desired(
                 owner,
             )
         )
+    # record -> the candidate of the lowest priority (the first of equals)
     chosen: dict[Tlsa, DesiredRecord] = {}
 
-    def want(record: Tlsa | None, role: str, reason: str) -> None:
-        if record is None:
-            return
-        candidate = DesiredRecord(ROLES.index(role), record, role, reason)
-        if record not in chosen or candidate < chosen[record]:
-            chosen[record] = candidate
+    def want(candidate: DesiredRecord) -> None:
+        known = chosen.get(candidate.record)
+        if known is None or candidate.priority < known.priority:
+            chosen[candidate.record] = candidate
 
+    key_types: frozenset[str] | None = None
     for kind in kinds:
         kind_text = params_text(kind)
         end_entity = kind[0] in (Usage.DANE_EE, Usage.PKIX_EE)
         for role, chains in (("live", live), ("staged", staged), ("next", next_keys)):
+            priority = _PRIORITY[role]
             for chain in chains:
                 if end_entity:
-                    want(
-                        chain.leaf.record(kind),
-                        role,
-                        f"{kind_text} of the {role} key ({chain.label})",
-                    )
+                    record = chain.leaf.record(kind)
+                    if record is not None:
+                        why = f"{kind_text} of the {role} key ({chain.label})"
+                        want(DesiredRecord(priority, record, role, why))
                 elif chain.cas and role != "next":
-                    issuer_label = chain.issuer_name or chain.cas[0].name
-                    want(
-                        chain.cas[0].record(kind),
-                        role,
-                        f"{kind_text} of {issuer_label}, the issuer of the {role} chain ({chain.label})",
-                    )
+                    record = chain.cas[0].record(kind)
+                    if record is not None:
+                        issuer_label = chain.issuer_name or chain.cas[0].name
+                        why = f"{kind_text} of {issuer_label}, the issuer of the {role} chain ({chain.label})"
+                        want(DesiredRecord(priority, record, role, why))
         if end_entity or not issuers:
             continue
-        key_types = catalog_key_types((*live, *staged), next_keys, issuers)
+        if key_types is None:
+            key_types = catalog_key_types((*live, *staged), next_keys, issuers)
         statuses = ("active", "backup") if policy.pin_backup_issuers else ("active",)
-        for issuer in issuers:
-            if issuer.key_type in key_types and issuer.status in statuses:
-                for record in issuer.records(kind):
-                    want(
-                        record,
-                        f"issuer-{issuer.status}",
-                        f"{kind_text} of {issuer.name}, {issuer.status} "
-                        f"{issuer.key_type.upper()} issuer that may sign the next certificate",
-                    )
-    ordered = sorted(chosen.values())
+        for candidate in _catalog(issuers).candidates(kind, key_types, statuses):
+            want(candidate)
+    ordered = sorted(chosen.values(), key=_order)
     # the live chains' own records are never cut (they sort first): leaving one out
     # broke a kind for a live chain (H2); over the budget they are the planner's fatal H13
     cut = max(policy.budget, sum(1 for d in ordered if d.role == "live"))

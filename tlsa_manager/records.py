@@ -72,10 +72,16 @@ def parse_params(text: str) -> Params:
     return (to_usage(usage), to_selector(selector), to_mtype(mtype))
 
 
+#: members by value: a dict lookup, where ``Usage(3)`` runs the enum machinery in Python (per Tlsa made)
+_USAGES: dict[int, Usage] = {int(m): m for m in Usage}
+_SELECTORS: dict[int, Selector] = {int(m): m for m in Selector}
+_MTYPES: dict[int, MatchingType] = {int(m): m for m in MatchingType}
+
+
 def to_usage(value: int) -> Usage:
     try:
-        return Usage(value)
-    except ValueError:
+        return _USAGES[value]
+    except (KeyError, TypeError):
         raise UsageError(
             f"TLSA usage {value} is not one of 0, 1, 2, 3", "use 3 (DANE-EE) or 2 (DANE-TA)"
         ) from None
@@ -83,15 +89,15 @@ def to_usage(value: int) -> Usage:
 
 def to_selector(value: int) -> Selector:
     try:
-        return Selector(value)
-    except ValueError:
+        return _SELECTORS[value]
+    except (KeyError, TypeError):
         raise UsageError(f"TLSA selector {value} is not 0 or 1", "use 1 (public key, SPKI)") from None
 
 
 def to_mtype(value: int) -> MatchingType:
     try:
-        return MatchingType(value)
-    except ValueError:
+        return _MTYPES[value]
+    except (KeyError, TypeError):
         raise UsageError(f"TLSA matching type {value} is not 0, 1 or 2", "use 1 (SHA2-256)") from None
 
 

@@ -21,7 +21,7 @@ from tlsa_manager.errors import ExitCode
 from tlsa_manager.hazards import Hazard, Severity
 from tlsa_manager.ledger import LedgerData
 from tlsa_manager.planner import Gate, Plan, iso, short_time
-from tlsa_manager.state import PRESENTED
+from tlsa_manager.state import HELD, PRESENTED, deployed_label
 
 if TYPE_CHECKING:
     from tlsa_manager.engine import SyncReport
@@ -122,12 +122,18 @@ class StatusReport:
             for label, entry in (host.deploys.items() if host else ())
             if label in self._deploys(name)
         ]
+        held = [  # not reloaded, no probe: kept until the next sync on purpose, no failure
+            {"deployed": deployed_label(label), "since": iso(entry.since), "replaced": len(entry.previous)}
+            for label, entry in (host.deploys.items() if host else ())
+            if label.startswith(HELD)
+        ]
         item: dict[str, Any] = {
             "host": name,
             "owners": owners,
             "gates": [g.as_dict() | {"line": gate_line(g)} for g in plan.gates] if plan else [],
             "hazards": [h.as_dict() | {"line": h.one_line()} for h in plan.hazards] if plan else [],
             "unconfirmed_deploys": unconfirmed,
+            "held_deploys": held,
         }
         if spec is not None:  # None: reloaded after a deploy, never verified
             item["deploys_verified_by"] = f"probe {spec.probe}" if spec.probe else None
@@ -145,9 +151,10 @@ class StatusReport:
 
     def _deploys(self, name: str) -> list[str]:
         """The host's unconfirmed deploys of ours: a chain the MTA presents on its own
-        (journalled under PRESENTED) is no deploy of ours; the plan's H27 says it."""
+        (journalled under PRESENTED) is no deploy of ours; the plan's H27 says it.  A
+        deploy held until the next sync (HELD: no reload, no probe) is no failure."""
         host = self.data.hosts.get(name)
-        return [label for label in host.deploys if not label.startswith(PRESENTED)] if host else []
+        return [label for label in host.deploys if not label.startswith((PRESENTED, HELD))] if host else []
 
 
 def sync_as_dict(report: SyncReport, checks: dict[str, str], dry_run: bool) -> dict[str, Any]:
@@ -191,6 +198,11 @@ def status_lines(document: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  deploy of {deploy['deployed']} since {deploy['since']} not confirmed (reload or probe "
                 "did not finish): the replaced chain's records stay until the next sync confirms it"
+            )
+        for deploy in item["held_deploys"]:
+            lines.append(
+                f"  deploy of {deploy['deployed']} since {deploy['since']} was not reloaded (no reload "
+                "command, no probe): the replaced chain's records stay until the next sync"
             )
         if "deploys_verified_by" in item and item["deploys_verified_by"] is None:
             lines.append("  deploys are not verified: no probe configured (set probe = ADDRESS)")

@@ -31,6 +31,16 @@ class DeployIntent:
 #: publish the MTA presented another chain than the configured file (H27)
 PRESENTED = "presented by the MTA"
 
+#: label prefix of a deploy-journal entry kept open one run on purpose: nothing reloaded
+#: the MTA and nothing can probe it, so the replaced chain's records stay until the next
+#: sync (tlsa_manager.journal.settle_deploy); no failure, unlike an unconfirmed deploy
+HELD = "not reloaded:"
+
+
+def deployed_label(label: str) -> str:
+    """The deployed chain's label of a journal entry (a held entry's without its prefix)."""
+    return label.removeprefix(HELD).strip()
+
 
 @dataclass
 class OwnerRecord:
@@ -56,7 +66,8 @@ class HostRecord:
     negative_ttl: int | None = None
 
     def owner(self, name: str) -> OwnerRecord:
-        return self.owners.setdefault(name, OwnerRecord())
+        known = self.owners.get(name)  # not setdefault: it builds a record on every call
+        return known if known is not None else self.owners.setdefault(name, OwnerRecord())
 
     def deploying(self, key_type: str) -> bool:
         """True while a deploy of this key type waits for its confirmation."""
@@ -68,7 +79,8 @@ class LedgerData:
     hosts: dict[str, HostRecord] = field(default_factory=dict)
 
     def host(self, name: str) -> HostRecord:
-        return self.hosts.setdefault(name, HostRecord())
+        known = self.hosts.get(name)  # not setdefault: it builds a record on every call
+        return known if known is not None else self.hosts.setdefault(name, HostRecord())
 
     def copy(self) -> LedgerData:
         """An independent copy (the values inside are immutable and shared)."""

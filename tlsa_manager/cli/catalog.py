@@ -70,10 +70,18 @@ def list_issuers(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.certs import load_chain
+    from tlsa_manager.freshness import named_issuer
 
     catalog = load_catalog(state_dir(args))
     chain = load_chain(Path(args.file))
     issuer = catalog.issuer_of(chain)
+    if issuer is None and (named := named_issuer(chain, catalog)):
+        raise TlsaManagerError(
+            f"{args.file}: the leaf names {named} as its issuer, but {named}'s key in the catalog "
+            f"({catalog.origin}) did not sign it",
+            "check that it is the certificate Let's Encrypt issued (a test or staging certificate only "
+            "borrows the name), or pin the leaf with \"3 1 1\" only",
+        )
     if issuer is None:
         raise TlsaManagerError(
             f"{args.file}: its issuer is not a Let's Encrypt CA in the catalog ({catalog.origin})",

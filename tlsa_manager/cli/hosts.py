@@ -19,7 +19,7 @@ from tlsa_manager.cli.common import (
     write_lines,
 )
 from tlsa_manager.cli.output import report_failures, report_syncs, warn_notes, write_plan, write_status
-from tlsa_manager.errors import ExitCode, TlsaManagerError
+from tlsa_manager.errors import ExitCode, TlsaManagerError, UsageError
 
 if TYPE_CHECKING:
     from tlsa_manager.runner import HostRun
@@ -46,7 +46,11 @@ def add_parser(sub: Subparsers, name: str, help: str) -> None:
             help="how long to wait for every server to serve a change (default 300)",
         )
     if name == "export":
-        p.add_argument("--format", choices=["zone", "nsupdate", "json"], default="zone")
+        p.add_argument(
+            "--format",
+            choices=["zone", "nsupdate", "json"],
+            help="zone lines (default), nsupdate input, or json (the same as --json)",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,12 +121,24 @@ def export(args: argparse.Namespace) -> int:
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.export import export_records
 
+    form = export_format(args)
     config = configured(args, publishing=False)  # its state_dir's catalog, as plan/sync/status
     report = export_records(config, args.hosts, bool(args.all), load_catalog(state_dir(args)))
-    if args.format == "json" or args.json:
+    if form == "json":
         emit_json(report.as_dict())
-    elif args.format == "nsupdate":
+    elif form == "nsupdate":
         write_lines(report.nsupdate_lines())
     else:
         write_lines(report.zone_lines())
     return ExitCode.OK
+
+
+def export_format(args: argparse.Namespace) -> str:
+    """``--json`` is ``--format json``; with another ``--format`` the user asked for two
+    outputs at once, and either guess would hand a script the wrong one: a usage error."""
+    if args.json and args.format not in (None, "json"):
+        raise UsageError(
+            f"export --format {args.format} --json: two output formats",
+            f"leave out --json for {args.format} lines, or --format for JSON",
+        )
+    return "json" if args.json else str(args.format or "zone")
