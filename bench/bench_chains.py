@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,9 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from trees import run_json
 
 REPO = Path(__file__).resolve().parent.parent
 LE = REPO / "tlsa_manager" / "data" / "letsencrypt"
@@ -94,13 +96,8 @@ def export(rev: str, into: Path) -> Path:
     return into
 
 
-def run_child(tree: Path, directory: Path) -> dict[str, object]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
-    env["PYTHONPATH"] = str(tree)
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", str(directory)], env=env, capture_output=True, check=True
-    )
-    result: dict[str, object] = json.loads(done.stdout)
+def run_child(tree: Path, directory: Path) -> dict[str, Any]:
+    result = run_json(tree, [str(Path(__file__).resolve()), "--child", str(directory)])
     if not str(result["module"]).startswith(str(tree)):
         raise SystemExit(f"the child imported {result['module']}, not the tree {tree}")
     return result
