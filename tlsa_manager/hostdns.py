@@ -56,7 +56,7 @@ class Shared:
         self.servers: dict[tuple[int, dns.name.Name], list[Endpoint]] = {}
         self.soa: dict[tuple[Endpoint, dns.name.Name], int | None] = {}
         self.public: dict[dns.name.Name, list[Endpoint]] = {}
-        #: by parent domain: its name as text (the change-set key of every owner under it)
+        #: by owner: its parent domain as text (the change-set key)
         self.domains: dict[dns.name.Name, str] = {}
         #: the negative TTL by (server list, zone): every host of a zone takes the same
         self.negative_ttls: dict[tuple[tuple[Endpoint, ...], dns.name.Name], int] = {}
@@ -284,10 +284,9 @@ class HostDns:
 
     def zone_of(self, owner: dns.name.Name) -> tuple[str, str]:
         """Hosts of one provider under one parent domain share a change set."""
-        parent = parent_domain(owner)
-        text = self.shared.domains.get(parent)
-        if text is None:  # Name.to_text costs ~20 us: once per domain, not per owner and pass
-            text = self.shared.domains[parent] = parent.to_text()
+        text = self.shared.domains.get(owner)
+        if text is None:  # Name.to_text costs ~20 us: once per owner, not per pass
+            text = self.shared.domains[owner] = parent_domain(owner).to_text()
         return self.spec.provider, text
 
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
