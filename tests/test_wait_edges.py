@@ -4,6 +4,7 @@ provider only needs for discovery."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -117,3 +118,54 @@ def test_a_write_by_someone_else_while_ours_goes_on_is_seen(tmp_path: Path, bind
     seen = Ledger(tmp_path / "state").load().host(names[0]).owners[owner.to_text()].history.entries[-1]
     assert [v.records for v in seen.views] == [frozenset({theirs})], (process.returncode, err)
     assert "1 of 600 owners not served by every server after 3 s" in err, err
+
+
+def test_a_conflict_on_a_later_update_still_reports_what_the_earlier_ones_wrote(
+    tmp_path: Path, bind: Bind
+) -> None:
+    """A fleet's write goes in several UPDATE messages.  Someone else adds a record at an
+    owner of our last message after our first one committed: the last message fails its
+    prerequisite, and the run re-plans the hosts it held.  The hosts whose records the
+    earlier messages did write must be reported as written (``applied``), not as
+    unchanged: before, ``sync --json`` listed only the re-planned hosts of the last message
+    as applied (21 of 100), although the run wrote all 100."""
+    ports = [25, 465, 587, 2525, 1025, 1026]
+    names = [f"cf{i}-{os.getpid()}.{ZONE}" for i in range(100)]
+    hosts = list(zip(names, pki.fleet(tmp_path / "certs", names, ISSUER), strict=True))
+    config = fleet_config(tmp_path / "fleet.toml", bind, hosts, [bind.primary.endpoint], ports)
+    first = owner_name(names[0], 25)
+    victim = owner_name(names[-1], ports[-1])
+    theirs = Tlsa.from_text("3 1 1 " + "dd" * 32)
+    log = bind.primary.directory / "named.log"
+    start = log.stat().st_size
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tlsa_manager", "--config", str(config), "--json", "sync",
+         "--propagation-timeout", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True)
+    try:
+        written = re.compile(rf"adding an RR at '{re.escape(first.to_text(omit_final_dot=True))}' TLSA")
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline and process.poll() is None, "the first UPDATE never went in"
+            data = log.read_bytes()
+            start = 0 if len(data) < start else start  # the log rotated (size 20m)
+            if written.search(data[start:].decode(errors="replace")):
+                break
+            time.sleep(0.001)
+        os.killpg(process.pid, signal.SIGSTOP)
+        try:
+            replace_rrset(bind, victim, theirs)
+        finally:
+            os.killpg(process.pid, signal.SIGCONT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failed assertion above: stop the run, by its group
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    reports = {h["host"]: h for h in json.loads(out)["hosts"]}
+    for name in names:  # every host's records went in during this run
+        assert len(bind_read(bind.primary.port, owner_name(name, 25))[0]) == 4, name
+    not_reported = [n for n in names if not reports[n]["applied"]]
+    assert not_reported == [], f"{len(not_reported)} written hosts reported as unchanged"
+    assert theirs in bind_read(bind.primary.port, victim)[0]  # the other writer's record stays

@@ -70,11 +70,15 @@ class _Reader:
 
 
 @contextmanager
-def early_views(provider: Provider, view: DnsView | None) -> Iterator[EarlyViews]:
+def early_views(
+    provider: Provider, view: DnsView | None, written: list[dns.name.Name] | None = None
+) -> Iterator[EarlyViews]:
     """Around a provider's ``apply``: read each step it commits from the primary (the
-    provider's own server when it is one of ``view``'s servers).  The mapping yielded is
-    filled when the block ends; it stays empty for a provider that does not write in
-    steps, for a primary the run does not observe, and after a failure here."""
+    provider's own server when it is one of ``view``'s servers), and note the owners each
+    step committed in ``written`` (what a write that fails part way did write).  The
+    mapping yielded is filled when the block ends; it stays empty for a provider that
+    does not write in steps, for a primary the run does not observe, and after a
+    failure here."""
     out: EarlyViews = {}
     try:  # only a head start: a server name that does not resolve here must not fail the write
         server = None if view is None else provider.discovery_server()
@@ -85,17 +89,23 @@ def early_views(provider: Provider, view: DnsView | None) -> Iterator[EarlyViews
         if view is None or server is None
         else [e for e in view.endpoints if (e.address, e.port) == (server.address, server.port)]
     )
-    if not primaries or view is None:
-        yield out
-        return
-    reader = _Reader(view, primaries)
-    reader.thread.start()
-    provider.committed = reader.committed
+    reader = _Reader(view, primaries) if primaries and view is not None else None
+    notes = written if written is not None else []
+
+    def committed(owners: Sequence[dns.name.Name]) -> None:
+        notes.extend(owners)
+        if reader is not None:
+            reader.committed(owners)
+
+    if reader is not None:
+        reader.thread.start()
+    provider.committed = committed
     try:
         yield out
     finally:
         provider.committed = None
-        reader.steps.put(None)
-        reader.thread.join()
-        if not reader.failed:
-            out.update(reader.views)
+        if reader is not None:
+            reader.steps.put(None)
+            reader.thread.join()
+            if not reader.failed:
+                out.update(reader.views)

@@ -44,13 +44,12 @@ from collections.abc import Hashable, Mapping, Sequence
 import dns.name
 
 from tlsa_manager.errors import ExitCode, ProviderConflict, TlsaManagerError
-from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hostplan import plan_host
 from tlsa_manager.journal import begin_runs as _begin_runs
-from tlsa_manager.journal import clock_behind_dns, settle_deploy, unconfirmed
+from tlsa_manager.journal import clock_behind_dns, gated_chain, record_applied, settle_deploy, unconfirmed
 from tlsa_manager.journal import confirm_deploys as _confirm_deploys
 from tlsa_manager.observations import ServerView
-from tlsa_manager.planner import Gate, Plan, chain_identity
+from tlsa_manager.planner import Plan
 from tlsa_manager.ports import (
     Checkpoint,
     HostChains,
@@ -235,7 +234,15 @@ class Run:
                 try:
                     self.zones.apply(whole)
                 except ProviderConflict as exc:
-                    for member, _ in group:
+                    # a write in steps: what its steps before the conflict committed is written
+                    done = [
+                        (m, cs)
+                        for m, cs in group
+                        if all(c.is_noop or c.owner in exc.written for c in cs.changes)
+                    ]
+                    record_applied(self.ledger, done, changed)
+                    written.extend(c for _, cs in done for c in cs.changes)
+                    for member in [m for m, _ in group if all(m is not d for d, _ in done)]:
                         if attempt == 2:
                             member.fail(exc)
                         else:
@@ -250,14 +257,7 @@ class Run:
                         member.fail(exc)
                     continue
                 self.checkpoint("apply-returned")
-                for member, changeset in group:
-                    member.report.applied.append(changeset)
-                    changed[member.settings.host] = member
-                    host = self.ledger.host(member.settings.host)
-                    for change in changeset.changes:
-                        rec = host.owner(change.owner.to_text())
-                        if change.delete & rec.managed:
-                            rec.managed = rec.managed - change.delete
+                record_applied(self.ledger, group, changed)
                 written.extend(whole.changes)
             if written:
                 self.save(self.ledger)
@@ -316,14 +316,6 @@ class Run:
             deployed_any = True
             self.checkpoint("deployed")
         return deployed_any
-
-
-def gated_chain(ports: HostPorts, gate: Gate) -> ChainFacts | None:
-    """The staged chain re-read now, if it is exactly the one whose gate passed (else None)."""
-    return next(
-        (c for c in ports.chains().staged if c.label == gate.chain and chain_identity(c) == gate.identity),
-        None,
-    )
 
 
 def converge_run(

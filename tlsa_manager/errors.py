@@ -8,6 +8,7 @@ failure of ours" is one ``except``.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from enum import IntEnum
 
 
@@ -88,6 +89,10 @@ class ProviderError(TlsaManagerError):
 
 class ProviderConflict(ProviderError):
     """The published RRset changed between read and apply (compare-and-swap failed)."""
+
+    #: the owner names a write in steps had committed before the step that conflicted
+    #: (RFC 2136: the earlier UPDATE messages): those are written, the run counts them
+    written: frozenset[Hashable] = frozenset()
 
 
 class ProviderInputError(ProviderError, exit_code=ExitCode.USAGE):

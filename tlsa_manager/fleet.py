@@ -16,6 +16,7 @@ from collections.abc import Hashable, Sequence
 import dns.name
 
 from tlsa_manager.earlyviews import EarlyViews, early_views
+from tlsa_manager.errors import ProviderConflict
 from tlsa_manager.hostports import LivePorts, wait_until_served
 from tlsa_manager.observations import ServerView
 from tlsa_manager.provider import ChangeSet, RRset
@@ -77,9 +78,15 @@ class FleetZones:
         self._known.clear()
         self._early = {}
         changes = {c.owner: c for c in changeset.changes}
+        written: list[dns.name.Name] = []
         for ports, group in self._split(list(changes), "provider"):
-            with early_views(ports.provider, ports.view()) as early:
-                ports.apply(ChangeSet(tuple(changes[o] for o in group)))
+            with early_views(ports.provider, ports.view(), written) as early:
+                try:
+                    ports.apply(ChangeSet(tuple(changes[o] for o in group)))
+                except ProviderConflict as exc:
+                    exc.written = frozenset(written)  # the steps before the conflict: written
+                    raise
+            written.extend(group)
             for endpoint, views in early.items():
                 self._early.setdefault(endpoint, {}).update(views)
 

@@ -55,7 +55,7 @@ def stale_catalog(chains: Sequence[ChainFacts], owner: str = "") -> list[Hazard]
 def _not_signed_by(chain: ChainFacts, ca: str, owner: str) -> Hazard:
     return STALE_CATALOG.hazard(
         f"{chain.label} names {ca} of Let's Encrypt as its issuer, but {ca}'s key (in the issuer "
-        f"catalog) did not sign it: its issuer is unknown, so its \"2 1 1\" siblings cannot be "
+        f'catalog) did not sign it: its issuer is unknown, so its "2 1 1" siblings cannot be '
         "pre-published and the next issuer switch may leave the chain uncovered",
         f"check that the file holds the certificate Let's Encrypt issued for this host (a test or "
         f"staging certificate only borrows the name {ca}); if it does, run 'tlsa-manager catalog "

@@ -23,8 +23,9 @@ from tlsa_manager.errors import TlsaManagerError
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
 from tlsa_manager.observations import History, ServerView
-from tlsa_manager.plans import chain_identity
+from tlsa_manager.plans import Gate, chain_identity
 from tlsa_manager.ports import HostPorts, HostSettings, Member, Save, SyncReport
+from tlsa_manager.provider import ChangeSet
 from tlsa_manager.state import HELD, PRESENTED, DeployIntent, LedgerData, deployed_label
 
 
@@ -236,3 +237,26 @@ def checks_of(ports: HostPorts, label: str) -> str:
     """What the ports checked after the reload (a probe, or nothing), in words."""
     checks: dict[str, str] = getattr(ports, "checks", {})
     return checks.get(label, "the server presents it")
+
+
+def gated_chain(ports: HostPorts, gate: Gate) -> ChainFacts | None:
+    """The staged chain re-read now, if it is exactly the one whose gate passed (else None)."""
+    return next(
+        (c for c in ports.chains().staged if c.label == gate.chain and chain_identity(c) == gate.identity),
+        None,
+    )
+
+
+def record_applied(
+    ledger: LedgerData, group: Sequence[tuple[Member, ChangeSet]], changed: dict[str, Member]
+) -> None:
+    """Written: in each host's report (and ``changed``), and the records it deleted are
+    no longer the ledger's."""
+    for member, changeset in group:
+        member.report.applied.append(changeset)
+        changed[member.settings.host] = member
+        host = ledger.host(member.settings.host)
+        for change in changeset.changes:
+            rec = host.owner(change.owner.to_text())
+            if change.delete & rec.managed:
+                rec.managed = rec.managed - change.delete

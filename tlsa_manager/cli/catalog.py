@@ -80,7 +80,7 @@ def show(args: argparse.Namespace) -> int:
             f"{args.file}: the leaf names {named} as its issuer, but {named}'s key in the catalog "
             f"({catalog.origin}) did not sign it",
             "check that it is the certificate Let's Encrypt issued (a test or staging certificate only "
-            "borrows the name), or pin the leaf with \"3 1 1\" only",
+            'borrows the name), or pin the leaf with "3 1 1" only',
         )
     if issuer is None:
         raise TlsaManagerError(
