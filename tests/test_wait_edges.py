@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dns.name
@@ -63,6 +64,51 @@ def replace_rrset(bind: Bind, owner: dns.name.Name, record: Tlsa) -> None:
     subprocess.run(["nsupdate", "-k", str(bind.key_file)], input=script.encode(), check=True, capture_output=True)
 
 
+#: six owner names per host: 100 hosts are 600 owners, several UPDATE messages
+PORTS = [25, 465, 587, 2525, 1025, 1026]
+
+
+def six_port_fleet(tmp_path: Path, bind: Bind, prefix: str) -> tuple[list[str], Path]:
+    """100 hosts of six ports each, observed at the primary alone."""
+    names = [f"{prefix}{i}-{os.getpid()}.{ZONE}" for i in range(100)]
+    hosts = list(zip(names, pki.fleet(tmp_path / "certs", names, ISSUER), strict=True))
+    return names, fleet_config(tmp_path / "fleet.toml", bind, hosts, [bind.primary.endpoint], PORTS)
+
+
+def write_while_syncing(
+    config: Path, bind: Bind, seen: Callable[[str], bool], write: Callable[[], None], *argv: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run ``tlsa-manager --config CONFIG ARGV`` (a sync) as a process; as soon as ``seen`` is true of the primary's log
+    since the start, stop the run (SIGSTOP), make someone else's ``write``, let the run
+    go on.  Returns the run and the log it made."""
+    log = bind.primary.directory / "named.log"
+    start = log.stat().st_size
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tlsa_manager", "--config", str(config), *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline and process.poll() is None, "the log never showed it"
+            data = log.read_bytes()
+            start = 0 if len(data) < start else start  # the log rotated (size 20m)
+            if seen(data[start:].decode(errors="replace")):
+                break
+            time.sleep(0.002)
+        os.killpg(process.pid, signal.SIGSTOP)
+        try:
+            write()
+        finally:
+            os.killpg(process.pid, signal.SIGCONT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failed assertion above: stop the run, by its group
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return done, log.read_bytes()[start:].decode(errors="replace")
+
+
 def test_a_write_by_someone_else_while_ours_goes_on_is_seen(tmp_path: Path, bind: Bind) -> None:
     """The primary is read for each UPDATE message as it commits (earlyviews.py).  Someone
     else replaces an owner of our first message while our later messages still go in:
@@ -71,52 +117,33 @@ def test_a_write_by_someone_else_while_ours_goes_on_is_seen(tmp_path: Path, bind
     Deterministic: the run is stopped (SIGSTOP) as soon as BIND logs the early read of
     that owner, the other write is made, the run continues; BIND's log shows that the
     other write went in before our last message."""
-    ports = [25, 465, 587, 2525, 1025, 1026]
-    names = [f"sw{i}-{os.getpid()}.{ZONE}" for i in range(100)]
-    hosts = list(zip(names, pki.fleet(tmp_path / "certs", names, ISSUER), strict=True))
-    config = fleet_config(tmp_path / "fleet.toml", bind, hosts, [bind.primary.endpoint], ports)
+    names, config = six_port_fleet(tmp_path, bind, "sw")
     owner = owner_name(names[0], 25)
-    last = owner_name(names[-1], ports[-1])
+    last = owner_name(names[-1], PORTS[-1])
     theirs = Tlsa.from_text("3 1 1 " + "ee" * 32)
-    log = bind.primary.directory / "named.log"
-    start = log.stat().st_size
     updates_before = bind.primary.stats(bind.keys).get("UPDATE", 0)
+    written = re.compile(rf"adding an RR at '{re.escape(owner.to_text(omit_final_dot=True))}' TLSA")
+    tcp_read = re.compile(rf"query: {re.escape(owner.to_text(omit_final_dot=True))} IN TLSA [+-]\S*T")
+
+    def read_early(text: str) -> bool:
+        commit = written.search(text)
+        return commit is not None and tcp_read.search(text, commit.end()) is not None
+
     bind.primary.rndc(bind.keys, "querylog", "on")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tlsa_manager", "--config", str(config), "sync", "--propagation-timeout", "3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True)
     try:
-        written = re.compile(rf"adding an RR at '{re.escape(owner.to_text(omit_final_dot=True))}' TLSA")
-        tcp_read = re.compile(rf"query: {re.escape(owner.to_text(omit_final_dot=True))} IN TLSA [+-]\S*T")
-        deadline = time.monotonic() + 30
-        while True:
-            assert time.monotonic() < deadline and process.poll() is None, "the run never read the owner early"
-            data = log.read_bytes()
-            start = 0 if len(data) < start else start  # the log rotated (size 20m)
-            text = data[start:].decode(errors="replace")
-            commit = written.search(text)
-            if commit and tcp_read.search(text, commit.end()):
-                break
-            time.sleep(0.002)
-        os.killpg(process.pid, signal.SIGSTOP)
-        try:
-            replace_rrset(bind, owner, theirs)
-        finally:
-            os.killpg(process.pid, signal.SIGCONT)
-        _out, err = process.communicate(timeout=60)
-        text = log.read_bytes()[start:].decode(errors="replace")
+        run, text = write_while_syncing(
+            config, bind, read_early, lambda: replace_rrset(bind, owner, theirs),
+            "sync", "--propagation-timeout", "3")
     finally:
         bind.primary.rndc(bind.keys, "querylog", "off")
-        if process.poll() is None:  # a failed assertion above: stop the run, by its group
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate(timeout=10)
+    err = run.stderr
     assert bind.primary.stats(bind.keys).get("UPDATE", 0) - updates_before >= 4  # our messages, theirs
     other = text.index(f"adding an RR at '{owner.to_text(omit_final_dot=True)}' TLSA 3 1 1 EEEEEEEE")
     ours_last = text.index(f"adding an RR at '{last.to_text(omit_final_dot=True)}' TLSA")
     assert other < ours_last, "precondition: the other write went in while ours went on"
     assert bind_read(bind.primary.port, owner)[0] == frozenset({theirs})
     seen = Ledger(tmp_path / "state").load().host(names[0]).owners[owner.to_text()].history.entries[-1]
-    assert [v.records for v in seen.views] == [frozenset({theirs})], (process.returncode, err)
+    assert [v.records for v in seen.views] == [frozenset({theirs})], (run.returncode, err)
     assert "1 of 600 owners not served by every server after 3 s" in err, err
 
 
@@ -129,40 +156,16 @@ def test_a_conflict_on_a_later_update_still_reports_what_the_earlier_ones_wrote(
     earlier messages did write must be reported as written (``applied``), not as
     unchanged: before, ``sync --json`` listed only the re-planned hosts of the last message
     as applied (21 of 100), although the run wrote all 100."""
-    ports = [25, 465, 587, 2525, 1025, 1026]
-    names = [f"cf{i}-{os.getpid()}.{ZONE}" for i in range(100)]
-    hosts = list(zip(names, pki.fleet(tmp_path / "certs", names, ISSUER), strict=True))
-    config = fleet_config(tmp_path / "fleet.toml", bind, hosts, [bind.primary.endpoint], ports)
+    names, config = six_port_fleet(tmp_path, bind, "cf")
     first = owner_name(names[0], 25)
-    victim = owner_name(names[-1], ports[-1])
+    victim = owner_name(names[-1], PORTS[-1])
     theirs = Tlsa.from_text("3 1 1 " + "dd" * 32)
-    log = bind.primary.directory / "named.log"
-    start = log.stat().st_size
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tlsa_manager", "--config", str(config), "--json", "sync",
-         "--propagation-timeout", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True)
-    try:
-        written = re.compile(rf"adding an RR at '{re.escape(first.to_text(omit_final_dot=True))}' TLSA")
-        deadline = time.monotonic() + 30
-        while True:
-            assert time.monotonic() < deadline and process.poll() is None, "the first UPDATE never went in"
-            data = log.read_bytes()
-            start = 0 if len(data) < start else start  # the log rotated (size 20m)
-            if written.search(data[start:].decode(errors="replace")):
-                break
-            time.sleep(0.001)
-        os.killpg(process.pid, signal.SIGSTOP)
-        try:
-            replace_rrset(bind, victim, theirs)
-        finally:
-            os.killpg(process.pid, signal.SIGCONT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:  # a failed assertion above: stop the run, by its group
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate(timeout=10)
-    assert process.returncode == 0, err
+    written = re.compile(rf"adding an RR at '{re.escape(first.to_text(omit_final_dot=True))}' TLSA")
+    run, _log = write_while_syncing(
+        config, bind, lambda text: written.search(text) is not None, lambda: replace_rrset(bind, victim, theirs),
+        "--json", "sync", "--propagation-timeout", "10")
+    out, err = run.stdout, run.stderr
+    assert run.returncode == 0, err
     reports = {h["host"]: h for h in json.loads(out)["hosts"]}
     for name in names:  # every host's records went in during this run
         assert len(bind_read(bind.primary.port, owner_name(name, 25))[0]) == 4, name
