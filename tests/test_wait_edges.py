@@ -172,3 +172,40 @@ def test_a_conflict_on_a_later_update_still_reports_what_the_earlier_ones_wrote(
     not_reported = [n for n in names if not reports[n]["applied"]]
     assert not_reported == [], f"{len(not_reported)} written hosts reported as unchanged"
     assert theirs in bind_read(bind.primary.port, victim)[0]  # the other writer's record stays
+
+
+def test_a_primary_that_stops_during_the_write_fails_it_without_waiting_for_the_early_read(
+    tmp_path: Path, bind: Bind
+) -> None:
+    """The primary stops answering (SIGSTOP) while the run reads the owners of our first
+    UPDATE from it and sends the next.  The write fails after the provider's timeout (2 s
+    here) and the run says so then: before, it first waited for that read of the stopped
+    primary to give up too (a TCP timeout, a new connection, a UDP try: 15 s)."""
+    names, config = six_port_fleet(tmp_path, bind, "ps")
+    config.write_text(config.read_text().replace("tsig_key_file = ", "timeout = 2\ntsig_key_file = ", 1))
+    first = owner_name(names[0], 25)
+    written = re.compile(rf"adding an RR at '{re.escape(first.to_text(omit_final_dot=True))}' TLSA")
+    tcp_read = re.compile(rf"query: {re.escape(first.to_text(omit_final_dot=True))} IN TLSA [+-]\S*T")
+
+    def read_early(text: str) -> bool:
+        commit = written.search(text)
+        return commit is not None and tcp_read.search(text, commit.end()) is not None
+
+    stopped: list[float] = []
+
+    def stop_primary() -> None:
+        bind.primary.pause()
+        stopped.append(time.monotonic())
+
+    bind.primary.rndc(bind.keys, "querylog", "on")
+    try:
+        try:
+            run, _log = write_while_syncing(config, bind, read_early, stop_primary, "sync")
+            took = time.monotonic() - stopped[0]
+        finally:
+            bind.primary.resume()
+    finally:
+        bind.primary.rndc(bind.keys, "querylog", "off")
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr and "the update may or may not have been applied" in run.stderr
+    assert took < 8, f"the failure came {took:.1f} s after the primary stopped"

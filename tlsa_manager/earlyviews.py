@@ -29,7 +29,7 @@ import dns.name
 
 from tlsa_manager.dnsview import DnsView
 from tlsa_manager.endpoints import Endpoint
-from tlsa_manager.errors import TlsaManagerError
+from tlsa_manager.errors import ProviderConflict, TlsaManagerError
 from tlsa_manager.observations import ServerView
 from tlsa_manager.provider import Provider
 
@@ -100,12 +100,23 @@ def early_views(
     if reader is not None:
         reader.thread.start()
     provider.committed = committed
+    abandon = False
     try:
         yield out
+    except ProviderConflict:
+        raise  # the primary answers: the read in hand ends at once, and the views serve
+    except BaseException:
+        # The write failed (the primary may have stopped answering): its error must not
+        # wait for a read of that primary to time out; the thread is a daemon and its
+        # answers are dropped.
+        abandon = True
+        raise
     finally:
         provider.committed = None
         if reader is not None:
+            reader.failed = reader.failed or abandon
             reader.steps.put(None)
-            reader.thread.join()
+            if not abandon:
+                reader.thread.join()
             if not reader.failed:
                 out.update(reader.views)
