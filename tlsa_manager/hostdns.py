@@ -24,6 +24,7 @@ from tlsa_manager.endpoints import (
     ask_many,
     host_of,
     parent_domain,
+    parent_labels,
     parse_endpoint,
     zone_nameservers,
     zone_of_reply,
@@ -58,8 +59,8 @@ class Shared:
         self.public: dict[dns.name.Name, list[Endpoint]] = {}
         #: by owner: its parent domain as text (the change-set key)
         self.domains: dict[dns.name.Name, str] = {}
-        #: the negative TTL by (server list, zone): every host of a zone takes the same
-        self.negative_ttls: dict[tuple[tuple[Endpoint, ...], dns.name.Name], int] = {}
+        #: the negative TTL by server list (its view) and zone labels: a zone's hosts share it
+        self.negative_ttls: dict[tuple[int, tuple[bytes, ...]], int] = {}
 
     def view(self, endpoints: Sequence[Endpoint]) -> DnsView:
         key = tuple(endpoints)
@@ -346,11 +347,11 @@ class HostDns:
         if self.spec.negative_ttl is not None:
             return self.spec.negative_ttl
         view = self.view()
-        zone = parent_domain(self.owners[0])
         if view is None:
             return 0
-        key = (tuple(view.endpoints), zone)
+        key = (id(view), parent_labels(self.owners[0]))  # plain labels: no name made per host
         if key not in self.shared.negative_ttls:
+            zone = parent_domain(self.owners[0])
             values = [self.shared.negative_ttl(e, zone) for e in view.endpoints]
             self.shared.negative_ttls[key] = max((v for v in values if v is not None), default=3600)
         return self.shared.negative_ttls[key]

@@ -17,7 +17,6 @@ import dns.name
 from tlsa_manager import lastsync
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.config import Config, HostSpec
-from tlsa_manager.endpoints import parent_labels
 from tlsa_manager.engine import HostSettings, Member, SyncReport, converge_run, make_plan, plan_members
 from tlsa_manager.errors import TlsaManagerError, UsageError
 from tlsa_manager.fleet import FleetZones
@@ -65,31 +64,8 @@ def open_hosts(
             ports.next_dir = key_dir(state_dir, spec.name)
         ports_of.append(ports)
     shared.discover([p for p in ports_of if not p.spec.nameservers])
-    negative: dict[object, int] = {}
-    runs = []
-    for ports in ports_of:
-        key = _negative_ttl_key(ports)
-        value = negative.get(key) if key is not None else None
-        if value is None:
-            value = ports.negative_ttl()
-            if key is not None:
-                negative[key] = value
-        runs.append(HostRun(ports.spec, ports, host_settings(ports.spec, catalog, value)))
-    return runs
-
-
-def _negative_ttl_key(ports: LivePorts) -> object | None:
-    """What a host's negative TTL depends on, when that is the same for other hosts: the
-    configured value, or the SOA of its parent domain at its configured servers.  A
-    fleet in one zone then asks :meth:`LivePorts.negative_ttl` once, not once per host
-    (each call looks up every server and zone anew: 25 µs a host).  None for a host whose
-    servers are found per host (no ``nameservers``): asked for itself."""
-    spec = ports.spec
-    if spec.negative_ttl is not None:
-        return (spec.negative_ttl,)
-    if not spec.nameservers:
-        return None
-    return (id(ports.provider), spec.nameservers, parent_labels(ports.owners[0]))
+    # the negative TTL is asked once per server list and zone (hostdns.Shared), not per host
+    return [HostRun(p.spec, p, host_settings(p.spec, catalog, p.negative_ttl())) for p in ports_of]
 
 
 class LedgerPorts(LivePorts):
