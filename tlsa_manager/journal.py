@@ -46,13 +46,6 @@ def _previous_label(label: str, chain: ChainFacts) -> str:
     return f"previous {chain.label} (deploy of {label} not confirmed)"
 
 
-def confirms_deploys(ports: HostPorts) -> bool:
-    """Can a deploy on these ports be confirmed in the run that makes it: a reload command
-    runs, or a probe shows what the MTA presents?  Ports that say nothing (the simulated
-    world reloads and probes exactly) can."""
-    return bool(getattr(ports, "confirms_deploys", True))
-
-
 def _replaced_records(member: Member, entry: DeployIntent) -> bool:
     """Does a replaced chain need a record of the host's kinds the deployed one does not
     (a new key, a new issuer, any renewal under "3 0 1")?  A renewal with the same key
@@ -72,7 +65,7 @@ def settle_deploy(member: Member, journal: dict[str, DeployIntent], label: str) 
     sync: its records stay for this run, and the next run closes it before it plans.  A
     renewal whose records are the replaced chain's (same key, same issuer) holds nothing."""
     entry = journal.pop(label)
-    if confirms_deploys(member.ports) or not _replaced_records(member, entry):
+    if member.ports.confirms_deploys or not _replaced_records(member, entry):
         return
     journal[f"{HELD} {label}"] = entry
     replaced = ", ".join(c.label for c in entry.previous) or "chain"

@@ -69,6 +69,10 @@ class HostPorts(ZonePorts, Protocol):
     def presented(self) -> tuple[ChainFacts, ...] | None:
         """What the MTA presents now on the host's own port, per key type; None if it cannot be asked."""
 
+    @property
+    def confirms_deploys(self) -> bool:
+        """Can a deploy be confirmed in the run that makes it (a reload command, a probe)?"""
+
     def read_clocks(self) -> ClockSample:
         """The wall clock with the boot-time clock, to detect steps (tlsa_manager.clock)."""
 

@@ -161,6 +161,11 @@ class InstancePorts(Instance):
         """The probe of the MTA (exact in this world), unless the world says it has none."""
         return tuple(self.serving.values()) if self.can_probe else None
 
+    @property
+    def confirms_deploys(self) -> bool:
+        """This world reloads and probes exactly: every deploy is confirmed in its run."""
+        return True
+
     def read_clocks(self) -> ClockSample:
         return ClockSample(self.clock + self.skew, self.clock - self.booted + 1000.0, self.boot_id)
 
