@@ -22,7 +22,7 @@ from tlsa_manager.certs import load_chain
 from tlsa_manager.errors import InputError, UsageError
 from tlsa_manager.facts import facts_from_chain
 from tlsa_manager.ledger import Ledger, LedgerData
-from tlsa_manager.records import Tlsa, host_name, owner_name
+from tlsa_manager.records import Tlsa, hashed_name, host_name, owner_name
 
 import pki
 
@@ -91,6 +91,24 @@ def test_owner_names_are_the_names_from_text_gives(host: str) -> None:
     back = pickle.loads(pickle.dumps(fast))
     assert type(back) is dns.name.Name and back == plain
     assert host_name(host) == dns.name.from_text(host.rstrip(".") + ".")
+
+
+NAMES = ["_25._tcp.mx.example.com.", "_25._tcp.MX.Example.COM.", "_25._tcp.mx2.example.com.",
+         "_25._tcp.mx.example.com", "mx.example.com.", ".", "@"]
+
+
+@pytest.mark.parametrize("left", NAMES)
+@pytest.mark.parametrize("right", NAMES)
+def test_owner_names_compare_as_dnspython_names_do(left: str, right: str) -> None:
+    """``==`` and ``!=`` of fast names (same labels: equal at once) answer what the plain
+    names answer: case does not count, relativity and every label do."""
+    plain_left, plain_right = dns.name.from_text(left, None), dns.name.from_text(right, None)
+    fast_left, fast_right = hashed_name(plain_left.labels), hashed_name(plain_right.labels)
+    want = plain_left == plain_right
+    for a, b in ((fast_left, fast_right), (fast_left, plain_right), (plain_left, fast_right)):
+        assert (a == b) is want and (a != b) is (not want)
+        assert ({a: 1}.get(b) == 1) is want
+    assert (fast_left != left) is True and (fast_left == left) is False  # a string is no name
 
 
 @pytest.mark.parametrize(

@@ -308,6 +308,16 @@ def _name_class() -> type[dns.name.Name]:
         def __hash__(self) -> int:
             return self._hash  # type: ignore[attr-defined,no-any-return]
 
+        def __eq__(self, other: object) -> bool:
+            # the same labels are the same name: a dict lookup of an owner by the equal name
+            # another module made (a parsed answer) skips dnspython's label-by-label compare
+            if not isinstance(other, dns.name.Name):
+                return False
+            return self.labels == other.labels or self.fullcompare(other)[1] == 0
+
+        def __ne__(self, other: object) -> bool:
+            return not self.__eq__(other)
+
         def __reduce__(self) -> tuple[type[dns.name.Name], tuple[tuple[bytes, ...]]]:
             return dns.name.Name, (self.labels,)  # pickles and copies as the plain name
 

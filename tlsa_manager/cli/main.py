@@ -299,4 +299,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if not gc.isenabled():  # a one-pass command paused the collector (collector_paused)
+        exit_without_teardown(code)
+    sys.exit(code)
+
+
+def exit_without_teardown(code: int) -> None:
+    """End the process of a one-pass command without freeing its heap object by object.
+
+    At exit the interpreter releases every object the run made (certificates, names, the
+    ledger, the plans) one by one, just before the kernel takes the whole memory back:
+    0.15-0.25 s of CPU after a 1,000-host ``sync`` or ``plan`` (docs/performance.md).
+    What exit does for the user is done first: the logging handlers are flushed and
+    closed, stdout and stderr flushed.  With another thread still alive, or a flush that
+    fails, this returns and the normal exit runs (and reports it as it always did)."""
+    import logging
+    import threading
+
+    if threading.active_count() > 1:
+        return
+    try:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)
