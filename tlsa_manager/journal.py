@@ -23,7 +23,7 @@ from tlsa_manager.errors import TlsaManagerError
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
 from tlsa_manager.observations import History, ServerView
-from tlsa_manager.plans import Gate, chain_identity
+from tlsa_manager.plans import Gate, chain_identity, name_text
 from tlsa_manager.ports import HostPorts, HostSettings, Member, Save, SyncReport
 from tlsa_manager.provider import ChangeSet
 from tlsa_manager.state import HELD, PRESENTED, DeployIntent, LedgerData, deployed_label
@@ -136,9 +136,9 @@ def clock_behind_dns(
     yet taken: the history restarts before anything is planned on it (once a run).
     True when it restarted (the probe may have journalled what the MTA presents)."""
     settings, report = member.settings, member.report
-    if any(HISTORY_RESTARTS in note for note in report.notes):
-        return False
     signed = [v.signed_at for o in settings.owners for v in views.get(o, ()) if v.signed_at is not None]
+    if not signed or any(HISTORY_RESTARTS in note for note in report.notes):
+        return False  # nothing signed (no clock to read), or restarted already
     now = member.ports.now()
     why = clock_signed_future(signed, now, settings.slack)
     if not why:
@@ -250,6 +250,6 @@ def record_applied(
         changed[member.settings.host] = member
         host = ledger.host(member.settings.host)
         for change in changeset.changes:
-            rec = host.owner(change.owner.to_text())
+            rec = host.owner(name_text(change.owner))
             if change.delete & rec.managed:
                 rec.managed = rec.managed - change.delete

@@ -15,8 +15,11 @@ stopping early; ``sync`` applies the plan.  Rules: dane-rules.md §C, §F, §H.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+
+import dns.name
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.freshness import stale_catalog
@@ -331,29 +334,7 @@ def server_hazards(inp: PlanInput, owner: OwnerInput) -> list[Hazard]:
 
 
 def host_hazards(inp: PlanInput) -> list[Hazard]:
-    out = []
-    for owner in inp.owners:
-        labels = owner.owner.labels
-        if labels and labels[0] != b"_25":
-            out.append(
-                WRONG_OWNER.hazard(
-                    f"{owner.owner} is not the port-25 owner that SMTP senders look up",
-                    "publish at _25._tcp.<mx-host> for MTA-to-MTA mail",
-                    name_text(owner.owner),
-                )
-            )
-        host_labels = [lab.decode().lower() for lab in labels[2:-1]]
-        for size in range(1, len(host_labels) // 2 + 1):
-            if host_labels[-size:] == host_labels[-2 * size : -size] and size >= 2:
-                out.append(
-                    WRONG_OWNER.hazard(
-                        f"{owner.owner} repeats its zone suffix (a missing trailing dot?)",
-                        "write the host name fully qualified",
-                        name_text(owner.owner),
-                        Severity.FATAL,
-                    )
-                )
-                break
+    out = [h for owner in inp.owners for h in owner_name_hazards(owner.owner)]
     out += stale_catalog([*inp.live, *inp.staged], inp.host)
     for chain in inp.staged:
         if chain.problem:
@@ -365,6 +346,41 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
                 )
             )
     return out
+
+
+def owner_name_hazards(name: dns.name.Name) -> tuple[Hazard, ...]:
+    """H15 of an owner name alone (not port 25, a repeated zone suffix): the same for
+    every plan of that name, so worked out once per name (by its labels as written: the
+    messages show the name as it was given)."""
+    return _name_hazards(name.labels)
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_hazards(labels: tuple[bytes, ...]) -> tuple[Hazard, ...]:
+    out = []
+    if labels and labels[0] != b"_25":
+        text = dns.name.Name(labels).to_text()  # what name_text() and f"{name}" give
+        out.append(
+            WRONG_OWNER.hazard(
+                f"{text} is not the port-25 owner that SMTP senders look up",
+                "publish at _25._tcp.<mx-host> for MTA-to-MTA mail",
+                text,
+            )
+        )
+    host_labels = [lab.decode().lower() for lab in labels[2:-1]]
+    for size in range(2, len(host_labels) // 2 + 1):
+        if host_labels[-size:] == host_labels[-2 * size : -size]:
+            text = dns.name.Name(labels).to_text()
+            out.append(
+                WRONG_OWNER.hazard(
+                    f"{text} repeats its zone suffix (a missing trailing dot?)",
+                    "write the host name fully qualified",
+                    text,
+                    Severity.FATAL,
+                )
+            )
+            break
+    return tuple(out)
 
 
 def plan(inp: PlanInput) -> Plan:
@@ -385,9 +401,8 @@ def plan(inp: PlanInput) -> Plan:
             hazards += lint(records, live, staged, next_keys, inp.issuers, inp.roots, budget, name)
         unmanaged += [(name, text) for text in kept]
     gates = tuple(gate_for(inp, chain) for chain in inp.staged)
-    reasons = tuple(sorted(d.texts() for d in inp.desired.records))
     unique = tuple(dict.fromkeys(hazards))
-    return Plan(inp.host, inp.now, tuple(changes), gates, unique, tuple(unmanaged), reasons)
+    return Plan(inp.host, inp.now, tuple(changes), gates, unique, tuple(unmanaged), inp.desired.reasons())
 
 
 def group_kinds_text(records: frozenset[Tlsa]) -> list[str]:

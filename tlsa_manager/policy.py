@@ -132,6 +132,15 @@ class DesiredSet:
             object.__setattr__(self, "_as_set", known)
         return known
 
+    def reasons(self) -> tuple[tuple[str, str], ...]:
+        """``(record text, "role: reason")`` of every record, sorted, as a plan lists them;
+        kept, as :meth:`as_set` (a run plans each host twice on the same desired set)."""
+        known: tuple[tuple[str, str], ...] | None = self.__dict__.get("_reasons")
+        if known is None:
+            known = tuple(sorted(d.texts() for d in self.records))
+            object.__setattr__(self, "_reasons", known)
+        return known
+
     def reason_for(self, record: Tlsa) -> str:
         return next((d.reason for d in self.records if d.record == record), "")
 

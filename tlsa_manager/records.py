@@ -56,8 +56,20 @@ Params = tuple[Usage, Selector, MatchingType]
 
 
 def params_text(params: Params) -> str:
-    """``(3, 1, 1)`` as the ``"3 1 1"`` users write in configs."""
-    return " ".join(str(int(p)) for p in params)
+    """``(3, 1, 1)`` as the ``"3 1 1"`` users write in configs (kept: a plan asks it for
+    every kind of every host)."""
+    try:
+        known = _PARAMS_TEXT.get(params)
+    except TypeError:  # a list
+        return " ".join(str(int(p)) for p in params)
+    if known is None:
+        known = " ".join(str(int(p)) for p in params)
+        if len(_PARAMS_TEXT) < 256:
+            _PARAMS_TEXT[params] = known
+    return known
+
+
+_PARAMS_TEXT: dict[Params, str] = {}
 
 
 def parse_params(text: str) -> Params:
