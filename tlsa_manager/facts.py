@@ -23,6 +23,7 @@ from tlsa_manager.records import (
     Tlsa,
     Usage,
     digest,
+    interned,
     spki_der,
 )
 
@@ -50,7 +51,7 @@ class CertFacts:
         content = self.selected(selector)
         if content is None:
             return None
-        return Tlsa(usage, selector, mtype, digest(mtype, content))
+        return interned(Tlsa(usage, selector, mtype, digest(mtype, content)))
 
 
 @dataclass(frozen=True)

@@ -217,14 +217,36 @@ _PLAIN_TEXT: dict[str, Tlsa] = {}
 
 @functools.lru_cache(maxsize=65536)
 def _plain(usage: str, selector: str, mtype: str, hexdata: str) -> Tlsa:
-    return Tlsa(Usage(int(usage)), Selector(int(selector)), MatchingType(int(mtype)), bytes.fromhex(hexdata))
+    data = bytes.fromhex(hexdata)
+    return interned(Tlsa(Usage(int(usage)), Selector(int(selector)), MatchingType(int(mtype)), data))
 
 
 @functools.lru_cache(maxsize=65536)
 def _from_wire(rdata: bytes) -> Tlsa:
     if len(rdata) < 4:
         raise UsageError("TLSA RDATA is shorter than 4 bytes", "check the record at the server")
-    return Tlsa(to_usage(rdata[0]), to_selector(rdata[1]), to_mtype(rdata[2]), rdata[3:])
+    return interned(Tlsa(to_usage(rdata[0]), to_selector(rdata[1]), to_mtype(rdata[2]), rdata[3:]))
+
+
+def interned(record: Tlsa) -> Tlsa:
+    """The one object of ``record``'s value (the first one made), for the records a run
+    makes again and again from three sources: a chain's (facts.py), a zone's or ledger's
+    text and a server's answer.  The planner's set operations between them (what is
+    wanted against what is published and served) then find equal records by identity;
+    between two objects of one value each match is a dataclass ``__eq__`` in Python (20
+    per host and plan).  Keyed by the fields, hashed in C, not by the record's own
+    Python ``__hash__``.  Bounded: past 65,536 values it starts again (equal records are
+    equal either way)."""
+    key = (record.usage, record.selector, record.mtype, record.data)
+    known = _INTERNED.get(key)
+    if known is None:
+        if len(_INTERNED) >= 65536:
+            _INTERNED.clear()
+        known = _INTERNED[key] = record
+    return known
+
+
+_INTERNED: dict[tuple[Usage, Selector, MatchingType, bytes], Tlsa] = {}
 
 
 @functools.lru_cache(maxsize=65536)
