@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench_fleet import ZONE, fleet_config, make_fleet
 
@@ -38,9 +39,25 @@ cfg = phase("configuration", lambda: config.load_config(Path(sys.argv[1])))
 catalog = phase("catalog", lambda: load_catalog(cfg.state_dir))
 runs = phase("opening the hosts", lambda: runner.open_hosts(cfg, [], True, catalog, state_dir=cfg.state_dir))
 assert len(runs) == int(sys.argv[2])
+out["tree"] = __import__("tlsa_manager").__file__
 print(repr(out))
 """
-PHASES = ("imports", "configuration", "catalog", "opening the hosts", "whole `plan` command")
+#: the CLI's own entry point (what the console script calls), and the CPU when its atexit
+#: handlers run: the rest of the process's CPU is the interpreter's exit
+PLAN = """
+import atexit, os, sys, time
+atexit.register(lambda: os.write(2, f"@{time.process_time()!r}\\n".encode()))
+from tlsa_manager.cli.main import run
+run()
+"""
+PHASES = (
+    "imports",
+    "configuration",
+    "catalog",
+    "opening the hosts",
+    "whole `plan` command",
+    "of which the interpreter's exit",
+)
 
 
 def environment(tree: Path) -> dict[str, str]:
@@ -50,24 +67,29 @@ def environment(tree: Path) -> dict[str, str]:
     return env
 
 
-def cpu_of(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """The child's CPU (user + system, from wait4) and its stdout."""
-    with tempfile.TemporaryFile() as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
+def cpu_of(cmd: list[str], env: dict[str, str], tree: Path = REPO) -> tuple[float, str, str]:
+    """The child's CPU (user + system, from wait4), its stdout and its stderr.  It runs in
+    ``tree``: ``-c`` and ``-m`` put the working directory first on the path, so a child
+    started in another checkout would import that checkout's modules."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=tree)
         _pid, status, usage = os.wait4(process.pid, 0)
         if os.waitstatus_to_exitcode(status) not in (0, 4):  # 4: a hazard (no servers to ask)
             raise SystemExit(f"{' '.join(cmd)} failed")
         out.seek(0)
-        return usage.ru_utime + usage.ru_stime, out.read().decode()
+        err.seek(0)
+        return usage.ru_utime + usage.ru_stime, out.read().decode(), err.read().decode()
 
 
-def one_run(tree: Path, config: Path, n: int) -> dict[str, float]:
+def one_run(tree: Path, config: Path, n: int) -> dict[str, Any]:
     env = environment(tree)
-    _cpu, text = cpu_of([sys.executable, "-c", CHILD, str(config), str(n)], env)
-    phases: dict[str, float] = ast.literal_eval(text)
-    phases["whole `plan` command"], _ = cpu_of(
-        [sys.executable, "-m", "tlsa_manager", "--config", str(config), "-q", "plan"], env
-    )
+    _cpu, text, _ = cpu_of([sys.executable, "-c", CHILD, str(config), str(n)], env, tree)
+    phases: dict[str, Any] = ast.literal_eval(text)
+    if not phases.pop("tree").startswith(str(tree)):
+        raise SystemExit(f"the child did not import the modules of {tree}")
+    whole, _, err = cpu_of([sys.executable, "-c", PLAN, "--config", str(config), "-q", "plan"], env, tree)
+    phases["whole `plan` command"] = whole
+    phases["of which the interpreter's exit"] = whole - float(err.rsplit("@", 1)[1])
     return phases
 
 
@@ -88,7 +110,7 @@ def fleet_phases(n: int, runs: int, against: Path | None) -> None:
         provider = f'[providers.p]\ntype = "zonefile"\nzone_file = "{zone}"\n'
         hosts = make_fleet(root / "certs", "z", n)
         config = fleet_config(root / "fleet.toml", root / "state", provider, hosts)
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(runs):  # alternating, so that both see the same load
             for name, tree in trees.items():
                 results[name].append(one_run(tree, config, n))
