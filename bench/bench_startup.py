@@ -19,6 +19,10 @@ phases of that tree alternate with this one's in the same run.  Both trees' modu
 are byte-compiled in place first (bench_fleet.compile_once).  Usage:
 
     python bench/bench_startup.py --fleet 1000 --runs 15 [--against /tmp/main]
+
+``--import-split``: the same imports in layers (standard library, importlib.metadata,
+dnspython, cryptography, ours), each timed after the ones before it, with the CPU of
+making our dataclasses and of dnspython's distribution version look-ups.
 """
 
 from __future__ import annotations
@@ -48,7 +52,13 @@ def main() -> None:
     parser.add_argument("--python", default="python3", help="interpreter for the fresh venv")
     parser.add_argument("--fleet", type=int, default=0, help="startup phases of a fleet of N hosts (CPU)")
     parser.add_argument("--against", type=Path, help="with --fleet: another checkout to compare with")
+    parser.add_argument("--import-split", action="store_true", help="the imports' CPU by layer")
     args = parser.parse_args()
+    if args.import_split:
+        from startup_phases import import_split
+
+        import_split(args.runs)
+        return
     if args.fleet:
         from startup_phases import fleet_phases
 

@@ -125,3 +125,58 @@ def fleet_phases(n: int, runs: int, against: Path | None) -> None:
             values = [r[phase] for r in results[name]]
             cells.append(f"{min(values):.3f} / {statistics.median(values):.3f}")
         print(f"| {phase} | " + " | ".join(cells) + " |")
+
+
+#: the sync path's imports in layers, each timed after the ones above it (what a layer
+#: shares with an earlier one is counted there): whose CPU the imports are
+LAYERS = {
+    "standard library": "argparse, json, logging, socket, selectors, concurrent.futures, tomllib, hashlib, "
+    "hmac, base64, tempfile, datetime, ipaddress, threading, struct, enum, typing, re, stat, contextlib, "
+    "functools, abc, collections, random, secrets, signal, subprocess, shutil",
+    "dnspython": "dns.name, dns.message, dns.query, dns.rdatatype, dns.rdataclass, dns.flags, dns.dnssec, "
+    "dns.dnssecalgs, dns.tsig, dns.tsigkeyring, dns.update, dns.rcode, dns.exception, dns.zone, "
+    "dns.rdtypes.ANY.TLSA",
+    "cryptography": "cryptography.x509, cryptography.hazmat.primitives.serialization, "
+    "cryptography.hazmat.primitives.asymmetric.ec, cryptography.hazmat.primitives.asymmetric.rsa, "
+    "cryptography.hazmat.primitives.asymmetric.ed25519, cryptography.hazmat.primitives.hashes",
+    "tlsa_manager (the rest of the list)": IMPORTS,
+}
+SPLIT = f"""
+import time
+begin = time.process_time()
+import dataclasses, importlib.metadata as metadata, importlib.resources
+out = {{"dataclasses, importlib.metadata (ours and dnspython's)": time.process_time() - begin}}
+made, versions = [0.0, 0], [0.0, 0]
+def timed(total, call):
+    def wrapper(*args, **kwargs):
+        begin = time.process_time()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            total[0] += time.process_time() - begin
+            total[1] += 1
+    return wrapper
+dataclasses._process_class = timed(made, dataclasses._process_class)
+metadata.version = timed(versions, metadata.version)
+for label, modules in {list(LAYERS.items())!r}:
+    if label.startswith("tlsa_manager"):
+        made[:] = [0.0, 0]
+    begin = time.process_time()
+    exec("import " + modules, {{}})
+    out[label] = time.process_time() - begin
+out["of which making our dataclasses"] = made[0]
+out["dnspython's distribution version look-ups"] = versions[0]
+print(repr(out))
+"""
+
+
+def import_split(runs: int) -> None:
+    """The CPU of each layer of the imports, best and median of ``runs`` fresh processes."""
+    results = [
+        ast.literal_eval(cpu_of([sys.executable, "-c", SPLIT], environment(REPO))[1]) for _ in range(runs)
+    ]
+    print(f"imports of the sync path by layer, {runs} runs\n")
+    print("| layer (CPU ms) | best | median |\n| --- | ---: | ---: |")
+    for label in results[0]:
+        values = [r[label] * 1000 for r in results]
+        print(f"| {label} | {min(values):.1f} | {statistics.median(values):.1f} |")
