@@ -12,7 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_fleet import ZONE, fleet_config, make_fleet
+from bench_fleet import fleet_config, make_fleet
+
+from servers import ZONE  # tests/ is on the path once bench_fleet is imported
 
 REPO = Path(__file__).resolve().parent.parent
 #: the modules a sync imports (issue 14's list); the rfc2136 provider although the
