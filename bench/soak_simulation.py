@@ -30,25 +30,14 @@ def main() -> None:
     env = dict(os.environ, TLSA_SIM_TIMELINES=str(args.timelines), TLSA_SIM_PROGRESS=str(args.progress))
     if args.seed is not None:
         env["TLSA_SIM_SEED"] = str(args.seed)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-s",
-        "-p",
-        "no:cacheprovider",
-        "tests/test_simulation.py",
-        "-k",
-        "random_timelines",
-    ]
+    command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+               "tests/test_simulation.py", "-k", "random_timelines"]
     print(f"$ TLSA_SIM_TIMELINES={args.timelines} {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
     summary = ""
     tail: list[str] = []
-    with subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as child:
+    with subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as child:
         assert child.stdout is not None
         for line in child.stdout:
             tail = [*tail[-40:], line.rstrip("\n")]
