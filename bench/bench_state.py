@@ -110,9 +110,11 @@ def first_sync_saves(config: Path, state: Path) -> list[float]:
 
     ledger.Ledger.save = timed  # type: ignore[method-assign]
     sys.argv = ["tlsa-manager", "-q", "--config", str(config), "--state-dir", str(state), "sync"]
-    code = cli.main()  # not run(): it ends a one-pass command's process before we print
-    if code:
-        raise SystemExit(code)
+    try:
+        cli.run()
+    except SystemExit as exc:
+        if exc.code:
+            raise
     return times
 
 

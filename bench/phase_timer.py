@@ -8,6 +8,7 @@ Prints one line per phase on stderr when the command ends (docs/performance.md).
 
 from __future__ import annotations
 
+import atexit
 import sys
 import time
 from collections.abc import Callable
@@ -61,12 +62,9 @@ def main() -> None:
     timed(rfc2136.Rfc2136Provider, "_send", "sending the UPDATEs (server's time)")
     timed(fleet_module.FleetZones, "apply", "apply")
     timed(fleet_module, "wait_until_served", "the wait (polls, full observation)")
+    atexit.register(report)
     sys.argv = ["tlsa-manager", *sys.argv[1:]]
-    # main(), not run(): run() ends a one-pass command's process at once (os._exit), so
-    # nothing registered with atexit would print
-    code = cli.main()
-    report()
-    sys.exit(code)
+    cli.run()
 
 
 if __name__ == "__main__":

@@ -194,7 +194,10 @@ def collector_paused(command: str, restore: bool) -> Iterator[None]:
     """Pause the cyclic garbage collector around a one-pass command; with ``restore``
     turn it on again afterwards (``main`` called by another program: the tests, a
     caller's process).  The process of a command does not: the collection that would
-    follow at once, of a heap about to be freed, was 0.1 s of a 1,000-host run."""
+    follow at once, of a heap about to be freed, was 0.1 s of a 1,000-host run.  It
+    freezes its heap instead: the interpreter collects once more as it exits, paused or
+    not, and that walk of every object was 0.14-0.19 s of CPU after a 1,000-host `plan`
+    (0.025 s frozen; docs/performance.md)."""
     paused = command in ONE_PASS_COMMANDS and gc.isenabled()
     if paused:
         gc.disable()
@@ -203,6 +206,8 @@ def collector_paused(command: str, restore: bool) -> Iterator[None]:
     finally:
         if paused and restore:
             gc.enable()
+        elif paused:
+            gc.freeze()
 
 
 def command_module(name: str) -> CommandModule:
@@ -299,30 +304,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    code = main()
-    if not gc.isenabled():  # a one-pass command paused the collector (collector_paused)
-        exit_without_teardown(code)
-    sys.exit(code)
-
-
-def exit_without_teardown(code: int) -> None:
-    """End the process of a one-pass command without freeing its heap object by object.
-
-    At exit the interpreter releases every object the run made (certificates, names, the
-    ledger, the plans) one by one, just before the kernel takes the whole memory back:
-    0.15-0.25 s of CPU after a 1,000-host ``sync`` or ``plan`` (docs/performance.md).
-    What exit does for the user is done first: the logging handlers are flushed and
-    closed, stdout and stderr flushed.  With another thread still alive, or a flush that
-    fails, this returns and the normal exit runs (and reports it as it always did)."""
-    import logging
-    import threading
-
-    if threading.active_count() > 1:
-        return
-    try:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        return
-    os._exit(code)
+    sys.exit(main())
