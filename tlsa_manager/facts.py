@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlsa_manager.certmemo import described
 from tlsa_manager.certs import Chain, cert_spki, der, is_self_signed, key_type, raw_parts, subject_text
+from tlsa_manager.interning import interned
 from tlsa_manager.memo import frozen_hash, memo_method
 from tlsa_manager.records import (
     MatchingType,
@@ -23,7 +24,6 @@ from tlsa_manager.records import (
     Tlsa,
     Usage,
     digest,
-    interned,
     spki_der,
 )
 

@@ -15,11 +15,8 @@ stopping early; ``sync`` applies the plan.  Rules: dane-rules.md §C, §F, §H.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-
-import dns.name
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.freshness import stale_catalog
@@ -32,11 +29,11 @@ from tlsa_manager.hazards import (
     STAGED_MISMATCH,
     TOO_MANY_RECORDS,
     TTL_INCONSISTENT,
-    WRONG_OWNER,
     Hazard,
     Severity,
 )
 from tlsa_manager.lint import lint
+from tlsa_manager.ownerhazards import owner_name_hazards
 from tlsa_manager.plans import (
     DEFAULT_SLACK,
     DEFAULT_TTL_CEILING,
@@ -346,41 +343,6 @@ def host_hazards(inp: PlanInput) -> list[Hazard]:
                 )
             )
     return out
-
-
-def owner_name_hazards(name: dns.name.Name) -> tuple[Hazard, ...]:
-    """H15 of an owner name alone (not port 25, a repeated zone suffix): the same for
-    every plan of that name, so worked out once per name (by its labels as written: the
-    messages show the name as it was given)."""
-    return _name_hazards(name.labels)
-
-
-@functools.lru_cache(maxsize=65536)
-def _name_hazards(labels: tuple[bytes, ...]) -> tuple[Hazard, ...]:
-    out = []
-    if labels and labels[0] != b"_25":
-        text = dns.name.Name(labels).to_text()  # what name_text() and f"{name}" give
-        out.append(
-            WRONG_OWNER.hazard(
-                f"{text} is not the port-25 owner that SMTP senders look up",
-                "publish at _25._tcp.<mx-host> for MTA-to-MTA mail",
-                text,
-            )
-        )
-    host_labels = [lab.decode().lower() for lab in labels[2:-1]]
-    for size in range(2, len(host_labels) // 2 + 1):
-        if host_labels[-size:] == host_labels[-2 * size : -size]:
-            text = dns.name.Name(labels).to_text()
-            out.append(
-                WRONG_OWNER.hazard(
-                    f"{text} repeats its zone suffix (a missing trailing dot?)",
-                    "write the host name fully qualified",
-                    text,
-                    Severity.FATAL,
-                )
-            )
-            break
-    return tuple(out)
 
 
 def plan(inp: PlanInput) -> Plan:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from tlsa_manager.errors import UsageError
+from tlsa_manager.interning import interned
 
 if TYPE_CHECKING:
     # dnspython is imported where it is used: importing it costs more than the rest of
@@ -56,20 +57,8 @@ Params = tuple[Usage, Selector, MatchingType]
 
 
 def params_text(params: Params) -> str:
-    """``(3, 1, 1)`` as the ``"3 1 1"`` users write in configs (kept: a plan asks it for
-    every kind of every host)."""
-    try:
-        known = _PARAMS_TEXT.get(params)
-    except TypeError:  # a list
-        return " ".join(str(int(p)) for p in params)
-    if known is None:
-        known = " ".join(str(int(p)) for p in params)
-        if len(_PARAMS_TEXT) < 256:
-            _PARAMS_TEXT[params] = known
-    return known
-
-
-_PARAMS_TEXT: dict[Params, str] = {}
+    """``(3, 1, 1)`` as the ``"3 1 1"`` users write in configs."""
+    return " ".join(str(int(p)) for p in params)
 
 
 def parse_params(text: str) -> Params:
@@ -188,7 +177,7 @@ class Tlsa:
             return known
         plain = _PLAIN.fullmatch(text)
         if plain:  # the form the ledger and tlsa-manager write: no tokenizer needed
-            record = _plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower())
+            record = interned(_plain(plain.group(1), plain.group(2), plain.group(3), plain.group(4).lower()))
             if len(_PLAIN_TEXT) >= 65536:
                 _PLAIN_TEXT.clear()
             _PLAIN_TEXT[text] = record
@@ -217,8 +206,7 @@ _PLAIN_TEXT: dict[str, Tlsa] = {}
 
 @functools.lru_cache(maxsize=65536)
 def _plain(usage: str, selector: str, mtype: str, hexdata: str) -> Tlsa:
-    data = bytes.fromhex(hexdata)
-    return interned(Tlsa(Usage(int(usage)), Selector(int(selector)), MatchingType(int(mtype)), data))
+    return Tlsa(Usage(int(usage)), Selector(int(selector)), MatchingType(int(mtype)), bytes.fromhex(hexdata))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -226,27 +214,6 @@ def _from_wire(rdata: bytes) -> Tlsa:
     if len(rdata) < 4:
         raise UsageError("TLSA RDATA is shorter than 4 bytes", "check the record at the server")
     return interned(Tlsa(to_usage(rdata[0]), to_selector(rdata[1]), to_mtype(rdata[2]), rdata[3:]))
-
-
-def interned(record: Tlsa) -> Tlsa:
-    """The one object of ``record``'s value (the first one made), for the records a run
-    makes again and again from three sources: a chain's (facts.py), a zone's or ledger's
-    text and a server's answer.  The planner's set operations between them (what is
-    wanted against what is published and served) then find equal records by identity;
-    between two objects of one value each match is a dataclass ``__eq__`` in Python (20
-    per host and plan).  Keyed by the fields, hashed in C, not by the record's own
-    Python ``__hash__``.  Bounded: past 65,536 values it starts again (equal records are
-    equal either way)."""
-    key = (record.usage, record.selector, record.mtype, record.data)
-    known = _INTERNED.get(key)
-    if known is None:
-        if len(_INTERNED) >= 65536:
-            _INTERNED.clear()
-        known = _INTERNED[key] = record
-    return known
-
-
-_INTERNED: dict[tuple[Usage, Selector, MatchingType, bytes], Tlsa] = {}
 
 
 @functools.lru_cache(maxsize=65536)
