@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import os
+import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
@@ -26,6 +30,7 @@ from tlsa_manager.certs import load_chain
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import InputError
 from tlsa_manager.hostfiles import HostFiles, chain_facts
+from tlsa_manager.keycheck import key_spki
 from tlsa_manager.records import spki_der
 
 import pki
@@ -161,3 +166,119 @@ def test_a_key_block_the_pem_loader_refuses_is_still_refused(tmp_path: Path) -> 
         load_chain(path)
     crlf = pki.write(tmp_path / "crlf.pem", leaf.key_pem.replace(b"\n", b"\r\n"), leaf.pem, ca.pem)
     assert load_chain(crlf).leaf == leaf.cert
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    count = (size.bit_length() + 7) // 8
+    length = bytes([size]) if size < 0x80 else bytes([0x80 | count]) + size.to_bytes(count, "big")
+    return bytes([tag]) + length + content
+
+
+def _rsa_pem(n: int, e: int, d: int, p: int, q: int, dmp1: int, dmq1: int, iqmp: int, pkcs8: bool) -> bytes:
+    """A PKCS#1 (or PKCS#8) RSA key file holding exactly these numbers, consistent or not
+    (cryptography will not write an inconsistent key, so the DER is written here)."""
+    ints = b"".join(_der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big")) for v in (0, n, e, d, p, q, dmp1, dmq1, iqmp))
+    der = _der(0x30, ints)
+    label = "RSA PRIVATE KEY"
+    if pkcs8:
+        algorithm = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
+        der = _der(0x30, _der(0x02, b"\x00") + algorithm + _der(0x04, der))
+        label = "PRIVATE KEY"
+    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()
+
+
+def _openssl_accepts(pem: bytes) -> bool:
+    try:
+        serialization.load_pem_private_key(pem, None)  # OpenSSL's RSA_check_key: the oracle
+    except ValueError:
+        return False
+    return True
+
+
+def test_rsa_keys_are_refused_exactly_when_openssl_refuses_them(tmp_path: Path) -> None:
+    """An RSA key is no longer re-proven prime by OpenSSL on every load (45 ms a key);
+    every key a damaged or edited file can hold is still judged as OpenSSL judges it:
+    each part changed alone, a valid exponent off by lambda(n), p and q swapped."""
+    numbers = rsa.generate_private_key(65537, 2048).private_numbers()
+    p, q, d, e, n = numbers.p, numbers.q, numbers.d, numbers.public_numbers.e, numbers.public_numbers.n
+    dmp1, dmq1, iqmp = numbers.dmp1, numbers.dmq1, numbers.iqmp
+    lam = (p - 1) * (q - 1) // math.gcd(p - 1, q - 1)
+    variants = {
+        "whole": (n, e, d, p, q, dmp1, dmq1, iqmp),
+        "d plus lambda": (n, e, d + lam, p, q, dmp1, dmq1, iqmp),
+        "d off by 2": (n, e, d + 2, p, q, dmp1, dmq1, iqmp),
+        "p off by 2": (n, e, d, p + 2, q, dmp1, dmq1, iqmp),
+        "q off by 2": (n, e, d, p, q - 2, dmp1, dmq1, iqmp),
+        "n off by 2": (n + 2, e, d, p, q, dmp1, dmq1, iqmp),
+        "e even": (n, e + 1, d, p, q, dmp1, dmq1, iqmp),
+        "e is 1": (n, 1, d, p, q, dmp1, dmq1, iqmp),
+        "dmp1": (n, e, d, p, q, dmp1 + 1, dmq1, iqmp),
+        "dmq1": (n, e, d, p, q, dmp1, dmq1 - 1, iqmp),
+        "iqmp": (n, e, d, p, q, dmp1, dmq1, iqmp + 1),
+        "p and q swapped": (n, e, d, q, p, dmp1, dmq1, iqmp),
+        "p is q": (q * q, e, d, q, q, dmp1, dmq1, iqmp),
+        "p even": (2 * q, e, d, 2, q, dmp1, dmq1, iqmp),
+    }
+    verdicts = {}
+    for name, variant in variants.items():
+        for label, pkcs8 in (("pkcs8", True), ("pkcs1", False)):
+            pem = _rsa_pem(*variant, pkcs8=pkcs8)
+            path = pki.write(tmp_path / f"{name} {label}.pem", pem)
+            try:
+                loaded = load_chain(path)
+            except InputError as exc:
+                assert exc.message == f"{path}: the private key is damaged"
+                ours = False
+            else:
+                assert loaded.key is not None
+                assert spki_der(loaded.key) == spki_der(rsa.RSAPublicNumbers(variant[1], variant[0]).public_key())
+                ours = True
+            assert ours == _openssl_accepts(pem), (name, label)
+            verdicts[name] = ours
+    assert verdicts["whole"] and verdicts["d plus lambda"]
+    assert sum(verdicts.values()) == 2
+
+
+def test_an_rsa_fleet_loads_without_proving_primes_each_time(tmp_path: Path) -> None:
+    """Ten hosts with RSA keys: OpenSSL's check took 45 ms a key (the primality proof);
+    the whole chain files now load in well under 10 ms a host, with the facts they had."""
+    ca = pki.make_ca("RSA CA")
+    key = pki.make_key("rsa2048")
+    catalog = catalog_module.load_bundled()
+    paths = []
+    for i in range(10):
+        leaf = pki.make_leaf([f"mx{i}.example.com"], ca, key=key)
+        paths.append(pki.write(tmp_path / f"mx{i}.pem", leaf.key_pem, leaf.pem, ca.pem))
+    expected = spki_der(key.public_key())
+    start = time.process_time()
+    facts = [chain_facts(path, f"live {path.name}", catalog) for path in paths]
+    spent = time.process_time() - start
+    assert all(f.leaf.spki_der == expected and f.key_type == "rsa" for f in facts)
+    assert spent < 0.1, f"{spent:.3f} s of CPU for 10 RSA chain files"
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
+def test_an_ec_keys_spki_is_what_cryptography_encodes(curve: ec.EllipticCurve) -> None:
+    """The curve's SPKI header once, then header + point per key: the same bytes."""
+    for _ in range(3):
+        public = ec.generate_private_key(curve).public_key()
+        assert key_spki(public) == spki_der(public)
+
+
+def test_an_ec_key_with_explicit_curve_parameters_has_the_named_curves_spki(tmp_path: Path) -> None:
+    """openssl writes a key with the curve's parameters spelled out; its SPKI (what the
+    key is compared with and what "3 1 1" hashes) is still the named curve's encoding."""
+    sec1 = tmp_path / "explicit.pem"
+    subprocess.run(
+        ["openssl", "ecparam", "-name", "prime256v1", "-param_enc", "explicit", "-genkey", "-noout",
+         "-out", str(sec1)],
+        check=True,
+    )
+    named = ec.generate_private_key(ec.SECP256R1()).public_key()
+    key_spki(named)  # the header of P-256 is known first
+    loaded = load_chain(sec1)
+    assert loaded.key is not None
+    assert key_spki(loaded.key) == spki_der(loaded.key)
+    assert key_spki(loaded.key)[: -65] == spki_der(named)[: -65]
