@@ -178,7 +178,9 @@ def _der(tag: int, content: bytes) -> bytes:
 def _rsa_pem(n: int, e: int, d: int, p: int, q: int, dmp1: int, dmq1: int, iqmp: int, pkcs8: bool) -> bytes:
     """A PKCS#1 (or PKCS#8) RSA key file holding exactly these numbers, consistent or not
     (cryptography will not write an inconsistent key, so the DER is written here)."""
-    ints = b"".join(_der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big")) for v in (0, n, e, d, p, q, dmp1, dmq1, iqmp))
+    ints = b"".join(
+        _der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big")) for v in (0, n, e, d, p, q, dmp1, dmq1, iqmp)
+    )
     der = _der(0x30, ints)
     label = "RSA PRIVATE KEY"
     if pkcs8:
@@ -233,7 +235,9 @@ def test_rsa_keys_are_refused_exactly_when_openssl_refuses_them(tmp_path: Path) 
                 ours = False
             else:
                 assert loaded.key is not None
-                assert spki_der(loaded.key) == spki_der(rsa.RSAPublicNumbers(variant[1], variant[0]).public_key())
+                assert spki_der(loaded.key) == spki_der(
+                    rsa.RSAPublicNumbers(variant[1], variant[0]).public_key()
+                )
                 ours = True
             assert ours == _openssl_accepts(pem), (name, label)
             verdicts[name] = ours
@@ -272,8 +276,18 @@ def test_an_ec_key_with_explicit_curve_parameters_has_the_named_curves_spki(tmp_
     key is compared with and what "3 1 1" hashes) is still the named curve's encoding."""
     sec1 = tmp_path / "explicit.pem"
     subprocess.run(
-        ["openssl", "ecparam", "-name", "prime256v1", "-param_enc", "explicit", "-genkey", "-noout",
-         "-out", str(sec1)],
+        [
+            "openssl",
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-param_enc",
+            "explicit",
+            "-genkey",
+            "-noout",
+            "-out",
+            str(sec1),
+        ],
         check=True,
     )
     named = ec.generate_private_key(ec.SECP256R1()).public_key()
@@ -281,4 +295,4 @@ def test_an_ec_key_with_explicit_curve_parameters_has_the_named_curves_spki(tmp_
     loaded = load_chain(sec1)
     assert loaded.key is not None
     assert key_spki(loaded.key) == spki_der(loaded.key)
-    assert key_spki(loaded.key)[: -65] == spki_der(named)[: -65]
+    assert key_spki(loaded.key)[:-65] == spki_der(named)[:-65]
