@@ -15,8 +15,9 @@ the revisions must agree on it (the same results, only faster).  Then each host'
 RRset once in sync (its 3 1 1 and the 2 1 1 of YE1-3) is linted against its chain, as
 the planner does for every owner (``lint.lint``), timed the same way.
 
-Usage: python bench/bench_chains.py [--hosts 1000] [--runs 5] [--rev main] [--tree PATH]
-(default: ``git archive`` of ``main`` against this working tree).
+Usage: python bench/bench_chains.py [--hosts 1000] [--runs 5] [--key rsa2048] [--rev main] [--tree PATH]
+(default: ``git archive`` of ``main`` against this working tree; a P-256 key per host,
+or with ``--key`` one shared key of that kind in every file).
 """
 
 from __future__ import annotations
@@ -103,19 +104,29 @@ def run_child(tree: Path, directory: Path) -> dict[str, Any]:
     return result
 
 
-def make_certs(directory: Path, n: int) -> None:
+def make_certs(directory: Path, n: int, key: str | None = None) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     import pki
 
     issuer = (LE / "ye1.pem").read_bytes()
-    pki.fleet(directory, [f"h{i}.example.net" for i in range(n)], issuer)
+    pki.fleet(directory, [f"h{i}.example.net" for i in range(n)], issuer, key)
     (directory / "warm.pem").write_bytes(pki.fleet(directory, ["warm.example.org"], issuer)[0].read_bytes())
+
+
+def pki_kinds() -> tuple[str, ...]:
+    sys.path.insert(0, str(REPO / "tests"))
+    import pki
+
+    return pki.KEY_KINDS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--key", choices=pki_kinds(), help="one shared leaf key of this kind (default: a P-256 key each)"
+    )
     parser.add_argument("--rev", action="append", default=[], help="a git revision to compare (default main)")
     parser.add_argument("--tree", action="append", default=[], type=Path, help="a source tree to compare")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -132,7 +143,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(t) for _, t in labelled)], check=True)
         certs = root / "certs"
         certs.mkdir()
-        make_certs(certs, args.hosts)
+        make_certs(certs, args.hosts, args.key)
         times: dict[str, list[float]] = {label: [] for label, _ in labelled}
         lints: dict[str, list[float]] = {label: [] for label, _ in labelled}
         digests: dict[str, set[str]] = {label: set() for label, _ in labelled}
@@ -144,8 +155,8 @@ def main() -> None:
                 digests[label].add(str(result["digest"]))
     first, first_lint = min(times[labelled[0][0]]), min(lints[labelled[0][0]])
     print(
-        f"| tree ({args.hosts} hosts, {args.runs} runs) | loading: best ms/host | median | vs first "
-        "| lint: best ms/host | median | vs first | digest |"
+        f"| tree ({args.hosts} hosts, {args.key or 'p256'} keys, {args.runs} runs) "
+        "| loading: best ms/host | median | vs first | lint: best ms/host | median | vs first | digest |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, _ in labelled:

@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import math
 import os
-import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
@@ -30,7 +29,6 @@ from tlsa_manager.certs import load_chain
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import InputError
 from tlsa_manager.hostfiles import HostFiles, chain_facts
-from tlsa_manager.keycheck import key_spki
 from tlsa_manager.records import spki_der
 
 import pki
@@ -261,38 +259,3 @@ def test_an_rsa_fleet_loads_without_proving_primes_each_time(tmp_path: Path) -> 
     spent = time.process_time() - start
     assert all(f.leaf.spki_der == expected and f.key_type == "rsa" for f in facts)
     assert spent < 0.1, f"{spent:.3f} s of CPU for 10 RSA chain files"
-
-
-@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
-def test_an_ec_keys_spki_is_what_cryptography_encodes(curve: ec.EllipticCurve) -> None:
-    """The curve's SPKI header once, then header + point per key: the same bytes."""
-    for _ in range(3):
-        public = ec.generate_private_key(curve).public_key()
-        assert key_spki(public) == spki_der(public)
-
-
-def test_an_ec_key_with_explicit_curve_parameters_has_the_named_curves_spki(tmp_path: Path) -> None:
-    """openssl writes a key with the curve's parameters spelled out; its SPKI (what the
-    key is compared with and what "3 1 1" hashes) is still the named curve's encoding."""
-    sec1 = tmp_path / "explicit.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-param_enc",
-            "explicit",
-            "-genkey",
-            "-noout",
-            "-out",
-            str(sec1),
-        ],
-        check=True,
-    )
-    named = ec.generate_private_key(ec.SECP256R1()).public_key()
-    key_spki(named)  # the header of P-256 is known first
-    loaded = load_chain(sec1)
-    assert loaded.key is not None
-    assert key_spki(loaded.key) == spki_der(loaded.key)
-    assert key_spki(loaded.key)[:-65] == spki_der(named)[:-65]

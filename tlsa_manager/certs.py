@@ -29,7 +29,7 @@ from tlsa_manager.certder import WHITESPACE, Parts
 from tlsa_manager.certmemo import known
 from tlsa_manager.errors import InputError
 from tlsa_manager.fsutil import read_regular
-from tlsa_manager.keycheck import key_spki, load_private_key
+from tlsa_manager.keycheck import load_private_key
 from tlsa_manager.records import spki_der
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
@@ -312,7 +312,7 @@ def chain_from_material(material: Material, key_material: Material | None = None
         cas = tuple(c for c in certs if c is not leaf)
         where = key_material.path if key_material is not None else path
         return Chain(leaf=leaf, key=_leaf_key(leaf, keys, where, path), cas=cas, source=path)
-    if len({key_spki(k) for k in keys}) > 1:
+    if len({spki_der(k) for k in keys}) > 1:
         raise InputError(f"{path}: holds more than one different key", "give one key per file")
     return Chain(leaf=None, key=keys[0], cas=(), source=path)
 
@@ -329,7 +329,7 @@ def _leaf_key(leaf: x509.Certificate, keys: list[PublicKeyTypes], where: Path, p
     matched: PublicKeyTypes | None = None
     leaf_key: PublicKeyTypes | None = None
     for key in keys:
-        spki = key_spki(key)
+        spki = spki_der(key)
         if raw is not None and spki == raw.spki:
             record = known(leaf)
             if record.spki is None:

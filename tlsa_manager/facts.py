@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from tlsa_manager.certmemo import described
 from tlsa_manager.certs import Chain, cert_spki, der, is_self_signed, key_type, raw_parts, subject_text
-from tlsa_manager.keycheck import key_spki
 from tlsa_manager.memo import frozen_hash, memo_method
 from tlsa_manager.records import (
     MatchingType,
@@ -24,6 +23,7 @@ from tlsa_manager.records import (
     Tlsa,
     Usage,
     digest,
+    spki_der,
 )
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def facts_from_chain(chain: Chain, label: str, issuer_name: str | None = None) -
     """ChainFacts of a loaded chain (self-signed roots dropped: servers need not send them)."""
     if chain.key is None:
         raise ValueError("a chain without leaf or key has no facts")
-    leaf = cert_facts(chain.leaf) if chain.leaf is not None else CertFacts(key_spki(chain.key), None, "(key)")
+    leaf = cert_facts(chain.leaf) if chain.leaf is not None else CertFacts(spki_der(chain.key), None, "(key)")
     cas = tuple(cert_facts(c) for c in chain.cas if not is_self_signed(c))
     cn, org = _issuer_names(chain.leaf) if chain.leaf is not None else ("", "")
     return ChainFacts(

@@ -11,11 +11,6 @@ d mod (q-1) and q^-1 mod p.  A damaged, truncated, edited or mismatched key brea
 one of them; what is not re-proven is that p and q are prime, which only a key made
 with composite "primes" on purpose (and consistent in every other way) could fail.
 EC keys are still checked by OpenSSL (priv*G = pub: tens of microseconds).
-
-The SPKI of an EC key (what the key/certificate check compares and a "3 1 1"
-hashes) is the curve's fixed SPKI header followed by the public point: the header is
-taken from one full encoding per curve, the point is encoded per key, which skips
-OpenSSL's encoder set-up for each key.
 """
 
 from __future__ import annotations
@@ -23,11 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from math import gcd
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
-
-from tlsa_manager.records import spki_der
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 Loader = Callable[..., PrivateKeyTypes]
 
@@ -63,22 +55,3 @@ def rsa_whole(numbers: rsa.RSAPrivateNumbers) -> bool:
         and _c_remainder(d, q - 1) == numbers.dmq1
         and pow(q, -1, p) == numbers.iqmp
     )
-
-
-#: per (curve name, length of the uncompressed point): the bytes of an SPKI before the point
-_EC_HEADERS: dict[tuple[str, int], bytes] = {}
-
-
-def key_spki(key: PublicKeyTypes) -> bytes:
-    """``spki_der(key)``, the same bytes; for an EC key from its point and its curve's header."""
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        return spki_der(key)
-    point = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    header = _EC_HEADERS.get((key.curve.name, len(point)))
-    if header is None:
-        whole = spki_der(key)
-        if not whole.endswith(point):
-            return whole
-        header = _EC_HEADERS[(key.curve.name, len(point))] = whole[: -len(point)]
-        return whole
-    return header + point
