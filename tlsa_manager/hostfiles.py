@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import load_chain
@@ -28,9 +27,6 @@ from tlsa_manager.fsutil import fsync_dir, move_into_place
 from tlsa_manager.plans import chain_identity
 from tlsa_manager.ports import HostChains, StagedChanged
 from tlsa_manager.records import spki_der
-
-if TYPE_CHECKING:
-    from tlsa_manager.chainpool import Pending
 
 
 def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = None) -> ChainFacts:
@@ -78,8 +74,6 @@ class HostFiles:
         self.checks: dict[str, str] = {}
         #: why the configured probe could not be asked (``presented``), in words
         self.probe_problem: str | None = None
-        #: the child loading this host's chains for a large run (chainpool.py), until asked
-        self.pending: Pending | None = None
 
     def chains(self) -> HostChains:
         live = []
@@ -124,8 +118,6 @@ class HostFiles:
     def _facts(self, path: Path, label: str, key: Path | None = None) -> ChainFacts:
         """chain_facts, loaded again only when a file changed (a run plans a host up to
         three times; a deploy renames, which changes the inode)."""
-        if self.pending is not None:
-            self.pending.collect()
         try:
             stamp = tuple(
                 (s.st_ino, s.st_mtime_ns, s.st_ctime_ns, s.st_size)
@@ -137,14 +129,6 @@ class HostFiles:
         if cache_key not in self._chain_cache:
             self._chain_cache[cache_key] = chain_facts(path, label, self.catalog, key)
         return self._chain_cache[cache_key]
-
-    def cache(self) -> dict[tuple[object, ...], ChainFacts]:
-        """What ``_facts`` loaded so far, by file and stat stamp (for chainpool.py)."""
-        return dict(self._chain_cache)
-
-    def remember(self, key: tuple[object, ...], facts: ChainFacts) -> None:
-        """A chain loaded elsewhere (chainpool.py), found only by the same file and stamp."""
-        self._chain_cache.setdefault(key, facts)
 
     def deploy(self, chain: ChainFacts) -> None:
         """Swap the staged file into the live path by rename, then reload the MTA.

@@ -16,7 +16,6 @@ import dns.name
 
 from tlsa_manager import lastsync
 from tlsa_manager.catalog import Catalog
-from tlsa_manager.chainpool import prefetch
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.engine import HostSettings, Member, SyncReport, converge_run, make_plan, plan_members
 from tlsa_manager.errors import TlsaManagerError, UsageError
@@ -64,7 +63,6 @@ def open_hosts(
         if state_dir is not None:
             ports.next_dir = key_dir(state_dir, spec.name)
         ports_of.append(ports)
-    prefetch([p.files for p in ports_of])  # a large run: a child loads half of the chains meanwhile
     shared.discover([p for p in ports_of if not p.spec.nameservers])
     # the negative TTL is asked once per server list and zone (hostdns.Shared), not per host
     return [HostRun(p.spec, p, host_settings(p.spec, catalog, p.negative_ttl())) for p in ports_of]
