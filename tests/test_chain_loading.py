@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import math
 import os
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -259,3 +260,52 @@ def test_an_rsa_fleet_loads_without_proving_primes_each_time(tmp_path: Path) -> 
     spent = time.process_time() - start
     assert all(f.leaf.spki_der == expected and f.key_type == "rsa" for f in facts)
     assert spent < 0.1, f"{spent:.3f} s of CPU for 10 RSA chain files"
+
+
+def test_rsa_keys_in_every_form_load_or_are_refused_as_before(tmp_path: Path) -> None:
+    """Encrypted PEM (right and wrong passphrase), DER PKCS#1 and PKCS#8: a whole key
+    gives the SPKI openssl gives; a key that is not whole gives the line it gave when
+    OpenSSL checked it (damaged, or the passphrase that does not decrypt it)."""
+    private = pki.make_key("rsa2048")
+    assert isinstance(private, rsa.RSAPrivateKey)
+    numbers = private.private_numbers()
+    whole = _rsa_pem(
+        numbers.public_numbers.n, numbers.public_numbers.e, numbers.d, numbers.p, numbers.q,
+        numbers.dmp1, numbers.dmq1, numbers.iqmp, pkcs8=True,
+    )  # fmt: skip
+    broken = _rsa_pem(
+        numbers.public_numbers.n, numbers.public_numbers.e, numbers.d + 2, numbers.p, numbers.q,
+        numbers.dmp1, numbers.dmq1, numbers.iqmp, pkcs8=True,
+    )  # fmt: skip
+    plain = pki.write(tmp_path / "plain.pem", whole)
+    expected = subprocess.run(
+        ["openssl", "pkey", "-in", str(plain), "-pubout", "-outform", "DER"], capture_output=True, check=True
+    ).stdout
+    encryption = serialization.BestAvailableEncryption(b"s3cret-pass")
+
+    def encoded(pem: bytes, encoding: serialization.Encoding, fmt: serialization.PrivateFormat) -> bytes:
+        key = serialization.load_pem_private_key(pem, None, unsafe_skip_rsa_key_validation=True)
+        cipher = encryption if encoding is serialization.Encoding.PEM else serialization.NoEncryption()
+        return key.private_bytes(encoding, fmt, cipher)
+
+    forms = {
+        "encrypted.pem": (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8),
+        "pkcs1.der": (serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL),
+        "pkcs8.der": (serialization.Encoding.DER, serialization.PrivateFormat.PKCS8),
+    }
+    for name, (encoding, fmt) in forms.items():
+        good = pki.write(tmp_path / f"good-{name}", encoded(whole, encoding, fmt))
+        bad = pki.write(tmp_path / f"bad-{name}", encoded(broken, encoding, fmt))
+        passphrase = b"s3cret-pass" if name == "encrypted.pem" else None
+        loaded = load_chain(good, passphrase=passphrase)
+        assert loaded.key is not None and spki_der(loaded.key) == expected
+        with pytest.raises(InputError) as refused:
+            load_chain(bad, passphrase=passphrase)
+        if passphrase:
+            assert refused.value.message == (
+                f"{bad}: the passphrase does not decrypt the private key (or the key is damaged)"
+            )
+            with pytest.raises(InputError, match="the passphrase does not decrypt"):
+                load_chain(good, passphrase=b"wrong")
+        else:
+            assert refused.value.message == f"{bad}: not a certificate or key (neither PEM nor DER)"
