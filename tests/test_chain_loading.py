@@ -309,3 +309,69 @@ def test_rsa_keys_in_every_form_load_or_are_refused_as_before(tmp_path: Path) ->
                 load_chain(good, passphrase=b"wrong")
         else:
             assert refused.value.message == f"{bad}: not a certificate or key (neither PEM nor DER)"
+
+
+def test_the_catalog_certificates_a_leaf_names_are_those_a_scan_finds(tmp_path: Path) -> None:
+    """``Catalog.named_by`` looks the leaf's issuer name up instead of comparing it with
+    every catalog subject: for a catalog CA's name (also spelled in another string type),
+    a name no catalog CA has, and a CA's name with an extra attribute, it gives exactly
+    the pairs the scan gave, in catalog order."""
+    _root, issued = pki.make_test_catalog(tmp_path / "catalog", "Test Root")
+    catalog = catalog_module.load_directory(tmp_path / "catalog")
+    ca = issued["TE2"]
+    printable = x509.Name(
+        [x509.NameAttribute(a.oid, str(a.value), _ASN1Type.PrintableString) for a in ca.cert.subject]
+    )
+    longer = x509.Name([*ca.cert.subject, x509.NameAttribute(NameOID.COUNTRY_NAME, "DE")])
+    stranger = pki.make_ca("Stranger CA", org="Stranger Org")
+    names = {
+        "catalog name": ca.cert.subject,
+        "another string type": printable,
+        "extra attribute": longer,
+        "not in the catalog": stranger.cert.subject,
+    }
+    for what, name in names.items():
+        leaf = _leaf_named_by(name, stranger, "mx.example.com").cert
+        scan = tuple(
+            (issuer, cert)
+            for issuer in catalog.issuers
+            for cert in issuer.certs
+            if cert.certificate.subject == name
+        )
+        assert catalog.named_by(leaf) == scan, what
+        assert bool(scan) == (what in ("catalog name", "another string type")), what
+
+
+def test_a_fleet_of_another_ca_loads_without_comparing_names_per_catalog_cert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaves of a CA the catalog does not know (a bare cert.pem, or another public CA)
+    compared their issuer with each catalog subject twice (about 100 name comparisons a
+    host); now a host compares at most the one name its chain offers, and still gets no
+    catalog issuer, and a leaf borrowing a catalog CA's name still gets it named (H26)."""
+    stranger = pki.make_ca("Stranger CA", issuer=pki.make_ca("Stranger Root"), org="Stranger Org")
+    catalog = catalog_module.load_bundled()
+    ye1 = catalog.by_name("YE1")
+    assert ye1 is not None
+    borrowed = pki.Issued(ye1.certs[0].certificate, stranger.key)
+    compared = []
+    original = x509.Name.__eq__
+
+    def counting(self: x509.Name, other: object) -> bool:
+        compared.append(1)
+        return original(self, other)
+
+    paths = []
+    for i in range(20):
+        leaf = pki.make_leaf([f"mx{i}.example.net"], stranger)
+        paths.append(pki.write(tmp_path / f"mx{i}.pem", leaf.key_pem, leaf.pem, stranger.pem))
+    borrower = pki.make_leaf(["borrow.example.net"], borrowed)
+    bare = pki.write(tmp_path / "borrow.pem", borrower.key_pem, borrower.pem)
+    monkeypatch.setattr(x509.Name, "__eq__", counting)
+    facts = [chain_facts(path, f"live {path.name}", catalog) for path in paths]
+    named = chain_facts(bare, "live borrow.pem", catalog)
+    monkeypatch.undo()
+    assert len(compared) <= len(paths) + 1, len(compared)
+    assert all(f.issuer_name is None and f.named_issuer == "" for f in facts)
+    assert all(f.leaf_issuer_org == "Stranger Org" for f in facts)
+    assert named.issuer_name is None and named.named_issuer == "YE1"

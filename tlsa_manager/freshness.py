@@ -78,8 +78,8 @@ def named_issuer(chain: Chain, catalog: Catalog) -> str | None:
     """The catalog CA whose name the leaf gives as its issuer, signer or not (None if none)."""
     if chain.leaf is None:
         return None
-    wanted = chain.leaf.issuer
-    return next((i.name for i in catalog.issuers for c in i.certs if c.certificate.subject == wanted), None)
+    named = catalog.named_by(chain.leaf)
+    return named[0][0].name if named else None
 
 
 def bundled_as_of() -> dt.datetime:
