@@ -19,8 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+
 from tlsa_manager.catalog import Catalog
-from tlsa_manager.certs import Chain, key_type, load_chain, read_bytes
+from tlsa_manager.certs import Chain, key_type, load_chain, load_material
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.errors import ConfigError, HazardError, InputError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
@@ -111,6 +113,8 @@ def with_known_key(renewal: Renewal, next_keys: Sequence[Path]) -> Renewal:
     matches, else the next key the certificate was issued for (CSR mode: the client has no
     key file, or a stale one from an earlier run)."""
     mismatch: InputError | None = None
+    if renewal.key is None and load_material(renewal.fullchain).private_keys:
+        return replace(renewal, key=renewal.fullchain)  # one combined file: key, leaf, chain
     if renewal.key is not None and renewal.key.exists():
         try:
             load_chain(renewal.fullchain, renewal.key)
@@ -161,11 +165,28 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
     issuer = _missing_issuer(chain, renewal, catalog)  # a hazard first: it is said either way
     if _already_live(next((p for p in spec.certs if p.name == target_name), None), chain):
         return None
-    key_pem = read_bytes(renewal.key)
-    chain_pem = read_bytes(renewal.fullchain).rstrip(b"\n") + b"\n" + issuer
-    atomic_write(target, key_pem.rstrip(b"\n") + b"\n" + chain_pem, mode=0o640)
+    atomic_write(target, _chain_file(renewal.key, chain) + issuer, mode=0o640)
     _group_like(target, spec)
     return target
+
+
+def _chain_file(key_file: Path, chain: Chain) -> bytes:
+    """One private key, then the leaf, then its CA certificates, all PEM: what Postfix's
+    ``smtpd_tls_chain_files`` loads.  Built from what was parsed, never by pasting the
+    client's files together: a chain file that also holds the key, a DER key, or a CA
+    certificate before the leaf would make smtpd log "key ... does not match next
+    certificate" and disable TLS, and every DANE sender would defer mail."""
+    keys = load_material(key_file).private_keys
+    if not keys:
+        raise InputError(
+            f"{key_file}: holds no private key (the MTA needs it to serve the certificate)",
+            "give the private key file (--key privkey.pem)",
+        )
+    assert chain.leaf is not None
+    key_pem = keys[0].private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (chain.leaf, *chain.cas))
 
 
 def _already_live(live: Path | None, chain: Chain) -> bool:

@@ -1,0 +1,72 @@
+"""The file a hook stages is one Postfix loads: one PEM private key, then the leaf, then
+its CA certificates, whatever shape the ACME client's files had.
+
+Postfix's ``smtpd_tls_chain_files`` reads "a key, then its certificate chain, leaf
+first"; anything else (a CA certificate before the leaf, a second key, a DER key) makes
+smtpd log "key at index N does not match next certificate" and **disable TLS**, and every
+DANE sender then defers mail to the host.  openssl is the oracle: the first certificate
+of the staged file must carry the public key of its one private key.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import pki
+from conftest import CliRunner
+from servers import Bind
+from test_sync_cli import SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
+
+
+def _openssl(*args: str | Path) -> str:
+    return subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, text=True).stdout
+
+
+def assert_postfix_loadable(staged: Path, leaf: pki.Issued) -> None:
+    text = staged.read_text()
+    assert text.startswith("-----BEGIN PRIVATE KEY-----"), text[:60]
+    assert text.count("PRIVATE KEY-----") == 2, "exactly one private key block"
+    first_cert_pubkey = _openssl("x509", "-in", staged, "-noout", "-pubkey")
+    assert first_cert_pubkey == _openssl("pkey", "-in", staged, "-pubout")
+    assert _openssl("x509", "-in", staged, "-noout", "-subject").strip().endswith(leaf.cert.subject.rfc4514_string().split("=", 1)[1])
+
+
+@pytest.mark.parametrize("shape", ["issuer-first", "der-key", "key-in-fullchain-too", "key-only-in-fullchain"])
+def test_staged_file_is_key_then_leaf_then_chain(cli: CliRunner, bind: Bind, site: SyncSite, shape: str) -> None:  # noqa: F811
+    leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
+    d = site["tmp"] / "renewal"
+    key = pki.write(d / "privkey.pem", leaf.key_pem)
+    if shape == "issuer-first":  # CA certificates before the leaf
+        cert = pki.write(d / "fullchain.pem", chain, leaf.pem)
+    elif shape == "der-key":
+        cert = pki.write(d / "fullchain.pem", leaf.pem, chain)
+        key = d / "privkey.der"
+        key.write_bytes(_der_key(d / "privkey.pem"))
+    else:  # one combined file (key, leaf, chain), as Postfix or HAProxy keep it
+        cert = key = pki.write(d / "combined.pem", leaf.key_pem, leaf.pem, chain)
+    args: list[str | Path] = ["--cert", cert, "--host", site["host"]]
+    if shape != "key-only-in-fullchain":
+        args += ["--key", key]
+    result = cli("--config", site["config"], "hook", "generic", *args)
+    assert result.code == 0, result.err
+    assert_postfix_loadable(site["staged"] / "ecdsa.pem", leaf)
+
+
+def test_public_key_as_key_file_is_refused(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
+    leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
+    d = site["tmp"] / "renewal"
+    cert = pki.write(d / "fullchain.pem", leaf.pem, chain)
+    pki.write(d / "privkey.pem", leaf.key_pem)
+    public = d / "pubkey.pem"
+    public.write_text(_openssl("pkey", "-in", d / "privkey.pem", "-pubout"))
+    result = cli("--config", site["config"], "hook", "generic", "--cert", cert, "--key", public, "--host", site["host"])
+    assert result.code == 2 and "private key" in result.err and "Traceback" not in result.err, result.err
+    assert not (site["staged"] / "ecdsa.pem").exists()
+
+
+def _der_key(pem: Path) -> bytes:
+    return subprocess.run(["openssl", "pkey", "-in", str(pem), "-outform", "DER"], check=True,
+                          capture_output=True).stdout
