@@ -151,7 +151,10 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
         raise ConfigError(
             f"host {spec.name} has no staged_dir", 'add staged_dir = "/etc/tlsa-manager/staged/..."'
         )
-    renewal = with_known_key(renewal, next_keys)
+    # A next key's file is retired once a hook staged its certificate: run again (as
+    # docs/hooks.md says after a failure), the key is found in the staged or live file.
+    own = [spec.staged_dir / p.name for p in spec.certs] + list(spec.certs)
+    renewal = with_known_key(renewal, [*next_keys, *own])
     assert renewal.key is not None
     chain = load_chain(renewal.fullchain, renewal.key)  # raises if the key does not match
     if chain.leaf is None or chain.key is None:
