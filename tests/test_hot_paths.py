@@ -93,6 +93,22 @@ def test_owner_names_are_the_names_from_text_gives(host: str) -> None:
     assert host_name(host) == dns.name.from_text(host.rstrip(".") + ".")
 
 
+def test_owner_names_that_hash_alike_are_still_told_apart() -> None:
+    """dnspython's name hash is a sum over the bytes: tm-19 and tm-20 collide.  The
+    owners compare as dnspython's names do: by labels, case-insensitively."""
+    first, second = owner_name("tm-19.example.com"), owner_name("tm-20.example.com")
+    shouted = owner_name("TM-19.example.com")
+    assert hash(first) == hash(second)
+    assert first != second and (first == second) is False
+    assert first == shouted and (first != shouted) is False
+    assert first == dns.name.from_text("_25._TCP.tm-19.example.com.")
+    assert first != dns.name.from_text("_25._tcp.tm-20.example.com.")
+    assert first != dns.name.from_text("_25._tcp.tm-19.example.com", origin=None)  # relative
+    assert first != "_25._tcp.tm-19.example.com."
+    table = {first: 1, second: 2}
+    assert table[shouted] == 1 and table[dns.name.from_text("_25._tcp.tm-20.example.com.")] == 2
+
+
 @pytest.mark.parametrize(
     "host", ["", ".", "-a.com", "a-.com", "a..b", "x" * 64 + ".com", "ä.com", "a_b.com", "a b.com"]
 )

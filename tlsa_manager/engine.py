@@ -347,9 +347,15 @@ def converge_run(
             member.report.plans.append(first[member.settings.host])
     if dry_run:
         return [m.report for m in members]
-    save(ledger)
+    # A run that writes saves these observations with its intent a moment later (a
+    # crash in between loses only what the next run observes again).
+    writes = any(not ChangeSet(plan.changes).is_noop for plan in first.values())
+    if not writes:
+        save(ledger)
     step("observed")
     after, changed, seen = run.apply(first)
+    if writes and not changed:
+        save(ledger)  # every write was refused or failed: the observations still go in
     # Observe again after the change, then decide deploys on fresh observations.
     if changed:
         after.update(run.replan(changed, seen))

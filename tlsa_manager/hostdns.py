@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import dns.name
@@ -175,40 +176,45 @@ def _observe_each_when_served(
 ) -> list[list[ServerView]] | None:
     """Every server observed in full once it serves the last owner (every 50 ms until
     then), in the order of ``view.endpoints``; None if one does not before ``deadline``.
-    An early view that shows an owner served stands for that server's answer."""
+    An early view that shows an owner served stands for that server's answer.
+
+    Each server is waited for and read on its own thread: the primary's full read (the
+    owners of the write's earlier steps) then overlaps the secondaries' transfer and
+    their reads, instead of delaying them."""
     last = owners[-1]
-    found: dict[Endpoint, list[ServerView]] = {}
-    polls = 0
 
     def serves(endpoint: Endpoint, owner: dns.name.Name) -> bool:
         seen = early.get(endpoint, {}).get(owner)
         return seen is not None and seen.records == wanted[owner]
 
-    while len(found) < len(view.endpoints) and time.monotonic() + 0.05 < deadline:
-        polls += 1
-        ready = [
-            e
-            for e in view.endpoints
-            if e not in found
-            and (serves(e, last) or view.observe_server(e, [last])[0].records == wanted[last])
-        ]
-        for endpoint in ready:
-            again = [o for o in owners if not serves(endpoint, o)]
-            fresh = dict(zip(again, view.observe_server(endpoint, again), strict=True)) if again else {}
-            known = early.get(endpoint, {})
-            found[endpoint] = [fresh[o] if o in fresh else known[o] for o in owners]
-        if not ready:
+    def when_served(endpoint: Endpoint) -> tuple[list[ServerView] | None, int]:
+        polls = 0
+        while time.monotonic() + 0.05 < deadline:
+            polls += 1
+            if serves(endpoint, last) or view.observe_server(endpoint, [last])[0].records == wanted[last]:
+                again = [o for o in owners if not serves(endpoint, o)]
+                fresh = dict(zip(again, view.observe_server(endpoint, again), strict=True)) if again else {}
+                known = early.get(endpoint, {})
+                return [fresh[o] if o in fresh else known[o] for o in owners], polls
             time.sleep(0.05)
+        return None, polls
+
+    if len(view.endpoints) > 1:
+        with ThreadPoolExecutor(len(view.endpoints), thread_name_prefix="wait") as pool:
+            results = list(pool.map(when_served, view.endpoints))
+    else:
+        results = [when_served(e) for e in view.endpoints]
+    found = [views for views, _ in results if views is not None]
     log.info(
         "%d of %d servers serve the change's last owner after %d polls (%d read early)",
         len(found),
         len(view.endpoints),
-        polls,
+        max((polls for _, polls in results), default=0),
         sum(1 for e in view.endpoints if early.get(e)),
     )
     if len(found) < len(view.endpoints):
         return None
-    return [found[e] for e in view.endpoints]
+    return found
 
 
 class HostDns:

@@ -299,14 +299,27 @@ def _name_class() -> type[dns.name.Name]:
     import dns.name
 
     class HashedName(dns.name.Name):
-        __slots__ = ("_hash",)
+        __slots__ = ("_folded", "_hash")
 
         def __init__(self, labels: tuple[bytes, ...]) -> None:
             super().__init__(labels)
             object.__setattr__(self, "_hash", dns.name.Name.__hash__(self))
+            object.__setattr__(self, "_folded", tuple(label.lower() for label in self.labels))
 
         def __hash__(self) -> int:
             return self._hash  # type: ignore[attr-defined,no-any-return]
+
+        # dnspython's hash is a sum over the bytes: names of a numbered fleet collide
+        # (tm-19 and tm-20 hash alike), and each collision in a dict lookup costs a
+        # label-by-label ``fullcompare``.  Between two of these names equality is the
+        # same question (case-insensitive labels, absolute or not) asked of tuples.
+        def __eq__(self, other: object) -> bool:
+            if type(other) is type(self):
+                return self._folded == other._folded  # type: ignore[attr-defined,no-any-return]
+            return bool(dns.name.Name.__eq__(self, other))  # type: ignore[no-untyped-call]
+
+        def __ne__(self, other: object) -> bool:
+            return not self.__eq__(other)
 
         def __reduce__(self) -> tuple[type[dns.name.Name], tuple[tuple[bytes, ...]]]:
             return dns.name.Name, (self.labels,)  # pickles and copies as the plain name
