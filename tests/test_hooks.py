@@ -92,3 +92,12 @@ def test_unknown_domain(cli: CliRunner, site: SyncSite, monkeypatch: pytest.Monk
     monkeypatch.setenv("RENEWED_DOMAINS", "www.example.test")
     result = cli("--config", site["config"], "hook", "certbot")
     assert result.code == 2 and "no configured host among the renewed names" in result.err
+
+
+def test_hooks_doc_says_the_exit_code_the_hook_gives() -> None:
+    """docs/hooks.md promised exit 4 for a lagging secondary (H18 risk); the hook exits 0
+    for risk hazards (cli.md, tests/test_truth.py), so a script keyed on the doc would
+    misread every renewal made while a secondary lags."""
+    text = " ".join((Path(__file__).parent.parent / "docs" / "hooks.md").read_text().split())
+    assert "4 when a risk such as a lagging secondary" not in text
+    assert "0 staged or deployed, also when a risk such as a lagging secondary (H18) is seen" in text
