@@ -70,3 +70,24 @@ def test_public_key_as_key_file_is_refused(cli: CliRunner, site: SyncSite) -> No
 def _der_key(pem: Path) -> bytes:
     return subprocess.run(["openssl", "pkey", "-in", str(pem), "-outform", "DER"], check=True,
                           capture_output=True).stdout
+
+
+@pytest.mark.parametrize("how", ["same-folder", "trailing-slash", "link-to-folder"])
+def test_staged_dir_that_is_the_live_folder_is_refused(cli: CliRunner, site: SyncSite, how: str) -> None:  # noqa: F811
+    """A staged_dir that is the live file's own folder made the hook write a renewal with a
+    new key straight over the live file: live at the MTA's next reload, before its record
+    was served anywhere, and every DANE sender would defer mail."""
+    staged = {"same-folder": str(site["live"]), "trailing-slash": f"{site['live']}/",
+              "link-to-folder": str(site["tmp"] / "staged-link")}[how]
+    if how == "link-to-folder":
+        (site["tmp"] / "staged-link").symlink_to(site["live"])
+    config = site["config"].read_text().replace(f'staged_dir = "{site["staged"]}"', f'staged_dir = "{staged}"')
+    assert staged in config
+    site["config"].write_text(config)
+    before = (site["live"] / "ecdsa.pem").read_bytes()
+    leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
+    renewal = pki.write(site["tmp"] / "renewal" / "combined.pem", leaf.key_pem, leaf.pem, chain)
+    hooked = cli("--config", site["config"], "hook", "generic", "--cert", renewal, "--host", site["host"])
+    assert hooked.code == 2, hooked.out + hooked.err
+    assert "staged_dir" in hooked.err and "live" in hooked.err and "Traceback" not in hooked.err, hooked.err
+    assert (site["live"] / "ecdsa.pem").read_bytes() == before

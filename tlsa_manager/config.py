@@ -177,7 +177,7 @@ class _FleetSpecs:
                 certs = certs_value(cert_values(merged), where, self.base)
                 key = key_value(merged, where, self.base)
                 next_keys = next_keys_value(merged, where, self.base)
-                staged_dir = staged_dir_value(merged, where, self.base)
+                staged_dir = staged_dir_value(merged, where, self.base, certs)
             except ConfigError:
                 certs = ()
             if certs:
@@ -259,7 +259,7 @@ def _host_spec(
         slack=parse_duration(merged.get("slack", 300), f"{where}.slack"),
         negative_ttl=int(parse_duration(neg, f"{where}.negative_ttl")) if neg is not None else None,
         reload=tuple(reload),
-        staged_dir=staged_dir_value(merged, where, base),
+        staged_dir=staged_dir_value(merged, where, base, certs_value(certs, where, base)),
         nameservers=tuple(
             string_value(n, f"{where}.nameservers") for n in list_value(merged, "nameservers", where)
         ),

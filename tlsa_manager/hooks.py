@@ -165,12 +165,25 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
     target_name = _live_name(spec, kind)
     make_dir(spec.staged_dir, 0o750, what="staged_dir")
     target = spec.staged_dir / target_name
+    _refuse_live_target(spec, target)
     issuer = _missing_issuer(chain, renewal, catalog)  # a hazard first: it is said either way
     if _already_live(next((p for p in spec.certs if p.name == target_name), None), chain):
         return None
     atomic_write(target, _chain_file(renewal.key, chain) + issuer, mode=0o640)
     _group_like(target, spec)
     return target
+
+
+def _refuse_live_target(spec: HostSpec, target: Path) -> None:
+    """A staged_dir that is a live file's folder by another path (a link to it): the
+    renewal would be written over the live file, live before its records are served."""
+    for live in spec.certs:
+        if os.path.exists(target) and os.path.exists(live) and os.path.samefile(target, live):
+            raise ConfigError(
+                f"hosts.\"{spec.name}\".staged_dir {spec.staged_dir} is the folder of the live file {live}: "
+                "a renewal would be written over the live file before its records are served",
+                'give staged_dir a folder of its own, e.g. staged_dir = "/etc/tlsa-manager/staged/HOST"',
+            )
 
 
 def _chain_file(key_file: Path, chain: Chain) -> bytes:
