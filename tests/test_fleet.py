@@ -82,8 +82,10 @@ def test_one_run_for_the_fleet_and_failures_stay_with_their_host(tmp_path: Path,
     to_secondary = {k: after[1].get(k, 0) - before[1].get(k, 0) for k in after[1]}
     assert to_primary.get("UPDATE") == 1, to_primary  # one change set for the zone, not 30
     assert to_primary.get("DNSKEY") == 1 and to_secondary.get("DNSKEY") == 1, (to_primary, to_secondary)
-    # read + observe before, observe after (the wait's last poll is the observation)
-    assert to_secondary.get("TLSA", 0) <= 2 * 30 + 1, to_secondary
+    # observe before, observe after, and the wait's polls of the last owner alone (one
+    # every 50 ms while the secondary transfers; a loaded machine makes that two or
+    # three): never the 30 owners polled again
+    assert 2 * 30 < to_secondary.get("TLSA", 0) <= 2 * 30 + 10, to_secondary
     # The next run has nothing to write, and says so for the good hosts.
     again = tlsa("--config", str(config), "--json", "sync")
     assert again.returncode == 1
