@@ -11,6 +11,7 @@ of the staged file must carry the public key of its one private key.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,36 @@ def test_staged_dir_that_is_the_live_folder_is_refused(cli: CliRunner, site: Syn
     assert hooked.code == 2, hooked.out + hooked.err
     assert "staged_dir" in hooked.err and "live" in hooked.err and "Traceback" not in hooked.err, hooked.err
     assert (site["live"] / "ecdsa.pem").read_bytes() == before
+
+
+def test_live_file_that_is_a_link_is_not_replaced(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
+    """cert = certbot's /etc/letsencrypt/live/NAME/fullchain.pem (a link into archive/):
+    a deploy renames the staged file over the link, and certbot then refuses the lineage
+    ("expected ... to be a symlink") at every later renewal.  The hook says so at once
+    and stages nothing; the link stays a link."""
+    archive = site["tmp"] / "archive" / "fullchain1.pem"
+    archive.parent.mkdir()
+    (site["live"] / "ecdsa.pem").rename(archive)
+    (site["live"] / "ecdsa.pem").symlink_to(archive)
+    leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
+    renewal = pki.write(site["tmp"] / "renewal" / "combined.pem", leaf.key_pem, leaf.pem, chain)
+    hooked = cli("--config", site["config"], "hook", "generic", "--cert", renewal, "--host", site["host"])
+    assert hooked.code == 2 and "is a symbolic link" in hooked.err and "Traceback" not in hooked.err, hooked.err
+    assert (site["live"] / "ecdsa.pem").is_symlink() and not (site["staged"] / "ecdsa.pem").exists()
+
+
+def test_deploy_over_a_live_link_is_refused(cli: CliRunner, bind: Bind, site: SyncSite) -> None:  # noqa: F811
+    """The same for a file staged by hand (no hook): the sync whose gate has passed does
+    not rename it over the live link; it fails the host (exit 2) and the link stays."""
+    archive = site["tmp"] / "archive" / "fullchain1.pem"
+    archive.parent.mkdir()
+    (site["live"] / "ecdsa.pem").rename(archive)
+    (site["live"] / "ecdsa.pem").symlink_to(archive)
+    cfg: list[str | Path] = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    time.sleep(2 * 2 + 1 + 0.5)
+    leaf, chain = le_shaped_chain(site["host"], "ye1.pem", key=site["leaf"].key)  # same key and issuer
+    pki.write(site["staged"] / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
+    result = cli(*cfg, "sync", site["host"])
+    assert result.code == 2 and "is a symbolic link" in result.err, result.out + result.err
+    assert (site["live"] / "ecdsa.pem").is_symlink() and archive.read_bytes() != (site["staged"] / "ecdsa.pem").read_bytes()

@@ -176,8 +176,15 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
 
 def _refuse_live_target(spec: HostSpec, target: Path) -> None:
     """A staged_dir that is a live file's folder by another path (a link to it): the
-    renewal would be written over the live file, live before its records are served."""
+    renewal would be written over the live file, live before its records are served.
+    A live file that is a link: the deploy's rename would replace the link."""
     for live in spec.certs:
+        if live.name == target.name and live.is_symlink():
+            raise ConfigError(
+                f"{live} is a symbolic link: a deploy replaces the live file by rename, so the link "
+                "would become a file (certbot's live/ folder then refuses every later renewal)",
+                "point cert at a file of its own that the MTA serves (docs/hooks.md, first install)",
+            )
         if os.path.exists(target) and os.path.exists(live) and os.path.samefile(target, live):
             raise ConfigError(
                 f"hosts.\"{spec.name}\".staged_dir {spec.staged_dir} is the folder of the live file {live}: "

@@ -152,6 +152,8 @@ class HostFiles:
                 f"{self.spec.name}: no live file named {source.name} to replace",
                 f"add {source.name} to cert/certs in the host's config",
             )
+        if target.is_symlink():  # a rename would replace the link (certbot's live/ folder)
+            raise InputError(f"{target} is a symbolic link; not replaced", "point cert at a file of its own")
         pinned = source.with_name(f".{source.name}.deploying")
         with contextlib.suppress(FileNotFoundError):
             pinned.unlink()
