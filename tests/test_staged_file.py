@@ -112,7 +112,7 @@ def test_live_file_that_is_a_link_is_not_replaced(cli: CliRunner, site: SyncSite
 
 def test_deploy_over_a_live_link_is_refused(cli: CliRunner, bind: Bind, site: SyncSite) -> None:  # noqa: F811
     """The same for a file staged by hand (no hook): the sync whose gate has passed does
-    not rename it over the live link; it fails the host (exit 2) and the link stays."""
+    not rename it over the live link; it says so, and no deploy is left half-recorded."""
     archive = site["tmp"] / "archive" / "fullchain1.pem"
     archive.parent.mkdir()
     (site["live"] / "ecdsa.pem").rename(archive)
@@ -123,5 +123,7 @@ def test_deploy_over_a_live_link_is_refused(cli: CliRunner, bind: Bind, site: Sy
     leaf, chain = le_shaped_chain(site["host"], "ye1.pem", key=site["leaf"].key)  # same key and issuer
     pki.write(site["staged"] / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
     result = cli(*cfg, "sync", site["host"])
-    assert result.code == 2 and "is a symbolic link" in result.err, result.out + result.err
+    assert "staged ecdsa.pem: not deployed" in result.out and "is a symbolic link" in result.out, result.out
     assert (site["live"] / "ecdsa.pem").is_symlink() and archive.read_bytes() != (site["staged"] / "ecdsa.pem").read_bytes()
+    status = cli(*cfg, "status", site["host"])
+    assert "not confirmed" not in status.out, status.out

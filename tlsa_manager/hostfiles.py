@@ -153,7 +153,8 @@ class HostFiles:
                 f"add {source.name} to cert/certs in the host's config",
             )
         if target.is_symlink():  # a rename would replace the link (certbot's live/ folder)
-            raise InputError(f"{target} is a symbolic link; not replaced", "point cert at a file of its own")
+            raise StagedChanged(f"{target} is a symbolic link, which a deploy would replace", 
+                                "point cert at a file")
         pinned = source.with_name(f".{source.name}.deploying")
         with contextlib.suppress(FileNotFoundError):
             pinned.unlink()
