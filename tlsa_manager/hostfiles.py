@@ -153,7 +153,7 @@ class HostFiles:
                 f"add {source.name} to cert/certs in the host's config",
             )
         if target.is_symlink():  # a rename would replace the link (certbot's live/ folder)
-            raise StagedChanged(f"{target} is a symbolic link, which a deploy would replace", 
+            raise StagedChanged(f"{target} is a symbolic link, which a deploy would replace",
                                 "point cert at a file")
         pinned = source.with_name(f".{source.name}.deploying")
         with contextlib.suppress(FileNotFoundError):
