@@ -127,3 +127,27 @@ def test_deploy_over_a_live_link_is_refused(cli: CliRunner, bind: Bind, site: Sy
     assert (site["live"] / "ecdsa.pem").is_symlink() and archive.read_bytes() != (site["staged"] / "ecdsa.pem").read_bytes()
     status = cli(*cfg, "status", site["host"])
     assert "not confirmed" not in status.out, status.out
+
+
+def test_expired_certificate_is_not_staged(cli: CliRunner, bind: Bind, site: SyncSite) -> None:  # noqa: F811
+    """An expired certificate with the live key (an old file handed to the hook again, a
+    stale client file) went live at once over a valid one: DANE-EE still matched, but every
+    PKIX or MTA-STS sender then failed.  It is refused (exit 2), the live file untouched."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    cfg: list[str | Path] = ["--config", site["config"]]
+    issuer = pki.Issued(x509.load_pem_x509_certificate(chain := le_shaped_chain(site["host"], "ye1.pem")[1]),
+                        pki.make_key("p384"))
+    now = dt.datetime.now(dt.UTC)
+    valid = pki.make_leaf([site["host"]], issuer, key=site["leaf"].key, not_before=now - dt.timedelta(days=10))
+    pki.write(site["live"] / "ecdsa.pem", valid.key_pem, valid.pem, chain)
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    time.sleep(2 * 2 + 1 + 0.5)  # the live key and YE1 are served: a renewal like this goes live at once
+    old = pki.make_leaf([site["host"]], issuer, key=site["leaf"].key, not_before=now - dt.timedelta(days=200))
+    renewal = pki.write(site["tmp"] / "renewal" / "combined.pem", old.key_pem, old.pem, chain)
+    before = (site["live"] / "ecdsa.pem").read_bytes()
+    hooked = cli(*cfg, "hook", "generic", "--cert", renewal, "--host", site["host"])
+    assert hooked.code == 2 and "expired" in hooked.err and "Traceback" not in hooked.err, hooked.out + hooked.err
+    assert (site["live"] / "ecdsa.pem").read_bytes() == before and not (site["staged"] / "ecdsa.pem").exists()

@@ -15,6 +15,7 @@ already covered by records whose gate has passed (key reused, issuer pre-publish
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -167,8 +168,10 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
     target = spec.staged_dir / target_name
     _refuse_live_target(spec, target)
     issuer = _missing_issuer(chain, renewal, catalog)  # a hazard first: it is said either way
-    if _already_live(next((p for p in spec.certs if p.name == target_name), None), chain):
+    live = next((p for p in spec.certs if p.name == target_name), None)
+    if _already_live(live, chain):
         return None
+    _refuse_expired(live, chain, renewal.fullchain)
     atomic_write(target, _chain_file(renewal.key, chain) + issuer, mode=0o640)
     _group_like(target, spec)
     return target
@@ -210,6 +213,26 @@ def _chain_file(key_file: Path, chain: Chain) -> bytes:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return key_pem + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (chain.leaf, *chain.cas))
+
+
+def _refuse_expired(live: Path | None, chain: Chain, source: Path) -> None:
+    """An expired certificate that would replace a live one lasting longer (an old file
+    handed to the hook again): DANE-EE would still match, but PKIX and MTA-STS senders
+    would fail, so it is not staged."""
+    assert chain.leaf is not None
+    ends = chain.leaf.not_valid_after_utc
+    if ends.timestamp() >= time.time() or live is None:
+        return
+    try:
+        current = load_chain(live).leaf
+    except InputError:
+        return
+    if current is not None and current.not_valid_after_utc > ends:
+        raise InputError(
+            f"{source}: the certificate expired on {ends:%Y-%m-%d %H:%M}Z, before the live one "
+            f"(valid until {current.not_valid_after_utc:%Y-%m-%d %H:%M}Z); nothing staged",
+            "give the renewed certificate (the ACME client's newest file)",
+        )
 
 
 def _already_live(live: Path | None, chain: Chain) -> bool:
