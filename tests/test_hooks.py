@@ -101,3 +101,19 @@ def test_hooks_doc_says_the_exit_code_the_hook_gives() -> None:
     text = " ".join((Path(__file__).parent.parent / "docs" / "hooks.md").read_text().split())
     assert "4 when a risk such as a lagging secondary" not in text
     assert "0 staged or deployed, also when a risk such as a lagging secondary (H18) is seen" in text
+
+
+def test_first_install_recipe_keeps_the_key_private(tmp_path: Path) -> None:
+    """docs/hooks.md's first-install command, run as written with umask 022, made the
+    live key+chain file 0644: the private key readable by every user on the machine."""
+    import re
+    import subprocess
+
+    text = (Path(__file__).parent.parent / "docs" / "hooks.md").read_text()
+    recipe = " ".join(re.search(r"First install:.*?\(`(.*?)`", text, re.S).group(1).split())  # type: ignore[union-attr]
+    (tmp_path / "privkey.pem").write_text("key\n")
+    (tmp_path / "fullchain.pem").write_text("chain\n")
+    live = tmp_path / "live.pem"
+    script = recipe.replace("/etc/tlsa-manager/live/HOST/ecdsa.pem", str(live)).replace("chgrp postfix", "true")
+    subprocess.run(["sh", "-c", f"umask 022; {script}"], cwd=tmp_path, check=True)
+    assert live.read_text() == "key\nchain\n" and live.stat().st_mode & 0o007 == 0
