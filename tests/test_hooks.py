@@ -117,3 +117,20 @@ def test_first_install_recipe_keeps_the_key_private(tmp_path: Path) -> None:
     script = recipe.replace("/etc/tlsa-manager/live/HOST/ecdsa.pem", str(live)).replace("chgrp postfix", "true")
     subprocess.run(["sh", "-c", f"umask 022; {script}"], cwd=tmp_path, check=True)
     assert live.read_text() == "key\nchain\n" and live.stat().st_mode & 0o007 == 0
+
+
+def test_wildcard_certificate_covers_its_mx_host(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """docs/hooks.md: the hook "finds the configured hosts the certificate covers". A
+    certbot lineage for "*.example.test" covers mx-....example.test (RFC 6125 §6.4.3),
+    but the hook stopped with "no configured host among the renewed names" at every
+    renewal, and the renewed certificate never reached the MTA."""
+    lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
+    parent = site["host"].split(".", 1)[1]
+    monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
+    monkeypatch.setenv("RENEWED_DOMAINS", f"{parent} *.{parent}")
+    result = cli("--config", site["config"], "hook", "certbot")
+    assert result.code == 0, result.err
+    assert (site["staged"] / "ecdsa.pem").exists()
+    # a wildcard covers one label only: a deeper name is not covered
+    monkeypatch.setenv("RENEWED_DOMAINS", f"*.sub.{parent}")
+    assert "no configured host among the renewed names" in cli("--config", site["config"], "hook", "certbot").err

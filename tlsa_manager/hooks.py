@@ -98,9 +98,13 @@ def renewal_from(
 
 
 def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
-    """Configured hosts whose name the renewed certificate covers."""
+    """Configured hosts whose name the renewed certificate covers (``*.example.com``
+    covers ``mx.example.com``, one label deep, as RFC 6125 §6.4.3 matches it)."""
     names = {d.rstrip(".").lower() for d in renewal.domains}
-    found = [spec for name, spec in sorted(config.hosts.items()) if name in names]
+    wild = {n[2:] for n in names if n.startswith("*.")}
+    found = [
+        spec for name, spec in sorted(config.hosts.items()) if name in names or name.partition(".")[2] in wild
+    ]
     if not found:
         raise ConfigError(
             f"no configured host among the renewed names {', '.join(sorted(names))}",
