@@ -134,3 +134,25 @@ def test_wildcard_certificate_covers_its_mx_host(cli: CliRunner, site: SyncSite,
     # a wildcard covers one label only: a deeper name is not covered
     monkeypatch.setenv("RENEWED_DOMAINS", f"*.sub.{parent}")
     assert "no configured host among the renewed names" in cli("--config", site["config"], "hook", "certbot").err
+
+
+def test_main_domain_client_finds_the_mx_host_among_the_certificates_names(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """acme.sh (Le_Domain), lego (LEGO_CERT_DOMAIN) and dehydrated (DOMAIN) name only the
+    certificate's main domain.  One certificate for "example.test, mx.example.test" (a
+    common shape) made the hook stop with "no configured host among the renewed names
+    example.test" at every renewal; the host is found among the certificate's own names."""
+    from cryptography import x509
+
+    parent = site["host"].split(".", 1)[1]
+    chain = le_shaped_chain(site["host"], "ye1.pem")[1]
+    issuer = pki.Issued(x509.load_pem_x509_certificate(chain), pki.make_key("p384"))
+    leaf = pki.make_leaf([parent, site["host"]], issuer)
+    d = site["tmp"] / "acme"
+    key = pki.write(d / "mx.key", leaf.key_pem)
+    fullchain = pki.write(d / "fullchain.cer", leaf.pem, chain)
+    for name, value in {"Le_Domain": parent, "CERT_KEY_PATH": str(key), "CERT_PATH": str(d / "mx.cer"),
+                        "CERT_FULLCHAIN_PATH": str(fullchain)}.items():
+        monkeypatch.setenv(name, value)
+    result = cli("--config", site["config"], "hook", "acme.sh")
+    assert result.code == 0, result.err
+    assert leaf.pem in (site["staged"] / "ecdsa.pem").read_bytes()

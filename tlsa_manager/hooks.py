@@ -39,6 +39,9 @@ class Renewal:
     domains: tuple[str, ...]
     key: Path | None
     fullchain: Path
+    #: the client named only its main domain (acme.sh, lego, dehydrated): the hosts are
+    #: found among the certificate's own names too
+    main_domain_only: bool = False
 
 
 def _env(env: Mapping[str, str], name: str, client: str) -> str:
@@ -70,13 +73,14 @@ def renewal_from(
     if client == "acme.sh":
         fullchain = env.get("CERT_FULLCHAIN_PATH") or _env(env, "CERT_PATH", client)
         return Renewal(
-            (_env(env, "Le_Domain", client),), Path(_env(env, "CERT_KEY_PATH", client)), Path(fullchain)
+            (_env(env, "Le_Domain", client),), Path(_env(env, "CERT_KEY_PATH", client)), Path(fullchain), True
         )
     if client == "lego":
         return Renewal(
             (_env(env, "LEGO_CERT_DOMAIN", client),),
             Path(_env(env, "LEGO_CERT_KEY_PATH", client)),
             Path(_env(env, "LEGO_CERT_PATH", client)),
+            True,
         )
     if client == "dehydrated":
         # deploy_cert DOMAIN KEYFILE CERTFILE FULLCHAINFILE CHAINFILE TIMESTAMP
@@ -86,7 +90,7 @@ def renewal_from(
                 "call it from dehydrated's hook script for deploy_cert",
             )
         rest = list(args[1:] if args[0] == "deploy_cert" else args)
-        return Renewal((rest[0],), Path(rest[1]), Path(rest[3]))
+        return Renewal((rest[0],), Path(rest[1]), Path(rest[3]), True)
     if client == "generic":
         if not (cert and host):
             raise UsageError(
@@ -100,7 +104,7 @@ def renewal_from(
 def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
     """Configured hosts whose name the renewed certificate covers (``*.example.com``
     covers ``mx.example.com``, one label deep, as RFC 6125 §6.4.3 matches it)."""
-    names = {d.rstrip(".").lower() for d in renewal.domains}
+    names = {d.rstrip(".").lower() for d in (*renewal.domains, *_certificate_names(renewal))}
     wild = {n[2:] for n in names if n.startswith("*.")}
     found = [
         spec for name, spec in sorted(config.hosts.items()) if name in names or name.partition(".")[2] in wild
@@ -111,6 +115,22 @@ def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
             'add [hosts."<mx name>"] to the configuration, or check the certificate\'s names',
         )
     return found
+
+
+def _certificate_names(renewal: Renewal) -> tuple[str, ...]:
+    """The DNS names of the renewed certificate, when the client named its main domain only."""
+    if not renewal.main_domain_only:
+        return ()
+    from cryptography import x509
+
+    leaf = load_chain(renewal.fullchain).leaf
+    if leaf is None:
+        return ()
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san.get_values_for_type(x509.DNSName))
 
 
 def with_known_key(renewal: Renewal, next_keys: Sequence[Path]) -> Renewal:
