@@ -151,3 +151,26 @@ def test_expired_certificate_is_not_staged(cli: CliRunner, bind: Bind, site: Syn
     hooked = cli(*cfg, "hook", "generic", "--cert", renewal, "--host", site["host"])
     assert hooked.code == 2 and "expired" in hooked.err and "Traceback" not in hooked.err, hooked.out + hooked.err
     assert (site["live"] / "ecdsa.pem").read_bytes() == before and not (site["staged"] / "ecdsa.pem").exists()
+
+
+def test_hosts_sharing_a_staged_file_are_refused(cli: CliRunner, tmp_path: Path) -> None:
+    """staged_dir in [defaults] with live files of the same name (mx2/ecdsa.pem,
+    mx3/ecdsa.pem): each host took the other's renewal as its own staged chain, published
+    its key and deployed it, whichever host came first; the other never got its renewal.
+    Refused when the configuration is loaded (exit 2), naming both hosts."""
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[defaults]
+staged_dir = "{tmp_path / 'staged'}"
+[providers.z]
+type = "zonefile"
+zone_file = "{tmp_path / 'db.example.test'}"
+[hosts."mx2.example.test"]
+cert = "{tmp_path / 'mx2' / 'ecdsa.pem'}"
+[hosts."mx3.example.test"]
+cert = "{tmp_path / 'mx3' / 'ecdsa.pem'}"
+""")
+    for command in (["plan"], ["status"], ["export"]):
+        result = cli("--config", config, "--state-dir", tmp_path / "state", *command)
+        assert result.code == 2, result.out + result.err
+        assert "mx2.example.test" in result.err and "mx3.example.test" in result.err and "staged" in result.err

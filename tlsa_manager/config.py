@@ -24,6 +24,7 @@ from tlsa_manager.configvalues import (
     cert_values,
     certs_value,
     check_host_name,
+    check_staged_apart,
     frozen,
     int_value,
     key_value,
@@ -367,6 +368,7 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
                 "keep one entry per host",
             )
         hosts[spec.name] = spec
+    check_staged_apart((h.name, h.staged_dir, h.certs) for h in hosts.values())
     state = path_value(doc["state_dir"], "state_dir", base) if "state_dir" in doc else None
     instance = doc.get("instance")
     if instance is not None and (not isinstance(instance, str) or not instance.strip()):

@@ -5,7 +5,7 @@ raises one :class:`ConfigError` line naming the key, what is wrong and what to w
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,25 @@ def staged_dir_value(
             'give staged_dir a folder of its own, e.g. staged_dir = "/etc/tlsa-manager/staged/HOST"',
         )
     return staged
+
+
+def check_staged_apart(hosts: Iterable[tuple[str, Path | None, tuple[Path, ...]]]) -> None:
+    """Refuse two hosts (name, staged_dir, live files) that stage to one file (a staged_dir
+    in [defaults], live files of one name): each would take the other's renewal for its
+    own staged chain, publish its key and deploy it, whichever host came first."""
+    seen: dict[str, str] = {}
+    for name, staged, certs in hosts:
+        for cert in certs:
+            if staged is None:
+                break
+            path = os.path.normpath(staged / cert.name)
+            other = seen.setdefault(path, name)
+            if other != name:
+                raise ConfigError(
+                    f'hosts."{other}" and hosts."{name}" both stage {cert.name} as {path}: a renewal '
+                    "of one would be deployed as the other's live file",
+                    'give each host its own staged_dir, e.g. staged_dir = "/etc/tlsa-manager/staged/HOST"',
+                )
 
 
 def frozen(value: object) -> object:
