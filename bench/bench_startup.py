@@ -8,6 +8,21 @@ and each command's excess over the floor.  Usage:
     python bench/bench_startup.py [--runs 30] [--python /usr/bin/python3]
 
 The minimum is the figure to compare: it is the run least disturbed by other load.
+
+With ``--fleet N``: what a `plan`/`sync` of N hosts spends before the first host is
+planned, as CPU time (issue 14), each phase in a fresh process per run: the imports
+of the sync path, the configuration (``load_config``), the issuer catalog and opening
+the hosts (``runner.open_hosts``), then the whole `plan` command.  A zone-file fleet
+(no servers needed) of N hosts in a zone of 5,000 other lines (bench_fleet's).  With
+``--against DIR`` (another checkout, e.g. ``git worktree add /tmp/main main``) the same
+phases of that tree alternate with this one's in the same run.  Both trees' modules
+are byte-compiled in place first (bench_fleet.compile_once).  Usage:
+
+    python bench/bench_startup.py --fleet 1000 --runs 15 [--against /tmp/main]
+
+``--import-split``: the same imports in layers (standard library, importlib.metadata,
+dnspython, cryptography, ours), each timed after the ones before it, with the CPU of
+making our dataclasses and of dnspython's distribution version look-ups.
 """
 
 from __future__ import annotations
@@ -35,7 +50,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--python", default="python3", help="interpreter for the fresh venv")
+    parser.add_argument("--fleet", type=int, default=0, help="startup phases of a fleet of N hosts (CPU)")
+    parser.add_argument("--against", type=Path, help="with --fleet: another checkout to compare with")
+    parser.add_argument("--import-split", action="store_true", help="the imports' CPU by layer")
     args = parser.parse_args()
+    if args.import_split:
+        from startup_phases import import_split
+
+        import_split(args.runs)
+        return
+    if args.fleet:
+        from startup_phases import fleet_phases
+
+        fleet_phases(args.fleet, args.runs, args.against)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         venv = Path(tmp) / "venv"
         subprocess.run([args.python, "-m", "venv", str(venv)], check=True)

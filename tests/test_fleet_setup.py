@@ -7,9 +7,11 @@ the negative TTL once.  Each is held here to the plain, one-host-at-a-time resul
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -84,6 +86,7 @@ def test_a_fleet_gives_each_host_what_it_gets_alone(hosts: list[tuple[str, dict[
         return
     assert not errors
     assert list(config.hosts.values()) == each
+    assert [s.policy for s in config.hosts.values()] == [s.policy for s in each if not isinstance(s, str)]
 
 
 #: TOML 1.0 documents, TOML 1.1 additions (refused by tomllib, so refused here) and mistakes
@@ -120,3 +123,59 @@ def test_hosts_share_a_negative_ttl_only_where_it_is_the_same(tmp_path: Path, bi
     assert fleet[f"a.{ZONE}"] == fleet[f"c.{ZONE}"] == fleet[f"d.{ZONE}"] == 30  # min(SOA TTL 60, minimum 30)
     assert fleet[f"b.{ZONE}"] == 120
     assert fleet["mx.elsewhere.test"] == fleet[f"e.{ZONE}"] == 3600  # no SOA answer: the conservative default
+
+
+def test_a_fleet_shares_what_its_hosts_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts with the same settings share one policy and one parsed server list, and a
+    run reads the installed providers' entry points once (not once for the secret check
+    and again per provider); a host that differs gets its own, equal to what it gets
+    alone."""
+    import importlib.metadata
+
+    from tlsa_manager import registry
+    from tlsa_manager.catalog import load as load_catalog
+    from tlsa_manager.config import load_config
+    from tlsa_manager.policy import HostPolicy
+    from tlsa_manager.runner import open_hosts
+
+    scans: list[str] = []
+
+    def counted(group: str) -> importlib.metadata.EntryPoints:
+        scans.append(group)
+        return importlib.metadata.entry_points(group=group)
+
+    monkeypatch.setattr(registry, "entry_points", counted)
+    monkeypatch.setattr(registry, "_SCANNED", [], raising=False)
+    servers = 'nameservers = ["127.0.0.1:9", "[::1]:9"]\nnegative_ttl = 60\ncert = "c.pem"\n'  # nothing asked
+    path = tmp_path / "fleet.toml"
+    path.write_text(
+        "".join(f'[providers.{p}]\ntype = "zonefile"\nzone_file = "db.{p}"\n' for p in ("one", "two"))
+        + "".join(f'[hosts."{h}.example.com"]\nprovider = "one"\n{servers}' for h in ("a", "b", "c"))
+        + f'[hosts."d.example.com"]\nprovider = "one"\nbudget = 6\n{servers}'
+        + f'[hosts."e.example.org"]\nprovider = "two"\n{servers}'
+    )
+    runs = {r.spec.name: r for r in open_hosts(load_config(path), [], True, load_catalog(tmp_path / "s"))}
+    assert len(scans) == 1
+    a, b, c, d = (runs[f"{h}.example.com"] for h in "abcd")
+    assert a.settings.policy is b.settings.policy is c.settings.policy == HostPolicy()
+    assert d.settings.policy == HostPolicy(budget=6) and d.spec.policy is d.settings.policy
+    assert a.ports.endpoints()[0] is b.ports.endpoints()[0] is runs["e.example.org"].ports.endpoints()[0]
+    assert [str(e) for e in a.ports.endpoints()] == ["127.0.0.1:9", "[::1]:9"]
+    assert [(e.address, e.port) for e in d.ports.endpoints()] == [("127.0.0.1", 9), ("::1", 9)]
+
+
+def test_a_provider_installed_while_running_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan is kept only while the import path and its folders are unchanged: a
+    distribution added to a folder already on the path is found (as importlib.metadata
+    finds it)."""
+    from tlsa_manager import registry
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "later" not in registry.available()
+    dist = tmp_path / "later_provider-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: later-provider\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[tlsa_manager.providers]\nlater = later_provider:Later\n")
+    stamp = tmp_path.stat().st_mtime_ns + 1_000_000_000  # a coarse clock may not have moved
+    os.utime(tmp_path, ns=(stamp, stamp))
+    assert registry.available()["later"].value == "later_provider:Later"

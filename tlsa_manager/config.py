@@ -102,9 +102,14 @@ class HostSpec:
 
     @property
     def policy(self) -> HostPolicy:
-        return HostPolicy(
-            self.kinds, self.budget, self.unsafe_allow_fragile_kinds, self.pin_backup_issuers, self.prune
-        )
+        """Kept on the spec: a fleet's copies of one checked spec share it (its hash)."""
+        known: HostPolicy | None = self.__dict__.get("_policy")
+        if known is None:
+            known = HostPolicy(
+                self.kinds, self.budget, self.unsafe_allow_fragile_kinds, self.pin_backup_issuers, self.prune
+            )
+            object.__setattr__(self, "_policy", known)
+        return known
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ class _FleetSpecs:
                 )
         spec = _host_spec(name, doc, self.defaults, self.base, self.providers)
         if shared is not None:
+            spec.policy  # noqa: B018  (made now: the copies of this spec share it)
             self.checked[shared] = spec
         return spec
 

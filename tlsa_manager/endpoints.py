@@ -41,8 +41,19 @@ class Endpoint:
         return self.name
 
 
+#: endpoints parsed from an address (no name to resolve), by their text: a fleet's hosts
+#: list the same servers, and each host's were parsed again (two per host)
+_LITERAL: dict[str, Endpoint] = {}
+
+
 def parse_endpoint(text: str) -> Endpoint:
-    """``127.0.0.1:5300``, ``[::1]:5300``, ``192.0.2.1`` or ``ns1.example.com[:53]``."""
+    """``127.0.0.1:5300``, ``[::1]:5300``, ``192.0.2.1`` or ``ns1.example.com[:53]``.
+
+    One with an address is kept and shared (the same text always gives the same
+    value); one with a name is resolved on every call, as its address may change."""
+    known = _LITERAL.get(text)
+    if known is not None:
+        return known
     value = text.strip()
     port = 53
     if value.startswith("["):
@@ -56,13 +67,16 @@ def parse_endpoint(text: str) -> Endpoint:
         host = value
     if not host:
         raise ConfigError(f"nameserver {text!r} has no address", 'write e.g. "127.0.0.1:5300"')
-    address = host
-    if not _is_ip(host):
-        try:
-            address = str(socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0][4][0])
-        except OSError:
-            raise ConfigError(f"nameserver {host!r} does not resolve", "give its address instead") from None
-    return Endpoint(value, str(address), port)
+    if _is_ip(host):
+        if len(_LITERAL) >= 4096:
+            _LITERAL.clear()
+        endpoint = _LITERAL[text] = Endpoint(value, host, port)
+        return endpoint
+    try:
+        address = str(socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0][4][0])
+    except OSError:
+        raise ConfigError(f"nameserver {host!r} does not resolve", "give its address instead") from None
+    return Endpoint(value, address, port)
 
 
 def _port(text: str, whole: str) -> int:
