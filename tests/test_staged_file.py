@@ -174,3 +174,56 @@ cert = "{tmp_path / 'mx3' / 'ecdsa.pem'}"
         result = cli("--config", config, "--state-dir", tmp_path / "state", *command)
         assert result.code == 2, result.out + result.err
         assert "mx2.example.test" in result.err and "mx3.example.test" in result.err and "staged" in result.err
+
+
+def _separate_key(site: SyncSite) -> Path:  # noqa: F811
+    """The site's live chain as fullchain.pem + privkey.pem (Postfix smtpd_tls_cert_file and
+    smtpd_tls_key_file), with ``key = ...`` in the host's configuration."""
+    live = site["live"] / "ecdsa.pem"
+    text = live.read_text()
+    start = text.index("-----BEGIN CERTIFICATE-----")
+    (site["live"] / "privkey.pem").write_text(text[:start])
+    live.write_text(text[start:])
+    with open(site["config"], "a") as handle:
+        handle.write(f'key = "{site["live"] / "privkey.pem"}"\n')
+    return site["live"] / "privkey.pem"
+
+
+def test_new_key_for_a_host_with_a_separate_key_file_is_not_staged(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
+    """A deploy swaps one file.  With ``key = privkey.pem`` beside the live chain, a renewal
+    with a new key went live as key+chain in the chain file while privkey.pem kept the old
+    key: an MTA reading both (smtpd_tls_key_file) pairs the new certificate with the old
+    key and disables TLS, and every later run stopped with "the key does not match"."""
+    key = _separate_key(site)
+    before = key.read_bytes()
+    leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
+    renewal = pki.write(site["tmp"] / "renewal" / "combined.pem", leaf.key_pem, leaf.pem, chain)
+    hooked = cli("--config", site["config"], "hook", "generic", "--cert", renewal, "--host", site["host"])
+    assert hooked.code == 2 and "privkey.pem" in hooked.err and "Traceback" not in hooked.err, hooked.err
+    assert not (site["staged"] / "ecdsa.pem").exists() and key.read_bytes() == before
+
+
+def test_hand_staged_new_key_is_not_deployed_beside_a_separate_key_file(cli: CliRunner, bind: Bind, site: SyncSite) -> None:  # noqa: F811
+    _separate_key(site)
+    cfg: list[str | Path] = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    leaf, chain = le_shaped_chain(site["host"], "ye1.pem")
+    pki.write(site["staged"] / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
+    assert cli(*cfg, "sync", site["host"]).code == 0  # its record goes out, its gate starts
+    time.sleep(2 * 2 + 1 + 0.5)
+    result = cli(*cfg, "sync", site["host"])
+    assert "staged ecdsa.pem: not deployed" in result.out and "privkey.pem" in result.out, result.out + result.err
+    assert leaf.pem not in (site["live"] / "ecdsa.pem").read_bytes()
+    assert cli(*cfg, "plan", site["host"]).code == 0  # the host is not left broken
+
+
+def test_reused_key_still_deploys_beside_a_separate_key_file(cli: CliRunner, bind: Bind, site: SyncSite) -> None:  # noqa: F811
+    _separate_key(site)
+    cfg: list[str | Path] = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    time.sleep(2 * 2 + 1 + 0.5)
+    leaf, chain = le_shaped_chain(site["host"], "ye1.pem", key=site["leaf"].key)
+    renewal = pki.write(site["tmp"] / "renewal" / "combined.pem", leaf.key_pem, leaf.pem, chain)
+    hooked = cli(*cfg, "hook", "generic", "--cert", renewal, "--host", site["host"])
+    assert hooked.code == 0 and "deployed staged ecdsa.pem" in hooked.out, hooked.out + hooked.err
+    assert cli(*cfg, "plan", site["host"]).code == 0

@@ -28,6 +28,7 @@ from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.errors import ConfigError, HazardError, InputError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
 from tlsa_manager.hazards import TA_NOT_SENT
+from tlsa_manager.hostfiles import new_key_beside_key_file
 from tlsa_manager.nextkey import find_key
 from tlsa_manager.records import spki_der
 
@@ -188,6 +189,9 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
         )
     kind = key_type(chain.key)
     target_name = _live_name(spec, kind)
+    beside = new_key_beside_key_file(spec, target_name, renewal.fullchain, renewal.key)
+    if beside is not None:
+        raise ConfigError(f"{renewal.fullchain}: nothing staged for {spec.name}: {beside}", "docs/hooks.md")
     make_dir(spec.staged_dir, 0o750, what="staged_dir")
     target = spec.staged_dir / target_name
     _refuse_live_target(spec, target)
