@@ -15,8 +15,10 @@ the revisions must agree on it (the same results, only faster).  Then each host'
 RRset once in sync (its 3 1 1 and the 2 1 1 of YE1-3) is linted against its chain, as
 the planner does for every owner (``lint.lint``), timed the same way.
 
-Usage: python bench/bench_chains.py [--hosts 1000] [--runs 5] [--rev main] [--tree PATH]
-(default: ``git archive`` of ``main`` against this working tree).
+Usage: python bench/bench_chains.py [--hosts 1000] [--runs 5] [--key rsa2048] [--chain other]
+[--rev main] [--tree PATH]
+(default: ``git archive`` of ``main`` against this working tree; a P-256 key per host,
+or with ``--key`` one shared key of that kind in every file).
 """
 
 from __future__ import annotations
@@ -103,19 +105,39 @@ def run_child(tree: Path, directory: Path) -> dict[str, Any]:
     return result
 
 
-def make_certs(directory: Path, n: int) -> None:
+def make_certs(directory: Path, n: int, key: str | None = None, chain: str = "le") -> None:
+    """``le``: key, leaf and YE1 (the catalog's CA, by its chain certificate); ``other``:
+    the same from a CA the catalog does not know; ``bare``: key and leaf alone, the leaf
+    naming YE1 (a cert.pem without its chain: the catalog's certificates are searched)."""
     sys.path.insert(0, str(REPO / "tests"))
     import pki
 
-    issuer = (LE / "ye1.pem").read_bytes()
-    pki.fleet(directory, [f"h{i}.example.net" for i in range(n)], issuer)
-    (directory / "warm.pem").write_bytes(pki.fleet(directory, ["warm.example.org"], issuer)[0].read_bytes())
+    issuer = (
+        (LE / "ye1.pem").read_bytes() if chain != "other" else pki.make_ca("Other CA", org="Other Org").pem
+    )
+    paths = pki.fleet(directory, [f"h{i}.example.net" for i in range(n)], issuer, key)
+    paths += pki.fleet(directory, ["warm.example.org"], issuer)
+    if chain == "bare":
+        for path in paths:
+            path.write_bytes(path.read_bytes().replace(issuer, b""))
+    (directory / "warm.pem").write_bytes(paths[-1].read_bytes())
+
+
+def pki_kinds() -> tuple[str, ...]:
+    sys.path.insert(0, str(REPO / "tests"))
+    import pki
+
+    return pki.KEY_KINDS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--key", choices=pki_kinds(), help="one shared leaf key of this kind (default: a P-256 key each)"
+    )
+    parser.add_argument("--chain", choices=["le", "other", "bare"], default="le", help="see make_certs")
     parser.add_argument("--rev", action="append", default=[], help="a git revision to compare (default main)")
     parser.add_argument("--tree", action="append", default=[], type=Path, help="a source tree to compare")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -132,7 +154,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(t) for _, t in labelled)], check=True)
         certs = root / "certs"
         certs.mkdir()
-        make_certs(certs, args.hosts)
+        make_certs(certs, args.hosts, args.key, args.chain)
         times: dict[str, list[float]] = {label: [] for label, _ in labelled}
         lints: dict[str, list[float]] = {label: [] for label, _ in labelled}
         digests: dict[str, set[str]] = {label: set() for label, _ in labelled}
@@ -144,8 +166,8 @@ def main() -> None:
                 digests[label].add(str(result["digest"]))
     first, first_lint = min(times[labelled[0][0]]), min(lints[labelled[0][0]])
     print(
-        f"| tree ({args.hosts} hosts, {args.runs} runs) | loading: best ms/host | median | vs first "
-        "| lint: best ms/host | median | vs first | digest |"
+        f"| tree ({args.hosts} hosts, {args.key or 'p256'} keys, {args.chain} chain, {args.runs} runs) "
+        "| loading: best ms/host | median | vs first | lint: best ms/host | median | vs first | digest |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, _ in labelled:

@@ -136,13 +136,16 @@ def write(path: Path, *parts: bytes) -> Path:
     return path
 
 
-def fleet(directory: Path, names: list[str], issuer_pem: bytes) -> list[Path]:
+def fleet(directory: Path, names: list[str], issuer_pem: bytes, shared_key: str | None = None) -> list[Path]:
     """One certificate file (key, leaf, chain) per host name, all 'issued' by the CA in
-    ``issuer_pem`` (its name and chain; our own signing key): a fleet for bench and tests."""
+    ``issuer_pem`` (its name and chain; our own signing key): a fleet for bench and tests.
+    Each leaf has a P-256 key of its own, or all one key of the kind ``shared_key`` (an
+    RSA fleet is made in seconds)."""
     issuer = Issued(x509.load_pem_x509_certificate(issuer_pem), make_key("p384"))
+    key = make_key(shared_key) if shared_key else None
     paths = []
     for name in names:
-        leaf = make_leaf([name], issuer)
+        leaf = make_leaf([name], issuer, key=key)
         paths.append(write(directory / f"{name}.pem", leaf.key_pem, leaf.pem, issuer_pem))
     return paths
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import os
+import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
@@ -161,3 +165,213 @@ def test_a_key_block_the_pem_loader_refuses_is_still_refused(tmp_path: Path) -> 
         load_chain(path)
     crlf = pki.write(tmp_path / "crlf.pem", leaf.key_pem.replace(b"\n", b"\r\n"), leaf.pem, ca.pem)
     assert load_chain(crlf).leaf == leaf.cert
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    count = (size.bit_length() + 7) // 8
+    length = bytes([size]) if size < 0x80 else bytes([0x80 | count]) + size.to_bytes(count, "big")
+    return bytes([tag]) + length + content
+
+
+def _rsa_pem(n: int, e: int, d: int, p: int, q: int, dmp1: int, dmq1: int, iqmp: int, pkcs8: bool) -> bytes:
+    """A PKCS#1 (or PKCS#8) RSA key file holding exactly these numbers, consistent or not
+    (cryptography will not write an inconsistent key, so the DER is written here)."""
+    ints = b"".join(
+        _der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big")) for v in (0, n, e, d, p, q, dmp1, dmq1, iqmp)
+    )
+    der = _der(0x30, ints)
+    label = "RSA PRIVATE KEY"
+    if pkcs8:
+        algorithm = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
+        der = _der(0x30, _der(0x02, b"\x00") + algorithm + _der(0x04, der))
+        label = "PRIVATE KEY"
+    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()
+
+
+def _openssl_accepts(pem: bytes) -> bool:
+    try:
+        serialization.load_pem_private_key(pem, None)  # OpenSSL's RSA_check_key: the oracle
+    except ValueError:
+        return False
+    return True
+
+
+def test_rsa_keys_are_refused_exactly_when_openssl_refuses_them(tmp_path: Path) -> None:
+    """An RSA key is no longer re-proven prime by OpenSSL on every load (45 ms a key);
+    every key a damaged or edited file can hold is still judged as OpenSSL judges it:
+    each part changed alone, a valid exponent off by lambda(n), p and q swapped."""
+    numbers = rsa.generate_private_key(65537, 2048).private_numbers()
+    p, q, d, e, n = numbers.p, numbers.q, numbers.d, numbers.public_numbers.e, numbers.public_numbers.n
+    dmp1, dmq1, iqmp = numbers.dmp1, numbers.dmq1, numbers.iqmp
+    lam = (p - 1) * (q - 1) // math.gcd(p - 1, q - 1)
+    variants = {
+        "whole": (n, e, d, p, q, dmp1, dmq1, iqmp),
+        "d plus lambda": (n, e, d + lam, p, q, dmp1, dmq1, iqmp),
+        "d off by 2": (n, e, d + 2, p, q, dmp1, dmq1, iqmp),
+        "p off by 2": (n, e, d, p + 2, q, dmp1, dmq1, iqmp),
+        "q off by 2": (n, e, d, p, q - 2, dmp1, dmq1, iqmp),
+        "n off by 2": (n + 2, e, d, p, q, dmp1, dmq1, iqmp),
+        "e even": (n, e + 1, d, p, q, dmp1, dmq1, iqmp),
+        "e is 1": (n, 1, d, p, q, dmp1, dmq1, iqmp),
+        "dmp1": (n, e, d, p, q, dmp1 + 1, dmq1, iqmp),
+        "dmq1": (n, e, d, p, q, dmp1, dmq1 - 1, iqmp),
+        "iqmp": (n, e, d, p, q, dmp1, dmq1, iqmp + 1),
+        "p and q swapped": (n, e, d, q, p, dmp1, dmq1, iqmp),
+        "p is q": (q * q, e, d, q, q, dmp1, dmq1, iqmp),
+        "p even": (2 * q, e, d, 2, q, dmp1, dmq1, iqmp),
+    }
+    verdicts = {}
+    for name, variant in variants.items():
+        for label, pkcs8 in (("pkcs8", True), ("pkcs1", False)):
+            pem = _rsa_pem(*variant, pkcs8=pkcs8)
+            path = pki.write(tmp_path / f"{name} {label}.pem", pem)
+            try:
+                loaded = load_chain(path)
+            except InputError as exc:
+                assert exc.message == f"{path}: the private key is damaged"
+                ours = False
+            else:
+                assert loaded.key is not None
+                assert spki_der(loaded.key) == spki_der(
+                    rsa.RSAPublicNumbers(variant[1], variant[0]).public_key()
+                )
+                ours = True
+            assert ours == _openssl_accepts(pem), (name, label)
+            verdicts[name] = ours
+    assert verdicts["whole"] and verdicts["d plus lambda"]
+    assert sum(verdicts.values()) == 2
+
+
+def test_an_rsa_fleet_loads_without_proving_primes_each_time(tmp_path: Path) -> None:
+    """Ten hosts with RSA keys: OpenSSL's check took 45 ms a key (the primality proof);
+    the whole chain files now load in well under 10 ms a host, with the facts they had."""
+    ca = pki.make_ca("RSA CA")
+    key = pki.make_key("rsa2048")
+    catalog = catalog_module.load_bundled()
+    paths = []
+    for i in range(10):
+        leaf = pki.make_leaf([f"mx{i}.example.com"], ca, key=key)
+        paths.append(pki.write(tmp_path / f"mx{i}.pem", leaf.key_pem, leaf.pem, ca.pem))
+    expected = spki_der(key.public_key())
+    start = time.process_time()
+    facts = [chain_facts(path, f"live {path.name}", catalog) for path in paths]
+    spent = time.process_time() - start
+    assert all(f.leaf.spki_der == expected and f.key_type == "rsa" for f in facts)
+    assert spent < 0.1, f"{spent:.3f} s of CPU for 10 RSA chain files"
+
+
+def test_rsa_keys_in_every_form_load_or_are_refused_as_before(tmp_path: Path) -> None:
+    """Encrypted PEM (right and wrong passphrase), DER PKCS#1 and PKCS#8: a whole key
+    gives the SPKI openssl gives; a key that is not whole gives the line it gave when
+    OpenSSL checked it (damaged, or the passphrase that does not decrypt it)."""
+    private = pki.make_key("rsa2048")
+    assert isinstance(private, rsa.RSAPrivateKey)
+    numbers = private.private_numbers()
+    whole = _rsa_pem(
+        numbers.public_numbers.n, numbers.public_numbers.e, numbers.d, numbers.p, numbers.q,
+        numbers.dmp1, numbers.dmq1, numbers.iqmp, pkcs8=True,
+    )  # fmt: skip
+    broken = _rsa_pem(
+        numbers.public_numbers.n, numbers.public_numbers.e, numbers.d + 2, numbers.p, numbers.q,
+        numbers.dmp1, numbers.dmq1, numbers.iqmp, pkcs8=True,
+    )  # fmt: skip
+    plain = pki.write(tmp_path / "plain.pem", whole)
+    expected = subprocess.run(
+        ["openssl", "pkey", "-in", str(plain), "-pubout", "-outform", "DER"], capture_output=True, check=True
+    ).stdout
+    encryption = serialization.BestAvailableEncryption(b"s3cret-pass")
+
+    def encoded(pem: bytes, encoding: serialization.Encoding, fmt: serialization.PrivateFormat) -> bytes:
+        key = serialization.load_pem_private_key(pem, None, unsafe_skip_rsa_key_validation=True)
+        cipher = encryption if encoding is serialization.Encoding.PEM else serialization.NoEncryption()
+        return key.private_bytes(encoding, fmt, cipher)
+
+    forms = {
+        "encrypted.pem": (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8),
+        "pkcs1.der": (serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL),
+        "pkcs8.der": (serialization.Encoding.DER, serialization.PrivateFormat.PKCS8),
+    }
+    for name, (encoding, fmt) in forms.items():
+        good = pki.write(tmp_path / f"good-{name}", encoded(whole, encoding, fmt))
+        bad = pki.write(tmp_path / f"bad-{name}", encoded(broken, encoding, fmt))
+        passphrase = b"s3cret-pass" if name == "encrypted.pem" else None
+        loaded = load_chain(good, passphrase=passphrase)
+        assert loaded.key is not None and spki_der(loaded.key) == expected
+        with pytest.raises(InputError) as refused:
+            load_chain(bad, passphrase=passphrase)
+        if passphrase:
+            assert refused.value.message == (
+                f"{bad}: the passphrase does not decrypt the private key (or the key is damaged)"
+            )
+            with pytest.raises(InputError, match="the passphrase does not decrypt"):
+                load_chain(good, passphrase=b"wrong")
+        else:
+            assert refused.value.message == f"{bad}: not a certificate or key (neither PEM nor DER)"
+
+
+def test_the_catalog_certificates_a_leaf_names_are_those_a_scan_finds(tmp_path: Path) -> None:
+    """``Catalog.named_by`` looks the leaf's issuer name up instead of comparing it with
+    every catalog subject: for a catalog CA's name (also spelled in another string type),
+    a name no catalog CA has, and a CA's name with an extra attribute, it gives exactly
+    the pairs the scan gave, in catalog order."""
+    _root, issued = pki.make_test_catalog(tmp_path / "catalog", "Test Root")
+    catalog = catalog_module.load_directory(tmp_path / "catalog")
+    ca = issued["TE2"]
+    printable = x509.Name(
+        [x509.NameAttribute(a.oid, str(a.value), _ASN1Type.PrintableString) for a in ca.cert.subject]
+    )
+    longer = x509.Name([*ca.cert.subject, x509.NameAttribute(NameOID.COUNTRY_NAME, "DE")])
+    stranger = pki.make_ca("Stranger CA", org="Stranger Org")
+    names = {
+        "catalog name": ca.cert.subject,
+        "another string type": printable,
+        "extra attribute": longer,
+        "not in the catalog": stranger.cert.subject,
+    }
+    for what, name in names.items():
+        leaf = _leaf_named_by(name, stranger, "mx.example.com").cert
+        scan = tuple(
+            (issuer, cert)
+            for issuer in catalog.issuers
+            for cert in issuer.certs
+            if cert.certificate.subject == name
+        )
+        assert catalog.named_by(leaf) == scan, what
+        assert bool(scan) == (what in ("catalog name", "another string type")), what
+
+
+def test_a_fleet_of_another_ca_loads_without_comparing_names_per_catalog_cert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaves of a CA the catalog does not know (a bare cert.pem, or another public CA)
+    compared their issuer with each catalog subject twice (about 100 name comparisons a
+    host); now a host compares at most the one name its chain offers, and still gets no
+    catalog issuer, and a leaf borrowing a catalog CA's name still gets it named (H26)."""
+    stranger = pki.make_ca("Stranger CA", issuer=pki.make_ca("Stranger Root"), org="Stranger Org")
+    catalog = catalog_module.load_bundled()
+    ye1 = catalog.by_name("YE1")
+    assert ye1 is not None
+    borrowed = pki.Issued(ye1.certs[0].certificate, stranger.key)
+    compared = []
+    original = x509.Name.__eq__
+
+    def counting(self: x509.Name, other: object) -> bool:
+        compared.append(1)
+        return original(self, other)
+
+    paths = []
+    for i in range(20):
+        leaf = pki.make_leaf([f"mx{i}.example.net"], stranger)
+        paths.append(pki.write(tmp_path / f"mx{i}.pem", leaf.key_pem, leaf.pem, stranger.pem))
+    borrower = pki.make_leaf(["borrow.example.net"], borrowed)
+    bare = pki.write(tmp_path / "borrow.pem", borrower.key_pem, borrower.pem)
+    monkeypatch.setattr(x509.Name, "__eq__", counting)
+    facts = [chain_facts(path, f"live {path.name}", catalog) for path in paths]
+    named = chain_facts(bare, "live borrow.pem", catalog)
+    monkeypatch.undo()
+    assert len(compared) <= len(paths) + 1, len(compared)
+    assert all(f.issuer_name is None and f.named_issuer == "" for f in facts)
+    assert all(f.leaf_issuer_org == "Stranger Org" for f in facts)
+    assert named.issuer_name is None and named.named_issuer == "YE1"

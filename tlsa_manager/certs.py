@@ -29,6 +29,7 @@ from tlsa_manager.certder import WHITESPACE, Parts
 from tlsa_manager.certmemo import known
 from tlsa_manager.errors import InputError
 from tlsa_manager.fsutil import read_regular
+from tlsa_manager.keycheck import load_private_key
 from tlsa_manager.records import spki_der
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
@@ -191,7 +192,7 @@ def _load_der(path: Path, data: bytes, passphrase: bytes | None) -> Material:
 def _private_key(path: Path, blob: bytes, passphrase: bytes | None, *, pem: bool) -> PrivateKeyTypes:
     loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
     try:
-        return loader(blob, password=passphrase)
+        return load_private_key(loader, blob, passphrase)
     except TypeError as exc:
         if passphrase is None:
             raise InputError(

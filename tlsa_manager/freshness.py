@@ -10,6 +10,7 @@ the catalog.  That is H26, and its fix is ``tlsa-manager catalog update``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlsa_manager.facts import ChainFacts
+from tlsa_manager.facts import ChainFacts, facts_from_chain
 from tlsa_manager.hazards import STALE_CATALOG, Hazard
 
 if TYPE_CHECKING:  # the planner imports this module; it never loads certificates
@@ -67,10 +68,6 @@ def _not_signed_by(chain: ChainFacts, ca: str, owner: str) -> Hazard:
 def facts_with_issuer(chain: Chain, label: str, catalog: Catalog) -> ChainFacts:
     """A loaded chain's facts with the catalog's word on its issuer: the CA that signed the
     leaf, or, when none did, the catalog CA the leaf names all the same (for H26)."""
-    import dataclasses
-
-    from tlsa_manager.facts import facts_from_chain
-
     issuer = catalog.issuer_of(chain)
     facts = facts_from_chain(chain, label, issuer.name if issuer else None)
     named = named_issuer(chain, catalog) if issuer is None else None
@@ -81,8 +78,8 @@ def named_issuer(chain: Chain, catalog: Catalog) -> str | None:
     """The catalog CA whose name the leaf gives as its issuer, signer or not (None if none)."""
     if chain.leaf is None:
         return None
-    wanted = chain.leaf.issuer
-    return next((i.name for i in catalog.issuers for c in i.certs if c.certificate.subject == wanted), None)
+    named = catalog.named_by(chain.leaf)
+    return named[0][0].name if named else None
 
 
 def bundled_as_of() -> dt.datetime:
