@@ -289,8 +289,8 @@ def handshake(
             with _watchdog(sock, deadline, expired):
                 try:
                     tls = context.wrap_socket(sock, server_hostname=server_name)
-                except OSError:
-                    if expired:
+                except OSError as exc:
+                    if expired or isinstance(exc, TimeoutError):  # the watchdog, or the last read's timeout
                         return Presented(algorithm, None, f"no complete TLS handshake within {timeout:g} s")
                     raise
                 with tls:
