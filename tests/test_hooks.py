@@ -92,3 +92,67 @@ def test_unknown_domain(cli: CliRunner, site: SyncSite, monkeypatch: pytest.Monk
     monkeypatch.setenv("RENEWED_DOMAINS", "www.example.test")
     result = cli("--config", site["config"], "hook", "certbot")
     assert result.code == 2 and "no configured host among the renewed names" in result.err
+
+
+def test_hooks_doc_says_the_exit_code_the_hook_gives() -> None:
+    """docs/hooks.md promised exit 4 for a lagging secondary (H18 risk); the hook exits 0
+    for risk hazards (cli.md, tests/test_truth.py), so a script keyed on the doc would
+    misread every renewal made while a secondary lags."""
+    text = " ".join((Path(__file__).parent.parent / "docs" / "hooks.md").read_text().split())
+    assert "4 when a risk such as a lagging secondary" not in text
+    assert "0 staged or deployed, also when a risk such as a lagging secondary (H18) is seen" in text
+
+
+def test_first_install_recipe_keeps_the_key_private(tmp_path: Path) -> None:
+    """docs/hooks.md's first-install command, run as written with umask 022, made the
+    live key+chain file 0644: the private key readable by every user on the machine."""
+    import re
+    import subprocess
+
+    text = (Path(__file__).parent.parent / "docs" / "hooks.md").read_text()
+    recipe = " ".join(re.search(r"First install:.*?\(`(.*?)`", text, re.S).group(1).split())  # type: ignore[union-attr]
+    (tmp_path / "privkey.pem").write_text("key\n")
+    (tmp_path / "fullchain.pem").write_text("chain\n")
+    live = tmp_path / "live.pem"
+    script = recipe.replace("/etc/tlsa-manager/live/HOST/ecdsa.pem", str(live)).replace("chgrp postfix", "true")
+    subprocess.run(["sh", "-c", f"umask 022; {script}"], cwd=tmp_path, check=True)
+    assert live.read_text() == "key\nchain\n" and live.stat().st_mode & 0o007 == 0
+
+
+def test_wildcard_certificate_covers_its_mx_host(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """docs/hooks.md: the hook "finds the configured hosts the certificate covers". A
+    certbot lineage for "*.example.test" covers mx-....example.test (RFC 6125 §6.4.3),
+    but the hook stopped with "no configured host among the renewed names" at every
+    renewal, and the renewed certificate never reached the MTA."""
+    lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
+    parent = site["host"].split(".", 1)[1]
+    monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
+    monkeypatch.setenv("RENEWED_DOMAINS", f"{parent} *.{parent}")
+    result = cli("--config", site["config"], "hook", "certbot")
+    assert result.code == 0, result.err
+    assert (site["staged"] / "ecdsa.pem").exists()
+    # a wildcard covers one label only: a deeper name is not covered
+    monkeypatch.setenv("RENEWED_DOMAINS", f"*.sub.{parent}")
+    assert "no configured host among the renewed names" in cli("--config", site["config"], "hook", "certbot").err
+
+
+def test_main_domain_client_finds_the_mx_host_among_the_certificates_names(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """acme.sh (Le_Domain), lego (LEGO_CERT_DOMAIN) and dehydrated (DOMAIN) name only the
+    certificate's main domain.  One certificate for "example.test, mx.example.test" (a
+    common shape) made the hook stop with "no configured host among the renewed names
+    example.test" at every renewal; the host is found among the certificate's own names."""
+    from cryptography import x509
+
+    parent = site["host"].split(".", 1)[1]
+    chain = le_shaped_chain(site["host"], "ye1.pem")[1]
+    issuer = pki.Issued(x509.load_pem_x509_certificate(chain), pki.make_key("p384"))
+    leaf = pki.make_leaf([parent, site["host"]], issuer)
+    d = site["tmp"] / "acme"
+    key = pki.write(d / "mx.key", leaf.key_pem)
+    fullchain = pki.write(d / "fullchain.cer", leaf.pem, chain)
+    for name, value in {"Le_Domain": parent, "CERT_KEY_PATH": str(key), "CERT_PATH": str(d / "mx.cer"),
+                        "CERT_FULLCHAIN_PATH": str(fullchain)}.items():
+        monkeypatch.setenv(name, value)
+    result = cli("--config", site["config"], "hook", "acme.sh")
+    assert result.code == 0, result.err
+    assert leaf.pem in (site["staged"] / "ecdsa.pem").read_bytes()

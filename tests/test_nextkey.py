@@ -117,3 +117,25 @@ def test_hook_without_a_key_that_no_next_key_matches(cli: CliRunner, site: SyncS
     result = cli("--config", site["config"], "hook", "generic", "--cert", fullchain, "--host", site["host"])
     assert result.code == 2 and "its private key is neither (none given) nor a next key" in result.err
     assert not (site["staged"] / "ecdsa.pem").exists()
+
+
+def test_hook_run_again_for_a_next_key_certificate(cli: CliRunner, bind: Bind, site: SyncSite) -> None:  # noqa: F811
+    """docs/hooks.md: after a failed hook, "run the hook again by hand (the same command)".
+    The first run staged the certificate with its next key and retired that key's file (a
+    fresh next key took its place); the key now lives in the staged file, and a second run
+    finds it there instead of stopping with "neither (none given) nor a next key"."""
+    _auto(site)
+    cfg: list[str | Path] = ["--config", site["config"]]
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    next_key = site["tmp"] / "state" / "next-keys" / site["host"] / "ecdsa.key"
+    used = next_key.read_bytes()
+    key = serialization.load_pem_private_key(used, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    leaf, chain = le_shaped_chain(site["host"], "ye1.pem", key=key)
+    fullchain = pki.write(site["tmp"] / "issued" / "fullchain.pem", leaf.pem, chain)
+    hook = [*cfg, "hook", "generic", "--cert", fullchain, "--host", site["host"]]
+    assert cli(*hook).code == 0
+    again = cli(*hook)
+    assert again.code == 0, again.err
+    assert used in (site["staged"] / "ecdsa.pem").read_bytes()
+    assert leaf.pem in (site["staged"] / "ecdsa.pem").read_bytes()

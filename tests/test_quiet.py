@@ -5,12 +5,14 @@ to stderr is an error and each hazard or failure that sets the exit code.  Check
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 import pki
 from test_sync_cli import le_shaped_chain
@@ -32,8 +34,8 @@ def site(tmp_path: Path) -> Path:
     shutil.copy(REPO / "examples" / "db.example.com", zone)
     live = tmp_path / "live"
     live.mkdir()
-    shutil.copy(EXAMPLE / "fullchain.pem", live / "fullchain.pem")
-    shutil.copy(EXAMPLE / "privkey.pem", live / "privkey.pem")
+    # key and chain in one file: a staged renewal with a new key replaces both at once
+    (live / "fullchain.pem").write_bytes((EXAMPLE / "privkey.pem").read_bytes() + (EXAMPLE / "fullchain.pem").read_bytes())
     (tmp_path / "staged").mkdir()
     config = tmp_path / "config.toml"
     config.write_text(f"""state_dir = "{tmp_path / 'state'}"
@@ -43,7 +45,6 @@ zone_file = "{zone}"
 [hosts."{HOST}"]
 provider = "zone"
 cert = "{live / 'fullchain.pem'}"
-key = "{live / 'privkey.pem'}"
 staged_dir = "{tmp_path / 'staged'}"
 """)
     return config
@@ -68,7 +69,9 @@ def test_quiet_runs_print_nothing_when_all_is_well(site: Path) -> None:
 
 def test_quiet_hook_prints_nothing_for_a_staged_chain(site: Path, tmp_path: Path) -> None:
     assert run("--config", site, "sync", HOST).returncode == 0
-    leaf, chain = le_shaped_chain(HOST, "ye1.pem")
+    _, chain = le_shaped_chain(HOST, "ye1.pem")
+    issuer = pki.Issued(x509.load_pem_x509_certificate(chain), pki.make_key("p384"))
+    leaf = pki.make_leaf([HOST], issuer, not_before=dt.datetime.now(dt.UTC))  # valid now: a real renewal
     pki.write(tmp_path / "new" / "privkey.pem", leaf.key_pem)
     pki.write(tmp_path / "new" / "fullchain.pem", leaf.pem, chain)
     renewal: list[str | Path] = ["--cert", tmp_path / "new" / "fullchain.pem", "--key", tmp_path / "new" / "privkey.pem",

@@ -146,6 +146,8 @@ def test_ledger_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     os.chown(site["state"] / "ledger.json", 65534, 65534)
     result = tlsa_manager(*sync_args(site))
     result.one_line_error(3, "ledger.json", "not by this user or root")
+    # the fix says what fixes it: chmod alone leaves the owner, and the next run refuses again
+    assert f"chown {os.geteuid()} {site['state'] / 'ledger.json'}" in result.err, result.err
 
 
 def test_group_writable_ledger_is_refused(tmp_path: Path) -> None:

@@ -156,6 +156,22 @@ def test_include_that_is_real_still_works(tmp_path: Path) -> None:
     assert tlsa_manager("--config", site["config"], "sync").out.count("nothing to change") == 1
 
 
+def test_fragment_with_lines_tlsa_manager_did_not_write(tmp_path: Path) -> None:
+    """A tool-owned fragment holding someone's own lines (another host's TLSA, an A record):
+    plan said "add 4" and exit 0, then sync stopped with exit 1 (a failure outside the
+    input, as if a server were down). Both now refuse it as the input error it is
+    (exit 2), before anything is written."""
+    site = config_site(tmp_path, provider_lines=f'include_file = "{tmp_path}/zones/tlsa.inc"')
+    with open(site["zone"], "a") as handle:
+        handle.write('$INCLUDE "tlsa.inc"\n')
+    (tmp_path / "zones" / "tlsa.inc").write_text("; kept by hand\nwww 300 IN A 192.0.2.80\n")
+    before = tree_snapshot(tmp_path / "zones")
+    for command in ("plan", "sync"):
+        result = tlsa_manager("--config", site["config"], command)
+        assert_refused(tmp_path, result, 2, "tlsa.inc: line 2 is not a TLSA line tlsa-manager wrote")
+    assert tree_snapshot(tmp_path / "zones") == before
+
+
 CONFIG_CASES = {
     "no certificate": ('', "no certificate", "cert = "),
     "duplicate port": ("ports = [25, 25]", "lists a port twice", None),

@@ -9,10 +9,17 @@ service, host and algorithm, must agree with ``openssl s_client -dane_tlsa_rrdat
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import resource
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -185,3 +192,67 @@ def test_stale_catalog_seen_live(cli: CliRunner, services: dict[str, Any]) -> No
     assert doc["verdict"] == "pass" and s_client_dane(port, f"le.{ZONE}", [services["le311"]], "rsa", None)
     h26 = [h for h in doc["hosts"][0]["hazards"] if h["code"] == "H26"]
     assert h26 and "YR9" in h26[0]["message"] and "catalog update" in h26[0]["fix"], doc["hosts"][0]["hazards"]
+
+
+def _hostile_server(mode: str) -> tuple[socket.socket, threading.Event]:
+    """A TCP server that never finishes its SMTP greeting: ``flood`` streams "220-" reply
+    lines as fast as it can, ``drip`` sends one byte every 0.2 s (each read succeeds, so
+    no per-read timeout ever trips), ``handshake`` answers STARTTLS and then drips the
+    TLS handshake."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            if mode == "handshake":
+                conn.sendall(b"220 ready\r\n")
+                conn.recv(1024)
+                conn.sendall(b"250-hi\r\n250 STARTTLS\r\n")
+                conn.recv(1024)
+                conn.sendall(b"220 go ahead\r\n")
+                conn.recv(4096)  # the ClientHello
+                conn.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record, dripped
+            while not stop.is_set():
+                if mode == "flood":
+                    conn.sendall(b"220-" + b"x" * 1000 + b"\r\n")
+                else:
+                    conn.sendall(b"\x00" if mode == "handshake" else b"2")
+                    time.sleep(0.2)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                conn, _ = server.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, stop
+
+
+@pytest.mark.parametrize("mode", ["flood", "drip", "handshake"])
+def test_a_server_that_never_finishes_is_cut_off_at_the_timeout(services: dict[str, Any], mode: str) -> None:
+    """--timeout bounds each connection (check.md).  A server streaming "220-" lines made
+    `check` run forever while its memory grew by gigabytes a minute (the reply lines were
+    all kept); one dripping a byte at a time made it run forever too."""
+    server, stop = _hostile_server(mode)
+    port = server.getsockname()[1]
+    try:
+        subprocess.run(["nsupdate", "-k", str(services["bind"].key_file)], check=True, capture_output=True,
+                       input=(f"server 127.0.0.1 {services['bind'].primary.port}\nzone {ZONE}\n"
+                              f"update add _{port}._tcp.svc.{ZONE} 60 IN TLSA {services['records']['svc'][0]}\n"
+                              "send\n").encode())
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "tlsa_manager", "--json", "check", f"svc.{ZONE}", "--port", str(port),
+             "--protocol", "smtp", "--resolver", services["resolver"], "--timeout", "2"],
+            capture_output=True, text=True, timeout=60,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)))
+        assert time.monotonic() - started < 20, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        endpoints = [e for h in json.loads(result.stdout)["hosts"] for e in h["endpoints"]]
+        assert endpoints and {e["verdict"] for e in endpoints} <= {"unreachable", "no-tls"}, endpoints
+        assert all("did not end in time" in e["detail"] or "endless" in e["detail"]
+                   or "no complete TLS handshake within 2 s" in e["detail"] for e in endpoints), [e["detail"] for e in endpoints]
+    finally:
+        stop.set()
+        server.close()

@@ -24,6 +24,7 @@ from tlsa_manager.configvalues import (
     cert_values,
     certs_value,
     check_host_name,
+    check_staged_apart,
     frozen,
     int_value,
     key_value,
@@ -182,7 +183,7 @@ class _FleetSpecs:
                 certs = certs_value(cert_values(merged), where, self.base)
                 key = key_value(merged, where, self.base)
                 next_keys = next_keys_value(merged, where, self.base)
-                staged_dir = staged_dir_value(merged, where, self.base)
+                staged_dir = staged_dir_value(merged, where, self.base, certs)
             except ConfigError:
                 certs = ()
             if certs:
@@ -265,7 +266,7 @@ def _host_spec(
         slack=parse_duration(merged.get("slack", 300), f"{where}.slack"),
         negative_ttl=int(parse_duration(neg, f"{where}.negative_ttl")) if neg is not None else None,
         reload=tuple(reload),
-        staged_dir=staged_dir_value(merged, where, base),
+        staged_dir=staged_dir_value(merged, where, base, certs_value(certs, where, base)),
         nameservers=tuple(
             string_value(n, f"{where}.nameservers") for n in list_value(merged, "nameservers", where)
         ),
@@ -373,6 +374,7 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
                 "keep one entry per host",
             )
         hosts[spec.name] = spec
+    check_staged_apart((h.name, h.staged_dir, h.certs) for h in hosts.values())
     state = path_value(doc["state_dir"], "state_dir", base) if "state_dir" in doc else None
     instance = doc.get("instance")
     if instance is not None and (not isinstance(instance, str) or not instance.strip()):

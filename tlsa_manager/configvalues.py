@@ -4,7 +4,8 @@ raises one :class:`ConfigError` line naming the key, what is wrong and what to w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,43 @@ def next_keys_value(merged: Mapping[str, Any], where: str, base: Path) -> tuple[
     return tuple(path_value(k, f"{where}.next_keys", base) for k in list_value(merged, "next_keys", where))
 
 
-def staged_dir_value(merged: Mapping[str, Any], where: str, base: Path) -> Path | None:
+def staged_dir_value(
+    merged: Mapping[str, Any], where: str, base: Path, certs: tuple[Path, ...] = ()
+) -> Path | None:
+    """``staged_dir``, refused when it is the folder of a live file: a renewal staged
+    there would be written over the live file itself, live at the MTA's next reload
+    before its records are served (hooks.stage also compares the resolved paths)."""
     value = merged.get("staged_dir")
-    return path_value(value, f"{where}.staged_dir", base) if value else None
+    if not value:
+        return None
+    staged = path_value(value, f"{where}.staged_dir", base)
+    live = next((c for c in certs if os.path.normpath(c.parent) == os.path.normpath(staged)), None)
+    if live is not None:
+        raise ConfigError(
+            f"{where}.staged_dir is the folder of the live file {live}: a renewal would be "
+            "written over the live file before its records are served",
+            'give staged_dir a folder of its own, e.g. staged_dir = "/etc/tlsa-manager/staged/HOST"',
+        )
+    return staged
+
+
+def check_staged_apart(hosts: Iterable[tuple[str, Path | None, tuple[Path, ...]]]) -> None:
+    """Refuse two hosts (name, staged_dir, live files) that stage to one file (a staged_dir
+    in [defaults], live files of one name): each would take the other's renewal for its
+    own staged chain, publish its key and deploy it, whichever host came first."""
+    seen: dict[str, str] = {}
+    for name, staged, certs in hosts:
+        for cert in certs:
+            if staged is None:
+                break
+            path = os.path.normpath(staged / cert.name)
+            other = seen.setdefault(path, name)
+            if other != name:
+                raise ConfigError(
+                    f'hosts."{other}" and hosts."{name}" both stage {cert.name} as {path}: a renewal '
+                    "of one would be deployed as the other's live file",
+                    'give each host its own staged_dir, e.g. staged_dir = "/etc/tlsa-manager/staged/HOST"',
+                )
 
 
 def frozen(value: object) -> object:

@@ -15,16 +15,20 @@ already covered by records whose gate has passed (key reused, issuer pre-publish
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+
 from tlsa_manager.catalog import Catalog
-from tlsa_manager.certs import Chain, key_type, load_chain, read_bytes
+from tlsa_manager.certs import Chain, key_type, load_chain, load_material
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.errors import ConfigError, HazardError, InputError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
 from tlsa_manager.hazards import TA_NOT_SENT
+from tlsa_manager.hostfiles import new_key_beside_key_file
 from tlsa_manager.nextkey import find_key
 from tlsa_manager.records import spki_der
 
@@ -36,6 +40,9 @@ class Renewal:
     domains: tuple[str, ...]
     key: Path | None
     fullchain: Path
+    #: the client named only its main domain (acme.sh, lego, dehydrated): the hosts are
+    #: found among the certificate's own names too
+    main_domain_only: bool = False
 
 
 def _env(env: Mapping[str, str], name: str, client: str) -> str:
@@ -67,13 +74,14 @@ def renewal_from(
     if client == "acme.sh":
         fullchain = env.get("CERT_FULLCHAIN_PATH") or _env(env, "CERT_PATH", client)
         return Renewal(
-            (_env(env, "Le_Domain", client),), Path(_env(env, "CERT_KEY_PATH", client)), Path(fullchain)
+            (_env(env, "Le_Domain", client),), Path(_env(env, "CERT_KEY_PATH", client)), Path(fullchain), True
         )
     if client == "lego":
         return Renewal(
             (_env(env, "LEGO_CERT_DOMAIN", client),),
             Path(_env(env, "LEGO_CERT_KEY_PATH", client)),
             Path(_env(env, "LEGO_CERT_PATH", client)),
+            True,
         )
     if client == "dehydrated":
         # deploy_cert DOMAIN KEYFILE CERTFILE FULLCHAINFILE CHAINFILE TIMESTAMP
@@ -83,7 +91,7 @@ def renewal_from(
                 "call it from dehydrated's hook script for deploy_cert",
             )
         rest = list(args[1:] if args[0] == "deploy_cert" else args)
-        return Renewal((rest[0],), Path(rest[1]), Path(rest[3]))
+        return Renewal((rest[0],), Path(rest[1]), Path(rest[3]), True)
     if client == "generic":
         if not (cert and host):
             raise UsageError(
@@ -95,9 +103,13 @@ def renewal_from(
 
 
 def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
-    """Configured hosts whose name the renewed certificate covers."""
-    names = {d.rstrip(".").lower() for d in renewal.domains}
-    found = [spec for name, spec in sorted(config.hosts.items()) if name in names]
+    """Configured hosts whose name the renewed certificate covers (``*.example.com``
+    covers ``mx.example.com``, one label deep, as RFC 6125 §6.4.3 matches it)."""
+    names = {d.rstrip(".").lower() for d in (*renewal.domains, *_certificate_names(renewal))}
+    wild = {n[2:] for n in names if n.startswith("*.")}
+    found = [
+        spec for name, spec in sorted(config.hosts.items()) if name in names or name.partition(".")[2] in wild
+    ]
     if not found:
         raise ConfigError(
             f"no configured host among the renewed names {', '.join(sorted(names))}",
@@ -106,11 +118,29 @@ def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
     return found
 
 
+def _certificate_names(renewal: Renewal) -> tuple[str, ...]:
+    """The DNS names of the renewed certificate, when the client named its main domain only."""
+    if not renewal.main_domain_only:
+        return ()
+    from cryptography import x509
+
+    leaf = load_chain(renewal.fullchain).leaf
+    if leaf is None:
+        return ()
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san.get_values_for_type(x509.DNSName))
+
+
 def with_known_key(renewal: Renewal, next_keys: Sequence[Path]) -> Renewal:
     """The renewal with the key that belongs to its certificate: the client's key file if it
     matches, else the next key the certificate was issued for (CSR mode: the client has no
     key file, or a stale one from an earlier run)."""
     mismatch: InputError | None = None
+    if renewal.key is None and load_material(renewal.fullchain).private_keys:
+        return replace(renewal, key=renewal.fullchain)  # one combined file: key, leaf, chain
     if renewal.key is not None and renewal.key.exists():
         try:
             load_chain(renewal.fullchain, renewal.key)
@@ -147,7 +177,10 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
         raise ConfigError(
             f"host {spec.name} has no staged_dir", 'add staged_dir = "/etc/tlsa-manager/staged/..."'
         )
-    renewal = with_known_key(renewal, next_keys)
+    # A next key's file is retired once a hook staged its certificate: run again (as
+    # docs/hooks.md says after a failure), the key is found in the staged or live file.
+    own = [spec.staged_dir / p.name for p in spec.certs] + list(spec.certs)
+    renewal = with_known_key(renewal, [*next_keys, *own])
     assert renewal.key is not None
     chain = load_chain(renewal.fullchain, renewal.key)  # raises if the key does not match
     if chain.leaf is None or chain.key is None:
@@ -156,16 +189,78 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
         )
     kind = key_type(chain.key)
     target_name = _live_name(spec, kind)
+    beside = new_key_beside_key_file(spec, target_name, renewal.fullchain, renewal.key)
+    if beside is not None:
+        raise ConfigError(f"{renewal.fullchain}: nothing staged for {spec.name}: {beside}", "docs/hooks.md")
     make_dir(spec.staged_dir, 0o750, what="staged_dir")
     target = spec.staged_dir / target_name
+    _refuse_live_target(spec, target)
     issuer = _missing_issuer(chain, renewal, catalog)  # a hazard first: it is said either way
-    if _already_live(next((p for p in spec.certs if p.name == target_name), None), chain):
+    live = next((p for p in spec.certs if p.name == target_name), None)
+    if _already_live(live, chain):
         return None
-    key_pem = read_bytes(renewal.key)
-    chain_pem = read_bytes(renewal.fullchain).rstrip(b"\n") + b"\n" + issuer
-    atomic_write(target, key_pem.rstrip(b"\n") + b"\n" + chain_pem, mode=0o640)
+    _refuse_expired(live, chain, renewal.fullchain)
+    atomic_write(target, _chain_file(renewal.key, chain) + issuer, mode=0o640)
     _group_like(target, spec)
     return target
+
+
+def _refuse_live_target(spec: HostSpec, target: Path) -> None:
+    """A staged_dir that is a live file's folder by another path (a link to it): the
+    renewal would be written over the live file, live before its records are served.
+    A live file that is a link: the deploy's rename would replace the link."""
+    for live in spec.certs:
+        if live.name == target.name and live.is_symlink():
+            raise ConfigError(
+                f"{live} is a symbolic link: a deploy replaces the live file by rename, so the link "
+                "would become a file (certbot's live/ folder then refuses every later renewal)",
+                "point cert at a file of its own that the MTA serves (docs/hooks.md, first install)",
+            )
+        if os.path.exists(target) and os.path.exists(live) and os.path.samefile(target, live):
+            raise ConfigError(
+                f"hosts.\"{spec.name}\".staged_dir {spec.staged_dir} is the folder of the live file {live}: "
+                "a renewal would be written over the live file before its records are served",
+                'give staged_dir a folder of its own, e.g. staged_dir = "/etc/tlsa-manager/staged/HOST"',
+            )
+
+
+def _chain_file(key_file: Path, chain: Chain) -> bytes:
+    """One private key, then the leaf, then its CA certificates, all PEM: what Postfix's
+    ``smtpd_tls_chain_files`` loads.  Built from what was parsed, never by pasting the
+    client's files together: a chain file that also holds the key, a DER key, or a CA
+    certificate before the leaf would make smtpd log "key ... does not match next
+    certificate" and disable TLS, and every DANE sender would defer mail."""
+    keys = load_material(key_file).private_keys
+    if not keys:
+        raise InputError(
+            f"{key_file}: holds no private key (the MTA needs it to serve the certificate)",
+            "give the private key file (--key privkey.pem)",
+        )
+    assert chain.leaf is not None
+    key_pem = keys[0].private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (chain.leaf, *chain.cas))
+
+
+def _refuse_expired(live: Path | None, chain: Chain, source: Path) -> None:
+    """An expired certificate that would replace a live one lasting longer (an old file
+    handed to the hook again): DANE-EE would still match, but PKIX and MTA-STS senders
+    would fail, so it is not staged."""
+    assert chain.leaf is not None
+    ends = chain.leaf.not_valid_after_utc
+    if ends.timestamp() >= time.time() or live is None:
+        return
+    try:
+        current = load_chain(live).leaf
+    except InputError:
+        return
+    if current is not None and current.not_valid_after_utc > ends:
+        raise InputError(
+            f"{source}: the certificate expired on {ends:%Y-%m-%d %H:%M}Z, before the live one "
+            f"(valid until {current.not_valid_after_utc:%Y-%m-%d %H:%M}Z); nothing staged",
+            "give the renewed certificate (the ACME client's newest file)",
+        )
 
 
 def _already_live(live: Path | None, chain: Chain) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tlsa_manager.catalog import Catalog
-from tlsa_manager.certs import load_chain
+from tlsa_manager.certs import load_chain, load_material
 from tlsa_manager.command import run_command
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import InputError, TlsaManagerError
@@ -53,6 +53,26 @@ def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = Non
             "point cert (--cert) at the chain the MTA serves, e.g. fullchain.pem; the key goes in key/--key",
         )
     return facts_with_issuer(chain, label, catalog)
+
+
+def new_key_beside_key_file(
+    spec: HostSpec, name: str, chain_path: Path, key_path: Path | None = None
+) -> str | None:
+    """Why a chain with a new key cannot replace the live file ``name``, or None.  With
+    ``key = FILE`` beside the first live chain, a deploy (one rename) would put the new key
+    and chain in the chain file while FILE keeps the old key: an MTA reading both pairs
+    the new certificate with the old key (and disables TLS)."""
+    if spec.key is None or not spec.certs or spec.certs[0].name != name:
+        return None
+    material = load_material(spec.key)
+    current = [k.public_key() for k in material.private_keys] + list(material.public_keys)
+    new = load_chain(chain_path, key_path).key
+    if new is None or any(spki_der(k) == spki_der(new) for k in current):
+        return None
+    return (
+        f"its key is new, and the host's key is a file of its own ({spec.key}) that a deploy "
+        "does not replace; put key and chain in one file (cert = that file) and drop key = ..."
+    )
 
 
 def staged_path(spec: HostSpec, key_type: str) -> Path | None:
@@ -152,6 +172,12 @@ class HostFiles:
                 f"{self.spec.name}: no live file named {source.name} to replace",
                 f"add {source.name} to cert/certs in the host's config",
             )
+        beside = new_key_beside_key_file(self.spec, target.name, source)
+        if beside is not None:
+            raise StagedChanged(beside, "stage a renewal that keeps the key")
+        if target.is_symlink():  # a rename would replace the link (certbot's live/ folder)
+            raise StagedChanged(f"{target} is a symbolic link, which a deploy would replace",
+                                "point cert at a file")
         pinned = source.with_name(f".{source.name}.deploying")
         with contextlib.suppress(FileNotFoundError):
             pinned.unlink()

@@ -85,7 +85,8 @@ class Ledger:
                 self.state_dir / name,
                 finfo,
                 "ledger",
-                f"chmod 600 {self.state_dir / name} and check its history",
+                f"check its history, then chown {os.geteuid()} {self.state_dir / name} "
+                f"&& chmod 600 {self.state_dir / name}",
             )
         return True
 

@@ -14,9 +14,12 @@ happens here: the point is to see what is served, before and after a deploy.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -42,6 +45,9 @@ PORT_PROTOCOLS = {
     995: "tls",
     443: "tls",
 }
+#: the most a server may send before the TLS handshake (a greeting, EHLO, CAPABILITY
+#: replies are a few KiB): a server that streams reply lines forever is cut off there
+MAX_DIALOGUE = 1 << 20
 #: what the upgrade is called, for messages
 UPGRADE_NAMES = {"smtp": "STARTTLS", "imap": "STARTTLS", "pop3": "STLS", "tls": "TLS"}
 
@@ -96,27 +102,45 @@ def _sent_chain(tls: ssl.SSLSocket) -> tuple[x509.Certificate, ...]:
 class _Lines:
     """Line reader over a plain socket (the upgrade dialogues are line based)."""
 
-    def __init__(self, sock: socket.socket, protocol: str) -> None:
+    def __init__(self, sock: socket.socket, protocol: str, deadline: float = float("inf")) -> None:
         self.sock = sock
         self.protocol = protocol
         self.buffer = bytearray()
         self.seen = False  # anything received at all
+        self.deadline = deadline  # time.monotonic(): the whole dialogue ends by then
+        self.received = 0
 
     def line(self) -> str:
         while b"\n" not in self.buffer:
-            chunk = self.sock.recv(4096)
+            remaining = self.deadline - time.monotonic()  # a server dripping bytes never trips
+            if remaining <= 0:  # a per-read timeout: the whole dialogue has its deadline
+                raise self._late() if self.seen else TimeoutError("timed out")
+            if remaining < (self.sock.gettimeout() or remaining):
+                self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                if not self.seen:
+                    raise
+                raise self._late() from None
             self.seen = self.seen or bool(chunk)
             if not chunk:
                 raise NetworkError(
                     "the server closed the connection", f"check that it speaks {self.protocol.upper()}"
                 )
             self.buffer.extend(chunk)
+            self.received += len(chunk)
             if len(self.buffer) > 65536:
                 raise NetworkError("the server sent an endless line", f"is this a {self.protocol} port?")
+            if self.received > MAX_DIALOGUE:
+                raise NetworkError("the server sent an endless reply", f"is this a {self.protocol} port?")
         index = self.buffer.index(b"\n")
         text = bytes(self.buffer[: index + 1]).decode("ascii", "replace").rstrip("\r\n")
         del self.buffer[: index + 1]
         return text
+
+    def _late(self) -> NetworkError:
+        return NetworkError("the server's reply did not end in time", f"is this a {self.protocol} port?")
 
     def send(self, command: str) -> None:
         self.sock.sendall(command.encode("ascii") + b"\r\n")
@@ -211,6 +235,27 @@ _UPGRADES: dict[str, Callable[[_Lines], None]] = {
 }
 
 
+@contextlib.contextmanager
+def _watchdog(sock: socket.socket, deadline: float, expired: list[bool]) -> Iterator[None]:
+    """Shut the socket down at ``deadline``: a TLS handshake whose server drips its bytes
+    would otherwise outlast every per-read timeout.  ``expired`` gets True if it fired."""
+
+    def fire() -> None:
+        expired.append(True)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    remaining = max(deadline - time.monotonic(), 0.0)
+    sock.settimeout(max(min(remaining, sock.gettimeout() or remaining), 0.001))
+    timer = threading.Timer(remaining, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def handshake(
     host: str, port: int, server_name: str, algorithm: str, protocol: str = "smtp", timeout: float = 10.0
 ) -> Presented:
@@ -221,9 +266,10 @@ def handshake(
     context.verify_mode = ssl.CERT_NONE
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(_CIPHERS[algorithm])
+    deadline = time.monotonic() + timeout  # the whole connection, as --timeout promises
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
-            lines = _Lines(sock, protocol)
+            lines = _Lines(sock, protocol, deadline)
             try:
                 upgrade(lines)
             except TimeoutError:
@@ -239,9 +285,17 @@ def handshake(
                 return Presented(algorithm, None, f"{UPGRADE_NAMES[protocol]} not offered", starttls=False)
             except _Refused as exc:
                 return Presented(algorithm, None, str(exc))
-            with context.wrap_socket(sock, server_hostname=server_name) as tls:
-                chain = _sent_chain(tls)
-                return Presented(algorithm, chain[0] if chain else None, None, chain)
+            expired: list[bool] = []
+            with _watchdog(sock, deadline, expired):
+                try:
+                    tls = context.wrap_socket(sock, server_hostname=server_name)
+                except OSError as exc:
+                    if expired or isinstance(exc, TimeoutError):  # the watchdog, or the last read's timeout
+                        return Presented(algorithm, None, f"no complete TLS handshake within {timeout:g} s")
+                    raise
+                with tls:
+                    chain = _sent_chain(tls)
+                    return Presented(algorithm, chain[0] if chain else None, None, chain)
     except ssl.SSLError as exc:
         return Presented(algorithm, None, f"TLS handshake failed ({exc.reason or exc})")
     except (OSError, NetworkError) as exc:

@@ -198,6 +198,7 @@ class ZoneFileProvider(Provider):
         self._check_in_zone(owners)
         if self.include is not None:
             self._check_included(lines, entries)
+            parse_fragment(self._read_fragment(), self.include)  # tool-owned: said by plan too
 
         def include(name: str, origin: dns.name.Name, depth: int = 1) -> dict[Any, Any]:
             if depth > MAX_INCLUDE_DEPTH:

@@ -20,7 +20,7 @@ import dns.exception
 import dns.name
 import dns.ttl
 
-from tlsa_manager.errors import ProviderError, ProviderInputError, TlsaManagerError
+from tlsa_manager.errors import ProviderInputError, TlsaManagerError
 from tlsa_manager.records import Tlsa
 
 DIRECTIVES = ("$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE")
@@ -374,7 +374,7 @@ def parse_fragment(text: str, where: Path) -> dict[dns.name.Name, tuple[frozense
             record = Tlsa.from_text(parts[4].removeprefix("TLSA").strip())
             ttl = int(parts[1])
         except (IndexError, ValueError, dns.exception.DNSException, TlsaManagerError):
-            raise ProviderError(
+            raise ProviderInputError(
                 f"{where}: line {number} is not a TLSA line tlsa-manager wrote",
                 "the fragment is tool-owned: remove the line (or the file) and sync again",
             ) from None
