@@ -182,6 +182,8 @@ CONFIG_CASES = {
     "records duplicate": ('records = ["3 1 1", "3 1 1"]', "names a kind twice", None),
     "nameservers string": ('nameservers = "ns1"', "nameservers must be a list", None),
     "nameservers number": ("nameservers = [53]", "nameservers must be a non-empty string", None),
+    # the resolver's IDNA codec refused it with a UnicodeError: "internal error", exit 1
+    "nameserver not a name": ('nameservers = ["\\u0080"]', "is not a valid host name", None),
     "negative_ttl list": ("negative_ttl = [1]", "negative_ttl", None),
     "next_keys string": ('next_keys = "k.pem"', "next_keys must be a list", None),
     "provider number": ("provider = 1", "provider 1 is not defined", 'provider = "z"'),

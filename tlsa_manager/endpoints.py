@@ -76,6 +76,10 @@ def parse_endpoint(text: str) -> Endpoint:
         address = str(socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0][4][0])
     except OSError:
         raise ConfigError(f"nameserver {host!r} does not resolve", "give its address instead") from None
+    except UnicodeError:  # the resolver's IDNA encoding refuses it before any lookup
+        raise ConfigError(
+            f"nameserver {host!r} is not a valid host name", "give its address or its DNS name"
+        ) from None
     return Endpoint(value, address, port)
 
 

@@ -50,6 +50,7 @@ from tlsa_manager.journal import clock_behind_dns, gated_chain, record_applied, 
 from tlsa_manager.journal import confirm_deploys as _confirm_deploys
 from tlsa_manager.observations import ServerView
 from tlsa_manager.planner import Plan
+from tlsa_manager.plans import name_text
 from tlsa_manager.ports import (
     Checkpoint,
     HostChains,
@@ -216,7 +217,7 @@ class Run:
             for member, changeset in todo:
                 host = self.ledger.host(member.settings.host)
                 for change in changeset.changes:
-                    rec = host.owner(change.owner.to_text())
+                    rec = host.owner(name_text(change.owner))
                     intent.setdefault(member.settings.host, []).append((rec, change.add - rec.managed))
                     if not change.add <= rec.managed:  # the same set stays the same object (ledger memo)
                         rec.managed = rec.managed | change.add
