@@ -227,3 +227,25 @@ def test_reused_key_still_deploys_beside_a_separate_key_file(cli: CliRunner, bin
     hooked = cli(*cfg, "hook", "generic", "--cert", renewal, "--host", site["host"])
     assert hooked.code == 0 and "deployed staged ecdsa.pem" in hooked.out, hooked.out + hooked.err
     assert cli(*cfg, "plan", site["host"]).code == 0
+
+
+def test_hosts_sharing_one_live_file_may_share_a_staged_dir(tmp_path: Path) -> None:
+    """One MTA under two MX names serves one file: with staged_dir in [defaults] both hosts
+    stage the same renewal to the same file.  That configuration loaded before the
+    shared-staged-file refusal and must still load (it was refused, exit 2 on every
+    command); two different live files of one name are still refused."""
+    from tlsa_manager.config import config_from_dict
+    from tlsa_manager.errors import ConfigError
+
+    shared = str(tmp_path / "live" / "ecdsa.pem")
+    doc = {
+        "defaults": {"staged_dir": str(tmp_path / "staged"), "cert": shared},
+        "providers": {"z": {"type": "zonefile", "zone_file": str(tmp_path / "db.example.test")}},
+        "hosts": {"mx1.example.test": {}, "mx2.example.test": {}},
+    }
+    config = config_from_dict(doc, tmp_path, "test")
+    assert sorted(config.hosts) == ["mx1.example.test", "mx2.example.test"]
+    assert {str(c) for s in config.hosts.values() for c in s.certs} == {shared}
+    doc["hosts"] = {"mx1.example.test": {}, "mx2.example.test": {"cert": str(tmp_path / "mx2" / "ecdsa.pem")}}
+    with pytest.raises(ConfigError, match="both stage"):
+        config_from_dict(doc, tmp_path, "test")

@@ -59,15 +59,17 @@ def staged_dir_value(
 def check_staged_apart(hosts: Iterable[tuple[str, Path | None, tuple[Path, ...]]]) -> None:
     """Refuse two hosts (name, staged_dir, live files) that stage to one file (a staged_dir
     in [defaults], live files of one name): each would take the other's renewal for its
-    own staged chain, publish its key and deploy it, whichever host came first."""
-    seen: dict[str, str] = {}
+    own staged chain, publish its key and deploy it, whichever host came first.  Hosts
+    whose live file is one file (one MTA under two MX names) share its renewal: allowed."""
+    seen: dict[str, tuple[str, str]] = {}
     for name, staged, certs in hosts:
         for cert in certs:
             if staged is None:
                 break
             path = os.path.normpath(staged / cert.name)
-            other = seen.setdefault(path, name)
-            if other != name:
+            live = os.path.normpath(cert)
+            other, other_live = seen.setdefault(path, (name, live))
+            if other != name and other_live != live:
                 raise ConfigError(
                     f'hosts."{other}" and hosts."{name}" both stage {cert.name} as {path}: a renewal '
                     "of one would be deployed as the other's live file",
