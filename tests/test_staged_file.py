@@ -249,3 +249,18 @@ def test_hosts_sharing_one_live_file_may_share_a_staged_dir(tmp_path: Path) -> N
     doc["hosts"] = {"mx1.example.test": {}, "mx2.example.test": {"cert": str(tmp_path / "mx2" / "ecdsa.pem")}}
     with pytest.raises(ConfigError, match="both stage"):
         config_from_dict(doc, tmp_path, "test")
+
+
+def test_new_key_for_a_host_whose_key_is_its_chain_file_is_staged(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
+    """``key = `` naming the live chain file itself (key + chain in one file, as Postfix's
+    smtpd_tls_key_file = $smtpd_tls_cert_file): a deploy replaces key and chain together,
+    so a renewal with a new key is staged as before (it was refused, exit 2, as if the
+    key were a file of its own)."""
+    live = site["live"] / "ecdsa.pem"
+    with open(site["config"], "a") as handle:
+        handle.write(f'key = "{live}"\n')
+    leaf, chain = le_shaped_chain(site["host"], "ye2.pem")
+    renewal = pki.write(site["tmp"] / "renewal" / "combined.pem", leaf.key_pem, leaf.pem, chain)
+    hooked = cli("--config", site["config"], "hook", "generic", "--cert", renewal, "--host", site["host"])
+    assert hooked.code == 0 and "Traceback" not in hooked.err, hooked.out + hooked.err
+    assert leaf.pem in (site["staged"] / "ecdsa.pem").read_bytes()

@@ -64,6 +64,8 @@ def new_key_beside_key_file(
     the new certificate with the old key (and disables TLS)."""
     if spec.key is None or not spec.certs or spec.certs[0].name != name:
         return None
+    if os.path.normpath(spec.key) == os.path.normpath(spec.certs[0]):
+        return None  # key = the chain file itself: the deploy replaces both at once
     material = load_material(spec.key)
     current = [k.public_key() for k in material.private_keys] + list(material.public_keys)
     new = load_chain(chain_path, key_path).key
