@@ -264,3 +264,18 @@ def test_new_key_for_a_host_whose_key_is_its_chain_file_is_staged(cli: CliRunner
     hooked = cli("--config", site["config"], "hook", "generic", "--cert", renewal, "--host", site["host"])
     assert hooked.code == 0 and "Traceback" not in hooked.err, hooked.out + hooked.err
     assert leaf.pem in (site["staged"] / "ecdsa.pem").read_bytes()
+
+
+def test_hook_pointed_at_a_live_link_that_already_holds_it_is_done(cli: CliRunner, site: SyncSite) -> None:  # noqa: F811
+    """cert = certbot's live/ link, and certbot's deploy hook hands over that very file
+    (RENEWED_LINEAGE/fullchain.pem, already the new certificate): nothing is to be staged
+    nor deployed, so the link is never replaced; the hook says it is already live
+    (exit 0), as for a regular live file, instead of refusing the link (exit 2)."""
+    archive = site["tmp"] / "archive" / "fullchain1.pem"
+    archive.parent.mkdir()
+    live = site["live"] / "ecdsa.pem"
+    live.rename(archive)
+    live.symlink_to(archive)
+    hooked = cli("--config", site["config"], "hook", "generic", "--cert", live, "--host", site["host"])
+    assert hooked.code == 0 and "already live" in hooked.out, hooked.out + hooked.err
+    assert live.is_symlink() and not (site["staged"] / "ecdsa.pem").exists()

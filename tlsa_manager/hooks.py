@@ -194,11 +194,11 @@ def stage(spec: HostSpec, renewal: Renewal, catalog: Catalog, next_keys: Sequenc
         raise ConfigError(f"{renewal.fullchain}: nothing staged for {spec.name}: {beside}", "docs/hooks.md")
     make_dir(spec.staged_dir, 0o750, what="staged_dir")
     target = spec.staged_dir / target_name
-    _refuse_live_target(spec, target)
     issuer = _missing_issuer(chain, renewal, catalog)  # a hazard first: it is said either way
     live = next((p for p in spec.certs if p.name == target_name), None)
-    if _already_live(live, chain):
+    if _already_live(live, chain):  # nothing written: a live link stays a link
         return None
+    _refuse_live_target(spec, target)
     _refuse_expired(live, chain, renewal.fullchain)
     atomic_write(target, _chain_file(renewal.key, chain) + issuer, mode=0o640)
     _group_like(target, spec)
