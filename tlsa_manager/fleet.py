@@ -105,11 +105,14 @@ class FleetZones:
                 self._early,
             )
             if len(got) < len(group):
+                late = [o.to_text() for o in group if o not in got]
                 log.warning(
-                    "%d of %d owners not served by every server after %.0f s",
-                    len(group) - len(got),
+                    "warning: %d of %d owners not served by every server after %.0f s: %s "
+                    "(their deploys wait; the next run observes them again)",
+                    len(late),
                     len(group),
                     ports.dns.propagation_timeout,
+                    ", ".join(late[:3]) + (f" and {len(late) - 3} more" if len(late) > 3 else ""),
                 )
             served.update(got)
             self._known.update(

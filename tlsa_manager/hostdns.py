@@ -343,7 +343,8 @@ class HostDns:
         served = wait_until_served(view, wanted, self.propagation_timeout, self.poll_interval)
         if len(served) < len(wanted):
             log.warning(
-                "%s: not every server serves the change after %.0f s",
+                "warning: %s: not every server serves the change after %.0f s "
+                "(its deploys wait; the next run observes it again)",
                 self.spec.name,
                 self.propagation_timeout,
             )
