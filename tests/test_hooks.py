@@ -15,7 +15,7 @@ from tlsa_manager.hooks import renewal_from
 import pki
 from conftest import CliRunner
 from servers import Bind
-from test_sync_cli import SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
+from test_sync_cli import LE_DATA, SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
 
 
 def test_each_client_convention() -> None:
@@ -119,13 +119,27 @@ def test_first_install_recipe_keeps_the_key_private(tmp_path: Path) -> None:
     assert live.read_text() == "key\nchain\n" and live.stat().st_mode & 0o007 == 0
 
 
+def _wildcard_lineage(tmp: Path, parent: str, key: CertificateIssuerPrivateKeyTypes | None = None) -> tuple[Path, bytes]:
+    """A certbot lineage for "parent, *.parent" (its key and full chain), and that file's bytes."""
+    from cryptography import x509
+
+    issuer_pem = (LE_DATA / "ye1.pem").read_bytes()
+    issuer = pki.Issued(x509.load_pem_x509_certificate(issuer_pem), pki.make_key("p384"))
+    leaf = pki.make_leaf([parent, f"*.{parent}"], issuer, key=key)
+    lineage = tmp / f"lineage-wild-{os.urandom(2).hex()}"
+    pki.write(lineage / "privkey.pem", leaf.key_pem)
+    pki.write(lineage / "fullchain.pem", leaf.pem, issuer_pem)
+    return lineage, leaf.key_pem + leaf.pem + issuer_pem
+
+
 def test_wildcard_certificate_covers_its_mx_host(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    """docs/hooks.md: the hook "finds the configured hosts the certificate covers". A
-    certbot lineage for "*.example.test" covers mx-....example.test (RFC 6125 §6.4.3),
-    but the hook stopped with "no configured host among the renewed names" at every
-    renewal, and the renewed certificate never reached the MTA."""
-    lineage, _leaf = _lineage(site["tmp"], site["host"], "ye1.pem")
+    """docs/hooks.md: the hook "finds the configured hosts the certificate covers". An MX
+    that serves the "*.example.test" certificate gets its renewal (RFC 6125 §6.4.3); the
+    hook stopped with "no configured host among the renewed names" at every renewal."""
     parent = site["host"].split(".", 1)[1]
+    _first, live = _wildcard_lineage(site["tmp"], parent)
+    (site["live"] / "ecdsa.pem").write_bytes(live)  # the MX serves the wildcard certificate
+    lineage, _ = _wildcard_lineage(site["tmp"], parent)
     monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
     monkeypatch.setenv("RENEWED_DOMAINS", f"{parent} *.{parent}")
     result = cli("--config", site["config"], "hook", "certbot")
@@ -134,6 +148,20 @@ def test_wildcard_certificate_covers_its_mx_host(cli: CliRunner, site: SyncSite,
     # a wildcard covers one label only: a deeper name is not covered
     monkeypatch.setenv("RENEWED_DOMAINS", f"*.sub.{parent}")
     assert "no configured host among the renewed names" in cli("--config", site["config"], "hook", "certbot").err
+
+
+def test_a_web_wildcard_lineage_does_not_replace_the_mx_own_certificate(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """certbot runs renewal-hooks/deploy for every lineage: the web server's
+    "*.example.test" renewal covers the MX's name too, but the MX serves a certificate of
+    its own.  Staging the wildcard would swap the MX's certificate and key for the web
+    server's at every renewal: refused (exit 2), nothing staged."""
+    parent = site["host"].split(".", 1)[1]
+    lineage, _ = _wildcard_lineage(site["tmp"], parent)
+    monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
+    monkeypatch.setenv("RENEWED_DOMAINS", f"{parent} *.{parent}")
+    result = cli("--config", site["config"], "hook", "certbot")
+    assert result.code == 2 and "covered by the renewed wildcard only" in result.err, result.err
+    assert not (site["staged"] / "ecdsa.pem").exists()
 
 
 def test_main_domain_client_finds_the_mx_host_among_the_certificates_names(cli: CliRunner, site: SyncSite, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811

@@ -19,18 +19,22 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import Chain, key_type, load_chain, load_material
 from tlsa_manager.config import Config, HostSpec
-from tlsa_manager.errors import ConfigError, HazardError, InputError, UsageError
+from tlsa_manager.errors import ConfigError, HazardError, InputError, TlsaManagerError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
 from tlsa_manager.hazards import TA_NOT_SENT
 from tlsa_manager.hostfiles import new_key_beside_key_file
 from tlsa_manager.nextkey import find_key
 from tlsa_manager.records import spki_der
+
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
 
 CLIENTS = ("certbot", "acme.sh", "lego", "dehydrated", "generic")
 
@@ -107,10 +111,24 @@ def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
     covers ``mx.example.com``, one label deep, as RFC 6125 §6.4.3 matches it)."""
     names = {d.rstrip(".").lower() for d in (*renewal.domains, *_certificate_names(renewal))}
     wild = {n[2:] for n in names if n.startswith("*.")}
-    found = [
-        spec for name, spec in sorted(config.hosts.items()) if name in names or name.partition(".")[2] in wild
+    found = [spec for name, spec in sorted(config.hosts.items()) if name in names]
+    # A host covered by the wildcard alone is staged only if its live certificate is
+    # that wildcard's too: certbot runs a deploy hook for every lineage, and a web
+    # server's *.example.com must not replace the MX's own certificate and key.
+    only_wild = [
+        spec
+        for name, spec in sorted(config.hosts.items())
+        if name not in names and name.partition(".")[2] in wild
     ]
+    found += [s for s in only_wild if f"*.{s.name.partition('.')[2]}" in _live_names(s)]
     if not found:
+        if only_wild:
+            raise ConfigError(
+                f"{only_wild[0].name} is covered by the renewed wildcard only, and its live "
+                "certificate is not that wildcard's: not staged (another lineage's certificate "
+                "would replace the MX's own)",
+                "renew the MX's own certificate, or deploy the wildcard once by hand (docs/hooks.md)",
+            )
         raise ConfigError(
             f"no configured host among the renewed names {', '.join(sorted(names))}",
             'add [hosts."<mx name>"] to the configuration, or check the certificate\'s names',
@@ -118,20 +136,31 @@ def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
     return found
 
 
+def _live_names(spec: HostSpec) -> tuple[str, ...]:
+    """The DNS names of the host's live certificate (none when it does not load)."""
+    try:
+        leaf = load_chain(spec.certs[0]).leaf if spec.certs else None
+    except (TlsaManagerError, OSError):
+        return ()
+    return _dns_names(leaf) if leaf is not None else ()
+
+
 def _certificate_names(renewal: Renewal) -> tuple[str, ...]:
     """The DNS names of the renewed certificate, when the client named its main domain only."""
     if not renewal.main_domain_only:
         return ()
+    leaf = load_chain(renewal.fullchain).leaf
+    return _dns_names(leaf) if leaf is not None else ()
+
+
+def _dns_names(leaf: Certificate) -> tuple[str, ...]:
     from cryptography import x509
 
-    leaf = load_chain(renewal.fullchain).leaf
-    if leaf is None:
-        return ()
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
-    return tuple(san.get_values_for_type(x509.DNSName))
+    return tuple(n.rstrip(".").lower() for n in san.get_values_for_type(x509.DNSName))
 
 
 def with_known_key(renewal: Renewal, next_keys: Sequence[Path]) -> Renewal:
