@@ -13,9 +13,9 @@ from tlsa_manager.errors import UsageError
 from tlsa_manager.hooks import renewal_from
 
 import pki
-from conftest import CliRunner
+from conftest import LE_DATA, CliRunner
 from servers import Bind
-from test_sync_cli import LE_DATA, SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
+from test_sync_cli import SyncSite, le_shaped_chain, site  # noqa: F401  (fixture)
 
 
 def test_each_client_convention() -> None:

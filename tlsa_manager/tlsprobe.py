@@ -14,12 +14,10 @@ happens here: the point is to see what is served, before and after a deploy.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -235,27 +233,6 @@ _UPGRADES: dict[str, Callable[[_Lines], None]] = {
 }
 
 
-@contextlib.contextmanager
-def _watchdog(sock: socket.socket, deadline: float, expired: list[bool]) -> Iterator[None]:
-    """Shut the socket down at ``deadline``: a TLS handshake whose server drips its bytes
-    would otherwise outlast every per-read timeout.  ``expired`` gets True if it fired."""
-
-    def fire() -> None:
-        expired.append(True)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-    remaining = max(deadline - time.monotonic(), 0.0)
-    sock.settimeout(max(min(remaining, sock.gettimeout() or remaining), 0.001))
-    timer = threading.Timer(remaining, fire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
 def handshake(
     host: str, port: int, server_name: str, algorithm: str, protocol: str = "smtp", timeout: float = 10.0
 ) -> Presented:
@@ -285,17 +262,17 @@ def handshake(
                 return Presented(algorithm, None, f"{UPGRADE_NAMES[protocol]} not offered", starttls=False)
             except _Refused as exc:
                 return Presented(algorithm, None, str(exc))
-            expired: list[bool] = []
-            with _watchdog(sock, deadline, expired):
-                try:
-                    tls = context.wrap_socket(sock, server_hostname=server_name)
-                except OSError as exc:
-                    if expired or isinstance(exc, TimeoutError):  # the watchdog, or the last read's timeout
-                        return Presented(algorithm, None, f"no complete TLS handshake within {timeout:g} s")
-                    raise
-                with tls:
-                    chain = _sent_chain(tls)
-                    return Presented(algorithm, chain[0] if chain else None, None, chain)
+            # What is left of the deadline bounds the whole handshake: CPython's handshake
+            # keeps one deadline across all its reads (a server that drips its bytes
+            # cannot outlast it).
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                tls = context.wrap_socket(sock, server_hostname=server_name)
+            except TimeoutError:
+                return Presented(algorithm, None, f"no complete TLS handshake within {timeout:g} s")
+            with tls:
+                chain = _sent_chain(tls)
+                return Presented(algorithm, chain[0] if chain else None, None, chain)
     except ssl.SSLError as exc:
         return Presented(algorithm, None, f"TLS handshake failed ({exc.reason or exc})")
     except (OSError, NetworkError) as exc:
