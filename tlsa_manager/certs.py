@@ -380,3 +380,13 @@ def read_passphrase(file: Path | None, env: str | None) -> bytes | None:
             raise InputError(f"environment variable {env} is not set", "export it or use --passphrase-file")
         return value.encode()
     return None
+
+
+def dns_names(cert: x509.Certificate) -> list[str]:
+    """The certificate's DNS names, lower case without a final dot: its subjectAltName
+    entries, or its common name when it has none."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        return [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]

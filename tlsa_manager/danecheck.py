@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from tlsa_manager.certs import issued_by
+from tlsa_manager.certs import dns_names, issued_by
 from tlsa_manager.facts import cert_facts, usable
 from tlsa_manager.records import Tlsa, Usage
 
@@ -35,18 +35,10 @@ def _matches(cert: x509.Certificate, record: Tlsa) -> bool:
     return cert_facts(cert).record(record.params) == record
 
 
-def _names(cert: x509.Certificate) -> list[str]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        return [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
-    except x509.ExtensionNotFound:
-        return [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-
-
 def name_ok(cert: x509.Certificate, reference: Sequence[str]) -> bool:
     """RFC 6125-style match of the leaf against the reference identifiers (one wildcard label)."""
     wanted = [r.lower().rstrip(".") for r in reference]
-    for name in _names(cert):
+    for name in dns_names(cert):
         for ref in wanted:
             if name == ref:
                 return True

@@ -19,12 +19,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
 from tlsa_manager.catalog import Catalog
-from tlsa_manager.certs import Chain, key_type, load_chain, load_material
+from tlsa_manager.certs import Chain, dns_names, key_type, load_chain, load_material
 from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.errors import ConfigError, HazardError, InputError, TlsaManagerError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
@@ -32,9 +31,6 @@ from tlsa_manager.hazards import TA_NOT_SENT
 from tlsa_manager.hostfiles import new_key_beside_key_file
 from tlsa_manager.nextkey import find_key
 from tlsa_manager.records import spki_der
-
-if TYPE_CHECKING:
-    from cryptography.x509 import Certificate
 
 CLIENTS = ("certbot", "acme.sh", "lego", "dehydrated", "generic")
 
@@ -142,7 +138,7 @@ def _live_names(spec: HostSpec) -> tuple[str, ...]:
         leaf = load_chain(spec.certs[0]).leaf if spec.certs else None
     except (TlsaManagerError, OSError):
         return ()
-    return _dns_names(leaf) if leaf is not None else ()
+    return tuple(dns_names(leaf)) if leaf is not None else ()
 
 
 def _certificate_names(renewal: Renewal) -> tuple[str, ...]:
@@ -150,17 +146,7 @@ def _certificate_names(renewal: Renewal) -> tuple[str, ...]:
     if not renewal.main_domain_only:
         return ()
     leaf = load_chain(renewal.fullchain).leaf
-    return _dns_names(leaf) if leaf is not None else ()
-
-
-def _dns_names(leaf: Certificate) -> tuple[str, ...]:
-    from cryptography import x509
-
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    return tuple(n.rstrip(".").lower() for n in san.get_values_for_type(x509.DNSName))
+    return tuple(dns_names(leaf)) if leaf is not None else ()
 
 
 def with_known_key(renewal: Renewal, next_keys: Sequence[Path]) -> Renewal:
