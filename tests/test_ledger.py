@@ -311,6 +311,24 @@ def test_a_host_changed_in_place_between_saves_is_written_anew(change: Callable[
         assert encode(data, memo) == reference_text(data)
 
 
+def test_a_clock_key_changed_in_place_to_an_equal_key_is_written_anew() -> None:
+    """1 and True are equal dict keys with the same hash, but json.dumps writes "1" and
+    "true": the memo keeps a clock's text only for the very same key objects."""
+    from tlsa_manager.ledger import EncodeMemo
+
+    data = sample()
+    wall = 1.5
+    clock = data.host("mail.example.com").clock
+    clock[1] = wall  # type: ignore[index]  # what a hand-edited or foreign ledger could hold
+    memo = EncodeMemo()
+    assert encode(data, memo) == reference_text(data)
+    clock.clear()
+    clock[True] = wall  # type: ignore[index]
+    assert encode(data, memo) == reference_text(data) and '"true": 1.5' in encode(data, memo)
+    data.host("mail.example.com").clock = dict(clock)  # a copy shares the keys and values
+    assert encode(data, memo) == reference_text(data)
+
+
 def test_a_ledger_of_the_indented_format_loads_and_is_written_in_the_current_one(tmp_path: Path) -> None:
     """Before issue 14 the ledger was json.dumps(indent=1), without since, blind, clock,
     unverified or negative_ttl: such a file still loads, the history's start is its

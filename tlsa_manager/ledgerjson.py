@@ -53,8 +53,8 @@ class EncodeMemo:
         self.members: dict[frozenset[int], tuple[frozenset[Tlsa], str]] = {}
 
 
-#: a host's clock dict, its keys, its values (the objects) and its text
-_Clock = tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...], str]
+#: a host's clock: its keys and values (the objects, kept alive here) and its text
+_Clock = tuple[tuple[str, ...], tuple[Any, ...], str]
 
 
 class _Line(NamedTuple):
@@ -165,8 +165,14 @@ def _owner(history: History, managed: frozenset[Tlsa], memo: EncodeMemo) -> str:
 
 
 def _same_clock(clock: dict[str, Any], known: _Clock) -> bool:
-    """The very dict of the last save, holding the very same keys and value objects."""
-    return known[0] is clock and tuple(clock) == known[1] and all(map(operator.is_, known[2], clock.values()))
+    """The very same key and value objects, in the same order, as at the last save (a
+    copy of the dict, as ``LedgerData.copy`` makes, shares them)."""
+    keys, values = known[0], known[1]
+    return (
+        len(clock) == len(keys)
+        and all(map(operator.is_, keys, clock))
+        and all(map(operator.is_, values, clock.values()))
+    )
 
 
 def _clock(clock: dict[str, Any], memo: EncodeMemo) -> _Clock:
@@ -175,7 +181,7 @@ def _clock(clock: dict[str, Any], memo: EncodeMemo) -> _Clock:
         text = "{" + ", ".join([f"{_string(k, memo)}: {_value(v)}" for k, v in sorted(clock.items())]) + "}"
     else:
         text = json.dumps(clock, sort_keys=True)
-    return (clock, tuple(clock), tuple(clock.values()), text)
+    return (tuple(clock), tuple(clock.values()), text)
 
 
 def _unchanged(hr: HostRecord, line: _Line) -> bool:
@@ -213,7 +219,7 @@ def _line(host: str, hr: HostRecord, last: _Line | None, memo: EncodeMemo) -> _L
     )
     negative = "" if hr.negative_ttl is None else f'"negative_ttl": {_value(hr.negative_ttl)}, '
     text = (
-        f'{encode_basestring_ascii(host)}: {{"clock": {clock[3]}, '
+        f'{encode_basestring_ascii(host)}: {{"clock": {clock[2]}, '
         f'"deploys": {deploys}, {negative}'
         f'"owners": {{{", ".join(texts)}}}, "unverified": {_value(hr.unverified)}}}'
     )
