@@ -25,6 +25,7 @@ from tlsa_manager.state import HELD, PRESENTED, deployed_label
 
 if TYPE_CHECKING:
     from tlsa_manager.engine import SyncReport
+    from tlsa_manager.provider import ChangeSet
 
 FAILING = (Severity.FATAL, Severity.RISK)
 # An ACME client treats any non-zero exit of its hook as a failed renewal step
@@ -61,11 +62,13 @@ def sync_lines(
     deployed: Sequence[str],
     checks: dict[str, str],
     notes: Sequence[str],
+    ttls: Sequence[str] = (),
 ) -> list[str]:
-    """The lines `sync` and `hook` print for one host."""
+    """The lines `sync` and `hook` print for one host (``ttls``: :func:`ttl_changes`)."""
     done = []
     if added or removed:
         done.append(f"{added} added, {removed} removed")
+    done.extend(ttls)
     for label in deployed:
         done.append(f"deployed {label} ({checks.get(label, 'the server presents it')})")
     lines = [f"{host}: {'; '.join(done) if done else 'nothing to change'}"]
@@ -75,6 +78,20 @@ def sync_lines(
     lines += [f"  note: {note}" for note in notes]
     lines += [f"  {hazard.one_line()}" for hazard in (plan.hazards if plan else ())]
     return lines
+
+
+def ttl_changes(applied: Sequence[ChangeSet]) -> list[str]:
+    """``TTL 300 -> 3600`` per distinct TTL step written (a step of its own, so without
+    additions or removals): a sync that wrote one must not say "nothing to change"."""
+    steps: dict[tuple[int | None, int], int] = {}
+    for changeset in applied:
+        for change in changeset.changes:
+            if change.ttl_change:
+                steps[(change.expected_ttl, change.ttl)] = steps.get((change.expected_ttl, change.ttl), 0) + 1
+    return [
+        f"TTL {old} -> {new}" + (f" ({count} owners)" if count > 1 else "")
+        for (old, new), count in sorted(steps.items(), key=str)
+    ]
 
 
 @dataclass(frozen=True)

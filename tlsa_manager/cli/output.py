@@ -92,7 +92,7 @@ def report_syncs(
     hook: bool = False,
 ) -> int:
     """What sync and hook print, and their exit code (report.exit_code)."""
-    from tlsa_manager.report import FAILING, HOOK_FAILING, exit_code, sync_as_dict, sync_lines
+    from tlsa_manager.report import FAILING, HOOK_FAILING, exit_code, sync_as_dict, sync_lines, ttl_changes
 
     checks: dict[str, dict[str, str]] = {run.spec.name: run.ports.checks for run in runs}
     warn_notes(runs)
@@ -119,6 +119,7 @@ def report_syncs(
                 report.deployed,
                 checks.get(report.host, {}),
                 report.notes,
+                ttl_changes(report.applied),
             )
         )
     failed = report_failures([(r.host, r.error) for r in reports if r.error], len(reports))

@@ -1,0 +1,57 @@
+"""Timelines an operator (or someone else with the TSIG key) makes between runs, against
+the real BIND primary and secondary: what `sync` and `status` then say must be what the
+servers serve and what the tool did.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from pathlib import Path
+
+from tlsa_manager.records import owner_name
+
+import pki
+from conftest import CliRunner, bind_read, rfc2136_config
+from servers import ZONE, Bind
+from test_sync_cli import le_shaped_chain
+
+GATE = 2 * 2 + 1 + 0.5  # 2 x TTL (2 s) + slack (1 s), and a little
+
+
+def nsupdate(bind: Bind, *lines: str) -> None:
+    """Someone else's change with BIND's own nsupdate (the tool's TSIG key)."""
+    script = f"server 127.0.0.1 {bind.primary.port}\nzone {bind.zone}\n" + "".join(f"{x}\n" for x in lines) + "send\n"
+    subprocess.run(["nsupdate", "-k", str(bind.key_file)], input=script.encode(), check=True, capture_output=True)
+
+
+def site(tmp_path: Path, bind: Bind, prefix: str) -> tuple[str, Path]:
+    """A host on the test BIND with an LE-shaped ECDSA chain live and a staged_dir."""
+    host = f"{prefix}-{secrets.token_hex(3)}.{ZONE}"
+    leaf, chain = le_shaped_chain(host, "ye1.pem")
+    pki.write(tmp_path / "live" / "ecdsa.pem", leaf.key_pem, leaf.pem, chain)
+    (tmp_path / "staged").mkdir()
+    config = tmp_path / "tlsa-manager.toml"
+    config.write_text(rfc2136_config(tmp_path / "state", bind, host, f"""
+cert = "{tmp_path / 'live' / 'ecdsa.pem'}"
+staged_dir = "{tmp_path / 'staged'}"
+"""))
+    return host, config
+
+
+def test_a_ttl_changed_by_hand_is_set_back_and_the_run_says_so(tmp_path: Path, bind: Bind, cli: CliRunner) -> None:
+    """Before: the run wrote an UPDATE that set the TTL back, and printed 'nothing to change'."""
+    host, config = site(tmp_path, bind, "ttl")
+    assert cli("--config", config, "sync", host).code == 0
+    owner = owner_name(host)
+    records, ttl = bind_read(bind.primary.port, owner)
+    assert ttl == 2
+    # the same record again with TTL 300: BIND gives the whole RRset that TTL
+    nsupdate(bind, f"update add {owner} 300 IN TLSA {sorted(r.to_text() for r in records)[0]}")
+    assert bind_read(bind.primary.port, owner) == (records, 300)
+    result = cli("--config", config, "sync", host)
+    assert result.code == 0, result.err
+    assert bind_read(bind.primary.port, owner) == (records, 2)
+    assert result.out.splitlines()[0] == f"{host}: TTL 300 -> 2", result.out
+    again = cli("--config", config, "sync", host)
+    assert again.out.splitlines()[0] == f"{host}: nothing to change", again.out
