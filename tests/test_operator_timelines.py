@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from pathlib import Path
+
+import pytest
 
 from tlsa_manager.records import owner_name
 
 import pki
-from conftest import CliRunner, bind_read, rfc2136_config
+from conftest import CliRunner, bind_read, openssl_tlsa_data, rfc2136_config
 from servers import ZONE, Bind
 from test_sync_cli import le_shaped_chain
 
@@ -55,3 +58,40 @@ def test_a_ttl_changed_by_hand_is_set_back_and_the_run_says_so(tmp_path: Path, b
     assert result.out.splitlines()[0] == f"{host}: TTL 300 -> 2", result.out
     again = cli("--config", config, "sync", host)
     assert again.out.splitlines()[0] == f"{host}: nothing to change", again.out
+
+
+@pytest.mark.parametrize("kind", ["3 0 1"])
+def test_a_foreign_record_kind_that_blocks_a_deploy_is_named(
+    tmp_path: Path, bind: Bind, cli: CliRunner, kind: str
+) -> None:
+    """Someone adds a "3 0 1" of the live certificate.  A staged new key can then never
+    go live (a sender using "3 0 1" would fail on it): the gate must say why, not "its
+    records are not published yet" (before: that, every run, with the records published)."""
+    host, config = site(tmp_path, bind, "foreign")
+    owner = owner_name(host)
+    assert cli("--config", config, "sync", host).code == 0
+    leaf_pem = tmp_path / "leaf.pem"
+    text = (tmp_path / "live" / "ecdsa.pem").read_text()
+    leaf_pem.write_text("-----BEGIN CERTIFICATE-----" + text.split("-----BEGIN CERTIFICATE-----")[1])
+    whole = openssl_tlsa_data(leaf_pem, 0, 1)
+    nsupdate(bind, f"update add {owner} 2 IN TLSA {kind} {whole}")
+    new_leaf, chain = le_shaped_chain(host, "ye1.pem")
+    pki.write(tmp_path / "staged" / "ecdsa.pem", new_leaf.key_pem, new_leaf.pem, chain)
+    assert cli("--config", config, "sync", host).code == 4  # H3: the "3 0 1"
+    new_key = openssl_tlsa_data(tmp_path / "staged" / "ecdsa.pem", 1, 1, key=True)
+    for port in (bind.primary.port, bind.secondary.port):
+        assert new_key in {r.data.hex() for r in bind_read(port, owner)[0]}  # published and served
+    time.sleep(GATE)
+    blocked = cli("--config", config, "sync", host)
+    assert (tmp_path / "staged" / "ecdsa.pem").exists()  # not deployed: "3 0 1" would not match it
+    want = f'{owner} holds "{kind}" records, a kind tlsa-manager does not publish here, and none matches it'
+    assert want in blocked.out and "not published yet" not in blocked.out, blocked.out
+    status = cli("--config", config, "status", host)
+    assert want in status.out, status.out
+    # once it is gone the usual gate applies, and the deploy follows
+    nsupdate(bind, f"update delete {owner} IN TLSA {kind} {whole}")
+    waiting = cli("--config", config, "sync", host)
+    assert "may go live not before" in waiting.out, waiting.out
+    time.sleep(GATE)
+    deployed = cli("--config", config, "sync", host)
+    assert "deployed staged ecdsa.pem" in deployed.out, deployed.out

@@ -6,10 +6,12 @@ from the owner's history and views, the negative TTL and the slack.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.plans import DEFAULT_TTL_CEILING, OwnerInput, short_time
+from tlsa_manager.records import Params, params_text
 
 
 @dataclass(frozen=True)
@@ -84,3 +86,22 @@ def gate_time(
             )
             wait = blind_until - t_sync
     return GateTime(t_sync, t_sync + wait, wait, f"{term} + slack {slack:g} s")
+
+
+def foreign_kinds(owners: Sequence[OwnerInput], kinds: Sequence[Params], chain: ChainFacts) -> str | None:
+    """Why ``chain`` can never go live while the RRsets hold them, or None: records not
+    ours, of a kind tlsa-manager does not publish here (someone else's "3 0 1"), of
+    which none matches it.  A sender that uses that kind would fail on it (I-1), and no
+    record of ours can fix that: said as it is, not as "its records are not published
+    yet" forever.  (A kind of ours that the configuration dropped the run removes.)"""
+    for owner in owners:
+        records = owner.published.records
+        foreign = sorted({r.params for r in records - owner.managed} - set(kinds))
+        blocking = [params_text(k) for k in foreign if not chain.matching(k) & records]
+        if blocking:
+            quoted = ", ".join(f'"{k}"' for k in blocking)
+            return (
+                f"{owner.owner} holds {quoted} records, a kind tlsa-manager does not publish here, "
+                "and none matches it; remove them, or list that kind in the host's records"
+            )
+    return None

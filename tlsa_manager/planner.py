@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from tlsa_manager.facts import ChainFacts
 from tlsa_manager.freshness import stale_catalog
-from tlsa_manager.gates import GateTime, gate_time
+from tlsa_manager.gates import GateTime, foreign_kinds, gate_time
 from tlsa_manager.hazards import (
     EMPTY_RRSET,
     KIND_OFF_LIVE,
@@ -241,6 +241,9 @@ def _gate(inp: PlanInput, chain: ChainFacts) -> Gate:
             False,
             f"no {', '.join(missing_kinds)} record for it fits the budget",
         )
+    blocking = foreign_kinds(inp.owners, inp.desired.kinds, chain)
+    if blocking:
+        return Gate(chain.label, None, None, 0, False, blocking, blocking)
     times = [
         gate_time(
             owner,
