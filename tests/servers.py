@@ -385,6 +385,12 @@ class Postfix:
     port: int = field(default_factory=free_port)
     #: an implicit-TLS (smtps, port 465 style) listener too, on this port
     wrapper_port: int | None = None
+    #: the smtpd listeners' process limit and options (master.cf): "1" and
+    #: "-o max_idle=3600" keep one long-lived smtpd, as a busy server's are (each smtpd
+    #: loads the chain files when it starts, so a file replaced without a reload is not
+    #: presented until it is replaced)
+    smtpd_maxproc: str = "-"
+    smtpd_options: str = ""
 
     @property
     def conf(self) -> Path:
@@ -425,7 +431,8 @@ smtp_tls_security_level = dane
 smtp_tls_loglevel = 1
 """)
         (self.conf / "master.cf").write_text(
-            f"127.0.0.1:{self.port} inet n - n - - smtpd\n[::1]:{self.port} inet n - n - - smtpd\n"
+            f"127.0.0.1:{self.port} inet n - n - {self.smtpd_maxproc} smtpd {self.smtpd_options}\n"
+            f"[::1]:{self.port} inet n - n - {self.smtpd_maxproc} smtpd {self.smtpd_options}\n"
             + (f"127.0.0.1:{self.wrapper_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes "
                "-o smtpd_tls_security_level=encrypt\n" if self.wrapper_port else "")
             + "".join(f"{name} unix {flags}\n" for name, flags in [

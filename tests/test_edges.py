@@ -255,6 +255,10 @@ def test_a_lost_ledger_never_removes_what_the_mta_may_still_present(probe: bool)
     if probe:  # the probe showed the old chain: it counts as live until the MTA presents the file
         world.run_event({"do": "mta-stuck", "stuck": False})
         world.run([], until=hour * 5, timer=600)
+        # no reload by the tool while the live file's gate is closed: with the history lost
+        # that is 2 x the TTL ceiling (journal._live_gate_passed), then it reloads
+        assert world.serving["ecdsa"] == old and old.covered_by(world.primary.records)
+        world.run([], until=3 * 86400, timer=600)
         assert world.serving["ecdsa"] == world.live["ecdsa"] and not old.covered_by(world.primary.records)
     assert not world.violations
 

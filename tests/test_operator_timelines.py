@@ -5,18 +5,23 @@ servers serve and what the tool did.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tlsa_manager.records import owner_name
 
 import pki
-from conftest import CliRunner, bind_read, openssl_tlsa_data, rfc2136_config
-from servers import ZONE, Bind
+from conftest import CliRunner, bind_read, openssl_tlsa_data, probed_host_lines, rfc2136_config
+from servers import ZONE, Bind, Postfix, require
 from test_sync_cli import le_shaped_chain
 
 GATE = 2 * 2 + 1 + 0.5  # 2 x TTL (2 s) + slack (1 s), and a little
@@ -95,3 +100,80 @@ def test_a_foreign_record_kind_that_blocks_a_deploy_is_named(
     time.sleep(GATE)
     deployed = cli("--config", config, "sync", host)
     assert "deployed staged ecdsa.pem" in deployed.out, deployed.out
+
+
+def presented_leaf(port: int, host: str, tmp: Path) -> str:
+    """The "3 1 1" data of the leaf the MTA presents, as openssl computes it."""
+    shown = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{port}",
+                            "-servername", host, "-showcerts"], input=b"QUIT\r\n", capture_output=True, timeout=30)
+    text = shown.stdout.decode()
+    leaf = tmp / "presented.pem"
+    leaf.write_text("-----BEGIN CERTIFICATE-----" + text.split("-----BEGIN CERTIFICATE-----")[1].split(
+        "-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
+    return openssl_tlsa_data(leaf, 1, 1)
+
+
+def senders_accept(bind: Bind, port: int, host: str) -> bool:
+    """openssl as a DANE sender, with the RRset of each server in turn."""
+    for server in (bind.primary.port, bind.secondary.port):
+        records = [r.to_text() for r in bind_read(server, owner_name(host, port))[0]]
+        args = ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{port}", "-servername", host,
+                "-dane_tlsa_domain", host, "-verify_return_error"]
+        for record in records:
+            args += ["-dane_tlsa_rrdata", record]
+        result = subprocess.run(args, input=b"QUIT\r\n", capture_output=True, timeout=30)
+        if result.returncode != 0:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def by_hand(bind: Bind, cli: CliRunner) -> Iterator[dict[str, Any]]:
+    """A host synced once with Postfix presenting its live file (only "3 1 1", so no
+    "2 1 1" of the issuer lets a sender through), then a new key and certificate copied
+    over the live file by hand, without a reload: Postfix still presents the old one."""
+    require("postfix", "openssl")
+    root = Path(tempfile.mkdtemp(prefix="tlsa-byhand-"))
+    root.chmod(0o755)
+    host = f"byhand-{secrets.token_hex(3)}.{ZONE}"
+    live = root / "live" / "ecdsa.pem"
+    leaf, chain = le_shaped_chain(host, "ye1.pem")
+    pki.write(live, leaf.key_pem, leaf.pem, chain)
+    # one long-lived smtpd per address, as a busy server's are: it loaded the file at start
+    postfix = Postfix(root / "postfix", host, [live], smtpd_maxproc="1", smtpd_options="-o max_idle=3600")
+    postfix.start()
+    try:
+        config = root / "tlsa-manager.toml"
+        config.write_text(rfc2136_config(root / "state", bind, host, probed_host_lines(postfix, live, root / "staged")
+                                         + 'records = ["3 1 1"]\n'))
+        first = cli("--config", config, "sync", host)
+        assert first.code == 0, first.out + first.err
+        old = presented_leaf(postfix.port, host, root)
+        assert senders_accept(bind, postfix.port, host)
+        new_leaf, chain = le_shaped_chain(host, "ye1.pem")
+        pki.write(root / "copy.pem", new_leaf.key_pem, new_leaf.pem, chain)
+        subprocess.run(["chgrp", "postfix", str(root / "copy.pem")], check=True)
+        (root / "copy.pem").chmod(0o640)
+        (root / "copy.pem").rename(live)
+        assert presented_leaf(postfix.port, host, root) == old  # not reloaded
+        yield {"root": root, "host": host, "config": config, "postfix": postfix, "old": old}
+    finally:
+        postfix.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_file_copied_in_by_hand_is_not_made_live_by_the_tools_reload(bind: Bind, cli: CliRunner) -> None:
+    """The same, then the ledger is lost: the first run probes, finds the MTA presenting
+    a chain no file holds (H27) and publishes both.  Before: that very run then reloaded
+    Postfix "to confirm", which made the copied key live before any server served its
+    record (I-2); DANE senders deferred mail until their caches caught up.  Now H27 ends
+    only when a probe shows the file presented; the tool never reloads for it."""
+    with by_hand(bind, cli) as s:
+        root, host, config, postfix, old = s["root"], s["host"], s["config"], s["postfix"], s["old"]
+        (root / "state" / "ledger.json").unlink()
+        run = cli("--config", config, "sync", host)
+        assert run.code == 4 and "[H27 risk]" in run.out, run.out + run.err
+        assert presented_leaf(postfix.port, host, root) == old
+        assert senders_accept(bind, postfix.port, host)
+        again = cli("--config", config, "sync", host)
+        assert "[H27 risk]" in again.out and presented_leaf(postfix.port, host, root) == old, again.out

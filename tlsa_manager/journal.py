@@ -21,11 +21,12 @@ from tlsa_manager.clock import signed_future as clock_signed_future
 from tlsa_manager.clock import step as clock_step
 from tlsa_manager.errors import TlsaManagerError
 from tlsa_manager.facts import ChainFacts
+from tlsa_manager.gates import gate_time
 from tlsa_manager.hazards import MTA_OTHER_CHAIN, Hazard
 from tlsa_manager.observations import History, ServerView
-from tlsa_manager.plans import Gate, chain_identity, name_text
+from tlsa_manager.plans import Gate, OwnerInput, chain_identity, name_text
 from tlsa_manager.ports import HostPorts, HostSettings, Member, Save, SyncReport
-from tlsa_manager.provider import ChangeSet
+from tlsa_manager.provider import ChangeSet, RRset
 from tlsa_manager.state import HELD, PRESENTED, DeployIntent, LedgerData, deployed_label
 
 
@@ -163,6 +164,20 @@ def _probe_after_restart(
         )
         return
     host.unverified = False
+    _journal_presented(settings, ports, ledger, report, wall, found)
+
+
+def _journal_presented(
+    settings: HostSettings,
+    ports: HostPorts,
+    ledger: LedgerData,
+    report: SyncReport,
+    wall: float,
+    found: Sequence[ChainFacts],
+) -> None:
+    """A chain the MTA presents that no live file holds goes into the journal (H27):
+    its records stay and deploys of its key type wait until the MTA presents the file."""
+    host = ledger.host(settings.host)
     live = ports.chains().live
     for chain in found:
         if any(chain_identity(chain) == chain_identity(c) for c in live):
@@ -191,7 +206,10 @@ def confirm_deploys(members: list[Member], ledger: LedgerData, save: Save) -> No
         journal = ledger.host(member.settings.host).deploys
         for label, entry in list(journal.items()):
             try:
-                member.ports.confirm(entry.deployed)
+                if label.startswith(PRESENTED) and not _live_gate_passed(member, ledger, entry.deployed):
+                    _presents_live(member.ports, entry.deployed)
+                else:
+                    member.ports.confirm(entry.deployed)
             except TlsaManagerError as exc:
                 if label.startswith(PRESENTED):  # no deploy of ours: H27 says it, not a failure
                     member.report.notes.append(
@@ -224,6 +242,47 @@ def confirm_deploys(members: list[Member], ledger: LedgerData, save: Save) -> No
             checked = checks_of(member.ports, label)
             verb = "confirmed" if checked.startswith(("verified", "the server presents")) else "finished"
             member.report.notes.append(f"{verb} the deploy of {label}: {checked}")
+
+
+def _live_gate_passed(member: Member, ledger: LedgerData, configured: ChainFacts) -> bool:
+    """May the tool reload the MTA so that it presents the live files of this key type?
+
+    Not a deploy of ours put them there (copied in by hand, or found so with no
+    history): only once their records have been served as long as a staged chain's
+    must (the one gate function, on the history kept so far) may a reload make them
+    live (I-2); before that the run only probes (:func:`_presents_live`)."""
+    settings = member.settings
+    host = ledger.host(settings.host)
+    live = [c for c in member.ports.chains().live if c.key_type == configured.key_type]
+    now = member.ports.now()
+    for owner in settings.owners:
+        rec = host.owners.get(name_text(owner))
+        latest = rec.history.latest() if rec is not None else None
+        view = next((v for v in latest.views if v.records is not None), None) if latest else None
+        if rec is None or latest is None or view is None or view.records is None:
+            return False
+        seen = OwnerInput(owner, RRset(owner, view.records, view.ttl), latest.views, rec.history)
+        for chain in live:
+            gate = gate_time(seen, chain, settings.negative_ttl, settings.slack,
+                             ttl_ceiling=settings.ttl_ceiling, propagation_delay=settings.propagation_delay)
+            if gate.opens_at is None or gate.opens_at > now:
+                return False
+    return bool(live)
+
+
+def _presents_live(ports: HostPorts, configured: ChainFacts) -> None:
+    """H27 ends when a probe shows the MTA presenting a live file of that key type.
+
+    Probed, not reloaded, while the live file's gate is closed (:func:`_live_gate_passed`):
+    a reload by the tool would make it live before its records have been served for two
+    TTLs (I-2)."""
+    found = ports.presented()
+    live = [c for c in ports.chains().live if c.key_type == configured.key_type]
+    if found is None or not any(chain_identity(c) == chain_identity(f) for c in live for f in found):
+        raise TlsaManagerError(
+            f"the MTA does not present the configured {configured.label}",
+            "reload the MTA once the file's records have been served for two TTLs",
+        )
 
 
 def checks_of(ports: HostPorts, label: str) -> str:
