@@ -162,6 +162,35 @@ def by_hand(bind: Bind, cli: CliRunner) -> Iterator[dict[str, Any]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_a_certificate_replaced_by_hand_keeps_its_predecessors_record_while_the_mta_presents_it(
+    bind: Bind, cli: CliRunner
+) -> None:
+    """An operator copies a new key + certificate over the live file and forgets the
+    reload.  Before: the next sync removed the old key's "3 1 1" while Postfix still
+    presented that key, and DANE senders deferred mail.  Now, with a probe, the run sees
+    that the MTA presents a chain no file holds (H27): its record stays, the new key's
+    is published, and once that has been served for two TTLs the tool reloads Postfix
+    (as it would deploy a staged file); only then does the old record go."""
+    with by_hand(bind, cli) as s:
+        root, host, config, postfix, old = s["root"], s["host"], s["config"], s["postfix"], s["old"]
+        run = cli("--config", config, "sync", host)
+        assert run.code == 4 and "[H27 risk]" in run.out, run.out + run.err
+        assert presented_leaf(postfix.port, host, root) == old
+        assert senders_accept(bind, postfix.port, host), run.out + run.err
+        early = cli("--config", config, "sync", host)  # the new key's gate is not passed yet
+        assert "[H27 risk]" in early.out and presented_leaf(postfix.port, host, root) == old, early.out
+        assert senders_accept(bind, postfix.port, host)
+
+        time.sleep(GATE)
+        done = cli("--config", config, "sync", host)
+        assert done.code == 0 and "H27 is over" in done.out, done.out + done.err
+        new = presented_leaf(postfix.port, host, root)
+        assert new != old
+        assert senders_accept(bind, postfix.port, host)
+        for server in (bind.primary.port, bind.secondary.port):
+            assert {r.data.hex() for r in bind_read(server, owner_name(host, postfix.port))[0]} == {new}
+
+
 def test_a_file_copied_in_by_hand_is_not_made_live_by_the_tools_reload(bind: Bind, cli: CliRunner) -> None:
     """The same, then the ledger is lost: the first run probes, finds the MTA presenting
     a chain no file holds (H27) and publishes both.  Before: that very run then reloaded

@@ -117,8 +117,28 @@ def begin_run(settings: HostSettings, ports: HostPorts, ledger: LedgerData, repo
     if why:
         _restart_history(ledger, settings.host, why, report)
     if existed and not why:
+        if _orphaned_keys(settings, ports, ledger):
+            found = ports.presented()  # None: no probe configured, or it failed
+            if found is not None:
+                _journal_presented(settings, ports, ledger, report, sample.wall, found)
         return
     _probe_after_restart(settings, ports, ledger, report, sample.wall)
+
+
+def _orphaned_keys(settings: HostSettings, ports: HostPorts, ledger: LedgerData) -> bool:
+    """Would this run remove a "3 x x" record of ours, its key in no file any more?
+
+    Right after a deploy of ours the journal holds the replaced chain until the MTA is
+    seen presenting the new one.  A key gone from the files otherwise was replaced
+    behind the tool's back (a live file copied in by hand, without a reload): the MTA
+    may still present it, and its record must not go (I-3) before a probe says."""
+    chains = ports.chains()
+    known = [*chains.live, *chains.staged, *chains.next_keys, *unconfirmed(ledger, settings.host)]
+    return any(
+        record.usage == 3 and not any(record in chain.matching(record.params) for chain in known)
+        for owner in ledger.host(settings.host).owners.values()
+        for record in owner.managed
+    )
 
 
 HISTORY_RESTARTS = "the history starts again; gates wait as after a lost ledger"
