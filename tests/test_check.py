@@ -87,7 +87,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                                                  check=True).stdout)
                 for k, f in zip(("ecdsa", "rsa"), files, strict=True)}
         script = []
-        for zone, host, records in [
+        hosts: list[tuple[str, str, list[Any]]] = [
             (ZONE, "mx", [r311["ecdsa"], r311["rsa"]]),
             (ZONE, "good", [r311["ecdsa"], r311["rsa"]]),
             (ZONE, "wrong", [Tlsa.from_text("3 1 1 " + "ab" * 32)]),
@@ -102,7 +102,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             ("bogus.test", "mx", [r311["ecdsa"], r311["rsa"]]),
             (ZONE, "nostarttls", [r311["ecdsa"]]),
             (ZONE, "lag", [r311["ecdsa"], r311["rsa"]]),
-        ]:
+            # a digest of the wrong length and unknown parameters: unusable, ignored by senders
+            (ZONE, "junk", [r311["ecdsa"], r311["rsa"], "\\# 4 03010100", "255 255 255 aabb"]),
+        ]
+        for zone, host, records in hosts:
             script.append(f"server 127.0.0.1 {bind.primary.port}\nzone {zone}\n")
             if host not in ("mx",) or zone != ZONE:
                 script.append(f"update add {host}.{zone} 60 IN A 127.0.0.1\n")
@@ -113,7 +116,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
                        capture_output=True)
         wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in ("good", "wrong", "rsaonly", "tanotsent", "le301",
-                                                                 "privateca", "nostarttls", "lag")] + ["mx.insecure.test"])
+                                                                 "privateca", "nostarttls", "lag", "junk")] + ["mx.insecure.test"])
         yield {"bind": bind, "unbound": unbound, "postfix": postfix, "port": port, "nost": nost,
                "garbage": garbage, "resolver": f"127.0.0.1:{unbound.port}", "r311": r311}
     finally:
@@ -345,3 +348,15 @@ def test_lame_server_and_expiring_signatures(cli: CliRunner, env: dict[str, Any]
     doc = run_check(cli, env, f"good.{ZONE}", "--rrsig-margin", "400").json()
     tlsa = [h for h in doc["hosts"][0]["hazards"] if h["code"] == "H7" and "TLSA" in h["message"]]
     assert tlsa and f"expire {earliest:%Y-%m-%d %H:%M}Z" in tlsa[0]["message"], doc["hosts"][0]["hazards"]
+
+
+def test_records_senders_cannot_use_are_left_out_like_posttls_finger(cli: CliRunner, env: dict[str, Any]) -> None:
+    """Before: a "3 1 1 00" (a digest too short) beside good records made the TLSA lookup
+    fail ("resolver ...: FormError", verdict unknown, exit 1), and a "255 255 255" record
+    was an internal error; Postfix warns "unusable TLSA RR" and verifies with the rest."""
+    result = run_check(cli, env, f"junk.{ZONE}")
+    doc = result.json()
+    assert doc["verdict"] == "pass" and verdicts(doc) == {"ecdsa": "pass", "rsa": "pass"}, result.out + result.err
+    assert "1 unusable (unknown usage, selector or matching type)" in doc["hosts"][0]["detail"]
+    assert finger(env, f"junk.{ZONE}", "ecdsa") and finger(env, f"junk.{ZONE}", "rsa")
+

@@ -29,7 +29,7 @@ from tlsa_manager.danecheck import verify
 from tlsa_manager.dnsview import DnsView
 from tlsa_manager.dnsview import Endpoint as Server
 from tlsa_manager.hazards import Hazard
-from tlsa_manager.records import Tlsa, host_name, owner_name, spki_sha256
+from tlsa_manager.records import Tlsa, host_name, known, owner_name, spki_sha256
 from tlsa_manager.resolve import Lookup, ValidatingResolver
 from tlsa_manager.tlsprobe import UPGRADE_NAMES, Presented, handshake, protocol_for
 
@@ -123,12 +123,12 @@ class Checker:
         expanded = next((lk.final for lk in lookups if lk.cname and lk.final is not None), None)
         if expanded is not None:
             check.hazards.append(checkhazards.cname_mx(text, expanded))
-        records, tlsa_lookup, owner = self._tlsa(host, expanded)
+        records, unknown, tlsa_lookup, owner = self._tlsa(host, expanded)
         check.tlsa_owner = owner
         if tlsa_lookup is not None and tlsa_lookup.cname:
             check.hazards.append(checkhazards.cname_owner(text, owner))
         secure_addresses = all(lk.secure for lk in lookups if lk.found)
-        check.settle(checkhazards.dane_state(text, owner, records, tlsa_lookup, secure_addresses))
+        check.settle(checkhazards.dane_state(text, owner, records, tlsa_lookup, secure_addresses, unknown))
         if not check.dane.probes:
             return check
         check.tlsa = records
@@ -213,9 +213,11 @@ class Checker:
 
     def _tlsa(
         self, host: dns.name.Name, expanded: dns.name.Name | None
-    ) -> tuple[list[Tlsa], Lookup | None, str]:
+    ) -> tuple[list[Tlsa], int, Lookup | None, str]:
+        """The TLSA records senders can use, how many more they cannot read (usage 255,
+        ...: unusable, RFC 7671 §4.1), the lookup, and the owner name."""
         if self.records is not None:
-            return list(self.records), None, f"{owner_name(host.to_text(), self.port)} (from --records)"
+            return list(self.records), 0, None, f"{owner_name(host.to_text(), self.port)} (from --records)"
         last = None
         for candidate in ([expanded] if expanded else []) + [host]:
             owner = owner_name(candidate.to_text(), self.port)
@@ -225,8 +227,9 @@ class Checker:
                 break
         assert last is not None
         lookup, owner = last
-        records = [Tlsa.from_rdata(r) for r in lookup.rrset] if lookup.rrset is not None else []
-        return records, lookup, owner.to_text()
+        records = [Tlsa.from_rdata(r) for r in lookup.rrset or [] if known(r)]
+        unknown = len(lookup.rrset or []) - len(records)
+        return records, unknown, lookup, owner.to_text()
 
     def _endpoint(
         self, host: str, address: str, algorithm: str, records: list[Tlsa], reference: list[str], dane: bool

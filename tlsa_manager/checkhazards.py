@@ -55,9 +55,16 @@ def address_state(host: str, lookups: Sequence[Lookup], addresses: Sequence[str]
 
 
 def dane_state(
-    host: str, owner: str, records: Sequence[Tlsa], tlsa: Lookup | None, secure_addresses: bool
+    host: str,
+    owner: str,
+    records: Sequence[Tlsa],
+    tlsa: Lookup | None,
+    secure_addresses: bool,
+    unknown: int = 0,
 ) -> DaneState:
-    """Whether senders apply DANE to the host, given its TLSA lookup (None: records given)."""
+    """Whether senders apply DANE to the host, given its TLSA lookup (None: records given).
+    ``unknown`` records (a usage, selector or matching type no sender knows) are unusable
+    but still make the RRset non-empty: TLS is then required (RFC 7672 §2.2)."""
     if tlsa is not None and tlsa.status == "bogus":
         return DaneState(Dane.BOGUS, "TLSA lookup bogus: mail deferred", (bogus(host, "TLSA"),))
     if tlsa is not None and tlsa.status == "error":
@@ -67,14 +74,15 @@ def dane_state(
             f"A/AAAA of {host} insecure: senders skip TLSA", "sign the zone that holds the MX host", host
         )
         return DaneState(Dane.NOT_IN_FORCE, "the host's addresses are not DNSSEC-signed", (insecure,))
-    if records and tlsa is not None and not tlsa.secure:
+    if (records or unknown) and tlsa is not None and not tlsa.secure:
         inert = TLSA_INSECURE.hazard(
             f"TLSA at {owner} is insecure: DANE is inert", "sign the zone (and the delegation)", host
         )
         return DaneState(Dane.NOT_IN_FORCE, "the TLSA RRset is not DNSSEC-signed", (inert,))
-    if not records:
+    if not records and not unknown:
         return DaneState(Dane.NOT_IN_FORCE, f"no TLSA record at {owner}")
-    return DaneState(Dane.IN_FORCE, f"{len(records)} TLSA record(s) at {owner}")
+    ignored = f" and {unknown} unusable (unknown usage, selector or matching type)" if unknown else ""
+    return DaneState(Dane.IN_FORCE, f"{len(records)} TLSA record(s){ignored} at {owner}")
 
 
 def cname_mx(host: str, expanded: object) -> Hazard:
