@@ -113,6 +113,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             for rec in records:
                 script.append(f"update add _{tlsa_port}._tcp.{host}.{zone} 60 IN TLSA {rec}\n")
             script.append("send\n")
+        script.append(f"server 127.0.0.1 {bind.primary.port}\nzone {ZONE}\nupdate add nullmx.{ZONE} 60 IN MX 0 .\nsend\n")
         subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
                        capture_output=True)
         wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in ("good", "wrong", "rsaonly", "tanotsent", "le301",
@@ -360,3 +361,11 @@ def test_records_senders_cannot_use_are_left_out_like_posttls_finger(cli: CliRun
     assert "1 unusable (unknown usage, selector or matching type)" in doc["hosts"][0]["detail"]
     assert finger(env, f"junk.{ZONE}", "ecdsa") and finger(env, f"junk.{ZONE}", "rsa")
 
+
+def test_null_mx_says_the_domain_takes_no_mail(cli: CliRunner, env: dict[str, Any]) -> None:
+    """Before: "MX 0 ." (RFC 7505) was checked as a host named ".": "unknown ... no
+    address: REFUSED, REFUSED", exit 1; Postfix: "does not accept mail (nullMX)"."""
+    result = run_check(cli, env, f"nullmx.{ZONE}")
+    doc = result.json()
+    assert doc["verdict"] == "dane not in force" and doc["hosts"] == [] and result.code == 4
+    assert doc["mx"].startswith("null (RFC 7505: the domain accepts no mail")

@@ -36,6 +36,7 @@ from tlsa_manager.tlsprobe import UPGRADE_NAMES, Presented, handshake, protocol_
 __all__ = ["CheckResult", "Checker", "Dane", "Endpoint", "HostCheck", "nagios"]
 
 ALGORITHMS = ("ecdsa", "rsa")
+NULL_MX = "null (RFC 7505: the domain accepts no mail, so senders never look up TLSA)"
 
 
 @dataclass
@@ -87,6 +88,9 @@ class Checker:
                 hazards=[checkhazards.bogus(target, "MX")],
             )
             return CheckResult(target, "bogus", [failed], hazards)
+        if mx.found and mx.rrset is not None and {r.exchange for r in mx.rrset} == {dns.name.root}:
+            # RFC 7505: "MX 0 ." says the domain accepts no mail; there is no host to check
+            return CheckResult(target, NULL_MX, [], hazards)
         if mx.found and mx.rrset is not None:
             hosts = sorted(
                 ((r.preference, r.exchange) for r in mx.rrset), key=lambda t: (t[0], t[1].to_text())
