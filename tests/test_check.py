@@ -369,3 +369,18 @@ def test_null_mx_says_the_domain_takes_no_mail(cli: CliRunner, env: dict[str, An
     doc = result.json()
     assert doc["verdict"] == "dane not in force" and doc["hosts"] == [] and result.code == 4
     assert doc["mx"].startswith("null (RFC 7505: the domain accepts no mail")
+
+
+def test_a_resolver_that_does_not_validate_is_not_blamed_on_the_zone(cli: CliRunner, env: dict[str, Any]) -> None:
+    """Before: through a resolver that does not validate (here the primary itself, which
+    sets no AD bit) a signed zone was reported "the host's addresses are not
+    DNSSEC-signed; fix: sign the zone"; now the detail and the fix name the resolver (or a
+    missing DS), and a really unsigned zone is still told to sign."""
+    bind = env["bind"]
+    result = cli("--json", "check", f"good.{ZONE}", "--port", str(env["port"]), "--resolver",
+                 bind.primary.endpoint, "--timeout", "5", *authoritative(env))
+    host = result.json()["hosts"][0]
+    assert host["dane"] == "not in force" and "signed but not validated (no AD bit)" in host["detail"], host
+    assert "validating resolver (--resolver ADDR)" in host["hazards"][0]["fix"]
+    unsigned = run_check(cli, env, "mx.insecure.test").json()["hosts"][0]
+    assert "not validated" not in unsigned["detail"] and "sign the zone" in str(unsigned["hazards"])

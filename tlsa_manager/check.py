@@ -96,7 +96,7 @@ class Checker:
                 ((r.preference, r.exchange) for r in mx.rrset), key=lambda t: (t[0], t[1].to_text())
             )
             if not mx.secure:
-                hazards.append(checkhazards.insecure_mx(target))
+                hazards.append(checkhazards.insecure_mx(target, mx.signed))
             mx_text = "secure" if mx.secure else "insecure"
         else:
             hosts = [(None, name)]
@@ -132,7 +132,10 @@ class Checker:
         if tlsa_lookup is not None and tlsa_lookup.cname:
             check.hazards.append(checkhazards.cname_owner(text, owner))
         secure_addresses = all(lk.secure for lk in lookups if lk.found)
-        check.settle(checkhazards.dane_state(text, owner, records, tlsa_lookup, secure_addresses, unknown))
+        signed = any(lk.signed for lk in lookups if lk.found)
+        check.settle(
+            checkhazards.dane_state(text, owner, records, tlsa_lookup, secure_addresses, unknown, signed)
+        )
         if not check.dane.probes:
             return check
         check.tlsa = records

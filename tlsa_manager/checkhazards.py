@@ -35,6 +35,10 @@ from tlsa_manager.records import Tlsa
 from tlsa_manager.resolve import Lookup
 from tlsa_manager.tlsprobe import Presented
 
+#: why a signed answer came back without the AD bit
+UNVALIDATED = "not validated (no AD bit): the resolver does not validate, or the zone has no DS at its parent"
+UNVALIDATED_FIX = "check with a validating resolver (--resolver ADDR), or publish the zone's DS at its parent"
+
 
 def bogus(where: str, what: str) -> Hazard:
     """H7: a lookup senders need fails validation."""
@@ -61,6 +65,7 @@ def dane_state(
     tlsa: Lookup | None,
     secure_addresses: bool,
     unknown: int = 0,
+    signed_addresses: bool = False,
 ) -> DaneState:
     """Whether senders apply DANE to the host, given its TLSA lookup (None: records given).
     ``unknown`` records (a usage, selector or matching type no sender knows) are unusable
@@ -71,14 +76,20 @@ def dane_state(
         return DaneState(Dane.ERROR, f"TLSA lookup failed: {tlsa.error}")
     if not secure_addresses:
         insecure = MX_INSECURE.hazard(
-            f"A/AAAA of {host} insecure: senders skip TLSA", "sign the zone that holds the MX host", host
+            f"A/AAAA of {host} insecure: senders skip TLSA",
+            UNVALIDATED_FIX if signed_addresses else "sign the zone that holds the MX host",
+            host,
         )
-        return DaneState(Dane.NOT_IN_FORCE, "the host's addresses are not DNSSEC-signed", (insecure,))
+        why = f"signed but {UNVALIDATED}" if signed_addresses else "not DNSSEC-signed"
+        return DaneState(Dane.NOT_IN_FORCE, f"the host's addresses are {why}", (insecure,))
     if (records or unknown) and tlsa is not None and not tlsa.secure:
         inert = TLSA_INSECURE.hazard(
-            f"TLSA at {owner} is insecure: DANE is inert", "sign the zone (and the delegation)", host
+            f"TLSA at {owner} is insecure: DANE is inert",
+            UNVALIDATED_FIX if tlsa.signed else "sign the zone (and the delegation)",
+            host,
         )
-        return DaneState(Dane.NOT_IN_FORCE, "the TLSA RRset is not DNSSEC-signed", (inert,))
+        why = f"signed but {UNVALIDATED}" if tlsa.signed else "not DNSSEC-signed"
+        return DaneState(Dane.NOT_IN_FORCE, f"the TLSA RRset is {why}", (inert,))
     if not records and not unknown:
         return DaneState(Dane.NOT_IN_FORCE, f"no TLSA record at {owner}")
     ignored = f" and {unknown} unusable (unknown usage, selector or matching type)" if unknown else ""
@@ -95,9 +106,12 @@ def cname_owner(host: str, owner: str) -> Hazard:
     )
 
 
-def insecure_mx(target: str) -> Hazard:
+def insecure_mx(target: str, signed: bool = False) -> Hazard:
+    why = f"signed but {UNVALIDATED}" if signed else "not DNSSEC-signed"
     return MX_INSECURE.hazard(
-        f"the MX RRset of {target} is not DNSSEC-signed: senders do not apply DANE", "sign the zone", target
+        f"the MX RRset of {target} is {why}: senders do not apply DANE",
+        UNVALIDATED_FIX if signed else "sign the zone",
+        target,
     )
 
 

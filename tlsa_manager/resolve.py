@@ -39,6 +39,9 @@ class Lookup:
     error: str | None = None
     #: the earliest RRSIG expiration (epoch seconds) over the signatures of ``rrset``
     expires: int | None = None
+    #: RRSIGs came with ``rrset``: if it is not secure, the resolver did not validate it
+    #: (not a validating resolver), or the zone's DS is missing at its parent
+    signed: bool = False
 
     @property
     def found(self) -> bool:
@@ -127,7 +130,8 @@ class ValidatingResolver:
         status = ("secure" if secure else "insecure") if rrset is not None else "nodata"
         sigs = response.get_rrset(response.answer, current, dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
         expires = min((int(sig.expiration) for sig in sigs), default=None) if sigs is not None else None
-        return Lookup(name, rdtype, status, secure, rrset, current, followed, expires=expires)
+        signed = sigs is not None
+        return Lookup(name, rdtype, status, secure, rrset, current, followed, expires=expires, signed=signed)
 
     def zone_of(self, name: dns.name.Name) -> dns.name.Name | None:
         """The apex of the zone holding ``name``: the SOA owner in the answer or the authority section."""
