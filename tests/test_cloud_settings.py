@@ -32,3 +32,25 @@ def test_documented_config_is_accepted(name: str, tmp_path: Path) -> None:
 def test_inline_secret_only_in_a_0600_config(name: str, cli: CliRunner, tmp_path: Path) -> None:
     secret = f"inline-{name}-secret-0123456789"
     inline_secret_needs_0600(cli, tmp_path, f'type = "{name}"\n' + CASES[name][1].format(secret=secret), secret)
+
+
+@pytest.mark.parametrize("name", ["cloudflare", "desec", "hetzner"])
+def test_token_is_never_sent_over_plain_http_to_another_machine(
+    name: str, cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: `api_url = "http://..."` (a typo for https, an old proxy note) sent the API
+    token in clear to that host; a URL without a scheme failed as "cannot reach". Now both
+    are refused before any request (exit 2); http to this machine (a test server) stays."""
+    from conftest import EXAMPLES
+
+    secret = f"token-{name}-0123456789abcdef"
+    monkeypatch.setenv("CLOUD_TEST_TOKEN", secret)
+    for url in ("http://192.0.2.1/api", "api.example.net/v1"):
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[providers.p]\ntype = "{name}"\napi_token_env = "CLOUD_TEST_TOKEN"\napi_url = "{url}"\ntimeout = 1\n'
+            f'[hosts."mail.example.test"]\ncert = "{EXAMPLES / "mail.example.com" / "fullchain.pem"}"\n'
+        )
+        result = cli("--config", config, "plan")
+        assert result.code == 2 and "api_url must be an https:// URL" in result.err, result.err
+        assert secret not in result.out + result.err

@@ -66,6 +66,7 @@ class CloudflareProvider(Provider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._token = self.secret(TOKEN)
+        self.api_url = shared.token_api_url(config.get("api_url"), API, "cloudflare")
         self._client: Any = None
         self._zones: dict[str, tuple[str, str]] = {}
         self._dnssec_checked: set[str] = set()
@@ -94,7 +95,7 @@ class CloudflareProvider(Provider):
             "_strict_response_validation": True,
         }
         if self.config.get("api_url"):
-            kwargs["base_url"] = str(self.config["api_url"])
+            kwargs["base_url"] = self.api_url
         client = cloudflare.Cloudflare(**kwargs)
         # The SDK prefers CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY from the environment
         # over the token (also in with_options() copies, so none are made).

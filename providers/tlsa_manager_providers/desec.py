@@ -80,7 +80,7 @@ class DesecProvider(ZonedProvider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._token = self.secret(TOKEN)
-        self.api = str(config.get("api_url") or API).rstrip("/")
+        self.api = shared.token_api_url(config.get("api_url"), API, "desec")
         self.timeout = float(config.get("timeout", 30))
         self.max_retry_after = float(config.get("max_retry_after", 60))
         self._session: Any = None

@@ -78,6 +78,7 @@ class HetznerProvider(Provider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._token = self.secret(TOKEN)
+        self.api_url = shared.token_api_url(config.get("api_url"), API, "hetzner")
         self._client: Any = None
         self._zones: dict[str, Any] = {}
         self._all: dict[str, Any] | None = None
@@ -91,7 +92,7 @@ class HetznerProvider(Provider):
 
             self._client = hcloud.Client(
                 token=self._token,
-                api_endpoint=str(self.config.get("api_url") or API).rstrip("/"),
+                api_endpoint=self.api_url,
                 application_name="tlsa-manager",
                 poll_interval=float(self.config.get("poll_interval", 1)),
                 timeout=float(self.config.get("timeout", 30)),
