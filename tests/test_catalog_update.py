@@ -232,3 +232,17 @@ def test_an_endless_answer_is_cut_off(cli: CliRunner) -> None:
         server.server_close()
     assert result.code == 1 and "sent more than 4 MiB" in result.err, result.err
     assert time.monotonic() - started < 20
+
+
+def test_a_refreshed_catalog_file_others_can_write_is_refused(cli: CliRunner, le_site: str, tmp_path: Path) -> None:
+    """Before: the catalog folder was checked, its files were not: a manifest.json left
+    writable by every user (chmod 666 by hand, a restore from backup) let any user drop an
+    active issuer, and the next sync removed its pre-published "2 1 1". Now exit 3, as for
+    the folder."""
+    assert cli("catalog", "update", "--url", le_site).code == 0
+    manifest = tmp_path / "state" / "catalog" / "manifest.json"
+    manifest.chmod(0o666)
+    result = cli("--json", "catalog", "list")
+    assert result.code == 3 and "the catalog file is writable by others (mode 666)" in result.err, result.err
+    manifest.chmod(0o644)
+    assert cli("--json", "catalog", "list").json()["origin"].startswith("refreshed")
