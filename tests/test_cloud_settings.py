@@ -54,3 +54,31 @@ def test_token_is_never_sent_over_plain_http_to_another_machine(
         result = cli("--config", config, "plan")
         assert result.code == 2 and "api_url must be an https:// URL" in result.err, result.err
         assert secret not in result.out + result.err
+
+
+@pytest.mark.parametrize(("name", "setting"), [
+    ("desec", 'timeout = "abc"'), ("desec", "timeout = 0"), ("desec", 'max_retry_after = "x"'),
+    ("hetzner", 'timeout = "abc"'), ("hetzner", "timeout = -5"), ("hetzner", 'poll_interval = "abc"'),
+    ("hetzner", 'min_ttl = "abc"'), ("hetzner", "min_ttl = -1"),
+    ("route53", 'max_attempts = "abc"'), ("route53", "max_attempts = 0"), ("route53", 'change_poll_seconds = "x"'),
+    ("route53", "change_timeout = -1"),
+])
+def test_a_bad_number_is_one_line_naming_the_setting(
+    name: str, setting: str, cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/config.md: every mistake is one line with exit code 2, naming the key. Before,
+    these were "internal error: ValueError: could not convert string to float" (exit 1),
+    or, for a timeout of 0 or below, "Hetzner sent a malformed answer" after a request."""
+    from conftest import EXAMPLES
+
+    monkeypatch.setenv("CLOUD_TEST_TOKEN", "token-0123456789abcdef")
+    secret = ('access_key_id = "AKIDTEST"\nsecret_access_key_env = "CLOUD_TEST_TOKEN"' if name == "route53"
+              else 'api_token_env = "CLOUD_TEST_TOKEN"')
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[providers.p]\ntype = "{name}"\n{secret}\n{setting}\n'
+        f'[hosts."mail.example.test"]\ncert = "{EXAMPLES / "mail.example.com" / "fullchain.pem"}"\n'
+    )
+    result = cli("--config", config, "plan")
+    key = setting.split(" = ")[0]
+    assert result.code == 2 and f"{name} {key}" in result.err and result.err.count("\n") == 1, result.err
