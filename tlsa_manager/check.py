@@ -29,7 +29,7 @@ from tlsa_manager.danecheck import verify
 from tlsa_manager.dnsview import DnsView
 from tlsa_manager.dnsview import Endpoint as Server
 from tlsa_manager.hazards import Hazard
-from tlsa_manager.records import Tlsa, host_name, known, owner_name, spki_sha256
+from tlsa_manager.records import Tlsa, host_name, owner_name, spki_sha256
 from tlsa_manager.resolve import Lookup, ValidatingResolver
 from tlsa_manager.tlsprobe import UPGRADE_NAMES, Presented, handshake, protocol_for
 
@@ -234,8 +234,12 @@ class Checker:
                 break
         assert last is not None
         lookup, owner = last
-        records = [Tlsa.from_rdata(r) for r in lookup.rrset or [] if known(r)]
-        unknown = len(lookup.rrset or []) - len(records)
+        records, unknown = [], 0
+        for rdata in lookup.rrset or []:
+            try:
+                records.append(Tlsa.from_rdata(rdata))
+            except ValueError:  # a usage, selector or matching type RFC 6698 does not define
+                unknown += 1
         return records, unknown, lookup, owner.to_text()
 
     def _endpoint(

@@ -102,13 +102,6 @@ def to_mtype(value: int) -> MatchingType:
         raise UsageError(f"TLSA matching type {value} is not 0, 1 or 2", "use 1 (SHA2-256)") from None
 
 
-def known(rdata: dns.rdata.Rdata) -> bool:
-    """Whether a TLSA rdata's usage, selector and matching type are ones RFC 6698 defines
-    (a record with others, e.g. "255 255 255", is unusable and has no :class:`Tlsa`)."""
-    usage, selector, mtype = rdata.usage, rdata.selector, rdata.mtype  # type: ignore[attr-defined]
-    return usage in _USAGES and selector in _SELECTORS and mtype in _MTYPES
-
-
 @dataclass(frozen=True, slots=True, order=True)
 class Tlsa:
     """One TLSA record's RDATA: usage, selector, matching type and association data.
