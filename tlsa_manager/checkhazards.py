@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 import dns.rdatatype
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import Chain, key_type
@@ -212,8 +214,18 @@ def _sent_chains(
     """The chains the servers sent, once per leaf key, with the catalog's name of their issuer."""
     chains = []
     for shown in presented.values():
-        if shown.chain:
-            leaf = shown.chain[0]
-            chain = Chain(leaf, leaf.public_key(), tuple(shown.chain[1:]))
+        # a certificate whose key this library cannot read (SM2, ...) has no records to lint
+        sent = [c for c in shown.chain if _readable(c)]
+        if sent and sent[0] is shown.chain[0]:
+            leaf = sent[0]
+            chain = Chain(leaf, leaf.public_key(), tuple(sent[1:]))
             chains.append(facts_with_issuer(chain, f"{key_type(leaf.public_key())} chain of {host}", catalog))
     return {c.leaf.spki_der: c for c in chains}
+
+
+def _readable(cert: x509.Certificate) -> bool:
+    try:
+        cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return True

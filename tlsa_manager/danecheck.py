@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from tlsa_manager.certs import dns_names, issued_by
 from tlsa_manager.facts import cert_facts, usable
@@ -33,7 +34,10 @@ class Match:
 
 
 def _matches(cert: x509.Certificate, record: Tlsa) -> bool:
-    return cert_facts(cert).record(record.params) == record
+    try:
+        return cert_facts(cert).record(record.params) == record
+    except (ValueError, UnsupportedAlgorithm):  # a key this library cannot read (SM2, ...)
+        return False
 
 
 def name_ok(cert: x509.Certificate, reference: Sequence[str]) -> bool:
