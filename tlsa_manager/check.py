@@ -70,7 +70,7 @@ class Checker:
         self.follow_mx = self.service == "smtp" and self.port != 587
         self.upgrade = UPGRADE_NAMES[self.service]
         # shared by all hosts of one run: each server's DNSKEY is fetched once
-        self.view = DnsView([], timeout=min(self.timeout, 5.0))
+        self.view = DnsView([], timeout=min(self.timeout, 5.0), skip_unusable=True)
 
     def run(self, target: str) -> CheckResult:
         name = host_name(target)
