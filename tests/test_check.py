@@ -388,3 +388,16 @@ def test_a_resolver_that_does_not_validate_is_not_blamed_on_the_zone(cli: CliRun
     assert "validating resolver (--resolver ADDR)" in host["hazards"][0]["fix"]
     unsigned = run_check(cli, env, "mx.insecure.test").json()["hosts"][0]
     assert "not validated" not in unsigned["detail"] and "sign the zone" in str(unsigned["hazards"])
+
+
+def test_nagios_line_keeps_names_from_the_dns_out_of_the_perfdata() -> None:
+    """An MX name is whatever the zone says; before, a "|" in it (inside a hazard's
+    message) started Nagios' perfdata early and a newline split the status line."""
+    from tlsa_manager.checkresult import CheckResult, nagios
+    from tlsa_manager.hazards import Hazard, Severity
+
+    hazard = Hazard("H7", Severity.RISK, "mx|a.example.com:\nno answer", "fix the server")
+    code, line = nagios(CheckResult("example.com", "mx|a.example.com", [], [hazard]))
+    status, perfdata = line.split(" | ")
+    assert code == 1 and "\n" not in line and line.count("|") == 1
+    assert "H7 mx/a.example.com: no answer" in status and perfdata.startswith("hosts=0 ")
