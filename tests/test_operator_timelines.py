@@ -206,3 +206,33 @@ def test_a_file_copied_in_by_hand_is_not_made_live_by_the_tools_reload(bind: Bin
         assert senders_accept(bind, postfix.port, host)
         again = cli("--config", config, "sync", host)
         assert "[H27 risk]" in again.out and presented_leaf(postfix.port, host, root) == old, again.out
+
+
+def test_a_cname_at_one_owner_stops_that_host_alone(tmp_path: Path, bind: Bind, cli: CliRunner) -> None:
+    """Someone points one host's TLSA owner at a shared RRset with a CNAME.  Before: BIND
+    dropped the records added beside the CNAME while every run printed "N added", exit 0,
+    and then waited the whole propagation timeout for records nobody serves.  Now that host
+    stops with the reason (exit 3) before anything is written for it; the zone's other host
+    is published as before."""
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    host, config = site(tmp_path, bind, "plain")
+    aliased = f"alias-{secrets.token_hex(3)}.{ZONE}"
+    leaf, chain = le_shaped_chain(aliased, "ye1.pem")
+    pki.write(tmp_path / "alias.pem", leaf.key_pem, leaf.pem, chain)
+    with open(config, "a") as handle:
+        handle.write(f'[hosts."{aliased}"]\nprovider = "bind"\ncert = "{tmp_path / "alias.pem"}"\nttl = 2\n'
+                     f'nameservers = ["{bind.primary.endpoint}", "{bind.secondary.endpoint}"]\n')
+    target = f"_25._tcp.shared.{ZONE}."
+    nsupdate(bind, f"update add {owner_name(aliased)} 2 IN CNAME {target}")
+    started = time.monotonic()
+    result = cli("--config", config, "sync", "--propagation-timeout", "30")
+    assert result.code == 3, result.out + result.err
+    assert f"is a CNAME to {target}" in result.out + result.err
+    assert time.monotonic() - started < 25  # no wait for records nobody serves
+    assert bind_read(bind.primary.port, owner_name(host))[0]  # the other host is published
+    answer = dns.query.tcp(dns.message.make_query(owner_name(aliased), dns.rdatatype.TLSA), "127.0.0.1",
+                           port=bind.primary.port, timeout=5).answer
+    assert [r.rdtype for r in answer] == [dns.rdatatype.CNAME]  # nothing was added beside it

@@ -63,7 +63,7 @@ from tlsa_manager.ports import (
     Views,
     ZonePorts,
 )
-from tlsa_manager.provider import ChangeSet, OwnerChange, RRset
+from tlsa_manager.provider import ChangeSet, OwnerChange, RRset, read_owners
 from tlsa_manager.records import Tlsa
 from tlsa_manager.state import PRESENTED, DeployIntent, LedgerData, OwnerRecord
 
@@ -124,7 +124,7 @@ def plan_members(
     broken: dict[dns.name.Name, TlsaManagerError] = {}
     for group in _by_zone(zones, owners).values():
         try:
-            published.update(zones.read(group))
+            group = read_owners(zones.read, group, published, broken)
             unseen = [o for o in group if seen is None or o not in seen]
             views.update(zones.observe(unseen) if unseen else {})
             views.update({o: seen[o] for o in group if seen is not None and o in seen})

@@ -8,8 +8,9 @@ failure of ours" is one ``except``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -93,6 +94,18 @@ class ProviderConflict(ProviderError):
     #: the owner names a write in steps had committed before the step that conflicted
     #: (RFC 2136: the earlier UPDATE messages): those are written, the run counts them
     written: frozenset[Hashable] = frozenset()
+
+
+class OwnersRefused(ProviderError):
+    """A read that answered for every owner but refuses some of them (a CNAME at the
+    owner): their hosts stop with their own error, the zone's other hosts go on."""
+
+    def __init__(self, refused: Mapping[Any, TlsaManagerError], found: Mapping[Any, Any]) -> None:
+        first = next(iter(refused.values()))
+        super().__init__(first.message, first.hint)
+        self.refused = dict(refused)
+        #: the RRsets read for the owners not refused
+        self.found = dict(found)
 
 
 class ProviderInputError(ProviderError, exit_code=ExitCode.USAGE):

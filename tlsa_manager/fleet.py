@@ -16,10 +16,10 @@ from collections.abc import Hashable, Sequence
 import dns.name
 
 from tlsa_manager.earlyviews import EarlyViews, early_views
-from tlsa_manager.errors import ProviderConflict
+from tlsa_manager.errors import OwnersRefused, ProviderConflict, TlsaManagerError
 from tlsa_manager.hostports import LivePorts, wait_until_served
 from tlsa_manager.observations import ServerView
-from tlsa_manager.provider import ChangeSet, RRset
+from tlsa_manager.provider import ChangeSet, RRset, read_owners
 from tlsa_manager.records import Tlsa
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,12 @@ class FleetZones:
     def read(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, RRset]:
         known, self._known = self._known, {}  # only the read right after the wait
         out = {o: known[o] for o in owners if o in known}
+        refused: dict[dns.name.Name, TlsaManagerError] = {}
         for ports, group in self._split([o for o in owners if o not in known], "provider"):
-            out.update(ports.provider.read(group))
+            read_owners(ports.provider.read, group, out, refused)
         self._read.update(out)
+        if refused:
+            raise OwnersRefused(refused, out)
         return out
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import dns.name
 
 from tlsa_manager.endpoints import Endpoint, configured, zone_apex, zone_nameservers
-from tlsa_manager.errors import ProviderConflict, ProviderError
+from tlsa_manager.errors import OwnersRefused, ProviderConflict, ProviderError, TlsaManagerError
 from tlsa_manager.records import Tlsa
 from tlsa_manager.secrets import ProviderSecret, read_secret
 
@@ -41,6 +41,24 @@ class RRset:
 
     def texts(self) -> list[str]:
         return sorted(r.to_text() for r in self.records)
+
+
+def read_owners(
+    read: Callable[[Sequence[dns.name.Name]], Mapping[dns.name.Name, RRset]],
+    owners: Sequence[dns.name.Name],
+    published: dict[dns.name.Name, RRset],
+    refused: dict[dns.name.Name, TlsaManagerError],
+) -> list[dns.name.Name]:
+    """``read(owners)`` into ``published``; the owners the read refuses alone
+    (:class:`OwnersRefused`: a CNAME at the owner) go into ``refused`` with their error.
+    Returns the owners read."""
+    try:
+        published.update(read(owners))
+        return list(owners)
+    except OwnersRefused as exc:
+        published.update(exc.found)
+        refused.update(exc.refused)
+        return [o for o in owners if o not in exc.refused]
 
 
 @dataclass(frozen=True)

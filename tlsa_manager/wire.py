@@ -20,6 +20,7 @@ import dns.name
 HEADER = struct.Struct("!HHHHHH")
 RR_FIXED = struct.Struct("!HHIH")
 CLASS_IN = 1
+TYPE_CNAME = 5
 TYPE_SOA = 6
 TYPE_OPT = 41
 TYPE_RRSIG = 46

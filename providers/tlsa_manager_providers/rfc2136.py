@@ -31,7 +31,15 @@ from tlsa_manager import provider_settings as shared
 from tlsa_manager import wire
 from tlsa_manager.durations import positive_seconds
 from tlsa_manager.endpoints import Endpoint, ask_many, parse_endpoint, unreachable, zone_of_reply
-from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError, UsageError
+from tlsa_manager.errors import (
+    ConfigError,
+    OwnersRefused,
+    ProviderConflict,
+    ProviderError,
+    TlsaManagerError,
+    UnsafeError,
+    UsageError,
+)
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset, grouped
 from tlsa_manager.records import Tlsa
 from tlsa_manager_providers import _tsig as tsig
@@ -120,6 +128,7 @@ class Rfc2136Provider(Provider):
             self.endpoint, [(o, dns.rdatatype.TLSA) for o in owners], self.timeout, dnssec=False
         )
         out = {}
+        refused: dict[dns.name.Name, TlsaManagerError] = {}
         for owner, response in zip(owners, answers, strict=True):
             if isinstance(response, Exception):
                 raise self._unreachable(response) from None
@@ -130,6 +139,10 @@ class Rfc2136Provider(Provider):
                     "point server at the zone's primary",
                 )
             self._learn_zone(owner, response)
+            alias = response.records(wire.labels(owner), wire.TYPE_CNAME)
+            if alias:
+                refused[owner] = _alias_refused(owner, response, alias[0])
+                continue
             found = response.records(wire.labels(owner), wire.TYPE_TLSA)
             if not found:
                 out[owner] = RRset(owner)
@@ -142,6 +155,8 @@ class Rfc2136Provider(Provider):
                     "fix or remove that record at the server",
                 ) from None
             out[owner] = RRset(owner, records, min(r.ttl for r in found))
+        if refused:
+            raise OwnersRefused(refused, out)
         return out
 
     def build_update(self, zone: dns.name.Name, changes: Sequence[OwnerChange]) -> dns.update.UpdateMessage:
@@ -363,3 +378,15 @@ def _update_sections(
             record(change.owner, _IN, change.ttl, tlsa)
             updates += 1
     return bytes(out), (1, prerequisites, updates)
+
+
+def _alias_refused(owner: dns.name.Name, response: wire.Reply, alias: wire.Record) -> UnsafeError:
+    """A CNAME at the TLSA owner: senders follow it (RFC 7672 §2.2.3) and the primary
+    drops records added beside it (RFC 2136 §3.4.2.2), so a write there would report
+    records that nobody serves."""
+    target = dns.name.from_wire(response.wire, alias.offset)[0]
+    return UnsafeError(
+        f"{owner} is a CNAME to {target}: senders read the TLSA records there, and the "
+        "primary ignores records added beside a CNAME",
+        f"remove the CNAME, or configure the host whose owner is {target}",
+    )
