@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dns.exception
 import dns.name
+import dns.rdatatype
 import dns.ttl
 
 from tlsa_manager.errors import ProviderInputError, TlsaManagerError
@@ -52,6 +53,7 @@ class Entry:
         "owner_key",
         "rdtype",
         "ttl",
+        "type_at",
     )
 
     def __init__(
@@ -64,14 +66,16 @@ class Entry:
         directive: str | None = None,
         ttl: str | None = None,
         arg: str | None = None,
+        type_at: int = -1,
     ) -> None:
         self.first, self.last = first, last
         self.owner_key = owner_key
         self.explicit_owner = explicit_owner
-        self.rdtype = rdtype  # upper-case type name: "TLSA", "SOA", ...
+        self.rdtype = rdtype  # upper-case mnemonic: "TLSA", "SOA", ... (also when written TYPE52)
         self.directive = directive
         self.ttl = ttl  # the record's TTL as written, if any
         self.arg = arg  # a directive's first argument
+        self.type_at = type_at  # index of the type among the entry's words; the rdata follows
         self._owner: dns.name.Name | None = None
 
     @property
@@ -219,18 +223,30 @@ def _parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
             start = 1
         rdtype = None
         ttl = None
+        type_at = start
         for word in words[start:]:
             if word[0].isdigit():
                 ttl = word
+                type_at += 1
                 continue
             upper = word.upper()
             if upper in _CLASSES or upper.startswith("CLASS"):
+                type_at += 1
                 continue
-            rdtype = upper
+            rdtype = _mnemonic(upper) if upper.startswith("TYPE") else upper
             break
-        append(Entry(first, i, owner_key, explicit, rdtype, None, ttl))
+        append(Entry(first, i, owner_key, explicit, rdtype, None, ttl, None, type_at))
         i += 1
     return entries
+
+
+def _mnemonic(word: str) -> str:
+    """The type's mnemonic for RFC 3597's ``TYPEnn`` (``TYPE52`` and ``TYPE052`` are TLSA
+    to named and dnspython alike); any other word as it is."""
+    number = word[4:]
+    if number.isascii() and number.isdigit() and int(number) <= 65535:
+        return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(int(number)))
+    return word
 
 
 def find_tlsa(
@@ -240,7 +256,9 @@ def find_tlsa(
     include: Callable[[str, dns.name.Name], dict[dns.name.Name, tuple[set[Tlsa], int | None]]] | None = None,
 ) -> dict[dns.name.Name, tuple[set[Tlsa], int | None]]:
     """The TLSA records (and TTL) at ``owners``, with named's TTL rules ($TTL, else the
-    last explicit TTL); ``include(file, origin)`` reads an $INCLUDEd file the same way."""
+    last explicit TTL, else an SOA's minimum that becomes the default, as named's "no TTL
+    specified; using SOA MINTTL instead"); ``include(file, origin)`` reads an $INCLUDEd
+    file the same way."""
     wanted = set(owners)
     labels = {o.labels[0].decode("ascii", "replace").lower() for o in owners if o.labels}
     # Owners by their lower-case text: an owner written without escapes is looked up
@@ -265,6 +283,8 @@ def find_tlsa(
             continue
         if entry.ttl is not None and default_ttl is None:
             last_ttl = _ttl(entry.ttl, entry.first)
+        elif entry.rdtype == "SOA" and default_ttl is None and last_ttl is None:
+            default_ttl = _soa_minimum(lines, entry)
         if entry.rdtype != "TLSA" or entry.owner_key is None:
             continue
         text, origin, _line = entry.owner_key
@@ -284,17 +304,37 @@ def find_tlsa(
             assert parsed is not None
             found = parsed
         owner = found
+        # The rdata follows the type: "3 1 1 HEX" or RFC 3597's "\# 35 0301..." (both read
+        # by dnspython as named reads them).
         words = _words(lines, entry.first, entry.last)
-        index = next(i for i, w in enumerate(words) if w.upper() == "TLSA")
         try:
-            record = Tlsa.from_text(" ".join(words[index + 1 :]))
+            record = Tlsa.from_text(" ".join(words[entry.type_at + 1 :]))
         except TlsaManagerError:
             raise ProviderInputError(
                 f"line {entry.first + 1}: not a valid TLSA record", "fix the zone file; nothing was changed"
             ) from None
-        ttl = _ttl(entry.ttl, entry.first) if entry.ttl is not None else (default_ttl or last_ttl)
+        ttl = (
+            _ttl(entry.ttl, entry.first)
+            if entry.ttl is not None
+            else (default_ttl if default_ttl is not None else last_ttl)
+        )
         _add(out, owner, {record}, ttl)
     return out
+
+
+def _soa_minimum(lines: Sequence[str], entry: Entry) -> int | None:
+    """The SOA's MINIMUM field (any spelling named reads); None when the SOA does not
+    parse (named-checkzone then says why, before anything is written)."""
+    import dns.rdata
+    import dns.rdataclass
+
+    assert entry.owner_key is not None
+    text = " ".join(_words(lines, entry.first, entry.last)[entry.type_at + 1 :])
+    try:
+        soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, text, origin=entry.owner_key[1])
+    except (dns.exception.DNSException, ValueError):
+        return None
+    return int(soa.minimum)  # type: ignore[attr-defined]
 
 
 def _add(
