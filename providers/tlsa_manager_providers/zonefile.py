@@ -39,17 +39,14 @@ from tlsa_manager_providers._zoneinput import (
     origin_of,
     reload_argv,
 )
-from tlsa_manager_providers.zonetext import (
-    Entry,
+from tlsa_manager_providers._zonewrite import (
     bump_serial,
-    find_tlsa,
-    first_soa,
     fragment_text,
-    parse_entries,
     parse_fragment,
     render_lines,
     set_soa_serial,
 )
+from tlsa_manager_providers.zonetext import Entry, find_tlsa, first_soa, parse_entries
 
 __all__ = ["ZoneFileProvider", "bump_serial", "parse_entries", "render_lines"]
 MAX_INCLUDE_DEPTH = 8
