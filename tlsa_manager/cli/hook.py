@@ -16,7 +16,7 @@ HOOK_PROPAGATION = 5.0
 def add_parser(sub: Subparsers, name: str, help: str) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument("client", choices=["certbot", "acme.sh", "lego", "dehydrated", "generic"])
-    p.add_argument("args", nargs="*", help="dehydrated: its deploy_cert arguments")
+    p.add_argument("args", nargs="*", help='dehydrated: its event and arguments ("$@"); deploy_cert acts')
     p.add_argument(
         "--cert", help="generic: the full chain file (a bare cert.pem gets its issuer from the catalog)"
     )
@@ -28,6 +28,14 @@ def add_parser(sub: Subparsers, name: str, help: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from tlsa_manager.dehydrated import other_event
+
+    event = other_event(args.args) if args.client == "dehydrated" else None
+    if event is not None:  # dehydrated calls its hook for every event: only deploy_cert is ours
+        if args.verbose:  # never stdout: dehydrated reads a CSR from it (generate_csr)
+            note = f"tlsa-manager: hook dehydrated: {event}: nothing to do (it acts on deploy_cert)\n"
+            sys.stderr.write(note)
+        return 0
     from tlsa_manager.catalog import load as load_catalog
     from tlsa_manager.config import load_config
     from tlsa_manager.hooks import hosts_for, renewal_from, stage
