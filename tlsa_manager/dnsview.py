@@ -46,7 +46,7 @@ class DnsView:
         self._dnskeys: dict[tuple[Endpoint, dns.name.Name], dns.rrset.RRset | None] = {}
         #: signature checks already made, by what was signed, the signature and the keys:
         #: every server of a zone serves the same bytes, so each is checked once per run
-        self._checked: dict[tuple[bytes, ...], str | None] = {}
+        self._checked: dict[tuple[object, ...], str | None] = {}
         self._keys: dict[tuple[Endpoint, dns.name.Name], rrsig.ZoneKeys | None] = {}
 
     def observe(self, owners: Sequence[dns.name.Name]) -> dict[dns.name.Name, tuple[ServerView, ...]]:
@@ -110,32 +110,46 @@ class DnsView:
             records = frozenset(Tlsa.from_wire(r.rdata) for r in found)
         except (UsageError, ValueError):
             return ServerView(endpoint.name, None, None, "a TLSA record that does not parse")
-        problem = self._signature_problem(endpoint, owner, response, found)
-        signed = _inception(response, owner)
+        sigs = response.signatures(name, wire.TYPE_TLSA)
+        parsed: list[rrsig.Signature | rrsig.SignatureError] = []
+        for sig in sigs:  # each parsed once: for the check and for the signing clock
+            try:
+                parsed.append(rrsig.parse(sig.rdata))
+            except rrsig.SignatureError as exc:
+                parsed.append(exc)
+        signed = max((float(p.inception) for p in parsed if isinstance(p, rrsig.Signature)), default=None)
+        problem = self._signature_problem(endpoint, owner, found, sigs, parsed)
         if problem:
             return ServerView(endpoint.name, None, None, problem, signed_at=signed)
         return ServerView(endpoint.name, records, min(r.ttl for r in found), signed_at=signed)
 
     def _signature_problem(
-        self, endpoint: Endpoint, owner: dns.name.Name, reply: wire.Reply, found: Sequence[wire.Record]
+        self,
+        endpoint: Endpoint,
+        owner: dns.name.Name,
+        found: Sequence[wire.Record],
+        sigs: Sequence[wire.Record],
+        parsed: Sequence[rrsig.Signature | rrsig.SignatureError],
     ) -> str | None:
-        sigs = reply.signatures(wire.labels(owner), wire.TYPE_TLSA)
+        """Why the RRset does not count as served (None: it validates, or the zone is unsigned).
+
+        ``parsed`` holds each of ``sigs`` parsed (or why it does not parse)."""
         if not sigs:
             zone = self._signed_zone(endpoint, owner)
             return f"answer has no RRSIG although {zone} is signed" if zone else None
-        try:
-            parsed = [rrsig.parse(s.rdata) for s in sigs]
-        except rrsig.SignatureError as exc:
-            return str(exc)
-        signer = parsed[0].signer
+        broken = next((p for p in parsed if isinstance(p, rrsig.SignatureError)), None)
+        if broken is not None:
+            return str(broken)
+        signatures = [p for p in parsed if isinstance(p, rrsig.Signature)]
+        signer = signatures[0].signer
         keys = self._zone_keys(endpoint, signer)
         if keys is None:
             return f"no DNSKEY for {signer} from this server"
         rdatas = sorted(r.rdata for r in found)
-        key = (owner.to_wire() or b"", *rdatas, b"|", *sorted(s.rdata for s in sigs), b"|", keys.digest)
+        key = (found[0].name, *rdatas, b"|", *sorted(s.rdata for s in sigs), b"|", keys.digest)
         if key not in self._checked:
             try:
-                rrsig.check(owner, wire.TYPE_TLSA, rdatas, parsed, keys, time.time())
+                rrsig.check(owner, wire.TYPE_TLSA, rdatas, signatures, keys, time.time())
                 self._checked[key] = None
             except rrsig.SignatureError as exc:
                 self._checked[key] = f"RRSIG does not validate ({exc})"
@@ -174,17 +188,6 @@ class DnsView:
                 return candidate
             candidate = candidate.parent()
         return None
-
-
-def _inception(reply: wire.Reply, owner: dns.name.Name) -> float | None:
-    """The latest inception of the RRSIGs over the TLSA RRset (a clock the signer set)."""
-    times = []
-    for sig in reply.signatures(wire.labels(owner), wire.TYPE_TLSA):
-        try:
-            times.append(float(rrsig.parse(sig.rdata).inception))
-        except rrsig.SignatureError:
-            continue
-    return max(times, default=None)
 
 
 def negative_ttl(endpoint: Endpoint, zone: dns.name.Name, timeout: float = 5.0) -> int | None:

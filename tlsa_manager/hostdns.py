@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -187,16 +188,25 @@ def _observe_each_when_served(
         seen = early.get(endpoint, {}).get(owner)
         return seen is not None and seen.records == wanted[owner]
 
+    def read_all(endpoint: Endpoint) -> list[ServerView]:
+        again = [o for o in owners if not serves(endpoint, o)]
+        fresh = dict(zip(again, view.observe_server(endpoint, again), strict=True)) if again else {}
+        known = early.get(endpoint, {})
+        return [fresh[o] if o in fresh else known[o] for o in owners]
+
+    failed = threading.Event()  # one server's thread failed: the others stop polling
+
     def when_served(endpoint: Endpoint) -> tuple[list[ServerView] | None, int]:
         polls = 0
-        while time.monotonic() + 0.05 < deadline:
-            polls += 1
-            if serves(endpoint, last) or view.observe_server(endpoint, [last])[0].records == wanted[last]:
-                again = [o for o in owners if not serves(endpoint, o)]
-                fresh = dict(zip(again, view.observe_server(endpoint, again), strict=True)) if again else {}
-                known = early.get(endpoint, {})
-                return [fresh[o] if o in fresh else known[o] for o in owners], polls
-            time.sleep(0.05)
+        try:
+            while time.monotonic() + 0.05 < deadline and not failed.is_set():
+                polls += 1
+                if serves(endpoint, last) or view.observe_server(endpoint, [last])[0].records == wanted[last]:
+                    return read_all(endpoint), polls
+                failed.wait(0.05)
+        except BaseException:
+            failed.set()
+            raise
         return None, polls
 
     if len(view.endpoints) > 1:
