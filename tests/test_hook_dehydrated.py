@@ -64,6 +64,23 @@ def test_deploy_cert_still_acts(cli: CliRunner, tmp_path: Path) -> None:
     assert result.code == 2 and "no such configuration file" in result.err
 
 
+def zone_site(root: Path, certs: list[Path], staged: Path) -> Path:
+    """A configuration for HOST, published in a copy of examples/db.example.com (no DNS
+    server needed), with these live files and staged_dir; its path."""
+    shutil.copy(EXAMPLES / "db.example.com", root / "db.example.com")
+    config = root / "tlsa-manager.toml"
+    config.write_text(f"""state_dir = "{root / 'state'}"
+[providers.zone]
+type = "zonefile"
+zone_file = "{root / 'db.example.com'}"
+[hosts."{HOST}"]
+provider = "zone"
+certs = {json.dumps([str(c) for c in certs])}
+staged_dir = "{staged}"
+""")
+    return config
+
+
 @pytest.fixture
 def pebble() -> Iterator[Pebble]:
     require("pebble", "dehydrated", "openssl")
@@ -89,17 +106,7 @@ def test_real_dehydrated_with_every_event_passed_to_the_hook(pebble: Pebble) -> 
     for kind in ("ecdsa", "rsa"):  # the operator's first install
         key, chain = dehydrated.files(kind)
         (live / f"{kind}.pem").write_bytes(key.read_bytes() + chain.read_bytes())
-    shutil.copy(EXAMPLES / "db.example.com", root / "db.example.com")
-    config = root / "tlsa-manager.toml"
-    config.write_text(f"""state_dir = "{root / 'state'}"
-[providers.zone]
-type = "zonefile"
-zone_file = "{root / 'db.example.com'}"
-[hosts."{HOST}"]
-provider = "zone"
-certs = {json.dumps([str(live / 'ecdsa.pem'), str(live / 'rsa.pem')])}
-staged_dir = "{staged}"
-""")
+    config = zone_site(root, [live / "ecdsa.pem", live / "rsa.pem"], staged)
     synced = subprocess.run(tlsa_manager("--config", config, "sync", HOST), capture_output=True, text=True)
     assert synced.returncode == 0, synced.stderr
     dehydrated.hook = tlsa_manager("--config", config, "hook", "dehydrated")

@@ -10,13 +10,12 @@ that covers a configured host but cannot be staged (docs/hooks.md)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import TypedDict
 
 import pytest
-from test_hook_dehydrated import pebble  # noqa: F401  (fixture)
+from test_hook_dehydrated import HOST, pebble, zone_site  # noqa: F401  (pebble: a fixture)
 
 import pki
 from acme_servers import Certbot, Dehydrated, Pebble, tlsa_manager
@@ -24,7 +23,7 @@ from conftest import EXAMPLES, CliRunner
 from servers import require
 from test_sync_cli import le_shaped_chain
 
-MX = "mail.example.com"
+MX = HOST
 WWW = "www.example.com"
 NOT_OURS = (f"no configured host among the renewed names {WWW}: the certificate covers no configured host "
             "(another service's); nothing done\n")
@@ -43,19 +42,8 @@ def site(tmp_path: Path) -> Site:
     """The MX of examples/ published in a zone file; no server is asked for an unrelated renewal."""
     live, staged = tmp_path / "live" / "ecdsa.pem", tmp_path / "staged"
     pki.write(live, (EXAMPLES / MX / "privkey.pem").read_bytes(), (EXAMPLES / MX / "fullchain.pem").read_bytes())
-    zone = tmp_path / "db.example.com"
-    shutil.copy(EXAMPLES / "db.example.com", zone)
-    config = tmp_path / "tlsa-manager.toml"
-    config.write_text(f"""state_dir = "{tmp_path / 'state'}"
-[providers.zone]
-type = "zonefile"
-zone_file = "{zone}"
-[hosts."{MX}"]
-provider = "zone"
-cert = "{live}"
-staged_dir = "{staged}"
-""")
-    return {"config": config, "zone": zone, "live": live, "staged": staged, "tmp": tmp_path}
+    config = zone_site(tmp_path, [live], staged)
+    return {"config": config, "zone": tmp_path / "db.example.com", "live": live, "staged": staged, "tmp": tmp_path}
 
 
 def _files(site: Site, name: str, *, matching_key: bool = True) -> tuple[Path, Path]:
