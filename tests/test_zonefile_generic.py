@@ -44,6 +44,9 @@ SPELLINGS = {
     "TTL left out (the last one given)": f"www 3600 IN A 192.0.2.80\n_25._tcp.mail TYPE52 {generic(LEAF)}\n"
                                          f"_25._tcp.mail IN TLSA {generic(ISSUER)}\n",
     "class after the TTL, TTL in units": f"_25._tcp.mail IN 1h TYPE52 {generic(LEAF)}\n_25._tcp.mail 1H CLASS1 TLSA {ISSUER.to_text()}\n",
+    # two TTLs in one RRset: named keeps the first ("TTL set to prior TTL"), not the lowest
+    "two TTLs (named keeps the first)": f"_25._tcp.mail 3600 IN TYPE52 {generic(LEAF)}\n"
+                                        f"_25._tcp.mail.example.com. 300 IN TLSA {ISSUER.to_text()}\n",
     # no $TTL and no TTL on the SOA: named uses its MINIMUM as the default (not the last TTL)
     "TTL left out everywhere (the SOA's minimum)": "$ORIGIN example.com.\n@ IN SOA ns1 hm ( 1 7200 3600 1209600 1h )\n"
                                                    f"  IN NS ns1\nns1 900 IN A 192.0.2.1\n_25._tcp.mail TYPE52 {generic(LEAF)}\n"

@@ -341,10 +341,11 @@ def _add(
     records: set[Tlsa],
     ttl: int | None,
 ) -> None:
-    """Merge records into an RRset; its TTL is the lowest seen (as named and dnspython do)."""
+    """Merge records into an RRset; its TTL is the first one seen, in file order: named
+    loads the RRset with it ("TTL set to prior TTL") and serves that, whereas dnspython
+    would keep the lowest."""
     old, old_ttl = out.get(owner, (set(), None))
-    low = min((t for t in (old_ttl, ttl) if t is not None), default=None)
-    out[owner] = (old | records, low)
+    out[owner] = (old | records, old_ttl if old_ttl is not None else ttl)
 
 
 def _ttl(text: str, line: int) -> int:
