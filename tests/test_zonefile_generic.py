@@ -119,3 +119,49 @@ def test_sync_and_plan_see_records_written_in_generic_syntax(cli: CliRunner, tmp
     synced = cli("sync", *host)
     assert synced.code == 0 and "nothing to change" in synced.out, synced.out + synced.err
     assert zone.read_text() == before
+
+
+def _spellings(record: Tlsa) -> list[str]:
+    """The rdata of one record in the forms named reads: presentation, split hex in
+    parentheses with a comment, generic, generic split across lines, upper-case hex."""
+    wire = generic(record).split()[2]
+    return [record.to_text(), f"{record.to_text()[:26]} ( {record.to_text()[26:40]} ; a comment\n   {record.to_text()[40:]} )",
+            generic(record), f"\\# {len(wire) // 2} ( {wire[:7]} ; x\n {wire[7:]} )",
+            f"\\# {len(wire) // 2} {wire.upper()[:10]} {wire[10:]}"]
+
+
+def test_random_spellings_read_as_named_loads_them(tmp_path: Path) -> None:
+    """Owner (absolute, relative, other case, escaped, under another $ORIGIN, implicit),
+    TTL (none, seconds, units, several in one RRset), class (none, IN, CLASS1, class01;
+    before or after the TTL), type (TLSA, TYPE52, type052), rdata spelling, and lines of
+    other owners, $TTL and $INCLUDE in between, drawn at random (seeded): the records
+    and TTL read are named-compilezone's every time (named keeps an RRset's first TTL
+    within a run of lines of one owner, exactly as written, and the last run's TTL)."""
+    import random
+
+    require("named-compilezone")
+    draw = random.Random(3597)
+    records = [LEAF, ISSUER, Tlsa.from_text("3 0 1 " + "aa55" * 16)]
+    owners = ["_25._tcp.mail.example.com.", "_25._tcp.mail", "_25._TCP.Mail", "\\095\\050\\053._tcp.mail"]
+    between = ["www IN A 192.0.2.7\n", "$TTL 900\n", '_25._tcp.mail TXT "t"\n', f"$INCLUDE {tmp_path / 'extra.inc'}\n"]
+    (tmp_path / "extra.inc").write_text(f"_25._tcp.mail 1200 TLSA {LEAF.to_text()}\nftp IN A 192.0.2.21\n")
+    zone = tmp_path / "db.example.com"
+    for _ in range(40):
+        text, ours = draw.choice(["$TTL 3600\n", ""]) + HEAD, False
+        for k, record in enumerate(records):
+            fields = [draw.choice(["", "3600", "1h", "600"]), draw.choice(["", "IN", "CLASS1", "class01"])]
+            head = " ".join(f for f in draw.sample(fields, 2) if f)
+            rdata = f"{draw.choice(['TLSA', 'tlsa', 'TYPE52', 'type052'])} {draw.choice(_spellings(record))}"
+            where = draw.choice([*owners, "$ORIGIN", "implicit" if k else owners[0]])
+            if where == "$ORIGIN":
+                text += f"$ORIGIN _tcp.mail.example.com.\n_25 {head} {rdata}\n$ORIGIN example.com.\n"
+            elif where == "implicit" and ours:  # the line before is one of ours
+                text += f"    {head} {rdata}\n"
+            else:
+                text += f"{owners[1] if where == 'implicit' else where} {head} {rdata}\n"
+            ours = where != "$ORIGIN" and draw.random() < 0.6
+            text += "" if ours else draw.choice(between)
+        zone.write_text(text + "www IN A 192.0.2.80\n")
+        want = named_view(zone)
+        read = ZoneFileProvider({"zone_file": str(zone)}).read([OWNER])[OWNER]
+        assert (set(read.records), read.ttl) == want and want[0] == set(records), text

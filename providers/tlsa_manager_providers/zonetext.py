@@ -247,16 +247,26 @@ def _mnemonic(word: str) -> str:
     return word
 
 
+Found = dict[dns.name.Name, tuple[set[Tlsa], int | None]]
+#: named's TTL state, which an $INCLUDEd file takes over and hands back: the default
+#: ($TTL, or the SOA's minimum) and the last TTL in force
+TtlState = tuple[int | None, int | None]
+TlsaRead = tuple[Found, TtlState]
+
+
 def find_tlsa(
     lines: Sequence[str],
     entries: Sequence[Entry],
     owners: Sequence[dns.name.Name],
-    include: Callable[[str, dns.name.Name], dict[dns.name.Name, tuple[set[Tlsa], int | None]]] | None = None,
-) -> dict[dns.name.Name, tuple[set[Tlsa], int | None]]:
+    include: Callable[[str, dns.name.Name, TtlState], TlsaRead] | None = None,
+    ttls: TtlState = (None, None),
+) -> TlsaRead:
     """The TLSA records (and TTL) at ``owners``, with named's TTL rules ($TTL, else the
     last explicit TTL, else an SOA's minimum that becomes the default, as named's "no TTL
-    specified; using SOA MINTTL instead"); ``include(file, origin)`` reads an $INCLUDEd
-    file the same way."""
+    specified; using SOA MINTTL instead"), and named's TTL of an RRset whose lines give
+    several: the first of a run of lines with the same owner, the last run's winning
+    (:func:`_same_run`); ``include(file, origin, ttls)`` reads an $INCLUDEd file the same
+    way.  Returns the records and the TTL state at the end (an $INCLUDE hands it back)."""
     wanted = set(owners)
     labels = {o.labels[0].decode("ascii", "replace").lower() for o in owners if o.labels}
     # Owners by their lower-case text: an owner written without escapes is looked up
@@ -264,10 +274,10 @@ def find_tlsa(
     # walk every byte; a fleet's zone has thousands of TLSA lines).
     by_text = {o.to_text().lower(): o for o in owners}
     origin_text: dict[int, str] = {}
-    out: dict[dns.name.Name, tuple[set[Tlsa], int | None]] = {}
-    default_ttl: int | None = None
-    last_ttl: int | None = None
-    for entry in entries:
+    out: Found = {}
+    default_ttl, last_ttl = ttls
+    last_at: dict[dns.name.Name, int] = {}  # the owner's last TLSA entry, for its run
+    for index, entry in enumerate(entries):
         if entry.directive == "$TTL" and entry.arg:
             default_ttl = _ttl(entry.arg, entry.first)
         elif entry.directive == "$INCLUDE" and include is not None and entry.arg:
@@ -275,7 +285,11 @@ def find_tlsa(
             assert entry.owner_key is not None
             here = entry.owner_key[1]
             origin = parse_name(words[2], here, entry.first + 1) if len(words) > 2 else here
-            for name, (records, ttl) in include(entry.arg.strip('"'), origin).items():
+            last_at.clear()  # named starts a new run at an $INCLUDE and after it
+            found_there, (default_ttl, last_ttl) = include(
+                entry.arg.strip('"'), origin, (default_ttl, last_ttl)
+            )
+            for name, (records, ttl) in found_there.items():
                 _add(out, name, records, ttl)
         if entry.directive is not None:
             continue
@@ -316,8 +330,27 @@ def find_tlsa(
             if entry.ttl is not None
             else (default_ttl if default_ttl is not None else last_ttl)
         )
+        before = last_at.get(owner)
+        last_at[owner] = index
+        if before is not None and _same_run(entries, before, index):
+            ttl = out[owner][1]  # named: "TTL set to prior TTL", also for the lines after it
+            last_ttl = ttl if default_ttl is None else last_ttl
         _add(out, owner, {record}, ttl)
-    return out
+    return out, (default_ttl, last_ttl)
+
+
+def _same_run(entries: Sequence[Entry], start: int, end: int) -> bool:
+    """Whether entries[start..end] are one run of named's loader: every record has the
+    owner of the first, exactly (case included).  Within a run an RRset keeps its first
+    TTL; a later run of the same RRset sets the TTL it is loaded with."""
+    first = entries[start]
+    exact = first.owner.labels if first.owner is not None else None
+    return all(
+        entry.directive is not None
+        or entry.owner_key is first.owner_key
+        or (entry.owner is not None and entry.owner.labels == exact)
+        for entry in entries[start + 1 : end + 1]
+    )
 
 
 def _soa_minimum(lines: Sequence[str], entry: Entry) -> int | None:
@@ -336,16 +369,15 @@ def _soa_minimum(lines: Sequence[str], entry: Entry) -> int | None:
 
 
 def _add(
-    out: dict[dns.name.Name, tuple[set[Tlsa], int | None]],
+    out: Found,
     owner: dns.name.Name,
     records: set[Tlsa],
     ttl: int | None,
 ) -> None:
-    """Merge records into an RRset; its TTL is the first one seen, in file order: named
-    loads the RRset with it ("TTL set to prior TTL") and serves that, whereas dnspython
-    would keep the lowest."""
+    """Merge records into an RRset, with the TTL named loads it with (the caller's, see
+    :func:`find_tlsa`; dnspython would keep the lowest)."""
     old, old_ttl = out.get(owner, (set(), None))
-    out[owner] = (old | records, old_ttl if old_ttl is not None else ttl)
+    out[owner] = (old | records, ttl if ttl is not None else old_ttl)
 
 
 def _ttl(text: str, line: int) -> int:
