@@ -267,7 +267,7 @@ def find_tlsa(
     several: the first of a run of lines with the same owner, the last run's winning
     (:func:`_same_run`); ``include(file, origin, ttls)`` reads an $INCLUDEd file the same
     way.  Returns the records and the TTL state at the end (an $INCLUDE hands it back)."""
-    wanted = set(owners)
+    wanted = {o: o for o in owners}
     labels = {o.labels[0].decode("ascii", "replace").lower() for o in owners if o.labels}
     # Owners by their lower-case text: an owner written without escapes is looked up
     # without parsing it into a name and comparing names (dnspython's hash and compare
@@ -276,7 +276,7 @@ def find_tlsa(
     origin_text: dict[int, str] = {}
     out: Found = {}
     default_ttl, last_ttl = ttls
-    last_at: dict[dns.name.Name, int] = {}  # the owner's last TLSA entry, for its run
+    last_at: dict[int, int] = {}  # id of the owner (one of ``owners``) -> its last TLSA entry
     for index, entry in enumerate(entries):
         if entry.directive == "$TTL" and entry.arg:
             default_ttl = _ttl(entry.arg, entry.first)
@@ -314,7 +314,7 @@ def find_tlsa(
             if parsed not in wanted:
                 continue
             assert parsed is not None
-            found = parsed
+            found = wanted[parsed]  # the caller's object: ``last_at`` is keyed by its id
         owner = found
         # The rdata follows the type: "3 1 1 HEX" or RFC 3597's "\# 35 0301..." (both read
         # by dnspython as named reads them).
@@ -330,8 +330,8 @@ def find_tlsa(
             if entry.ttl is not None
             else (default_ttl if default_ttl is not None else last_ttl)
         )
-        before = last_at.get(owner)
-        last_at[owner] = index
+        before = last_at.get(id(owner))
+        last_at[id(owner)] = index
         if before is not None and _same_run(entries, before, index):
             ttl = out[owner][1]  # named: "TTL set to prior TTL", also for the lines after it
             last_ttl = ttl if default_ttl is None else last_ttl
@@ -344,13 +344,17 @@ def _same_run(entries: Sequence[Entry], start: int, end: int) -> bool:
     owner of the first, exactly (case included).  Within a run an RRset keeps its first
     TTL; a later run of the same RRset sets the TTL it is loaded with."""
     first = entries[start]
-    exact = first.owner.labels if first.owner is not None else None
-    return all(
-        entry.directive is not None
-        or entry.owner_key is first.owner_key
-        or (entry.owner is not None and entry.owner.labels == exact)
-        for entry in entries[start + 1 : end + 1]
-    )
+    key = first.owner_key
+    assert key is not None
+    for entry in entries[start + 1 : end + 1]:
+        other = entry.owner_key
+        if entry.directive is not None or other is key:
+            continue
+        if other is not None and other[0] == key[0] and other[1] is key[1]:
+            continue  # the same text under the same $ORIGIN: no name to parse (a fleet's zone)
+        if entry.owner is None or first.owner is None or entry.owner.labels != first.owner.labels:
+            return False
+    return True
 
 
 def _soa_minimum(lines: Sequence[str], entry: Entry) -> int | None:
