@@ -18,7 +18,6 @@ from pathlib import Path
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import load_chain, load_material
-from tlsa_manager.command import run_command
 from tlsa_manager.config import HostSpec
 from tlsa_manager.errors import InputError, TlsaManagerError
 from tlsa_manager.facts import ChainFacts, facts_from_chain
@@ -212,6 +211,8 @@ class HostFiles:
     def _reload(self, target: Path | None) -> None:
         if not self.spec.reload:
             return
+        from tlsa_manager.command import run_command  # subprocess loads only when a reload runs
+
         what = f"{target} is live" if target else ""
         run_command(self.spec.reload, timeout=120, what=what, hint="reload the MTA by hand")
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import operator
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, NamedTuple
 
 from tlsa_manager.errors import StateError, UsageError
 from tlsa_manager.facts import chain_from_json, chain_to_json
 from tlsa_manager.observations import History, Observation, ServerView
 from tlsa_manager.records import Tlsa
-from tlsa_manager.state import DeployIntent, LedgerData, OwnerRecord
+from tlsa_manager.state import DeployIntent, HostRecord, LedgerData, OwnerRecord
 
 SCHEMA = 1
 
@@ -31,27 +31,45 @@ _RESTORE = "restore it from backup or move it aside knowingly: a new ledger rest
 class EncodeMemo:
     """What the saves of one run share: the JSON texts of immutable parts of a ledger
     (record sets, server answers, observations) by the identity of the object they were
-    made from, and of whole owners by host and owner name.  Each entry keeps its object
-    alive, so no id is reused for another object while the entry exists.
+    made from, and each host's line with what it was made from.  Each entry keeps its
+    object alive, so no id is reused for another object while the entry exists.
 
     A run saves after every phase, and a phase adds one observation per owner (or merges
     an identical one, keeping its answers); the older observations, the managed sets and
-    most answers are the same objects as at the last save.  A save adds a few entries
-    per owner; past ``_PARTS_PER_OWNER`` per owner the table starts again, so a run that
-    saves often keeps a bounded memo."""
+    most answers are the same objects as at the last save, and a phase that changed
+    nothing of a host leaves its line as it was.  A save adds a few entries per owner;
+    past ``_PARTS_PER_OWNER`` per owner the table starts again, so a run that saves often
+    keeps a bounded memo."""
 
     def __init__(self) -> None:
-        self.owners: dict[tuple[str, str], tuple[frozenset[Tlsa], History, str]] = {}
+        #: by host name: its line as the last save wrote it (see :class:`_Line`)
+        self.hosts: dict[str, _Line] = {}
+        self.owner_count = 0
         self.parts: dict[int, tuple[object, str]] = {}
         #: by value: a fleet has few servers and few distinct records
         self.strings: dict[str, str] = {}
         self.records: dict[int, tuple[Tlsa, str]] = {}
         #: by the ids of the records in a set: (a set of those very records, its text)
         self.members: dict[frozenset[int], tuple[frozenset[Tlsa], str]] = {}
-        #: per host's clock dict: (the dict, its keys, its values, the text); the last
-        #: save's and this one's
-        self.clocks: dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...], str]] = {}
-        self.clocks_used: dict[int, tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...], str]] = {}
+
+
+#: a host's clock: its keys and values (the objects, kept alive here) and its text
+_Clock = tuple[tuple[str, ...], tuple[Any, ...], str]
+
+
+class _Line(NamedTuple):
+    """A host's line and the values it was made from: it stands while the host holds the
+    very same owners' managed sets and histories and clock values (identity, not
+    equality: ``1`` and ``1.0`` are equal, their JSON is not) and no deploy."""
+
+    #: (owner name, managed, history) in the order of the owners dict
+    owners: tuple[tuple[str, frozenset[Tlsa], History], ...]
+    clock: _Clock
+    negative_ttl: int | None
+    unverified: bool
+    #: no deploy: a line with deploys is made anew at every save
+    reusable: bool
+    text: str
 
 
 _PARTS_PER_OWNER = 24
@@ -146,54 +164,86 @@ def _owner(history: History, managed: frozenset[Tlsa], memo: EncodeMemo) -> str:
     )
 
 
-def _clock(clock: dict[str, Any], memo: EncodeMemo) -> str:
-    """``json.dumps(clock, sort_keys=True)``.  A run sets each host's clocks once and
-    saves several times: the text stands while the dict holds the very same keys and
-    value objects (identity, not equality: ``1`` and ``1.0`` are equal, their JSON is not)."""
-    keys, values = tuple(clock), tuple(clock.values())
-    hit = memo.clocks.get(id(clock))
-    if hit is not None and hit[0] is clock and hit[1] == keys and all(map(operator.is_, hit[2], values)):
-        memo.clocks_used[id(clock)] = hit
-        return hit[3]
-    if all(type(k) is str for k in keys):
+def _same_clock(clock: dict[str, Any], known: _Clock) -> bool:
+    """The very same key and value objects, in the same order, as at the last save (a
+    copy of the dict, as ``LedgerData.copy`` makes, shares them)."""
+    keys, values = known[0], known[1]
+    return (
+        len(clock) == len(keys)
+        and all(map(operator.is_, keys, clock))
+        and all(map(operator.is_, values, clock.values()))
+    )
+
+
+def _clock(clock: dict[str, Any], memo: EncodeMemo) -> _Clock:
+    """``json.dumps(clock, sort_keys=True)`` with what it was made from."""
+    if all(type(k) is str for k in clock):
         text = "{" + ", ".join([f"{_string(k, memo)}: {_value(v)}" for k, v in sorted(clock.items())]) + "}"
     else:
         text = json.dumps(clock, sort_keys=True)
-    memo.clocks_used[id(clock)] = (clock, keys, values, text)
-    return text
+    return (tuple(clock), tuple(clock.values()), text)
+
+
+def _unchanged(hr: HostRecord, line: _Line) -> bool:
+    """Would ``hr`` be written as ``line``?  A run saves after every phase and a phase
+    changes few hosts (or one observation per owner): the test is by identity."""
+    negative, was = hr.negative_ttl, line.negative_ttl
+    if (
+        not line.reusable
+        or hr.deploys
+        or hr.unverified is not line.unverified
+        or (negative is not was and not (type(negative) is int and type(was) is int and negative == was))
+        or len(hr.owners) != len(line.owners)
+        or not _same_clock(hr.clock, line.clock)
+    ):
+        return False
+    owners = hr.owners
+    for name, managed, history in line.owners:
+        rec = owners.get(name)
+        if rec is None or rec.managed is not managed or rec.history is not history:
+            return False
+    return True
+
+
+def _line(host: str, hr: HostRecord, last: _Line | None, memo: EncodeMemo) -> _Line:
+    """``json.dumps(host): json.dumps(host's doc, sort_keys=True)``, from the texts of its
+    parts (an owner's observations and record sets, as earlier saves made them)."""
+    texts = []
+    for owner, rec in sorted(hr.owners.items()):
+        texts.append(f"{_string(owner, memo)}: {_owner(rec.history, rec.managed, memo)}")
+    clock = last.clock if last is not None and _same_clock(hr.clock, last.clock) else _clock(hr.clock, memo)
+    deploys = (
+        json.dumps({label: _intent_to_json(i) for label, i in hr.deploys.items()}, sort_keys=True)
+        if hr.deploys
+        else "{}"
+    )
+    negative = "" if hr.negative_ttl is None else f'"negative_ttl": {_value(hr.negative_ttl)}, '
+    text = (
+        f'{encode_basestring_ascii(host)}: {{"clock": {clock[2]}, '
+        f'"deploys": {deploys}, {negative}'
+        f'"owners": {{{", ".join(texts)}}}, "unverified": {_value(hr.unverified)}}}'
+    )
+    owners = tuple((name, rec.managed, rec.history) for name, rec in hr.owners.items())
+    return _Line(owners, clock, hr.negative_ttl, hr.unverified, not hr.deploys, text)
 
 
 def encode(data: LedgerData, memo: EncodeMemo | None = None) -> str:
     """The ledger's text.  With ``memo`` (the same object for every save of a run) the
-    parts an earlier save turned into JSON are not turned into JSON again; the text is
-    the same as without it."""
+    hosts and parts an earlier save turned into JSON are not turned into JSON again; the
+    text is the same as without it."""
     memo = memo if memo is not None else EncodeMemo()
-    last, owners = memo.owners, {}
-    memo.clocks_used = {}
-    if len(memo.parts) > _PARTS_PER_OWNER * len(last) + 4096:
+    last, hosts, owners = memo.hosts, {}, 0
+    if len(memo.parts) > _PARTS_PER_OWNER * memo.owner_count + 4096:
         memo.parts.clear()
     lines = []
     for host, hr in sorted(data.hosts.items()):
-        texts = []
-        for owner, rec in sorted(hr.owners.items()):
-            managed, history = rec.managed, rec.history
-            hit = last.get((host, owner))
-            if hit is None or hit[0] is not managed or hit[1] is not history:
-                hit = (managed, history, _owner(history, managed, memo))
-            owners[(host, owner)] = hit
-            texts.append(f"{_string(owner, memo)}: {hit[2]}")
-        deploys = (
-            json.dumps({label: _intent_to_json(i) for label, i in hr.deploys.items()}, sort_keys=True)
-            if hr.deploys
-            else "{}"
-        )
-        negative = "" if hr.negative_ttl is None else f'"negative_ttl": {_value(hr.negative_ttl)}, '
-        lines.append(
-            f'{encode_basestring_ascii(host)}: {{"clock": {_clock(hr.clock, memo)}, '
-            f'"deploys": {deploys}, {negative}'
-            f'"owners": {{{", ".join(texts)}}}, "unverified": {_value(hr.unverified)}}}'
-        )
-    memo.owners, memo.clocks, memo.clocks_used = owners, memo.clocks_used, {}
+        line = last.get(host)
+        if line is None or not _unchanged(hr, line):
+            line = _line(host, hr, line, memo)
+        hosts[host] = line
+        owners += len(line.owners)
+        lines.append(line.text)
+    memo.hosts, memo.owner_count = hosts, owners
     return '{"hosts": {\n' + ",\n".join(lines) + "\n}, " + f'"schema": {SCHEMA}}}\n'
 
 

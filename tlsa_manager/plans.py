@@ -44,6 +44,9 @@ class OwnerInput:
 
 @dataclass(frozen=True)
 class PlanInput:
+    """Everything the planner reads for one host, gathered before planning so that the
+    planner itself does no I/O and takes the time as ``now``."""
+
     host: str
     owners: tuple[OwnerInput, ...]
     desired: DesiredSet

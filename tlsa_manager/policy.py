@@ -121,6 +121,9 @@ class DesiredRecord:
 
 @dataclass(frozen=True)
 class DesiredSet:
+    """The records a host should publish (in priority order), the hazards found on the way
+    and the record kinds they were derived for."""
+
     records: tuple[DesiredRecord, ...]
     hazards: tuple[Hazard, ...] = ()
     kinds: tuple[Params, ...] = DEFAULT_KINDS

@@ -32,6 +32,9 @@ Views = Mapping[dns.name.Name, tuple[ServerView, ...]]
 
 @dataclass(frozen=True)
 class HostChains:
+    """The chains of one host as read from disk: the live ones, the staged ones waiting
+    for their records, and the next keys published in advance."""
+
     live: tuple[ChainFacts, ...]
     staged: tuple[ChainFacts, ...] = ()
     next_keys: tuple[ChainFacts, ...] = ()
@@ -97,6 +100,9 @@ class HostSettings:
 
 @dataclass
 class SyncReport:
+    """What a sync did for one host (plans, applied change sets, deploys, notes) and why
+    it stopped, if it did: the CLI's summary and exit code come from it."""
+
     host: str
     plans: list[Plan] = field(default_factory=list)
     applied: list[ChangeSet] = field(default_factory=list)

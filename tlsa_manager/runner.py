@@ -32,6 +32,9 @@ from tlsa_manager.report import StatusReport
 
 @dataclass
 class HostRun:
+    """One configured host opened for a run: its spec, the ports it reads and writes
+    through, and its settings."""
+
     spec: HostSpec
     ports: LivePorts
     settings: HostSettings

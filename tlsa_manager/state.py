@@ -52,6 +52,9 @@ class OwnerRecord:
 
 @dataclass
 class HostRecord:
+    """One host's part of the ledger: its owners, its open deploys and what the last run
+    read of the clocks."""
+
     owners: dict[str, OwnerRecord] = field(default_factory=dict)
     #: deploys not yet confirmed (the MTA may still present the chain they replaced), by
     #: deployed chain label.  Owned by the engine.
@@ -76,6 +79,8 @@ class HostRecord:
 
 @dataclass
 class LedgerData:
+    """The whole ledger: one :class:`HostRecord` per host name."""
+
     hosts: dict[str, HostRecord] = field(default_factory=dict)
 
     def host(self, name: str) -> HostRecord:
