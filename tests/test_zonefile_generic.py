@@ -54,18 +54,25 @@ SPELLINGS = {
 }
 
 
-def named_view(zone: Path) -> tuple[set[Tlsa], int]:
-    """The TLSA RRset at OWNER as named loads the file: named-compilezone's canonical dump."""
-    dump = subprocess.run(["named-compilezone", "-q", "-i", "none", "-o", "-", "example.com", str(zone)],
+def named_tlsa(zone: Path, *options: str) -> dict[dns.name.Name, tuple[set[Tlsa], int]]:
+    """The TLSA RRsets of example.com as named loads the file: named-compilezone's
+    canonical dump (one TTL per RRset)."""
+    dump = subprocess.run(["named-compilezone", *options, "-q", "-i", "none", "-o", "-", "example.com", str(zone)],
                           capture_output=True, text=True, check=True).stdout
-    records, ttls = set(), set()
+    out: dict[dns.name.Name, tuple[set[Tlsa], int]] = {}
     for line in dump.splitlines():
         owner, ttl, _cls, rdtype, rdata = line.split(None, 4)
-        if rdtype == "TLSA" and dns.name.from_text(owner) == OWNER:
-            records.add(Tlsa.from_text(rdata))
-            ttls.add(int(ttl))
-    assert len(ttls) == 1, dump
-    return records, ttls.pop()
+        if rdtype == "TLSA":
+            name = dns.name.from_text(owner)
+            records, seen = out.get(name, (set(), int(ttl)))
+            assert seen == int(ttl), dump
+            out[name] = (records | {Tlsa.from_text(rdata)}, seen)
+    return out
+
+
+def named_view(zone: Path) -> tuple[set[Tlsa], int]:
+    """The TLSA RRset at OWNER as named loads the file."""
+    return named_tlsa(zone)[OWNER]
 
 
 @pytest.mark.parametrize("spelling", sorted(SPELLINGS))
