@@ -190,3 +190,59 @@ def test_h26_for_a_leaf_its_named_catalog_issuer_did_not_sign(cli: CliRunner, tm
     unknown = pki.make_ca("YE9", org="Let's Encrypt")  # a name the catalog has never seen
     (hazard,) = _h26(cli, tmp_path, pki.make_leaf(["mail.example.test"], unknown).pem)
     assert "YE9 of Let's Encrypt, which the issuer catalog does not know" in hazard["message"]
+
+
+def test_an_active_ca_that_fails_to_download_keeps_the_catalog(cli: CliRunner, le_site: str, tmp_path: Path) -> None:
+    """Before: a failed download of an active CA's PEM (a transient 404 or reset) was a
+    warning, and the catalog was replaced without that CA: the next sync removed its
+    pre-published "2 1 1". Now nothing is written (exit 1) and the catalog in use stays."""
+    (tmp_path / "site" / "certs" / "gen-y" / "int-yr2.pem").unlink()
+    result = cli("catalog", "update", "--url", le_site)
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "int-yr2.pem" in result.err and "a CA listed as active; nothing was written" in result.err
+    assert "still using the bundled catalog" in result.err
+    assert cli("--json", "catalog", "list").json()["origin"] == "bundled"
+
+
+def test_an_endless_answer_is_cut_off(cli: CliRunner) -> None:
+    """Before: the whole answer was read into memory, with no bound: a URL that streams
+    without end grew the process until the kernel killed it."""
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"<p>" + b"x" * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        result = cli("catalog", "update", "--url", f"http://127.0.0.1:{server.server_address[1]}/", "--timeout", "20")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 1 and "sent more than 4 MiB" in result.err, result.err
+    assert time.monotonic() - started < 20
+
+
+def test_a_refreshed_catalog_file_others_can_write_is_refused(cli: CliRunner, le_site: str, tmp_path: Path) -> None:
+    """Before: the catalog folder was checked, its files were not: a manifest.json left
+    writable by every user (chmod 666 by hand, a restore from backup) let any user drop an
+    active issuer, and the next sync removed its pre-published "2 1 1". Now exit 3, as for
+    the folder."""
+    assert cli("catalog", "update", "--url", le_site).code == 0
+    manifest = tmp_path / "state" / "catalog" / "manifest.json"
+    manifest.chmod(0o666)
+    result = cli("--json", "catalog", "list")
+    assert result.code == 3 and "the catalog file is writable by others (mode 666)" in result.err, result.err
+    manifest.chmod(0o644)
+    assert cli("--json", "catalog", "list").json()["origin"].startswith("refreshed")

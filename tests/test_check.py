@@ -87,7 +87,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                                                  check=True).stdout)
                 for k, f in zip(("ecdsa", "rsa"), files, strict=True)}
         script = []
-        for zone, host, records in [
+        hosts: list[tuple[str, str, list[Any]]] = [
             (ZONE, "mx", [r311["ecdsa"], r311["rsa"]]),
             (ZONE, "good", [r311["ecdsa"], r311["rsa"]]),
             (ZONE, "wrong", [Tlsa.from_text("3 1 1 " + "ab" * 32)]),
@@ -102,7 +102,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             ("bogus.test", "mx", [r311["ecdsa"], r311["rsa"]]),
             (ZONE, "nostarttls", [r311["ecdsa"]]),
             (ZONE, "lag", [r311["ecdsa"], r311["rsa"]]),
-        ]:
+            # a digest of the wrong length and unknown parameters: unusable, ignored by senders
+            (ZONE, "junk", [r311["ecdsa"], r311["rsa"], "\\# 4 03010100", "255 255 255 aabb"]),
+        ]
+        for zone, host, records in hosts:
             script.append(f"server 127.0.0.1 {bind.primary.port}\nzone {zone}\n")
             if host not in ("mx",) or zone != ZONE:
                 script.append(f"update add {host}.{zone} 60 IN A 127.0.0.1\n")
@@ -110,10 +113,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             for rec in records:
                 script.append(f"update add _{tlsa_port}._tcp.{host}.{zone} 60 IN TLSA {rec}\n")
             script.append("send\n")
+        script.append(f"server 127.0.0.1 {bind.primary.port}\nzone {ZONE}\nupdate add nullmx.{ZONE} 60 IN MX 0 .\nsend\n")
         subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
                        capture_output=True)
         wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in ("good", "wrong", "rsaonly", "tanotsent", "le301",
-                                                                 "privateca", "nostarttls", "lag")] + ["mx.insecure.test"])
+                                                                 "privateca", "nostarttls", "lag", "junk")] + ["mx.insecure.test"])
         yield {"bind": bind, "unbound": unbound, "postfix": postfix, "port": port, "nost": nost,
                "garbage": garbage, "resolver": f"127.0.0.1:{unbound.port}", "r311": r311}
     finally:
@@ -345,3 +349,55 @@ def test_lame_server_and_expiring_signatures(cli: CliRunner, env: dict[str, Any]
     doc = run_check(cli, env, f"good.{ZONE}", "--rrsig-margin", "400").json()
     tlsa = [h for h in doc["hosts"][0]["hazards"] if h["code"] == "H7" and "TLSA" in h["message"]]
     assert tlsa and f"expire {earliest:%Y-%m-%d %H:%M}Z" in tlsa[0]["message"], doc["hosts"][0]["hazards"]
+
+
+def test_records_senders_cannot_use_are_left_out_like_posttls_finger(cli: CliRunner, env: dict[str, Any]) -> None:
+    """Before: a "3 1 1 00" (a digest too short) beside good records made the TLSA lookup
+    fail ("resolver ...: FormError", verdict unknown, exit 1), and a "255 255 255" record
+    was an internal error; Postfix warns "unusable TLSA RR" and verifies with the rest."""
+    result = run_check(cli, env, f"junk.{ZONE}")
+    doc = result.json()
+    assert doc["verdict"] == "pass" and verdicts(doc) == {"ecdsa": "pass", "rsa": "pass"}, result.out + result.err
+    assert "1 unusable (unknown usage, selector or matching type)" in doc["hosts"][0]["detail"]
+    assert finger(env, f"junk.{ZONE}", "ecdsa") and finger(env, f"junk.{ZONE}", "rsa")
+    # every authoritative server is read too, leaving out what senders leave out: before,
+    # dnspython refused the whole answer ("no answer: FormError"), a false H7 and exit 4
+    assert result.code == 0, result.out + result.err
+    assert all("2 record(s)" in line for line in doc["hosts"][0]["authoritative"]), doc["hosts"][0]
+
+
+def test_null_mx_says_the_domain_takes_no_mail(cli: CliRunner, env: dict[str, Any]) -> None:
+    """Before: "MX 0 ." (RFC 7505) was checked as a host named ".": "unknown ... no
+    address: REFUSED, REFUSED", exit 1; Postfix: "does not accept mail (nullMX)"."""
+    result = run_check(cli, env, f"nullmx.{ZONE}")
+    doc = result.json()
+    assert doc["verdict"] == "dane not in force" and doc["hosts"] == [] and result.code == 4
+    assert doc["mx"].startswith("null (RFC 7505: the domain accepts no mail")
+
+
+def test_a_resolver_that_does_not_validate_is_not_blamed_on_the_zone(cli: CliRunner, env: dict[str, Any]) -> None:
+    """Before: through a resolver that does not validate (here the primary itself, which
+    sets no AD bit) a signed zone was reported "the host's addresses are not
+    DNSSEC-signed; fix: sign the zone"; now the detail and the fix name the resolver (or a
+    missing DS), and a really unsigned zone is still told to sign."""
+    bind = env["bind"]
+    result = cli("--json", "check", f"good.{ZONE}", "--port", str(env["port"]), "--resolver",
+                 bind.primary.endpoint, "--timeout", "5", *authoritative(env))
+    host = result.json()["hosts"][0]
+    assert host["dane"] == "not in force" and "signed but not validated (no AD bit)" in host["detail"], host
+    assert "validating resolver (--resolver ADDR)" in host["hazards"][0]["fix"]
+    unsigned = run_check(cli, env, "mx.insecure.test").json()["hosts"][0]
+    assert "not validated" not in unsigned["detail"] and "sign the zone" in str(unsigned["hazards"])
+
+
+def test_nagios_line_keeps_names_from_the_dns_out_of_the_perfdata() -> None:
+    """An MX name is whatever the zone says; before, a "|" in it (inside a hazard's
+    message) started Nagios' perfdata early and a newline split the status line."""
+    from tlsa_manager.checkresult import CheckResult, nagios
+    from tlsa_manager.hazards import Hazard, Severity
+
+    hazard = Hazard("H7", Severity.RISK, "mx|a.example.com:\nno answer", "fix the server")
+    code, line = nagios(CheckResult("example.com", "mx|a.example.com", [], [hazard]))
+    status, perfdata = line.split(" | ")
+    assert code == 1 and "\n" not in line and line.count("|") == 1
+    assert "H7 mx/a.example.com: no answer" in status and perfdata.startswith("hosts=0 ")

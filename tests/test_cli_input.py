@@ -199,3 +199,15 @@ def test_the_process_of_a_one_pass_command_ends_without_walking_its_heap(tmp_pat
         assert done.returncode == 0, done.stderr
         assert done.stderr.splitlines()[-1] == f"frozen: {frozen}"
         assert done.stdout.strip(), command  # the plan, the sync's report, the version
+
+
+def test_check_records_file_that_is_not_one(tmp_path: Path) -> None:
+    """Before: `check --records /dev/zero` said "point at the certificate or key file
+    itself", and an empty records file was "the file is empty; point at the certificate
+    or key file"; a file of comments only checked against no records at all."""
+    assert_one_line(run_cli(tmp_path, "check", "example.com", "--records", "/dev/zero"), 2,
+                    "point at the file of TLSA records itself")
+    for name, text in (("empty.txt", ""), ("comments.txt", "; nothing yet\n")):
+        (tmp_path / name).write_text(text)
+        assert_one_line(run_cli(tmp_path, "check", "example.com", "--records", str(tmp_path / name)), 2,
+                        "holds no TLSA record")

@@ -13,8 +13,11 @@ from tlsa_manager.provider import ChangeSet, OwnerChange
 from tlsa_manager.records import Tlsa
 from tlsa_manager_providers.cloudflare import MARKER, CloudflareProvider
 
+from conftest import EXAMPLES
+
 if TYPE_CHECKING:
     from cloudflare_fake import FakeCloudflare
+    from conftest import CliRunner
 
 A = Tlsa.from_text("3 1 1 " + "AA" * 32)
 B = Tlsa.from_text("3 1 1 " + "bb" * 32)
@@ -142,3 +145,25 @@ def test_token_configuration_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         CloudflareProvider({})
     with pytest.raises(ConfigError, match="cannot read the Cloudflare API token"):
         CloudflareProvider({"api_token_file": str(tmp_path / "missing")})
+
+
+def test_automatic_ttl_is_read_as_cloudflares_300_seconds(
+    cf_fake: FakeCloudflare, cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record made in the dashboard has TTL "Auto", which the API gives as ttl 1 (served
+    as 300 s). Before: plan showed "(TTL 1)" and every sync failed with "TTL 1 ... is below
+    the cloudflare minimum of 60 s; set ttl = 60 or more", though the host's ttl was 300."""
+    zone = cf_fake.zone("example.test")
+    cf_fake.add_record(zone, "_25._tcp.mail.example.test", B.to_text(), ttl=1)
+    monkeypatch.setenv("CF_TOKEN", cf_fake.token)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[providers.cf]\ntype = "cloudflare"\napi_token_env = "CF_TOKEN"\napi_url = "{cf_fake.base_url}"\n'
+        f'[hosts."mail.example.test"]\ncert = "{EXAMPLES / "mail.example.com" / "fullchain.pem"}"\nttl = 300\n'
+    )
+    result = cli("--config", config, "sync")
+    assert result.code == 0, result.err
+    assert "TTL 1" not in result.out + result.err
+    records = zone.records.values()
+    assert len(records) == 5 and {r["ttl"] for r in records if r["comment"]} == {300}
+    assert CloudflareProvider({"api_token_env": "CF_TOKEN", "api_url": cf_fake.base_url}).read([OWNER])[OWNER].ttl == 300

@@ -408,3 +408,21 @@ def test_units_refuse_what_a_timer_could_not_run(tmp_path: Path) -> None:
             assert result.returncode == code and words in result.stderr, (extra, mode, result.stderr)
             assert len(result.stderr.splitlines()) == 1 and not result.stdout
     assert not list(units.iterdir())
+
+
+def test_live_check_compares_the_providers_nameservers(site: dict[str, Any]) -> None:
+    """docs/config.md: a host without `nameservers` uses its provider's. Before, the live
+    check of `metrics` ignored the provider's list and asked the zone's NS names on port
+    53 instead: tlsa_manager_check_hazards{severity="risk"} 2 (H7, both timing out) on a
+    healthy site configured as the docs' example is."""
+    text = site["config"].read_text()
+    line = next(x for x in text.splitlines() if x.startswith("nameservers = "))
+    moved = text.replace(line + "\n", "").replace("[providers.bind]\n", f"[providers.bind]\n{line}\n")
+    config = site["root"] / "provider-nameservers.toml"
+    config.write_text(moved)
+    result = subprocess.run([*CLI, "--config", str(config), "metrics", "--output", "-", "--resolver",
+                             site["resolver"], "--timeout", "2"], capture_output=True, text=True)
+    samples = parse(result.stdout)
+    port = str(site["postfix"].port)
+    assert value(samples, "tlsa_manager_dane_verdict", host=HOST, port=port, verdict="pass") == 1, result.stderr
+    assert value(samples, "tlsa_manager_check_hazards", host=HOST, port=port, severity="risk") == 0

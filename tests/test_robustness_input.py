@@ -187,6 +187,8 @@ CONFIG_CASES = {
     "negative_ttl list": ("negative_ttl = [1]", "negative_ttl", None),
     "next_keys string": ('next_keys = "k.pem"', "next_keys must be a list", None),
     "provider number": ("provider = 1", "provider 1 is not defined", 'provider = "z"'),
+    # both were taken, certs silently winning over cert
+    "cert and certs": ('certs = ["other.pem"]', "cert and certs are both given", None),
 }
 
 
@@ -208,6 +210,8 @@ DOC_CASES = {
     "hosts differing by dot": ('[hosts."mail.example.com."]\ncert = "{chain}"\n', "the same host as another"),
     "ip literal host": ('[hosts."192.0.2.25"]\ncert = "{chain}"\n', "is an IP address"),
     "ipv6 literal host": ('[hosts."2001:db8::25"]\ncert = "{chain}"\n', "is an IP address"),
+    # a newline went into every record comment the Cloudflare provider writes
+    "instance with a newline": ('instance = "mx1\\nmx2"\n', "instance must be"),
     "empty host": ('[hosts.""]\ncert = "{chain}"\n', "host name is empty"),
     "host not a table": ('hosts."x.example.com" = 1\n', "must be a table"),
     "defaults not a table": ("defaults = 1\n", "defaults must be a table"),
@@ -228,7 +232,7 @@ def test_bad_config_documents_are_one_line_exit_2(tmp_path: Path, case: str) -> 
     extra = extra.format(chain=CHAIN)
     if extra.startswith("providers ="):
         site["config"].write_text(extra + f'[hosts."mail.example.com"]\ncert = "{CHAIN}"\n')
-    elif extra.startswith(("defaults", "hosts.")):
+    elif extra.startswith(("defaults", "hosts.", "instance")):
         site["config"].write_text(extra + site["config"].read_text())
     else:
         with open(site["config"], "a") as handle:

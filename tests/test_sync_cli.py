@@ -212,3 +212,39 @@ def test_chain_from_a_ca_the_catalog_does_not_know(cli: CliRunner, bind: Bind, t
         assert bind_read(port, owner_name(host))[0] == {own_issuer, leaf_311}
     again = cli(*cfg, "--json", "plan", host).json()["plans"][0]
     assert again["changes"] == [] and not [h for h in again["hazards"] if h["code"] == "H12"]
+
+
+def test_an_expired_staged_certificate_does_not_replace_a_longer_lived_one(
+    cli: CliRunner, bind: Bind, site: SyncSite
+) -> None:
+    """Before: a file dropped into staged_dir by hand or by a deploy script (not through
+    the hook, which refuses it) was deployed even when it had expired and the live one ran
+    for months: exit 0, "deployed staged ecdsa.pem", PKIX and MTA-STS senders then failed.
+    Now it stays staged, named in a note, and the live file and the ledger are untouched."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    cfg: list[str | Path] = ["--config", site["config"]]
+    issuer = x509.load_pem_x509_certificate((LE_DATA / "ye1.pem").read_bytes())
+    now = dt.datetime.now(dt.UTC)
+
+    def leaf(not_before: dt.datetime) -> pki.Issued:
+        return pki.make_leaf([site["host"]], pki.Issued(issuer, pki.make_key("p384")), key=site["leaf"].key,
+                             not_before=not_before)
+
+    current = leaf(now - dt.timedelta(days=1))  # valid for 89 more days
+    pki.write(site["live"] / "ecdsa.pem", current.key_pem, current.pem, (LE_DATA / "ye1.pem").read_bytes())
+    assert cli(*cfg, "sync", site["host"]).code == 0
+    live_before = (site["live"] / "ecdsa.pem").read_bytes()
+    old = leaf(now - dt.timedelta(days=100))  # expired 10 days ago
+    pki.write(site["staged"] / "ecdsa.pem", old.key_pem, old.pem, (LE_DATA / "ye1.pem").read_bytes())
+    time.sleep(2 * 2 + 1 + 0.5)  # past the gate
+    result = cli(*cfg, "sync", site["host"])
+    assert result.code == 0 and "deployed staged" not in result.out, result.out
+    assert "staged ecdsa.pem: not deployed" in result.out + result.err
+    assert "the certificate expired on" in result.out + result.err
+    assert (site["live"] / "ecdsa.pem").read_bytes() == live_before
+    assert (site["staged"] / "ecdsa.pem").exists()
+    status = cli(*cfg, "--json", "status", site["host"]).json()["hosts"][0]
+    assert status["unconfirmed_deploys"] == [] and status["held_deploys"] == []

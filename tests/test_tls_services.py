@@ -81,9 +81,23 @@ def services() -> Iterator[dict[str, Any]]:
     le_files = (pki.write(pem / "le-leaf.pem", le_leaf.pem), pki.write(pem / "le-key.pem", le_leaf.key_pem),
                 pki.write(pem / "le-inter.pem", le_ca.pem))
     le_https = SServer(root / "s_server_le", {"ecdsa": le_files, "rsa": le_files})
+    # a CA certificate that has nothing to do with the chain, sent before the intermediate
+    stray = pki.make_ca("Stray CA", pki.make_key("p256"), not_before=NOW)
+    misordered = {alg: (s_chains[alg][0], s_chains[alg][1], pki.write(pem / f"{alg}-misordered.pem", stray.pem,
+                                                                       inter.pem)) for alg in s_chains}
+    misordered_https = SServer(root / "s_server_misordered", misordered)
+    # a CA certificate with a key the cryptography library cannot read (SM2), sent first
+    subprocess.run(["openssl", "genpkey", "-algorithm", "SM2", "-out", str(pem / "sm2.key")], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "req", "-new", "-x509", "-key", str(pem / "sm2.key"), "-out", str(pem / "sm2.pem"),
+                    "-days", "30", "-subj", "/CN=SM2 CA"], check=True, capture_output=True)
+    foreign = {alg: (s_chains[alg][0], s_chains[alg][1], pki.write(pem / f"{alg}-foreign.pem",
+                                                                    (pem / "sm2.pem").read_bytes(), inter.pem))
+               for alg in s_chains}
+    foreign_https = SServer(root / "s_server_foreign", foreign)
     started: list[Any] = []
     try:
-        for server in (bind, unbound, postfix, dovecot, plain, https, le_https):
+        for server in (bind, unbound, postfix, dovecot, plain, https, le_https, misordered_https, foreign_https):
             server.start()
             started.append(server)
         ports = {"smtps": postfix.wrapper_port, "smtp": postfix.port, "https": https.port, **dovecot.ports}
@@ -103,13 +117,16 @@ def services() -> Iterator[dict[str, Any]]:
         for port in (plain.ports["imap"], plain.ports["pop3"]):  # TLSA for a service without TLS
             script += [f"update add _{port}._tcp.svc.{ZONE} 60 IN TLSA {r}\n" for r in records["svc"]]
         le311 = compute(Usage.DANE_EE, Selector.SPKI, MatchingType.SHA2_256, cert=le_leaf.cert)
+        script += [f"update add _{p}._tcp.ta.{ZONE} 60 IN TLSA {r}\n" for r in records["ta"]
+                   for p in (misordered_https.port, foreign_https.port)]
         script += [f"update add le.{ZONE} 60 IN A 127.0.0.1\n",
                    f"update add _{le_https.port}._tcp.le.{ZONE} 60 IN TLSA {le311}\n"]
         script.append("send\n")
         subprocess.run(["nsupdate", "-k", str(bind.key_file)], input="".join(script).encode(), check=True,
                        capture_output=True)
         wait_resolvable(unbound.port, [f"{h}.{ZONE}" for h in (*HOSTS, "le")])
-        ports |= {"plain-imap": plain.ports["imap"], "plain-pop3": plain.ports["pop3"], "le": le_https.port}
+        ports |= {"plain-imap": plain.ports["imap"], "plain-pop3": plain.ports["pop3"], "le": le_https.port,
+                  "misordered": misordered_https.port, "foreign": foreign_https.port}
         yield {"bind": bind, "resolver": f"127.0.0.1:{unbound.port}", "ports": ports, "le311": le311.to_text(),
                "records": {h: [r.to_text() for r in recs] for h, recs in records.items()}}
     finally:
@@ -256,3 +273,19 @@ def test_a_server_that_never_finishes_is_cut_off_at_the_timeout(services: dict[s
     finally:
         stop.set()
         server.close()
+
+
+@pytest.mark.parametrize("server", ["misordered", "foreign"])
+def test_dane_ta_through_a_chain_sent_out_of_order(cli: CliRunner, services: dict[str, Any], server: str) -> None:
+    """Before: a server that sends an unrelated CA certificate before the intermediate
+    (a stray file in the chain) failed "2 1 1 matches a certificate the chain does not
+    lead to", and one whose stray certificate has a key the cryptography library cannot
+    read (SM2) was "internal error: UnsupportedAlgorithm" (exit 1), while OpenSSL (and so
+    Postfix) builds the chain from what was sent in any order and verifies it."""
+    port = services["ports"][server]
+    nameservers = [a for s in services["bind"].nameservers for a in ("--nameserver", s)]
+    doc = cli("--json", "check", f"ta.{ZONE}", "--port", str(port), "--protocol", "tls", "--resolver",
+              services["resolver"], "--timeout", "5", *nameservers).json()
+    verdicts = {e["algorithm"]: e["verdict"] for h in doc["hosts"] for e in h["endpoints"]}
+    assert all(s_client_dane(port, f"ta.{ZONE}", services["records"]["ta"], alg, None) for alg in ("ecdsa", "rsa"))
+    assert verdicts == {"ecdsa": "pass", "rsa": "pass"}, doc

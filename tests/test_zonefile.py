@@ -181,3 +181,12 @@ def test_a_real_bind_serves_the_written_file(zone: Path) -> None:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0])
+def test_check_must_be_a_boolean(zone: Path, value: object) -> None:
+    """Before: `check = "false"` (in quotes) was a non-empty string, so named-checkzone
+    still ran, the opposite of what was asked, and nothing said so."""
+    with pytest.raises(ConfigError, match=r"zonefile check must be true or false, not .*no quotes"):
+        ZoneFileProvider({"zone_file": str(zone), "check": value})
+    assert ZoneFileProvider({"zone_file": str(zone), "check": False}).check is False

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,7 @@ from tlsa_manager.certs import (
     raw_parts,
 )
 from tlsa_manager.errors import InputError
-from tlsa_manager.fsutil import check_trusted_dir
+from tlsa_manager.fsutil import check_private, check_trusted_dir
 from tlsa_manager.records import MatchingType, Selector, Tlsa, Usage, compute, spki_sha256
 
 STATUSES = ("active", "backup", "retired", "root")
@@ -342,5 +343,7 @@ def load(state_dir: Path | None) -> Catalog:
         # A forged catalog would pin the wrong issuers: trust it only where nobody else writes.
         check_trusted_dir(state_dir)
         check_trusted_dir(refreshed_dir(state_dir), "catalog directory")
+        for item in refreshed_dir(state_dir).iterdir():  # the files too: each could be edited in place
+            check_private(item, os.lstat(item), "catalog file", f"chmod 644 {item} and chown it to this user")
         return load_directory(refreshed_dir(state_dir), origin=f"refreshed ({refreshed_dir(state_dir)})")
     return load_bundled()

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -33,6 +34,8 @@ from tlsa_manager.records import spki_sha256
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://letsencrypt.org/certificates/"
+#: the most one fetch may bring: the page is ~100 KiB, a PEM ~2 KiB
+FETCH_LIMIT = 4 * 2**20
 _STATUS_WORDS = {"active": "active", "backup": "backup", "retired": "retired"}
 
 
@@ -105,12 +108,20 @@ def requests_fetch(timeout: float) -> Fetch:
     session = requests.Session()
 
     def fetch(url: str) -> bytes:
+        deadline = time.monotonic() + timeout
+        body = bytearray()
         try:
-            response = session.get(url, timeout=timeout)
-            response.raise_for_status()
+            with session.get(url, timeout=timeout, stream=True) as response:
+                response.raise_for_status()
+                for chunk in response.iter_content(64 * 1024):
+                    body += chunk
+                    if len(body) > FETCH_LIMIT:
+                        raise NetworkError(f"{url} sent more than {FETCH_LIMIT // 2**20} MiB")
+                    if time.monotonic() > deadline:
+                        raise NetworkError(f"{url} did not finish within {timeout:g} s")
         except requests.RequestException as exc:
             raise NetworkError(f"could not fetch {url} ({type(exc).__name__})") from None
-        return response.content
+        return bytes(body)
 
     return fetch
 
@@ -151,7 +162,14 @@ def update(
         try:
             pem = fetch(link.url)
             cert = x509.load_pem_x509_certificate(pem)
-        except NetworkError:
+        except NetworkError as exc:
+            if link.status in ("active", "backup"):
+                # without it, the next sync would take down the pre-published "2 1 1" of
+                # a CA that may issue the next certificate: keep the catalog in use
+                raise NetworkError(
+                    f"{exc.message}, a CA listed as {link.status}; nothing was written",
+                    "run catalog update again later",
+                ) from None
             rejected.append(f"{link.url}: download failed")
             continue
         except ValueError:

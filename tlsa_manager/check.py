@@ -36,6 +36,7 @@ from tlsa_manager.tlsprobe import UPGRADE_NAMES, Presented, handshake, protocol_
 __all__ = ["CheckResult", "Checker", "Dane", "Endpoint", "HostCheck", "nagios"]
 
 ALGORITHMS = ("ecdsa", "rsa")
+NULL_MX = "null (RFC 7505: the domain accepts no mail, so senders never look up TLSA)"
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Checker:
         self.follow_mx = self.service == "smtp" and self.port != 587
         self.upgrade = UPGRADE_NAMES[self.service]
         # shared by all hosts of one run: each server's DNSKEY is fetched once
-        self.view = DnsView([], timeout=min(self.timeout, 5.0))
+        self.view = DnsView([], timeout=min(self.timeout, 5.0), skip_unusable=True)
 
     def run(self, target: str) -> CheckResult:
         name = host_name(target)
@@ -87,12 +88,15 @@ class Checker:
                 hazards=[checkhazards.bogus(target, "MX")],
             )
             return CheckResult(target, "bogus", [failed], hazards)
+        if mx.found and mx.rrset is not None and {r.exchange for r in mx.rrset} == {dns.name.root}:
+            # RFC 7505: "MX 0 ." says the domain accepts no mail; there is no host to check
+            return CheckResult(target, NULL_MX, [], hazards)
         if mx.found and mx.rrset is not None:
             hosts = sorted(
                 ((r.preference, r.exchange) for r in mx.rrset), key=lambda t: (t[0], t[1].to_text())
             )
             if not mx.secure:
-                hazards.append(checkhazards.insecure_mx(target))
+                hazards.append(checkhazards.insecure_mx(target, mx.signed))
             mx_text = "secure" if mx.secure else "insecure"
         else:
             hosts = [(None, name)]
@@ -123,12 +127,15 @@ class Checker:
         expanded = next((lk.final for lk in lookups if lk.cname and lk.final is not None), None)
         if expanded is not None:
             check.hazards.append(checkhazards.cname_mx(text, expanded))
-        records, tlsa_lookup, owner = self._tlsa(host, expanded)
+        records, unknown, tlsa_lookup, owner = self._tlsa(host, expanded)
         check.tlsa_owner = owner
         if tlsa_lookup is not None and tlsa_lookup.cname:
             check.hazards.append(checkhazards.cname_owner(text, owner))
         secure_addresses = all(lk.secure for lk in lookups if lk.found)
-        check.settle(checkhazards.dane_state(text, owner, records, tlsa_lookup, secure_addresses))
+        signed = any(lk.signed for lk in lookups if lk.found)
+        check.settle(
+            checkhazards.dane_state(text, owner, records, tlsa_lookup, secure_addresses, unknown, signed)
+        )
         if not check.dane.probes:
             return check
         check.tlsa = records
@@ -213,9 +220,11 @@ class Checker:
 
     def _tlsa(
         self, host: dns.name.Name, expanded: dns.name.Name | None
-    ) -> tuple[list[Tlsa], Lookup | None, str]:
+    ) -> tuple[list[Tlsa], int, Lookup | None, str]:
+        """The TLSA records senders can use, how many more they cannot read (usage 255,
+        ...: unusable, RFC 7671 §4.1), the lookup, and the owner name."""
         if self.records is not None:
-            return list(self.records), None, f"{owner_name(host.to_text(), self.port)} (from --records)"
+            return list(self.records), 0, None, f"{owner_name(host.to_text(), self.port)} (from --records)"
         last = None
         for candidate in ([expanded] if expanded else []) + [host]:
             owner = owner_name(candidate.to_text(), self.port)
@@ -225,8 +234,13 @@ class Checker:
                 break
         assert last is not None
         lookup, owner = last
-        records = [Tlsa.from_rdata(r) for r in lookup.rrset] if lookup.rrset is not None else []
-        return records, lookup, owner.to_text()
+        records, unknown = [], 0
+        for rdata in lookup.rrset or []:
+            try:
+                records.append(Tlsa.from_rdata(rdata))
+            except ValueError:  # a usage, selector or matching type RFC 6698 does not define
+                unknown += 1
+        return records, unknown, lookup, owner.to_text()
 
     def _endpoint(
         self, host: str, address: str, algorithm: str, records: list[Tlsa], reference: list[str], dane: bool

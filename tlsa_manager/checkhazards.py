@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 import dns.rdatatype
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import Chain, key_type
@@ -35,6 +37,10 @@ from tlsa_manager.records import Tlsa
 from tlsa_manager.resolve import Lookup
 from tlsa_manager.tlsprobe import Presented
 
+#: why a signed answer came back without the AD bit
+UNVALIDATED = "not validated (no AD bit): the resolver does not validate, or the zone has no DS at its parent"
+UNVALIDATED_FIX = "check with a validating resolver (--resolver ADDR), or publish the zone's DS at its parent"
+
 
 def bogus(where: str, what: str) -> Hazard:
     """H7: a lookup senders need fails validation."""
@@ -55,26 +61,41 @@ def address_state(host: str, lookups: Sequence[Lookup], addresses: Sequence[str]
 
 
 def dane_state(
-    host: str, owner: str, records: Sequence[Tlsa], tlsa: Lookup | None, secure_addresses: bool
+    host: str,
+    owner: str,
+    records: Sequence[Tlsa],
+    tlsa: Lookup | None,
+    secure_addresses: bool,
+    unknown: int = 0,
+    signed_addresses: bool = False,
 ) -> DaneState:
-    """Whether senders apply DANE to the host, given its TLSA lookup (None: records given)."""
+    """Whether senders apply DANE to the host, given its TLSA lookup (None: records given).
+    ``unknown`` records (a usage, selector or matching type no sender knows) are unusable
+    but still make the RRset non-empty: TLS is then required (RFC 7672 §2.2)."""
     if tlsa is not None and tlsa.status == "bogus":
         return DaneState(Dane.BOGUS, "TLSA lookup bogus: mail deferred", (bogus(host, "TLSA"),))
     if tlsa is not None and tlsa.status == "error":
         return DaneState(Dane.ERROR, f"TLSA lookup failed: {tlsa.error}")
     if not secure_addresses:
         insecure = MX_INSECURE.hazard(
-            f"A/AAAA of {host} insecure: senders skip TLSA", "sign the zone that holds the MX host", host
+            f"A/AAAA of {host} insecure: senders skip TLSA",
+            UNVALIDATED_FIX if signed_addresses else "sign the zone that holds the MX host",
+            host,
         )
-        return DaneState(Dane.NOT_IN_FORCE, "the host's addresses are not DNSSEC-signed", (insecure,))
-    if records and tlsa is not None and not tlsa.secure:
+        why = f"signed but {UNVALIDATED}" if signed_addresses else "not DNSSEC-signed"
+        return DaneState(Dane.NOT_IN_FORCE, f"the host's addresses are {why}", (insecure,))
+    if (records or unknown) and tlsa is not None and not tlsa.secure:
         inert = TLSA_INSECURE.hazard(
-            f"TLSA at {owner} is insecure: DANE is inert", "sign the zone (and the delegation)", host
+            f"TLSA at {owner} is insecure: DANE is inert",
+            UNVALIDATED_FIX if tlsa.signed else "sign the zone (and the delegation)",
+            host,
         )
-        return DaneState(Dane.NOT_IN_FORCE, "the TLSA RRset is not DNSSEC-signed", (inert,))
-    if not records:
+        why = f"signed but {UNVALIDATED}" if tlsa.signed else "not DNSSEC-signed"
+        return DaneState(Dane.NOT_IN_FORCE, f"the TLSA RRset is {why}", (inert,))
+    if not records and not unknown:
         return DaneState(Dane.NOT_IN_FORCE, f"no TLSA record at {owner}")
-    return DaneState(Dane.IN_FORCE, f"{len(records)} TLSA record(s) at {owner}")
+    ignored = f" and {unknown} unusable (unknown usage, selector or matching type)" if unknown else ""
+    return DaneState(Dane.IN_FORCE, f"{len(records)} TLSA record(s){ignored} at {owner}")
 
 
 def cname_mx(host: str, expanded: object) -> Hazard:
@@ -87,9 +108,12 @@ def cname_owner(host: str, owner: str) -> Hazard:
     )
 
 
-def insecure_mx(target: str) -> Hazard:
+def insecure_mx(target: str, signed: bool = False) -> Hazard:
+    why = f"signed but {UNVALIDATED}" if signed else "not DNSSEC-signed"
     return MX_INSECURE.hazard(
-        f"the MX RRset of {target} is not DNSSEC-signed: senders do not apply DANE", "sign the zone", target
+        f"the MX RRset of {target} is {why}: senders do not apply DANE",
+        UNVALIDATED_FIX if signed else "sign the zone",
+        target,
     )
 
 
@@ -190,8 +214,18 @@ def _sent_chains(
     """The chains the servers sent, once per leaf key, with the catalog's name of their issuer."""
     chains = []
     for shown in presented.values():
-        if shown.chain:
-            leaf = shown.chain[0]
-            chain = Chain(leaf, leaf.public_key(), tuple(shown.chain[1:]))
+        # a certificate whose key this library cannot read (SM2, ...) has no records to lint
+        sent = [c for c in shown.chain if _readable(c)]
+        if sent and sent[0] is shown.chain[0]:
+            leaf = sent[0]
+            chain = Chain(leaf, leaf.public_key(), tuple(sent[1:]))
             chains.append(facts_with_issuer(chain, f"{key_type(leaf.public_key())} chain of {host}", catalog))
     return {c.leaf.spki_der: c for c in chains}
+
+
+def _readable(cert: x509.Certificate) -> bool:
+    try:
+        cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return True

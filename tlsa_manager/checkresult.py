@@ -141,9 +141,11 @@ def nagios(result: CheckResult) -> tuple[int, str]:
         iter(result.all_hazards), None
     )
     why = f"; {first.code} {first.message}" if first else ""
-    line = (
-        f"DANE {word} - {result.target}: {verdict}, {passed}/{len(endpoints)} endpoints verified{why} | "
+    status = f"DANE {word} - {result.target}: {verdict}, {passed}/{len(endpoints)} endpoints verified{why}"
+    # names come from the DNS: a "|" there would start the perfdata, a newline a long text
+    status = " ".join(status.replace("|", "/").split())
+    perfdata = (
         f"hosts={len(result.hosts)} endpoints={len(endpoints)} verified={passed} failed={failed} "
         f"hazards={len(result.all_hazards)}"
     )
-    return code, line
+    return code, f"{status} | {perfdata}"

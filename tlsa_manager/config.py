@@ -26,6 +26,7 @@ from tlsa_manager.configvalues import (
     check_host_name,
     check_staged_apart,
     frozen,
+    instance_value,
     int_value,
     key_value,
     list_value,
@@ -180,7 +181,7 @@ class _FleetSpecs:
             where = f'hosts."{name}"'
             try:
                 check_host_name(name, where)
-                certs = certs_value(cert_values(merged), where, self.base)
+                certs = certs_value(cert_values(self.defaults, doc, where), where, self.base)
                 key = key_value(merged, where, self.base)
                 next_keys = next_keys_value(merged, where, self.base)
                 staged_dir = staged_dir_value(merged, where, self.base, certs)
@@ -224,7 +225,7 @@ def _host_spec(
             f"{where}: provider {provider!r} is not defined",
             f"define [providers.{provider}] or use one of: {', '.join(sorted(providers)) or 'none'}",
         )
-    certs = cert_values(merged)
+    certs = cert_values(defaults, doc, where)
     records = merged.get("records", ["3 1 1", "2 1 1"])
     if not isinstance(records, list) or not records or not all(isinstance(k, str) for k in records):
         raise ConfigError(
@@ -376,9 +377,7 @@ def config_from_dict(doc: Mapping[str, Any], base: Path, source: str, path: Path
         hosts[spec.name] = spec
     check_staged_apart((h.name, h.staged_dir, h.certs) for h in hosts.values())
     state = path_value(doc["state_dir"], "state_dir", base) if "state_dir" in doc else None
-    instance = doc.get("instance")
-    if instance is not None and (not isinstance(instance, str) or not instance.strip()):
-        raise ConfigError("instance must be a non-empty string", 'e.g. instance = "mx1-postfix"')
+    instance = instance_value(doc.get("instance"))
     return Config(providers, hosts, state, source, instance)
 
 

@@ -19,9 +19,18 @@ _EXAMPLE_PATHS = {"zone_file": "/etc/bind/db.example.com", "state_dir": "/var/li
 OWN_KEYS = frozenset({"cert", "certs", "key", "next_keys", "staged_dir"})
 
 
-def cert_values(merged: Mapping[str, Any]) -> list[object]:
-    value = merged.get("certs", merged.get("cert"))
-    return value if isinstance(value, list) else ([value] if value else [])
+def cert_values(defaults: Mapping[str, Any], doc: Mapping[str, Any], where: str) -> list[object]:
+    """The host's certificate files: its own ``cert``/``certs``, else the defaults'; one
+    table giving both is refused (one of them would be ignored without a word)."""
+    for table in (doc, defaults):
+        if "cert" in table and "certs" in table:
+            raise ConfigError(
+                f"{where}: cert and certs are both given", "give cert = a file, or certs = [files], not both"
+            )
+        if "cert" in table or "certs" in table:
+            value = table.get("certs", table.get("cert"))
+            return value if isinstance(value, list) else ([value] if value else [])
+    return []
 
 
 def certs_value(values: list[object], where: str, base: Path) -> tuple[Path, ...]:
@@ -174,6 +183,14 @@ def probe_address(value: object, key: str) -> str:
 def bool_value(value: object, key: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, not {value!r}", f"write {key} = true")
+    return value
+
+
+def instance_value(value: object) -> str | None:
+    """The run's name in record comments and metrics: one line of text (a newline would
+    split a comment or a metrics line)."""
+    if value is not None and not (isinstance(value, str) and value.strip() and value.isprintable()):
+        raise ConfigError("instance must be a non-empty line of text", 'e.g. instance = "mx1-postfix"')
     return value
 
 

@@ -6,7 +6,8 @@ RFC 7671 / RFC 7672 as a DANE SMTP client applies them:
   both rules are :func:`tlsa_manager.facts.usable`, the planner's too;
 - DANE-EE: the leaf's certificate or SPKI matches; no name or date checks (§5.1);
 - DANE-TA: a certificate the server actually sent matches and becomes the trust anchor;
-  the chain from the leaf up to it must verify by signature, the leaf must name the MX
+  a chain from the leaf up to it, built from the certificates sent in any order (as
+  OpenSSL does), must verify by signature, the leaf must name the MX
   host (or the next-hop domain when the MX lookup was secure), and every certificate
   from the leaf to the anchor must be within its dates (§5.2, RFC 7672 §3.2.2).
 """
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from tlsa_manager.certs import dns_names, issued_by
 from tlsa_manager.facts import cert_facts, usable
@@ -32,7 +34,10 @@ class Match:
 
 
 def _matches(cert: x509.Certificate, record: Tlsa) -> bool:
-    return cert_facts(cert).record(record.params) == record
+    try:
+        return cert_facts(cert).record(record.params) == record
+    except (ValueError, UnsupportedAlgorithm):  # a key this library cannot read (SM2, ...)
+        return False
 
 
 def name_ok(cert: x509.Certificate, reference: Sequence[str]) -> bool:
@@ -45,6 +50,40 @@ def name_ok(cert: x509.Certificate, reference: Sequence[str]) -> bool:
             if name.startswith("*.") and "." in ref and ref.split(".", 1)[1] == name[2:]:
                 return True
     return False
+
+
+#: the most certificates of what a server sent that a path is built from (Postfix's
+#: smtp_tls_scert_verifydepth is 9; a server sending hundreds gets no quadratic work)
+PATH_POOL = 16
+
+
+def path_to(chain: Sequence[x509.Certificate], depth: int) -> list[x509.Certificate] | None:
+    """The certificates from the leaf up to ``chain[depth]``, each issued by the next,
+    built from what the server sent in any order, as OpenSSL builds a chain from the
+    untrusted certificates (a server may send an extra or misordered CA certificate);
+    None when none leads there.  Breadth first, each certificate visited once."""
+    pool = list(chain[:PATH_POOL])
+    if depth == 0:
+        return [chain[0]]
+    if depth >= len(pool):
+        return None
+    came_from: dict[int, int] = {0: 0}
+    frontier = [0]
+    while frontier:
+        reached = []
+        for index in frontier:
+            for other, cert in enumerate(pool):
+                if other not in came_from and issued_by(pool[index], cert):
+                    came_from[other] = index
+                    reached.append(other)
+        if depth in came_from:
+            path, at = [depth], depth
+            while at != 0:
+                at = came_from[at]
+                path.append(at)
+            return [pool[i] for i in reversed(path)]
+        frontier = reached
+    return None
 
 
 def verify(
@@ -70,8 +109,8 @@ def verify(
         for depth, anchor in enumerate(chain):
             if not _matches(anchor, record):
                 continue
-            path = list(chain[: depth + 1])
-            if any(not issued_by(path[i], path[i + 1]) for i in range(len(path) - 1)):
+            path = path_to(chain, depth)
+            if path is None:
                 reasons.append(f"{record.kind} matches a certificate the chain does not lead to")
                 continue
             if not name_ok(leaf, reference_names):

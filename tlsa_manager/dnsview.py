@@ -10,6 +10,7 @@ SERVFAIL) is a view with ``records=None`` and the reason, which keeps gates clos
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ import dns.rdatatype
 import dns.rrset
 
 from tlsa_manager import rrsig, wire
-from tlsa_manager.endpoints import Answer, Endpoint, ask, ask_many, parse_endpoint
+from tlsa_manager.endpoints import Answer, Endpoint, ask, ask_many, ask_one, parse_endpoint
 from tlsa_manager.errors import UsageError
 from tlsa_manager.observations import ServerView
 from tlsa_manager.records import Tlsa
@@ -40,9 +41,14 @@ log = logging.getLogger(__name__)
 class DnsView:
     """Reads the TLSA RRset at owner names from a list of authoritative endpoints."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], timeout: float = 5.0) -> None:
+    def __init__(
+        self, endpoints: Sequence[Endpoint], timeout: float = 5.0, skip_unusable: bool = False
+    ) -> None:
         self.endpoints = list(endpoints)
         self.timeout = timeout
+        #: ``check``: a record that is no usable TLSA record is left out, as senders do
+        #: (RFC 7671 §4.1); ``sync`` keeps the gates closed on it instead
+        self.skip_unusable = skip_unusable
         self._dnskeys: dict[tuple[Endpoint, dns.name.Name], dns.rrset.RRset | None] = {}
         #: signature checks already made, by what was signed, the signature and the keys:
         #: every server of a zone serves the same bytes, so each is checked once per run
@@ -88,8 +94,8 @@ class DnsView:
     def view(self, endpoint: Endpoint, owner: dns.name.Name) -> ServerView:
         """One server's answer for one owner (UDP, TCP on truncation)."""
         try:
-            response: Answer = wire.parse(ask(endpoint, owner, dns.rdatatype.TLSA, self.timeout).to_wire())
-        except (OSError, ValueError, dns.exception.DNSException) as exc:
+            response: Answer = ask_one(endpoint, owner, dns.rdatatype.TLSA, self.timeout)
+        except (OSError, ValueError) as exc:
             response = exc
         return self._view(endpoint, owner, response)
 
@@ -109,7 +115,9 @@ class DnsView:
         try:
             records = frozenset(Tlsa.from_wire(r.rdata) for r in found)
         except (UsageError, ValueError):
-            return ServerView(endpoint.name, None, None, "a TLSA record that does not parse")
+            if not self.skip_unusable:
+                return ServerView(endpoint.name, None, None, "a TLSA record that does not parse")
+            records = frozenset(_usable(found))
         sigs = response.signatures(name, wire.TYPE_TLSA)
         parsed: list[rrsig.Signature | rrsig.SignatureError] = []
         for sig in sigs:  # each parsed once: for the check and for the signing clock
@@ -188,6 +196,14 @@ class DnsView:
                 return candidate
             candidate = candidate.parent()
         return None
+
+
+def _usable(found: Sequence[wire.Record]) -> list[Tlsa]:
+    out = []
+    for record in found:
+        with contextlib.suppress(UsageError, ValueError):
+            out.append(Tlsa.from_wire(record.rdata))
+    return out
 
 
 def negative_ttl(endpoint: Endpoint, zone: dns.name.Name, timeout: float = 5.0) -> int | None:

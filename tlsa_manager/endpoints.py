@@ -9,7 +9,9 @@ only, not on the reading side (``dnsview``), so adding a provider never touches 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,6 +119,29 @@ def ask(
 
 
 Answer = wire.Reply | Exception
+
+
+def ask_one(endpoint: Endpoint, qname: dns.name.Name, rdtype: int, timeout: float = 5.0) -> wire.Reply:
+    """One query over UDP (TCP when the answer is truncated), read with :mod:`wire`, not
+    dnspython: a record dnspython refuses to parse (a TLSA digest of the wrong length)
+    must not cost the whole answer.  Raises OSError or ValueError."""
+    qid = int.from_bytes(os.urandom(2), "big")
+    family = socket.AF_INET6 if ":" in endpoint.address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect((endpoint.address, endpoint.port))  # answers from elsewhere never arrive
+        sock.send(wire.query(qid, qname, rdtype, dnssec=True))
+        while True:  # a late answer to an earlier query on this port is not ours
+            with contextlib.suppress(wire.WireError):
+                reply = wire.parse(sock.recv(65535))
+                if reply.id == qid and reply.question == wire.labels(qname):
+                    break
+    if not reply.flags & wire.FLAG_TC:
+        return reply
+    answer = ask_many(endpoint, [(qname, rdtype)], timeout)[0]
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 def ask_many(

@@ -28,7 +28,7 @@ from tlsa_manager.config import Config, HostSpec
 from tlsa_manager.errors import ConfigError, HazardError, InputError, TlsaManagerError, UsageError
 from tlsa_manager.fsutil import atomic_write, make_dir
 from tlsa_manager.hazards import TA_NOT_SENT
-from tlsa_manager.hostfiles import new_key_beside_key_file
+from tlsa_manager.hostfiles import expired_before_live, new_key_beside_key_file
 from tlsa_manager.nextkey import find_key
 from tlsa_manager.records import spki_der
 
@@ -273,23 +273,11 @@ def _chain_file(key_file: Path, chain: Chain) -> bytes:
 
 
 def _refuse_expired(live: Path | None, chain: Chain, source: Path) -> None:
-    """An expired certificate that would replace a live one lasting longer (an old file
-    handed to the hook again): DANE-EE would still match, but PKIX and MTA-STS senders
-    would fail, so it is not staged."""
-    assert chain.leaf is not None
-    ends = chain.leaf.not_valid_after_utc
-    if ends.timestamp() >= time.time() or live is None:
-        return
-    try:
-        current = load_chain(live).leaf
-    except InputError:
-        return
-    if current is not None and current.not_valid_after_utc > ends:
-        raise InputError(
-            f"{source}: the certificate expired on {ends:%Y-%m-%d %H:%M}Z, before the live one "
-            f"(valid until {current.not_valid_after_utc:%Y-%m-%d %H:%M}Z); nothing staged",
-            "give the renewed certificate (the ACME client's newest file)",
-        )
+    """An expired certificate that would replace a live one lasting longer is not staged."""
+    why = expired_before_live(chain.leaf, live, time.time())
+    if why:
+        hint = "give the renewed certificate (the ACME client's newest file)"
+        raise InputError(f"{source}: {why}; nothing staged", hint)
 
 
 def _already_live(live: Path | None, chain: Chain) -> bool:

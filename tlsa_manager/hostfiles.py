@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tlsa_manager.catalog import Catalog
 from tlsa_manager.certs import load_chain, load_material
@@ -26,6 +27,9 @@ from tlsa_manager.fsutil import fsync_dir, move_into_place
 from tlsa_manager.plans import chain_identity
 from tlsa_manager.ports import HostChains, StagedChanged
 from tlsa_manager.records import spki_der
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 def chain_facts(path: Path, label: str, catalog: Catalog, key: Path | None = None) -> ChainFacts:
@@ -191,6 +195,9 @@ class HostFiles:
                     f"{source} changed after its gate was computed (a newer renewal?)",
                     "the next run publishes and gates the new file",
                 )
+            why = expired_before_live(load_chain(pinned).leaf, target, time.time())
+            if why:
+                raise StagedChanged(f"{source}: {why}; remove it, or stage the renewed certificate")
             move_into_place(pinned, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -281,3 +288,22 @@ class HostFiles:
                 sent = Chain(seen.leaf, seen.leaf.public_key(), seen.chain[1:])
                 out.append(facts_from_chain(sent, f"{kind} chain on {self.spec.probe}:{port}"))
         return tuple(out)
+
+
+def expired_before_live(leaf: x509.Certificate | None, live: Path | None, now: float) -> str | None:
+    """Why a certificate must not replace the live one: it has expired and the live one
+    lasts longer (an old file staged, or handed to the hook, again).  DANE-EE would still
+    match, but PKIX and MTA-STS senders would fail.  None when it may."""
+    if leaf is None or live is None or leaf.not_valid_after_utc.timestamp() >= now:
+        return None
+    ends = leaf.not_valid_after_utc
+    try:
+        current = load_chain(live).leaf
+    except InputError:
+        return None
+    if current is None or current.not_valid_after_utc <= ends:
+        return None
+    return (
+        f"the certificate expired on {ends:%Y-%m-%d %H:%M}Z, before the live one "
+        f"(valid until {current.not_valid_after_utc:%Y-%m-%d %H:%M}Z)"
+    )

@@ -178,7 +178,6 @@ def run_checks(
 ) -> list[tuple[str, int, Any]]:
     """The live check of every configured host on each of its ports (as `check` would)."""
     from tlsa_manager.check import Checker, CheckResult, Dane, HostCheck
-    from tlsa_manager.endpoints import parse_endpoint
     from tlsa_manager.resolve import ValidatingResolver
 
     out: list[tuple[str, int, Any]] = []
@@ -190,7 +189,7 @@ def run_checks(
                 catalog,
                 port=port,
                 timeout=timeout,
-                nameservers=[parse_endpoint(n) for n in spec.nameservers] or None,
+                nameservers=compared_servers(config, spec) or None,
             )
             try:
                 result = checker.run(spec.name)
@@ -200,6 +199,16 @@ def run_checks(
                 result = CheckResult(spec.name, "error", [failed], [])
             out.append((spec.name, port, result))
     return out
+
+
+def compared_servers(config: Any, spec: Any) -> list[Any]:
+    """The servers the live check reads the TLSA owner from: the host's ``nameservers``,
+    else its provider's (the precedence of the deploy gate, docs/config.md); none: the
+    zone's NS names."""
+    from tlsa_manager.endpoints import configured
+
+    listed = spec.nameservers or config.providers.get(spec.provider, {}).get("nameservers")
+    return configured(list(listed) if listed else None)
 
 
 def gather(

@@ -134,7 +134,8 @@ class Refresh:
     def notes(self) -> list[str]:
         out = [f"the next {p.stem.upper()} key is in use now; its file {p} is removed" for p in self.retired]
         out += [
-            f"made the next {p.stem.upper()} key {p}; its 3 1 1 record is pre-published" for p in self.created
+            f"made the next {p.stem.upper()} key {p}; its 3 1 1 record is pre-published before it is used"
+            for p in self.created
         ]
         return out
 

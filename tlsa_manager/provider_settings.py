@@ -5,6 +5,11 @@ on every provider page of docs/config.md.  A provider still reads its values its
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
+from tlsa_manager.errors import ConfigError
+
 
 def nameservers(detail: str = "") -> dict[str, str]:
     """``nameservers``, which :meth:`tlsa_manager.provider.Provider.nameservers` reads for
@@ -27,3 +32,28 @@ def zone(found: str) -> dict[str, str]:
     """``zone`` for a provider that finds the apex itself when it is left out; ``found``
     says how ("by SOA")."""
     return {"zone": f"zone apex; found {found} when left out"}
+
+
+def token_api_url(value: object, default: str, provider: str) -> str:
+    """The ``api_url`` an API token is sent to: https, or http to this machine only (a
+    test server, a local proxy); plain http elsewhere would carry the token across the
+    network in clear.  The URL is not echoed (it may carry user:password)."""
+    url = str(value or default).rstrip("/")
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return url
+    if parts.scheme == "http" and (host == "localhost" or _loopback(host)):
+        return url
+    raise ConfigError(
+        f"{provider} api_url must be an https:// URL (http:// only to this machine: the API token "
+        f"would cross the network in clear), not {parts.scheme or 'no scheme'}://{host}",
+        f"write api_url = \"{default}\" or leave it out",
+    )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,6 +8,8 @@ answer shows them, and the name they led to is reported.
 
 from __future__ import annotations
 
+import socket
+import struct
 from dataclasses import dataclass
 
 import dns.exception
@@ -37,6 +39,9 @@ class Lookup:
     error: str | None = None
     #: the earliest RRSIG expiration (epoch seconds) over the signatures of ``rrset``
     expires: int | None = None
+    #: RRSIGs came with ``rrset``: if it is not secure, the resolver did not validate it
+    #: (not a validating resolver), or the zone's DS is missing at its parent
+    signed: bool = False
 
     @property
     def found(self) -> bool:
@@ -55,23 +60,48 @@ class ValidatingResolver:
             self.endpoint = Endpoint(str(system.nameservers[0]), str(system.nameservers[0]), 53)
         self.timeout = timeout
 
-    def _ask(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, cd: bool = False
-    ) -> dns.message.Message:
+    def _query(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, cd: bool) -> dns.message.Message:
         query = dns.message.make_query(name, rdtype, want_dnssec=True)
         query.flags |= dns.flags.AD | dns.flags.RD
         if cd:
             query.flags |= dns.flags.CD
-        response, _ = dns.query.udp_with_fallback(
-            query, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
-        )
+        return query
+
+    def _ask(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, cd: bool = False
+    ) -> dns.message.Message:
+        query = self._query(name, rdtype, cd)
+        try:
+            response, _ = dns.query.udp_with_fallback(
+                query, self.endpoint.address, timeout=self.timeout, port=self.endpoint.port
+            )
+        except dns.exception.FormError:
+            return self._ask_leniently(query)
+        return response
+
+    def _ask_leniently(self, query: dns.message.Message) -> dns.message.Message:
+        """The question again over TCP, its answer read record by record: a record that does
+        not parse (a "3 1 1" whose digest is not 32 bytes) is left out, as a DANE sender
+        leaves out an unusable record (Postfix: "unusable TLSA RR"), instead of the
+        whole RRset being lost and the verdict turning "unknown"."""
+        address = (self.endpoint.address, self.endpoint.port)
+        with socket.create_connection(address, timeout=self.timeout) as sock:
+            wire = query.to_wire()
+            sock.sendall(struct.pack("!H", len(wire)) + wire)
+            length = struct.unpack("!H", _read(sock, 2))[0]
+            response = dns.message.from_wire(_read(sock, length), continue_on_error=True)
+        if response.id != query.id:
+            raise ConnectionError("the answer is not for this question")
         return response
 
     def lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Lookup:
         try:
             response = self._ask(name, rdtype)
-        except dns.exception.Timeout:
+        except (dns.exception.Timeout, TimeoutError):
             return Lookup(name, rdtype, "error", False, error=f"no answer from the resolver {self.endpoint}")
+        except dns.exception.FormError:
+            unreadable = f"resolver {self.endpoint}: an answer that does not parse"
+            return Lookup(name, rdtype, "error", False, error=unreadable)
         except (OSError, dns.exception.DNSException) as exc:
             return Lookup(
                 name, rdtype, "error", False, error=f"resolver {self.endpoint}: {type(exc).__name__}"
@@ -100,7 +130,8 @@ class ValidatingResolver:
         status = ("secure" if secure else "insecure") if rrset is not None else "nodata"
         sigs = response.get_rrset(response.answer, current, dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
         expires = min((int(sig.expiration) for sig in sigs), default=None) if sigs is not None else None
-        return Lookup(name, rdtype, status, secure, rrset, current, followed, expires=expires)
+        signed = sigs is not None
+        return Lookup(name, rdtype, status, secure, rrset, current, followed, expires=expires, signed=signed)
 
     def zone_of(self, name: dns.name.Name) -> dns.name.Name | None:
         """The apex of the zone holding ``name``: the SOA owner in the answer or the authority section."""
@@ -124,3 +155,14 @@ class ValidatingResolver:
                     text = target.to_text(omit_final_dot=True)
                     out.append(Endpoint(f"{text} ({address.address})", address.address, 53))
         return out
+
+
+def _read(sock: socket.socket, count: int) -> bytes:
+    """Exactly ``count`` bytes of a TCP DNS answer."""
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("the resolver closed the connection mid-answer")
+        data += chunk
+    return data

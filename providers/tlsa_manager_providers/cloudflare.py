@@ -39,6 +39,8 @@ from tlsa_manager_providers._http import MAX_RETRY_AFTER, backoff, wait_rate_lim
 log = logging.getLogger(__name__)
 MARKER = "managed by tlsa-manager"
 PER_PAGE = 100
+#: what the API's ttl 1 ("Auto", the dashboard's default) means for a DNS-only record
+AUTO_TTL = 300
 API = "https://api.cloudflare.com/client/v4"
 TOKEN = ProviderSecret("api_token", "API token", "Cloudflare", "CLOUDFLARE_API_TOKEN")
 
@@ -64,6 +66,7 @@ class CloudflareProvider(Provider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._token = self.secret(TOKEN)
+        self.api_url = shared.token_api_url(config.get("api_url"), API, "cloudflare")
         self._client: Any = None
         self._zones: dict[str, tuple[str, str]] = {}
         self._dnssec_checked: set[str] = set()
@@ -92,7 +95,7 @@ class CloudflareProvider(Provider):
             "_strict_response_validation": True,
         }
         if self.config.get("api_url"):
-            kwargs["base_url"] = str(self.config["api_url"])
+            kwargs["base_url"] = self.api_url
         client = cloudflare.Cloudflare(**kwargs)
         # The SDK prefers CLOUDFLARE_EMAIL / CLOUDFLARE_API_KEY from the environment
         # over the token (also in with_options() copies, so none are made).
@@ -348,7 +351,13 @@ def _rrset(owner: dns.name.Name, records: Sequence[Any], mark: str = "") -> RRse
         return RRset(owner)
     tlsas = frozenset(_tlsa(r) for r in records)
     managed = frozenset(_tlsa(r) for r in records if mark and (r.comment or "") == mark)
-    return RRset(owner, tlsas, max(int(r.ttl) for r in records), managed)
+    return RRset(owner, tlsas, max(_ttl(r) for r in records), managed)
+
+
+def _ttl(record: Any) -> int:
+    """The TTL served: the API gives "Auto" as 1, which Cloudflare serves as 300 s."""
+    ttl = int(record.ttl)
+    return AUTO_TTL if ttl == 1 else ttl
 
 
 def _post(owner: dns.name.Name, record: Tlsa, ttl: int, mark: str = MARKER) -> dict[str, Any]:

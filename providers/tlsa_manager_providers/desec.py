@@ -36,6 +36,7 @@ from urllib.parse import quote
 import dns.name
 
 from tlsa_manager import provider_settings as shared
+from tlsa_manager.durations import positive_seconds
 from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderError
 from tlsa_manager.provider import Capabilities, OwnerChange, RRset, close_once
@@ -80,9 +81,9 @@ class DesecProvider(ZonedProvider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._token = self.secret(TOKEN)
-        self.api = str(config.get("api_url") or API).rstrip("/")
-        self.timeout = float(config.get("timeout", 30))
-        self.max_retry_after = float(config.get("max_retry_after", 60))
+        self.api = shared.token_api_url(config.get("api_url"), API, "desec")
+        self.timeout = positive_seconds(config.get("timeout", 30), "desec timeout")
+        self.max_retry_after = positive_seconds(config.get("max_retry_after", 60), "desec max_retry_after")
         self._session: Any = None
         self._domains: dict[str, dict[str, Any]] = {}
         self._all: dict[str, dict[str, Any]] | None = None

@@ -38,6 +38,8 @@ from typing import Any, ClassVar
 import dns.name
 
 from tlsa_manager import provider_settings as shared
+from tlsa_manager.configvalues import int_value
+from tlsa_manager.durations import positive_seconds
 from tlsa_manager.endpoints import enclosing
 from tlsa_manager.errors import ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, ChangeSet, OwnerChange, Provider, RRset
@@ -78,10 +80,13 @@ class HetznerProvider(Provider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._token = self.secret(TOKEN)
+        self.api_url = shared.token_api_url(config.get("api_url"), API, "hetzner")
         self._client: Any = None
         self._zones: dict[str, Any] = {}
         self._all: dict[str, Any] | None = None
-        self.min_ttl = int(config.get("min_ttl", MIN_TTL))
+        self.min_ttl = int_value(config.get("min_ttl", MIN_TTL), "hetzner min_ttl", 1, MAX_TTL, str(MIN_TTL))
+        self.poll_interval = positive_seconds(config.get("poll_interval", 1), "hetzner poll_interval")
+        self.timeout = positive_seconds(config.get("timeout", 30), "hetzner timeout")
 
     # -- SDK ----------------------------------------------------------------
 
@@ -91,10 +96,10 @@ class HetznerProvider(Provider):
 
             self._client = hcloud.Client(
                 token=self._token,
-                api_endpoint=str(self.config.get("api_url") or API).rstrip("/"),
+                api_endpoint=self.api_url,
                 application_name="tlsa-manager",
-                poll_interval=float(self.config.get("poll_interval", 1)),
-                timeout=float(self.config.get("timeout", 30)),
+                poll_interval=self.poll_interval,
+                timeout=self.timeout,
             )
             # provider.requests counts every HTTP request, the SDK's retries and action
             # polls included: a response hook on the SDK's requests session (not public API,

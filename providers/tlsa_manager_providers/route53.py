@@ -34,6 +34,8 @@ from typing import Any, ClassVar
 import dns.name
 
 from tlsa_manager import provider_settings as shared
+from tlsa_manager.configvalues import int_value
+from tlsa_manager.durations import positive_seconds
 from tlsa_manager.endpoints import enclosing, parent_domain
 from tlsa_manager.errors import ConfigError, ProviderConflict, ProviderError
 from tlsa_manager.provider import Capabilities, OwnerChange, RRset, close_once
@@ -78,8 +80,9 @@ class Route53Provider(ZonedProvider):
                 f"provider {config.get('name', self.name)}: a secret access key needs access_key_id",
                 "set access_key_id, or use profile / the environment",
             )
-        self.poll = float(config.get("change_poll_seconds", 5))
-        self.change_timeout = float(config.get("change_timeout", 600))
+        self.poll = positive_seconds(config.get("change_poll_seconds", 5), "route53 change_poll_seconds")
+        self.change_timeout = positive_seconds(config.get("change_timeout", 600), "route53 change_timeout")
+        self.max_attempts = int_value(config.get("max_attempts", 5), "route53 max_attempts", 1, 100, "5")
         self._client: Any = None
         self._public: dict[str, tuple[str, str]] | None = None
 
@@ -95,7 +98,7 @@ class Route53Provider(ZonedProvider):
                 aws_access_key_id=self.config.get("access_key_id") or None,
                 aws_secret_access_key=self._secret,
             )
-            retries: Any = {"mode": "standard", "total_max_attempts": int(self.config.get("max_attempts", 5))}
+            retries: Any = {"mode": "standard", "total_max_attempts": self.max_attempts}
             self._client = session.client(
                 "route53",
                 region_name="us-east-1",  # Route 53 is global; its API lives in us-east-1

@@ -81,6 +81,10 @@ class ZoneFileProvider(Provider):
         )
         self.reload = reload_argv(config.get("reload", []))
         self.check = config.get("check", True)
+        if not isinstance(self.check, bool):  # "false" in quotes is a string, and true in Python
+            raise ConfigError(
+                f"zonefile check must be true or false, not {self.check!r}", "write check = false (no quotes)"
+            )
         self._origin: dns.name.Name | None = None
         self._zone: tuple[str, list[str], list[Entry]] | None = None
         self._written: tuple[str, dict[dns.name.Name, RRset]] | None = None

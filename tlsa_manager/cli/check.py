@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tlsa_manager.cli.common import Subparsers, bounded_int, emit_json, quiet, seconds, state_dir
 from tlsa_manager.cli.output import write_exit_reasons
-from tlsa_manager.errors import ExitCode, UsageError
+from tlsa_manager.errors import ExitCode, InputError, UsageError
 
 #: the longest --rrsig-margin: ten years (a longer one cannot be a date)
 MAX_MARGIN_DAYS = 3650.0
@@ -84,10 +84,14 @@ def run(args: argparse.Namespace) -> int:
     _refuse_address(args.target)
     records = None
     if args.records:
-        from tlsa_manager.certs import read_bytes
+        from tlsa_manager.certs import CERT_LIMIT
+        from tlsa_manager.fsutil import read_regular
         from tlsa_manager.records import parse_records
 
-        records = parse_records(read_bytes(Path(args.records)).decode("utf-8", "replace"))
+        text = read_regular(Path(args.records), limit=CERT_LIMIT, what="file of TLSA records")
+        records = parse_records(text.decode("utf-8", "replace"))
+        if not records:
+            raise InputError(f"{args.records}: holds no TLSA record", "one a line, e.g. 3 1 1 <SHA-256 hex>")
     resolver = ValidatingResolver(args.resolver, timeout=args.timeout)
     checker = Checker(
         resolver,
