@@ -201,8 +201,8 @@ class Dehydrated(AcmeClient):
         (self.root / "certs" / "mx-rsa" / "config").write_text('KEY_ALGO="rsa"\nKEYSIZE="2048"\n')
         (self.root / "domains.txt").write_text(f"{self.host} > mx-ecdsa\n{self.host} > mx-rsa\n")
         hook = self.root / "hook.sh"
-        hook.write_text("#!/bin/sh\n# dehydrated hook: tlsa-manager handles deploy_cert\n"
-                        f'[ "$1" = deploy_cert ] || exit 0\nexec {shlex.join(self.hook)} "$@"\n')
+        # every event passed on, as docs/hooks.md says: the hook acts on deploy_cert only
+        hook.write_text(f'#!/bin/sh\nexec {shlex.join(self.hook)} "$@"\n')
         hook.chmod(0o755)
         self.config.write_text(f"""CA="{self.pebble.directory}"
 BASEDIR="{self.root}"

@@ -91,7 +91,17 @@ def test_unknown_domain(cli: CliRunner, site: SyncSite, monkeypatch: pytest.Monk
     monkeypatch.setenv("RENEWED_LINEAGE", str(lineage))
     monkeypatch.setenv("RENEWED_DOMAINS", "www.example.test")
     result = cli("--config", site["config"], "hook", "certbot")
-    assert result.code == 2 and "no configured host among the renewed names" in result.err
+    # certbot runs deploy hooks for every lineage: another service's certificate is not a
+    # failed hook (exit 0, one line, nothing done); lego's --renew-hook is per certificate
+    assert result.code == 0 and "no configured host among the renewed names" in result.err
+    assert "covers no configured host" in result.err and "nothing done" in result.err
+    assert not (site["staged"] / "ecdsa.pem").exists()
+    www, _leaf = _lineage(site["tmp"], "www.example.test", "ye1.pem")
+    monkeypatch.setenv("LEGO_CERT_DOMAIN", "www.example.test")
+    monkeypatch.setenv("LEGO_CERT_PATH", str(www / "fullchain.pem"))
+    monkeypatch.setenv("LEGO_CERT_KEY_PATH", str(www / "privkey.pem"))
+    lego = cli("--config", site["config"], "hook", "lego")
+    assert lego.code == 2 and "no configured host among the renewed names" in lego.err, lego.err
 
 
 def test_hooks_doc_says_the_exit_code_the_hook_gives() -> None:

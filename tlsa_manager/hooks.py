@@ -33,6 +33,17 @@ from tlsa_manager.nextkey import find_key
 from tlsa_manager.records import spki_der
 
 CLIENTS = ("certbot", "acme.sh", "lego", "dehydrated", "generic")
+#: clients whose one hook runs for every certificate they renew: certbot's
+#: renewal-hooks/deploy/ and cli.ini deploy_hook run for every lineage, dehydrated calls
+#: deploy_cert for every line of domains.txt.  A web server's certificate there is none of
+#: the hook's business (exit 0); acme.sh's --reloadcmd, lego's --renew-hook and
+#: ``generic --host`` are given for one certificate, so one that covers no configured
+#: host is a mistake (exit 2).  docs/hooks.md, "Certificates of other services".
+EVERY_CERTIFICATE = ("certbot", "dehydrated")
+
+
+class CoversNoHost(ConfigError):
+    """The renewed certificate covers no configured host (not even by a wildcard)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,8 @@ class Renewal:
     #: the client named only its main domain (acme.sh, lego, dehydrated): the hosts are
     #: found among the certificate's own names too
     main_domain_only: bool = False
+    #: the client's hook runs for every certificate it renews (:data:`EVERY_CERTIFICATE`)
+    every_certificate: bool = False
 
 
 def _env(env: Mapping[str, str], name: str, client: str) -> str:
@@ -70,6 +83,7 @@ def renewal_from(
             tuple(_env(env, "RENEWED_DOMAINS", client).split()),
             lineage / "privkey.pem",
             lineage / "fullchain.pem",
+            every_certificate=client in EVERY_CERTIFICATE,
         )
     if client == "acme.sh":
         fullchain = env.get("CERT_FULLCHAIN_PATH") or _env(env, "CERT_PATH", client)
@@ -91,7 +105,7 @@ def renewal_from(
                 "call it from dehydrated's hook script for deploy_cert",
             )
         rest = list(args[1:] if args[0] == "deploy_cert" else args)
-        return Renewal((rest[0],), Path(rest[1]), Path(rest[3]), True)
+        return Renewal((rest[0],), Path(rest[1]), Path(rest[3]), True, client in EVERY_CERTIFICATE)
     if client == "generic":
         if not (cert and host):
             raise UsageError(
@@ -125,7 +139,7 @@ def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
                 "would replace the MX's own)",
                 "renew the MX's own certificate, or deploy the wildcard once by hand (docs/hooks.md)",
             )
-        raise ConfigError(
+        raise CoversNoHost(
             f"no configured host among the renewed names {', '.join(sorted(names))}",
             'add [hosts."<mx name>"] to the configuration, or check the certificate\'s names',
         )

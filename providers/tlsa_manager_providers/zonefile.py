@@ -39,17 +39,14 @@ from tlsa_manager_providers._zoneinput import (
     origin_of,
     reload_argv,
 )
-from tlsa_manager_providers.zonetext import (
-    Entry,
+from tlsa_manager_providers._zonewrite import (
     bump_serial,
-    find_tlsa,
-    first_soa,
     fragment_text,
-    parse_entries,
     parse_fragment,
     render_lines,
     set_soa_serial,
 )
+from tlsa_manager_providers.zonetext import Entry, TlsaRead, TtlState, find_tlsa, first_soa, parse_entries
 
 __all__ = ["ZoneFileProvider", "bump_serial", "parse_entries", "render_lines"]
 MAX_INCLUDE_DEPTH = 8
@@ -204,19 +201,19 @@ class ZoneFileProvider(Provider):
             self._check_included(lines, entries)
             parse_fragment(self._read_fragment(), self.include)  # tool-owned: said by plan too
 
-        def include(name: str, origin: dns.name.Name, depth: int = 1) -> dict[Any, Any]:
+        def include(name: str, origin: dns.name.Name, ttls: TtlState, depth: int = 1) -> TlsaRead:
             if depth > MAX_INCLUDE_DEPTH:
                 raise ProviderInputError(f"{self.path}: $INCLUDE nested too deeply", "flatten the includes")
             path = Path(name) if os.path.isabs(name) else self.link.parent / name
             inc_lines = self._read_text(path).splitlines(keepends=True)
             try:
-                inc_entries = parse_entries(inc_lines, origin)
-                return find_tlsa(inc_lines, inc_entries, owners, lambda n, o: include(n, o, depth + 1))
+                inc = parse_entries(inc_lines, origin)
+                return find_tlsa(inc_lines, inc, owners, lambda n, o, t: include(n, o, t, depth + 1), ttls)
             except ProviderInputError as exc:
                 raise ProviderInputError(f"{path}: {exc.message}", exc.hint) from None
 
         try:
-            found = find_tlsa(lines, entries, owners, include)
+            found, _ttls = find_tlsa(lines, entries, owners, include)
         except ProviderInputError as exc:
             if exc.message.startswith("/"):
                 raise

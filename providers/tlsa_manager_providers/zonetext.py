@@ -1,4 +1,4 @@
-"""Zone-file text as the zone-file provider needs it: entries, owners, TLSA records, serial.
+"""Zone-file text as the zone-file provider reads it: entries, owners, TLSA records, TTLs.
 
 One pass over the lines, fast enough for a 200,000-line zone (docs/performance.md):
 a plain line is split by ``str.split``; only lines with parentheses, quotes or escapes
@@ -10,14 +10,13 @@ candidate before it replaces the file.
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import dns.exception
 import dns.name
+import dns.rdatatype
 import dns.ttl
 
 from tlsa_manager.errors import ProviderInputError, TlsaManagerError
@@ -52,6 +51,7 @@ class Entry:
         "owner_key",
         "rdtype",
         "ttl",
+        "type_at",
     )
 
     def __init__(
@@ -64,14 +64,16 @@ class Entry:
         directive: str | None = None,
         ttl: str | None = None,
         arg: str | None = None,
+        type_at: int = -1,
     ) -> None:
         self.first, self.last = first, last
         self.owner_key = owner_key
         self.explicit_owner = explicit_owner
-        self.rdtype = rdtype  # upper-case type name: "TLSA", "SOA", ...
+        self.rdtype = rdtype  # upper-case mnemonic: "TLSA", "SOA", ... (also when written TYPE52)
         self.directive = directive
         self.ttl = ttl  # the record's TTL as written, if any
         self.arg = arg  # a directive's first argument
+        self.type_at = type_at  # index of the type among the entry's words; the rdata follows
         self._owner: dns.name.Name | None = None
 
     @property
@@ -219,39 +221,63 @@ def _parse_entries(lines: Sequence[str], origin: dns.name.Name) -> list[Entry]:
             start = 1
         rdtype = None
         ttl = None
+        type_at = start
         for word in words[start:]:
             if word[0].isdigit():
                 ttl = word
+                type_at += 1
                 continue
             upper = word.upper()
             if upper in _CLASSES or upper.startswith("CLASS"):
+                type_at += 1
                 continue
-            rdtype = upper
+            rdtype = _mnemonic(upper) if upper.startswith("TYPE") else upper
             break
-        append(Entry(first, i, owner_key, explicit, rdtype, None, ttl))
+        append(Entry(first, i, owner_key, explicit, rdtype, None, ttl, None, type_at))
         i += 1
     return entries
+
+
+def _mnemonic(word: str) -> str:
+    """The type's mnemonic for RFC 3597's ``TYPEnn`` (``TYPE52`` and ``TYPE052`` are TLSA
+    to named and dnspython alike); any other word as it is."""
+    number = word[4:]
+    if number.isascii() and number.isdigit() and int(number) <= 65535:
+        return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(int(number)))
+    return word
+
+
+Found = dict[dns.name.Name, tuple[set[Tlsa], int | None]]
+#: named's TTL state, which an $INCLUDEd file takes over and hands back: the default
+#: ($TTL, or the SOA's minimum) and the last TTL in force
+TtlState = tuple[int | None, int | None]
+TlsaRead = tuple[Found, TtlState]
 
 
 def find_tlsa(
     lines: Sequence[str],
     entries: Sequence[Entry],
     owners: Sequence[dns.name.Name],
-    include: Callable[[str, dns.name.Name], dict[dns.name.Name, tuple[set[Tlsa], int | None]]] | None = None,
-) -> dict[dns.name.Name, tuple[set[Tlsa], int | None]]:
+    include: Callable[[str, dns.name.Name, TtlState], TlsaRead] | None = None,
+    ttls: TtlState = (None, None),
+) -> TlsaRead:
     """The TLSA records (and TTL) at ``owners``, with named's TTL rules ($TTL, else the
-    last explicit TTL); ``include(file, origin)`` reads an $INCLUDEd file the same way."""
-    wanted = set(owners)
+    last explicit TTL, else an SOA's minimum that becomes the default, as named's "no TTL
+    specified; using SOA MINTTL instead"), and named's TTL of an RRset whose lines give
+    several: the first of a run of lines with the same owner, the last run's winning
+    (:func:`_same_run`); ``include(file, origin, ttls)`` reads an $INCLUDEd file the same
+    way.  Returns the records and the TTL state at the end (an $INCLUDE hands it back)."""
+    wanted = {o: o for o in owners}
     labels = {o.labels[0].decode("ascii", "replace").lower() for o in owners if o.labels}
     # Owners by their lower-case text: an owner written without escapes is looked up
     # without parsing it into a name and comparing names (dnspython's hash and compare
     # walk every byte; a fleet's zone has thousands of TLSA lines).
     by_text = {o.to_text().lower(): o for o in owners}
     origin_text: dict[int, str] = {}
-    out: dict[dns.name.Name, tuple[set[Tlsa], int | None]] = {}
-    default_ttl: int | None = None
-    last_ttl: int | None = None
-    for entry in entries:
+    out: Found = {}
+    default_ttl, last_ttl = ttls
+    last_at: dict[int, int] = {}  # id of the owner (one of ``owners``) -> its last TLSA entry
+    for index, entry in enumerate(entries):
         if entry.directive == "$TTL" and entry.arg:
             default_ttl = _ttl(entry.arg, entry.first)
         elif entry.directive == "$INCLUDE" and include is not None and entry.arg:
@@ -259,12 +285,18 @@ def find_tlsa(
             assert entry.owner_key is not None
             here = entry.owner_key[1]
             origin = parse_name(words[2], here, entry.first + 1) if len(words) > 2 else here
-            for name, (records, ttl) in include(entry.arg.strip('"'), origin).items():
+            last_at.clear()  # named starts a new run at an $INCLUDE and after it
+            found_there, (default_ttl, last_ttl) = include(
+                entry.arg.strip('"'), origin, (default_ttl, last_ttl)
+            )
+            for name, (records, ttl) in found_there.items():
                 _add(out, name, records, ttl)
         if entry.directive is not None:
             continue
         if entry.ttl is not None and default_ttl is None:
             last_ttl = _ttl(entry.ttl, entry.first)
+        elif entry.rdtype == "SOA" and default_ttl is None and last_ttl is None:
+            default_ttl = _soa_minimum(lines, entry)
         if entry.rdtype != "TLSA" or entry.owner_key is None:
             continue
         text, origin, _line = entry.owner_key
@@ -282,31 +314,74 @@ def find_tlsa(
             if parsed not in wanted:
                 continue
             assert parsed is not None
-            found = parsed
+            found = wanted[parsed]  # the caller's object: ``last_at`` is keyed by its id
         owner = found
+        # The rdata follows the type: "3 1 1 HEX" or RFC 3597's "\# 35 0301..." (both read
+        # by dnspython as named reads them).
         words = _words(lines, entry.first, entry.last)
-        index = next(i for i, w in enumerate(words) if w.upper() == "TLSA")
         try:
-            record = Tlsa.from_text(" ".join(words[index + 1 :]))
+            record = Tlsa.from_text(" ".join(words[entry.type_at + 1 :]))
         except TlsaManagerError:
             raise ProviderInputError(
                 f"line {entry.first + 1}: not a valid TLSA record", "fix the zone file; nothing was changed"
             ) from None
-        ttl = _ttl(entry.ttl, entry.first) if entry.ttl is not None else (default_ttl or last_ttl)
+        ttl = (
+            _ttl(entry.ttl, entry.first)
+            if entry.ttl is not None
+            else (default_ttl if default_ttl is not None else last_ttl)
+        )
+        before = last_at.get(id(owner))
+        last_at[id(owner)] = index
+        if before is not None and _same_run(entries, before, index):
+            ttl = out[owner][1]  # named: "TTL set to prior TTL", also for the lines after it
+            last_ttl = ttl if default_ttl is None else last_ttl
         _add(out, owner, {record}, ttl)
-    return out
+    return out, (default_ttl, last_ttl)
+
+
+def _same_run(entries: Sequence[Entry], start: int, end: int) -> bool:
+    """Whether entries[start..end] are one run of named's loader: every record has the
+    owner of the first, exactly (case included).  Within a run an RRset keeps its first
+    TTL; a later run of the same RRset sets the TTL it is loaded with."""
+    first = entries[start]
+    key = first.owner_key
+    assert key is not None
+    for entry in entries[start + 1 : end + 1]:
+        other = entry.owner_key
+        if entry.directive is not None or other is key:
+            continue
+        if other is not None and other[0] == key[0] and other[1] is key[1]:
+            continue  # the same text under the same $ORIGIN: no name to parse (a fleet's zone)
+        if entry.owner is None or first.owner is None or entry.owner.labels != first.owner.labels:
+            return False
+    return True
+
+
+def _soa_minimum(lines: Sequence[str], entry: Entry) -> int | None:
+    """The SOA's MINIMUM field (any spelling named reads); None when the SOA does not
+    parse (named-checkzone then says why, before anything is written)."""
+    import dns.rdata
+    import dns.rdataclass
+
+    assert entry.owner_key is not None
+    text = " ".join(_words(lines, entry.first, entry.last)[entry.type_at + 1 :])
+    try:
+        soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, text, origin=entry.owner_key[1])
+    except (dns.exception.DNSException, ValueError):
+        return None
+    return int(soa.minimum)  # type: ignore[attr-defined]
 
 
 def _add(
-    out: dict[dns.name.Name, tuple[set[Tlsa], int | None]],
+    out: Found,
     owner: dns.name.Name,
     records: set[Tlsa],
     ttl: int | None,
 ) -> None:
-    """Merge records into an RRset; its TTL is the lowest seen (as named and dnspython do)."""
+    """Merge records into an RRset, with the TTL named loads it with (the caller's, see
+    :func:`find_tlsa`; dnspython would keep the lowest)."""
     old, old_ttl = out.get(owner, (set(), None))
-    low = min((t for t in (old_ttl, ttl) if t is not None), default=None)
-    out[owner] = (old | records, low)
+    out[owner] = (old | records, ttl if ttl is not None else old_ttl)
 
 
 def _ttl(text: str, line: int) -> int:
@@ -316,68 +391,5 @@ def _ttl(text: str, line: int) -> int:
         raise ProviderInputError(f"line {line + 1}: {text!r} is not a TTL", "fix the zone file") from None
 
 
-def bump_serial(serial: int, today: dt.date) -> int:
-    """The next serial (RFC 1982, never 0); YYYYMMDDnn stays in that form."""
-    stamp = int(today.strftime("%Y%m%d"))
-    if 1_970_010_100 <= serial <= 2_100_123_199 and serial // 100 <= stamp:
-        candidate = max(serial + 1, stamp * 100)
-    else:
-        candidate = (serial + 1) % 2**32
-    return candidate or 1
-
-
-def set_soa_serial(lines: list[str], soa: Entry | None, today: dt.date) -> int:
-    """Raise the serial of the SOA entry (at its lines in ``lines``), keeping its formatting."""
-    if soa is None:
-        raise ProviderInputError("the zone file has no SOA record", "point zone_file at the zone's main file")
-    tokens = list(tokens_of(lines, soa.first, soa.last))
-    index = next((i for i, t in enumerate(tokens) if t.text.upper() == "SOA"), None)
-    if index is None or len(tokens) <= index + 3 or not tokens[index + 3].text.isdigit():
-        raise ProviderInputError(
-            f"line {soa.first + 1}: the SOA record has no serial number where it belongs",
-            "write the SOA as: @ IN SOA ns1 hostmaster ( SERIAL REFRESH RETRY EXPIRE MINIMUM )",
-        )
-    serial_token = tokens[index + 3]
-    new = bump_serial(int(serial_token.text) % 2**32, today)
-    line = lines[serial_token.line]
-    lines[serial_token.line] = line[: serial_token.start] + str(new) + line[serial_token.end :]
-    return new
-
-
 def first_soa(entries: Sequence[Entry]) -> Entry | None:
     return next((e for e in entries if e.rdtype == "SOA"), None)
-
-
-def render_lines(owner: dns.name.Name, records: Sequence[Tlsa], ttl: int) -> list[str]:
-    """Zone-file lines for records at an owner, absolute names: safe under any $ORIGIN."""
-    return [f"{owner.to_text()} {ttl} IN TLSA {r.to_text()}\n" for r in sorted(records)]
-
-
-def fragment_text(records: Mapping[dns.name.Name, tuple[frozenset[Tlsa], int]]) -> str:
-    """The whole include fragment for these owners' records and TTLs, sorted."""
-    body = ["; written by tlsa-manager: do not edit, changes are overwritten\n"]
-    for owner in sorted(records):
-        recs, ttl = records[owner]
-        body.extend(render_lines(owner, sorted(recs), ttl))
-    return "".join(body)
-
-
-def parse_fragment(text: str, where: Path) -> dict[dns.name.Name, tuple[frozenset[Tlsa], int]]:
-    """The include fragment tlsa-manager writes: one TLSA line each, absolute owner names."""
-    out: dict[dns.name.Name, tuple[frozenset[Tlsa], int]] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith(";"):
-            continue
-        try:
-            parts = line.split(None, 4)
-            owner = dns.name.from_text(parts[0])
-            record = Tlsa.from_text(parts[4].removeprefix("TLSA").strip())
-            ttl = int(parts[1])
-        except (IndexError, ValueError, dns.exception.DNSException, TlsaManagerError):
-            raise ProviderInputError(
-                f"{where}: line {number} is not a TLSA line tlsa-manager wrote",
-                "the fragment is tool-owned: remove the line (or the file) and sync again",
-            ) from None
-        recs, _ = out.get(owner, (frozenset(), ttl))
-        out[owner] = (recs | {record}, ttl)
-    return out

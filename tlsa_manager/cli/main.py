@@ -255,6 +255,10 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     called = argv is not None  # by another program, which gets its collector back
     argv = _at_with_sign(list(sys.argv[1:] if argv is None else argv))
+    if "dehydrated" in argv:  # its events' own arguments may look like options
+        from tlsa_manager.dehydrated import cut_event_args
+
+        argv = cut_event_args(argv)
     debug = "--debug" in argv
     args: argparse.Namespace | None = None
     try:
