@@ -43,7 +43,8 @@ EVERY_CERTIFICATE = ("certbot", "dehydrated")
 
 
 class CoversNoHost(ConfigError):
-    """The renewed certificate covers no configured host (not even by a wildcard)."""
+    """The renewed certificate covers no configured host, or (a hook that runs for every
+    certificate) one only by a wildcard while that host serves a certificate of its own."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,8 @@ def hosts_for(config: Config, renewal: Renewal) -> list[HostSpec]:
     ]
     found += [s for s in only_wild if f"*.{s.name.partition('.')[2]}" in _live_names(s)]
     if not found:
-        if only_wild:
-            raise ConfigError(
+        if only_wild:  # a hook that runs for every certificate: another service's wildcard
+            raise (CoversNoHost if renewal.every_certificate else ConfigError)(
                 f"{only_wild[0].name} is covered by the renewed wildcard only, and its live "
                 "certificate is not that wildcard's: not staged (another lineage's certificate "
                 "would replace the MX's own)",

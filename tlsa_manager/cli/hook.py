@@ -93,7 +93,7 @@ def _not_ours(args: argparse.Namespace, exc: TlsaManagerError) -> int:
     """A certificate of another service, renewed by a client whose hook runs for every
     certificate (certbot, dehydrated): one line on stderr (none under -q), exit 0."""
     if not quiet():
-        what = "the certificate covers no configured host (another service's); nothing done"
+        what = "another service's certificate; nothing done"
         sys.stderr.write(f"tlsa-manager: hook {args.client}: {exc.message}: {what}\n")
     if args.json:
         emit_json({"hosts": []})
