@@ -248,7 +248,7 @@ def _refuse_live_target(spec: HostSpec, target: Path) -> None:
             )
         if os.path.exists(target) and os.path.exists(live) and os.path.samefile(target, live):
             raise ConfigError(
-                f"hosts.\"{spec.name}\".staged_dir {spec.staged_dir} is the folder of the live file {live}: "
+                f'hosts."{spec.name}".staged_dir {spec.staged_dir} is the folder of the live file {live}: '
                 "a renewal would be written over the live file before its records are served",
                 'give staged_dir a folder of its own, e.g. staged_dir = "/etc/tlsa-manager/staged/HOST"',
             )

@@ -181,8 +181,9 @@ class HostFiles:
         if beside is not None:
             raise StagedChanged(beside, "stage a renewal that keeps the key")
         if target.is_symlink():  # a rename would replace the link (certbot's live/ folder)
-            raise StagedChanged(f"{target} is a symbolic link, which a deploy would replace",
-                                "point cert at a file")
+            raise StagedChanged(
+                f"{target} is a symbolic link, which a deploy would replace", "point cert at a file"
+            )
         pinned = source.with_name(f".{source.name}.deploying")
         with contextlib.suppress(FileNotFoundError):
             pinned.unlink()

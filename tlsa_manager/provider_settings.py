@@ -48,7 +48,7 @@ def token_api_url(value: object, default: str, provider: str) -> str:
     raise ConfigError(
         f"{provider} api_url must be an https:// URL (http:// only to this machine: the API token "
         f"would cross the network in clear), not {parts.scheme or 'no scheme'}://{host}",
-        f"write api_url = \"{default}\" or leave it out",
+        f'write api_url = "{default}" or leave it out',
     )
 
 
