@@ -13,6 +13,7 @@ import contextlib
 import functools
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -127,11 +128,12 @@ def ask_one(endpoint: Endpoint, qname: dns.name.Name, rdtype: int, timeout: floa
     must not cost the whole answer.  Raises OSError or ValueError."""
     qid = int.from_bytes(os.urandom(2), "big")
     family = socket.AF_INET6 if ":" in endpoint.address else socket.AF_INET
+    deadline = time.monotonic() + timeout
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
         sock.connect((endpoint.address, endpoint.port))  # answers from elsewhere never arrive
         sock.send(wire.query(qid, qname, rdtype, dnssec=True))
-        while True:  # a late answer to an earlier query on this port is not ours
+        while True:  # a late answer to an earlier query is not ours; junk never extends the wait
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
             with contextlib.suppress(wire.WireError):
                 reply = wire.parse(sock.recv(65535))
                 if reply.id == qid and reply.question == wire.labels(qname):
