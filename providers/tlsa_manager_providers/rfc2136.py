@@ -384,7 +384,10 @@ def _alias_refused(owner: dns.name.Name, response: wire.Reply, alias: wire.Recor
     """A CNAME at the TLSA owner: senders follow it (RFC 7672 §2.2.3) and the primary
     drops records added beside it (RFC 2136 §3.4.2.2), so a write there would report
     records that nobody serves."""
-    target = dns.name.from_wire(response.wire, alias.offset)[0]
+    try:
+        target: object = dns.name.from_wire(response.wire, alias.offset)[0]
+    except dns.exception.DNSException:
+        target = "a name that does not parse"
     return UnsafeError(
         f"{owner} is a CNAME to {target}: senders read the TLSA records there, and the "
         "primary ignores records added beside a CNAME",
