@@ -236,3 +236,20 @@ def test_a_cname_at_one_owner_stops_that_host_alone(tmp_path: Path, bind: Bind, 
     answer = dns.query.tcp(dns.message.make_query(owner_name(aliased), dns.rdatatype.TLSA), "127.0.0.1",
                            port=bind.primary.port, timeout=5).answer
     assert [r.rdtype for r in answer] == [dns.rdatatype.CNAME]  # nothing was added beside it
+
+
+def test_status_lists_what_is_served_beside_the_managed_records(tmp_path: Path, bind: Bind, cli: CliRunner) -> None:
+    """Before: with a record someone else added, status said "5 record(s)" per server and
+    listed the 4 managed ones only; the fifth was nowhere."""
+    host, config = site(tmp_path, bind, "status")
+    assert cli("--config", config, "sync", host).code == 0
+    foreign = "2 1 1 " + secrets.token_hex(32)
+    nsupdate(bind, f"update add {owner_name(host)} 2 IN TLSA {foreign}")
+    deadline = time.monotonic() + 10
+    while len(bind_read(bind.secondary.port, owner_name(host))[0]) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the secondary has it too: no H18 (lagging) in the next run
+    assert cli("--config", config, "sync", host).code == 0  # observes it
+    out = cli("--config", config, "status", host).out
+    assert f"served, not managed: {foreign}" in out, out
+    listed = [x for x in out.splitlines() if x.startswith(("    managed: ", "    served, not managed: "))]
+    assert len(listed) == len(bind_read(bind.primary.port, owner_name(host))[0]), out
