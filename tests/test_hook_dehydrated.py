@@ -57,6 +57,19 @@ def test_every_event_but_deploy_cert_exits_0_and_prints_nothing(cli: CliRunner, 
     assert noted.err == f"tlsa-manager: hook dehydrated: {EVENTS[event][0]}: nothing to do (it acts on deploy_cert)\n"
 
 
+@pytest.mark.parametrize("event", ["deploy_challenge", "request_failure", "exit_hook after an error"])
+def test_options_after_hook_dehydrated_still_skip_the_event(cli: CliRunner, tmp_path: Path, event: str) -> None:
+    """A hook script written ``tlsa-manager hook dehydrated --config FILE "$@"`` (global
+    options may follow the command): an event's "-" arguments were parsed as options,
+    exit 2, and dehydrated stopped."""
+    missing = tmp_path / "missing.toml"
+    result = cli("hook", "dehydrated", "--config", missing, "-q", *EVENTS[event])
+    assert (result.code, result.out, result.err) == (0, "", "")
+    files = [f"{CERTDIR}/{n}.pem" for n in ("privkey", "cert", "fullchain", "chain")]
+    deploy = cli("hook", "dehydrated", "--config", missing, "deploy_cert", HOST, *files, "1700000000")
+    assert deploy.code == 2 and "no such configuration file" in deploy.err  # read, not "unrecognized"
+
+
 def test_deploy_cert_still_acts(cli: CliRunner, tmp_path: Path) -> None:
     """deploy_cert is not skipped: with a missing configuration it fails as before (exit 2)."""
     files = [f"{CERTDIR}/{n}.pem" for n in ("privkey", "cert", "fullchain", "chain")]

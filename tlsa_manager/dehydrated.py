@@ -29,14 +29,24 @@ def other_event(args: Sequence[str]) -> str | None:
 
 
 def cut_event_args(argv: list[str]) -> list[str]:
-    """``argv`` without the arguments of an event other than ``deploy_cert``.
+    """``argv`` without the arguments of an event other than ``deploy_cert``, and with
+    options written after ``hook dehydrated`` moved before ``dehydrated``.
 
     They are never used, and some start with "-" (an ACME token of
     ``deploy_challenge`` is base64url): argparse would take them for options and
     stop with "unrecognized arguments" (exit 2), which makes dehydrated abort."""
     for i in range(len(argv) - 2):
         if argv[i] == "hook" and argv[i + 1] == "dehydrated":
-            if other_event(argv[i + 2 :]) is not None:
-                return argv[: i + 3]
-            break
+            j = i + 2  # past the options given between the client and "$@"
+            while j < len(argv) and argv[j].startswith("-") and argv[j] != "--":
+                j += 2 if argv[j] in _TAKE_VALUE else 1
+            # the options go before the client: argparse ends "args" (nargs="*") at the
+            # first option and would call the event after them an unrecognized argument
+            head = [*argv[:i], "hook", *argv[i + 2 : j], "dehydrated"]
+            return head + (argv[j : j + 1] if other_event(argv[j:]) is not None else argv[j:])
     return argv
+
+
+#: the hook's options that take a value (``--config FILE``): "global options (before or
+#: after the command)", so a hook script may write them after ``hook dehydrated``
+_TAKE_VALUE = frozenset({"--config", "--state-dir", "--cert", "--key", "--host", "--wait-lock"})
