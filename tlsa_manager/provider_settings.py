@@ -39,8 +39,12 @@ def token_api_url(value: object, default: str, provider: str) -> str:
     test server, a local proxy); plain http elsewhere would carry the token across the
     network in clear.  The URL is not echoed (it may carry user:password)."""
     url = str(value or default).rstrip("/")
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # "Invalid IPv6 URL": an unclosed "[" (was an internal error)
+        hint = f'write api_url = "{default}" or leave it out'
+        raise ConfigError(f"{provider} api_url is not a URL", hint) from None
     if parts.scheme == "https" and host:
         return url
     if parts.scheme == "http" and (host == "localhost" or _loopback(host)):
