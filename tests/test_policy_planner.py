@@ -344,3 +344,14 @@ def test_plan_is_json_and_pinned_by_checksum() -> None:
     assert doc["summary"] == p.summary() and len(doc["changes"][0]["add"]) == 4
     assert doc["checksum"] == p.checksum() and len(doc["checksum"]) == 16
     assert all(reason for reason in doc["reasons"].values())
+
+
+def test_h2_says_what_is_served_when_nothing_changes() -> None:
+    """Someone else's "3 0 1" of another certificate beside our records: nothing to add
+    or remove, yet H2 said "after this change a record kind would not match"."""
+    live = chain("live")
+    current = desired([live], issuers=ISSUERS).as_set() | {Tlsa.from_text("3 0 1 " + "ab" * 32)}
+    p = make([live], owners=[owner_input(current, {"ns1": current, "ns2": current})])
+    h2 = [h for h in p.hazards if h.code == "H2"]
+    assert not p.changes or all(c.is_noop for c in p.changes)
+    assert h2 and h2[0].message.startswith("a record kind served does not match the live chain"), h2

@@ -115,11 +115,12 @@ def plan_owner(inp: PlanInput, owner: OwnerInput) -> tuple[OwnerChange | None, l
             )
         )
         delete = frozenset()
+    kind = "after this change a record kind would not" if add or delete else "a record kind served does not"
     for chain in inp.live:
         if result and not chain.covered_by(result):
             hazards.append(
                 KIND_OFF_LIVE.hazard(
-                    f"after this change a record kind would not match the live chain {chain.label}",
+                    f"{kind} match the live chain {chain.label}",
                     "keep the live chain's records; check the configured record kinds",
                     name,
                 )
