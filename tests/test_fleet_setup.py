@@ -179,3 +179,13 @@ def test_a_provider_installed_while_running_is_found(tmp_path: Path, monkeypatch
     stamp = tmp_path.stat().st_mtime_ns + 1_000_000_000  # a coarse clock may not have moved
     os.utime(tmp_path, ns=(stamp, stamp))
     assert registry.available()["later"].value == "later_provider:Later"
+
+
+def test_cert_and_certs_both_in_defaults_names_defaults() -> None:
+    """Both given in [defaults]: the error named the host's table, where neither is
+    written, so the user looked in the wrong place."""
+    doc = {"providers": PROVIDERS, "defaults": {"cert": "a.pem", "certs": ["b.pem"]},
+           "hosts": {"mx1.example.com": {"ttl": 300}}}
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(doc, Path("/etc/tlsa"), "test")
+    assert caught.value.message == "defaults: cert and certs are both given"

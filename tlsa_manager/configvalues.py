@@ -25,7 +25,8 @@ def cert_values(defaults: Mapping[str, Any], doc: Mapping[str, Any], where: str)
     for table in (doc, defaults):
         if "cert" in table and "certs" in table:
             raise ConfigError(
-                f"{where}: cert and certs are both given", "give cert = a file, or certs = [files], not both"
+                f"{where if table is doc else 'defaults'}: cert and certs are both given",
+                "give cert = a file, or certs = [files], not both",
             )
         if "cert" in table or "certs" in table:
             value = table.get("certs", table.get("cert"))
