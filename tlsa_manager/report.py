@@ -209,8 +209,8 @@ def status_lines(document: dict[str, Any]) -> list[str]:
                 lines.append(f"    {server}: {served}")
             for record in info["managed"]:
                 lines.append(f"    managed: {record}")
-            served = {r for records in info["servers"].values() if records for r in records}
-            for record in sorted(served - set(info["managed"])):  # someone else's, or by hand
+            any_server = {r for records in info["servers"].values() if records for r in records}
+            for record in sorted(any_server - set(info["managed"])):  # someone else's, or by hand
                 lines.append(f"    served, not managed: {record}")
         for gate in item["gates"]:
             lines.append(f"  {gate['line']}")
