@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from tlsa_manager.facts import ChainFacts
-from tlsa_manager.plans import DEFAULT_TTL_CEILING, OwnerInput, short_time
+from tlsa_manager.plans import OwnerInput, short_time
 from tlsa_manager.records import Params, params_text
 
 
@@ -25,15 +26,21 @@ class GateTime:
     term: str
 
 
+class GateTiming(Protocol):
+    """A host's timing settings, as the planner's input and the run's settings both hold them."""
+
+    @property
+    def negative_ttl(self) -> int: ...
+    @property
+    def slack(self) -> float: ...
+    @property
+    def ttl_ceiling(self) -> int: ...
+    @property
+    def propagation_delay(self) -> float | None: ...
+
+
 def gate_time(
-    owner: OwnerInput,
-    chain: ChainFacts,
-    negative_ttl: int,
-    slack: float,
-    *,
-    ttl_ceiling: int = DEFAULT_TTL_CEILING,
-    propagation_delay: float | None = None,
-    adds_nothing: bool = False,
+    owner: OwnerInput, chain: ChainFacts, timing: GateTiming, *, adds_nothing: bool = False
 ) -> GateTime:
     """The one gate-time computation behind plan, status, sync and hook (issue 13).
 
@@ -42,6 +49,8 @@ def gate_time(
     was seen), the negative TTL (when a server had no TLSA record, with when), or the
     server that does not serve the chain's records yet.
     """
+    negative_ttl, slack, ttl_ceiling = timing.negative_ttl, timing.slack, timing.ttl_ceiling
+    propagation_delay = timing.propagation_delay
     servers = frozenset(v.server for v in owner.views)
     if not servers:
         return GateTime(None, None, 0, f"no authoritative server known for {owner.owner}")

@@ -283,14 +283,7 @@ def _live_gate_passed(member: Member, ledger: LedgerData, configured: ChainFacts
             return False
         seen = OwnerInput(owner, RRset(owner, view.records, view.ttl), latest.views, rec.history)
         for chain in live:
-            gate = gate_time(
-                seen,
-                chain,
-                settings.negative_ttl,
-                settings.slack,
-                ttl_ceiling=settings.ttl_ceiling,
-                propagation_delay=settings.propagation_delay,
-            )
+            gate = gate_time(seen, chain, settings)
             if gate.opens_at is None or gate.opens_at > now:
                 return False
     return bool(live)

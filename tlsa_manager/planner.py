@@ -245,18 +245,7 @@ def _gate(inp: PlanInput, chain: ChainFacts) -> Gate:
     blocking = foreign_kinds(inp.owners, inp.desired.kinds, chain)
     if blocking:
         return Gate(chain.label, None, None, 0, False, blocking, blocking)
-    times = [
-        gate_time(
-            owner,
-            chain,
-            inp.negative_ttl,
-            inp.slack,
-            ttl_ceiling=inp.ttl_ceiling,
-            propagation_delay=inp.propagation_delay,
-            adds_nothing=_as_live(inp, chain, owner),
-        )
-        for owner in inp.owners
-    ]
+    times = [gate_time(owner, chain, inp, adds_nothing=_as_live(inp, chain, owner)) for owner in inp.owners]
     pending = next((t for t in times if t.opens_at is None), None)
     if pending is not None or not times:
         why = pending.term if pending is not None else "no owner name to publish at"
