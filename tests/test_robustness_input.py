@@ -184,6 +184,8 @@ CONFIG_CASES = {
     "nameservers number": ("nameservers = [53]", "nameservers must be a non-empty string", None),
     # the resolver's IDNA codec refused it with a UnicodeError: "internal error", exit 1
     "nameserver not a name": ('nameservers = ["\\u0080"]', "is not a valid host name", None),
+    # said only when plan/sync parsed it, without naming the key
+    "nameserver bad port": ('nameservers = ["192.0.2.1:99999"]', "nameservers: nameserver '192.0.2.1:99999'", None),
     "negative_ttl list": ("negative_ttl = [1]", "negative_ttl", None),
     "next_keys string": ('next_keys = "k.pem"', "next_keys must be a list", None),
     "provider number": ("provider = 1", "provider 1 is not defined", 'provider = "z"'),

@@ -30,11 +30,11 @@ from tlsa_manager.configvalues import (
     int_value,
     key_value,
     list_value,
+    nameserver_value,
     next_keys_value,
     path_value,
     probe_address,
     staged_dir_value,
-    string_value,
     table_value,
 )
 from tlsa_manager.derive import DEFAULT_KINDS
@@ -269,7 +269,7 @@ def _host_spec(
         reload=tuple(reload),
         staged_dir=staged_dir_value(merged, where, base, certs_value(certs, where, base)),
         nameservers=tuple(
-            string_value(n, f"{where}.nameservers") for n in list_value(merged, "nameservers", where)
+            nameserver_value(n, f"{where}.nameservers") for n in list_value(merged, "nameservers", where)
         ),
         probe=probe_address(merged["probe"], f"{where}.probe") if "probe" in merged else None,
         probe_port=int_value(merged["probe_port"], f"{where}.probe_port", 1, 65535, "25")

@@ -187,6 +187,18 @@ def bool_value(value: object, key: str) -> bool:
     return value
 
 
+def nameserver_value(value: object, key: str) -> str:
+    """One ``nameservers`` entry, its port checked now (its name is looked up when used)."""
+    from tlsa_manager.endpoints import split_endpoint
+
+    text = string_value(value, key)
+    try:
+        split_endpoint(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc.message}", exc.hint) from None
+    return text
+
+
 def instance_value(value: object) -> str | None:
     """The run's name in record comments and metrics: one line of text (a newline would
     split a comment or a metrics line)."""

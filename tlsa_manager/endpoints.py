@@ -57,19 +57,7 @@ def parse_endpoint(text: str) -> Endpoint:
     known = _LITERAL.get(text)
     if known is not None:
         return known
-    value = text.strip()
-    port = 53
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":"):
-            port = _port(rest[1:], text)
-    elif value.count(":") == 1:
-        host, _, p = value.partition(":")
-        port = _port(p, text)
-    else:
-        host = value
-    if not host:
-        raise ConfigError(f"nameserver {text!r} has no address", 'write e.g. "127.0.0.1:5300"')
+    value, host, port = split_endpoint(text)
     if _is_ip(host):
         if len(_LITERAL) >= 4096:
             _LITERAL.clear()
@@ -84,6 +72,25 @@ def parse_endpoint(text: str) -> Endpoint:
             f"nameserver {host!r} is not a valid host name", "give its address or its DNS name"
         ) from None
     return Endpoint(value, address, port)
+
+
+def split_endpoint(text: str) -> tuple[str, str, int]:
+    """The text stripped, its host and its port (53 when none is written), without any
+    lookup: what the configuration can check when it is loaded."""
+    value = text.strip()
+    port = 53
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest.startswith(":"):
+            port = _port(rest[1:], text)
+    elif value.count(":") == 1:
+        host, _, p = value.partition(":")
+        port = _port(p, text)
+    else:
+        host = value
+    if not host:
+        raise ConfigError(f"nameserver {text!r} has no address", 'write e.g. "127.0.0.1:5300"')
+    return value, host, port
 
 
 def _port(text: str, whole: str) -> int:
