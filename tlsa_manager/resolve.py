@@ -9,7 +9,6 @@ answer shows them, and the name they led to is reported.
 from __future__ import annotations
 
 import socket
-import struct
 from dataclasses import dataclass
 
 import dns.exception
@@ -87,9 +86,14 @@ class ValidatingResolver:
         address = (self.endpoint.address, self.endpoint.port)
         with socket.create_connection(address, timeout=self.timeout) as sock:
             wire = query.to_wire()
-            sock.sendall(struct.pack("!H", len(wire)) + wire)
-            length = struct.unpack("!H", _read(sock, 2))[0]
-            response = dns.message.from_wire(_read(sock, length), continue_on_error=True)
+            sock.sendall(len(wire).to_bytes(2, "big") + wire)
+            with sock.makefile("rb") as reader:  # reads exactly what is asked, as endpoints' pipeline
+                head = reader.read(2)
+                length = int.from_bytes(head, "big") if len(head) == 2 else 0
+                body = reader.read(length)
+        if not body or len(body) != length:
+            raise ConnectionError("the resolver closed the connection mid-answer")
+        response = dns.message.from_wire(body, continue_on_error=True)
         if response.id != query.id:
             raise ConnectionError("the answer is not for this question")
         return response
@@ -155,14 +159,3 @@ class ValidatingResolver:
                     text = target.to_text(omit_final_dot=True)
                     out.append(Endpoint(f"{text} ({address.address})", address.address, 53))
         return out
-
-
-def _read(sock: socket.socket, count: int) -> bytes:
-    """Exactly ``count`` bytes of a TCP DNS answer."""
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError("the resolver closed the connection mid-answer")
-        data += chunk
-    return data
